@@ -1,0 +1,585 @@
+//! Builds a `#![no_std]` kernel crate to one PTX module with rustc's own NVPTX
+//! backend. Called from a build script, it plays the part of rust-cuda's
+//! `cuda_builder`:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     let result = nvptx_builder::Builder::new("kernels-gpu")
+//!         .arch(nvptx_builder::Arch::Sm70)
+//!         .arch_env("NVPTX_ARCH")
+//!         .entries(["producer_kernel", "consumer_kernel"])
+//!         .build()
+//!         .unwrap_or_else(|e| nvptx_builder::fail(&e));
+//!     println!("PTX at {}", result.ptx_path.display());
+//! }
+//! ```
+//!
+//! What `build()` does:
+//! 1. runs the pinned nightly's `cargo rustc --release --target
+//!    nvptx64-nvidia-cuda -Zbuild-std=core` on the crate, with
+//!    `-C target-cpu=<arch> --emit asm=<OUT_DIR>/<name>.ptx`. The crate must be
+//!    a `staticlib` with fat LTO and one codegen unit, so the assembly is one
+//!    complete module and no linker is needed. The nested cargo gets its own
+//!    target directory under `OUT_DIR` (so it never waits on the outer build's
+//!    lock) and an environment without the outer cargo's variables;
+//! 2. prints `cargo:rerun-if-changed` for every source file the nested build
+//!    read (from its dep-info) and every manifest involved;
+//! 3. checks that each expected kernel is a `.entry` in the PTX;
+//! 4. where `ptxas` can be found, assembles the PTX for each requested
+//!    architecture and reports registers and spills as cargo warnings.
+//!
+//! When the compiler fails, the error holds its output as printed.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+/// The NVPTX target triple.
+pub const TARGET: &str = "nvptx64-nvidia-cuda";
+
+/// A GPU architecture, passed to rustc as `-C target-cpu` and to ptxas as `-arch`.
+///
+/// PTX built for an older architecture is JIT-compiled by the driver for newer
+/// GPUs; PTX built for a newer one does not load on older GPUs. [`Arch::Sm70`]
+/// (Volta) is the default: it loads on every GPU from Volta on.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Arch {
+    Sm70,
+    Sm75,
+    Sm80,
+    Sm86,
+    Sm89,
+    Sm90,
+}
+
+impl Arch {
+    /// Every architecture this builder accepts, oldest first.
+    pub const ALL: [Arch; 6] = [Arch::Sm70, Arch::Sm75, Arch::Sm80, Arch::Sm86, Arch::Sm89, Arch::Sm90];
+
+    /// The name rustc and ptxas use, e.g. `"sm_90"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Sm70 => "sm_70",
+            Arch::Sm75 => "sm_75",
+            Arch::Sm80 => "sm_80",
+            Arch::Sm86 => "sm_86",
+            Arch::Sm89 => "sm_89",
+            Arch::Sm90 => "sm_90",
+        }
+    }
+}
+
+impl Default for Arch {
+    fn default() -> Self {
+        Arch::Sm70
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = BuildError;
+    fn from_str(s: &str) -> Result<Self, BuildError> {
+        let want = s.trim().to_ascii_lowercase();
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == want || a.name().replace('_', "") == want)
+            .ok_or_else(|| BuildError::UnknownArch(s.to_string()))
+    }
+}
+
+/// Everything that can go wrong in [`Builder::build`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("unknown GPU architecture {0:?}; expected one of sm_70, sm_75, sm_80, sm_86, sm_89, sm_90")]
+    UnknownArch(String),
+    #[error("kernel crate not found: {0} has no Cargo.toml")]
+    NoCrate(PathBuf),
+    #[error("no output directory: call .out_dir(..) or run from a build script (OUT_DIR)")]
+    NoOutDir,
+    #[error("could not start `{program}`: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("building the kernel crate for {TARGET} failed ({status}):\n{output}")]
+    Compile { status: String, output: String },
+    #[error("the kernel build succeeded but wrote no PTX at {path}; its output was:\n{output}")]
+    NoPtx { path: PathBuf, output: String },
+    #[error("the PTX lacks expected kernel entries {missing:?} (it has {found:?}); are they `#[unsafe(no_mangle)] extern \"ptx-kernel\"`?")]
+    MissingEntries { missing: Vec<String>, found: Vec<String> },
+    #[error("ptxas -arch={arch} rejected the PTX:\n{output}")]
+    Ptxas { arch: Arch, output: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Which `ptxas` to assemble with.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Ptxas {
+    /// `$PTXAS`, then `ptxas` on `PATH`, then `$CUDA_HOME/bin`, `$CUDA_PATH/bin`,
+    /// `/usr/local/cuda/bin`. Skipped with a warning when none exists.
+    #[default]
+    Find,
+    /// This binary; a missing file is an error.
+    Path(PathBuf),
+    /// Do not assemble.
+    Skip,
+}
+
+/// What ptxas said about one kernel for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelResources {
+    pub kernel: String,
+    pub arch: Arch,
+    pub registers: u32,
+    pub stack_bytes: u32,
+    pub spill_store_bytes: u32,
+    pub spill_load_bytes: u32,
+}
+
+/// The outcome of a successful [`Builder::build`].
+#[derive(Debug, Clone)]
+pub struct CompileResult {
+    /// Where the PTX module was written.
+    pub ptx_path: PathBuf,
+    /// The architecture it was built for.
+    pub arch: Arch,
+    /// Every `.entry` in the module, sorted.
+    pub entries: Vec<String>,
+    /// ptxas's report, empty when ptxas was skipped or not found.
+    pub resources: Vec<KernelResources>,
+    /// The ptxas that assembled it, if any.
+    pub ptxas: Option<PathBuf>,
+}
+
+/// Builds one kernel crate to PTX. See the crate docs.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    crate_path: PathBuf,
+    arch: Arch,
+    arch_env: Option<String>,
+    entries: Vec<String>,
+    out_dir: Option<PathBuf>,
+    name: Option<String>,
+    ptxas: Ptxas,
+    ptxas_archs: Vec<Arch>,
+    print_metadata: bool,
+}
+
+impl Builder {
+    /// A builder for the kernel crate at `crate_path` (relative paths are taken
+    /// from `CARGO_MANIFEST_DIR` when set, as in a build script).
+    pub fn new(crate_path: impl AsRef<Path>) -> Self {
+        let p = crate_path.as_ref();
+        let crate_path = match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(dir) if p.is_relative() => PathBuf::from(dir).join(p),
+            _ => p.to_path_buf(),
+        };
+        Builder {
+            crate_path,
+            arch: Arch::default(),
+            arch_env: None,
+            entries: Vec::new(),
+            out_dir: None,
+            name: None,
+            ptxas: Ptxas::default(),
+            ptxas_archs: Vec::new(),
+            print_metadata: true,
+        }
+    }
+
+    /// The architecture to build for (default [`Arch::Sm70`]). Newer ones let
+    /// the compiler use newer instructions; the PTX then loads only on GPUs of
+    /// that architecture or newer.
+    pub fn arch(mut self, arch: Arch) -> Self {
+        self.arch = arch;
+        self
+    }
+
+    /// An environment variable (e.g. `NVPTX_ARCH=sm_90`) that, when set,
+    /// overrides [`Builder::arch`]. Its changes rerun the build script.
+    pub fn arch_env(mut self, var: impl Into<String>) -> Self {
+        self.arch_env = Some(var.into());
+        self
+    }
+
+    /// Kernels that must be `.entry` points of the module; `build()` fails
+    /// naming any that is missing.
+    pub fn entries<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entries.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Where to write the PTX (default: `OUT_DIR`).
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The PTX file's stem (default: the crate directory's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Which ptxas to check the PTX with (default [`Ptxas::Find`]).
+    pub fn ptxas(mut self, ptxas: Ptxas) -> Self {
+        self.ptxas = ptxas;
+        self
+    }
+
+    /// Also assemble for these architectures (the build's own is always checked).
+    pub fn also_assemble_for(mut self, archs: impl IntoIterator<Item = Arch>) -> Self {
+        self.ptxas_archs.extend(archs);
+        self
+    }
+
+    /// Whether to print `cargo:` lines (rerun-if-changed, warnings). On by
+    /// default; turn off when calling from outside a build script.
+    pub fn print_metadata(mut self, on: bool) -> Self {
+        self.print_metadata = on;
+        self
+    }
+
+    /// Builds the PTX. See the crate docs for the steps.
+    pub fn build(self) -> Result<CompileResult, BuildError> {
+        let arch = self.resolve_arch()?;
+        let manifest = self.crate_path.join("Cargo.toml");
+        if !manifest.is_file() {
+            return Err(BuildError::NoCrate(self.crate_path.clone()));
+        }
+        let out_dir = match &self.out_dir {
+            Some(d) => d.clone(),
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(BuildError::NoOutDir)?,
+        };
+        std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io { path: out_dir.clone(), source })?;
+        let stem = self.name.clone().unwrap_or_else(|| {
+            self.crate_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into())
+        });
+        let ptx_path = out_dir.join(format!("{stem}.ptx"));
+        let dep_path = out_dir.join(format!("{stem}.d"));
+        // A stale PTX must not pass for a fresh one.
+        let _ = std::fs::remove_file(&ptx_path);
+
+        let mut emit = OsString::from("--emit=asm=");
+        emit.push(&ptx_path);
+        emit.push(",dep-info=");
+        emit.push(&dep_path);
+
+        let mut cmd = Command::new(cargo_program());
+        clean_env(&mut cmd);
+        cmd.current_dir(&self.crate_path)
+            .arg("rustc")
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .args(["--release", "--target", TARGET, "-Zbuild-std=core", "--color=never"])
+            .arg("--target-dir")
+            .arg(out_dir.join("nvptx-target"))
+            .arg("--")
+            .arg(format!("-Ctarget-cpu={}", arch.name()))
+            .arg(emit);
+        let program = format!("{:?}", cmd.get_program());
+        let out = cmd.output().map_err(|source| BuildError::Spawn { program, source })?;
+        let output = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return Err(BuildError::Compile { status: out.status.to_string(), output });
+        }
+        let ptx = std::fs::read_to_string(&ptx_path)
+            .map_err(|_| BuildError::NoPtx { path: ptx_path.clone(), output: output.clone() })?;
+
+        if self.print_metadata {
+            let deps_dir = out_dir.join("nvptx-target").join(TARGET).join("release").join("deps");
+            for path in rerun_paths(&dep_path, &deps_dir, &self.crate_path) {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+
+        let entries = ptx_entries(&ptx);
+        let missing: Vec<String> = self.entries.iter().filter(|e| !entries.contains(e)).cloned().collect();
+        if !missing.is_empty() {
+            return Err(BuildError::MissingEntries { missing, found: entries });
+        }
+
+        let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None };
+        let ptxas = match &self.ptxas {
+            Ptxas::Skip => None,
+            Ptxas::Path(p) if p.is_file() => Some(p.clone()),
+            Ptxas::Path(p) => {
+                return Err(BuildError::Spawn {
+                    program: p.display().to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            Ptxas::Find => find_ptxas(),
+        };
+        match ptxas {
+            Some(ptxas) => {
+                let mut archs: BTreeSet<Arch> = self.ptxas_archs.iter().copied().collect();
+                archs.insert(arch);
+                for a in archs.into_iter().filter(|a| *a >= arch) {
+                    result.resources.extend(assemble(&ptxas, &result.ptx_path, a)?);
+                }
+                if self.print_metadata {
+                    for r in &result.resources {
+                        println!("cargo:warning={}", r);
+                    }
+                }
+                result.ptxas = Some(ptxas);
+            }
+            None if self.print_metadata && !matches!(self.ptxas, Ptxas::Skip) => {
+                println!("cargo:warning=ptxas not found (set PTXAS or put it on PATH): PTX not assembled, no register report");
+            }
+            None => {}
+        }
+        Ok(result)
+    }
+
+    fn resolve_arch(&self) -> Result<Arch, BuildError> {
+        if let Some(var) = &self.arch_env {
+            if self.print_metadata {
+                println!("cargo:rerun-if-env-changed={var}");
+            }
+            if let Ok(v) = std::env::var(var) {
+                if !v.trim().is_empty() {
+                    return v.parse();
+                }
+            }
+        }
+        Ok(self.arch)
+    }
+}
+
+impl fmt::Display for KernelResources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {} registers, {} B stack, {} B spill stores, {} B spill loads",
+            self.kernel, self.arch, self.registers, self.stack_bytes, self.spill_store_bytes, self.spill_load_bytes
+        )
+    }
+}
+
+/// Prints a build error the way cargo shows build-script failures, and exits 1.
+/// Use in build scripts: `build().unwrap_or_else(|e| nvptx_builder::fail(&e))`.
+pub fn fail(e: &BuildError) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1)
+}
+
+/// The kernel names of every `.entry` in a PTX module, sorted.
+pub fn ptx_entries(ptx: &str) -> Vec<String> {
+    let mut names: Vec<String> = ptx
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_start().strip_prefix(".visible .entry ").or_else(|| l.trim_start().strip_prefix(".entry "))?;
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Finds ptxas the way [`Ptxas::Find`] documents.
+pub fn find_ptxas() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PTXAS").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("ptxas")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let roots = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v))
+        .map(|r| PathBuf::from(r).join("bin/ptxas"))
+        .chain([PathBuf::from("/usr/local/cuda/bin/ptxas")]);
+    on_path.into_iter().chain(roots).find(|p| p.is_file())
+}
+
+/// Assembles `ptx` with `ptxas -arch=<arch> -v` and parses its resource report.
+pub fn assemble(ptxas: &Path, ptx: &Path, arch: Arch) -> Result<Vec<KernelResources>, BuildError> {
+    let cubin = ptx.with_extension(format!("{}.cubin", arch.name()));
+    let out = Command::new(ptxas)
+        .arg(format!("-arch={}", arch.name()))
+        .arg("-v")
+        .arg("-o")
+        .arg(&cubin)
+        .arg(ptx)
+        .output()
+        .map_err(|source| BuildError::Spawn { program: ptxas.display().to_string(), source })?;
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(BuildError::Ptxas { arch, output: text });
+    }
+    Ok(parse_ptxas_report(&text, arch))
+}
+
+/// Parses `ptxas -v` output into one record per kernel.
+pub fn parse_ptxas_report(text: &str, arch: Arch) -> Vec<KernelResources> {
+    let mut out: Vec<KernelResources> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let kernel = rest.split('\'').next().unwrap_or_default().to_string();
+            out.push(KernelResources { kernel, arch, registers: 0, stack_bytes: 0, spill_store_bytes: 0, spill_load_bytes: 0 });
+        } else if let Some(cur) = out.last_mut() {
+            if let Some(n) = number_before(line, " registers") {
+                cur.registers = n;
+            }
+            if let Some(n) = number_before(line, " bytes stack frame") {
+                cur.stack_bytes = n;
+            }
+            if let Some(n) = number_before(line, " bytes spill stores") {
+                cur.spill_store_bytes = n;
+            }
+            if let Some(n) = number_before(line, " bytes spill loads") {
+                cur.spill_load_bytes = n;
+            }
+        }
+    }
+    out
+}
+
+fn number_before(line: &str, suffix: &str) -> Option<u32> {
+    let head = &line[..line.find(suffix)?];
+    head.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// `cargo` as a rustup proxy, so the kernel crate's directory (its
+/// rust-toolchain.toml) picks the toolchain, not the outer build.
+fn cargo_program() -> OsString {
+    std::env::var_os("NVPTX_BUILDER_CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Removes the outer cargo's variables, which would otherwise point the nested
+/// build at the outer target directory, rustc wrapper, flags and toolchain.
+fn clean_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let keep = k == "CARGO_HOME" || k == "CARGO_NET_OFFLINE" || k.starts_with("CARGO_REGISTRIES") || k.starts_with("CARGO_HTTP");
+        let outer = k.starts_with("CARGO") || k.starts_with("RUSTC") || k.starts_with("RUSTDOC") || k.starts_with("__CARGO")
+            || k == "RUSTFLAGS" || k == "RUSTUP_TOOLCHAIN" || k == "TARGET" || k == "HOST" || k == "OUT_DIR"
+            || k == "PROFILE" || k == "OPT_LEVEL" || k == "DEBUG" || k == "NUM_JOBS";
+        if outer && !keep {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
+/// Source files from the nested build's dep-info (the kernel crate's own, and
+/// cargo's for each dependency in `deps_dir`), less the toolchain's own
+/// (rust-src), plus the manifests and lockfile that shape the build.
+fn rerun_paths(dep_info: &Path, deps_dir: &Path, crate_path: &Path) -> BTreeSet<PathBuf> {
+    let mut paths = BTreeSet::new();
+    for f in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
+        if crate_path.join(f).exists() {
+            paths.insert(crate_path.join(f));
+        }
+    }
+    let mut files = vec![dep_info.to_path_buf()];
+    if let Ok(dir) = std::fs::read_dir(deps_dir) {
+        files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "d")));
+    }
+    let text: String = files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect::<Vec<_>>().join("\n");
+    for line in text.lines() {
+        let Some((_, deps)) = line.split_once(": ") else { continue };
+        for dep in split_escaped(deps) {
+            // rustc writes paths relative to the directory it ran in.
+            let p = crate_path.join(dep);
+            if p.components().any(|c| c.as_os_str() == "rustlib") || !p.is_file() {
+                continue;
+            }
+            // The manifest of the package each source file belongs to.
+            if let Some(m) = p.ancestors().skip(1).map(|d| d.join("Cargo.toml")).find(|m| m.is_file()) {
+                paths.insert(m);
+            }
+            paths.insert(p);
+        }
+    }
+    paths
+}
+
+/// Splits a dep-info dependency list on unescaped spaces.
+fn split_escaped(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            ' ' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_parses_both_spellings_and_rejects_others() {
+        assert_eq!("sm_90".parse::<Arch>().unwrap(), Arch::Sm90);
+        assert_eq!("SM70".parse::<Arch>().unwrap(), Arch::Sm70);
+        let err = "sm_91".parse::<Arch>().unwrap_err().to_string();
+        assert!(err.contains("sm_91") && err.contains("sm_70"), "{err}");
+        assert_eq!(Arch::default(), Arch::Sm70);
+    }
+
+    #[test]
+    fn entries_are_found() {
+        let ptx = ".version 7.0\n.visible .entry b_kernel(\n.param .u64 x\n)\n.func helper(\n.visible .entry a_kernel(\n";
+        assert_eq!(ptx_entries(ptx), vec!["a_kernel", "b_kernel"]);
+    }
+
+    #[test]
+    fn ptxas_report_is_parsed() {
+        let text = "ptxas info    : 0 bytes gmem\n\
+ptxas info    : Compiling entry function 'producer_kernel' for 'sm_90'\n\
+ptxas info    : Function properties for producer_kernel\n\
+    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n\
+ptxas info    : Used 14 registers, used 0 barriers, 376 bytes cmem[0]\n\
+ptxas info    : Compiling entry function 'consumer_kernel' for 'sm_90'\n\
+ptxas info    : Used 10 registers\n";
+        let r = parse_ptxas_report(text, Arch::Sm90);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            KernelResources {
+                kernel: "producer_kernel".into(),
+                arch: Arch::Sm90,
+                registers: 14,
+                stack_bytes: 8,
+                spill_store_bytes: 4,
+                spill_load_bytes: 12
+            }
+        );
+        assert_eq!(r[1].registers, 10);
+    }
+
+    #[test]
+    fn dep_info_escapes() {
+        assert_eq!(split_escaped("/a/b\\ c.rs /d.rs"), vec!["/a/b c.rs", "/d.rs"]);
+    }
+}

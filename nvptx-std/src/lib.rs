@@ -1,0 +1,90 @@
+//! Device-side support for kernels compiled by rustc's own NVPTX backend: the
+//! part `cuda_std` plays in rust-cuda, kept small.
+//!
+//! - thread and grid indices as `u64`, and a grid-stride iterator, so a kernel
+//!   handles any element count with any launch shape;
+//! - `%globaltimer` and a spin for a given number of nanoseconds (used to make
+//!   a stage slow on purpose, so that a missing synchronization shows);
+//! - the panic handler: it executes `trap`, which aborts the kernel and makes
+//!   the host's next CUDA call fail with a launch error. A handler that looped
+//!   would hang the GPU instead.
+#![no_std]
+#![feature(stdarch_nvptx, asm_experimental_arch)]
+
+use core::arch::nvptx;
+
+/// This thread's index in the whole grid (x dimension).
+#[inline(always)]
+pub fn global_index() -> u64 {
+    // SAFETY: reading special registers has no preconditions.
+    unsafe {
+        nvptx::_block_idx_x() as u64 * nvptx::_block_dim_x() as u64 + nvptx::_thread_idx_x() as u64
+    }
+}
+
+/// Number of threads in the grid (x dimension): the stride of a grid-stride loop.
+#[inline(always)]
+pub fn grid_size() -> u64 {
+    // SAFETY: as above.
+    unsafe { nvptx::_grid_dim_x() as u64 * nvptx::_block_dim_x() as u64 }
+}
+
+/// The indices `global_index(), + grid_size(), ...` below `n`: this thread's
+/// share of `0..n` in a grid-stride loop.
+#[inline(always)]
+pub fn grid_stride(n: u64) -> GridStride {
+    GridStride { next: global_index(), end: n, step: grid_size() }
+}
+
+/// Iterator returned by [`grid_stride`].
+pub struct GridStride {
+    next: u64,
+    end: u64,
+    step: u64,
+}
+
+impl Iterator for GridStride {
+    type Item = u64;
+    #[inline(always)]
+    fn next(&mut self) -> Option<u64> {
+        if self.next < self.end {
+            let i = self.next;
+            // Saturating: near u64::MAX a wrap would restart the loop.
+            self.next = self.next.saturating_add(self.step);
+            Some(i)
+        } else {
+            None
+        }
+    }
+}
+
+/// The GPU's global nanosecond timer (`%globaltimer`).
+#[inline(always)]
+pub fn globaltimer_ns() -> u64 {
+    let t: u64;
+    // SAFETY: reads a special register; no memory is touched.
+    unsafe { core::arch::asm!("mov.u64 {}, %globaltimer;", out(reg64) t, options(nomem, nostack)) };
+    t
+}
+
+/// Busy-waits for at least `ns` nanoseconds (returns at once for 0).
+#[inline(always)]
+pub fn spin_ns(ns: u64) {
+    if ns == 0 {
+        return;
+    }
+    let start = globaltimer_ns();
+    while globaltimer_ns().wrapping_sub(start) < ns {}
+}
+
+/// Aborts the kernel; the host sees `CUDA_ERROR_LAUNCH_FAILED` (or similar).
+#[inline(always)]
+pub fn trap() -> ! {
+    // SAFETY: `trap` ends the kernel; nothing after it runs.
+    unsafe { nvptx::trap() }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    trap()
+}

@@ -1,0 +1,170 @@
+//! The seed's program, in Rust: a producer kernel fills a buffer on stream A
+//! and an event is recorded after it; stream B waits on that event, then the
+//! consumer kernel reads the buffer and writes the output. Every output
+//! element is then checked against the CPU reference.
+//!
+//! With `sync: false` the wait is skipped: the seed's pitfall. The consumer may
+//! then read the buffer before the producer has written it (buffers start
+//! poisoned), and the check counts the elements that came out wrong.
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::verify::{check_consumed, Check};
+use cudarc::driver::{sys, CudaSlice, CudaStream, PushKernelArg};
+use kernel_math::POISON_BITS;
+use std::sync::Arc;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Number of `f32` elements in the buffer and the output.
+    pub elements: u64,
+    /// Threads per block.
+    pub block_size: u32,
+    /// Blocks per grid; `None` picks one from the device (see [`Gpu::launch_config`]).
+    pub grid_size: Option<u32>,
+    /// Seed of the producer's values.
+    pub seed: u32,
+    /// Make stream B wait on the producer's event (the correct program).
+    pub sync: bool,
+    /// Microseconds every producer thread spins before writing.
+    pub producer_spin_us: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { elements: 1 << 20, block_size: 256, grid_size: None, seed: 0x5eed, sync: true, producer_spin_us: 0 }
+    }
+}
+
+impl DemoConfig {
+    /// Checks what can be checked without a GPU.
+    pub fn validate(&self) -> Result<()> {
+        if self.elements == 0 {
+            return Err(Error::EmptyInput);
+        }
+        if self.grid_size == Some(0) {
+            return Err(Error::BadGridSize);
+        }
+        if self.block_size == 0 {
+            return Err(Error::BadBlockSize { block: 0, kernel: ptx_kernels::PRODUCER, max: 1024 });
+        }
+        Ok(())
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub config: DemoConfig,
+    /// Blocks per grid actually launched.
+    pub grid_size: u32,
+    /// Producer time (event on A before it, to the producer's event).
+    pub producer_ms: f32,
+    /// Consumer time (events on B around it).
+    pub consumer_ms: f32,
+    /// The first output elements, for display.
+    pub samples: Vec<f32>,
+    /// Every element against the CPU reference.
+    pub check: Check,
+}
+
+impl DemoReport {
+    /// Bytes the producer writes.
+    pub fn producer_bytes(&self) -> u64 {
+        self.config.elements * 4
+    }
+    /// Bytes the consumer reads and writes.
+    pub fn consumer_bytes(&self) -> u64 {
+        self.config.elements * 8
+    }
+    pub fn producer_gbps(&self) -> f64 {
+        gbps(self.producer_bytes(), self.producer_ms)
+    }
+    pub fn consumer_gbps(&self) -> f64 {
+        gbps(self.consumer_bytes(), self.consumer_ms)
+    }
+}
+
+/// Decimal GB/s from bytes and milliseconds.
+pub fn gbps(bytes: u64, ms: f32) -> f64 {
+    if ms > 0.0 { bytes as f64 / (ms as f64 * 1e-3) / 1e9 } else { f64::NAN }
+}
+
+/// Fills `buf` with the poison pattern on `stream`.
+pub fn poison(stream: &CudaStream, buf: &CudaSlice<f32>) -> Result<()> {
+    use cudarc::driver::DevicePtr;
+    let (ptr, _guard) = buf.device_ptr(stream);
+    // SAFETY: `ptr` addresses `buf.len()` 32-bit words owned by `buf`.
+    unsafe { sys::cuMemsetD32Async(ptr, POISON_BITS, buf.len(), stream.cu_stream()) }
+        .result()
+        .map_err(Error::cuda("poisoning a buffer"))
+}
+
+/// Allocates `elements` uninitialised `f32` on `stream`.
+fn alloc(stream: &Arc<CudaStream>, elements: u64, what: &str) -> Result<CudaSlice<f32>> {
+    // SAFETY: every buffer is poisoned before any kernel reads it.
+    unsafe { stream.alloc::<f32>(elements as usize) }.map_err(Error::cuda(format!("allocating the {what}")))
+}
+
+/// Runs the demo once on fresh, poisoned buffers.
+pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
+    cfg.validate()?;
+    let producer = gpu.kernel(ptx_kernels::PRODUCER)?;
+    let consumer = gpu.kernel(ptx_kernels::CONSUMER)?;
+    producer.check_block(cfg.block_size)?;
+    consumer.check_block(cfg.block_size)?;
+
+    let n = cfg.elements;
+    let (free, total) = gpu.memory()?;
+    let needed = n as u128 * 8;
+    if needed > free as u128 {
+        return Err(Error::TooLarge { elements: n, needed, free: free as u128, total: total as u128, device: gpu.info().index });
+    }
+    let mut host: Vec<f32> = Vec::new();
+    host.try_reserve_exact(n as usize).map_err(|_| Error::HostMemory { elements: n, needed: n as u128 * 4 })?;
+    host.resize(n as usize, 0.0);
+
+    let launch = gpu.launch_config(n, cfg.block_size, cfg.grid_size)?;
+    let ctx = gpu.context();
+    let stream_a = gpu.stream()?;
+    let stream_b = gpu.stream()?;
+    let buffer = alloc(&stream_a, n, "buffer")?;
+    let mut output = alloc(&stream_b, n, "output")?;
+    poison(&stream_a, &buffer)?;
+    poison(&stream_b, &output)?;
+    // The poison must be in place before either kernel starts.
+    stream_a.synchronize().map_err(Error::cuda("poisoning the buffer"))?;
+    stream_b.synchronize().map_err(Error::cuda("poisoning the output"))?;
+
+    let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let event = |s: &Arc<CudaStream>, what: &str| s.record_event(timing).map_err(Error::cuda(format!("recording {what}")));
+
+    let spin_ns = cfg.producer_spin_us.saturating_mul(1000);
+    let producer_start = event(&stream_a, "the producer's start event")?;
+    // SAFETY: producer_kernel(buffer: *mut f32, n: u64, seed: u32, spin_ns: u64); buffer holds n.
+    unsafe { stream_a.launch_builder(&producer.func).arg(&buffer).arg(&n).arg(&cfg.seed).arg(&spin_ns).launch(launch) }
+        .map_err(Error::cuda("launching producer_kernel"))?;
+    // The seed's event: "the buffer is filled".
+    let produced = event(&stream_a, "the producer's event")?;
+    if cfg.sync {
+        stream_b.wait(&produced).map_err(Error::cuda("making stream B wait on the producer's event"))?;
+    }
+    let consumer_start = event(&stream_b, "the consumer's start event")?;
+    // SAFETY: consumer_kernel(buffer: *const f32, output: *mut f32, n: u64); both hold n.
+    unsafe { stream_b.launch_builder(&consumer.func).arg(&buffer).arg(&mut output).arg(&n).launch(launch) }
+        .map_err(Error::cuda("launching consumer_kernel"))?;
+    let consumer_end = event(&stream_b, "the consumer's end event")?;
+
+    stream_a.synchronize().map_err(Error::cuda("running producer_kernel"))?;
+    stream_b.synchronize().map_err(Error::cuda("running consumer_kernel"))?;
+    let producer_ms = producer_start.elapsed_ms(&produced).map_err(Error::cuda("timing the producer"))?;
+    let consumer_ms = consumer_start.elapsed_ms(&consumer_end).map_err(Error::cuda("timing the consumer"))?;
+
+    stream_b.memcpy_dtoh(&output, &mut host).map_err(Error::cuda("copying the output back"))?;
+    stream_b.synchronize().map_err(Error::cuda("copying the output back"))?;
+    ctx.check_err().map_err(Error::cuda("after the demo"))?;
+
+    let check = check_consumed(&host, 0, cfg.seed);
+    let samples = host.iter().take(10).copied().collect();
+    Ok(DemoReport { config: cfg.clone(), grid_size: launch.grid_dim.0, producer_ms, consumer_ms, samples, check })
+}

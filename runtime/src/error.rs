@@ -1,0 +1,84 @@
+//! The runtime's error type. Every message is one line, for the CLI to print.
+use cudarc::driver::DriverError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("no NVIDIA driver found (libcuda.so could not be loaded): this needs a machine with an NVIDIA GPU and its driver")]
+    NoDriver,
+    #[error("no CUDA device available ({0})")]
+    NoDevice(String),
+    #[error("device index {index} does not exist: this machine has {count} CUDA device(s), numbered from 0")]
+    BadDevice { index: usize, count: usize },
+    #[error("element count must be at least 1")]
+    EmptyInput,
+    #[error("{elements} elements need {needed} of device memory, more than the {free} free on device {device} ({total} in all)", needed = bytes(*needed), free = bytes(*free), total = bytes(*total))]
+    TooLarge { elements: u64, needed: u128, free: u128, total: u128, device: usize },
+    #[error("{elements} elements need {needed} of host memory for the copy back, which could not be allocated", needed = bytes(*needed))]
+    HostMemory { elements: u64, needed: u128 },
+    #[error("block size {block} is not accepted by {kernel} on this GPU: it must be between 1 and {max}")]
+    BadBlockSize { block: u32, kernel: &'static str, max: u32 },
+    #[error("grid size must be at least 1")]
+    BadGridSize,
+    #[error("{what}: {}", describe(source))]
+    Cuda { what: String, source: DriverError },
+}
+
+impl Error {
+    /// Wraps a driver error with what was being done.
+    pub fn cuda(what: impl Into<String>) -> impl FnOnce(DriverError) -> Error {
+        let what = what.into();
+        move |source| Error::Cuda { what, source }
+    }
+}
+
+/// `CUDA_ERROR_NAME (description)`, from the driver's own strings.
+pub fn describe(e: &DriverError) -> String {
+    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    match e.error_string() {
+        Ok(s) => format!("{name} ({})", s.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+/// Bytes in binary units, e.g. `4.0 MiB`.
+pub fn bytes(n: u128) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line() {
+        let errors = [
+            Error::NoDriver,
+            Error::NoDevice("CUDA_ERROR_NO_DEVICE".into()),
+            Error::BadDevice { index: 3, count: 1 },
+            Error::EmptyInput,
+            Error::TooLarge { elements: 1 << 40, needed: 8 << 40, free: 80 << 30, total: 81 << 30, device: 0 },
+            Error::BadBlockSize { block: 2048, kernel: "producer_kernel", max: 1024 },
+        ];
+        for e in errors {
+            let s = e.to_string();
+            assert!(!s.contains('\n') && !s.is_empty(), "{s}");
+        }
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(4 << 20), "4.0 MiB");
+        assert_eq!(bytes(3 << 29), "1.5 GiB");
+    }
+}

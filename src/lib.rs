@@ -1,0 +1,21 @@
+//! The kernels of `kernels-gpu`, compiled to PTX by `build.rs` and embedded
+//! here as text (the candle-kernels pattern). The host runtime loads
+//! [`KERNELS`] as a module and launches its entries by name.
+//!
+//! ```
+//! assert!(ptx_kernels::KERNELS.contains(".visible .entry producer_kernel("));
+//! assert!(ptx_kernels::ENTRIES.contains(&ptx_kernels::CONSUMER));
+//! ```
+
+/// The PTX module built from `kernels-gpu`.
+pub const KERNELS: &str = include_str!(env!("KERNELS_PTX_PATH"));
+
+/// The architecture the PTX was built for (`NVPTX_ARCH`, default `sm_70`).
+pub const ARCH: &str = env!("KERNELS_PTX_ARCH");
+
+/// Entry point names, as they appear in the PTX.
+pub const PRODUCER: &str = "producer_kernel";
+pub const CONSUMER: &str = "consumer_kernel";
+
+/// Every entry `build.rs` checks for.
+pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER];

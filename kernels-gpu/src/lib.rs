@@ -40,3 +40,13 @@ pub unsafe extern "ptx-kernel" fn consumer_kernel(buffer: *const f32, output: *m
         unsafe { output.add(i as usize).write(consume(buffer.add(i as usize).read())) };
     }
 }
+
+/// Panics when `trigger` is non-zero. A device panic executes `trap`
+/// (nvptx-std's panic handler), so the host's next CUDA call fails with a
+/// launch error instead of the GPU hanging; the tests check exactly that.
+#[unsafe(no_mangle)]
+pub extern "ptx-kernel" fn panic_kernel(trigger: u32) {
+    if trigger != 0 {
+        panic!("panic_kernel triggered");
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs, on a GPU machine with no Rust toolchain, what scripts/gather-gpu.sh
+# gathered: the demo (default, and --no-sync against the synchronized run on
+# the same settings), then every test binary with the GPU tests included.
+# Logs go to $LOG_DIR (default: a temp dir). Exit status: failures counted.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+log=${LOG_DIR:-$(mktemp -d)}
+mkdir -p "$log"
+export HOST_BIN="$here/host"
+fail=0
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | tee "$log/gpu.txt"
+
+step() { # name, command...
+  local name=$1; shift
+  echo "== $name: $*"
+  if "$@" >"$log/$name.log" 2>&1; then echo "   ok"; else echo "   FAILED (exit $?)"; fail=$((fail + 1)); fi
+  tail -n 12 "$log/$name.log"
+}
+expect_exit_1() { "$@"; [ $? -eq 1 ]; }
+
+step demo "$HOST_BIN"
+step demo-no-sync expect_exit_1 "$HOST_BIN" --no-sync --spin-us 2000
+step demo-same-settings-synced "$HOST_BIN" --spin-us 2000
+for t in "$here"/test-*; do
+  step "$(basename "$t")" "$t" --include-ignored --test-threads=1
+done
+echo "== $fail step(s) failed; logs in $log"
+exit "$fail"

@@ -1,0 +1,83 @@
+//! End-to-end on a GPU: the two-stream demo, every element checked against the
+//! CPU reference, for awkward sizes and launch shapes. Fresh poisoned buffers
+//! every run. Run with `cargo test -- --include-ignored` on a GPU machine.
+mod common;
+
+use pc_runtime::demo::{run_demo, DemoConfig};
+use pc_runtime::gpu::Gpu;
+use pc_runtime::Error;
+
+const ELEMENT_COUNTS: [u64; 6] = [1, 31, 256, 257, 1 << 20, 10_000_003];
+
+fn gpu() -> Gpu {
+    Gpu::open(0).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn every_element_matches_for_all_sizes_and_block_sizes() {
+    let gpu = gpu();
+    let seed = common::seed();
+    let mut runs = 0;
+    for elements in ELEMENT_COUNTS {
+        for block_size in [32, 96, 256, 1024] {
+            let cfg = DemoConfig { elements, block_size, seed: seed.wrapping_add(runs), ..DemoConfig::default() };
+            let r = run_demo(&gpu, &cfg).unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+            assert_eq!(r.check.checked, elements, "{cfg:?}");
+            assert!(r.check.passed(), "{cfg:?}: {:?} ({} wrong)", r.check.first, r.check.mismatches);
+            runs += 1;
+        }
+    }
+    eprintln!("{runs} runs, all elements matched");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn grid_stride_covers_everything_with_tiny_grids() {
+    let gpu = gpu();
+    let seed = common::seed();
+    for (elements, block_size, grid) in [(10_000_003, 128, 1), (1 << 20, 1, 7), (257, 32, 3), (31, 1024, 1000)] {
+        let cfg = DemoConfig { elements, block_size, grid_size: Some(grid), seed, ..DemoConfig::default() };
+        let r = run_demo(&gpu, &cfg).unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+        assert_eq!(r.grid_size, grid);
+        assert!(r.check.passed(), "{cfg:?}: {:?}", r.check.first);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn without_the_event_wait_elements_come_out_wrong() {
+    let gpu = gpu();
+    let seed = common::seed();
+    let racy = DemoConfig { elements: 1 << 20, sync: false, producer_spin_us: 2000, seed, ..DemoConfig::default() };
+    let r = run_demo(&gpu, &racy).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("no-sync: {} of {} wrong", r.check.mismatches, r.check.checked);
+    assert!(r.check.mismatches > 0, "the race did not show: {r:?}");
+    // The same slow producer with the wait: nothing wrong.
+    let synced = DemoConfig { sync: true, ..racy };
+    let r = run_demo(&gpu, &synced).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.check.passed(), "{:?}", r.check.first);
+    // The consumer waited for the whole spin.
+    assert!(r.producer_ms >= 2.0, "producer took {} ms", r.producer_ms);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn refused_inputs_are_errors_not_launches() {
+    let gpu = gpu();
+    let run = |cfg: DemoConfig| run_demo(&gpu, &cfg).unwrap_err();
+    assert!(matches!(run(DemoConfig { elements: 0, ..Default::default() }), Error::EmptyInput));
+    let e = run(DemoConfig { block_size: 2048, ..Default::default() });
+    assert!(matches!(e, Error::BadBlockSize { block: 2048, max: 1024, .. }), "{e}");
+    let e = run(DemoConfig { elements: u64::MAX / 16, ..Default::default() });
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    // One past what fits: free memory / 8 bytes per element, plus one.
+    let (free, _) = gpu.memory().unwrap();
+    let e = run(DemoConfig { elements: free as u64 / 8 + 1, ..Default::default() });
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    let count = pc_runtime::gpu::device_count().unwrap();
+    assert!(matches!(Gpu::open(count), Err(Error::BadDevice { .. })));
+    // The device still works after the refusals.
+    let r = run_demo(&gpu, &DemoConfig { elements: 1000, ..Default::default() }).unwrap();
+    assert!(r.check.passed());
+}

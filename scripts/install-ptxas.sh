@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ptxas=.tools/cuda-nvcc/nvidia/cuda_nvcc/bin/ptxas
 if [ -x "$ptxas" ]; then echo "ptxas: $ptxas"; exit 0; fi
-python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
   --target .tools/cuda-nvcc "nvidia-cuda-nvcc-cu12==12.9.86"
 "$ptxas" --version | tail -n 2

@@ -113,7 +113,7 @@ fn print_report(r: &DemoReport) {
         ),
         (Some(m), sync) => {
             println!(
-                "verification: FAIL: {} of {n} elements differ from the CPU reference (first: [{}] = {} , want {})",
+                "verification: FAIL: {} of {n} elements differ from the CPU reference (first: [{}] = {}, want {})",
                 r.check.mismatches, m.index, m.got, m.want
             );
             if !sync {

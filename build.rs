@@ -14,7 +14,7 @@ fn main() {
         .name("kernels")
         .arch(Arch::Sm70)
         .arch_env("NVPTX_ARCH")
-        .entries(["producer_kernel", "consumer_kernel", "panic_kernel"])
+        .entries(["producer_kernel", "consumer_kernel", "reduce_kernel", "panic_kernel"])
         .ptxas(ptxas)
         .also_assemble_for([Arch::Sm90])
         .build()

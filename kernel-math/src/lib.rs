@@ -50,6 +50,90 @@ pub fn consume(x: f32) -> f32 {
     x * 2.0
 }
 
+/// Histogram bins of a [`Reduction`].
+pub const HIST_BINS: usize = 16;
+
+/// Fixed-point scale of [`Reduction::sum_fixed`]: 2^22, so the producer's
+/// values (multiples of 2^-22) and their doublings convert exactly, and the
+/// GPU's sum, added in any order, equals the CPU's bit for bit.
+pub const FIXED_ONE: f32 = 4_194_304.0;
+
+/// One chunk's reduction: sum, min, max and a histogram, in a form that
+/// atomics can build in any order with the same result.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reduction {
+    /// Sum of `to_fixed(v)`.
+    pub sum_fixed: i64,
+    /// Smallest [`order_key`] seen (`u32::MAX` when empty).
+    pub min_key: u32,
+    /// Largest [`order_key`] seen (0 when empty).
+    pub max_key: u32,
+    /// Counts per [`hist_bin`].
+    pub hist: [u32; HIST_BINS],
+}
+
+impl Reduction {
+    /// The identity: what a chunk's record holds before any element is added.
+    pub const EMPTY: Reduction = Reduction { sum_fixed: 0, min_key: u32::MAX, max_key: 0, hist: [0; HIST_BINS] };
+
+    /// Adds one element.
+    #[inline(always)]
+    pub fn add(&mut self, v: f32) {
+        self.sum_fixed = self.sum_fixed.wrapping_add(to_fixed(v));
+        let k = order_key(v);
+        self.min_key = if k < self.min_key { k } else { self.min_key };
+        self.max_key = if k > self.max_key { k } else { self.max_key };
+        self.hist[hist_bin(v)] += 1;
+    }
+
+    /// Elements counted.
+    pub fn count(&self) -> u64 {
+        self.hist.iter().map(|&c| c as u64).sum()
+    }
+
+    /// The sum as a float (exact up to f64 rounding of the fixed-point total).
+    pub fn sum(&self) -> f64 {
+        self.sum_fixed as f64 / FIXED_ONE as f64
+    }
+
+    pub fn min(&self) -> f32 {
+        from_order_key(self.min_key)
+    }
+
+    pub fn max(&self) -> f32 {
+        from_order_key(self.max_key)
+    }
+}
+
+/// `v` in fixed point (2^-22 units), truncated toward zero; saturating, NaN is 0.
+#[inline(always)]
+pub fn to_fixed(v: f32) -> i64 {
+    (v * FIXED_ONE) as i64
+}
+
+/// A `u32` whose unsigned order is the float order of `v` (NaNs sort past
+/// the infinities), so min and max become integer atomics.
+#[inline(always)]
+pub fn order_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 }
+}
+
+/// Inverse of [`order_key`].
+#[inline(always)]
+pub fn from_order_key(k: u32) -> f32 {
+    f32::from_bits(if k & 0x8000_0000 != 0 { k & 0x7fff_ffff } else { !k })
+}
+
+/// Histogram bin of `v`: 16 bins of width 0.5 over [-4, 4), the outer bins
+/// also taking what lies beyond (NaN lands in bin 8, the bin of 0).
+#[inline(always)]
+pub fn hist_bin(v: f32) -> usize {
+    let b = ((v + 4.0) * 2.0) as i32;
+    (if b < 0 { 0 } else if b > 15 { 15 } else { b }) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +181,42 @@ mod tests {
         let n = 1 << 16;
         let mean: f64 = (0..n).map(|i| produce(i, 9) as f64).sum::<f64>() / n as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
+    }
+
+    #[test]
+    fn order_keys_sort_like_floats() {
+        let xs = [f32::NEG_INFINITY, -3.5, -1.0, -0.0, 0.0, 1e-30, 0.5, 2.0, f32::INFINITY];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) <= order_key(w[1]), "{w:?}");
+        }
+        for x in xs {
+            assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
+        }
+    }
+
+    #[test]
+    fn histogram_bins() {
+        assert_eq!(hist_bin(-100.0), 0);
+        assert_eq!(hist_bin(-4.0), 0);
+        assert_eq!(hist_bin(-0.1), 7);
+        assert_eq!(hist_bin(0.0), 8);
+        assert_eq!(hist_bin(3.99), 15);
+        assert_eq!(hist_bin(1e9), 15);
+    }
+
+    #[test]
+    fn reduction_adds_in_any_order_to_the_same_record() {
+        let xs: [f32; 5] = [produce(1, 2), produce(2, 2), -0.5, 1.75, consume(produce(9, 2))];
+        let mut a = Reduction::EMPTY;
+        xs.iter().for_each(|&x| a.add(x));
+        let mut b = Reduction::EMPTY;
+        xs.iter().rev().for_each(|&x| b.add(x));
+        assert_eq!(a, b);
+        assert_eq!(a.count(), 5);
+        assert_eq!(a.min(), xs.iter().copied().fold(f32::INFINITY, f32::min));
+        assert_eq!(a.max(), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        let exact: f64 = xs.iter().map(|&x| x as f64).sum();
+        assert_eq!(a.sum(), exact, "multiples of 2^-22 sum exactly");
     }
 
     #[test]

@@ -9,35 +9,90 @@
 #![no_std]
 #![feature(abi_ptx)]
 
-use kernel_math::{consume, produce};
-use nvptx_std::{grid_stride, spin_ns};
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use kernel_math::{consume, produce, Reduction, HIST_BINS};
+use nvptx_std::{grid_stride, lane, shfl_xor, spin_ns, warps_are_full};
 
-/// Fills `buffer[0..n]` with `produce(i, seed)`.
+/// Fills `buffer[0..n]` with `produce(first + i, seed)`: element `i` of a
+/// chunk that starts at global index `first`.
 ///
-/// Every thread first spins for `spin_ns` nanoseconds: a slow producer on
+/// Every thread first spins for `spin` nanoseconds: a slow producer on
 /// purpose, which makes a missing synchronization show up reliably.
 ///
 /// # Safety
 /// `buffer` must point to `n` writable `f32` in device memory.
 #[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn producer_kernel(buffer: *mut f32, n: u64, seed: u32, spin: u64) {
+pub unsafe extern "ptx-kernel" fn producer_kernel(buffer: *mut f32, n: u64, first: u64, seed: u32, spin: u64) {
     spin_ns(spin);
     for i in grid_stride(n) {
         // SAFETY: i < n, and the caller gave n elements.
-        unsafe { buffer.add(i as usize).write(produce(i, seed)) };
+        unsafe { buffer.add(i as usize).write(produce(first.wrapping_add(i), seed)) };
     }
 }
 
-/// Writes `output[i] = consume(buffer[i])` for `i < n`.
+/// Writes `output[i] = consume(buffer[i])` for `i < n`, after a spin of
+/// `spin` nanoseconds (0: none).
 ///
 /// # Safety
 /// `buffer` must point to `n` readable and `output` to `n` writable `f32` in
 /// device memory; the two must not overlap.
 #[unsafe(no_mangle)]
-pub unsafe extern "ptx-kernel" fn consumer_kernel(buffer: *const f32, output: *mut f32, n: u64) {
+pub unsafe extern "ptx-kernel" fn consumer_kernel(buffer: *const f32, output: *mut f32, n: u64, spin: u64) {
+    spin_ns(spin);
     for i in grid_stride(n) {
         // SAFETY: i < n for both buffers.
         unsafe { output.add(i as usize).write(consume(buffer.add(i as usize).read())) };
+    }
+}
+
+/// Adds `input[0..n]` into `*out` (sum, min, max, histogram; see
+/// `kernel_math::Reduction`), after a spin of `spin` nanoseconds. `*out` must
+/// start as `Reduction::EMPTY`. Each thread reduces its grid-stride share,
+/// full warps combine lanes with shuffles, and one lane per warp adds the
+/// result with atomics, so the record is the same whatever the order.
+///
+/// # Safety
+/// `input` must point to `n` readable `f32`; `out` to a `Reduction` in device
+/// memory, 8-byte aligned.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn reduce_kernel(input: *const f32, n: u64, out: *mut Reduction, spin: u64) {
+    spin_ns(spin);
+    let mut r = Reduction::EMPTY;
+    for i in grid_stride(n) {
+        // SAFETY: i < n.
+        r.add(unsafe { input.add(i as usize).read() });
+    }
+    let mut leader = true;
+    if warps_are_full() {
+        // Butterfly: afterwards every lane holds the warp's totals.
+        let mut m = 16;
+        while m > 0 {
+            let lo = shfl_xor(r.sum_fixed as u64 as u32, m);
+            let hi = shfl_xor((r.sum_fixed as u64 >> 32) as u32, m);
+            r.sum_fixed = r.sum_fixed.wrapping_add(((hi as u64) << 32 | lo as u64) as i64);
+            r.min_key = r.min_key.min(shfl_xor(r.min_key, m));
+            r.max_key = r.max_key.max(shfl_xor(r.max_key, m));
+            for b in 0..HIST_BINS {
+                r.hist[b] += shfl_xor(r.hist[b], m);
+            }
+            m /= 2;
+        }
+        leader = lane() == 0;
+    }
+    if !leader || r.hist.iter().all(|&c| c == 0) {
+        return;
+    }
+    // SAFETY: `out` is a valid, aligned Reduction (caller); fields are
+    // accessed only through atomics by every thread of every block.
+    unsafe {
+        AtomicI64::from_ptr(&raw mut (*out).sum_fixed).fetch_add(r.sum_fixed, Relaxed);
+        AtomicU32::from_ptr(&raw mut (*out).min_key).fetch_min(r.min_key, Relaxed);
+        AtomicU32::from_ptr(&raw mut (*out).max_key).fetch_max(r.max_key, Relaxed);
+        for b in 0..HIST_BINS {
+            if r.hist[b] != 0 {
+                AtomicU32::from_ptr(&raw mut (*out).hist[b]).fetch_add(r.hist[b], Relaxed);
+            }
+        }
     }
 }
 

@@ -58,6 +58,34 @@ impl Iterator for GridStride {
     }
 }
 
+/// This thread's lane in its warp (0..32).
+#[inline(always)]
+pub fn lane() -> u32 {
+    // SAFETY: reads a special register.
+    unsafe { nvptx::_thread_idx_x() % 32 }
+}
+
+/// Whether every warp of the block is complete (block size a multiple of 32),
+/// the condition for full-mask warp shuffles.
+#[inline(always)]
+pub fn warps_are_full() -> bool {
+    // SAFETY: reads a special register.
+    unsafe { nvptx::_block_dim_x() % 32 == 0 }
+}
+
+/// `shfl.sync.bfly`: the value of lane `lane() ^ mask`, all 32 lanes taking
+/// part. Call only when [`warps_are_full`] and every lane of the warp gets here.
+#[inline(always)]
+pub fn shfl_xor(v: u32, mask: u32) -> u32 {
+    let r: u32;
+    // SAFETY: a register-only warp shuffle; the caller keeps all lanes converged.
+    unsafe {
+        core::arch::asm!("shfl.sync.bfly.b32 {r}, {v}, {m}, 0x1f, 0xffffffff;",
+            r = out(reg32) r, v = in(reg32) v, m = in(reg32) mask, options(nomem, nostack))
+    };
+    r
+}
+
 /// The GPU's global nanosecond timer (`%globaltimer`).
 #[inline(always)]
 pub fn globaltimer_ns() -> u64 {

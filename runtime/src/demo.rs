@@ -141,8 +141,9 @@ pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
 
     let spin_ns = cfg.producer_spin_us.saturating_mul(1000);
     let producer_start = event(&stream_a, "the producer's start event")?;
-    // SAFETY: producer_kernel(buffer: *mut f32, n: u64, seed: u32, spin_ns: u64); buffer holds n.
-    unsafe { stream_a.launch_builder(&producer.func).arg(&buffer).arg(&n).arg(&cfg.seed).arg(&spin_ns).launch(launch) }
+    let first = 0u64;
+    // SAFETY: producer_kernel(buffer: *mut f32, n: u64, first: u64, seed: u32, spin: u64); buffer holds n.
+    unsafe { stream_a.launch_builder(&producer.func).arg(&buffer).arg(&n).arg(&first).arg(&cfg.seed).arg(&spin_ns).launch(launch) }
         .map_err(Error::cuda("launching producer_kernel"))?;
     // The seed's event: "the buffer is filled".
     let produced = event(&stream_a, "the producer's event")?;
@@ -150,8 +151,9 @@ pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
         stream_b.wait(&produced).map_err(Error::cuda("making stream B wait on the producer's event"))?;
     }
     let consumer_start = event(&stream_b, "the consumer's start event")?;
-    // SAFETY: consumer_kernel(buffer: *const f32, output: *mut f32, n: u64); both hold n.
-    unsafe { stream_b.launch_builder(&consumer.func).arg(&buffer).arg(&mut output).arg(&n).launch(launch) }
+    let no_spin = 0u64;
+    // SAFETY: consumer_kernel(buffer: *const f32, output: *mut f32, n: u64, spin: u64); both hold n.
+    unsafe { stream_b.launch_builder(&consumer.func).arg(&buffer).arg(&mut output).arg(&n).arg(&no_spin).launch(launch) }
         .map_err(Error::cuda("launching consumer_kernel"))?;
     let consumer_end = event(&stream_b, "the consumer's end event")?;
 

@@ -1,0 +1,55 @@
+//! Multi-stage producer/consumer pipelines on one or more GPUs.
+//!
+//! A pipeline is an ordered list of [`Stage`]s: a source (`producer` kernel
+//! or `h2d` copy from pinned host memory), map kernels, and a sink (`reduce`
+//! kernel or `d2h` copy into pinned host memory). Each stage has its own
+//! stream; between two stages sits a ring of K device slots, and chunk `c`
+//! uses slot `c % K`. Every hand-off is ordered by two events, listed by
+//! [`graph::EventGraph`]: *filled* (downstream waits for upstream to finish
+//! writing the slot) and *freed* (upstream waits for downstream to finish
+//! reading it before writing chunk `c + K` there). Nothing else orders the
+//! streams: cudarc's implicit tracking is off.
+//!
+//! - [`spec`]: stages, workloads, sizes, validation;
+//! - [`graph`]: the event graph as a value;
+//! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
+//! - [`reference`]: the CPU reference and chunk-by-chunk verification;
+//! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart.
+//!
+//! See [`Pipeline`] for an example.
+pub mod exec;
+pub mod graph;
+pub mod host_mem;
+pub mod reference;
+pub mod spec;
+pub mod timeline;
+
+pub use exec::{Input, Launch, Pipeline, RunReport};
+pub use graph::{Edge, EdgeKind, EventGraph};
+pub use spec::{parse_stages, PipelineSpec, Stage, Workload, MAP_KERNELS};
+
+use std::path::PathBuf;
+
+/// Everything a pipeline can refuse or hit. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error(transparent)]
+    Runtime(#[from] pc_runtime::Error),
+    #[error("K (slots per ring) must be at least 1")]
+    ZeroSlots,
+    #[error("chunk size must be at least one element (4 bytes)")]
+    ZeroChunk,
+    #[error("unknown stage {name:?}; known stages: {known}")]
+    UnknownStage { name: String, known: String },
+    #[error("bad stage list: {0}")]
+    BadStages(String),
+    #[error("no GPU given")]
+    NoGpus,
+    #[error("input file {path}: {source}")]
+    Input { path: PathBuf, source: std::io::Error },
+    #[error("input file {path} has {have} bytes, shorter than the {want} declared ({} f32)", want / 4)]
+    InputTooShort { path: PathBuf, have: u64, want: u64 },
+    #[error("cannot write {path}: {source}")]
+    Output { path: PathBuf, source: std::io::Error },
+}

@@ -1,7 +1,10 @@
 //! `host`: the seed's producer/consumer demo on a GPU, with every element
 //! checked against the CPU reference. Run `host --help`.
+mod pipeline_cmd;
+mod units;
+
 use anyhow::Result;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use pc_runtime::demo::{run_demo, DemoConfig, DemoReport};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
@@ -10,12 +13,30 @@ use std::process::ExitCode;
 /// Producer kernel on stream A, an event, consumer kernel on stream B waiting
 /// on it; then every output element is checked against the CPU reference.
 ///
+/// With no subcommand: the seed's demo. `host pipeline --help`: multi-stage
+/// pipelines over ring buffers.
+///
 /// Exit status: 0 when every element matches, 1 on a mismatch or an error.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream chunks through a multi-stage pipeline: one stream per stage,
+    /// rings of K slots, every hand-off ordered by filled/freed events.
+    Pipeline(pipeline_cmd::PipelineArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
     /// Number of f32 elements (also 2^20 or 1e6 style).
-    #[arg(short = 'n', long, default_value = "1048576", value_parser = parse_count)]
+    #[arg(short = 'n', long, default_value = "1048576", value_parser = units::parse_count)]
     elements: u64,
     /// Threads per block.
     #[arg(short, long, default_value_t = 256)]
@@ -37,21 +58,6 @@ struct Cli {
     seed: u32,
 }
 
-/// Parses `1048576`, `1_048_576`, `2^20` or `1e6`.
-fn parse_count(s: &str) -> Result<u64, String> {
-    let t = s.trim().replace('_', "");
-    let bad = || format!("{s:?} is not a count (examples: 1048576, 2^20, 1e7)");
-    if let Some((b, e)) = t.split_once('^') {
-        let (b, e): (u64, u32) = (b.parse().map_err(|_| bad())?, e.parse().map_err(|_| bad())?);
-        return b.checked_pow(e).ok_or_else(|| format!("{s} does not fit in 64 bits"));
-    }
-    if let Some((m, e)) = t.split_once(['e', 'E']) {
-        let (m, e): (u64, u32) = (m.parse().map_err(|_| bad())?, e.parse().map_err(|_| bad())?);
-        return 10u64.checked_pow(e).and_then(|p| p.checked_mul(m)).ok_or_else(|| format!("{s} does not fit in 64 bits"));
-    }
-    t.parse().map_err(|_| bad())
-}
-
 fn main() -> ExitCode {
     // A bug must still end as one line and exit 1, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -62,7 +68,11 @@ fn main() -> ExitCode {
         std::process::exit(1);
     }));
     let cli = Cli::parse();
-    match run(&cli) {
+    let result = match &cli.command {
+        Some(Command::Pipeline(args)) => pipeline_cmd::run(args),
+        None => run(&cli.demo),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -72,7 +82,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<bool> {
+fn run(cli: &DemoArgs) -> Result<bool> {
     let cfg = DemoConfig {
         elements: cli.elements,
         block_size: cli.block_size,
@@ -126,17 +136,6 @@ fn print_report(r: &DemoReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_parse() {
-        assert_eq!(parse_count("1048576"), Ok(1 << 20));
-        assert_eq!(parse_count("2^20"), Ok(1 << 20));
-        assert_eq!(parse_count("1e7"), Ok(10_000_000));
-        assert_eq!(parse_count("10_000_003"), Ok(10_000_003));
-        assert!(parse_count("2^70").unwrap_err().contains("64 bits"));
-        assert!(parse_count("lots").unwrap_err().contains("not a count"));
-        assert!(parse_count("-1").is_err());
-    }
 
     #[test]
     fn cli_is_consistent() {

@@ -108,3 +108,80 @@ fn too_many_elements_is_one_line() {
 fn refused_block_size_is_one_line() {
     assert_one_line_error(&host(&["--block-size", "2048"]), "block size 2048 is not accepted");
 }
+
+// ---- host pipeline ----
+
+#[test]
+fn pipeline_help_lists_the_knobs() {
+    let text = stdout(&host(&["pipeline", "--help"]));
+    for flag in ["--workload", "--stages", "--slots", "--chunk", "--total", "--graph", "--gpus", "--trace", "--svg", "--compare-serial", "--input", "--runs"] {
+        assert!(text.contains(flag), "{flag} missing:\n{text}");
+    }
+}
+
+#[test]
+fn pipeline_refuses_bad_shapes_before_touching_a_gpu() {
+    assert_one_line_error(&host(&["pipeline", "-k", "0"]), "K (slots per ring) must be at least 1");
+    assert_one_line_error(&host(&["pipeline", "--stages", "h2d,blur,d2h"]), "unknown stage \"blur\"");
+    assert_one_line_error(&host(&["pipeline", "--stages", "consumer,d2h"]), "must start with a source");
+    assert_one_line_error(&host(&["pipeline", "--chunk", "4097"]), "multiple of 4 bytes");
+    assert_one_line_error(&host(&["pipeline", "--chunk", "0"]), "chunk size must be at least one element");
+    assert_one_line_error(&host(&["pipeline", "--total", "0"]), "element count must be at least 1");
+    assert_one_line_error(&host(&["pipeline", "--runs", "0"]), "--runs must be at least 1");
+    assert_one_line_error(&host(&["pipeline", "--svg", "/nonexistent-dir/t.svg"]), "does not exist");
+    assert_one_line_error(&host(&["pipeline", "--gpus", "0,x"]), "is not a device index");
+    assert_one_line_error(&host(&["pipeline", "--input", "/tmp/x.bin"]), "--input needs a pipeline that starts with h2d");
+}
+
+#[test]
+fn pipeline_input_file_must_exist_and_be_long_enough() {
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "/nonexistent/in.bin"]), "No such file");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let _ = std::fs::create_dir_all(dir);
+    let short = dir.join("short-input.bin");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]), "shorter than the 4096 declared");
+}
+
+fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pc-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_stream_run_writes_timeline_and_beats_serial() {
+    let d = tmp_dir("timeline");
+    let (svg, trace) = (d.join("t.svg"), d.join("t.json"));
+    let out = host(&["pipeline", "-w", "stream", "-k", "3", "--chunk", "4MiB", "--total", "64MiB", "--svg", svg.to_str().unwrap(), "--trace", trace.to_str().unwrap(), "--compare-serial"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("verification: PASS: all 16 chunks"), "{text}");
+    assert!(text.contains("speed-up: pipelined / serial ="), "{text}");
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg") && svg_text.matches("<rect").count() > 3 * 16, "{}", &svg_text[..200.min(svg_text.len())]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(json["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count(), 3 * 16);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_generate_with_graph_and_input_file() {
+    let out = host(&["pipeline", "-w", "generate", "-k", "2", "--chunk", "1MiB", "--total", "10MiB", "--graph", "--runs", "4"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("verification: PASS: all 10 chunks match the CPU reference (reductions exact)"));
+    let d = tmp_dir("input");
+    let input = d.join("in.bin");
+    let data: Vec<u8> = (0..(1u32 << 18)).flat_map(|i| ((i as f32) * 0.25 - 7.0).to_le_bytes()).collect();
+    std::fs::write(&input, data).unwrap();
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "100KiB", "--total", "1MiB", "--input", input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("verification: PASS: all 11 chunks"), "{}", stdout(&out));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_bad_gpu_index_is_one_line() {
+    assert_one_line_error(&host(&["pipeline", "--gpus", "0,42"]), "device index 42 does not exist");
+}

@@ -1,0 +1,238 @@
+//! `host pipeline`: builds a pipeline from flags, runs it, verifies every
+//! chunk, prints throughput, optionally against the serial baseline, and
+//! writes the timeline.
+use crate::units::parse_bytes;
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pc_pipeline::{parse_stages, Input, Launch, Pipeline, PipelineSpec, RunReport, Workload};
+use pc_runtime::error::bytes;
+use pc_runtime::gpu::{device_count, Gpu};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WorkloadArg {
+    /// producer -> consumer -> reduce: only per-chunk sum/min/max/histogram come back.
+    Generate,
+    /// h2d -> consumer -> d2h: pinned host input through the GPU to pinned host output.
+    Stream,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Built-in workload (its default stage list).
+    #[arg(short, long, value_enum, default_value = "generate")]
+    workload: WorkloadArg,
+    /// Stage list instead of the workload's, e.g. "h2d,consumer,consumer,d2h".
+    /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer.
+    #[arg(short, long)]
+    stages: Option<String>,
+    /// Slots per ring (K): 1 serial-safe, 2 double buffering, 3 or more.
+    #[arg(short = 'k', long, default_value_t = 3)]
+    slots: usize,
+    /// Chunk size in bytes of f32 (4KiB, 4MiB, 256MiB...); need not divide the total.
+    #[arg(short, long, default_value = "4MiB", value_parser = parse_bytes)]
+    chunk: u64,
+    /// Total size in bytes of f32.
+    #[arg(short, long, default_value = "256MiB", value_parser = parse_bytes)]
+    total: u64,
+    /// Threads per block of every kernel stage.
+    #[arg(short, long, default_value_t = 256)]
+    block_size: u32,
+    /// Capture the launch sequence once as a CUDA graph and replay it.
+    #[arg(long)]
+    graph: bool,
+    /// Runs of the same pipeline, back to back (frames of a stream).
+    #[arg(short, long, default_value_t = 1)]
+    runs: usize,
+    /// GPUs to spread chunks over: "all", or indices like "0,1".
+    #[arg(long, default_value = "0")]
+    gpus: String,
+    /// Stream input: little-endian f32 from this file (default: generated on the host).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Write a Chrome trace (open in Perfetto) of the last run.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Write an SVG Gantt chart (one row per stream) of the last run.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Also run the serial baseline (K=1, every stage on one stream, no events)
+    /// on the same data, and print the speed-up.
+    #[arg(long)]
+    compare_serial: bool,
+    /// Seed of the producer's values and of generated input.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u32,
+}
+
+fn gpu_indices(list: &str) -> Result<Vec<usize>> {
+    if list.trim() == "all" {
+        return Ok((0..device_count()?).collect());
+    }
+    let mut v = Vec::new();
+    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+        let i: usize = part.trim().parse().map_err(|_| anyhow::anyhow!("--gpus {list:?}: {part:?} is not a device index (use \"all\" or e.g. \"0,1\")"))?;
+        if v.contains(&i) {
+            bail!("--gpus {list:?}: device {i} is listed twice");
+        }
+        v.push(i);
+    }
+    if v.is_empty() {
+        bail!("--gpus {list:?} names no device");
+    }
+    Ok(v)
+}
+
+fn spec_of(a: &PipelineArgs) -> Result<PipelineSpec> {
+    let workload = match a.workload {
+        WorkloadArg::Generate => Workload::Generate,
+        WorkloadArg::Stream => Workload::Stream,
+    };
+    for (name, v) in [("--chunk", a.chunk), ("--total", a.total)] {
+        if v % 4 != 0 {
+            bail!("{name} {v} bytes is not a whole number of f32 (a multiple of 4 bytes)");
+        }
+    }
+    let mut spec = PipelineSpec::new(workload)
+        .slots(a.slots)
+        .chunk_elements(a.chunk / 4)
+        .total_elements(a.total / 4)
+        .block_size(a.block_size)
+        .seed(a.seed);
+    if let Some(list) = &a.stages {
+        spec = spec.stages(parse_stages(list)?);
+    }
+    spec.validate()?;
+    if let Some(path) = &a.input {
+        if !spec.reads_host() {
+            bail!("--input needs a pipeline that starts with h2d (use --workload stream)");
+        }
+        // Checked again when read; here so that a bad file costs no GPU setup.
+        let have = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("input file {}: {e}", path.display()))?.len();
+        if have < a.total {
+            bail!("input file {} has {have} bytes, shorter than the {} declared by --total", path.display(), a.total);
+        }
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    Ok(spec)
+}
+
+/// Refuses an output path before any GPU work, so a bad path costs nothing.
+fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
+    if let Some(p) = path {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            bail!("{flag} {}: directory {} does not exist", p.display(), dir.display());
+        }
+        if p.is_dir() {
+            bail!("{flag} {}: is a directory", p.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn run(a: &PipelineArgs) -> Result<bool> {
+    let spec = spec_of(a)?;
+    check_writable(&a.trace, "--trace")?;
+    check_writable(&a.svg, "--svg")?;
+    let indices = gpu_indices(&a.gpus)?;
+    let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
+    let refs: Vec<&Gpu> = gpus.iter().collect();
+    let input = match &a.input {
+        Some(p) => Input::File(p.clone()),
+        None => Input::Generated,
+    };
+    let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
+    let names: Vec<String> = gpus.iter().map(|g| format!("{} ({})", g.info().index, g.info().name)).collect();
+    println!(
+        "pipeline: {stage_list}, K={}, chunk {} ({} elements), total {} in {} chunks, {}, GPU {}",
+        spec.slots,
+        bytes(spec.chunk_elements as u128 * 4),
+        spec.chunk_elements,
+        bytes(spec.total_elements as u128 * 4),
+        spec.chunks(),
+        if a.graph { "CUDA graph replay" } else { "stream launches" },
+        names.join(", ")
+    );
+    let launch = if a.graph { Launch::Graph } else { Launch::Streams };
+    let want_timeline = a.trace.is_some() || a.svg.is_some();
+    if want_timeline && a.graph {
+        bail!("--trace/--svg record events around every operation, which a captured graph cannot time; drop --graph");
+    }
+
+    let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
+    if pipeline.gpus() < gpus.len() {
+        println!("note: {} chunk(s) spread over {} of the {} GPUs given", spec.chunks(), pipeline.gpus(), gpus.len());
+    }
+    let bar = progress_bar(a.runs);
+    let report = pipeline.run_with_progress(launch, a.runs, want_timeline, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    print_run("pipelined", &spec, &report);
+    let check = pipeline.verify(&report);
+    match &check.first_wrong {
+        None => println!("verification: PASS: all {} chunks match the CPU reference{}", check.chunks_checked, if spec.reduces() { " (reductions exact)" } else { " (every element)" }),
+        Some((c, what)) => println!("verification: FAIL: {} of {} chunks wrong; first: chunk {c}: {what}", check.chunks_wrong, check.chunks_checked),
+    }
+    let mut passed = check.passed();
+
+    if let Some(tl) = &report.timeline {
+        let title = format!("{stage_list}, K={}, chunk {}, {} chunks: {:.3} ms", spec.slots, bytes(spec.chunk_elements as u128 * 4), spec.chunks(), report.gpu_ms);
+        if let Some(p) = &a.trace {
+            tl.write_chrome_trace(p)?;
+            println!("timeline: wrote Chrome trace {}", p.display());
+        }
+        if let Some(p) = &a.svg {
+            tl.write_svg(p, &title)?;
+            println!("timeline: wrote SVG {}", p.display());
+        }
+        println!("timeline: overlap factor {:.2} (stage busy time / elapsed; 1 = fully serial, {} = every stage busy all the time)", tl.overlap_factor(), spec.stages.len());
+    }
+
+    if a.compare_serial {
+        let serial_spec = spec.clone().slots(1).serial(true);
+        drop(pipeline);
+        let mut serial = Pipeline::new(&refs, serial_spec.clone(), input)?;
+        let bar = progress_bar(a.runs);
+        let s = serial.run_with_progress(Launch::Streams, a.runs, false, |done| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        print_run("serial (K=1, one stream)", &serial_spec, &s);
+        let ok = serial.verify(&s).passed();
+        passed &= ok;
+        println!(
+            "speed-up: pipelined / serial = {:.2}x (serial run verification: {})",
+            s.gpu_ms / report.gpu_ms,
+            if ok { "PASS" } else { "FAIL" }
+        );
+    }
+    Ok(passed)
+}
+
+fn print_run(label: &str, spec: &PipelineSpec, r: &RunReport) {
+    println!(
+        "{label}: {} run(s) in {:.3} ms GPU time ({:.3} ms wall): {:.1} GB/s of input ({} per run)",
+        r.runs,
+        r.gpu_ms,
+        r.wall_ms,
+        r.input_gbps(spec),
+        bytes(spec.total_elements as u128 * 4)
+    );
+    if r.part_ms.len() > 1 {
+        let parts: Vec<String> = r.part_ms.iter().enumerate().map(|(i, ms)| format!("GPU part {i}: {ms:.3} ms")).collect();
+        println!("  {}", parts.join(", "));
+    }
+}
+
+/// A bar over runs; drawn only on a terminal and only for several runs.
+fn progress_bar(runs: usize) -> ProgressBar {
+    let bar = ProgressBar::new(runs as u64);
+    if runs < 2 || !std::io::stdout().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} runs {elapsed} (eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    }
+    bar
+}

@@ -1,0 +1,157 @@
+//! Pipelines on a GPU, every chunk verified against the CPU reference
+//! (every element for d2h sinks; reductions compared exactly, sums included,
+//! since they are added in 2^-22 fixed point). Run with --include-ignored.
+use pc_pipeline::{parse_stages, Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_runtime::gpu::{device_count, Gpu};
+
+fn seed() -> u32 {
+    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        kernel_math::hash32(t.subsec_nanos())
+    });
+    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
+    s
+}
+
+const STAGE_LISTS: [&str; 6] = [
+    "producer,reduce",
+    "producer,consumer,reduce",
+    "producer,consumer,consumer,reduce",
+    "h2d,d2h",
+    "h2d,consumer,d2h",
+    "h2d,consumer,consumer,d2h",
+];
+
+fn workload(list: &str) -> Workload {
+    if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate }
+}
+
+/// Runs `spec` on `gpus`, `runs` times, and asserts every chunk verifies.
+fn run_and_verify(gpus: &[&Gpu], spec: PipelineSpec, launch: Launch, runs: usize) {
+    let label = format!("{:?} K={} chunk={} total={} {:?} runs={runs} gpus={}", spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>(), spec.slots, spec.chunk_elements, spec.total_elements, launch, gpus.len());
+    let mut p = Pipeline::new(gpus, spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let r = p.run(launch, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let v = p.verify(&r);
+    assert!(v.passed(), "{label}: {v:?}");
+    assert_eq!(v.chunks_checked, p.spec().chunks(), "{label}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn every_k_stage_count_workload_and_launch_mode() {
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed();
+    // 4 KiB chunks over a total that they do not divide (37 chunks and 3 elements).
+    for list in STAGE_LISTS {
+        for k in 1..=4 {
+            for launch in [Launch::Streams, Launch::Graph] {
+                let spec = PipelineSpec::new(workload(list)).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(1024).total_elements(1024 * 37 + 3).seed(seed);
+                run_and_verify(&[&gpu], spec, launch, 1);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn chunk_sizes_from_4_kib_to_256_mib() {
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed();
+    // (chunk bytes, total bytes): dividing and not.
+    let sizes: [(u64, u64); 5] = [(4 << 10, 1 << 20), (1 << 20, (13 << 20) + 12), (4 << 20, 64 << 20), (64 << 20, 200 << 20), (256 << 20, 600 << 20)];
+    for (chunk, total) in sizes {
+        for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
+            for launch in [Launch::Streams, Launch::Graph] {
+                let spec = PipelineSpec::new(workload(list)).slots(3).chunk_elements(chunk / 4).total_elements(total / 4).seed(seed);
+                run_and_verify(&[&gpu], spec, launch, 1);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn repeated_runs_and_graph_replays_give_the_same_results() {
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed();
+    for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
+        let spec = PipelineSpec::new(workload(list)).slots(2).chunk_elements(1 << 16).total_elements((1 << 20) + 5).seed(seed);
+        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let streams = p.run(Launch::Streams, 5, false).unwrap();
+        assert!(p.verify(&streams).passed());
+        let graph = p.run(Launch::Graph, 5, false).unwrap();
+        assert!(p.verify(&graph).passed());
+        assert_eq!(streams.reductions, graph.reductions);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn serial_baseline_verifies() {
+    let gpu = Gpu::open(0).unwrap();
+    for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
+        let spec = PipelineSpec::new(workload(list)).slots(1).serial(true).chunk_elements(1 << 18).total_elements(3 << 20).seed(seed());
+        run_and_verify(&[&gpu], spec, Launch::Streams, 2);
+    }
+}
+
+/// The timeline is what the event graph promises: a stage starts a chunk
+/// after the stage before finished it (filled), and writes chunk c + K only
+/// after the next stage finished chunk c (freed).
+#[test]
+#[ignore = "needs a CUDA device"]
+fn timeline_honours_filled_and_freed_edges() {
+    let gpu = Gpu::open(0).unwrap();
+    for list in ["producer,consumer,reduce", "h2d,consumer,consumer,d2h"] {
+        let k = 2;
+        let spec = PipelineSpec::new(workload(list)).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(1 << 20).total_elements(12 << 20).seed(seed());
+        let stages = spec.stages.len();
+        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let r = p.run(Launch::Streams, 1, true).unwrap();
+        assert!(p.verify(&r).passed());
+        let tl = r.timeline.expect("timeline");
+        assert_eq!(tl.spans.len(), stages * 12);
+        let at = |s: usize, c: usize| tl.spans.iter().find(|x| x.stage == s && x.chunk == c).unwrap();
+        for s in 0..stages - 1 {
+            for c in 0..12 {
+                assert!(at(s + 1, c).start_ms >= at(s, c).end_ms, "filled edge violated: stage {s} chunk {c}");
+                if c + k < 12 {
+                    assert!(at(s, c + k).start_ms >= at(s + 1, c).end_ms, "freed edge violated: stage {s} chunk {}", c + k);
+                }
+            }
+        }
+        assert!(tl.overlap_factor() > 1.0, "no overlap at all: {}", tl.overlap_factor());
+        let json = tl.chrome_trace();
+        assert_eq!(json["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count(), stages * 12);
+    }
+}
+
+/// Chunks spread over every visible GPU, merged in chunk order. With one
+/// GPU, the same device serves as two parts (the split and merge are still
+/// exercised); the two-H200 machine runs it on two real GPUs.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn spread_over_several_gpus() {
+    let n = device_count().unwrap();
+    let gpus: Vec<Gpu> = if n >= 2 { (0..n).map(|i| Gpu::open(i).unwrap()).collect() } else { vec![Gpu::open(0).unwrap(), Gpu::open(0).unwrap()] };
+    eprintln!("{} physical GPU(s), {} parts", n, gpus.len());
+    let refs: Vec<&Gpu> = gpus.iter().collect();
+    let seed = seed();
+    for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
+        for launch in [Launch::Streams, Launch::Graph] {
+            for (chunk, total) in [(1 << 20, (37 << 20) + 12), (4 << 10, 1 << 20)] {
+                let spec = PipelineSpec::new(workload(list)).slots(3).chunk_elements(chunk / 4).total_elements(total / 4).seed(seed);
+                run_and_verify(&refs, spec, launch, 2);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn too_much_device_memory_is_an_error() {
+    let gpu = Gpu::open(0).unwrap();
+    let spec = PipelineSpec::new(Workload::Generate).slots(64).chunk_elements(1 << 30).total_elements(1 << 36);
+    let e = Pipeline::new(&[&gpu], spec, Input::Generated).err().expect("must refuse");
+    assert!(e.to_string().contains("of device memory"), "{e}");
+}

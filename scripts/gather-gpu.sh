@@ -14,22 +14,7 @@ cargo build --release --locked -p host
 cp target/release/host "$out/host"
 
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
-  | python3 -c '
-import json, sys, shutil
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
-        continue
-    base, _, frag = m["package_id"].partition("#")
-    pkg = frag.split("@")[0] if "@" in frag else base.rstrip("/").split("/")[-1]
-    # Build-time checks stay behind: they need cargo or the PyPI ptxas (CUDA
-    # 13's ptxas no longer assembles for sm_70), not a GPU.
-    if pkg == "nvptx-builder" or (pkg == "ptx-kernels" and m["target"]["name"] == "ptx"):
-        continue
-    name = "test-%s-%s" % (pkg, m["target"]["name"])
-    shutil.copy(m["executable"], sys.argv[1] + "/" + name)
-    print(name)
-' "$out"
+  | python3 scripts/collect_test_binaries.py "$out"
 
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"

@@ -136,9 +136,7 @@ fn pipeline_refuses_bad_shapes_before_touching_a_gpu() {
 #[test]
 fn pipeline_input_file_must_exist_and_be_long_enough() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "/nonexistent/in.bin"]), "No such file");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let _ = std::fs::create_dir_all(dir);
-    let short = dir.join("short-input.bin");
+    let short = tmp_dir("short").join("short-input.bin");
     std::fs::write(&short, [0u8; 100]).unwrap();
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]), "shorter than the 4096 declared");
 }

@@ -3,6 +3,12 @@
 use nvptx_builder::{Arch, Builder, Ptxas};
 use std::path::Path;
 
+/// Kept in step with `ptx_kernels::ENTRIES` (src/lib.rs); a build script
+/// cannot use the crate it builds.
+fn ptx_entries() -> [&'static str; 5] {
+    ["producer_kernel", "consumer_kernel", "reduce_kernel", "moving_average_kernel", "panic_kernel"]
+}
+
 fn main() {
     // ptxas from `scripts/install-ptxas.sh` (PyPI's nvidia-cuda-nvcc-cu12), if
     // present and PTXAS is unset; otherwise the builder searches PATH and CUDA.
@@ -14,7 +20,7 @@ fn main() {
         .name("kernels")
         .arch(Arch::Sm70)
         .arch_env("NVPTX_ARCH")
-        .entries(["producer_kernel", "consumer_kernel", "reduce_kernel", "panic_kernel"])
+        .entries(ptx_entries())
         .ptxas(ptxas)
         .also_assemble_for([Arch::Sm90])
         .build()

@@ -10,8 +10,9 @@ rustup toolchain install >/dev/null  # the pinned one, from rust-toolchain.toml
 out=dist/gpu
 rm -rf "$out" && mkdir -p "$out"
 
-cargo build --release --locked -p host
+cargo build --release --locked -p host -p pc-pipeline --examples --bins
 cp target/release/host "$out/host"
+cp target/release/examples/moving_average "$out/example-moving_average"
 
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
   | python3 scripts/collect_test_binaries.py "$out"
@@ -19,5 +20,5 @@ cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
 cp scripts/run-gpu-tests.sh "$out/"
-strip "$out"/host "$out"/test-* 2>/dev/null || true
+strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

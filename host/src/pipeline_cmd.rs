@@ -25,7 +25,7 @@ pub struct PipelineArgs {
     #[arg(short, long, value_enum, default_value = "generate")]
     workload: WorkloadArg,
     /// Stage list instead of the workload's, e.g. "h2d,consumer,consumer,d2h".
-    /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer.
+    /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer, moving-average.
     #[arg(short, long)]
     stages: Option<String>,
     /// Slots per ring (K): 1 serial-safe, 2 double buffering, 3 or more.

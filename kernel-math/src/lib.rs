@@ -50,6 +50,14 @@ pub fn consume(x: f32) -> f32 {
     x * 2.0
 }
 
+/// 3-point moving average of `x[i]` within a chunk: `(left + x + right) / 3`,
+/// where a missing neighbour at the chunk's edge is `x` itself. Added left
+/// to right, then divided: the same IEEE operations on GPU and CPU.
+#[inline(always)]
+pub fn moving_average3(left: f32, x: f32, right: f32) -> f32 {
+    (left + x + right) / 3.0
+}
+
 /// Histogram bins of a [`Reduction`].
 pub const HIST_BINS: usize = 16;
 
@@ -217,6 +225,13 @@ mod tests {
         assert_eq!(a.max(), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         let exact: f64 = xs.iter().map(|&x| x as f64).sum();
         assert_eq!(a.sum(), exact, "multiples of 2^-22 sum exactly");
+    }
+
+    #[test]
+    fn moving_average_of_a_constant_is_the_constant() {
+        assert_eq!(moving_average3(0.5, 0.5, 0.5), 0.5);
+        assert_eq!(moving_average3(0.0, 3.0, 6.0), 3.0);
+        assert_eq!(moving_average3(-1.0, 0.0, 1.0), 0.0);
     }
 
     #[test]

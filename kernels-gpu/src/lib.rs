@@ -45,6 +45,27 @@ pub unsafe extern "ptx-kernel" fn consumer_kernel(buffer: *const f32, output: *m
     }
 }
 
+/// 3-point moving average over one chunk: `output[i] =
+/// moving_average3(input[i - 1], input[i], input[i + 1])`, the chunk's edges
+/// repeating their own element. The example stage of the README's
+/// "Adding a stage" guide.
+///
+/// # Safety
+/// `input` must point to `n` readable and `output` to `n` writable `f32`,
+/// not overlapping.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn moving_average_kernel(input: *const f32, output: *mut f32, n: u64, spin: u64) {
+    spin_ns(spin);
+    for i in grid_stride(n) {
+        // SAFETY: every index read is clamped into 0..n.
+        let at = |j: u64| unsafe { input.add(j as usize).read() };
+        let x = at(i);
+        let left = if i > 0 { at(i - 1) } else { x };
+        let right = if i + 1 < n { at(i + 1) } else { x };
+        unsafe { output.add(i as usize).write(kernel_math::moving_average3(left, x, right)) };
+    }
+}
+
 /// Adds `input[0..n]` into `*out` (sum, min, max, histogram; see
 /// `kernel_math::Reduction`), after a spin of `spin` nanoseconds. `*out` must
 /// start as `Reduction::EMPTY`. Each thread reduces its grid-stride share,

@@ -390,12 +390,14 @@ impl<'g> Part<'g> {
                     None => None,
                 };
                 self.op(spec, s, lc, st, host_in, host_out)?;
-                if self.graph.signals(s, lc) {
-                    self.events[s][lc % pool].record(st).map_err(err("recording a stage's done event"))?;
-                }
+                // The end timestamp before the done event: a waiter released
+                // by the done event then never appears to start before it.
                 if let (Some(tl), Some(start)) = (timeline.as_deref_mut(), start) {
                     let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
                     tl.push(PendingSpan { part, gpu: part, stage: s, chunk: self.chunks.start + lc, start, end });
+                }
+                if self.graph.signals(s, lc) {
+                    self.events[s][lc % pool].record(st).map_err(err("recording a stage's done event"))?;
                 }
             }
         }

@@ -26,12 +26,31 @@ impl Eq for MapKernel {}
 
 /// The map kernels a pipeline can name. To add one, see the README
 /// ("Adding a stage").
-pub const MAP_KERNELS: &[MapKernel] = &[MapKernel {
-    name: "consumer",
-    entry: ptx_kernels::CONSUMER,
-    reference: |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)),
-    about: "doubles each element (the seed's consumer)",
-}];
+pub const MAP_KERNELS: &[MapKernel] = &[
+    MapKernel {
+        name: "consumer",
+        entry: ptx_kernels::CONSUMER,
+        reference: |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)),
+        about: "doubles each element (the seed's consumer)",
+    },
+    MapKernel {
+        name: "moving-average",
+        entry: ptx_kernels::MOVING_AVERAGE,
+        reference: moving_average_reference,
+        about: "3-point moving average within each chunk (edges repeat their element)",
+    },
+];
+
+/// CPU reference of `moving_average_kernel` over one chunk.
+fn moving_average_reference(input: &[f32], output: &mut [f32]) {
+    let n = input.len();
+    for i in 0..n {
+        let x = input[i];
+        let left = if i > 0 { input[i - 1] } else { x };
+        let right = if i + 1 < n { input[i + 1] } else { x };
+        output[i] = kernel_math::moving_average3(left, x, right);
+    }
+}
 
 /// One stage of a pipeline. Each runs on its own stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -93,7 +93,7 @@ impl Timeline {
         let extent = self.extent_ms().max(1e-9);
         let x = |ms: f64| left + ms / extent * width;
         let mut doc = svg::Document::new()
-            .set("viewBox", (0, 0, left + width + 20.0, height))
+            .set("viewBox", (0, 0, left + width + 60.0, height))
             .set("font-family", "sans-serif")
             .set("font-size", 12)
             .add(Rectangle::new().set("width", "100%").set("height", "100%").set("fill", "white"))

@@ -13,13 +13,15 @@ fn seed() -> u32 {
     s
 }
 
-const STAGE_LISTS: [&str; 6] = [
+const STAGE_LISTS: [&str; 8] = [
     "producer,reduce",
     "producer,consumer,reduce",
     "producer,consumer,consumer,reduce",
     "h2d,d2h",
     "h2d,consumer,d2h",
     "h2d,consumer,consumer,d2h",
+    "producer,moving-average,reduce",
+    "h2d,moving-average,consumer,d2h",
 ];
 
 fn workload(list: &str) -> Workload {

@@ -65,6 +65,14 @@ pub struct PipelineArgs {
     /// Seed of the producer's values and of generated input.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u32,
+    /// Sync checker: run once per event-graph edge with only that edge
+    /// removed and its source stage slowed; report whether the corruption
+    /// it prevents was detected. Use few chunks (e.g. --chunk 1MiB --total 6MiB).
+    #[arg(long)]
+    check_sync: bool,
+    /// How long the slowed stage waits before each operation (sync checker).
+    #[arg(long, default_value_t = 2000)]
+    delay_us: u64,
 }
 
 fn gpu_indices(list: &str) -> Result<Vec<usize>> {
@@ -158,6 +166,12 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         if a.graph { "CUDA graph replay" } else { "stream launches" },
         names.join(", ")
     );
+    if a.check_sync {
+        if gpus.len() != 1 || a.graph {
+            bail!("--check-sync runs on one GPU with stream launches (drop --graph, give one --gpus index)");
+        }
+        return check_sync(&gpus[0], &spec, input, a.delay_us);
+    }
     let launch = if a.graph { Launch::Graph } else { Launch::Streams };
     let want_timeline = a.trace.is_some() || a.svg.is_some();
     if want_timeline && a.graph {
@@ -209,6 +223,50 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         );
     }
     Ok(passed)
+}
+
+fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    use pc_pipeline::sync_check::check_edges;
+    let graph = pc_pipeline::EventGraph::new(spec.stages.len(), spec.chunks(), spec.slots.min(spec.chunks()));
+    println!(
+        "sync check: {} edges; each removed in turn, with the stage it comes from slowed by {delay_us} us before each operation",
+        graph.edges().len()
+    );
+    let bar = progress_bar(graph.edges().len() + spec.stages.len());
+    let report = check_edges(gpu, spec, input, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    for (stage, v) in &report.baseline {
+        println!(
+            "all edges, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
+            spec.stages[*stage].name(),
+            if v.passed() { "no corruption" } else { "CORRUPTION" },
+            v.chunks_wrong,
+            v.chunks_checked
+        );
+    }
+    for r in &report.edges {
+        let e = &r.edge;
+        let kind = match e.kind {
+            pc_pipeline::EdgeKind::Filled => "filled",
+            pc_pipeline::EdgeKind::Freed => "freed ",
+        };
+        let verdict = match &r.check.first_wrong {
+            Some((c, what)) => format!("needed: corruption detected ({} chunk(s) wrong; chunk {c}: {what})", r.check.chunks_wrong),
+            None => "not detected".to_string(),
+        };
+        println!(
+            "ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}",
+            e.ring, e.slot, spec.stages[e.from.0].name(), e.from.1, spec.stages[e.to.0].name(), e.to.1
+        );
+    }
+    let detected = report.edges.iter().filter(|r| r.detected()).count();
+    let clean = report.baseline.iter().all(|(_, v)| v.passed());
+    println!(
+        "summary: {detected} of {} edges needed and detected; {} without mutations",
+        report.edges.len(),
+        if clean { "zero corruption" } else { "CORRUPTION" }
+    );
+    Ok(report.all_needed_and_clean())
 }
 
 fn print_run(label: &str, spec: &PipelineSpec, r: &RunReport) {

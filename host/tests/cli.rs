@@ -183,3 +183,14 @@ fn pipeline_generate_with_graph_and_input_file() {
 fn pipeline_bad_gpu_index_is_one_line() {
     assert_one_line_error(&host(&["pipeline", "--gpus", "0,42"]), "device index 42 does not exist");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_sync_checker_finds_every_edge_needed() {
+    for w in ["generate", "stream"] {
+        let out = host(&["pipeline", "-w", w, "--check-sync", "-k", "2", "--chunk", "1MiB", "--total", "6MiB", "--delay-us", "1000"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("summary: 20 of 20 edges needed and detected; zero corruption without mutations"), "{text}");
+    }
+}

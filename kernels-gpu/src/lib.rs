@@ -117,6 +117,13 @@ pub unsafe extern "ptx-kernel" fn reduce_kernel(input: *const f32, n: u64, out: 
     }
 }
 
+/// Spins for `ns` nanoseconds and does nothing else: launched (one thread)
+/// ahead of a copy stage to slow that stream down on purpose.
+#[unsafe(no_mangle)]
+pub extern "ptx-kernel" fn delay_kernel(ns: u64) {
+    spin_ns(ns);
+}
+
 /// Panics when `trigger` is non-zero. A device panic executes `trap`
 /// (nvptx-std's panic handler), so the host's next CUDA call fails with a
 /// launch error instead of the GPU hanging; the tests check exactly that.

@@ -79,6 +79,7 @@ struct Part<'g> {
     /// Reduction records (one per local chunk) and the EMPTY template they are reset from.
     reductions: Option<(CudaSlice<u64>, CudaSlice<u64>)>,
     kernels: Vec<Option<Kernel>>,
+    delay: Kernel,
     /// `events[stage][c % pool]`: the "done" event of (stage, c).
     events: Vec<Vec<CudaEvent>>,
     fork: CudaEvent,
@@ -145,6 +146,30 @@ impl<'g> Pipeline<'g> {
             p.graph = f(&p.graph);
             p.cuda_graph = None;
         }
+    }
+
+    /// Changes the per-stage delays (see [`PipelineSpec::spin_ns`]) without
+    /// reallocating. Drops any captured CUDA graph.
+    pub fn set_delays(&mut self, ns: Vec<u64>) {
+        self.spec.spin_ns = ns;
+        for p in &mut self.parts {
+            p.cuda_graph = None;
+        }
+    }
+
+    /// Refills every ring slot with the poison pattern, so that a stage that
+    /// reads a slot too early sees poison, not a stale copy of the right data.
+    pub fn poison_rings(&self) -> Result<()> {
+        for p in &self.parts {
+            let s0 = &p.streams[0];
+            let words = (p.slot_stride * p.graph.slots() as u64) as usize;
+            for &ptr in &p.ring_ptrs {
+                // SAFETY: each ring holds `words` 32-bit words.
+                unsafe { sys::cuMemsetD32Async(ptr, POISON_BITS, words, s0.cu_stream()) }.result().map_err(err("poisoning a ring"))?;
+            }
+            s0.synchronize().map_err(err("poisoning the rings"))?;
+        }
+        Ok(())
     }
 
     /// Number of GPUs in use (at most one per chunk).
@@ -345,6 +370,7 @@ impl<'g> Part<'g> {
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let delay = gpu.kernel(ptx_kernels::DELAY)?;
         let graph = if spec.serial { EventGraph::unordered(stages, local, slots) } else { EventGraph::new(stages, local, slots) };
         let ctx = gpu.context();
         let event = || ctx.new_event(None).map_err(err("creating an event"));
@@ -352,7 +378,7 @@ impl<'g> Part<'g> {
         let fork = event()?;
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
-        Ok(Part { gpu, chunks, streams, _rings: rings, ring_ptrs, slot_stride, reductions, kernels, events, fork, joins, graph, cuda_graph: None })
+        Ok(Part { gpu, chunks, streams, _rings: rings, ring_ptrs, slot_stride, reductions, kernels, delay, events, fork, joins, graph, cuda_graph: None })
     }
 
     fn stream(&self, stage: usize) -> &Arc<CudaStream> {
@@ -419,6 +445,11 @@ impl<'g> Part<'g> {
         let cfg = self.gpu.launch_config(len, spec.block_size, None)?;
         let what = spec.stages[s].name();
         let launch_err = |e| PipelineError::Runtime(Error::cuda(format!("launching stage {s} ({what})"))(e));
+        if spin > 0 && matches!(spec.stages[s], Stage::H2d | Stage::D2h) {
+            let one = cudarc::driver::LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: delay_kernel(ns: u64) touches no memory.
+            unsafe { st.launch_builder(&self.delay.func).arg(&spin).launch(one) }.map_err(launch_err)?;
+        }
         // SAFETY (all arms): the pointers address `len` elements of a ring
         // slot, of the pinned host buffers at the chunk's offset, or of the
         // chunk's reduction record; the kernel signatures match the args.

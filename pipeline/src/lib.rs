@@ -14,7 +14,8 @@
 //! - [`graph`]: the event graph as a value;
 //! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
 //! - [`reference`]: the CPU reference and chunk-by-chunk verification;
-//! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart.
+//! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart;
+//! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents.
 //!
 //! See [`Pipeline`] for an example.
 pub mod exec;
@@ -22,6 +23,7 @@ pub mod graph;
 pub mod host_mem;
 pub mod reference;
 pub mod spec;
+pub mod sync_check;
 pub mod timeline;
 
 pub use exec::{Input, Launch, Pipeline, RunReport};

@@ -146,8 +146,9 @@ pub struct PipelineSpec {
     pub seed: u32,
     /// Run every stage on one stream with no events: the serial baseline.
     pub serial: bool,
-    /// Nanoseconds each kernel stage's threads spin first, per stage (empty:
-    /// none). Used to slow stages on purpose.
+    /// Delay per stage, in nanoseconds (empty: none), to slow stages on
+    /// purpose: a kernel stage's threads spin before touching data; a copy
+    /// stage gets a one-thread spin kernel on its stream before the copy.
     pub spin_ns: Vec<u64>,
 }
 
@@ -188,6 +189,11 @@ impl PipelineSpec {
     }
     pub fn seed(mut self, s: u32) -> Self {
         self.seed = s;
+        self
+    }
+    /// Delays per stage in nanoseconds (see [`PipelineSpec::spin_ns`]).
+    pub fn delays(mut self, ns: Vec<u64>) -> Self {
+        self.spin_ns = ns;
         self
     }
     pub fn serial(mut self, on: bool) -> Self {

@@ -95,8 +95,8 @@ fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[f32]>, output: Opt
         match wrong.first() {
             None => None,
             Some(&i) => Some((wrong.len() as u64, format!(
-                "{} of {} elements differ; first [{}] = {:?}, want {}",
-                wrong.len(), want.len(), range.start + i as u64, got.get(i), want[i]
+                "{} of {} elements differ; first [{}] = {}, want {}",
+                wrong.len(), want.len(), range.start + i as u64, got.get(i).map_or("missing".to_string(), |g| g.to_string()), want[i]
             ))),
         }
     };

@@ -19,6 +19,6 @@ cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/
 
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
-cp scripts/run-gpu-tests.sh "$out/"
+cp scripts/run-gpu-tests.sh scripts/sanitize.sh "$out/"
 strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

@@ -56,6 +56,21 @@ struct DemoArgs {
     /// Seed of the producer's values.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u32,
+    /// Load the kernels from this PTX file instead of the embedded module
+    /// (toolchain experiments; same entries and signatures).
+    #[arg(long)]
+    ptx: Option<std::path::PathBuf>,
+}
+
+/// Opens a GPU with the embedded PTX, or with the PTX file given.
+pub fn open_gpu(index: usize, ptx: &Option<std::path::PathBuf>) -> Result<Gpu> {
+    Ok(match ptx {
+        None => Gpu::open(index)?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("PTX file {}: {e}", path.display()))?;
+            Gpu::open_with_ptx(index, &text, &path.display().to_string())?
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -92,7 +107,7 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         producer_spin_us: cli.spin_us.unwrap_or(if cli.no_sync { 2000 } else { 0 }),
     };
     cfg.validate()?;
-    let gpu = Gpu::open(cli.device)?;
+    let gpu = open_gpu(cli.device, &cli.ptx)?;
     let info = gpu.info();
     println!(
         "device {}: {} (sm_{}{}, {} SMs, {}), PTX built for {}",

@@ -73,6 +73,9 @@ pub struct PipelineArgs {
     /// How long the slowed stage waits before each operation (sync checker).
     #[arg(long, default_value_t = 2000)]
     delay_us: u64,
+    /// Load the kernels from this PTX file instead of the embedded module.
+    #[arg(long)]
+    ptx: Option<PathBuf>,
 }
 
 fn gpu_indices(list: &str) -> Result<Vec<usize>> {
@@ -148,7 +151,7 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
     let indices = gpu_indices(&a.gpus)?;
-    let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
+    let gpus: Vec<Gpu> = indices.iter().map(|&i| crate::open_gpu(i, &a.ptx)).collect::<Result<_>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
     let input = match &a.input {
         Some(p) => Input::File(p.clone()),
@@ -183,9 +186,25 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         println!("note: {} chunk(s) spread over {} of the {} GPUs given", spec.chunks(), pipeline.gpus(), gpus.len());
     }
     let bar = progress_bar(a.runs);
-    let report = pipeline.run_with_progress(launch, a.runs, want_timeline, |done| bar.set_position(done as u64))?;
+    // Memory after the first run (setup and warm-up done) and at the end.
+    let mut first: Option<(Option<u64>, usize)> = None;
+    let report = pipeline.run_with_progress(launch, a.runs, want_timeline, |done| {
+        bar.set_position(done as u64);
+        if first.is_none() {
+            first = Some((host_rss_bytes(), device_used(&gpus)));
+        }
+    })?;
     bar.finish_and_clear();
     print_run("pipelined", &spec, &report);
+    if a.runs > 1 {
+        let (rss0, dev0) = first.unwrap_or((None, 0));
+        let (rss1, dev1) = (host_rss_bytes(), device_used(&gpus));
+        let show = |v: Option<u64>| v.map_or("unknown".to_string(), |b| bytes(b as u128));
+        println!(
+            "memory over {} runs: host RSS {} -> {}, device memory in use {} -> {}",
+            a.runs, show(rss0), show(rss1), bytes(dev0 as u128), bytes(dev1 as u128)
+        );
+    }
     let check = pipeline.verify(&report);
     match &check.first_wrong {
         None => println!("verification: PASS: all {} chunks match the CPU reference{}", check.chunks_checked, if spec.reduces() { " (reductions exact)" } else { " (every element)" }),
@@ -267,6 +286,18 @@ fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Re
         if clean { "zero corruption" } else { "CORRUPTION" }
     );
     Ok(report.all_needed_and_clean())
+}
+
+/// Resident set size of this process (Linux: /proc/self/statm).
+fn host_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Device memory in use, summed over the GPUs (0 where it cannot be read).
+fn device_used(gpus: &[Gpu]) -> usize {
+    gpus.iter().filter_map(|g| g.memory().ok()).map(|(free, total)| total - free).sum()
 }
 
 fn print_run(label: &str, spec: &PipelineSpec, r: &RunReport) {

@@ -194,3 +194,61 @@ fn pipeline_sync_checker_finds_every_edge_needed() {
         assert!(text.contains("summary: 20 of 20 edges needed and detected; zero corruption without mutations"), "{text}");
     }
 }
+
+// ---- bad kernels and PTX ----
+
+#[test]
+fn missing_ptx_file_is_one_line() {
+    assert_one_line_error(&host(&["--ptx", "/nonexistent/kernels.ptx"]), "PTX file /nonexistent/kernels.ptx");
+    assert_one_line_error(&host(&["pipeline", "--ptx", "/nonexistent/kernels.ptx"]), "PTX file /nonexistent/kernels.ptx");
+}
+
+/// The embedded PTX with `body` inserted at the start of `kernel`'s body.
+fn ptx_with(kernel: &str, body: &str, name: &str) -> std::path::PathBuf {
+    let ptx = ptx_kernels::KERNELS;
+    let at = ptx.find(&format!(".visible .entry {kernel}(")).expect("entry");
+    let open = at + ptx[at..].find("\n{").expect("body") + 2;
+    let path = tmp_dir("ptx").join(name);
+    std::fs::write(&path, format!("{}{body}\n{}", &ptx[..open], &ptx[open..])).unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn ptx_that_does_not_parse_is_one_line() {
+    let path = tmp_dir("ptx").join("garbage.ptx");
+    std::fs::write(&path, "this is not PTX\n").unwrap();
+    assert_one_line_error(&host(&["--ptx", path.to_str().unwrap()]), "loading the kernels' PTX");
+    assert_one_line_error(&host(&["pipeline", "--ptx", path.to_str().unwrap()]), "loading the kernels' PTX");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_trapping_kernel_is_reported_and_leaves_no_output_file() {
+    let ptx = ptx_with("consumer_kernel", "\ttrap;", "trap.ptx");
+    let start = std::time::Instant::now();
+    assert_one_line_error(&host(&["--ptx", ptx.to_str().unwrap()]), "CUDA_ERROR_");
+    let svg = tmp_dir("trap").join("t.svg");
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "1MiB", "--total", "4MiB", "--ptx", ptx.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    assert_one_line_error(&out, "CUDA_ERROR_");
+    assert!(!svg.exists(), "a timeline was written for a failed run");
+    assert!(start.elapsed() < std::time::Duration::from_secs(60), "took {:?}", start.elapsed());
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_out_of_bounds_access_is_reported() {
+    let oob = "\t{\n\t.reg .b64 %oobp;\n\t.reg .b32 %oobv;\n\tmov.u64 %oobp, 64;\n\tld.global.b32 %oobv, [%oobp];\n\tst.global.b32 [%oobp], %oobv;\n\t}";
+    let ptx = ptx_with("consumer_kernel", oob, "oob.ptx");
+    assert_one_line_error(&host(&["--ptx", ptx.to_str().unwrap()]), "CUDA_ERROR_");
+    assert_one_line_error(&host(&["pipeline", "--ptx", ptx.to_str().unwrap(), "--chunk", "1MiB", "--total", "4MiB"]), "CUDA_ERROR_");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn long_runs_report_memory() {
+    let out = host(&["pipeline", "-w", "generate", "--chunk", "64KiB", "--total", "256KiB", "--graph", "--runs", "2000"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("memory over 2000 runs: host RSS"), "{text}");
+}

@@ -51,8 +51,16 @@ pub fn device_count() -> Result<usize> {
 }
 
 impl Gpu {
-    /// Opens device `index` and loads the kernels' PTX.
+    /// Opens device `index` and loads the embedded kernels' PTX.
     pub fn open(index: usize) -> Result<Gpu> {
+        Self::open_with_ptx(index, ptx_kernels::KERNELS, ptx_kernels::ARCH)
+    }
+
+    /// Opens device `index` with kernels from another PTX module (for
+    /// toolchain experiments: a hand-edited or differently built PTX). It
+    /// must have the same entries with the same signatures. `origin` names it
+    /// in errors.
+    pub fn open_with_ptx(index: usize, ptx: &str, origin: &str) -> Result<Gpu> {
         let count = device_count()?;
         if index >= count {
             return Err(Error::BadDevice { index, count });
@@ -69,9 +77,7 @@ impl Gpu {
             max_threads_per_sm: attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)? as u32,
             total_memory: ctx.total_mem().map_err(Error::cuda("reading the memory size"))?,
         };
-        let module = ctx
-            .load_module(Ptx::from_src(ptx_kernels::KERNELS))
-            .map_err(Error::cuda(format!("loading the kernels' PTX (built for {})", ptx_kernels::ARCH)))?;
+        let module = ctx.load_module(Ptx::from_src(ptx)).map_err(Error::cuda(format!("loading the kernels' PTX ({origin})")))?;
         Ok(Gpu { ctx, module, info })
     }
 

@@ -1,0 +1,83 @@
+//! Randomized pipelines on a GPU: `PC_RANDOM_CONFIGS` (default 1000)
+//! configurations drawn from a printed seed (`PC_TEST_SEED` replays it):
+//! element counts, chunk sizes, K, stage lists, block sizes, workloads,
+//! graph on/off. Every result verified; the count run and the count wrong
+//! are reported, and the first wrong configurations printed in full.
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Stage, Workload, MAP_KERNELS};
+use pc_runtime::gpu::Gpu;
+
+/// splitmix64: a small, seedable generator (no dependency needed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Log-uniform in 1..=max: small and large sizes alike.
+    fn size(&mut self, max: u64) -> u64 {
+        let bits = 64 - max.leading_zeros() as u64;
+        let k = self.below(bits + 1).min(63);
+        (1 + self.below(1 << k)).min(max)
+    }
+}
+
+fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
+    let stream = rng.below(2) == 0;
+    let mut stages = vec![if stream { Stage::H2d } else { Stage::Producer }];
+    for _ in 0..rng.below(3) {
+        stages.push(Stage::Map(MAP_KERNELS[rng.below(MAP_KERNELS.len() as u64) as usize]));
+    }
+    stages.push(if rng.below(2) == 0 { Stage::D2h } else { Stage::Reduce });
+    let total = rng.size(4 << 20);
+    let chunk = rng.size(total.min(1 << 20)).max(total / 512); // at most ~512 chunks
+    let block = [32, 64, 96, 128, 256, 512, 1024, 1 + rng.below(1024) as u32][rng.below(8) as usize];
+    let spec = PipelineSpec::new(if stream { Workload::Stream } else { Workload::Generate })
+        .stages(stages)
+        .slots(1 + rng.below(5) as usize)
+        .total_elements(total)
+        .chunk_elements(chunk)
+        .block_size(block)
+        .seed(rng.next() as u32);
+    (spec, if rng.below(2) == 0 { Launch::Graph } else { Launch::Streams })
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn random_configurations_all_verify() {
+    let count: usize = std::env::var("PC_RANDOM_CONFIGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let seed: u64 = std::env::var("PC_TEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("random pipelines: seed {seed} (replay with PC_TEST_SEED={seed}), {count} configurations");
+    let gpu = Gpu::open(0).unwrap();
+    let mut rng = Rng(seed);
+    let mut wrong = Vec::new();
+    for i in 0..count {
+        let (spec, launch) = random_spec(&mut rng);
+        let label = format!(
+            "#{i}: stages={} K={} total={} chunk={} block={} seed={} {launch:?}",
+            spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
+            spec.slots, spec.total_elements, spec.chunk_elements, spec.block_size, spec.seed
+        );
+        let outcome = Pipeline::new(&[&gpu], spec, Input::Generated).and_then(|mut p| {
+            let r = p.run(launch, 1 + (i % 2), false)?;
+            Ok(p.verify(&r))
+        });
+        match outcome {
+            Ok(v) if v.passed() => {}
+            Ok(v) => wrong.push(format!("{label}: {:?}", v.first_wrong)),
+            Err(e) => wrong.push(format!("{label}: error: {e}")),
+        }
+    }
+    eprintln!("random pipelines: {count} run, {} wrong", wrong.len());
+    for w in wrong.iter().take(10) {
+        eprintln!("  {w}");
+    }
+    assert!(wrong.is_empty(), "{} of {count} configurations wrong", wrong.len());
+}

@@ -24,7 +24,7 @@ step demo-no-sync expect_exit_1 "$HOST_BIN" --no-sync --spin-us 2000
 step demo-same-settings-synced "$HOST_BIN" --spin-us 2000
 step example-moving-average "$here/example-moving_average"
 for t in "$here"/test-*; do
-  step "$(basename "$t")" "$t" --include-ignored --test-threads=1
+  step "$(basename "$t")" "$t" --include-ignored --test-threads=1 --show-output
 done
 echo "== $fail step(s) failed; logs in $log"
 exit "$fail"

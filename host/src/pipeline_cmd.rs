@@ -200,8 +200,12 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         let (rss0, dev0) = first.unwrap_or((None, 0));
         let (rss1, dev1) = (host_rss_bytes(), device_used(&gpus));
         let show = |v: Option<u64>| v.map_or("unknown".to_string(), |b| bytes(b as u128));
+        let growth = match (rss0, rss1) {
+            (Some(a), Some(b)) => (b as i64 - a as i64).to_string(),
+            _ => "unknown".to_string(),
+        };
         println!(
-            "memory over {} runs: host RSS {} -> {}, device memory in use {} -> {}",
+            "memory over {} runs: host RSS {} -> {} (growth {growth} bytes), device memory in use {} -> {}",
             a.runs, show(rss0), show(rss1), bytes(dev0 as u128), bytes(dev1 as u128)
         );
     }

@@ -213,9 +213,10 @@ impl<'g> Pipeline<'g> {
         let mut origins = Vec::new();
         let mut spans: Vec<PendingSpan> = Vec::new();
         // Run completion events, to report progress and to keep the host at
-        // most two runs ahead of the GPU.
-        let mut done: Vec<Vec<CudaEvent>> = Vec::new();
-        let mut reported = 0;
+        // most two runs ahead of the GPU. Only the unfinished ones are kept:
+        // a long run must not grow with its run count.
+        let mut pending: std::collections::VecDeque<Vec<CudaEvent>> = std::collections::VecDeque::new();
+        let mut finished = 0;
         for run in 0..runs {
             let last = run + 1 == runs;
             let mut run_done = Vec::new();
@@ -236,14 +237,13 @@ impl<'g> Pipeline<'g> {
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
-            done.push(run_done);
-            // Throttle: wait for the run before the previous one.
-            while reported + 2 <= run {
-                for e in &done[reported] {
+            pending.push_back(run_done);
+            while pending.len() > 2 {
+                for e in pending.pop_front().into_iter().flatten() {
                     e.synchronize().map_err(err("running the pipeline"))?;
                 }
-                reported += 1;
-                progress(reported);
+                finished += 1;
+                progress(finished);
             }
         }
         for p in &self.parts {
@@ -253,7 +253,7 @@ impl<'g> Pipeline<'g> {
         }
         progress(runs);
         let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
-        let ends = done.last().expect("at least one run");
+        let ends = pending.back().expect("at least one run");
         let part_ms: Vec<f32> = origins.iter().zip(ends).map(|(o, e)| o.elapsed_ms(e)).collect::<Result<_, _>>().map_err(err("timing the run"))?;
         let gpu_ms = part_ms.iter().copied().fold(0.0, f32::max);
 

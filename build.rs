@@ -5,8 +5,8 @@ use std::path::Path;
 
 /// Kept in step with `ptx_kernels::ENTRIES` (src/lib.rs); a build script
 /// cannot use the crate it builds.
-fn ptx_entries() -> [&'static str; 6] {
-    ["producer_kernel", "consumer_kernel", "reduce_kernel", "moving_average_kernel", "delay_kernel", "panic_kernel"]
+fn ptx_entries() -> [&'static str; 7] {
+    ["producer_kernel", "consumer_kernel", "reduce_kernel", "moving_average_kernel", "fused_kernel", "delay_kernel", "panic_kernel"]
 }
 
 fn main() {

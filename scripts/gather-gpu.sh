@@ -19,6 +19,7 @@ cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/
 
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
-cp scripts/run-gpu-tests.sh scripts/sanitize.sh "$out/"
+cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh "$out/"
+mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/run_peers.py "$out/peers/"
 strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

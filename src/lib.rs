@@ -18,10 +18,12 @@ pub const PRODUCER: &str = "producer_kernel";
 pub const CONSUMER: &str = "consumer_kernel";
 pub const REDUCE: &str = "reduce_kernel";
 pub const MOVING_AVERAGE: &str = "moving_average_kernel";
+/// `consume(produce(i))` in one pass, no intermediate buffer.
+pub const FUSED: &str = "fused_kernel";
 /// Spins for a given time; slows a stream down on purpose.
 pub const DELAY: &str = "delay_kernel";
 /// Panics (so traps) when its argument is non-zero; for fault-handling tests.
 pub const PANIC: &str = "panic_kernel";
 
 /// Every entry `build.rs` checks for.
-pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER, REDUCE, MOVING_AVERAGE, DELAY, PANIC];
+pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER, REDUCE, MOVING_AVERAGE, FUSED, DELAY, PANIC];

@@ -1,5 +1,7 @@
 //! `host`: the seed's producer/consumer demo on a GPU, with every element
 //! checked against the CPU reference. Run `host --help`.
+mod bench;
+mod bench_plots;
 mod pipeline_cmd;
 mod units;
 
@@ -31,6 +33,9 @@ enum Command {
     /// Stream chunks through a multi-stage pipeline: one stream per stage,
     /// rings of K slots, every hand-off ordered by filled/freed events.
     Pipeline(pipeline_cmd::PipelineArgs),
+    /// Measure the GPU's ceilings (copies, memset, host transfers) and the
+    /// kernels and pipelines against them; write JSON, markdown and SVG plots.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Pipeline(args)) => pipeline_cmd::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => run(&cli.demo),
     };
     match result {

@@ -45,6 +45,20 @@ pub unsafe extern "ptx-kernel" fn consumer_kernel(buffer: *const f32, output: *m
     }
 }
 
+/// Producer and consumer fused: `output[i] = consume(produce(first + i,
+/// seed))`, with no intermediate buffer. The bound for any two-kernel
+/// producer/consumer pipeline: it moves only the output's bytes.
+///
+/// # Safety
+/// `output` must point to `n` writable `f32` in device memory.
+#[unsafe(no_mangle)]
+pub unsafe extern "ptx-kernel" fn fused_kernel(output: *mut f32, n: u64, first: u64, seed: u32) {
+    for i in grid_stride(n) {
+        // SAFETY: i < n.
+        unsafe { output.add(i as usize).write(consume(produce(first.wrapping_add(i), seed))) };
+    }
+}
+
 /// 3-point moving average over one chunk: `output[i] =
 /// moving_average3(input[i - 1], input[i], input[i + 1])`, the chunk's edges
 /// repeating their own element. The example stage of the README's

@@ -1,0 +1,268 @@
+//! `host bench`: what the GPU can do and how close the Rust kernels and
+//! pipelines come, measured in one process with CUDA events (median of
+//! repeated runs after a warm-up). Optionally merges the peers' figures
+//! (CUDA C++, CuPy, PyTorch: `bench/peers/`) measured in the same session.
+use anyhow::{Context, Result};
+use clap::Args;
+use cudarc::driver::{result as cu, sys, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use pc_pipeline::host_mem::PinnedBuffer;
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_runtime::error::bytes;
+use pc_runtime::gpu::Gpu;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// CUDA device index.
+    #[arg(short, long, default_value_t = 0)]
+    device: usize,
+    /// Large size for ceilings and kernels (bytes).
+    #[arg(long, default_value = "256MiB", value_parser = crate::units::parse_bytes)]
+    large: u64,
+    /// Small size for kernels (bytes).
+    #[arg(long, default_value = "4MiB", value_parser = crate::units::parse_bytes)]
+    small: u64,
+    /// Timed repetitions per figure (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    reps: usize,
+    /// Total size of each pipeline run (bytes).
+    #[arg(long, default_value = "256MiB", value_parser = crate::units::parse_bytes)]
+    pipeline_total: u64,
+    /// Chunk sizes of the pipeline sweep.
+    #[arg(long, value_delimiter = ',', default_value = "64KiB,256KiB,1MiB,4MiB,16MiB,64MiB,256MiB", value_parser = crate::units::parse_bytes)]
+    chunks: Vec<u64>,
+    /// Skip the pipeline sweep (ceilings and kernels only).
+    #[arg(long)]
+    no_pipelines: bool,
+    /// Peers' results (JSON from bench/peers/run_peers.py) to merge.
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// Write every figure here as JSON.
+    #[arg(long, default_value = "bench.json")]
+    json: PathBuf,
+    /// Write the markdown table here.
+    #[arg(long, default_value = "bench.md")]
+    markdown: PathBuf,
+    /// Write the SVG plots into this directory.
+    #[arg(long, default_value = ".")]
+    plots: PathBuf,
+}
+
+/// Median of event-timed repetitions of `f` on `stream`, after one warm-up.
+fn time_ms(stream: &Arc<CudaStream>, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    f()?;
+    stream.synchronize()?;
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let a = stream.record_event(timing)?;
+        f()?;
+        let b = stream.record_event(timing)?;
+        b.synchronize()?;
+        t.push(a.elapsed_ms(&b)? as f64);
+    }
+    t.sort_by(|x, y| x.total_cmp(y));
+    Ok(t[t.len() / 2])
+}
+
+fn gbps(bytes: u64, ms: f64) -> f64 {
+    bytes as f64 / (ms * 1e-3) / 1e9
+}
+
+pub fn run(a: &BenchArgs) -> Result<bool> {
+    let gpu = Gpu::open(a.device)?;
+    let info = gpu.info().clone();
+    println!("bench on device {}: {} ({} SMs), {} reps per figure, median", info.index, info.name, info.sm_count, a.reps);
+    let s = gpu.stream()?;
+    let s2 = gpu.stream()?;
+    let large = (a.large / 4 * 4) as usize;
+    let n_large = large / 4;
+    let mut rows: Vec<Value> = Vec::new();
+    let mut add = |group: &str, name: &str, size: u64, bytes_moved: u64, ms: f64, note: &str| {
+        let g = gbps(bytes_moved, ms);
+        println!("{group:<10} {name:<34} {:>10} {:>10.4} ms {:>9.1} GB/s  {note}", bytes(size as u128), ms, g);
+        rows.push(json!({"group": group, "name": name, "size_bytes": size, "bytes_moved": bytes_moved, "ms": ms, "gbps": g, "impl": "rust", "note": note}));
+    };
+
+    // ---- ceilings ----
+    let src: CudaSlice<u8> = s.alloc_zeros(large)?;
+    let dst: CudaSlice<u8> = s.alloc_zeros(large)?;
+    let (sp, _) = src.device_ptr(&s);
+    let (dp, _) = dst.device_ptr(&s);
+    let d2d = time_ms(&s, a.reps, || Ok(unsafe { cu::memcpy_dtod_async(dp, sp, large, s.cu_stream()) }?))?;
+    add("ceiling", "device-to-device copy (read+write)", large as u64, 2 * large as u64, d2d, "");
+    let memset = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemsetD32Async(dp, 0x3f80_0000, n_large, s.cu_stream()) }.result()?))?;
+    add("ceiling", "write-only (driver memset)", large as u64, large as u64, memset, "");
+    // Pinned buffers, every page touched so first-use costs stay out of the timings.
+    let mut h_in = PinnedBuffer::new(gpu.context(), n_large)?;
+    let mut h_out = PinnedBuffer::new(gpu.context(), n_large)?;
+    h_in.as_mut_slice().fill(1.0);
+    h_out.as_mut_slice().fill(1.0);
+    let (h_in, h_out) = (h_in.as_ptr(), h_out.as_mut_ptr());
+    let h2d = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?))?;
+    add("ceiling", "pinned host-to-device", large as u64, large as u64, h2d, "");
+    let d2h = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s.cu_stream()) }.result()?))?;
+    add("ceiling", "pinned device-to-host", large as u64, large as u64, d2h, "");
+    let both = time_ms(&s, a.reps, || {
+        let fork = s.record_event(None)?;
+        s2.wait(&fork)?;
+        unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?;
+        unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s2.cu_stream()) }.result()?;
+        let join = s2.record_event(None)?;
+        s.wait(&join)?;
+        Ok(())
+    })?;
+    add("ceiling", "both directions at once (in+out)", large as u64, 2 * large as u64, both, "");
+    drop((src, dst));
+
+    // ---- kernels ----
+    let producer = gpu.kernel(ptx_kernels::PRODUCER)?;
+    let consumer = gpu.kernel(ptx_kernels::CONSUMER)?;
+    let fused = gpu.kernel(ptx_kernels::FUSED)?;
+    let block = 256u32;
+    for size in [a.large, a.small] {
+        let n = size / 4;
+        let buf: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
+        let out: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
+        let cfg = gpu.launch_config(n, block, None)?;
+        let full = LaunchConfig { grid_dim: (((n + block as u64 - 1) / block as u64).min(i32::MAX as u64) as u32, 1, 1), ..cfg };
+        let (seed, first, spin) = (7u32, 0u64, 0u64);
+        for (label, lc) in [("default grid", cfg), ("one thread per element", full)] {
+            let p = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&producer.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
+            let c = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&consumer.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
+            let f = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&fused.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
+            add("kernel", &format!("fused producer+consumer ({label})"), size, 4 * n, f, &format!("grid {}", lc.grid_dim.0));
+        }
+        // The seed's hand-off: producer on A, event, consumer on B waiting.
+        let handoff = time_ms(&s, a.reps, || {
+            unsafe { s.launch_builder(&producer.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(cfg) }?;
+            let produced = s.record_event(None)?;
+            s2.wait(&produced)?;
+            unsafe { s2.launch_builder(&consumer.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(cfg) }?;
+            let done = s2.record_event(None)?;
+            s.wait(&done)?;
+            Ok(())
+        })?;
+        add("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, handoff, "");
+    }
+
+    // ---- pipelines ----
+    let mut sweep: Vec<Value> = Vec::new();
+    if !a.no_pipelines {
+        let modes: [(&str, usize, bool, bool); 6] = [
+            ("serial (one stream)", 1, true, false),
+            ("two streams per chunk (K=1)", 1, false, false),
+            ("ring K=2", 2, false, false),
+            ("ring K=3", 3, false, false),
+            ("ring K=4", 4, false, false),
+            ("graph replay (K=3)", 3, false, true),
+        ];
+        for workload in [Workload::Generate, Workload::Stream] {
+            for &chunk in &a.chunks {
+                for (mode, k, serial, graph) in modes {
+                    let spec = PipelineSpec::new(workload).slots(k).serial(serial).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
+                    let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
+                    let launch = if graph { Launch::Graph } else { Launch::Streams };
+                    p.run(launch, 1, false)?; // warm-up (and graph capture)
+                    let runs = 3;
+                    let r = p.run(launch, runs, false)?;
+                    let ok = p.verify(&r).passed();
+                    let ms = r.gpu_ms as f64 / runs as f64;
+                    let g = gbps(a.pipeline_total, ms);
+                    // The ideal from a timeline of one run with stream launches.
+                    let ideal = if !graph {
+                        let t = p.run(Launch::Streams, 1, true)?;
+                        t.timeline.map(|tl| ideal_ms(&tl, spec.stages.len()))
+                    } else {
+                        None
+                    };
+                    let wl = format!("{workload:?}").to_lowercase();
+                    println!(
+                        "pipeline   {wl:<8} chunk {:>9} {mode:<28} {ms:>9.3} ms {g:>8.1} GB/s{}{}",
+                        bytes(chunk as u128),
+                        ideal.map_or(String::new(), |i| format!("  ideal {i:.3} ms ({:.0}%)", 100.0 * i / ms)),
+                        if ok { "" } else { "  VERIFICATION FAILED" }
+                    );
+                    sweep.push(json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": ideal, "verified": ok, "impl": "rust"}));
+                }
+            }
+        }
+    }
+
+    let peers: Value = match &a.peers {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))?,
+        None => Value::Null,
+    };
+    let all = json!({"device": info.name, "sm_count": info.sm_count, "reps": a.reps, "rows": rows, "pipelines": sweep, "peers": peers});
+    std::fs::write(&a.json, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", a.json.display()))?;
+    std::fs::write(&a.markdown, markdown(&all)).with_context(|| format!("writing {}", a.markdown.display()))?;
+    std::fs::create_dir_all(&a.plots).ok();
+    crate::bench_plots::write_plots(&all, &a.plots)?;
+    println!("wrote {}, {} and plots in {}", a.json.display(), a.markdown.display(), a.plots.display());
+    let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
+    Ok(verified)
+}
+
+/// The slowest stage's busy time over all chunks, plus one chunk of every
+/// other stage (the fill and the drain).
+fn ideal_ms(tl: &pc_pipeline::timeline::Timeline, stages: usize) -> f64 {
+    let mut busy = vec![0.0; stages];
+    let mut count = vec![0usize; stages];
+    for s in &tl.spans {
+        busy[s.stage] += s.end_ms - s.start_ms;
+        count[s.stage] += 1;
+    }
+    let slowest = (0..stages).max_by(|&a, &b| busy[a].total_cmp(&busy[b])).unwrap_or(0);
+    busy[slowest] + (0..stages).filter(|&s| s != slowest).map(|s| busy[s] / count[s].max(1) as f64).sum::<f64>()
+}
+
+/// The markdown table of every figure.
+pub fn markdown(all: &Value) -> String {
+    let mut m = format!("Device: {}\n\n| group | measurement | size | ms | GB/s | note |\n|---|---|---|---|---|---|\n", all["device"].as_str().unwrap_or("?"));
+    for r in all["rows"].as_array().into_iter().flatten() {
+        m += &format!(
+            "| {} | {} | {} | {:.4} | {:.1} | {} |\n",
+            r["group"].as_str().unwrap_or(""),
+            r["name"].as_str().unwrap_or(""),
+            bytes(r["size_bytes"].as_u64().unwrap_or(0) as u128),
+            r["ms"].as_f64().unwrap_or(f64::NAN),
+            r["gbps"].as_f64().unwrap_or(f64::NAN),
+            r["note"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(peers) = all["peers"]["rows"].as_array() {
+        m += "\n| peer | measurement | size | ms | GB/s |\n|---|---|---|---|---|\n";
+        for r in peers {
+            m += &format!(
+                "| {} | {} | {} | {:.4} | {:.1} |\n",
+                r["impl"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or(""),
+                bytes(r["size_bytes"].as_u64().unwrap_or(0) as u128),
+                r["ms"].as_f64().unwrap_or(f64::NAN),
+                r["gbps"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    let sweep = all["pipelines"].as_array().cloned().unwrap_or_default();
+    if !sweep.is_empty() {
+        m += "\n| workload | chunk | mode | ms per run | GB/s of input | ideal | verified |\n|---|---|---|---|---|---|---|\n";
+        for r in &sweep {
+            m += &format!(
+                "| {} | {} | {} | {:.3} | {:.1} | {} | {} |\n",
+                r["workload"].as_str().unwrap_or(""),
+                bytes(r["chunk_bytes"].as_u64().unwrap_or(0) as u128),
+                r["mode"].as_str().unwrap_or(""),
+                r["ms"].as_f64().unwrap_or(f64::NAN),
+                r["gbps"].as_f64().unwrap_or(f64::NAN),
+                r["ideal_ms"].as_f64().map_or("".to_string(), |i| format!("{:.3} ms ({:.0}%)", i, 100.0 * i / r["ms"].as_f64().unwrap_or(f64::NAN))),
+                r["verified"]
+            );
+        }
+    }
+    m
+}

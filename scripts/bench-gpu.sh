@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark in one go on a GPU machine (no Rust needed), from the
+# folder gather-gpu.sh made: the peers (CUDA C++ via nvcc, CuPy, PyTorch) and
+# then `host bench`, which merges their figures into one JSON file, one
+# markdown table and the SVG plots, all in RESULTS (default: ./bench-results).
+#   bash dist/gpu/bench-gpu.sh [RESULTS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-bench-results}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
+python3 "$here/peers/run_peers.py" "$out/peers.json" | tee "$out/peers.txt"
+"$here/host" bench --peers "$out/peers.json" --json "$out/bench.json" --markdown "$out/bench.md" --plots "$out" | tee "$out/bench.txt"

@@ -9,5 +9,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-bench-results}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
-python3 "$here/peers/run_peers.py" "$out/peers.json" | tee "$out/peers.txt"
+python3 "$here/peers/run_peers.py" "$out/peers.json" 2>&1 | tee "$out/peers.txt" || echo "warning: some peers failed (see peers.txt); continuing"
 "$here/host" bench --peers "$out/peers.json" --json "$out/bench.json" --markdown "$out/bench.md" --plots "$out" | tee "$out/bench.txt"

@@ -5,8 +5,19 @@ use std::path::Path;
 
 /// Kept in step with `ptx_kernels::ENTRIES` (src/lib.rs); a build script
 /// cannot use the crate it builds.
-fn ptx_entries() -> [&'static str; 7] {
-    ["producer_kernel", "consumer_kernel", "reduce_kernel", "moving_average_kernel", "fused_kernel", "delay_kernel", "panic_kernel"]
+fn ptx_entries() -> [&'static str; 10] {
+    [
+        "producer_kernel",
+        "consumer_kernel",
+        "reduce_kernel",
+        "moving_average_kernel",
+        "fused_kernel",
+        "producer_vec_kernel",
+        "consumer_vec_kernel",
+        "fused_vec_kernel",
+        "delay_kernel",
+        "panic_kernel",
+    ]
 }
 
 fn main() {

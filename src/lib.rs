@@ -20,10 +20,14 @@ pub const REDUCE: &str = "reduce_kernel";
 pub const MOVING_AVERAGE: &str = "moving_average_kernel";
 /// `consume(produce(i))` in one pass, no intermediate buffer.
 pub const FUSED: &str = "fused_kernel";
+/// The same three with 16-byte loads and stores (what the pipeline uses).
+pub const PRODUCER_VEC: &str = "producer_vec_kernel";
+pub const CONSUMER_VEC: &str = "consumer_vec_kernel";
+pub const FUSED_VEC: &str = "fused_vec_kernel";
 /// Spins for a given time; slows a stream down on purpose.
 pub const DELAY: &str = "delay_kernel";
 /// Panics (so traps) when its argument is non-zero; for fault-handling tests.
 pub const PANIC: &str = "panic_kernel";
 
 /// Every entry `build.rs` checks for.
-pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER, REDUCE, MOVING_AVERAGE, FUSED, DELAY, PANIC];
+pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER, REDUCE, MOVING_AVERAGE, FUSED, PRODUCER_VEC, CONSUMER_VEC, FUSED_VEC, DELAY, PANIC];

@@ -56,17 +56,23 @@ int main(int argc, char** argv) {
         unsigned long long resident = (unsigned long long)(prop.maxThreadsPerMultiProcessor / block) * prop.multiProcessorCount;
         unsigned int grid_default = (unsigned int)std::min((n + block - 1) / block, std::max(resident / 2, 1ull));
         unsigned int grid_full = (unsigned int)std::min((n + block - 1) / block, 2147483647ull);
-        for (int shape = 0; shape < 2; shape++) {
-            unsigned int grid = shape == 0 ? grid_default : grid_full;
-            std::string label = shape == 0 ? " (default grid)" : " (one thread per element)";
-            row("kernel", "producer" + label, size, 4 * n, time_ms(s, reps, [&] { producer_kernel<<<grid, block, 0, s>>>(buf, n, first, seed, spin); }));
-            row("kernel", "consumer" + label, size, 8 * n, time_ms(s, reps, [&] { consumer_kernel<<<grid, block, 0, s>>>(buf, out, n, spin); }));
-            row("kernel", "fused producer+consumer" + label, size, 4 * n, time_ms(s, reps, [&] { fused_kernel<<<grid, block, 0, s>>>(out, n, first, seed); }));
+        unsigned int grid_resident = (unsigned int)std::min((n / 4 + block - 1) / block, std::max(resident, 1ull));
+        for (int shape = 0; shape < 4; shape++) {
+            bool vec = shape >= 2;
+            unsigned int grid = shape == 0 ? grid_default : shape == 1 ? grid_full : shape == 2 ? grid_default : grid_resident;
+            const char* labels[] = {" (seed-style, default grid)", " (seed-style, one thread per element)", " (vec16, default grid)", " (vec16, resident grid)"};
+            std::string label = labels[shape];
+            row("kernel", "producer" + label, size, 4 * n, time_ms(s, reps, [&] {
+                if (vec) producer_vec_kernel<<<grid, block, 0, s>>>(buf, n, first, seed, spin); else producer_kernel<<<grid, block, 0, s>>>(buf, n, first, seed, spin); }));
+            row("kernel", "consumer" + label, size, 8 * n, time_ms(s, reps, [&] {
+                if (vec) consumer_vec_kernel<<<grid, block, 0, s>>>(buf, out, n, spin); else consumer_kernel<<<grid, block, 0, s>>>(buf, out, n, spin); }));
+            row("kernel", "fused producer+consumer" + label, size, 4 * n, time_ms(s, reps, [&] {
+                if (vec) fused_vec_kernel<<<grid, block, 0, s>>>(out, n, first, seed); else fused_kernel<<<grid, block, 0, s>>>(out, n, first, seed); }));
         }
         row("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, time_ms(s, reps, [&] {
-            producer_kernel<<<grid_default, block, 0, s>>>(buf, n, first, seed, spin);
+            producer_vec_kernel<<<grid_default, block, 0, s>>>(buf, n, first, seed, spin);
             CHECK(cudaEventRecord(ev, s)); CHECK(cudaStreamWaitEvent(s2, ev, 0));
-            consumer_kernel<<<grid_default, block, 0, s2>>>(buf, out, n, spin);
+            consumer_vec_kernel<<<grid_default, block, 0, s2>>>(buf, out, n, spin);
             CHECK(cudaEventRecord(ev, s2)); CHECK(cudaStreamWaitEvent(s, ev, 0));
         }));
         // Check the results against the host, every element.

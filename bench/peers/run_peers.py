@@ -64,8 +64,8 @@ def cupy_part(large, small, reps, chunks, total):
                 cons((g,), (block,), (buf, out, u64(n), u64(0)), stream=s2)
                 e2 = cp.cuda.Event(disable_timing=True); e2.record(s2); s.wait_event(e2)
             h = timed(s, handoff)
-        for name, ms, moved in (("producer (default grid)", p, 4 * n), ("consumer (default grid)", c, 8 * n),
-                                ("fused producer+consumer (default grid)", f, 4 * n),
+        for name, ms, moved in (("producer (seed-style, default grid)", p, 4 * n), ("consumer (seed-style, default grid)", c, 8 * n),
+                                ("fused producer+consumer (seed-style, default grid)", f, 4 * n),
                                 ("producer -> event -> consumer (two streams)", h, 12 * n)):
             rows.append({"group": "handoff" if "event" in name else "kernel", "name": name, "size_bytes": size,
                          "bytes_moved": moved, "ms": ms, "gbps": moved / (ms * 1e-3) / 1e9, "impl": "cupy"})

@@ -118,23 +118,31 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     drop((src, dst));
 
     // ---- kernels ----
-    let producer = gpu.kernel(ptx_kernels::PRODUCER)?;
-    let consumer = gpu.kernel(ptx_kernels::CONSUMER)?;
-    let fused = gpu.kernel(ptx_kernels::FUSED)?;
+    let seed_style = (gpu.kernel(ptx_kernels::PRODUCER)?, gpu.kernel(ptx_kernels::CONSUMER)?, gpu.kernel(ptx_kernels::FUSED)?);
+    let vectorized = (gpu.kernel(ptx_kernels::PRODUCER_VEC)?, gpu.kernel(ptx_kernels::CONSUMER_VEC)?, gpu.kernel(ptx_kernels::FUSED_VEC)?);
+    let (producer, consumer) = (&vectorized.0, &vectorized.1);
     let block = 256u32;
     for size in [a.large, a.small] {
         let n = size / 4;
         let buf: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
         let out: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
         let cfg = gpu.launch_config(n, block, None)?;
-        let full = LaunchConfig { grid_dim: (((n + block as u64 - 1) / block as u64).min(i32::MAX as u64) as u32, 1, 1), ..cfg };
+        let per_elem = LaunchConfig { grid_dim: (n.div_ceil(block as u64).min(i32::MAX as u64) as u32, 1, 1), ..cfg };
+        let resident = (info.max_threads_per_sm / block * info.sm_count).max(1);
+        let full = LaunchConfig { grid_dim: ((n / 4).div_ceil(block as u64).min(resident as u64) as u32, 1, 1), ..cfg };
         let (seed, first, spin) = (7u32, 0u64, 0u64);
-        for (label, lc) in [("default grid", cfg), ("one thread per element", full)] {
-            let p = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&producer.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
+        let shapes = [
+            ("seed-style, default grid", &seed_style, cfg),
+            ("seed-style, one thread per element", &seed_style, per_elem),
+            ("vec16, default grid", &vectorized, cfg),
+            ("vec16, resident grid", &vectorized, full),
+        ];
+        for (label, (kp, kc, kf), lc) in shapes {
+            let p = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
-            let c = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&consumer.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            let c = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kc.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
-            let f = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&fused.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
+            let f = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kf.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("fused producer+consumer ({label})"), size, 4 * n, f, &format!("grid {}", lc.grid_dim.0));
         }
         // The seed's hand-off: producer on A, event, consumer on B waiting.
@@ -147,7 +155,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             s.wait(&done)?;
             Ok(())
         })?;
-        add("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, handoff, "");
+        add("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, handoff, "vec16 kernels, default grid");
     }
 
     // ---- pipelines ----

@@ -36,6 +36,25 @@ pub fn grid_stride(n: u64) -> GridStride {
     GridStride { next: global_index(), end: n, step: grid_size() }
 }
 
+/// The indices `start + global_index(), + grid_size(), ...` below `n`: the
+/// scalar tail after a vectorized grid-stride loop over `0..start`.
+#[inline(always)]
+pub fn grid_stride_from(start: u64, n: u64) -> GridStride {
+    GridStride { next: start.saturating_add(global_index()), end: n, step: grid_size() }
+}
+
+/// Four `f32` moved as one 16-byte access (`ld/st.global.v4.f32`): the
+/// alignment tells the compiler it may.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct F32x4(pub [f32; 4]);
+
+/// Whether `p` may be accessed as [`F32x4`].
+#[inline(always)]
+pub fn aligned16<T>(p: *const T) -> bool {
+    (p as usize) % 16 == 0
+}
+
 /// Iterator returned by [`grid_stride`].
 pub struct GridStride {
     next: u64,

@@ -356,7 +356,7 @@ impl<'g> Part<'g> {
             .iter()
             .map(|st| {
                 let entry = match st {
-                    Stage::Producer => Some(ptx_kernels::PRODUCER),
+                    Stage::Producer => Some(ptx_kernels::PRODUCER_VEC),
                     Stage::Map(k) => Some(k.entry),
                     Stage::Reduce => Some(ptx_kernels::REDUCE),
                     Stage::H2d | Stage::D2h => None,

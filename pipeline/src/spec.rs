@@ -29,7 +29,7 @@ impl Eq for MapKernel {}
 pub const MAP_KERNELS: &[MapKernel] = &[
     MapKernel {
         name: "consumer",
-        entry: ptx_kernels::CONSUMER,
+        entry: ptx_kernels::CONSUMER_VEC,
         reference: |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)),
         about: "doubles each element (the seed's consumer)",
     },
@@ -55,7 +55,7 @@ fn moving_average_reference(input: &[f32], output: &mut [f32]) {
 /// One stage of a pipeline. Each runs on its own stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Source: `producer_kernel` writes `produce(i, seed)` for the chunk's indices.
+    /// Source: `producer_vec_kernel` writes `produce(i, seed)` for the chunk's indices.
     Producer,
     /// Source: copies the chunk from pinned host input to the device.
     H2d,

@@ -13,13 +13,17 @@
 #define CHECK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { \
     fprintf(stderr, "error: %s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
-template <typename F> double time_ms(cudaStream_t s, int reps, F f) {
+// Same rule as `host bench`: batch launches to ~64 MiB of traffic per timing.
+static int batch_for(unsigned long long size) { unsigned long long b = (64ull << 20) / (size ? size : 1); return (int)std::max(1ull, std::min(b, 1024ull)); }
+
+template <typename F> double time_ms(cudaStream_t s, int reps, unsigned long long size, F f) {
     cudaEvent_t a, b; CHECK(cudaEventCreate(&a)); CHECK(cudaEventCreate(&b));
+    int batch = batch_for(size);
     f(); CHECK(cudaGetLastError()); CHECK(cudaStreamSynchronize(s));
     std::vector<double> t;
     for (int r = 0; r < reps; r++) {
-        CHECK(cudaEventRecord(a, s)); f(); CHECK(cudaGetLastError()); CHECK(cudaEventRecord(b, s));
-        CHECK(cudaEventSynchronize(b)); float ms; CHECK(cudaEventElapsedTime(&ms, a, b)); t.push_back(ms);
+        CHECK(cudaEventRecord(a, s)); for (int k = 0; k < batch; k++) f(); CHECK(cudaGetLastError()); CHECK(cudaEventRecord(b, s));
+        CHECK(cudaEventSynchronize(b)); float ms; CHECK(cudaEventElapsedTime(&ms, a, b)); t.push_back(ms / batch);
     }
     std::sort(t.begin(), t.end());
     CHECK(cudaEventDestroy(a)); CHECK(cudaEventDestroy(b));
@@ -62,14 +66,14 @@ int main(int argc, char** argv) {
             unsigned int grid = shape == 0 ? grid_default : shape == 1 ? grid_full : shape == 2 ? grid_default : grid_resident;
             const char* labels[] = {" (seed-style, default grid)", " (seed-style, one thread per element)", " (vec16, default grid)", " (vec16, resident grid)"};
             std::string label = labels[shape];
-            row("kernel", "producer" + label, size, 4 * n, time_ms(s, reps, [&] {
+            row("kernel", "producer" + label, size, 4 * n, time_ms(s, reps, size, [&] {
                 if (vec) producer_vec_kernel<<<grid, block, 0, s>>>(buf, n, first, seed, spin); else producer_kernel<<<grid, block, 0, s>>>(buf, n, first, seed, spin); }));
-            row("kernel", "consumer" + label, size, 8 * n, time_ms(s, reps, [&] {
+            row("kernel", "consumer" + label, size, 8 * n, time_ms(s, reps, size, [&] {
                 if (vec) consumer_vec_kernel<<<grid, block, 0, s>>>(buf, out, n, spin); else consumer_kernel<<<grid, block, 0, s>>>(buf, out, n, spin); }));
-            row("kernel", "fused producer+consumer" + label, size, 4 * n, time_ms(s, reps, [&] {
+            row("kernel", "fused producer+consumer" + label, size, 4 * n, time_ms(s, reps, size, [&] {
                 if (vec) fused_vec_kernel<<<grid, block, 0, s>>>(out, n, first, seed); else fused_kernel<<<grid, block, 0, s>>>(out, n, first, seed); }));
         }
-        row("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, time_ms(s, reps, [&] {
+        row("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, time_ms(s, reps, size, [&] {
             producer_vec_kernel<<<grid_default, block, 0, s>>>(buf, n, first, seed, spin);
             CHECK(cudaEventRecord(ev, s)); CHECK(cudaStreamWaitEvent(s2, ev, 0));
             consumer_vec_kernel<<<grid_default, block, 0, s2>>>(buf, out, n, spin);

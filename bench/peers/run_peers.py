@@ -37,13 +37,16 @@ def cupy_part(large, small, reps, chunks, total):
     def grid(n):
         return int(min((n + block - 1) // block, max((tpm // block) * sms // 2, 1)))
 
-    def timed(stream, fn):
+    def timed(stream, fn, size):
+        batch = max(1, min((64 * MiB) // size, 1024))  # the same rule as host bench
         fn(); stream.synchronize()
         ts = []
         for _ in range(reps):
             a, b = cp.cuda.Event(), cp.cuda.Event()
-            a.record(stream); fn(); b.record(stream); b.synchronize()
-            ts.append(cp.cuda.get_elapsed_time(a, b))
+            a.record(stream)
+            for _ in range(batch): fn()
+            b.record(stream); b.synchronize()
+            ts.append(cp.cuda.get_elapsed_time(a, b) / batch)
         return median(ts)
 
     rows = []
@@ -54,16 +57,16 @@ def cupy_part(large, small, reps, chunks, total):
         buf, out = cp.empty(n, cp.float32), cp.empty(n, cp.float32)
         g = grid(n)
         with s:
-            p = timed(s, lambda: prod((g,), (block,), (buf, u64(n), u64(0), u32(7), u64(0)), stream=s))
-            c = timed(s, lambda: cons((g,), (block,), (buf, out, u64(n), u64(0)), stream=s))
-            f = timed(s, lambda: fused((g,), (block,), (out, u64(n), u64(0), u32(7)), stream=s))
+            p = timed(s, lambda: prod((g,), (block,), (buf, u64(n), u64(0), u32(7), u64(0)), stream=s), size)
+            c = timed(s, lambda: cons((g,), (block,), (buf, out, u64(n), u64(0)), stream=s), size)
+            f = timed(s, lambda: fused((g,), (block,), (out, u64(n), u64(0), u32(7)), stream=s), size)
 
             def handoff():
                 prod((g,), (block,), (buf, u64(n), u64(0), u32(7), u64(0)), stream=s)
                 e = cp.cuda.Event(disable_timing=True); e.record(s); s2.wait_event(e)
                 cons((g,), (block,), (buf, out, u64(n), u64(0)), stream=s2)
                 e2 = cp.cuda.Event(disable_timing=True); e2.record(s2); s.wait_event(e2)
-            h = timed(s, handoff)
+            h = timed(s, handoff, size)
         for name, ms, moved in (("producer (seed-style, default grid)", p, 4 * n), ("consumer (seed-style, default grid)", c, 8 * n),
                                 ("fused producer+consumer (seed-style, default grid)", f, 4 * n),
                                 ("producer -> event -> consumer (two streams)", h, 12 * n)):

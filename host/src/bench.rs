@@ -50,18 +50,29 @@ pub struct BenchArgs {
     plots: PathBuf,
 }
 
-/// Median of event-timed repetitions of `f` on `stream`, after one warm-up.
-fn time_ms(stream: &Arc<CudaStream>, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Launches per timed repetition: enough to fill ~64 MiB of traffic, so a
+/// 4 MiB kernel of a few microseconds is timed over 16 back-to-back launches
+/// instead of at the events' resolution. The peers use the same rule.
+fn batch_for(size: u64) -> usize {
+    ((64u64 << 20) / size.max(1)).clamp(1, 1024) as usize
+}
+
+/// Median over `reps` of the event-timed time of `f`, run `batch_for(size)`
+/// times back to back and divided, after one warm-up.
+fn time_ms(stream: &Arc<CudaStream>, reps: usize, size: u64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let batch = batch_for(size);
     f()?;
     stream.synchronize()?;
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
         let a = stream.record_event(timing)?;
-        f()?;
+        for _ in 0..batch {
+            f()?;
+        }
         let b = stream.record_event(timing)?;
         b.synchronize()?;
-        t.push(a.elapsed_ms(&b)? as f64);
+        t.push(a.elapsed_ms(&b)? as f64 / batch as f64);
     }
     t.sort_by(|x, y| x.total_cmp(y));
     Ok(t[t.len() / 2])
@@ -91,9 +102,9 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let dst: CudaSlice<u8> = s.alloc_zeros(large)?;
     let (sp, _) = src.device_ptr(&s);
     let (dp, _) = dst.device_ptr(&s);
-    let d2d = time_ms(&s, a.reps, || Ok(unsafe { cu::memcpy_dtod_async(dp, sp, large, s.cu_stream()) }?))?;
+    let d2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { cu::memcpy_dtod_async(dp, sp, large, s.cu_stream()) }?))?;
     add("ceiling", "device-to-device copy (read+write)", large as u64, 2 * large as u64, d2d, "");
-    let memset = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemsetD32Async(dp, 0x3f80_0000, n_large, s.cu_stream()) }.result()?))?;
+    let memset = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemsetD32Async(dp, 0x3f80_0000, n_large, s.cu_stream()) }.result()?))?;
     add("ceiling", "write-only (driver memset)", large as u64, large as u64, memset, "");
     // Pinned buffers, every page touched so first-use costs stay out of the timings.
     let mut h_in = PinnedBuffer::new(gpu.context(), n_large)?;
@@ -101,11 +112,11 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     h_in.as_mut_slice().fill(1.0);
     h_out.as_mut_slice().fill(1.0);
     let (h_in, h_out) = (h_in.as_ptr(), h_out.as_mut_ptr());
-    let h2d = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?))?;
+    let h2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?))?;
     add("ceiling", "pinned host-to-device", large as u64, large as u64, h2d, "");
-    let d2h = time_ms(&s, a.reps, || Ok(unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s.cu_stream()) }.result()?))?;
+    let d2h = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s.cu_stream()) }.result()?))?;
     add("ceiling", "pinned device-to-host", large as u64, large as u64, d2h, "");
-    let both = time_ms(&s, a.reps, || {
+    let both = time_ms(&s, a.reps, large as u64, || {
         let fork = s.record_event(None)?;
         s2.wait(&fork)?;
         unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?;
@@ -138,15 +149,15 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             ("vec16, resident grid", &vectorized, full),
         ];
         for (label, (kp, kc, kf), lc) in shapes {
-            let p = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            let p = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
-            let c = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kc.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            let c = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kc.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
-            let f = time_ms(&s, a.reps, || Ok(unsafe { s.launch_builder(&kf.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
+            let f = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kf.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("fused producer+consumer ({label})"), size, 4 * n, f, &format!("grid {}", lc.grid_dim.0));
         }
         // The seed's hand-off: producer on A, event, consumer on B waiting.
-        let handoff = time_ms(&s, a.reps, || {
+        let handoff = time_ms(&s, a.reps, size, || {
             unsafe { s.launch_builder(&producer.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(cfg) }?;
             let produced = s.record_event(None)?;
             s2.wait(&produced)?;

@@ -203,13 +203,17 @@ fn missing_ptx_file_is_one_line() {
     assert_one_line_error(&host(&["pipeline", "--ptx", "/nonexistent/kernels.ptx"]), "PTX file /nonexistent/kernels.ptx");
 }
 
-/// The embedded PTX with `body` inserted at the start of `kernel`'s body.
-fn ptx_with(kernel: &str, body: &str, name: &str) -> std::path::PathBuf {
-    let ptx = ptx_kernels::KERNELS;
-    let at = ptx.find(&format!(".visible .entry {kernel}(")).expect("entry");
-    let open = at + ptx[at..].find("\n{").expect("body") + 2;
+/// The embedded PTX with `body` inserted at the start of both consumer
+/// kernels (the demo's seed-style one and the pipeline's vectorized one).
+fn ptx_with(body: &str, name: &str) -> std::path::PathBuf {
+    let mut ptx = ptx_kernels::KERNELS.to_string();
+    for kernel in [ptx_kernels::CONSUMER, ptx_kernels::CONSUMER_VEC] {
+        let at = ptx.find(&format!(".visible .entry {kernel}(")).expect("entry");
+        let open = at + ptx[at..].find("\n{").expect("body") + 2;
+        ptx.insert_str(open, &format!("{body}\n"));
+    }
     let path = tmp_dir("ptx").join(name);
-    std::fs::write(&path, format!("{}{body}\n{}", &ptx[..open], &ptx[open..])).unwrap();
+    std::fs::write(&path, ptx).unwrap();
     path
 }
 
@@ -225,7 +229,7 @@ fn ptx_that_does_not_parse_is_one_line() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_trapping_kernel_is_reported_and_leaves_no_output_file() {
-    let ptx = ptx_with("consumer_kernel", "\ttrap;", "trap.ptx");
+    let ptx = ptx_with("\ttrap;", "trap.ptx");
     let start = std::time::Instant::now();
     assert_one_line_error(&host(&["--ptx", ptx.to_str().unwrap()]), "CUDA_ERROR_");
     let svg = tmp_dir("trap").join("t.svg");
@@ -239,7 +243,7 @@ fn a_trapping_kernel_is_reported_and_leaves_no_output_file() {
 #[ignore = "needs a CUDA device"]
 fn an_out_of_bounds_access_is_reported() {
     let oob = "\t{\n\t.reg .b64 %oobp;\n\t.reg .b32 %oobv;\n\tmov.u64 %oobp, 64;\n\tld.global.b32 %oobv, [%oobp];\n\tst.global.b32 [%oobp], %oobv;\n\t}";
-    let ptx = ptx_with("consumer_kernel", oob, "oob.ptx");
+    let ptx = ptx_with(oob, "oob.ptx");
     assert_one_line_error(&host(&["--ptx", ptx.to_str().unwrap()]), "CUDA_ERROR_");
     assert_one_line_error(&host(&["pipeline", "--ptx", ptx.to_str().unwrap(), "--chunk", "1MiB", "--total", "4MiB"]), "CUDA_ERROR_");
 }

@@ -68,8 +68,11 @@ impl Iterator for GridStride {
     fn next(&mut self) -> Option<u64> {
         if self.next < self.end {
             let i = self.next;
-            // Saturating: near u64::MAX a wrap would restart the loop.
-            self.next = self.next.saturating_add(self.step);
+            // A plain add: `end + step` cannot wrap for any buffer that fits
+            // in device memory (2^40 elements plus a grid of at most 2^41
+            // threads). A saturating add cost a `min` per element, which
+            // made the ALU-heavy producer 9% slower than nvcc's build.
+            self.next = self.next.wrapping_add(self.step);
             Some(i)
         } else {
             None

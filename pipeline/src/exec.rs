@@ -5,7 +5,7 @@
 use crate::graph::EventGraph;
 use crate::host_mem::PinnedBuffer;
 use crate::reference::{verify, Verification};
-use crate::spec::{PipelineSpec, Stage};
+use crate::spec::{MapKernel, PipelineSpec, Stage};
 use crate::timeline::{PendingSpan, Timeline};
 use crate::PipelineError;
 use cudarc::driver::{result as cu, sys, CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, PushKernelArg};
@@ -355,19 +355,15 @@ impl<'g> Part<'g> {
             .stages
             .iter()
             .map(|st| {
-                let entry = match st {
-                    Stage::Producer => Some(ptx_kernels::PRODUCER_VEC),
-                    Stage::Map(k) => Some(k.entry),
-                    Stage::Reduce => Some(ptx_kernels::REDUCE),
-                    Stage::H2d | Stage::D2h => None,
+                let k = match st {
+                    Stage::Producer => gpu.kernel(ptx_kernels::PRODUCER_VEC)?,
+                    Stage::Map(MapKernel { entry, module: None, .. }) => gpu.kernel(entry)?,
+                    Stage::Map(MapKernel { entry, module: Some(ptx), .. }) => gpu.kernel_from_ptx(ptx, entry)?,
+                    Stage::Reduce => gpu.kernel(ptx_kernels::REDUCE)?,
+                    Stage::H2d | Stage::D2h => return Ok(None),
                 };
-                entry
-                    .map(|e| {
-                        let k = gpu.kernel(e)?;
-                        k.check_block(spec.block_size)?;
-                        Ok::<_, Error>(k)
-                    })
-                    .transpose()
+                k.check_block(spec.block_size)?;
+                Ok::<_, Error>(Some(k))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let delay = gpu.kernel(ptx_kernels::DELAY)?;

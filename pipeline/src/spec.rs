@@ -15,11 +15,35 @@ pub struct MapKernel {
     pub reference: fn(&[f32], &mut [f32]),
     /// One line for `--help` and errors.
     pub about: &'static str,
+    /// The PTX module holding `entry`: `None` for the embedded
+    /// `ptx_kernels::KERNELS`, or a module of your own (see [`MapKernel::custom`]).
+    pub module: Option<&'static str>,
+}
+
+impl MapKernel {
+    /// A map stage from a kernel crate of your own: build it to PTX with
+    /// `nvptx-builder` in your build script, embed the PTX
+    /// (`include_str!(env!(...))`), and give the entry and the CPU reference.
+    /// The entry must have the map signature
+    /// `(input: *const f32, output: *mut f32, n: u64, spin: u64)`.
+    ///
+    /// ```
+    /// use pc_pipeline::spec::{MapKernel, Stage};
+    /// const MY_PTX: &str = ".version 7.0\n.target sm_70\n.address_size 64\n// ...";
+    /// const NEGATE: MapKernel = MapKernel::custom("negate", MY_PTX, "negate_kernel", |i, o| {
+    ///     o.iter_mut().zip(i).for_each(|(o, x)| *o = -x)
+    /// });
+    /// let stages = vec![Stage::H2d, Stage::Map(NEGATE), Stage::D2h];
+    /// # assert_eq!(stages[1].name(), "negate");
+    /// ```
+    pub const fn custom(name: &'static str, ptx: &'static str, entry: &'static str, reference: fn(&[f32], &mut [f32])) -> MapKernel {
+        MapKernel { name, entry, reference, about: "a user's kernel", module: Some(ptx) }
+    }
 }
 
 impl PartialEq for MapKernel {
     fn eq(&self, other: &Self) -> bool {
-        self.entry == other.entry
+        self.entry == other.entry && self.name == other.name
     }
 }
 impl Eq for MapKernel {}
@@ -32,12 +56,14 @@ pub const MAP_KERNELS: &[MapKernel] = &[
         entry: ptx_kernels::CONSUMER_VEC,
         reference: |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)),
         about: "doubles each element (the seed's consumer)",
+        module: None,
     },
     MapKernel {
         name: "moving-average",
         entry: ptx_kernels::MOVING_AVERAGE,
         reference: moving_average_reference,
         about: "3-point moving average within each chunk (edges repeat their element)",
+        module: None,
     },
 ];
 

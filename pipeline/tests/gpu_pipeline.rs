@@ -157,3 +157,23 @@ fn too_much_device_memory_is_an_error() {
     let e = Pipeline::new(&[&gpu], spec, Input::Generated).err().expect("must refuse");
     assert!(e.to_string().contains("of device memory"), "{e}");
 }
+
+/// A map stage from a module of the user's own (not the embedded PTX),
+/// between the built-in stages, verified against its CPU reference.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_users_own_kernel_module_runs_as_a_stage() {
+    use pc_pipeline::spec::MapKernel;
+    use pc_pipeline::Stage;
+    const NEGATE: MapKernel = MapKernel::custom("negate", include_str!("negate.ptx"), "negate_kernel", |i, o| {
+        o.iter_mut().zip(i).for_each(|(o, x)| *o = -x)
+    });
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed();
+    for (first, last) in [(Stage::H2d, Stage::D2h), (Stage::Producer, Stage::Reduce)] {
+        let stages = vec![first, Stage::Map(NEGATE), Stage::Map(pc_pipeline::MAP_KERNELS[0]), last];
+        let w = if first == Stage::H2d { Workload::Stream } else { Workload::Generate };
+        let spec = PipelineSpec::new(w).stages(stages).slots(2).chunk_elements(100_000).total_elements(1_000_003).seed(seed);
+        run_and_verify(&[&gpu], spec, Launch::Streams, 1);
+    }
+}

@@ -101,7 +101,19 @@ impl Gpu {
 
     /// A kernel of the embedded PTX, by entry name.
     pub fn kernel(&self, name: &'static str) -> Result<Kernel> {
-        let func = self.module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
+        Self::kernel_of(&self.module, name)
+    }
+
+    /// A kernel from another PTX module (a user's own kernel crate, built to
+    /// PTX with nvptx-builder): the module is loaded into this device's
+    /// context and the entry looked up.
+    pub fn kernel_from_ptx(&self, ptx: &str, name: &'static str) -> Result<Kernel> {
+        let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(Error::cuda(format!("loading the PTX module of {name}")))?;
+        Self::kernel_of(&module, name)
+    }
+
+    fn kernel_of(module: &Arc<CudaModule>, name: &'static str) -> Result<Kernel> {
+        let func = module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
         // SAFETY: a valid function handle and an int-sized attribute.
         let max_block = unsafe {
             cudarc::driver::result::function::get_function_attribute(

@@ -73,7 +73,7 @@ struct Part<'g> {
     chunks: Range<usize>,
     streams: Vec<Arc<CudaStream>>,
     /// Ring `r` between stage `r` and `r + 1`; `ring_ptrs` their base addresses.
-    _rings: Vec<CudaSlice<f32>>,
+    rings: Vec<CudaSlice<f32>>,
     ring_ptrs: Vec<u64>,
     slot_stride: u64,
     /// Reduction records (one per local chunk) and the EMPTY template they are reset from.
@@ -161,13 +161,7 @@ impl<'g> Pipeline<'g> {
     /// reads a slot too early sees poison, not a stale copy of the right data.
     pub fn poison_rings(&self) -> Result<()> {
         for p in &self.parts {
-            let s0 = &p.streams[0];
-            let words = (p.slot_stride * p.graph.slots() as u64) as usize;
-            for &ptr in &p.ring_ptrs {
-                // SAFETY: each ring holds `words` 32-bit words.
-                unsafe { sys::cuMemsetD32Async(ptr, POISON_BITS, words, s0.cu_stream()) }.result().map_err(err("poisoning a ring"))?;
-            }
-            s0.synchronize().map_err(err("poisoning the rings"))?;
+            p.poison_rings()?;
         }
         Ok(())
     }
@@ -338,8 +332,7 @@ impl<'g> Part<'g> {
             // SAFETY: poisoned right below, before any use.
             let ring = unsafe { s0.alloc::<f32>(ring_elems as usize) }.map_err(err(&format!("allocating ring {r}")))?;
             let (ptr, _) = ring.device_ptr(s0);
-            // SAFETY: `ring_elems` words owned by `ring`.
-            unsafe { sys::cuMemsetD32Async(ptr, POISON_BITS, ring_elems as usize, s0.cu_stream()) }.result().map_err(err("poisoning a ring"))?;
+            pc_runtime::gpu::poison(s0, &ring)?;
             ring_ptrs.push(ptr);
             rings.push(ring);
         }
@@ -374,7 +367,16 @@ impl<'g> Part<'g> {
         let fork = event()?;
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
-        Ok(Part { gpu, chunks, streams, _rings: rings, ring_ptrs, slot_stride, reductions, kernels, delay, events, fork, joins, graph, cuda_graph: None })
+        Ok(Part { gpu, chunks, streams, rings, ring_ptrs, slot_stride, reductions, kernels, delay, events, fork, joins, graph, cuda_graph: None })
+    }
+
+    /// Poison in every ring slot, then wait for it.
+    fn poison_rings(&self) -> Result<()> {
+        let s0 = &self.streams[0];
+        for ring in &self.rings {
+            pc_runtime::gpu::poison(s0, ring)?;
+        }
+        s0.synchronize().map_err(err("poisoning the rings"))
     }
 
     fn stream(&self, stage: usize) -> &Arc<CudaStream> {

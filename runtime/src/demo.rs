@@ -7,10 +7,9 @@
 //! then read the buffer before the producer has written it (buffers start
 //! poisoned), and the check counts the elements that came out wrong.
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{poison, Gpu};
 use crate::verify::{check_consumed, Check};
 use cudarc::driver::{sys, CudaSlice, CudaStream, PushKernelArg};
-use kernel_math::POISON_BITS;
 use std::sync::Arc;
 
 /// What to run.
@@ -88,16 +87,6 @@ impl DemoReport {
 /// Decimal GB/s from bytes and milliseconds.
 pub fn gbps(bytes: u64, ms: f32) -> f64 {
     if ms > 0.0 { bytes as f64 / (ms as f64 * 1e-3) / 1e9 } else { f64::NAN }
-}
-
-/// Fills `buf` with the poison pattern on `stream`.
-pub fn poison(stream: &CudaStream, buf: &CudaSlice<f32>) -> Result<()> {
-    use cudarc::driver::DevicePtr;
-    let (ptr, _guard) = buf.device_ptr(stream);
-    // SAFETY: `ptr` addresses `buf.len()` 32-bit words owned by `buf`.
-    unsafe { sys::cuMemsetD32Async(ptr, POISON_BITS, buf.len(), stream.cu_stream()) }
-        .result()
-        .map_err(Error::cuda("poisoning a buffer"))
 }
 
 /// Allocates `elements` uninitialised `f32` on `stream`.

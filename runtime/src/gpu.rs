@@ -1,6 +1,6 @@
 //! One CUDA device, its context and the embedded kernels.
 use crate::error::{Error, Result};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
 
@@ -161,4 +161,14 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// Fills `buf` with the poison pattern on `stream`.
+pub fn poison(stream: &CudaStream, buf: &CudaSlice<f32>) -> Result<()> {
+    use cudarc::driver::DevicePtr;
+    let (ptr, _guard) = buf.device_ptr(stream);
+    // SAFETY: `ptr` addresses `buf.len()` 32-bit words owned by `buf`.
+    unsafe { sys::cuMemsetD32Async(ptr, kernel_math::POISON_BITS, buf.len(), stream.cu_stream()) }
+        .result()
+        .map_err(Error::cuda("poisoning a buffer"))
 }

@@ -226,7 +226,7 @@ impl<'g> Pipeline<'g> {
                     }
                     Launch::Graph => match &p.cuda_graph {
                         Some(g) => g.launch().map_err(err("launching the captured graph"))?,
-                        None => return Err(PipelineError::Runtime(Error::cuda("capturing the pipeline")(cu::DriverError(sys::CUresult::CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)))),
+                        None => return Err(PipelineError::EmptyCapture),
                     },
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);

@@ -48,6 +48,8 @@ pub enum PipelineError {
     BadStages(String),
     #[error("no GPU given")]
     NoGpus,
+    #[error("capturing the pipeline as a CUDA graph produced no graph")]
+    EmptyCapture,
     #[error("input file {path}: {source}")]
     Input { path: PathBuf, source: std::io::Error },
     #[error("input file {path} has {have} bytes, shorter than the {want} declared ({} f32)", want / 4)]

@@ -3,9 +3,9 @@
 //! every run. Run with `cargo test -- --include-ignored` on a GPU machine.
 mod common;
 
-use pc_runtime::demo::{run_demo, DemoConfig};
-use pc_runtime::gpu::Gpu;
 use pc_runtime::Error;
+use pc_runtime::demo::{DemoConfig, run_demo};
+use pc_runtime::gpu::Gpu;
 
 const ELEMENT_COUNTS: [u64; 6] = [1, 31, 256, 257, 1 << 20, 10_000_003];
 

@@ -1,6 +1,6 @@
 //! CPU checks of the embedded PTX: it has both kernels, and ptxas (which needs
 //! no GPU) assembles it for sm_90 and for the default architecture.
-use nvptx_builder::{assemble, find_ptxas, ptx_entries, Arch};
+use nvptx_builder::{Arch, assemble, find_ptxas, ptx_entries};
 use std::path::PathBuf;
 
 #[test]

@@ -4,12 +4,12 @@
 //! (CUDA C++, CuPy, PyTorch: `bench/peers/`) measured in the same session.
 use anyhow::{Context, Result};
 use clap::Args;
-use cudarc::driver::{result as cu, sys, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg, result as cu, sys};
 use pc_pipeline::host_mem::PinnedBuffer;
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -150,7 +150,9 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             ("vec16, resident grid", &vectorized, full),
         ];
         for (label, (kp, kc, kf), lc) in shapes {
-            let p = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?))?;
+            let p = time_ms(&s, a.reps, size, || {
+                Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?)
+            })?;
             add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
             let c = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kc.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
             add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
@@ -210,7 +212,9 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                         ideal.map_or(String::new(), |i| format!("  ideal {i:.3} ms ({:.0}%)", 100.0 * i / ms)),
                         if ok { "" } else { "  VERIFICATION FAILED" }
                     );
-                    sweep.push(json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": ideal, "verified": ok, "impl": "rust"}));
+                    sweep.push(
+                        json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": ideal, "verified": ok, "impl": "rust"}),
+                    );
                 }
             }
         }

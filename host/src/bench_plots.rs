@@ -2,8 +2,8 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::path::Path;
-use svg::node::element::{Circle, Line, Polyline, Rectangle, Text};
 use svg::Document;
+use svg::node::element::{Circle, Line, Polyline, Rectangle, Text};
 
 const PALETTE: [&str; 10] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"];
 
@@ -35,11 +35,16 @@ pub fn write_plots(all: &Value, dir: &Path) -> Result<()> {
     for rows in [&all["rows"], &all["peers"]["rows"]] {
         for r in rows.as_array().into_iter().flatten().filter(|r| r["group"] == "kernel" || r["group"] == "handoff") {
             let size = r["size_bytes"].as_u64().unwrap_or(0) >> 20;
-            bars.push((format!("{} {} MiB", r["name"].as_str().unwrap_or("?"), size), r["impl"].as_str().unwrap_or("?").to_string(), r["gbps"].as_f64().unwrap_or(0.0)));
+            bars.push((
+                format!("{} {} MiB", r["name"].as_str().unwrap_or("?"), size),
+                r["impl"].as_str().unwrap_or("?").to_string(),
+                r["gbps"].as_f64().unwrap_or(0.0),
+            ));
         }
     }
     let path = dir.join("kernels.svg");
-    svg::save(&path, &bar_chart(&format!("kernels on {}: GB/s moved", all["device"].as_str().unwrap_or("?")), &bars)).with_context(|| format!("writing {}", path.display()))?;
+    svg::save(&path, &bar_chart(&format!("kernels on {}: GB/s moved", all["device"].as_str().unwrap_or("?")), &bars))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

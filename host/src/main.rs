@@ -7,7 +7,7 @@ mod units;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use pc_runtime::demo::{run_demo, DemoConfig, DemoReport};
+use pc_runtime::demo::{DemoConfig, DemoReport, run_demo};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use std::process::ExitCode;
@@ -81,7 +81,10 @@ pub fn open_gpu(index: usize, ptx: &Option<std::path::PathBuf>) -> Result<Gpu> {
 fn main() -> ExitCode {
     // A bug must still end as one line and exit 1, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         eprintln!("error: internal error: {}", msg.replace('\n', " "));
@@ -117,8 +120,13 @@ fn run(cli: &DemoArgs) -> Result<bool> {
     let info = gpu.info();
     println!(
         "device {}: {} (sm_{}{}, {} SMs, {}), PTX built for {}",
-        info.index, info.name, info.compute_capability.0, info.compute_capability.1, info.sm_count,
-        bytes(info.total_memory as u128), ptx_kernels::ARCH
+        info.index,
+        info.name,
+        info.compute_capability.0,
+        info.compute_capability.1,
+        info.sm_count,
+        bytes(info.total_memory as u128),
+        ptx_kernels::ARCH
     );
     let report = run_demo(&gpu, &cfg)?;
     print_report(&report);
@@ -129,7 +137,10 @@ fn print_report(r: &DemoReport) {
     let c = &r.config;
     println!(
         "elements {}, block {}, grid {}, producer spin {} us, stream B {} the producer's event",
-        c.elements, c.block_size, r.grid_size, c.producer_spin_us,
+        c.elements,
+        c.block_size,
+        r.grid_size,
+        c.producer_spin_us,
         if c.sync { "waits on" } else { "does NOT wait on" }
     );
     let samples: Vec<String> = r.samples.iter().map(|x| format!("{x:.6}")).collect();
@@ -139,9 +150,9 @@ fn print_report(r: &DemoReport) {
     let n = r.check.checked;
     match (&r.check.first, c.sync) {
         (None, true) => println!("verification: PASS: all {n} elements match the CPU reference"),
-        (None, false) => println!(
-            "verification: PASS: all {n} elements match, although stream B did not wait: the race did not show this time (try a larger --spin-us)"
-        ),
+        (None, false) => {
+            println!("verification: PASS: all {n} elements match, although stream B did not wait: the race did not show this time (try a larger --spin-us)")
+        }
         (Some(m), sync) => {
             println!(
                 "verification: FAIL: {} of {n} elements differ from the CPU reference (first: [{}] = {}, want {})",

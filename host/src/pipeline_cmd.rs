@@ -2,12 +2,12 @@
 //! chunk, prints throughput, optionally against the serial baseline, and
 //! writes the timeline.
 use crate::units::parse_bytes;
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pc_pipeline::{parse_stages, Input, Launch, Pipeline, PipelineSpec, RunReport, Workload};
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, RunReport, Workload, parse_stages};
 use pc_runtime::error::bytes;
-use pc_runtime::gpu::{device_count, Gpu};
+use pc_runtime::gpu::{Gpu, device_count};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -106,12 +106,7 @@ fn spec_of(a: &PipelineArgs) -> Result<PipelineSpec> {
             bail!("{name} {v} bytes is not a whole number of f32 (a multiple of 4 bytes)");
         }
     }
-    let mut spec = PipelineSpec::new(workload)
-        .slots(a.slots)
-        .chunk_elements(a.chunk / 4)
-        .total_elements(a.total / 4)
-        .block_size(a.block_size)
-        .seed(a.seed);
+    let mut spec = PipelineSpec::new(workload).slots(a.slots).chunk_elements(a.chunk / 4).total_elements(a.total / 4).block_size(a.block_size).seed(a.seed);
     if let Some(list) = &a.stages {
         spec = spec.stages(parse_stages(list)?);
     }
@@ -206,18 +201,27 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         };
         println!(
             "memory over {} runs: host RSS {} -> {} (growth {growth} bytes), device memory in use {} -> {}",
-            a.runs, show(rss0), show(rss1), bytes(dev0 as u128), bytes(dev1 as u128)
+            a.runs,
+            show(rss0),
+            show(rss1),
+            bytes(dev0 as u128),
+            bytes(dev1 as u128)
         );
     }
     let check = pipeline.verify(&report);
     match &check.first_wrong {
-        None => println!("verification: PASS: all {} chunks match the CPU reference{}", check.chunks_checked, if spec.reduces() { " (reductions exact)" } else { " (every element)" }),
+        None => println!(
+            "verification: PASS: all {} chunks match the CPU reference{}",
+            check.chunks_checked,
+            if spec.reduces() { " (reductions exact)" } else { " (every element)" }
+        ),
         Some((c, what)) => println!("verification: FAIL: {} of {} chunks wrong; first: chunk {c}: {what}", check.chunks_wrong, check.chunks_checked),
     }
     let mut passed = check.passed();
 
     if let Some(tl) = &report.timeline {
-        let title = format!("{stage_list}, K={}, chunk {}, {} chunks: {:.3} ms", spec.slots, bytes(spec.chunk_elements as u128 * 4), spec.chunks(), report.gpu_ms);
+        let title =
+            format!("{stage_list}, K={}, chunk {}, {} chunks: {:.3} ms", spec.slots, bytes(spec.chunk_elements as u128 * 4), spec.chunks(), report.gpu_ms);
         if let Some(p) = &a.trace {
             tl.write_chrome_trace(p)?;
             println!("timeline: wrote Chrome trace {}", p.display());
@@ -226,7 +230,11 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
             tl.write_svg(p, &title)?;
             println!("timeline: wrote SVG {}", p.display());
         }
-        println!("timeline: overlap factor {:.2} (stage busy time / elapsed; 1 = fully serial, {} = every stage busy all the time)", tl.overlap_factor(), spec.stages.len());
+        println!(
+            "timeline: overlap factor {:.2} (stage busy time / elapsed; 1 = fully serial, {} = every stage busy all the time)",
+            tl.overlap_factor(),
+            spec.stages.len()
+        );
     }
 
     if a.compare_serial {
@@ -239,11 +247,7 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
         print_run("serial (K=1, one stream)", &serial_spec, &s);
         let ok = serial.verify(&s).passed();
         passed &= ok;
-        println!(
-            "speed-up: pipelined / serial = {:.2}x (serial run verification: {})",
-            s.gpu_ms / report.gpu_ms,
-            if ok { "PASS" } else { "FAIL" }
-        );
+        println!("speed-up: pipelined / serial = {:.2}x (serial run verification: {})", s.gpu_ms / report.gpu_ms, if ok { "PASS" } else { "FAIL" });
     }
     Ok(passed)
 }
@@ -251,10 +255,7 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
 fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
     use pc_pipeline::sync_check::check_edges;
     let graph = pc_pipeline::EventGraph::new(spec.stages.len(), spec.chunks(), spec.slots.min(spec.chunks()));
-    println!(
-        "sync check: {} edges; each removed in turn, with the stage it comes from slowed by {delay_us} us before each operation",
-        graph.edges().len()
-    );
+    println!("sync check: {} edges; each removed in turn, with the stage it comes from slowed by {delay_us} us before each operation", graph.edges().len());
     let bar = progress_bar(graph.edges().len() + spec.stages.len());
     let report = check_edges(gpu, spec, input, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
@@ -279,7 +280,12 @@ fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Re
         };
         println!(
             "ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}",
-            e.ring, e.slot, spec.stages[e.from.0].name(), e.from.1, spec.stages[e.to.0].name(), e.to.1
+            e.ring,
+            e.slot,
+            spec.stages[e.from.0].name(),
+            e.from.1,
+            spec.stages[e.to.0].name(),
+            e.to.1
         );
     }
     let detected = report.edges.iter().filter(|r| r.detected()).count();

@@ -152,7 +152,22 @@ fn tmp_dir(name: &str) -> std::path::PathBuf {
 fn pipeline_stream_run_writes_timeline_and_beats_serial() {
     let d = tmp_dir("timeline");
     let (svg, trace) = (d.join("t.svg"), d.join("t.json"));
-    let out = host(&["pipeline", "-w", "stream", "-k", "3", "--chunk", "4MiB", "--total", "64MiB", "--svg", svg.to_str().unwrap(), "--trace", trace.to_str().unwrap(), "--compare-serial"]);
+    let out = host(&[
+        "pipeline",
+        "-w",
+        "stream",
+        "-k",
+        "3",
+        "--chunk",
+        "4MiB",
+        "--total",
+        "64MiB",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--compare-serial",
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("verification: PASS: all 16 chunks"), "{text}");
@@ -261,12 +276,8 @@ fn long_runs_report_memory() {
         let out = host(&args);
         let text = stdout(&out);
         assert!(out.status.success(), "{text}");
-        let growth: i64 = text
-            .split("(growth ")
-            .nth(1)
-            .and_then(|t| t.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no memory line in {text}"));
+        let growth: i64 =
+            text.split("(growth ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no memory line in {text}"));
         assert!(growth < 4 << 20, "host RSS grew {growth} bytes over 20000 runs: {text}");
     }
 }

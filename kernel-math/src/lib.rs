@@ -145,7 +145,13 @@ pub fn from_order_key(k: u32) -> f32 {
 #[inline(always)]
 pub fn hist_bin(v: f32) -> usize {
     let b = ((v + 4.0) * 2.0) as i32;
-    (if b < 0 { 0 } else if b > 15 { 15 } else { b }) as usize
+    (if b < 0 {
+        0
+    } else if b > 15 {
+        15
+    } else {
+        b
+    }) as usize
 }
 
 #[cfg(test)]
@@ -162,12 +168,7 @@ mod tests {
 
     #[test]
     fn produce_known_values() {
-        let got: [u32; 4] = [
-            produce(0, 0).to_bits(),
-            produce(1, 0).to_bits(),
-            produce(1 << 32, 0).to_bits(),
-            produce(12345, 7).to_bits(),
-        ];
+        let got: [u32; 4] = [produce(0, 0).to_bits(), produce(1, 0).to_bits(), produce(1 << 32, 0).to_bits(), produce(12345, 7).to_bits()];
         // Computed independently in Python with the same recipe.
         assert_eq!(got, [0xbf80_0000, 0xbe3b_b380, 0xbe9c_2ae0, 0xbeec_9338]);
     }

@@ -10,8 +10,8 @@
 #![feature(abi_ptx)]
 
 use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
-use kernel_math::{consume, produce, Reduction, HIST_BINS};
-use nvptx_std::{aligned16, grid_stride, grid_stride_from, lane, shfl_xor, spin_ns, warps_are_full, F32x4};
+use kernel_math::{HIST_BINS, Reduction, consume, produce};
+use nvptx_std::{F32x4, aligned16, grid_stride, grid_stride_from, lane, shfl_xor, spin_ns, warps_are_full};
 
 /// Fills `buffer[0..n]` with `produce(first + i, seed)`: element `i` of a
 /// chunk that starts at global index `first`.

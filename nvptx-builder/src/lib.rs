@@ -90,10 +90,7 @@ impl FromStr for Arch {
     type Err = BuildError;
     fn from_str(s: &str) -> Result<Self, BuildError> {
         let want = s.trim().to_ascii_lowercase();
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.name() == want || a.name().replace('_', "") == want)
-            .ok_or_else(|| BuildError::UnknownArch(s.to_string()))
+        Arch::ALL.into_iter().find(|a| a.name() == want || a.name().replace('_', "") == want).ok_or_else(|| BuildError::UnknownArch(s.to_string()))
     }
 }
 
@@ -266,9 +263,8 @@ impl Builder {
             None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(BuildError::NoOutDir)?,
         };
         std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io { path: out_dir.clone(), source })?;
-        let stem = self.name.clone().unwrap_or_else(|| {
-            self.crate_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into())
-        });
+        let stem =
+            self.name.clone().unwrap_or_else(|| self.crate_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into()));
         let ptx_path = out_dir.join(format!("{stem}.ptx"));
         let dep_path = out_dir.join(format!("{stem}.d"));
         // A stale PTX must not pass for a fresh one.
@@ -297,8 +293,7 @@ impl Builder {
         if !out.status.success() {
             return Err(BuildError::Compile { status: out.status.to_string(), output });
         }
-        let ptx = std::fs::read_to_string(&ptx_path)
-            .map_err(|_| BuildError::NoPtx { path: ptx_path.clone(), output: output.clone() })?;
+        let ptx = std::fs::read_to_string(&ptx_path).map_err(|_| BuildError::NoPtx { path: ptx_path.clone(), output: output.clone() })?;
 
         if self.print_metadata {
             let deps_dir = out_dir.join("nvptx-target").join(TARGET).join("release").join("deps");
@@ -318,10 +313,7 @@ impl Builder {
             Ptxas::Skip => None,
             Ptxas::Path(p) if p.is_file() => Some(p.clone()),
             Ptxas::Path(p) => {
-                return Err(BuildError::Spawn {
-                    program: p.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
+                return Err(BuildError::Spawn { program: p.display().to_string(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
             }
             Ptxas::Find => find_ptxas(),
         };
@@ -399,9 +391,7 @@ pub fn find_ptxas() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PTXAS").map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("ptxas")).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let on_path = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("ptxas")).collect::<Vec<_>>()).unwrap_or_default();
     let roots = ["CUDA_HOME", "CUDA_PATH"]
         .iter()
         .filter_map(|v| std::env::var_os(v))
@@ -470,9 +460,19 @@ fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
         let keep = k == "CARGO_HOME" || k == "CARGO_NET_OFFLINE" || k.starts_with("CARGO_REGISTRIES") || k.starts_with("CARGO_HTTP");
-        let outer = k.starts_with("CARGO") || k.starts_with("RUSTC") || k.starts_with("RUSTDOC") || k.starts_with("__CARGO")
-            || k == "RUSTFLAGS" || k == "RUSTUP_TOOLCHAIN" || k == "TARGET" || k == "HOST" || k == "OUT_DIR"
-            || k == "PROFILE" || k == "OPT_LEVEL" || k == "DEBUG" || k == "NUM_JOBS";
+        let outer = k.starts_with("CARGO")
+            || k.starts_with("RUSTC")
+            || k.starts_with("RUSTDOC")
+            || k.starts_with("__CARGO")
+            || k == "RUSTFLAGS"
+            || k == "RUSTUP_TOOLCHAIN"
+            || k == "TARGET"
+            || k == "HOST"
+            || k == "OUT_DIR"
+            || k == "PROFILE"
+            || k == "OPT_LEVEL"
+            || k == "DEBUG"
+            || k == "NUM_JOBS";
         if outer && !keep {
             cmd.env_remove(&key);
         }
@@ -566,14 +566,7 @@ ptxas info    : Used 10 registers\n";
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0],
-            KernelResources {
-                kernel: "producer_kernel".into(),
-                arch: Arch::Sm90,
-                registers: 14,
-                stack_bytes: 8,
-                spill_store_bytes: 4,
-                spill_load_bytes: 12
-            }
+            KernelResources { kernel: "producer_kernel".into(), arch: Arch::Sm90, registers: 14, stack_bytes: 8, spill_store_bytes: 4, spill_load_bytes: 12 }
         );
         assert_eq!(r[1].registers, 10);
     }

@@ -31,10 +31,7 @@ fn out_dir() -> PathBuf {
 
 #[test]
 fn builds_checks_entries_and_passes_compiler_errors_through() {
-    let good = kernel_crate(
-        "good_kernels",
-        "#[unsafe(no_mangle)]\npub unsafe extern \"ptx-kernel\" fn fill_kernel(p: *mut u32, v: u32) { unsafe { *p = v } }",
-    );
+    let good = kernel_crate("good_kernels", "#[unsafe(no_mangle)]\npub unsafe extern \"ptx-kernel\" fn fill_kernel(p: *mut u32, v: u32) { unsafe { *p = v } }");
     let result = Builder::new(&good)
         .arch(Arch::Sm90)
         .entries(["fill_kernel"])
@@ -49,13 +46,7 @@ fn builds_checks_entries_and_passes_compiler_errors_through() {
     assert!(ptx.contains(".target sm_90"), "{ptx}");
 
     // An expected kernel that is not there is named.
-    let err = Builder::new(&good)
-        .entries(["fill_kernel", "drain_kernel"])
-        .out_dir(out_dir())
-        .ptxas(Ptxas::Skip)
-        .print_metadata(false)
-        .build()
-        .unwrap_err();
+    let err = Builder::new(&good).entries(["fill_kernel", "drain_kernel"]).out_dir(out_dir()).ptxas(Ptxas::Skip).print_metadata(false).build().unwrap_err();
     match &err {
         BuildError::MissingEntries { missing, found } => {
             assert_eq!(missing, &vec!["drain_kernel".to_string()]);

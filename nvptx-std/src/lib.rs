@@ -17,9 +17,7 @@ use core::arch::nvptx;
 #[inline(always)]
 pub fn global_index() -> u64 {
     // SAFETY: reading special registers has no preconditions.
-    unsafe {
-        nvptx::_block_idx_x() as u64 * nvptx::_block_dim_x() as u64 + nvptx::_thread_idx_x() as u64
-    }
+    unsafe { nvptx::_block_idx_x() as u64 * nvptx::_block_dim_x() as u64 + nvptx::_thread_idx_x() as u64 }
 }
 
 /// Number of threads in the grid (x dimension): the stride of a grid-stride loop.

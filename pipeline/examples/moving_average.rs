@@ -4,7 +4,7 @@
 //! against its CPU reference.
 //!
 //! Run: `cargo run -p pc-pipeline --example moving_average [-- <device>]`.
-use pc_pipeline::{parse_stages, Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::Gpu;
 use std::process::ExitCode;
 

@@ -2,16 +2,16 @@
 //! stage, a ring of K slots between neighbouring stages, and exactly the
 //! waits of the [`EventGraph`]. The host only enqueues; it synchronizes once,
 //! at the end of a run.
+use crate::PipelineError;
 use crate::graph::EventGraph;
 use crate::host_mem::PinnedBuffer;
-use crate::reference::{verify, Verification};
+use crate::reference::{Verification, verify};
 use crate::spec::{MapKernel, PipelineSpec, Stage};
 use crate::timeline::{PendingSpan, Timeline};
-use crate::PipelineError;
-use cudarc::driver::{result as cu, sys, CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, PushKernelArg};
-use kernel_math::{Reduction, POISON_BITS};
-use pc_runtime::gpu::{Gpu, Kernel};
+use cudarc::driver::{CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, PushKernelArg, result as cu, sys};
+use kernel_math::{POISON_BITS, Reduction};
 use pc_runtime::Error;
+use pc_runtime::gpu::{Gpu, Kernel};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -386,7 +386,14 @@ impl<'g> Part<'g> {
     /// Enqueues one run: fork every stream from stream 0, reset the
     /// reductions, every (stage, chunk) with exactly its graph waits, then
     /// join every stream back into stream 0.
-    fn enqueue(&self, spec: &PipelineSpec, part: usize, input: Option<&PinnedBuffer>, output: Option<&mut PinnedBuffer>, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
+    fn enqueue(
+        &self,
+        spec: &PipelineSpec,
+        part: usize,
+        input: Option<&PinnedBuffer>,
+        output: Option<&mut PinnedBuffer>,
+        mut timeline: Option<&mut Vec<PendingSpan>>,
+    ) -> Result<()> {
         let s0 = &self.streams[0];
         self.fork.record(s0).map_err(err("recording the fork event"))?;
         for s in &self.streams[1..] {

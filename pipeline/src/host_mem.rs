@@ -1,8 +1,8 @@
 //! Pinned (page-locked) host memory, so host/device copies run on the copy
 //! engines asynchronously, at full speed, overlapped with kernels.
+use cudarc::driver::{CudaContext, result, sys};
 use pc_runtime::Error;
 use std::sync::Arc;
-use cudarc::driver::{result, sys, CudaContext};
 
 /// `len` `f32` of pinned host memory, freed on drop. Allocated PORTABLE, so
 /// every GPU's context can copy to and from it (the multi-GPU pipeline shares

@@ -28,7 +28,7 @@ pub mod timeline;
 
 pub use exec::{Input, Launch, Pipeline, RunReport};
 pub use graph::{Edge, EdgeKind, EventGraph};
-pub use spec::{parse_stages, PipelineSpec, Stage, Workload, MAP_KERNELS};
+pub use spec::{MAP_KERNELS, PipelineSpec, Stage, Workload, parse_stages};
 
 use std::path::PathBuf;
 

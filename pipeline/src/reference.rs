@@ -1,7 +1,7 @@
 //! The CPU reference of a pipeline, chunk by chunk, from the same functions
 //! the kernels run.
 use crate::spec::{PipelineSpec, Stage};
-use kernel_math::{produce, Reduction};
+use kernel_math::{Reduction, produce};
 
 /// What the sink of chunk `c` must hold: the transformed values (d2h) or
 /// their reduction (reduce). `input` is the whole host input (h2d sources).
@@ -82,10 +82,20 @@ fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[f32]>, output: Opt
     let problem = if let Some(want_r) = want_r {
         match reductions.get(c) {
             Some(got) if *got == want_r => None,
-            Some(got) => Some((1, format!(
-                "reduction differs: got sum {} min {} max {} count {}, want sum {} min {} max {} count {}",
-                got.sum(), got.min(), got.max(), got.count(), want_r.sum(), want_r.min(), want_r.max(), want_r.count()
-            ))),
+            Some(got) => Some((
+                1,
+                format!(
+                    "reduction differs: got sum {} min {} max {} count {}, want sum {} min {} max {} count {}",
+                    got.sum(),
+                    got.min(),
+                    got.max(),
+                    got.count(),
+                    want_r.sum(),
+                    want_r.min(),
+                    want_r.max(),
+                    want_r.count()
+                ),
+            )),
             None => Some((1, "no reduction came back".to_string())),
         }
     } else {
@@ -94,10 +104,17 @@ fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[f32]>, output: Opt
         let wrong: Vec<usize> = (0..want.len()).filter(|&i| got.get(i).map(|g| g.to_bits()) != Some(want[i].to_bits())).collect();
         match wrong.first() {
             None => None,
-            Some(&i) => Some((wrong.len() as u64, format!(
-                "{} of {} elements differ; first [{}] = {}, want {}",
-                wrong.len(), want.len(), range.start + i as u64, got.get(i).map_or("missing".to_string(), |g| g.to_string()), want[i]
-            ))),
+            Some(&i) => Some((
+                wrong.len() as u64,
+                format!(
+                    "{} of {} elements differ; first [{}] = {}, want {}",
+                    wrong.len(),
+                    want.len(),
+                    range.start + i as u64,
+                    got.get(i).map_or("missing".to_string(), |g| g.to_string()),
+                    want[i]
+                ),
+            )),
         }
     };
     if let Some((n, what)) = problem {

@@ -8,11 +8,11 @@
 //! the slot before it is read). Rings are re-poisoned before each run and
 //! every chunk is checked against the CPU reference. The unmodified graph
 //! runs with each of the same delays and must show no corruption.
+use crate::PipelineError;
 use crate::exec::{Input, Launch, Pipeline};
 use crate::graph::{Edge, EdgeKind};
 use crate::reference::Verification;
 use crate::spec::PipelineSpec;
-use crate::PipelineError;
 use pc_runtime::gpu::Gpu;
 
 /// What removing one edge did.

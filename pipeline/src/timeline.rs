@@ -30,9 +30,8 @@ pub(crate) struct PendingSpan {
 impl PendingSpan {
     /// Reads the recorded times (after the run has synchronized).
     pub(crate) fn resolve(&self, origin: &CudaEvent) -> Result<Span, PipelineError> {
-        let t = |ev: &CudaEvent| {
-            origin.elapsed_ms(ev).map(f64::from).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading timeline events")(e)))
-        };
+        let t =
+            |ev: &CudaEvent| origin.elapsed_ms(ev).map(f64::from).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading timeline events")(e)));
         Ok(Span { gpu: self.gpu, stage: self.stage, chunk: self.chunk, start_ms: t(&self.start)?, end_ms: t(&self.end)? })
     }
 }
@@ -120,7 +119,8 @@ impl Timeline {
                 .add(Title::new(format!("{} chunk {}: {:.3}–{:.3} ms", self.stages[sp.stage], sp.chunk, sp.start_ms, sp.end_ms)));
             doc = doc.add(bar);
             if w > 18.0 {
-                doc = doc.add(Text::new(sp.chunk.to_string()).set("x", x(sp.start_ms) + 3.0).set("y", y + row_h * 0.65).set("fill", "white").set("font-size", 10));
+                doc = doc
+                    .add(Text::new(sp.chunk.to_string()).set("x", x(sp.start_ms) + 3.0).set("y", y + row_h * 0.65).set("fill", "white").set("font-size", 10));
             }
         }
         let axis_y = top + rows as f64 * row_h + 5.0;

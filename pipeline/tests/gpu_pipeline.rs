@@ -1,8 +1,8 @@
 //! Pipelines on a GPU, every chunk verified against the CPU reference
 //! (every element for d2h sinks; reductions compared exactly, sums included,
 //! since they are added in 2^-22 fixed point). Run with --include-ignored.
-use pc_pipeline::{parse_stages, Input, Launch, Pipeline, PipelineSpec, Workload};
-use pc_runtime::gpu::{device_count, Gpu};
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
+use pc_runtime::gpu::{Gpu, device_count};
 
 fn seed() -> u32 {
     let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -30,7 +30,15 @@ fn workload(list: &str) -> Workload {
 
 /// Runs `spec` on `gpus`, `runs` times, and asserts every chunk verifies.
 fn run_and_verify(gpus: &[&Gpu], spec: PipelineSpec, launch: Launch, runs: usize) {
-    let label = format!("{:?} K={} chunk={} total={} {:?} runs={runs} gpus={}", spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>(), spec.slots, spec.chunk_elements, spec.total_elements, launch, gpus.len());
+    let label = format!(
+        "{:?} K={} chunk={} total={} {:?} runs={runs} gpus={}",
+        spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        spec.slots,
+        spec.chunk_elements,
+        spec.total_elements,
+        launch,
+        gpus.len()
+    );
     let mut p = Pipeline::new(gpus, spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
     let r = p.run(launch, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
     let v = p.verify(&r);
@@ -47,7 +55,12 @@ fn every_k_stage_count_workload_and_launch_mode() {
     for list in STAGE_LISTS {
         for k in 1..=4 {
             for launch in [Launch::Streams, Launch::Graph] {
-                let spec = PipelineSpec::new(workload(list)).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(1024).total_elements(1024 * 37 + 3).seed(seed);
+                let spec = PipelineSpec::new(workload(list))
+                    .stages(parse_stages(list).unwrap())
+                    .slots(k)
+                    .chunk_elements(1024)
+                    .total_elements(1024 * 37 + 3)
+                    .seed(seed);
                 run_and_verify(&[&gpu], spec, launch, 1);
             }
         }
@@ -163,11 +176,9 @@ fn too_much_device_memory_is_an_error() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_users_own_kernel_module_runs_as_a_stage() {
-    use pc_pipeline::spec::MapKernel;
     use pc_pipeline::Stage;
-    const NEGATE: MapKernel = MapKernel::custom("negate", include_str!("negate.ptx"), "negate_kernel", |i, o| {
-        o.iter_mut().zip(i).for_each(|(o, x)| *o = -x)
-    });
+    use pc_pipeline::spec::MapKernel;
+    const NEGATE: MapKernel = MapKernel::custom("negate", include_str!("negate.ptx"), "negate_kernel", |i, o| o.iter_mut().zip(i).for_each(|(o, x)| *o = -x));
     let gpu = Gpu::open(0).unwrap();
     let seed = seed();
     for (first, last) in [(Stage::H2d, Stage::D2h), (Stage::Producer, Stage::Reduce)] {

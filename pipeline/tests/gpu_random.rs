@@ -3,7 +3,7 @@
 //! element counts, chunk sizes, K, stage lists, block sizes, workloads,
 //! graph on/off. Every result verified; the count run and the count wrong
 //! are reported, and the first wrong configurations printed in full.
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Stage, Workload, MAP_KERNELS};
+use pc_pipeline::{Input, Launch, MAP_KERNELS, Pipeline, PipelineSpec, Stage, Workload};
 use pc_runtime::gpu::Gpu;
 
 /// splitmix64: a small, seedable generator (no dependency needed).
@@ -51,9 +51,10 @@ fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
 #[ignore = "needs a CUDA device"]
 fn random_configurations_all_verify() {
     let count: usize = std::env::var("PC_RANDOM_CONFIGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed: u64 = std::env::var("PC_TEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed: u64 = std::env::var("PC_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     eprintln!("random pipelines: seed {seed} (replay with PC_TEST_SEED={seed}), {count} configurations");
     let gpu = Gpu::open(0).unwrap();
     let mut rng = Rng(seed);
@@ -63,7 +64,11 @@ fn random_configurations_all_verify() {
         let label = format!(
             "#{i}: stages={} K={} total={} chunk={} block={} seed={} {launch:?}",
             spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
-            spec.slots, spec.total_elements, spec.chunk_elements, spec.block_size, spec.seed
+            spec.slots,
+            spec.total_elements,
+            spec.chunk_elements,
+            spec.block_size,
+            spec.seed
         );
         let outcome = Pipeline::new(&[&gpu], spec, Input::Generated).and_then(|mut p| {
             let r = p.run(launch, 1 + (i % 2), false)?;

@@ -1,6 +1,6 @@
 //! Stage lists, sizes and the CPU reference, without a GPU.
 use pc_pipeline::reference::{expected_chunk, verify};
-use pc_pipeline::{parse_stages, PipelineError, PipelineSpec, Stage, Workload};
+use pc_pipeline::{PipelineError, PipelineSpec, Stage, Workload, parse_stages};
 
 #[test]
 fn workloads_have_their_default_stages() {

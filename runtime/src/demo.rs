@@ -7,9 +7,9 @@
 //! then read the buffer before the producer has written it (buffers start
 //! poisoned), and the check counts the elements that came out wrong.
 use crate::error::{Error, Result};
-use crate::gpu::{poison, Gpu};
-use crate::verify::{check_consumed, Check};
-use cudarc::driver::{sys, CudaSlice, CudaStream, PushKernelArg};
+use crate::gpu::{Gpu, poison};
+use crate::verify::{Check, check_consumed};
+use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg, sys};
 use std::sync::Arc;
 
 /// What to run.

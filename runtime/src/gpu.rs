@@ -1,6 +1,6 @@
 //! One CUDA device, its context and the embedded kernels.
 use crate::error::{Error, Result};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, sys};
 use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
 
@@ -116,10 +116,7 @@ impl Gpu {
         let func = module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
         // SAFETY: a valid function handle and an int-sized attribute.
         let max_block = unsafe {
-            cudarc::driver::result::function::get_function_attribute(
-                func.cu_function(),
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
-            )
+            cudarc::driver::result::function::get_function_attribute(func.cu_function(), sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)
         }
         .map_err(Error::cuda(format!("reading {name}'s limits")))?;
         Ok(Kernel { name, func, max_block: max_block as u32 })
@@ -168,7 +165,5 @@ pub fn poison(stream: &CudaStream, buf: &CudaSlice<f32>) -> Result<()> {
     use cudarc::driver::DevicePtr;
     let (ptr, _guard) = buf.device_ptr(stream);
     // SAFETY: `ptr` addresses `buf.len()` 32-bit words owned by `buf`.
-    unsafe { sys::cuMemsetD32Async(ptr, kernel_math::POISON_BITS, buf.len(), stream.cu_stream()) }
-        .result()
-        .map_err(Error::cuda("poisoning a buffer"))
+    unsafe { sys::cuMemsetD32Async(ptr, kernel_math::POISON_BITS, buf.len(), stream.cu_stream()) }.result().map_err(Error::cuda("poisoning a buffer"))
 }

@@ -3,16 +3,14 @@
 //! `cuda_builder`:
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     let result = nvptx_builder::Builder::new("kernels-gpu")
-//!         .arch(nvptx_builder::Arch::Sm70)
-//!         .arch_env("NVPTX_ARCH")
-//!         .entries(["producer_kernel", "consumer_kernel"])
-//!         .build()
-//!         .unwrap_or_else(|e| nvptx_builder::fail(&e));
-//!     println!("PTX at {}", result.ptx_path.display());
-//! }
+//! // build.rs, inside `fn main`
+//! let result = nvptx_builder::Builder::new("kernels-gpu")
+//!     .arch(nvptx_builder::Arch::Sm70)
+//!     .arch_env("NVPTX_ARCH")
+//!     .entries(["producer_kernel", "consumer_kernel"])
+//!     .build()
+//!     .unwrap_or_else(|e| nvptx_builder::fail(&e));
+//! println!("cargo:rustc-env=KERNELS_PTX_PATH={}", result.ptx_path.display());
 //! ```
 //!
 //! What `build()` does:
@@ -47,8 +45,9 @@ pub const TARGET: &str = "nvptx64-nvidia-cuda";
 /// GPUs; PTX built for a newer one does not load on older GPUs. [`Arch::Sm70`]
 /// (Volta) is the default: it loads on every GPU from Volta on.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Arch {
+    #[default]
     Sm70,
     Sm75,
     Sm80,
@@ -71,12 +70,6 @@ impl Arch {
             Arch::Sm89 => "sm_89",
             Arch::Sm90 => "sm_90",
         }
-    }
-}
-
-impl Default for Arch {
-    fn default() -> Self {
-        Arch::Sm70
     }
 }
 
@@ -344,10 +337,10 @@ impl Builder {
             if self.print_metadata {
                 println!("cargo:rerun-if-env-changed={var}");
             }
-            if let Ok(v) = std::env::var(var) {
-                if !v.trim().is_empty() {
-                    return v.parse();
-                }
+            if let Ok(v) = std::env::var(var)
+                && !v.trim().is_empty()
+            {
+                return v.parse();
             }
         }
         Ok(self.arch)
@@ -394,7 +387,7 @@ pub fn find_ptxas() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("ptxas")).collect::<Vec<_>>()).unwrap_or_default();
     let roots = ["CUDA_HOME", "CUDA_PATH"]
         .iter()
-        .filter_map(|v| std::env::var_os(v))
+        .filter_map(std::env::var_os)
         .map(|r| PathBuf::from(r).join("bin/ptxas"))
         .chain([PathBuf::from("/usr/local/cuda/bin/ptxas")]);
     on_path.into_iter().chain(roots).find(|p| p.is_file())

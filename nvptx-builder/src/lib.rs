@@ -39,6 +39,16 @@ use std::str::FromStr;
 /// The NVPTX target triple.
 pub const TARGET: &str = "nvptx64-nvidia-cuda";
 
+/// The toolchain the nested cargo runs with unless [`Builder::toolchain`] or
+/// `$NVPTX_TOOLCHAIN` names another: a dated nightly (the build needs
+/// `-Zbuild-std` and the `abi_ptx` feature), so every machine emits the same
+/// PTX. Kept equal to the repository's `rust-toolchain.toml` by a test.
+pub const PINNED_TOOLCHAIN: &str = "nightly-2026-05-20";
+
+/// The environment variable that overrides both [`PINNED_TOOLCHAIN`] and
+/// [`Builder::toolchain`].
+pub const TOOLCHAIN_ENV: &str = "NVPTX_TOOLCHAIN";
+
 /// A GPU architecture, passed to rustc as `-C target-cpu` and to ptxas as `-arch`.
 ///
 /// PTX built for an older architecture is JIT-compiled by the driver for newer
@@ -99,6 +109,16 @@ pub enum BuildError {
     NoOutDir,
     #[error("could not start `{program}`: {source}")]
     Spawn { program: String, source: std::io::Error },
+    #[error("the Rust toolchain {toolchain} is not installed; run `rustup toolchain install {toolchain} --component rust-src`")]
+    ToolchainMissing { toolchain: String },
+    #[error(
+        "the Rust toolchain {toolchain} lacks the rust-src component (-Zbuild-std=core needs it); run `rustup toolchain install {toolchain} --component rust-src`"
+    )]
+    RustSrcMissing { toolchain: String },
+    #[error("the Rust toolchain {toolchain} is not a nightly (the NVPTX build needs -Zbuild-std); use {PINNED_TOOLCHAIN}, or unset {TOOLCHAIN_ENV}")]
+    NotNightly { toolchain: String },
+    #[error("`rustup run {toolchain} rustc --print sysroot` failed:\n{output}")]
+    Toolchain { toolchain: String, output: String },
     #[error("building the kernel crate for {TARGET} failed ({status}):\n{output}")]
     Compile { status: String, output: String },
     #[error("the kernel build succeeded but wrote no PTX at {path}; its output was:\n{output}")]
@@ -149,6 +169,8 @@ pub struct CompileResult {
     pub resources: Vec<KernelResources>,
     /// The ptxas that assembled it, if any.
     pub ptxas: Option<PathBuf>,
+    /// The rustup toolchain the kernel crate was compiled with.
+    pub toolchain: String,
 }
 
 /// Builds one kernel crate to PTX. See the crate docs.
@@ -163,6 +185,7 @@ pub struct Builder {
     ptxas: Ptxas,
     ptxas_archs: Vec<Arch>,
     print_metadata: bool,
+    toolchain: Option<String>,
 }
 
 impl Builder {
@@ -184,6 +207,7 @@ impl Builder {
             ptxas: Ptxas::default(),
             ptxas_archs: Vec::new(),
             print_metadata: true,
+            toolchain: None,
         }
     }
 
@@ -237,6 +261,14 @@ impl Builder {
         self
     }
 
+    /// The rustup toolchain to compile the kernel crate with (default
+    /// [`PINNED_TOOLCHAIN`]); `$NVPTX_TOOLCHAIN` overrides it. The kernel
+    /// crate's own `rust-toolchain.toml`, if any, is not consulted.
+    pub fn toolchain(mut self, name: impl Into<String>) -> Self {
+        self.toolchain = Some(name.into());
+        self
+    }
+
     /// Whether to print `cargo:` lines (rerun-if-changed, warnings). On by
     /// default; turn off when calling from outside a build script.
     pub fn print_metadata(mut self, on: bool) -> Self {
@@ -247,6 +279,7 @@ impl Builder {
     /// Builds the PTX. See the crate docs for the steps.
     pub fn build(self) -> Result<CompileResult, BuildError> {
         let arch = self.resolve_arch()?;
+        let toolchain = self.resolve_toolchain();
         let manifest = self.crate_path.join("Cargo.toml");
         if !manifest.is_file() {
             return Err(BuildError::NoCrate(self.crate_path.clone()));
@@ -268,8 +301,17 @@ impl Builder {
         emit.push(",dep-info=");
         emit.push(&dep_path);
 
-        let mut cmd = Command::new(cargo_program());
+        let cargo = std::env::var_os("NVPTX_BUILDER_CARGO");
+        // A cargo of the caller's choosing picks its own compiler; otherwise
+        // fail early, in one line, when the toolchain cannot do the build.
+        if cargo.is_none() {
+            check_toolchain(&toolchain)?;
+        }
+        let mut cmd = Command::new(cargo.unwrap_or_else(|| "cargo".into()));
         clean_env(&mut cmd);
+        // Set, not inherited: a rustup proxy then ignores both the outer
+        // build's toolchain and any rust-toolchain.toml near the kernel crate.
+        cmd.env("RUSTUP_TOOLCHAIN", &toolchain);
         cmd.current_dir(&self.crate_path)
             .arg("rustc")
             .arg("--manifest-path")
@@ -284,6 +326,9 @@ impl Builder {
         let out = cmd.output().map_err(|source| BuildError::Spawn { program, source })?;
         let output = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() {
+            if output.contains("only accepted on the nightly channel") {
+                return Err(BuildError::NotNightly { toolchain });
+            }
             return Err(BuildError::Compile { status: out.status.to_string(), output });
         }
         let ptx = std::fs::read_to_string(&ptx_path).map_err(|_| BuildError::NoPtx { path: ptx_path.clone(), output: output.clone() })?;
@@ -301,7 +346,7 @@ impl Builder {
             return Err(BuildError::MissingEntries { missing, found: entries });
         }
 
-        let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None };
+        let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None, toolchain };
         let ptxas = match &self.ptxas {
             Ptxas::Skip => None,
             Ptxas::Path(p) if p.is_file() => Some(p.clone()),
@@ -330,6 +375,13 @@ impl Builder {
             None => {}
         }
         Ok(result)
+    }
+
+    fn resolve_toolchain(&self) -> String {
+        match std::env::var(TOOLCHAIN_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => self.toolchain.clone().unwrap_or_else(|| PINNED_TOOLCHAIN.to_string()),
+        }
     }
 
     fn resolve_arch(&self) -> Result<Arch, BuildError> {
@@ -441,14 +493,37 @@ fn number_before(line: &str, suffix: &str) -> Option<u32> {
     head.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// `cargo` as a rustup proxy, so the kernel crate's directory (its
-/// rust-toolchain.toml) picks the toolchain, not the outer build.
-fn cargo_program() -> OsString {
-    std::env::var_os("NVPTX_BUILDER_CARGO").unwrap_or_else(|| "cargo".into())
+/// Checks that rustup has `toolchain` with its rust-src component, so a
+/// missing one is reported with its fix rather than as a cargo failure deep in
+/// `-Zbuild-std`. `rustup run` never installs (unlike a proxy with auto-install
+/// on), so the answer does not depend on `RUSTUP_AUTO_INSTALL`. Without rustup
+/// there is nothing to check: `cargo` on PATH is then the only toolchain.
+fn check_toolchain(toolchain: &str) -> Result<(), BuildError> {
+    let mut cmd = Command::new("rustup");
+    clean_env(&mut cmd);
+    cmd.args(["run", toolchain, "rustc", "--print", "sysroot"]);
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(BuildError::Spawn { program: "rustup".into(), source }),
+    };
+    if !out.status.success() {
+        let output = String::from_utf8_lossy(&out.stderr).into_owned();
+        if output.contains("is not installed") {
+            return Err(BuildError::ToolchainMissing { toolchain: toolchain.to_string() });
+        }
+        return Err(BuildError::Toolchain { toolchain: toolchain.to_string(), output });
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core/src/lib.rs").is_file() {
+        return Err(BuildError::RustSrcMissing { toolchain: toolchain.to_string() });
+    }
+    Ok(())
 }
 
 /// Removes the outer cargo's variables, which would otherwise point the nested
-/// build at the outer target directory, rustc wrapper, flags and toolchain.
+/// build at the outer target directory, rustc wrapper, flags and toolchain
+/// (the caller sets `RUSTUP_TOOLCHAIN` again, explicitly).
 fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
@@ -562,6 +637,19 @@ ptxas info    : Used 10 registers\n";
             KernelResources { kernel: "producer_kernel".into(), arch: Arch::Sm90, registers: 14, stack_bytes: 8, spill_store_bytes: 4, spill_load_bytes: 12 }
         );
         assert_eq!(r[1].registers, 10);
+    }
+
+    #[test]
+    fn pinned_toolchain_is_the_repository_s() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust-toolchain.toml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let channel = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == "channel")
+            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("no channel in {}", path.display()));
+        assert_eq!(PINNED_TOOLCHAIN, channel);
     }
 
     #[test]

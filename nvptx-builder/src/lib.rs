@@ -45,6 +45,18 @@ pub const TARGET: &str = "nvptx64-nvidia-cuda";
 /// PTX. Kept equal to the repository's `rust-toolchain.toml` by a test.
 pub const PINNED_TOOLCHAIN: &str = "nightly-2026-05-20";
 
+/// Release-profile settings the nested cargo gets as `--config` overrides,
+/// which take precedence over the kernel crate's (or its workspace's)
+/// manifest: fat LTO into one codegen unit makes `--emit asm` one complete PTX
+/// module with no linker; unwinding does not exist on the GPU.
+const FORCED_PROFILE: [&str; 5] = [
+    "profile.release.lto=\"fat\"",
+    "profile.release.codegen-units=1",
+    "profile.release.panic=\"abort\"",
+    "profile.release.opt-level=3",
+    "profile.release.debug=false",
+];
+
 /// The environment variable that overrides both [`PINNED_TOOLCHAIN`] and
 /// [`Builder::toolchain`].
 pub const TOOLCHAIN_ENV: &str = "NVPTX_TOOLCHAIN";
@@ -316,7 +328,12 @@ impl Builder {
             .arg("rustc")
             .arg("--manifest-path")
             .arg(&manifest)
+            // The lib target only, whatever else the package has, as a
+            // staticlib: the manifest may say rlib, since the host builds the
+            // same crate as an ordinary dependency.
+            .args(["--lib", "--crate-type", "staticlib"])
             .args(["--release", "--target", TARGET, "-Zbuild-std=core", "--color=never"])
+            .args(FORCED_PROFILE.iter().flat_map(|kv| ["--config", kv]))
             .arg("--target-dir")
             .arg(out_dir.join("nvptx-target"))
             .arg("--")

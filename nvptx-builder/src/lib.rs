@@ -137,6 +137,11 @@ pub enum BuildError {
     NoPtx { path: PathBuf, output: String },
     #[error("the PTX lacks expected kernel entries {missing:?} (it has {found:?}); are they `#[unsafe(no_mangle)] extern \"ptx-kernel\"`?")]
     MissingEntries { missing: Vec<String>, found: Vec<String> },
+    #[error(
+        "the PTX calls functions it does not define, which no driver can resolve when loading it: {functions:?}; \
+         a foreign function (`extern \"C\"`) that no dependency of the kernel crate defines, or an operation with no NVPTX lowering (e.g. a libm call)"
+    )]
+    UnresolvedFunctions { functions: Vec<String> },
     #[error("ptxas -arch={arch} rejected the PTX:\n{output}")]
     Ptxas { arch: Arch, output: String },
     #[error("{path}: {source}")]
@@ -363,6 +368,11 @@ impl Builder {
             return Err(BuildError::MissingEntries { missing, found: entries });
         }
 
+        let unresolved = ptx_unresolved_functions(&ptx);
+        if !unresolved.is_empty() {
+            return Err(BuildError::UnresolvedFunctions { functions: unresolved });
+        }
+
         let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None, toolchain };
         let ptxas = match &self.ptxas {
             Ptxas::Skip => None,
@@ -439,13 +449,41 @@ pub fn ptx_entries(ptx: &str) -> Vec<String> {
         .lines()
         .filter_map(|l| {
             let rest = l.trim_start().strip_prefix(".visible .entry ").or_else(|| l.trim_start().strip_prefix(".entry "))?;
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect();
+            let name: String = rest.chars().take_while(|c| is_ptx_ident_char(*c)).collect();
             (!name.is_empty()).then_some(name)
         })
         .collect();
     names.sort();
     names.dedup();
     names
+}
+
+/// Functions the PTX declares `.extern .func` (called, never defined): the
+/// driver loads a module whole, with nothing to link them against, so such a
+/// module cannot load. The PTX system calls, which ptxas and the driver provide,
+/// are left out. `.extern .shared` (dynamic shared memory) is not a function.
+pub fn ptx_unresolved_functions(ptx: &str) -> Vec<String> {
+    let mut names: Vec<String> = ptx
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_start().strip_prefix(".extern")?.trim_start().strip_prefix(".func")?.trim_start();
+            // A return value comes first: `.extern .func (.param .b32 func_retval0) name`.
+            let rest = if rest.starts_with('(') { &rest[rest.find(')')? + 1..] } else { rest };
+            let name: String = rest.trim_start().chars().take_while(|c| is_ptx_ident_char(*c)).collect();
+            (!name.is_empty() && !PTX_SYSTEM_CALLS.contains(&name.as_str())).then_some(name)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Functions PTX may call without defining (the PTX ISA's system calls, and
+/// the assert hook nvcc's code calls); ptxas resolves them itself.
+const PTX_SYSTEM_CALLS: [&str; 4] = ["vprintf", "malloc", "free", "__assertfail"];
+
+fn is_ptx_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '%'
 }
 
 /// Finds ptxas the way [`Ptxas::Find`] documents.
@@ -636,6 +674,19 @@ mod tests {
     fn entries_are_found() {
         let ptx = ".version 7.0\n.visible .entry b_kernel(\n.param .u64 x\n)\n.func helper(\n.visible .entry a_kernel(\n";
         assert_eq!(ptx_entries(ptx), vec!["a_kernel", "b_kernel"]);
+    }
+
+    #[test]
+    fn unresolved_functions_are_found_but_not_system_calls_or_shared_memory() {
+        let ptx = ".version 7.0\n\
+.extern .func  (.param .b32 func_retval0) never_defined\n(\n\t.param .b32 never_defined_param_0\n)\n;\n\
+.extern .func  (.param .b32 func_retval0) vprintf\n(\n\t.param .b64 vprintf_param_0\n)\n;\n\
+.extern .func sinf(\n\
+.extern .shared .align 16 .b8 gpu_launch_sized_workgroup_mem[];\n\
+.func helper(\n\
+.visible .entry k(\n";
+        assert_eq!(ptx_unresolved_functions(ptx), vec!["never_defined", "sinf"]);
+        assert!(ptx_unresolved_functions(".extern .shared .align 1 .b8 smem[];\n").is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs ptxas (PyPI's nvidia-cuda-nvcc-cu12, no GPU or driver needed) into
-# .tools/cuda-nvcc, where build.rs and the tests find it. Idempotent.
+# .tools/cuda-nvcc, where nvptx_builder::find_ptxas() finds it for build
+# scripts and tests alike (.cargo/config.toml names it). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ptxas=.tools/cuda-nvcc/nvidia/cuda_nvcc/bin/ptxas

@@ -61,6 +61,16 @@ const FORCED_PROFILE: [&str; 5] = [
 /// [`Builder::toolchain`].
 pub const TOOLCHAIN_ENV: &str = "NVPTX_TOOLCHAIN";
 
+/// A ptxas that a repository installs for itself (this one sets it in
+/// `.cargo/config.toml`): [`find_ptxas`] takes it only when the file exists,
+/// so a repository can name the place before anything is installed there.
+pub const PTXAS_DEFAULT_ENV: &str = "NVPTX_PTXAS_DEFAULT";
+
+/// Every environment variable the builder reads, besides cargo's own
+/// (`OUT_DIR`, `CARGO_MANIFEST_DIR`) and the one [`Builder::arch_env`] names.
+/// `build()` prints `cargo:rerun-if-env-changed` for each.
+pub const ENV_VARS: [&str; 7] = [TOOLCHAIN_ENV, "NVPTX_BUILDER_CARGO", "PTXAS", PTXAS_DEFAULT_ENV, "PATH", "CUDA_HOME", "CUDA_PATH"];
+
 /// A GPU architecture, passed to rustc as `-C target-cpu` and to ptxas as `-arch`.
 ///
 /// PTX built for an older architecture is JIT-compiled by the driver for newer
@@ -142,6 +152,13 @@ pub enum BuildError {
          a foreign function (`extern \"C\"`) that no dependency of the kernel crate defines, or an operation with no NVPTX lowering (e.g. a libm call)"
     )]
     UnresolvedFunctions { functions: Vec<String> },
+    #[error("{origin} names {path}, which is not a file; point it at a ptxas binary")]
+    BadPtxas { origin: &'static str, path: PathBuf },
+    #[error(
+        "no ptxas found (looked at $PTXAS, ${PTXAS_DEFAULT_ENV}, PATH, $CUDA_HOME/bin, $CUDA_PATH/bin, /usr/local/cuda/bin); \
+         install CUDA's ptxas (PyPI's nvidia-cuda-nvcc-cu12 has one) or set PTXAS"
+    )]
+    NoPtxas,
     #[error("ptxas -arch={arch} rejected the PTX:\n{output}")]
     Ptxas { arch: Arch, output: String },
     #[error("{path}: {source}")]
@@ -152,8 +169,8 @@ pub enum BuildError {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum Ptxas {
-    /// `$PTXAS`, then `ptxas` on `PATH`, then `$CUDA_HOME/bin`, `$CUDA_PATH/bin`,
-    /// `/usr/local/cuda/bin`. Skipped with a warning when none exists.
+    /// [`find_ptxas`]; no assembly when it finds none ([`BuildError::NoPtxas`]),
+    /// an error when `$PTXAS` is set but not a file.
     #[default]
     Find,
     /// This binary; a missing file is an error.
@@ -295,6 +312,11 @@ impl Builder {
 
     /// Builds the PTX. See the crate docs for the steps.
     pub fn build(self) -> Result<CompileResult, BuildError> {
+        if self.print_metadata {
+            for var in ENV_VARS.iter().copied().chain(self.arch_env.as_deref()) {
+                println!("cargo:rerun-if-env-changed={var}");
+            }
+        }
         let arch = self.resolve_arch()?;
         let toolchain = self.resolve_toolchain();
         let manifest = self.crate_path.join("Cargo.toml");
@@ -377,10 +399,12 @@ impl Builder {
         let ptxas = match &self.ptxas {
             Ptxas::Skip => None,
             Ptxas::Path(p) if p.is_file() => Some(p.clone()),
-            Ptxas::Path(p) => {
-                return Err(BuildError::Spawn { program: p.display().to_string(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
-            }
-            Ptxas::Find => find_ptxas(),
+            Ptxas::Path(p) => return Err(BuildError::BadPtxas { origin: "Ptxas::Path", path: p.clone() }),
+            Ptxas::Find => match find_ptxas() {
+                Ok(p) => Some(p),
+                Err(BuildError::NoPtxas) => None,
+                Err(e) => return Err(e),
+            },
         };
         match ptxas {
             Some(ptxas) => {
@@ -412,17 +436,10 @@ impl Builder {
     }
 
     fn resolve_arch(&self) -> Result<Arch, BuildError> {
-        if let Some(var) = &self.arch_env {
-            if self.print_metadata {
-                println!("cargo:rerun-if-env-changed={var}");
-            }
-            if let Ok(v) = std::env::var(var)
-                && !v.trim().is_empty()
-            {
-                return v.parse();
-            }
+        match self.arch_env.as_ref().and_then(|var| std::env::var(var).ok()) {
+            Some(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(self.arch),
         }
-        Ok(self.arch)
     }
 }
 
@@ -486,18 +503,27 @@ fn is_ptx_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '%'
 }
 
-/// Finds ptxas the way [`Ptxas::Find`] documents.
-pub fn find_ptxas() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PTXAS").map(PathBuf::from) {
-        return p.is_file().then_some(p);
+/// Finds ptxas, the one rule for build scripts and tests alike:
+/// 1. `$PTXAS`, when set and not empty: it must be a file
+///    ([`BuildError::BadPtxas`] otherwise), since a name the user gave that
+///    points nowhere is a mistake to report, not to route around;
+/// 2. `$NVPTX_PTXAS_DEFAULT` ([`PTXAS_DEFAULT_ENV`]), when that file exists;
+/// 3. `ptxas` in each `PATH` directory;
+/// 4. `$CUDA_HOME/bin/ptxas`, `$CUDA_PATH/bin/ptxas`, `/usr/local/cuda/bin/ptxas`.
+///
+/// [`BuildError::NoPtxas`] when none of them exists.
+pub fn find_ptxas() -> Result<PathBuf, BuildError> {
+    if let Some(p) = env_path("PTXAS") {
+        return if p.is_file() { Ok(p) } else { Err(BuildError::BadPtxas { origin: "$PTXAS", path: p }) };
     }
     let on_path = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("ptxas")).collect::<Vec<_>>()).unwrap_or_default();
-    let roots = ["CUDA_HOME", "CUDA_PATH"]
-        .iter()
-        .filter_map(std::env::var_os)
-        .map(|r| PathBuf::from(r).join("bin/ptxas"))
-        .chain([PathBuf::from("/usr/local/cuda/bin/ptxas")]);
-    on_path.into_iter().chain(roots).find(|p| p.is_file())
+    let roots = ["CUDA_HOME", "CUDA_PATH"].into_iter().filter_map(env_path).map(|r| r.join("bin/ptxas")).chain([PathBuf::from("/usr/local/cuda/bin/ptxas")]);
+    env_path(PTXAS_DEFAULT_ENV).into_iter().chain(on_path).chain(roots).find(|p| p.is_file()).ok_or(BuildError::NoPtxas)
+}
+
+/// A variable's value as a path; unset and empty are the same (`VAR=` clears).
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Assembles `ptx` with `ptxas -arch=<arch> -v` and parses its resource report.

@@ -1,11 +1,23 @@
-//! The kernels of `kernels-gpu`, compiled to PTX by `build.rs` and embedded
-//! here as text (the candle-kernels pattern). The host runtime loads
-//! [`KERNELS`] as a module and launches its entries by name.
+//! The project's kernels: `kernels-gpu` compiled to PTX by `build.rs` and
+//! embedded here as text (the candle-kernels pattern), with the typed
+//! launchers the same source gives on the host, and the seed's demo.
+//!
+//! ```no_run
+//! use ptx_kernels::{ConsumerKernel, load};
+//! let gpu = pc_runtime::gpu::Gpu::open(0)?;
+//! let module = load(&gpu)?;
+//! let consumer = module.kernel::<ConsumerKernel>()?; // checked against the PTX's parameters
+//! # Ok::<(), pc_runtime::Error>(())
+//! ```
 //!
 //! ```
 //! assert!(ptx_kernels::KERNELS.contains(".visible .entry producer_kernel("));
-//! assert!(ptx_kernels::ENTRIES.contains(&ptx_kernels::CONSUMER));
+//! assert!(ptx_kernels::entries().any(|e| e == "consumer_vec_kernel"));
 //! ```
+pub mod demo;
+pub mod verify;
+
+pub use kernels_gpu::*;
 
 /// The PTX module built from `kernels-gpu`.
 pub const KERNELS: &str = include_str!(env!("KERNELS_PTX_PATH"));
@@ -13,21 +25,12 @@ pub const KERNELS: &str = include_str!(env!("KERNELS_PTX_PATH"));
 /// The architecture the PTX was built for (`NVPTX_ARCH`, default `sm_70`).
 pub const ARCH: &str = env!("KERNELS_PTX_ARCH");
 
-/// Entry point names, as they appear in the PTX.
-pub const PRODUCER: &str = "producer_kernel";
-pub const CONSUMER: &str = "consumer_kernel";
-pub const REDUCE: &str = "reduce_kernel";
-pub const MOVING_AVERAGE: &str = "moving_average_kernel";
-/// `consume(produce(i))` in one pass, no intermediate buffer.
-pub const FUSED: &str = "fused_kernel";
-/// The same three with 16-byte loads and stores (what the pipeline uses).
-pub const PRODUCER_VEC: &str = "producer_vec_kernel";
-pub const CONSUMER_VEC: &str = "consumer_vec_kernel";
-pub const FUSED_VEC: &str = "fused_vec_kernel";
-/// Spins for a given time; slows a stream down on purpose.
-pub const DELAY: &str = "delay_kernel";
-/// Panics (so traps) when its argument is non-zero; for fault-handling tests.
-pub const PANIC: &str = "panic_kernel";
+/// Every `.entry` of [`KERNELS`], as the builder found them in the PTX.
+pub fn entries() -> impl Iterator<Item = &'static str> {
+    env!("KERNELS_PTX_ENTRIES").split(',').filter(|e| !e.is_empty())
+}
 
-/// Every entry `build.rs` checks for.
-pub const ENTRIES: &[&str] = &[PRODUCER, CONSUMER, REDUCE, MOVING_AVERAGE, FUSED, PRODUCER_VEC, CONSUMER_VEC, FUSED_VEC, DELAY, PANIC];
+/// Loads [`KERNELS`] on `gpu`.
+pub fn load(gpu: &pc_runtime::gpu::Gpu) -> pc_runtime::Result<pc_runtime::launch::Module> {
+    gpu.load_module(KERNELS, &format!("the embedded kernels ({ARCH})"))
+}

@@ -14,6 +14,9 @@
 //! ```
 #![no_std]
 
+pub mod types;
+pub use types::{Element, Scalar, Word};
+
 /// Bit pattern the host writes into buffers before a run (a quiet NaN with a
 /// recognisable payload). No producer or consumer output is ever NaN, so an
 /// element still holding it was never written.
@@ -117,6 +120,38 @@ impl Reduction {
 
     pub fn max(&self) -> f32 {
         from_order_key(self.max_key)
+    }
+}
+
+/// A [`Reduction`] that every thread of a kernel adds into at once, through
+/// atomics: the same layout, so the host allocates and reads plain
+/// `Reduction` records and the kernel takes `&AtomicReduction`.
+#[repr(C)]
+pub struct AtomicReduction {
+    pub sum_fixed: core::sync::atomic::AtomicI64,
+    pub min_key: core::sync::atomic::AtomicU32,
+    pub max_key: core::sync::atomic::AtomicU32,
+    pub hist: [core::sync::atomic::AtomicU32; HIST_BINS],
+}
+
+const _: () = assert!(
+    core::mem::size_of::<AtomicReduction>() == core::mem::size_of::<Reduction>()
+        && core::mem::align_of::<AtomicReduction>() == core::mem::align_of::<Reduction>()
+);
+
+impl AtomicReduction {
+    /// Adds a partial record (relaxed: the record is read only after the kernel ends).
+    #[inline(always)]
+    pub fn add(&self, r: &Reduction) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.sum_fixed.fetch_add(r.sum_fixed, Relaxed);
+        self.min_key.fetch_min(r.min_key, Relaxed);
+        self.max_key.fetch_max(r.max_key, Relaxed);
+        for (cell, &c) in self.hist.iter().zip(&r.hist) {
+            if c != 0 {
+                cell.fetch_add(c, Relaxed);
+            }
+        }
     }
 }
 

@@ -378,8 +378,10 @@ impl Builder {
         let ptx = std::fs::read_to_string(&ptx_path).map_err(|_| BuildError::NoPtx { path: ptx_path.clone(), output: output.clone() })?;
 
         if self.print_metadata {
-            let deps_dir = out_dir.join("nvptx-target").join(TARGET).join("release").join("deps");
-            for path in rerun_paths(&dep_path, &deps_dir, &self.crate_path) {
+            // Device dependencies, and host ones (proc macros such as #[kernel]).
+            let target_dir = out_dir.join("nvptx-target");
+            let deps_dirs = [target_dir.join(TARGET).join("release").join("deps"), target_dir.join("release").join("deps")];
+            for path in rerun_paths(&dep_path, &deps_dirs, &self.crate_path) {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
@@ -631,7 +633,7 @@ fn clean_env(cmd: &mut Command) {
 /// Source files from the nested build's dep-info (the kernel crate's own, and
 /// cargo's for each dependency in `deps_dir`), less the toolchain's own
 /// (rust-src), plus the manifests and lockfile that shape the build.
-fn rerun_paths(dep_info: &Path, deps_dir: &Path, crate_path: &Path) -> BTreeSet<PathBuf> {
+fn rerun_paths(dep_info: &Path, deps_dirs: &[PathBuf], crate_path: &Path) -> BTreeSet<PathBuf> {
     let mut paths = BTreeSet::new();
     for f in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
         if crate_path.join(f).exists() {
@@ -639,16 +641,22 @@ fn rerun_paths(dep_info: &Path, deps_dir: &Path, crate_path: &Path) -> BTreeSet<
         }
     }
     let mut files = vec![dep_info.to_path_buf()];
-    if let Ok(dir) = std::fs::read_dir(deps_dir) {
-        files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "d")));
+    for deps_dir in deps_dirs {
+        if let Ok(dir) = std::fs::read_dir(deps_dir) {
+            files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "d")));
+        }
     }
     let text: String = files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect::<Vec<_>>().join("\n");
     for line in text.lines() {
         let Some((_, deps)) = line.split_once(": ") else { continue };
         for dep in split_escaped(deps) {
-            // rustc writes paths relative to the directory it ran in.
-            let p = crate_path.join(dep);
-            if p.components().any(|c| c.as_os_str() == "rustlib") || !p.is_file() {
+            // rustc writes paths relative to the directory cargo ran it in:
+            // the crate's own for a lone crate, the workspace root's for a
+            // workspace member. Take the nearest ancestor that has the file.
+            let Some(p) = crate_path.ancestors().map(|d| d.join(&dep)).find(|p| p.is_file()) else { continue };
+            // The toolchain's own sources, and registry crates (immutable once downloaded).
+            let s = p.to_string_lossy();
+            if p.components().any(|c| c.as_os_str() == "rustlib") || s.contains("/registry/src/") || s.contains("/git/checkouts/") {
                 continue;
             }
             // The manifest of the package each source file belongs to.

@@ -22,6 +22,20 @@ pub enum Error {
     BadBlockSize { block: u32, kernel: &'static str, max: u32 },
     #[error("grid size must be at least 1")]
     BadGridSize,
+    #[error("PTX module {origin} does not load: {detail}")]
+    BadModule { origin: String, detail: String },
+    #[error("PTX module {origin} has no kernel {name} (its entries: {entries})")]
+    MissingKernel { name: &'static str, origin: String, entries: String },
+    #[error("kernel {name} in {origin} has parameters of {found:?} bytes, but its #[kernel] signature has {want:?}: the PTX was built from other source")]
+    KernelSignature { name: &'static str, origin: String, want: Vec<usize>, found: Vec<usize> },
+    #[error("{kernel}: {what} belongs to another device's context than the kernel")]
+    WrongContext { kernel: &'static str, what: String },
+    #[error("{kernel}: launches are one-dimensional (grid {grid:?}, block {block:?}); each thread's share of an output is defined over x")]
+    LaunchShape { kernel: &'static str, grid: (u32, u32, u32), block: (u32, u32, u32) },
+    #[error("{kernel}: parameter {param} is not aligned to {align} bytes")]
+    Misaligned { kernel: &'static str, param: String, align: usize },
+    #[error("{kernel}: {detail}")]
+    LengthMismatch { kernel: &'static str, detail: String },
     #[error("{what}: {}", describe(source))]
     Cuda { what: String, source: DriverError },
 }

@@ -1,6 +1,7 @@
-//! One CUDA device, its context and the embedded kernels.
+//! One CUDA device and its context.
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, sys};
+use crate::launch::Module;
+use cudarc::driver::{CudaContext, CudaStream, DevicePtrMut, LaunchConfig, sys};
 use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
 
@@ -15,15 +16,16 @@ pub struct DeviceInfo {
     pub total_memory: usize,
 }
 
-/// An open device with the kernels loaded.
+/// An open device.
 ///
 /// cudarc's implicit event tracking is turned off: with it on, cudarc would
 /// make a stream wait for every other stream that touched a buffer, which
 /// would hide a missing synchronization. Here the explicit events the caller
-/// records are the only ordering between streams.
+/// records are the only ordering between streams. That is why the cudarc
+/// handles ([`Gpu::context`], [`Gpu::stream`]) are `unsafe` to take: cudarc's
+/// safe API assumes the tracking it does not get here.
 pub struct Gpu {
     ctx: Arc<CudaContext>,
-    module: Arc<CudaModule>,
     info: DeviceInfo,
 }
 
@@ -51,16 +53,8 @@ pub fn device_count() -> Result<usize> {
 }
 
 impl Gpu {
-    /// Opens device `index` and loads the embedded kernels' PTX.
+    /// Opens device `index`.
     pub fn open(index: usize) -> Result<Gpu> {
-        Self::open_with_ptx(index, ptx_kernels::KERNELS, ptx_kernels::ARCH)
-    }
-
-    /// Opens device `index` with kernels from another PTX module (for
-    /// toolchain experiments: a hand-edited or differently built PTX). It
-    /// must have the same entries with the same signatures. `origin` names it
-    /// in errors.
-    pub fn open_with_ptx(index: usize, ptx: &str, origin: &str) -> Result<Gpu> {
         let count = device_count()?;
         if index >= count {
             return Err(Error::BadDevice { index, count });
@@ -77,49 +71,46 @@ impl Gpu {
             max_threads_per_sm: attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)? as u32,
             total_memory: ctx.total_mem().map_err(Error::cuda("reading the memory size"))?,
         };
-        let module = ctx.load_module(Ptx::from_src(ptx)).map_err(Error::cuda(format!("loading the kernels' PTX ({origin})")))?;
-        Ok(Gpu { ctx, module, info })
+        Ok(Gpu { ctx, info })
+    }
+
+    /// Loads a PTX module (the embedded kernels, a user's kernel crate, a
+    /// file); `origin` names it in errors. Its kernels are taken with
+    /// [`Module::kernel`], typed by their `#[kernel]` launchers.
+    pub fn load_module(&self, ptx: &str, origin: &str) -> Result<Module> {
+        let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| Error::BadModule { origin: origin.to_string(), detail: crate::error::describe(&e) })?;
+        Ok(Module { ctx: self.ctx.clone(), module, ptx: ptx.into(), origin: origin.into() })
     }
 
     pub fn info(&self) -> &DeviceInfo {
         &self.info
     }
 
-    pub fn context(&self) -> &Arc<CudaContext> {
+    /// cudarc's context of this device.
+    ///
+    /// # Safety
+    /// cudarc's implicit event tracking is off on this context, so its safe
+    /// API no longer orders work between streams by itself: the caller must
+    /// order with events every use of a buffer on more than one stream (a
+    /// write and any other access), and must not free or reuse a buffer, nor
+    /// read a host buffer a copy targets, before the GPU work using it has
+    /// completed.
+    pub unsafe fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
 
     /// A new stream on this device.
-    pub fn stream(&self) -> Result<Arc<CudaStream>> {
+    ///
+    /// # Safety
+    /// As [`Gpu::context`]: the caller orders this stream's work against every
+    /// other stream that touches the same memory.
+    pub unsafe fn stream(&self) -> Result<Arc<CudaStream>> {
         self.ctx.new_stream().map_err(Error::cuda("creating a stream"))
     }
 
     /// Free and total device memory, in bytes.
     pub fn memory(&self) -> Result<(usize, usize)> {
         self.ctx.mem_get_info().map_err(Error::cuda("reading free device memory"))
-    }
-
-    /// A kernel of the embedded PTX, by entry name.
-    pub fn kernel(&self, name: &'static str) -> Result<Kernel> {
-        Self::kernel_of(&self.module, name)
-    }
-
-    /// A kernel from another PTX module (a user's own kernel crate, built to
-    /// PTX with nvptx-builder): the module is loaded into this device's
-    /// context and the entry looked up.
-    pub fn kernel_from_ptx(&self, ptx: &str, name: &'static str) -> Result<Kernel> {
-        let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(Error::cuda(format!("loading the PTX module of {name}")))?;
-        Self::kernel_of(&module, name)
-    }
-
-    fn kernel_of(module: &Arc<CudaModule>, name: &'static str) -> Result<Kernel> {
-        let func = module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
-        // SAFETY: a valid function handle and an int-sized attribute.
-        let max_block = unsafe {
-            cudarc::driver::result::function::get_function_attribute(func.cu_function(), sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)
-        }
-        .map_err(Error::cuda(format!("reading {name}'s limits")))?;
-        Ok(Kernel { name, func, max_block: max_block as u32 })
     }
 
     /// Launch shape for `elements` items with `block` threads a block.
@@ -142,28 +133,45 @@ impl Gpu {
     }
 }
 
-/// A kernel and its limits.
-pub struct Kernel {
-    pub name: &'static str,
-    pub func: CudaFunction,
-    /// Most threads a block of this kernel may have on this device.
-    pub max_block: u32,
+/// Fills `buf` with the poison pattern ([`kernel_math::POISON_BITS`] in
+/// every 32-bit word; the byte `0xAD` where the size is not a multiple of 4)
+/// on `stream`.
+///
+/// # Safety
+/// No other stream may access `buf` until this fill completes (order it
+/// with events), as for any write with event tracking off.
+pub unsafe fn poison<T>(stream: &CudaStream, buf: &mut impl DevicePtrMut<T>) -> Result<()> {
+    let bytes = buf.num_bytes();
+    let (ptr, _no_tracking) = buf.device_ptr_mut(stream);
+    // SAFETY: `ptr` addresses `bytes` bytes owned by `buf`.
+    let r = unsafe {
+        if bytes % 4 == 0 {
+            sys::cuMemsetD32Async(ptr, kernel_math::POISON_BITS, bytes / 4, stream.cu_stream())
+        } else {
+            sys::cuMemsetD8Async(ptr, 0xAD, bytes, stream.cu_stream())
+        }
+    };
+    r.result().map_err(Error::cuda("poisoning a buffer"))
 }
 
-impl Kernel {
-    /// Refuses a block size this kernel cannot launch with, before the launch.
-    pub fn check_block(&self, block: u32) -> Result<()> {
-        if block == 0 || block > self.max_block {
-            return Err(Error::BadBlockSize { block, kernel: self.name, max: self.max_block });
-        }
-        Ok(())
+/// Synchronizes its streams when dropped: declared after the buffers a
+/// function allocates, it makes every return path (errors included) wait
+/// for the GPU work on them before the buffers are freed.
+pub struct StreamGuard<'a> {
+    streams: Vec<&'a CudaStream>,
+}
+
+impl<'a> StreamGuard<'a> {
+    pub fn new<S: AsRef<CudaStream> + 'a>(streams: impl IntoIterator<Item = &'a S>) -> Self {
+        StreamGuard { streams: streams.into_iter().map(|s| s.as_ref()).collect() }
     }
 }
 
-/// Fills `buf` with the poison pattern on `stream`.
-pub fn poison(stream: &CudaStream, buf: &CudaSlice<f32>) -> Result<()> {
-    use cudarc::driver::DevicePtr;
-    let (ptr, _guard) = buf.device_ptr(stream);
-    // SAFETY: `ptr` addresses `buf.len()` 32-bit words owned by `buf`.
-    unsafe { sys::cuMemsetD32Async(ptr, kernel_math::POISON_BITS, buf.len(), stream.cu_stream()) }.result().map_err(Error::cuda("poisoning a buffer"))
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        for s in &self.streams {
+            // An error here is the sticky error the caller already returns.
+            let _ = s.synchronize();
+        }
+    }
 }

@@ -6,10 +6,12 @@
 //! With `sync: false` the wait is skipped: the seed's pitfall. The consumer may
 //! then read the buffer before the producer has written it (buffers start
 //! poisoned), and the check counts the elements that came out wrong.
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, poison};
 use crate::verify::{Check, check_consumed};
-use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg, sys};
+use crate::{ConsumerKernel, ProducerKernel};
+use cudarc::driver::{CudaSlice, CudaStream, sys};
+use pc_runtime::gpu::{Gpu, StreamGuard, poison};
+use pc_runtime::launch::KernelEntry;
+use pc_runtime::{Error, Result};
 use std::sync::Arc;
 
 /// What to run.
@@ -45,7 +47,7 @@ impl DemoConfig {
             return Err(Error::BadGridSize);
         }
         if self.block_size == 0 {
-            return Err(Error::BadBlockSize { block: 0, kernel: ptx_kernels::PRODUCER, max: 1024 });
+            return Err(Error::BadBlockSize { block: 0, kernel: ProducerKernel::NAME, max: 1024 });
         }
         Ok(())
     }
@@ -98,8 +100,9 @@ fn alloc(stream: &Arc<CudaStream>, elements: u64, what: &str) -> Result<CudaSlic
 /// Runs the demo once on fresh, poisoned buffers.
 pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
     cfg.validate()?;
-    let producer = gpu.kernel(ptx_kernels::PRODUCER)?;
-    let consumer = gpu.kernel(ptx_kernels::CONSUMER)?;
+    let module = crate::load(gpu)?;
+    let producer = module.kernel::<ProducerKernel>()?;
+    let consumer = module.kernel::<ConsumerKernel>()?;
     producer.check_block(cfg.block_size)?;
     consumer.check_block(cfg.block_size)?;
 
@@ -114,13 +117,18 @@ pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
     host.resize(n as usize, 0.0);
 
     let launch = gpu.launch_config(n, cfg.block_size, cfg.grid_size)?;
-    let ctx = gpu.context();
-    let stream_a = gpu.stream()?;
-    let stream_b = gpu.stream()?;
-    let buffer = alloc(&stream_a, n, "buffer")?;
+    // SAFETY: the two streams are ordered by the events below, and the
+    // guard synchronizes both before any buffer is freed, on every path.
+    let (ctx, stream_a, stream_b) = unsafe { (gpu.context(), gpu.stream()?, gpu.stream()?) };
+    let mut buffer = alloc(&stream_a, n, "buffer")?;
     let mut output = alloc(&stream_b, n, "output")?;
-    poison(&stream_a, &buffer)?;
-    poison(&stream_b, &output)?;
+    let _guard = StreamGuard::new([&stream_a, &stream_b]);
+    // SAFETY: each buffer is poisoned on the stream that allocated it; both
+    // streams are synchronized right after, before any kernel.
+    unsafe {
+        poison(&stream_a, &mut buffer)?;
+        poison(&stream_b, &mut output)?;
+    }
     // The poison must be in place before either kernel starts.
     stream_a.synchronize().map_err(Error::cuda("poisoning the buffer"))?;
     stream_b.synchronize().map_err(Error::cuda("poisoning the output"))?;
@@ -131,9 +139,8 @@ pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
     let spin_ns = cfg.producer_spin_us.saturating_mul(1000);
     let producer_start = event(&stream_a, "the producer's start event")?;
     let first = 0u64;
-    // SAFETY: producer_kernel(buffer: *mut f32, n: u64, first: u64, seed: u32, spin: u64); buffer holds n.
-    unsafe { stream_a.launch_builder(&producer.func).arg(&buffer).arg(&n).arg(&first).arg(&cfg.seed).arg(&spin_ns).launch(launch) }
-        .map_err(Error::cuda("launching producer_kernel"))?;
+    // SAFETY: only stream A touches `buffer` until the event below.
+    unsafe { ProducerKernel::launch(&producer, &stream_a, launch, &mut buffer, first, cfg.seed, spin_ns) }?;
     // The seed's event: "the buffer is filled".
     let produced = event(&stream_a, "the producer's event")?;
     if cfg.sync {
@@ -141,9 +148,11 @@ pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
     }
     let consumer_start = event(&stream_b, "the consumer's start event")?;
     let no_spin = 0u64;
-    // SAFETY: consumer_kernel(buffer: *const f32, output: *mut f32, n: u64, spin: u64); both hold n.
-    unsafe { stream_b.launch_builder(&consumer.func).arg(&buffer).arg(&mut output).arg(&n).arg(&no_spin).launch(launch) }
-        .map_err(Error::cuda("launching consumer_kernel"))?;
+    // SAFETY: stream B waits on the producer's event (unless `sync` is
+    // off: the seed's pitfall, a race on purpose that the check then shows;
+    // a race on device memory of plain f32 that the host reads back only
+    // after both streams are synchronized).
+    unsafe { ConsumerKernel::launch(&consumer, &stream_b, launch, &buffer, &mut output, no_spin) }?;
     let consumer_end = event(&stream_b, "the consumer's end event")?;
 
     stream_a.synchronize().map_err(Error::cuda("running producer_kernel"))?;

@@ -1,0 +1,300 @@
+//! `#[kernel]`: a GPU kernel's signature written once.
+//!
+//! ```ignore
+//! use nvptx_std::{kernel, Out};
+//!
+//! #[kernel(same_len(input, output))]
+//! pub fn scale_kernel(input: &[f32], mut output: Out<f32>, factor: f32) {
+//!     for (i, o) in output.iter_mut() {
+//!         *o = input[i] * factor;
+//!     }
+//! }
+//! ```
+//!
+//! From that one function the macro emits:
+//! - on `nvptx64` (the PTX build): `#[no_mangle] extern "ptx-kernel" fn
+//!   scale_kernel(..)`, whose PTX `.entry` has the function's name. Each slice
+//!   arrives as (address, length) and is rebuilt before the body runs, so the
+//!   body is safe Rust over slices that know their length;
+//! - elsewhere (the host build of the same crate): a unit struct
+//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, and
+//!   `unsafe fn launch(kernel, stream, cfg, input, output, factor)` whose
+//!   parameters are typed from the kernel's: `&[T]` takes any device slice of
+//!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>` a mutable one
+//!   (`&mut impl DevicePtrMut<T>`), `&T` a device slice whose element 0 is
+//!   passed, a scalar its own type. A wrong element type or argument count
+//!   does not compile; lengths, launch shape and device are checked before
+//!   the launch. The body is compiled on the host too (never called), so
+//!   it is type-checked by ordinary host builds and lints.
+//!
+//! Parameters are recognised by their form: `&[T]` (read-only slice), `&T`
+//! (one shared value, e.g. atomics), a type named `Out` or `OutQuads`
+//! (written slice, each thread writing only the indices it owns), anything
+//! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
+//! every thread of the grid would get the same `&mut`.
+//!
+//! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
+//! different lengths.
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as Tokens};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Token, Type};
+
+/// See the crate docs.
+#[proc_macro_attribute]
+pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = syn::parse_macro_input!(attr as KernelAttr);
+    let func = syn::parse_macro_input!(item as ItemFn);
+    match expand(attr, func) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+#[derive(Default)]
+struct KernelAttr {
+    same_len: Vec<Ident>,
+}
+
+impl Parse for KernelAttr {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut attr = KernelAttr::default();
+        while !input.is_empty() {
+            let key: Ident = input.parse()?;
+            if key != "same_len" {
+                return Err(syn::Error::new(key.span(), "unknown #[kernel] option; expected `same_len(a, b, ..)`"));
+            }
+            let inner;
+            syn::parenthesized!(inner in input);
+            let names: Punctuated<Ident, Token![,]> = inner.parse_terminated(Ident::parse, Token![,])?;
+            attr.same_len.extend(names);
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(attr)
+    }
+}
+
+enum Kind {
+    /// `&[T]`
+    Slice(Type),
+    /// `&T`
+    Shared(Type),
+    /// `Out<T>` / `OutQuads<T>`: the whole type and `T`.
+    Out(Type, Type),
+    /// By value.
+    Scalar(Type),
+}
+
+struct Param {
+    name: Ident,
+    kind: Kind,
+}
+
+fn classify(ty: &Type) -> syn::Result<Kind> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_some() => Err(syn::Error::new(
+            ty.span(),
+            "a kernel cannot take `&mut`: every thread of the grid would hold the same `&mut`; take `Out<T>` (each thread writes only the indices it owns)",
+        )),
+        Type::Reference(r) => match &*r.elem {
+            Type::Slice(s) => Ok(Kind::Slice((*s.elem).clone())),
+            elem => Ok(Kind::Shared(elem.clone())),
+        },
+        Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
+        Type::Path(p) => {
+            let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
+            if last.ident == "Out" || last.ident == "OutQuads" {
+                let PathArguments::AngleBracketed(args) = &last.arguments else {
+                    return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
+                };
+                let elem = args.args.iter().find_map(|a| match a {
+                    GenericArgument::Type(t) => Some(t.clone()),
+                    _ => None,
+                });
+                let elem = elem.ok_or_else(|| syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"))?;
+                Ok(Kind::Out(ty.clone(), elem))
+            } else {
+                Ok(Kind::Scalar(ty.clone()))
+            }
+        }
+        _ => Ok(Kind::Scalar(ty.clone())),
+    }
+}
+
+fn camel(name: &str) -> String {
+    name.split('_').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect()
+}
+
+fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
+    let sig = &func.sig;
+    if let Some(u) = &sig.unsafety {
+        return Err(syn::Error::new(u.span(), "a #[kernel] fn is safe Rust: its slices carry their lengths; drop `unsafe`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(sig.generics.span(), "a #[kernel] fn cannot be generic: a PTX entry has one signature"));
+    }
+    if let ReturnType::Type(_, t) = &sig.output {
+        return Err(syn::Error::new(t.span(), "a #[kernel] fn returns nothing; write results through `Out<T>` or atomics"));
+    }
+    if sig.asyncness.is_some() || sig.constness.is_some() || sig.abi.is_some() || sig.variadic.is_some() {
+        return Err(syn::Error::new(sig.span(), "a #[kernel] fn is a plain `fn`"));
+    }
+    let mut params = Vec::new();
+    for arg in &sig.inputs {
+        let FnArg::Typed(pt) = arg else {
+            return Err(syn::Error::new(arg.span(), "a #[kernel] fn takes no `self`"));
+        };
+        let name = match &*pt.pat {
+            Pat::Ident(i) => i.ident.clone(),
+            other => return Err(syn::Error::new(other.span(), "kernel parameters must be plain names")),
+        };
+        params.push(Param { name, kind: classify(&pt.ty)? });
+    }
+    for n in &attr.same_len {
+        match params.iter().find(|p| &p.name == n) {
+            Some(Param { kind: Kind::Slice(_) | Kind::Out(..), .. }) => {}
+            Some(_) => return Err(syn::Error::new(n.span(), "same_len names slice parameters (`&[T]` or `Out<T>`)")),
+            None => return Err(syn::Error::new(n.span(), "same_len names a parameter this kernel does not have")),
+        }
+    }
+
+    let vis = &func.vis;
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let attrs = &func.attrs;
+    let block = &func.block;
+    let user_inputs = &sig.inputs;
+    let launcher = Ident::new(&camel(&name_str), name.span());
+
+    // Device side: raw parameters and their conversion to the user's.
+    let mut raw = Vec::new();
+    let mut convert = Vec::new();
+    let mut checks = Vec::new();
+    // Host side.
+    let mut host_params = Vec::new();
+    let mut pushes = Vec::new();
+    let mut sizes = Vec::new();
+    for Param { name: p, kind } in &params {
+        let ps = p.to_string();
+        let (ptr, len) = (format_ident!("{}__ptr", p), format_ident!("{}__len", p));
+        match kind {
+            Kind::Slice(t) => {
+                raw.push(quote! { #ptr: *const #t, #len: usize });
+                convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
+                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
+                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                pushes.push(quote! { __args.slice(#p, #ps)?; });
+                sizes.extend([quote!(8usize), quote!(8usize)]);
+            }
+            Kind::Out(full, t) => {
+                raw.push(quote! { #ptr: *mut #t, #len: usize });
+                convert.push(quote! { <#full as ::nvptx_std::param::OutParam>::from_raw(#ptr, #len) });
+                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
+                host_params.push(quote! { #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
+                pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
+                sizes.extend([quote!(8usize), quote!(8usize)]);
+            }
+            Kind::Shared(t) => {
+                raw.push(quote! { #ptr: *const #t });
+                convert.push(quote! { ::nvptx_std::param::shared(#ptr) });
+                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_shared::<#t>(); });
+                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                pushes.push(quote! { __args.shared(#p, #ps)?; });
+                sizes.push(quote!(8usize));
+            }
+            Kind::Scalar(t) => {
+                raw.push(quote! { #p: #t });
+                convert.push(quote! { #p });
+                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_scalar::<#t>(); });
+                host_params.push(quote! { #p: #t });
+                pushes.push(quote! { __args.scalar(#p); });
+                sizes.push(quote!(::core::mem::size_of::<#t>()));
+            }
+        }
+    }
+    let same_len = if attr.same_len.len() > 1 {
+        let names = attr.same_len.iter().map(|n| n.to_string());
+        let lens = attr.same_len.iter().map(|n| quote! { ::nvptx_std::host::DeviceSlice::len(#n) });
+        quote! { __args.same_len(&[#((#names, #lens)),*])?; }
+    } else {
+        quote! {}
+    };
+    let launch_doc = format!(
+        "Launches the `{name_str}` kernel on `stream`: the typed host side of its `#[kernel]` signature.\n\n\
+         Before launching it checks the block size against the kernel's limit, that the launch is one-dimensional \
+         (each thread's share of an `Out` is defined over a 1-D grid), that every buffer lives in the stream's \
+         context, and any `same_len` rule; each refusal is an `Err`, nothing is launched.\n\n\
+         # Safety\n\
+         Cross-stream ordering is the caller's: cudarc's implicit event tracking is off in this project. \
+         Until this kernel completes, no other stream and no host code may write a buffer passed as `&[T]`/`&T`, \
+         or read or write a buffer passed as `Out`; no buffer may be freed before this kernel completes \
+         (cudarc frees a buffer on its own stream, so order that stream after this one with an event)."
+    );
+    let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
+    let body_fn = format_ident!("__{}_body", name);
+    let span = Span::call_site();
+
+    Ok(quote_spanned! {span=>
+        #[cfg(target_arch = "nvptx64")]
+        #(#attrs)*
+        #[unsafe(no_mangle)]
+        #vis unsafe extern "ptx-kernel" fn #name(#(#raw),*) {
+            #[inline(always)]
+            #[allow(unused_mut)]
+            fn #body_fn(#user_inputs) #block
+            // SAFETY: the launcher generated beside this entry passes every
+            // slice as the address and length of one live device buffer that
+            // no other work touches while this kernel runs (its contract),
+            // over a one-dimensional launch.
+            unsafe { #body_fn(#(#convert),*) }
+        }
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        #[doc = #struct_doc]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #launcher;
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::KernelEntry for #launcher {
+            const NAME: &'static str = #name_str;
+            const PARAM_BYTES: &'static [usize] = &[#(#sizes),*];
+        }
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl #launcher {
+            #[doc = #launch_doc]
+            #[allow(clippy::too_many_arguments)]
+            #vis unsafe fn launch(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                #(#host_params),*
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                #(#pushes)*
+                #same_len
+                // SAFETY: the argument list was built from this kernel's own
+                // signature; ordering is the caller's contract.
+                unsafe { __args.launch() }
+            }
+
+            /// The kernel's body compiled for the host: never called, so
+            /// host builds type-check it and its imports count as used.
+            #[doc(hidden)]
+            #[allow(dead_code, unused_mut, clippy::all)]
+            fn #body_fn(#user_inputs) #block
+        }
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __param_checks() {
+                #(#checks)*
+            }
+        };
+    })
+}

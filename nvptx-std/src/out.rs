@@ -1,0 +1,220 @@
+//! Written kernel parameters. Every thread of the grid holds the same
+//! `Out`, so none may hand out `&mut [T]`; each hands a thread only the
+//! elements that thread owns, and the owners are fixed by the type (the same
+//! rule in every thread), so no two threads ever write the same element.
+use crate::param::OutParam;
+use crate::{global_index, grid_size};
+use core::marker::PhantomData;
+use kernel_math::{Element, Word};
+
+/// A device slice a kernel writes, element `i` owned by the thread whose
+/// grid-stride loop visits `i` (`i % grid_size() == global_index()`).
+///
+/// ```
+/// # use nvptx_std::Out;
+/// fn fill(mut out: Out<u32>) {
+///     for (i, o) in out.iter_mut() {
+///         *o = i as u32;
+///     }
+/// }
+/// ```
+pub struct Out<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Element> OutParam for Out<'_, T> {
+    type Elem = T;
+    #[inline(always)]
+    unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        Out { ptr, len, _slice: PhantomData }
+    }
+}
+
+impl<'a, T: Element> Out<'a, T> {
+    /// Elements in the whole slice (all threads').
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This thread's elements: `(i, &mut out[i])` for `i = global_index()`,
+    /// `+ grid_size()`, ... below `len()`.
+    #[inline(always)]
+    pub fn iter_mut(&mut self) -> OutIter<'_, T> {
+        OutIter::new(self.ptr, global_index() as usize, self.len)
+    }
+}
+
+/// `(index, &mut element)` over one thread's share; see [`Out::iter_mut`].
+pub struct OutIter<'b, T> {
+    ptr: *mut T,
+    next: usize,
+    end: usize,
+    step: usize,
+    _elems: PhantomData<&'b mut T>,
+}
+
+impl<T> OutIter<'_, T> {
+    #[inline(always)]
+    fn new(ptr: *mut T, first: usize, end: usize) -> Self {
+        OutIter { ptr, next: first, end, step: grid_size() as usize, _elems: PhantomData }
+    }
+}
+
+impl<'b, T> Iterator for OutIter<'b, T> {
+    type Item = (usize, &'b mut T);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next < self.end {
+            let i = self.next;
+            // A plain add cannot wrap: `end` <= isize::MAX and a grid has at
+            // most 2^41 threads. (A saturating add cost the ALU-bound
+            // producer 9% against nvcc.)
+            self.next += self.step;
+            // SAFETY: i < len; this iterator yields each index once and only
+            // indices this thread owns (distinct threads own distinct ones).
+            Some((i, unsafe { &mut *self.ptr.add(i) }))
+        } else {
+            None
+        }
+    }
+}
+
+/// Four [`Word`]s moved as one 16-byte access (`ld/st.global.v4`).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quad<T>(pub [T; 4]);
+
+/// A device slice of 4-byte elements a kernel writes four at a time: quad
+/// `q` (elements `4q..4q+4`) is owned by the thread whose grid-stride loop
+/// over quads visits `q`; the last `len % 4` elements (all of them when the
+/// slice is not 16-byte aligned) by a grid-stride loop of their own.
+pub struct OutQuads<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    quads: usize,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Word> OutParam for OutQuads<'_, T> {
+    type Elem = T;
+    #[inline(always)]
+    unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        let quads = if (ptr as usize) % 16 == 0 { len / 4 } else { 0 };
+        OutQuads { ptr, len, quads, _slice: PhantomData }
+    }
+}
+
+impl<'a, T: Word> OutQuads<'a, T> {
+    /// Elements in the whole slice.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This thread's quads: `(q, quad)`, the quad holding elements `4q..4q+4`.
+    #[inline(always)]
+    pub fn quads(&mut self) -> QuadIter<'_, T> {
+        QuadIter { ptr: self.ptr as *mut Quad<T>, next: global_index() as usize, end: self.quads, step: grid_size() as usize, _q: PhantomData }
+    }
+
+    /// This thread's elements after the quads: `(i, &mut out[i])`.
+    #[inline(always)]
+    pub fn tail(&mut self) -> OutIter<'_, T> {
+        OutIter::new(self.ptr, self.quads * 4 + global_index() as usize, self.len)
+    }
+}
+
+/// One quad this thread owns; see [`OutQuads::quads`].
+pub struct QuadMut<'b, T>(&'b mut Quad<T>);
+
+impl<T: Word> QuadMut<'_, T> {
+    /// Writes the four elements with one 16-byte store.
+    #[inline(always)]
+    pub fn write(self, v: [T; 4]) {
+        *self.0 = Quad(v);
+    }
+}
+
+/// Iterator of [`OutQuads::quads`].
+pub struct QuadIter<'b, T> {
+    ptr: *mut Quad<T>,
+    next: usize,
+    end: usize,
+    step: usize,
+    _q: PhantomData<&'b mut Quad<T>>,
+}
+
+impl<'b, T: Word> Iterator for QuadIter<'b, T> {
+    type Item = (usize, QuadMut<'b, T>);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next < self.end {
+            let q = self.next;
+            self.next += self.step;
+            // SAFETY: the slice is 16-byte aligned (else `end` is 0) and
+            // 4q + 3 < len; each quad is yielded to one thread, once.
+            Some((q, QuadMut(unsafe { &mut *self.ptr.add(q) })))
+        } else {
+            None
+        }
+    }
+}
+
+/// A read-only, 16-byte aligned slice of 4-byte elements seen four at a
+/// time: one 16-byte load per quad. Made only for aligned slices, so the
+/// alignment test sits outside the caller's loop (a test inside it lets the
+/// compiler merge both paths into four scalar loads).
+#[derive(Clone, Copy)]
+pub struct Quads<'a, T> {
+    elems: &'a [T],
+}
+
+impl<'a, T: Word> Quads<'a, T> {
+    /// `Some` when `elems` starts 16-byte aligned.
+    #[inline(always)]
+    pub fn new(elems: &'a [T]) -> Option<Self> {
+        ((elems.as_ptr() as usize) % 16 == 0).then_some(Quads { elems })
+    }
+
+    /// Whole quads in the slice.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.elems.len() / 4
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements `4q..4q+4`, one 16-byte load. Panics (traps) past the end.
+    #[inline(always)]
+    pub fn get(&self, q: usize) -> [T; 4] {
+        assert!(q < self.len(), "quad index out of bounds");
+        // SAFETY: quad q lies inside the slice (checked), at a 16-byte
+        // aligned address (the slice start is aligned and 4q elements are
+        // 16q bytes); any bits of four Words are a valid Quad.
+        unsafe { (self.elems.as_ptr() as *const Quad<T>).add(q).read().0 }
+    }
+}
+
+/// Elements `4q..4q+4` of `elems` with four loads (any alignment). Panics
+/// (traps) past the end.
+#[inline(always)]
+pub fn quad_at<T: Word>(elems: &[T], q: usize) -> [T; 4] {
+    let e = &elems[4 * q..4 * q + 4];
+    [e[0], e[1], e[2], e[3]]
+}

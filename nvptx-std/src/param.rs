@@ -1,0 +1,45 @@
+//! How a `#[kernel]` entry turns its PTX parameters back into the types its
+//! body was written with. Called only from code the macro generates.
+use kernel_math::{Element, Scalar};
+
+/// Rebuilds a `&[T]` parameter.
+///
+/// # Safety
+/// `ptr` addresses `len` initialized `T` of one live device allocation,
+/// aligned for `T`, that nothing writes while the kernel runs.
+#[inline(always)]
+pub unsafe fn slice<'a, T: Element>(ptr: *const T, len: usize) -> &'a [T] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts(ptr, len) }
+}
+
+/// Rebuilds a `&T` parameter.
+///
+/// # Safety
+/// `ptr` addresses a live, aligned `T` that is changed only through its own
+/// interior mutability (atomics) while the kernel runs.
+#[inline(always)]
+pub unsafe fn shared<'a, T: Sync>(ptr: *const T) -> &'a T {
+    // SAFETY: the caller's contract.
+    unsafe { &*ptr }
+}
+
+/// A written slice parameter (`Out<T>`, `OutQuads<T>`).
+pub trait OutParam: Sized {
+    type Elem: Element;
+    /// # Safety
+    /// `ptr` addresses `len` `Self::Elem` of one live device allocation,
+    /// aligned, that no other work reads or writes while the kernel runs;
+    /// every thread of a one-dimensional grid gets the same `ptr` and `len`.
+    unsafe fn from_raw(ptr: *mut Self::Elem, len: usize) -> Self;
+}
+
+/// Compile-time check that a slice's element type is an [`Element`].
+pub fn assert_element<T: Element>() {}
+/// Compile-time check that a by-value parameter is a [`Scalar`].
+pub fn assert_scalar<T: Scalar>() {}
+/// Compile-time check that a `&T` parameter may be shared by every thread.
+pub fn assert_shared<T: Sync>() {}

@@ -192,6 +192,7 @@ pub struct KernelResources {
 
 /// The outcome of a successful [`Builder::build`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CompileResult {
     /// Where the PTX module was written.
     pub ptx_path: PathBuf,
@@ -203,6 +204,10 @@ pub struct CompileResult {
     pub resources: Vec<KernelResources>,
     /// The ptxas that assembled it, if any.
     pub ptxas: Option<PathBuf>,
+    /// `<out_dir>/<name>.resources.txt`: one line per kernel and architecture
+    /// (registers, stack, spills; flagged where over a limit), or one line
+    /// saying why nothing was assembled. Always written.
+    pub report_path: PathBuf,
     /// The rustup toolchain the kernel crate was compiled with.
     pub toolchain: String,
 }
@@ -220,6 +225,8 @@ pub struct Builder {
     ptxas_archs: Vec<Arch>,
     print_metadata: bool,
     toolchain: Option<String>,
+    max_registers: Option<u32>,
+    max_stack_bytes: Option<u32>,
 }
 
 impl Builder {
@@ -242,6 +249,8 @@ impl Builder {
             ptxas_archs: Vec::new(),
             print_metadata: true,
             toolchain: None,
+            max_registers: None,
+            max_stack_bytes: None,
         }
     }
 
@@ -295,6 +304,19 @@ impl Builder {
         self
     }
 
+    /// Warn (a cargo warning, and a mark in the report file) for a kernel that
+    /// ptxas gives more than `n` registers. Spills are always warned about.
+    pub fn max_registers(mut self, n: u32) -> Self {
+        self.max_registers = Some(n);
+        self
+    }
+
+    /// Warn for a kernel whose stack frame is over `bytes`.
+    pub fn max_stack_bytes(mut self, bytes: u32) -> Self {
+        self.max_stack_bytes = Some(bytes);
+        self
+    }
+
     /// The rustup toolchain to compile the kernel crate with (default
     /// [`PINNED_TOOLCHAIN`]); `$NVPTX_TOOLCHAIN` overrides it. The kernel
     /// crate's own `rust-toolchain.toml`, if any, is not consulted.
@@ -332,8 +354,10 @@ impl Builder {
             self.name.clone().unwrap_or_else(|| self.crate_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into()));
         let ptx_path = out_dir.join(format!("{stem}.ptx"));
         let dep_path = out_dir.join(format!("{stem}.d"));
-        // A stale PTX must not pass for a fresh one.
+        let report_path = out_dir.join(format!("{stem}.resources.txt"));
+        // A stale PTX or report must not pass for a fresh one.
         let _ = std::fs::remove_file(&ptx_path);
+        let _ = std::fs::remove_file(&report_path);
 
         let mut emit = OsString::from("--emit=asm=");
         emit.push(&ptx_path);
@@ -395,37 +419,60 @@ impl Builder {
             return Err(BuildError::UnresolvedFunctions { functions: unresolved });
         }
 
-        let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None, toolchain };
         let ptxas = match &self.ptxas {
-            Ptxas::Skip => None,
-            Ptxas::Path(p) if p.is_file() => Some(p.clone()),
+            Ptxas::Skip => Err("Ptxas::Skip".to_string()),
+            Ptxas::Path(p) if p.is_file() => Ok(p.clone()),
             Ptxas::Path(p) => return Err(BuildError::BadPtxas { origin: "Ptxas::Path", path: p.clone() }),
             Ptxas::Find => match find_ptxas() {
-                Ok(p) => Some(p),
-                Err(BuildError::NoPtxas) => None,
+                Ok(p) => Ok(p),
+                Err(e @ BuildError::NoPtxas) => Err(e.to_string()),
                 Err(e) => return Err(e),
             },
         };
-        match ptxas {
-            Some(ptxas) => {
+        let mut resources = Vec::new();
+        let mut report = Vec::new();
+        match &ptxas {
+            Ok(ptxas) => {
+                report.push(format!("# ptxas -v ({}) on {}", ptxas.display(), ptx_path.display()));
                 let mut archs: BTreeSet<Arch> = self.ptxas_archs.iter().copied().collect();
                 archs.insert(arch);
+                // PTX for `arch` does not assemble for an older one.
                 for a in archs.into_iter().filter(|a| *a >= arch) {
-                    result.resources.extend(assemble(&ptxas, &result.ptx_path, a)?);
+                    resources.extend(assemble(ptxas, &ptx_path, a)?);
                 }
-                if self.print_metadata {
-                    for r in &result.resources {
-                        println!("cargo:warning={}", r);
+                for r in &resources {
+                    let problems = self.problems(r);
+                    if problems.is_empty() {
+                        report.push(r.to_string());
+                    } else {
+                        let problems = problems.join("; ");
+                        report.push(format!("{r}  <-- {problems}"));
+                        if self.print_metadata {
+                            println!("cargo:warning={} ({}): {problems}; see {}", r.kernel, r.arch, report_path.display());
+                        }
                     }
                 }
-                result.ptxas = Some(ptxas);
             }
-            None if self.print_metadata && !matches!(self.ptxas, Ptxas::Skip) => {
-                println!("cargo:warning=ptxas not found (set PTXAS or put it on PATH): PTX not assembled, no register report");
-            }
-            None => {}
+            Err(why) => report.push(format!("# not assembled: {why}")),
         }
-        Ok(result)
+        report.push(String::new());
+        std::fs::write(&report_path, report.join("\n")).map_err(|source| BuildError::Io { path: report_path.clone(), source })?;
+        Ok(CompileResult { ptx_path, arch, entries, resources, ptxas: ptxas.ok(), report_path, toolchain })
+    }
+
+    /// Why `r` deserves a warning: spills, or a limit the caller set.
+    fn problems(&self, r: &KernelResources) -> Vec<String> {
+        let mut out = Vec::new();
+        if r.spill_store_bytes > 0 || r.spill_load_bytes > 0 {
+            out.push(format!("spills ({} B stores, {} B loads)", r.spill_store_bytes, r.spill_load_bytes));
+        }
+        if let Some(max) = self.max_registers.filter(|max| r.registers > *max) {
+            out.push(format!("{} registers, over max_registers({max})", r.registers));
+        }
+        if let Some(max) = self.max_stack_bytes.filter(|max| r.stack_bytes > *max) {
+            out.push(format!("{} B stack, over max_stack_bytes({max})", r.stack_bytes));
+        }
+        out
     }
 
     fn resolve_toolchain(&self) -> String {

@@ -163,6 +163,13 @@ fn a_missing_toolchain_is_one_line_with_the_fix() {
     let text = err.to_string();
     assert!(!text.contains('\n'), "{text}");
     assert!(text.contains("`rustup toolchain install nightly-1999-01-01 --component rust-src`"), "{text}");
+
+    // A stable toolchain cannot build (-Zbuild-std), and says so.
+    match Builder::new(&krate).toolchain("stable").out_dir(out_dir()).print_metadata(false).build() {
+        Err(BuildError::NotNightly { toolchain }) => assert_eq!(toolchain, "stable"),
+        Err(BuildError::ToolchainMissing { .. }) => eprintln!("no stable toolchain here: not-nightly case skipped"),
+        other => panic!("stable toolchain: {other:?}"),
+    }
 }
 
 #[test]

@@ -13,21 +13,56 @@
 //! println!("cargo:rustc-env=KERNELS_PTX_PATH={}", result.ptx_path.display());
 //! ```
 //!
-//! What `build()` does:
-//! 1. runs the pinned nightly's `cargo rustc --release --target
-//!    nvptx64-nvidia-cuda -Zbuild-std=core` on the crate, with
-//!    `-C target-cpu=<arch> --emit asm=<OUT_DIR>/<name>.ptx`. The crate must be
-//!    a `staticlib` with fat LTO and one codegen unit, so the assembly is one
-//!    complete module and no linker is needed. The nested cargo gets its own
-//!    target directory under `OUT_DIR` (so it never waits on the outer build's
-//!    lock) and an environment without the outer cargo's variables;
-//! 2. prints `cargo:rerun-if-changed` for every source file the nested build
-//!    read (from its dep-info) and every manifest involved;
-//! 3. checks that each expected kernel is a `.entry` in the PTX;
-//! 4. where `ptxas` can be found, assembles the PTX for each requested
-//!    architecture and reports registers and spills as cargo warnings.
+//! The kernel crate needs nothing special in its manifest: no profile, no
+//! `crate-type` (a plain rlib, so the host can build the same crate as an
+//! ordinary dependency), no `rust-toolchain.toml`, and it may live anywhere.
+//! Its source needs `#![no_std]`, a `#[panic_handler]` (one that traps), and
+//! kernels as `#[unsafe(no_mangle)] pub unsafe extern "ptx-kernel" fn`.
 //!
-//! When the compiler fails, the error holds its output as printed.
+//! What `build()` does:
+//! 1. checks that the toolchain is an installed nightly with its `rust-src`
+//!    component (`rustup run <toolchain> rustc ...`), failing in one line with
+//!    the `rustup toolchain install` command that fixes it. The toolchain
+//!    is `$NVPTX_TOOLCHAIN`, else [`Builder::toolchain`], else
+//!    [`PINNED_TOOLCHAIN`];
+//! 2. runs `cargo rustc --lib --crate-type staticlib --release --target
+//!    nvptx64-nvidia-cuda -Zbuild-std=core` on the crate with
+//!    `RUSTUP_TOOLCHAIN` set to that toolchain, and forces the release profile
+//!    from the command line (`--config`, which wins over any manifest):
+//!    `lto = "fat"`, `codegen-units = 1`, `panic = "abort"`, `opt-level = 3`,
+//!    `debug = false`. Fat LTO into one codegen unit makes
+//!    `--emit asm=<out_dir>/<name>.ptx` (with `-C target-cpu=<arch>`) one
+//!    complete PTX module, with no linker. The nested cargo gets its own
+//!    target directory under the output directory (so it never waits on the
+//!    outer build's lock) and an environment without the outer cargo's
+//!    variables;
+//! 3. prints `cargo:rerun-if-changed` for every source file the nested build
+//!    read (from its dep-info) and every manifest involved;
+//! 4. checks that each expected kernel is a `.entry` in the PTX, and refuses a
+//!    module with an unresolved `.extern .func` (the driver could not load it);
+//! 5. assembles the PTX with ptxas (see [`find_ptxas`]) for each requested
+//!    architecture and writes `<out_dir>/<name>.resources.txt`: registers,
+//!    stack and spills, one line per kernel and architecture
+//!    ([`CompileResult::report_path`]; without ptxas the file says why nothing
+//!    was assembled). A cargo warning appears only for a kernel that spills or
+//!    goes over [`Builder::max_registers`] / [`Builder::max_stack_bytes`], so
+//!    a clean build prints none.
+//!
+//! Environment variables read ([`ENV_VARS`], each printed as
+//! `cargo:rerun-if-env-changed` when [`Builder::print_metadata`] is on, with
+//! the one [`Builder::arch_env`] names):
+//! - `NVPTX_TOOLCHAIN`: the rustup toolchain, overriding the builder's;
+//! - `NVPTX_BUILDER_CARGO`: the cargo to run instead of `cargo` on PATH (the
+//!   toolchain check is then skipped: that cargo picks its own compiler);
+//! - `PTXAS`: the ptxas to use; set, it must exist;
+//! - `NVPTX_PTXAS_DEFAULT`: a repository's own ptxas install, used only if it
+//!   exists (this repository's `.cargo/config.toml` points it at
+//!   `scripts/install-ptxas.sh`'s);
+//! - `PATH`, `CUDA_HOME`, `CUDA_PATH`: where else ptxas is looked for (and
+//!   PATH also finds `rustup` and `cargo`).
+//!
+//! Errors are one [`BuildError`]; when the compiler fails, it holds the
+//! compiler's output as printed.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -137,10 +172,12 @@ pub enum BuildError {
         "the Rust toolchain {toolchain} lacks the rust-src component (-Zbuild-std=core needs it); run `rustup toolchain install {toolchain} --component rust-src`"
     )]
     RustSrcMissing { toolchain: String },
-    #[error("the Rust toolchain {toolchain} is not a nightly (the NVPTX build needs -Zbuild-std); use {PINNED_TOOLCHAIN}, or unset {TOOLCHAIN_ENV}")]
+    #[error(
+        "the Rust toolchain {toolchain} is not a nightly (the NVPTX build needs -Zbuild-std); use {PINNED_TOOLCHAIN}, the default (check {TOOLCHAIN_ENV} and Builder::toolchain)"
+    )]
     NotNightly { toolchain: String },
-    #[error("`rustup run {toolchain} rustc --print sysroot` failed:\n{output}")]
-    Toolchain { toolchain: String, output: String },
+    #[error("`rustup run {toolchain} {command}` failed:\n{output}")]
+    Toolchain { toolchain: String, command: String, output: String },
     #[error("building the kernel crate for {TARGET} failed ({status}):\n{output}")]
     Compile { status: String, output: String },
     #[error("the kernel build succeeded but wrote no PTX at {path}; its output was:\n{output}")]
@@ -192,6 +229,7 @@ pub struct KernelResources {
 
 /// The outcome of a successful [`Builder::build`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CompileResult {
     /// Where the PTX module was written.
     pub ptx_path: PathBuf,
@@ -203,6 +241,11 @@ pub struct CompileResult {
     pub resources: Vec<KernelResources>,
     /// The ptxas that assembled it, if any.
     pub ptxas: Option<PathBuf>,
+    /// `<out_dir>/<name>.resources.txt`: one line per kernel and architecture
+    /// (registers, stack, spills; flagged where it spills or is over a limit
+    /// set on the builder), after a header line, or one line
+    /// saying why nothing was assembled. Always written.
+    pub report_path: PathBuf,
     /// The rustup toolchain the kernel crate was compiled with.
     pub toolchain: String,
 }
@@ -220,6 +263,8 @@ pub struct Builder {
     ptxas_archs: Vec<Arch>,
     print_metadata: bool,
     toolchain: Option<String>,
+    max_registers: Option<u32>,
+    max_stack_bytes: Option<u32>,
 }
 
 impl Builder {
@@ -242,6 +287,8 @@ impl Builder {
             ptxas_archs: Vec::new(),
             print_metadata: true,
             toolchain: None,
+            max_registers: None,
+            max_stack_bytes: None,
         }
     }
 
@@ -271,13 +318,14 @@ impl Builder {
         self
     }
 
-    /// Where to write the PTX (default: `OUT_DIR`).
+    /// Where to write the PTX, its report and the nested build's target
+    /// directory (default: `OUT_DIR`).
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
         self
     }
 
-    /// The PTX file's stem (default: the crate directory's name).
+    /// The stem of the PTX and report files (default: the crate directory's name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -295,6 +343,19 @@ impl Builder {
         self
     }
 
+    /// Warn (a cargo warning, and a mark in the report file) for a kernel that
+    /// ptxas gives more than `n` registers. Spills are always warned about.
+    pub fn max_registers(mut self, n: u32) -> Self {
+        self.max_registers = Some(n);
+        self
+    }
+
+    /// Warn for a kernel whose stack frame is over `bytes`.
+    pub fn max_stack_bytes(mut self, bytes: u32) -> Self {
+        self.max_stack_bytes = Some(bytes);
+        self
+    }
+
     /// The rustup toolchain to compile the kernel crate with (default
     /// [`PINNED_TOOLCHAIN`]); `$NVPTX_TOOLCHAIN` overrides it. The kernel
     /// crate's own `rust-toolchain.toml`, if any, is not consulted.
@@ -303,8 +364,9 @@ impl Builder {
         self
     }
 
-    /// Whether to print `cargo:` lines (rerun-if-changed, warnings). On by
-    /// default; turn off when calling from outside a build script.
+    /// Whether to print `cargo:` lines (rerun-if-changed, rerun-if-env-changed,
+    /// warnings). On by default; turn off when calling from outside a build
+    /// script.
     pub fn print_metadata(mut self, on: bool) -> Self {
         self.print_metadata = on;
         self
@@ -332,8 +394,10 @@ impl Builder {
             self.name.clone().unwrap_or_else(|| self.crate_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernels".into()));
         let ptx_path = out_dir.join(format!("{stem}.ptx"));
         let dep_path = out_dir.join(format!("{stem}.d"));
-        // A stale PTX must not pass for a fresh one.
+        let report_path = out_dir.join(format!("{stem}.resources.txt"));
+        // A stale PTX or report must not pass for a fresh one.
         let _ = std::fs::remove_file(&ptx_path);
+        let _ = std::fs::remove_file(&report_path);
 
         let mut emit = OsString::from("--emit=asm=");
         emit.push(&ptx_path);
@@ -397,37 +461,61 @@ impl Builder {
             return Err(BuildError::UnresolvedFunctions { functions: unresolved });
         }
 
-        let mut result = CompileResult { ptx_path, arch, entries, resources: Vec::new(), ptxas: None, toolchain };
+        // Err: why nothing is assembled, for the report.
         let ptxas = match &self.ptxas {
-            Ptxas::Skip => None,
-            Ptxas::Path(p) if p.is_file() => Some(p.clone()),
+            Ptxas::Skip => Err("Ptxas::Skip".to_string()),
+            Ptxas::Path(p) if p.is_file() => Ok(p.clone()),
             Ptxas::Path(p) => return Err(BuildError::BadPtxas { origin: "Ptxas::Path", path: p.clone() }),
             Ptxas::Find => match find_ptxas() {
-                Ok(p) => Some(p),
-                Err(BuildError::NoPtxas) => None,
+                Ok(p) => Ok(p),
+                Err(e @ BuildError::NoPtxas) => Err(e.to_string()),
                 Err(e) => return Err(e),
             },
         };
-        match ptxas {
-            Some(ptxas) => {
+        let mut resources = Vec::new();
+        let mut report = Vec::new();
+        match &ptxas {
+            Ok(ptxas) => {
+                report.push(format!("# ptxas -v ({}) on {}", ptxas.display(), ptx_path.display()));
                 let mut archs: BTreeSet<Arch> = self.ptxas_archs.iter().copied().collect();
                 archs.insert(arch);
+                // PTX for `arch` does not assemble for an older one.
                 for a in archs.into_iter().filter(|a| *a >= arch) {
-                    result.resources.extend(assemble(&ptxas, &result.ptx_path, a)?);
+                    resources.extend(assemble(ptxas, &ptx_path, a)?);
                 }
-                if self.print_metadata {
-                    for r in &result.resources {
-                        println!("cargo:warning={}", r);
+                for r in &resources {
+                    let problems = self.problems(r);
+                    if problems.is_empty() {
+                        report.push(r.to_string());
+                    } else {
+                        let problems = problems.join("; ");
+                        report.push(format!("{r}  <-- {problems}"));
+                        if self.print_metadata {
+                            println!("cargo:warning={} ({}): {problems}; see {}", r.kernel, r.arch, report_path.display());
+                        }
                     }
                 }
-                result.ptxas = Some(ptxas);
             }
-            None if self.print_metadata && !matches!(self.ptxas, Ptxas::Skip) => {
-                println!("cargo:warning=ptxas not found (set PTXAS or put it on PATH): PTX not assembled, no register report");
-            }
-            None => {}
+            Err(why) => report.push(format!("# not assembled: {why}")),
         }
-        Ok(result)
+        report.push(String::new());
+        std::fs::write(&report_path, report.join("\n")).map_err(|source| BuildError::Io { path: report_path.clone(), source })?;
+        Ok(CompileResult { ptx_path, arch, entries, resources, ptxas: ptxas.ok(), report_path, toolchain })
+    }
+
+    /// Why `r` deserves a warning: spills, or a limit the caller set.
+    fn problems(&self, r: &KernelResources) -> Vec<String> {
+        let mut out = Vec::new();
+        if r.spill_store_bytes > 0 || r.spill_load_bytes > 0 {
+            out.push(format!("spills ({} B stores, {} B loads)", r.spill_store_bytes, r.spill_load_bytes));
+        }
+        if let Some(max) = self.max_registers.filter(|max| r.registers > *max) {
+            out.push(format!("{} registers, over max_registers({max})", r.registers));
+        }
+        if let Some(max) = self.max_stack_bytes.filter(|max| r.stack_bytes > *max) {
+            out.push(format!("{} B stack, over max_stack_bytes({max})", r.stack_bytes));
+        }
+        out
     }
 
     fn resolve_toolchain(&self) -> String {
@@ -576,18 +664,34 @@ fn number_before(line: &str, suffix: &str) -> Option<u32> {
     head.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// Checks that rustup has `toolchain` with its rust-src component, so a
-/// missing one is reported with its fix rather than as a cargo failure deep in
-/// `-Zbuild-std`. `rustup run` never installs (unlike a proxy with auto-install
-/// on), so the answer does not depend on `RUSTUP_AUTO_INSTALL`. Without rustup
-/// there is nothing to check: `cargo` on PATH is then the only toolchain.
+/// Checks that rustup has `toolchain`, that it is a nightly, and that it has
+/// its rust-src component, so each is reported in one line with its fix rather
+/// than as a cargo failure deep in `-Zbuild-std`. `rustup run` never installs
+/// (unlike a proxy with auto-install on), so the answer does not depend on
+/// `RUSTUP_AUTO_INSTALL`. Without rustup there is nothing to check: `cargo` on
+/// PATH is then the only toolchain.
 fn check_toolchain(toolchain: &str) -> Result<(), BuildError> {
+    let Some(version) = rustup_rustc(toolchain, &["--version"])? else { return Ok(()) };
+    // `rustc 1.97.0-nightly (...)`; a toolchain built from source says `-dev`.
+    if !version.contains("-nightly") && !version.contains("-dev") {
+        return Err(BuildError::NotNightly { toolchain: toolchain.to_string() });
+    }
+    let sysroot = PathBuf::from(rustup_rustc(toolchain, &["--print", "sysroot"])?.unwrap_or_default().trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core/src/lib.rs").is_file() {
+        return Err(BuildError::RustSrcMissing { toolchain: toolchain.to_string() });
+    }
+    Ok(())
+}
+
+/// `rustup run <toolchain> rustc <args>`'s standard output; `None` when there
+/// is no rustup.
+fn rustup_rustc(toolchain: &str, args: &[&str]) -> Result<Option<String>, BuildError> {
     let mut cmd = Command::new("rustup");
     clean_env(&mut cmd);
-    cmd.args(["run", toolchain, "rustc", "--print", "sysroot"]);
+    cmd.args(["run", toolchain, "rustc"]).args(args);
     let out = match cmd.output() {
         Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(BuildError::Spawn { program: "rustup".into(), source }),
     };
     if !out.status.success() {
@@ -595,13 +699,9 @@ fn check_toolchain(toolchain: &str) -> Result<(), BuildError> {
         if output.contains("is not installed") {
             return Err(BuildError::ToolchainMissing { toolchain: toolchain.to_string() });
         }
-        return Err(BuildError::Toolchain { toolchain: toolchain.to_string(), output });
+        return Err(BuildError::Toolchain { toolchain: toolchain.to_string(), command: format!("rustc {}", args.join(" ")), output });
     }
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !sysroot.join("lib/rustlib/src/rust/library/core/src/lib.rs").is_file() {
-        return Err(BuildError::RustSrcMissing { toolchain: toolchain.to_string() });
-    }
-    Ok(())
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Removes the outer cargo's variables, which would otherwise point the nested
@@ -752,6 +852,19 @@ ptxas info    : Used 10 registers\n";
             .map(|(_, v)| v.trim().trim_matches('"').to_string())
             .unwrap_or_else(|| panic!("no channel in {}", path.display()));
         assert_eq!(PINNED_TOOLCHAIN, channel);
+    }
+
+    #[test]
+    fn only_spills_and_limits_are_problems() {
+        let r = KernelResources { kernel: "k".into(), arch: Arch::Sm90, registers: 40, stack_bytes: 16, spill_store_bytes: 0, spill_load_bytes: 0 };
+        assert!(Builder::new("k").problems(&r).is_empty());
+        assert!(Builder::new("k").max_registers(40).max_stack_bytes(16).problems(&r).is_empty());
+        assert_eq!(
+            Builder::new("k").max_registers(32).max_stack_bytes(8).problems(&r),
+            vec!["40 registers, over max_registers(32)", "16 B stack, over max_stack_bytes(8)"]
+        );
+        let spilling = KernelResources { spill_load_bytes: 4, ..r };
+        assert_eq!(Builder::new("k").problems(&spilling), vec!["spills (0 B stores, 4 B loads)"]);
     }
 
     #[test]

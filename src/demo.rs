@@ -97,10 +97,15 @@ fn alloc(stream: &Arc<CudaStream>, elements: u64, what: &str) -> Result<CudaSlic
     unsafe { stream.alloc::<f32>(elements as usize) }.map_err(Error::cuda(format!("allocating the {what}")))
 }
 
-/// Runs the demo once on fresh, poisoned buffers.
+/// Runs the demo once on fresh, poisoned buffers, with the embedded kernels.
 pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
+    run_demo_with(gpu, &crate::load(gpu)?, cfg)
+}
+
+/// [`run_demo`] with the kernels of `module` (another build of kernels-gpu;
+/// loading checks it has the same kernels with the same signatures).
+pub fn run_demo_with(gpu: &Gpu, module: &pc_runtime::launch::Module, cfg: &DemoConfig) -> Result<DemoReport> {
     cfg.validate()?;
-    let module = crate::load(gpu)?;
     let producer = module.kernel::<ProducerKernel>()?;
     let consumer = module.kernel::<ConsumerKernel>()?;
     producer.check_block(cfg.block_size)?;

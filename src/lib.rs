@@ -32,5 +32,5 @@ pub fn entries() -> impl Iterator<Item = &'static str> {
 
 /// Loads [`KERNELS`] on `gpu`.
 pub fn load(gpu: &pc_runtime::gpu::Gpu) -> pc_runtime::Result<pc_runtime::launch::Module> {
-    gpu.load_module(KERNELS, &format!("the embedded kernels ({ARCH})"))
+    gpu.load_module(KERNELS, &format!("the kernels' PTX (embedded, {ARCH})"))
 }

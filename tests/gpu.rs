@@ -4,8 +4,8 @@
 mod common;
 
 use pc_runtime::Error;
-use pc_runtime::demo::{DemoConfig, run_demo};
 use pc_runtime::gpu::Gpu;
+use ptx_kernels::demo::{DemoConfig, run_demo};
 
 const ELEMENT_COUNTS: [u64; 6] = [1, 31, 256, 257, 1 << 20, 10_000_003];
 

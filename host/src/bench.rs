@@ -4,11 +4,11 @@
 //! (CUDA C++, CuPy, PyTorch: `bench/peers/`) measured in the same session.
 use anyhow::{Context, Result};
 use clap::Args;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg, result as cu, sys};
-use pc_pipeline::host_mem::PinnedBuffer;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, result as cu, sys};
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
+use ptx_kernels::{ConsumerKernel, ConsumerVecKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,8 +86,11 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let gpu = Gpu::open(a.device)?;
     let info = gpu.info().clone();
     println!("bench on device {}: {} ({} SMs), {} reps per figure, median", info.index, info.name, info.sm_count, a.reps);
-    let s = gpu.stream()?;
-    let s2 = gpu.stream()?;
+    // SAFETY: the bench orders its two streams with events where they
+    // share buffers (the hand-off and both-directions figures), and
+    // synchronizes before anything is freed (time_ms ends synchronized).
+    let (ctx, s, s2) = unsafe { (gpu.context().clone(), gpu.stream()?, gpu.stream()?) };
+    let module = ptx_kernels::load(&gpu)?;
     let large = (a.large / 4 * 4) as usize;
     let n_large = large / 4;
     let mut rows: Vec<Value> = Vec::new();
@@ -107,16 +110,16 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let memset = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemsetD32Async(dp, 0x3f80_0000, n_large, s.cu_stream()) }.result()?))?;
     add("ceiling", "write-only (driver memset)", large as u64, large as u64, memset, "");
     // Pinned buffers, every page touched so first-use costs stay out of the timings.
-    let mut h_in = PinnedBuffer::new(gpu.context(), n_large)?;
-    let mut h_out = PinnedBuffer::new(gpu.context(), n_large)?;
-    h_in.as_mut_slice().fill(1.0);
-    h_out.as_mut_slice().fill(1.0);
-    let (h_in, h_out) = (h_in.as_ptr(), h_out.as_mut_ptr());
+    // SAFETY: filled right away; freed (at the end of `run`) after every stream synchronized.
+    let (mut h_in_buf, mut h_out_buf) = unsafe { (ctx.alloc_pinned::<f32>(n_large)?, ctx.alloc_pinned::<f32>(n_large)?) };
+    h_in_buf.as_mut_slice()?.fill(1.0);
+    h_out_buf.as_mut_slice()?.fill(1.0);
+    let (h_in, h_out) = (h_in_buf.as_ptr()?, h_out_buf.as_mut_ptr()?);
     let h2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?))?;
     add("ceiling", "pinned host-to-device", large as u64, large as u64, h2d, "");
     let d2h = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s.cu_stream()) }.result()?))?;
     add("ceiling", "pinned device-to-host", large as u64, large as u64, d2h, "");
-    let (fork, join) = (gpu.context().new_event(None)?, gpu.context().new_event(None)?);
+    let (fork, join) = (ctx.new_event(None)?, ctx.new_event(None)?);
     let both = time_ms(&s, a.reps, large as u64, || {
         fork.record(&s)?;
         s2.wait(&fork)?;
@@ -130,44 +133,47 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     drop((src, dst));
 
     // ---- kernels ----
-    let seed_style = (gpu.kernel(ptx_kernels::PRODUCER)?, gpu.kernel(ptx_kernels::CONSUMER)?, gpu.kernel(ptx_kernels::FUSED)?);
-    let vectorized = (gpu.kernel(ptx_kernels::PRODUCER_VEC)?, gpu.kernel(ptx_kernels::CONSUMER_VEC)?, gpu.kernel(ptx_kernels::FUSED_VEC)?);
-    let (producer, consumer) = (&vectorized.0, &vectorized.1);
     let block = 256u32;
     for size in [a.large, a.small] {
         let n = size / 4;
-        let buf: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
-        let out: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
+        let mut buf: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
+        let mut out: CudaSlice<f32> = s.alloc_zeros(n as usize)?;
         let cfg = gpu.launch_config(n, block, None)?;
         let per_elem = LaunchConfig { grid_dim: (n.div_ceil(block as u64).min(i32::MAX as u64) as u32, 1, 1), ..cfg };
         let resident = (info.max_threads_per_sm / block * info.sm_count).max(1);
         let full = LaunchConfig { grid_dim: ((n / 4).div_ceil(block as u64).min(resident as u64) as u32, 1, 1), ..cfg };
         let (seed, first, spin) = (7u32, 0u64, 0u64);
-        let shapes = [
-            ("seed-style, default grid", &seed_style, cfg),
-            ("seed-style, one thread per element", &seed_style, per_elem),
-            ("vec16, default grid", &vectorized, cfg),
-            ("vec16, resident grid", &vectorized, full),
-        ];
-        for (label, (kp, kc, kf), lc) in shapes {
-            let p = time_ms(&s, a.reps, size, || {
-                Ok(unsafe { s.launch_builder(&kp.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(lc) }.map(|_| ())?)
-            })?;
-            add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
-            let c = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kc.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(lc) }.map(|_| ())?))?;
-            add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
-            let f = time_ms(&s, a.reps, size, || Ok(unsafe { s.launch_builder(&kf.func).arg(&out).arg(&n).arg(&first).arg(&seed).launch(lc) }.map(|_| ())?))?;
-            add("kernel", &format!("fused producer+consumer ({label})"), size, 4 * n, f, &format!("grid {}", lc.grid_dim.0));
+        // One style's three kernels, timed on one launch shape: the same
+        // lines for the seed-style and the vectorized kernels.
+        macro_rules! time_style {
+            ($label:expr, $lc:expr, $P:ty, $C:ty, $F:ty) => {{
+                let (label, lc) = ($label, $lc);
+                let (kp, kc, kf) = (module.kernel::<$P>()?, module.kernel::<$C>()?, module.kernel::<$F>()?);
+                // SAFETY (all three): one stream, and time_ms synchronizes it.
+                let p = time_ms(&s, a.reps, size, || Ok(unsafe { <$P>::launch(&kp, &s, lc, &mut buf, first, seed, spin) }?))?;
+                add("kernel", &format!("producer ({label})"), size, 4 * n, p, &format!("grid {}", lc.grid_dim.0));
+                let c = time_ms(&s, a.reps, size, || Ok(unsafe { <$C>::launch(&kc, &s, lc, &buf, &mut out, spin) }?))?;
+                add("kernel", &format!("consumer ({label})"), size, 8 * n, c, &format!("grid {}", lc.grid_dim.0));
+                let f = time_ms(&s, a.reps, size, || Ok(unsafe { <$F>::launch(&kf, &s, lc, &mut out, first, seed) }?))?;
+                add("kernel", &format!("fused producer+consumer ({label})"), size, 4 * n, f, &format!("grid {}", lc.grid_dim.0));
+            }};
         }
+        time_style!("seed-style, default grid", cfg, ProducerKernel, ConsumerKernel, FusedKernel);
+        time_style!("seed-style, one thread per element", per_elem, ProducerKernel, ConsumerKernel, FusedKernel);
+        time_style!("vec16, default grid", cfg, ProducerVecKernel, ConsumerVecKernel, FusedVecKernel);
+        time_style!("vec16, resident grid", full, ProducerVecKernel, ConsumerVecKernel, FusedVecKernel);
         // The seed's hand-off: producer on A, event, consumer on B waiting.
         // Events created once, as the CUDA C++ peer does: creating one per
         // launch is host work that the 4 MiB figure would otherwise measure.
-        let (produced, consumed) = (gpu.context().new_event(None)?, gpu.context().new_event(None)?);
+        let (producer, consumer) = (module.kernel::<ProducerVecKernel>()?, module.kernel::<ConsumerVecKernel>()?);
+        let (produced, consumed) = (ctx.new_event(None)?, ctx.new_event(None)?);
         let handoff = time_ms(&s, a.reps, size, || {
-            unsafe { s.launch_builder(&producer.func).arg(&buf).arg(&n).arg(&first).arg(&seed).arg(&spin).launch(cfg) }?;
+            // SAFETY: B waits for the producer's event before reading `buf`;
+            // A waits for the consumer before the next producer writes it.
+            unsafe { ProducerVecKernel::launch(&producer, &s, cfg, &mut buf, first, seed, spin) }?;
             produced.record(&s)?;
             s2.wait(&produced)?;
-            unsafe { s2.launch_builder(&consumer.func).arg(&buf).arg(&out).arg(&n).arg(&spin).launch(cfg) }?;
+            unsafe { ConsumerVecKernel::launch(&consumer, &s2, cfg, &buf, &mut out, spin) }?;
             consumed.record(&s2)?;
             s.wait(&consumed)?;
             Ok(())

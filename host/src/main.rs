@@ -7,9 +7,9 @@ mod units;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use pc_runtime::demo::{DemoConfig, DemoReport, run_demo};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
+use ptx_kernels::demo::{DemoConfig, DemoReport, run_demo_with};
 use std::process::ExitCode;
 
 /// Producer kernel on stream A, an event, consumer kernel on stream B waiting
@@ -67,13 +67,14 @@ struct DemoArgs {
     ptx: Option<std::path::PathBuf>,
 }
 
-/// Opens a GPU with the embedded PTX, or with the PTX file given.
-pub fn open_gpu(index: usize, ptx: &Option<std::path::PathBuf>) -> Result<Gpu> {
+/// The kernels' PTX: the embedded module, or the file given with `--ptx`
+/// (kept for the rest of the process, as the embedded one is).
+pub fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(&'static str, String)> {
     Ok(match ptx {
-        None => Gpu::open(index)?,
+        None => (ptx_kernels::KERNELS, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("PTX file {}: {e}", path.display()))?;
-            Gpu::open_with_ptx(index, &text, &path.display().to_string())?
+            (Box::leak(text.into_boxed_str()), format!("the kernels' PTX ({})", path.display()))
         }
     })
 }
@@ -116,7 +117,8 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         producer_spin_us: cli.spin_us.unwrap_or(if cli.no_sync { 2000 } else { 0 }),
     };
     cfg.validate()?;
-    let gpu = open_gpu(cli.device, &cli.ptx)?;
+    let (ptx, origin) = kernels_ptx(&cli.ptx)?;
+    let gpu = Gpu::open(cli.device)?;
     let info = gpu.info();
     println!(
         "device {}: {} (sm_{}{}, {} SMs, {}), PTX built for {}",
@@ -128,7 +130,8 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         bytes(info.total_memory as u128),
         ptx_kernels::ARCH
     );
-    let report = run_demo(&gpu, &cfg)?;
+    let module = gpu.load_module(ptx, &origin)?;
+    let report = run_demo_with(&gpu, &module, &cfg)?;
     print_report(&report);
     Ok(report.check.passed())
 }

@@ -5,7 +5,7 @@ use crate::units::parse_bytes;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, RunReport, Workload, parse_stages};
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, RunReport, StageRegistry, Workload};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::{Gpu, device_count};
 use std::io::IsTerminal;
@@ -96,20 +96,24 @@ fn gpu_indices(list: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-fn spec_of(a: &PipelineArgs) -> Result<PipelineSpec> {
-    let workload = match a.workload {
-        WorkloadArg::Generate => Workload::Generate,
-        WorkloadArg::Stream => Workload::Stream,
+fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
+    let (workload, default_list) = match a.workload {
+        WorkloadArg::Generate => (Workload::Generate, "producer,consumer,reduce"),
+        WorkloadArg::Stream => (Workload::Stream, "h2d,consumer,d2h"),
     };
     for (name, v) in [("--chunk", a.chunk), ("--total", a.total)] {
         if v % 4 != 0 {
             bail!("{name} {v} bytes is not a whole number of f32 (a multiple of 4 bytes)");
         }
     }
-    let mut spec = PipelineSpec::new(workload).slots(a.slots).chunk_elements(a.chunk / 4).total_elements(a.total / 4).block_size(a.block_size).seed(a.seed);
-    if let Some(list) = &a.stages {
-        spec = spec.stages(parse_stages(list)?);
-    }
+    let list = a.stages.as_deref().unwrap_or(default_list);
+    let spec = PipelineSpec::new(workload)
+        .stages(registry.parse(list)?)
+        .slots(a.slots)
+        .chunk_elements(a.chunk / 4)
+        .total_elements(a.total / 4)
+        .block_size(a.block_size)
+        .seed(a.seed);
     spec.validate()?;
     if let Some(path) = &a.input {
         if !spec.reads_host() {
@@ -142,11 +146,15 @@ fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
 }
 
 pub fn run(a: &PipelineArgs) -> Result<bool> {
-    let spec = spec_of(a)?;
+    let registry = match &a.ptx {
+        None => StageRegistry::builtin(),
+        Some(_) => StageRegistry::builtin_in(crate::kernels_ptx(&a.ptx)?.0),
+    };
+    let spec = spec_of(a, &registry)?;
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
     let indices = gpu_indices(&a.gpus)?;
-    let gpus: Vec<Gpu> = indices.iter().map(|&i| crate::open_gpu(i, &a.ptx)).collect::<Result<_>>()?;
+    let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
     let input = match &a.input {
         Some(p) => Input::File(p.clone()),

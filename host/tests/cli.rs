@@ -222,7 +222,8 @@ fn missing_ptx_file_is_one_line() {
 /// kernels (the demo's seed-style one and the pipeline's vectorized one).
 fn ptx_with(body: &str, name: &str) -> std::path::PathBuf {
     let mut ptx = ptx_kernels::KERNELS.to_string();
-    for kernel in [ptx_kernels::CONSUMER, ptx_kernels::CONSUMER_VEC] {
+    use pc_runtime::launch::KernelEntry;
+    for kernel in [ptx_kernels::ConsumerKernel::NAME, ptx_kernels::ConsumerVecKernel::NAME] {
         let at = ptx.find(&format!(".visible .entry {kernel}(")).expect("entry");
         let open = at + ptx[at..].find("\n{").expect("body") + 2;
         ptx.insert_str(open, &format!("{body}\n"));

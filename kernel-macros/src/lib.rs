@@ -236,6 +236,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          (cudarc frees a buffer on its own stream, so order that stream after this one with an event)."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
+    let map_impl = map_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
     let span = Span::call_site();
 
@@ -290,6 +291,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             fn #body_fn(#user_inputs) #block
         }
 
+        #map_impl
+
         const _: () = {
             #[allow(dead_code)]
             fn __param_checks() {
@@ -297,4 +300,39 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             }
         };
     })
+}
+
+/// A kernel of the map shape `(input: &[I], output: Out<O>)`, optionally
+/// with a trailing `u64` (a spin, passed 0), also implements
+/// `nvptx_std::host::MapKernel`, so a pipeline can run it as a stage.
+fn map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
+    let (i, o, spin) = match params {
+        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }] => (i, o, false),
+        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, Param { kind: Kind::Scalar(t), .. }] if quote!(#t).to_string() == "u64" => {
+            (i, o, true)
+        }
+        _ => return quote! {},
+    };
+    let extra = if spin {
+        quote! { , 0u64 }
+    } else {
+        quote! {}
+    };
+    quote! {
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::MapKernel for #launcher {
+            type In = #i;
+            type Out = #o;
+            unsafe fn launch_map(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                input: &::nvptx_std::host::CudaView<'_, #i>,
+                output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                // SAFETY: the caller's contract is this launcher's.
+                unsafe { Self::launch(kernel, stream, cfg, input, output #extra) }
+            }
+        }
+    }
 }

@@ -30,7 +30,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let mut pipeline = Pipeline::new(&[&gpu], spec, Input::Generated)?;
     let report = pipeline.run(Launch::Streams, 1, false)?;
     let check = pipeline.verify(&report);
-    let out = pipeline.output().unwrap_or_default();
+    let out = pipeline.output::<f32>().unwrap_or_default();
     println!("h2d -> consumer -> moving-average -> d2h on {}: {:.3} ms, {:.1} GB/s", gpu.info().name, report.gpu_ms, report.input_gbps(pipeline.spec()));
     println!("first outputs: {:?}", &out[..4.min(out.len())]);
     match &check.first_wrong {

@@ -1,14 +1,19 @@
 //! Pinned (page-locked) host memory, so host/device copies run on the copy
 //! engines asynchronously, at full speed, overlapped with kernels.
 use cudarc::driver::{CudaContext, result, sys};
+use kernel_math::Element;
 use pc_runtime::Error;
 use std::sync::Arc;
 
-/// `len` `f32` of pinned host memory, freed on drop. Allocated PORTABLE, so
-/// every GPU's context can copy to and from it (the multi-GPU pipeline shares
-/// one input and one output buffer).
-pub struct PinnedBuffer {
-    ptr: *mut f32,
+/// `len` bytes of pinned host memory, freed on drop. Allocated PORTABLE, so
+/// every GPU's context can copy to and from it (the multi-GPU pipeline
+/// shares one input and one output buffer).
+///
+/// Crate-private: the pipeline is what guarantees that no copy still
+/// targets the memory when the host reads it or frees it (it synchronizes
+/// every stream first, on every path).
+pub(crate) struct PinnedBuffer {
+    ptr: *mut u8,
     len: usize,
     ctx: Arc<CudaContext>,
 }
@@ -18,30 +23,41 @@ unsafe impl Send for PinnedBuffer {}
 unsafe impl Sync for PinnedBuffer {}
 
 impl PinnedBuffer {
-    pub fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<PinnedBuffer, Error> {
+    pub(crate) fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<PinnedBuffer, Error> {
         ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
-        let bytes = len.checked_mul(4).ok_or(Error::HostMemory { elements: len as u64, needed: len as u128 * 4 })?;
-        // SAFETY: a fresh allocation of `bytes`; freed in Drop.
-        let ptr = unsafe { result::malloc_host(bytes.max(4), sys::CU_MEMHOSTALLOC_PORTABLE) }
-            .map_err(|_| Error::HostMemory { elements: len as u64, needed: bytes as u128 })? as *mut f32;
+        // SAFETY: a fresh allocation of at least one byte; freed in Drop.
+        let ptr = unsafe { result::malloc_host(len.max(1), sys::CU_MEMHOSTALLOC_PORTABLE) }
+            .map_err(|_| Error::HostMemory { elements: len as u64, needed: len as u128 })? as *mut u8;
+        // Initialized once, so the buffer never exposes uninitialized bytes.
+        // SAFETY: `len` bytes just allocated.
+        unsafe { std::ptr::write_bytes(ptr, 0, len) };
         Ok(PinnedBuffer { ptr, len, ctx: ctx.clone() })
     }
 
-    pub fn as_slice(&self) -> &[f32] {
-        // SAFETY: `len` f32 owned by self; f32 has no invalid bit patterns.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes owned by self (initialized by whoever filled
+        // them: the input loader, or poison before a run's copies).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as above, and &mut self is exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 
-    pub fn as_ptr(&self) -> *const f32 {
+    /// The bytes as `T` (page-aligned memory suits every element type).
+    pub(crate) fn view<T: Element>(&self) -> &[T] {
+        let n = self.len / std::mem::size_of::<T>().max(1);
+        // SAFETY: page-aligned, n * size_of::<T>() <= len bytes owned by
+        // self, and any bytes are a valid T.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const T, n) }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr
     }
 
-    pub fn as_mut_ptr(&mut self) -> *mut f32 {
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr
     }
 }
@@ -49,7 +65,8 @@ impl PinnedBuffer {
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
         let _ = self.ctx.bind_to_thread();
-        // SAFETY: allocated by malloc_host in `new`, freed once.
+        // SAFETY: allocated by malloc_host in `new`, freed once; the owner
+        // (the pipeline) synchronized every stream that copied to or from it.
         let _ = unsafe { result::free_host(self.ptr as *mut _) };
     }
 }

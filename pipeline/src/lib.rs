@@ -1,16 +1,20 @@
 //! Multi-stage producer/consumer pipelines on one or more GPUs.
 //!
-//! A pipeline is an ordered list of [`Stage`]s: a source (`producer` kernel
-//! or `h2d` copy from pinned host memory), map kernels, and a sink (`reduce`
-//! kernel or `d2h` copy into pinned host memory). Each stage has its own
-//! stream; between two stages sits a ring of K device slots, and chunk `c`
-//! uses slot `c % K`. Every hand-off is ordered by two events, listed by
-//! [`graph::EventGraph`]: *filled* (downstream waits for upstream to finish
-//! writing the slot) and *freed* (upstream waits for downstream to finish
-//! reading it before writing chunk `c + K` there). Nothing else orders the
-//! streams: cudarc's implicit tracking is off.
+//! A pipeline is an ordered list of [`Stage`]s: a source (`producer` kernel,
+//! `h2d` copy from pinned host memory, or one of yours), map stages (any
+//! `#[kernel]` of the map shape, of any element types), and a sink (`reduce`
+//! kernel, `d2h` copy into pinned host memory). Each stage has its own
+//! stream; between two stages sits a ring of K device slots of the element
+//! type they exchange, and chunk `c` uses slot `c % K`. Every hand-off is
+//! ordered by two events, listed by [`graph::EventGraph`]: *filled*
+//! (downstream waits for upstream to finish writing the slot) and *freed*
+//! (upstream waits for downstream to finish reading it before writing chunk
+//! `c + K` there). Nothing else orders the streams: cudarc's implicit
+//! tracking is off.
 //!
-//! - [`spec`]: stages, workloads, sizes, validation;
+//! - [`stage`]: stages as values, and the traits to write new kinds;
+//! - [`builtin`]: the built-in stages and the registry of stage names;
+//! - [`spec`]: a pipeline's shape, validation, ring element types;
 //! - [`graph`]: the event graph as a value;
 //! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
 //! - [`reference`]: the CPU reference and chunk-by-chunk verification;
@@ -18,17 +22,23 @@
 //! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents.
 //!
 //! See [`Pipeline`] for an example.
+pub mod builtin;
+pub mod elem;
 pub mod exec;
 pub mod graph;
-pub mod host_mem;
+mod host_mem;
 pub mod reference;
 pub mod spec;
+pub mod stage;
 pub mod sync_check;
 pub mod timeline;
 
+pub use builtin::{StageRegistry, parse_stages};
+pub use elem::{ElemType, HostChunk};
 pub use exec::{Input, Launch, Pipeline, RunReport};
 pub use graph::{Edge, EdgeKind, EventGraph};
-pub use spec::{MAP_KERNELS, PipelineSpec, Stage, Workload, parse_stages};
+pub use spec::{PipelineSpec, Workload};
+pub use stage::{Port, Stage};
 
 use std::path::PathBuf;
 
@@ -52,8 +62,8 @@ pub enum PipelineError {
     EmptyCapture,
     #[error("input file {path}: {source}")]
     Input { path: PathBuf, source: std::io::Error },
-    #[error("input file {path} has {have} bytes, shorter than the {want} declared ({} f32)", want / 4)]
-    InputTooShort { path: PathBuf, have: u64, want: u64 },
+    #[error("input file {path} has {have} bytes, shorter than the {want} declared ({elements} elements of {elem})")]
+    InputTooShort { path: PathBuf, have: u64, want: u64, elements: u64, elem: &'static str },
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

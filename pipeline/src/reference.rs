@@ -1,127 +1,150 @@
-//! The CPU reference of a pipeline, chunk by chunk, from the same functions
-//! the kernels run.
-use crate::spec::{PipelineSpec, Stage};
-use kernel_math::{Reduction, produce};
+//! The CPU reference of a pipeline, chunk by chunk, from each stage's own
+//! reference, and verification that fails closed: a chunk not checked, a
+//! checker that panics or a missing result is a failure, never a pass.
+use crate::elem::HostChunk;
+use crate::spec::PipelineSpec;
+use crate::stage::{ChunkInfo, Kind, Sink};
+use kernel_math::Reduction;
 
-/// What the sink of chunk `c` must hold: the transformed values (d2h) or
-/// their reduction (reduce). `input` is the whole host input (h2d sources).
-pub fn expected_chunk(spec: &PipelineSpec, c: usize, input: Option<&[f32]>) -> (Vec<f32>, Option<Reduction>) {
+/// What reaches the sink for chunk `c`: the source's values run through
+/// every map stage's reference. `input` is the whole host input (h2d).
+pub fn expected_chunk(spec: &PipelineSpec, c: usize, input: Option<&[u8]>) -> Result<HostChunk, String> {
+    let types = spec.ring_types().map_err(|e| e.to_string())?;
     let range = spec.chunk_range(c);
-    let mut values: Vec<f32> = match spec.stages[0] {
-        Stage::H2d => input.map(|i| i[range.start as usize..range.end as usize].to_vec()).unwrap_or_default(),
-        _ => range.clone().map(|i| produce(i, spec.seed)).collect(),
-    };
-    let mut scratch = vec![0.0f32; values.len()];
-    for stage in &spec.stages[1..spec.stages.len() - 1] {
-        if let Stage::Map(k) = stage {
-            (k.reference)(&values, &mut scratch);
-            std::mem::swap(&mut values, &mut scratch);
+    let size = types[0].size();
+    let host = match input {
+        Some(bytes) => {
+            let (a, b) = (range.start as usize * size, range.end as usize * size);
+            Some(bytes.get(a..b).ok_or_else(|| format!("host input has {} bytes, chunk {c} needs {a}..{b}", bytes.len()))?)
         }
+        None => None,
+    };
+    let chunk = ChunkInfo { index: c, range, seed: spec.seed };
+    let Kind::Source(source) = spec.stages[0].kind() else { return Err("the first stage is not a source".into()) };
+    let mut values = source.reference(&chunk, types[0], host)?;
+    for stage in &spec.stages[1..spec.stages.len() - 1] {
+        let Kind::Map(m) = stage.kind() else { return Err(format!("{} is not a map stage", stage.name())) };
+        values = m.reference(&values).map_err(|e| format!("{}: {e}", stage.name()))?;
     }
-    if spec.reduces() {
-        let mut r = Reduction::EMPTY;
-        values.iter().for_each(|&v| r.add(v));
-        (Vec::new(), Some(r))
-    } else {
-        (values, None)
-    }
+    Ok(values)
 }
 
 /// The outcome of checking every chunk.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verification {
+    /// Chunks the pipeline has.
+    pub chunks_expected: usize,
+    /// Chunks whose check ran to the end.
     pub chunks_checked: usize,
     pub chunks_wrong: usize,
-    /// Elements that differ (d2h sinks) or reduction records that differ (reduce).
+    /// Elements that differ (host output) or records that differ (reduce).
     pub items_wrong: u64,
     /// The first wrong chunk and what was wrong, in words.
     pub first_wrong: Option<(usize, String)>,
 }
 
 impl Verification {
+    /// Every chunk checked, none wrong, and there was something to check.
     pub fn passed(&self) -> bool {
-        self.chunks_wrong == 0 && self.chunks_checked > 0
+        self.chunks_wrong == 0 && self.chunks_expected > 0 && self.chunks_checked == self.chunks_expected
+    }
+
+    /// One line: PASS or FAIL and why.
+    pub fn summary(&self) -> String {
+        if self.passed() {
+            return format!("PASS: all {} chunks match the CPU reference", self.chunks_checked);
+        }
+        match &self.first_wrong {
+            Some((c, what)) => format!("FAIL: {} of {} chunks wrong; first: chunk {c}: {what}", self.chunks_wrong, self.chunks_expected),
+            None if self.chunks_expected == 0 => "FAIL: nothing to check (no chunks)".to_string(),
+            None => format!("FAIL: only {} of {} chunks were checked", self.chunks_checked, self.chunks_expected),
+        }
+    }
+
+    fn wrong(&mut self, c: usize, items: u64, what: String) {
+        self.chunks_wrong += 1;
+        self.items_wrong += items;
+        if self.first_wrong.as_ref().is_none_or(|(f, _)| c < *f) {
+            self.first_wrong = Some((c, what));
+        }
+    }
+
+    fn merge(mut self, b: Verification) -> Verification {
+        self.chunks_checked += b.chunks_checked;
+        self.chunks_wrong += b.chunks_wrong;
+        self.items_wrong += b.items_wrong;
+        self.first_wrong = match (self.first_wrong, b.first_wrong) {
+            (Some(x), Some(y)) => Some(if x.0 <= y.0 { x } else { y }),
+            (x, y) => x.or(y),
+        };
+        self
     }
 }
 
-/// Checks every chunk's result against [`expected_chunk`], on all CPU cores.
-/// `output` is the host output (d2h), `reductions` one record per chunk (reduce).
-pub fn verify(spec: &PipelineSpec, input: Option<&[f32]>, output: Option<&[f32]>, reductions: &[Reduction]) -> Verification {
+/// Checks every chunk's result against [`expected_chunk`], on all CPU
+/// cores. `output` is the host output (d2h), `reductions` one record per
+/// chunk (reduce).
+pub fn verify(spec: &PipelineSpec, input: Option<&[u8]>, output: Option<&[u8]>, reductions: &[Reduction]) -> Verification {
     let chunks = spec.chunks();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.max(1));
     let per = chunks.div_ceil(threads.max(1));
     let parts: Vec<Verification> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                s.spawn(move || {
+                let range = (t * per)..((t + 1) * per).min(chunks);
+                let handle = s.spawn({
+                    let range = range.clone();
+                    move || {
+                        let mut v = Verification::default();
+                        for c in range {
+                            check_chunk(spec, c, input, output, reductions, &mut v);
+                        }
+                        v
+                    }
+                });
+                (range, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(range, h)| {
+                h.join().unwrap_or_else(|panic| {
+                    // Fail closed: a checker that panicked checked nothing.
+                    let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                     let mut v = Verification::default();
-                    for c in (t * per)..((t + 1) * per).min(chunks) {
-                        check_chunk(spec, c, input, output, reductions, &mut v);
+                    if let Some(first) = range.clone().next() {
+                        v.wrong(first, 0, format!("the CPU reference panicked for chunks {range:?}: {why}"));
+                        v.chunks_wrong = range.len();
                     }
                     v
                 })
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            .collect()
     });
-    parts.into_iter().fold(Verification::default(), |mut a, b| {
-        a.chunks_checked += b.chunks_checked;
-        a.chunks_wrong += b.chunks_wrong;
-        a.items_wrong += b.items_wrong;
-        a.first_wrong = match (a.first_wrong, b.first_wrong) {
-            (Some(x), Some(y)) => Some(if x.0 <= y.0 { x } else { y }),
-            (x, y) => x.or(y),
-        };
-        a
-    })
+    let mut v = parts.into_iter().fold(Verification::default(), Verification::merge);
+    v.chunks_expected = chunks;
+    v
 }
 
-fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[f32]>, output: Option<&[f32]>, reductions: &[Reduction], v: &mut Verification) {
-    v.chunks_checked += 1;
-    let (want, want_r) = expected_chunk(spec, c, input);
-    let problem = if let Some(want_r) = want_r {
-        match reductions.get(c) {
-            Some(got) if *got == want_r => None,
-            Some(got) => Some((
-                1,
-                format!(
-                    "reduction differs: got sum {} min {} max {} count {}, want sum {} min {} max {} count {}",
-                    got.sum(),
-                    got.min(),
-                    got.max(),
-                    got.count(),
-                    want_r.sum(),
-                    want_r.min(),
-                    want_r.max(),
-                    want_r.count()
-                ),
-            )),
-            None => Some((1, "no reduction came back".to_string())),
+fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[u8]>, output: Option<&[u8]>, reductions: &[Reduction], v: &mut Verification) {
+    let expected = match expected_chunk(spec, c, input) {
+        Ok(e) => e,
+        Err(why) => return v.wrong(c, 0, format!("no CPU reference: {why}")),
+    };
+    let Some(Kind::Sink(sink)) = spec.stages.last().map(|s| s.kind()) else { return v.wrong(c, 0, "the last stage is not a sink".into()) };
+    let got = if sink.writes_host() {
+        let size = expected.elem().size();
+        let range = spec.chunk_range(c);
+        let bytes = output.and_then(|o| o.get(range.start as usize * size..range.end as usize * size));
+        match bytes {
+            Some(b) => Sink::Host(b),
+            None => return v.wrong(c, expected.len() as u64, "no host output for this chunk".into()),
         }
     } else {
-        let range = spec.chunk_range(c);
-        let got = output.map(|o| &o[range.start as usize..range.end as usize]).unwrap_or(&[]);
-        let wrong: Vec<usize> = (0..want.len()).filter(|&i| got.get(i).map(|g| g.to_bits()) != Some(want[i].to_bits())).collect();
-        match wrong.first() {
-            None => None,
-            Some(&i) => Some((
-                wrong.len() as u64,
-                format!(
-                    "{} of {} elements differ; first [{}] = {}, want {}",
-                    wrong.len(),
-                    want.len(),
-                    range.start + i as u64,
-                    got.get(i).map_or("missing".to_string(), |g| g.to_string()),
-                    want[i]
-                ),
-            )),
-        }
+        Sink::Record(reductions.get(c))
     };
-    if let Some((n, what)) = problem {
-        v.chunks_wrong += 1;
-        v.items_wrong += n;
-        if v.first_wrong.is_none() {
-            v.first_wrong = Some((c, what));
-        }
+    if let Some((items, what)) = sink.check(&expected, got) {
+        v.wrong(c, items, what);
     }
+    v.chunks_checked += 1;
 }

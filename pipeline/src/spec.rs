@@ -1,140 +1,8 @@
 //! What a pipeline is: its stages, ring size, chunking and launch shape.
 use crate::PipelineError;
-use kernel_math::consume;
-
-/// A kernel that maps one slot to another, element by element or chunk by
-/// chunk, with the CPU reference that defines what it must compute.
-/// Its PTX signature is `(input: *const f32, output: *mut f32, n: u64, spin: u64)`.
-#[derive(Debug, Clone, Copy)]
-pub struct MapKernel {
-    /// Stage name on the command line.
-    pub name: &'static str,
-    /// PTX entry in `ptx_kernels::KERNELS`.
-    pub entry: &'static str,
-    /// What the kernel computes on one chunk, on the CPU.
-    pub reference: fn(&[f32], &mut [f32]),
-    /// One line for `--help` and errors.
-    pub about: &'static str,
-    /// The PTX module holding `entry`: `None` for the embedded
-    /// `ptx_kernels::KERNELS`, or a module of your own (see [`MapKernel::custom`]).
-    pub module: Option<&'static str>,
-}
-
-impl MapKernel {
-    /// A map stage from a kernel crate of your own: build it to PTX with
-    /// `nvptx-builder` in your build script, embed the PTX
-    /// (`include_str!(env!(...))`), and give the entry and the CPU reference.
-    /// The entry must have the map signature
-    /// `(input: *const f32, output: *mut f32, n: u64, spin: u64)`.
-    ///
-    /// ```
-    /// use pc_pipeline::spec::{MapKernel, Stage};
-    /// const MY_PTX: &str = ".version 7.0\n.target sm_70\n.address_size 64\n// ...";
-    /// const NEGATE: MapKernel = MapKernel::custom("negate", MY_PTX, "negate_kernel", |i, o| {
-    ///     o.iter_mut().zip(i).for_each(|(o, x)| *o = -x)
-    /// });
-    /// let stages = vec![Stage::H2d, Stage::Map(NEGATE), Stage::D2h];
-    /// # assert_eq!(stages[1].name(), "negate");
-    /// ```
-    pub const fn custom(name: &'static str, ptx: &'static str, entry: &'static str, reference: fn(&[f32], &mut [f32])) -> MapKernel {
-        MapKernel { name, entry, reference, about: "a user's kernel", module: Some(ptx) }
-    }
-}
-
-impl PartialEq for MapKernel {
-    fn eq(&self, other: &Self) -> bool {
-        self.entry == other.entry && self.name == other.name
-    }
-}
-impl Eq for MapKernel {}
-
-/// The map kernels a pipeline can name. To add one, see the README
-/// ("Adding a stage").
-pub const MAP_KERNELS: &[MapKernel] = &[
-    MapKernel {
-        name: "consumer",
-        entry: ptx_kernels::CONSUMER_VEC,
-        reference: |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)),
-        about: "doubles each element (the seed's consumer)",
-        module: None,
-    },
-    MapKernel {
-        name: "moving-average",
-        entry: ptx_kernels::MOVING_AVERAGE,
-        reference: moving_average_reference,
-        about: "3-point moving average within each chunk (edges repeat their element)",
-        module: None,
-    },
-];
-
-/// CPU reference of `moving_average_kernel` over one chunk.
-fn moving_average_reference(input: &[f32], output: &mut [f32]) {
-    let n = input.len();
-    for i in 0..n {
-        let x = input[i];
-        let left = if i > 0 { input[i - 1] } else { x };
-        let right = if i + 1 < n { input[i + 1] } else { x };
-        output[i] = kernel_math::moving_average3(left, x, right);
-    }
-}
-
-/// One stage of a pipeline. Each runs on its own stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Source: `producer_vec_kernel` writes `produce(i, seed)` for the chunk's indices.
-    Producer,
-    /// Source: copies the chunk from pinned host input to the device.
-    H2d,
-    /// Middle: a map kernel, slot to slot.
-    Map(MapKernel),
-    /// Sink: `reduce_kernel` reduces the chunk to a `Reduction` (sum, min, max,
-    /// histogram), the only data that comes back.
-    Reduce,
-    /// Sink: copies the chunk to pinned host output.
-    D2h,
-}
-
-impl Stage {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Stage::Producer => "producer",
-            Stage::H2d => "h2d",
-            Stage::Map(k) => k.name,
-            Stage::Reduce => "reduce",
-            Stage::D2h => "d2h",
-        }
-    }
-
-    /// Every stage name that [`Stage::parse`] accepts.
-    pub fn names() -> Vec<&'static str> {
-        let mut v = vec!["producer", "h2d"];
-        v.extend(MAP_KERNELS.iter().map(|k| k.name));
-        v.extend(["reduce", "d2h"]);
-        v
-    }
-
-    pub fn parse(name: &str) -> Result<Stage, PipelineError> {
-        Ok(match name.trim() {
-            "producer" => Stage::Producer,
-            "h2d" => Stage::H2d,
-            "reduce" => Stage::Reduce,
-            "d2h" => Stage::D2h,
-            other => Stage::Map(
-                *MAP_KERNELS
-                    .iter()
-                    .find(|k| k.name == other)
-                    .ok_or_else(|| PipelineError::UnknownStage { name: other.to_string(), known: Stage::names().join(", ") })?,
-            ),
-        })
-    }
-
-    fn is_source(&self) -> bool {
-        matches!(self, Stage::Producer | Stage::H2d)
-    }
-    fn is_sink(&self) -> bool {
-        matches!(self, Stage::Reduce | Stage::D2h)
-    }
-}
+use crate::builtin;
+use crate::elem::ElemType;
+use crate::stage::{Kind, Port, Stage};
 
 /// The two built-in workloads, as default stage lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +15,9 @@ pub enum Workload {
 
 impl Workload {
     pub fn default_stages(self) -> Vec<Stage> {
-        let consumer = Stage::Map(MAP_KERNELS[0]);
         match self {
-            Workload::Generate => vec![Stage::Producer, consumer, Stage::Reduce],
-            Workload::Stream => vec![Stage::H2d, consumer, Stage::D2h],
+            Workload::Generate => vec![builtin::producer(), builtin::consumer(), builtin::reduce()],
+            Workload::Stream => vec![builtin::h2d(), builtin::consumer(), builtin::d2h()],
         }
     }
 }
@@ -238,19 +105,54 @@ impl PipelineSpec {
         start..(start + self.chunk_elements).min(self.total_elements)
     }
 
-    /// Whether the sink is `reduce` (else `d2h`).
+    /// Whether the sink returns records (reduce) rather than host output.
     pub fn reduces(&self) -> bool {
-        self.stages.last() == Some(&Stage::Reduce)
+        matches!(self.stages.last().map(Stage::kind), Some(Kind::Sink(s)) if !s.writes_host())
     }
 
-    /// Whether the source is `h2d` (host input needed).
+    /// Whether the sink copies to pinned host output.
+    pub fn writes_host(&self) -> bool {
+        matches!(self.stages.last().map(Stage::kind), Some(Kind::Sink(s)) if s.writes_host())
+    }
+
+    /// Whether the source reads pinned host input (h2d).
     pub fn reads_host(&self) -> bool {
-        self.stages.first() == Some(&Stage::H2d)
+        matches!(self.stages.first().map(Stage::kind), Some(Kind::Source(s)) if s.reads_host())
     }
 
     /// Spin of stage `s`, in nanoseconds.
     pub fn spin_of(&self, s: usize) -> u64 {
         self.spin_ns.get(s).copied().unwrap_or(0)
+    }
+
+    /// The element type of each ring (ring `r` between stage `r` and
+    /// `r + 1`): what stage `r` writes and stage `r + 1` reads. Copy stages
+    /// take their neighbour's type; a ring between two copies holds f32.
+    pub fn ring_types(&self) -> Result<Vec<ElemType>, PipelineError> {
+        self.stages
+            .windows(2)
+            .map(|w| match (w[0].output(), w[1].input()) {
+                (Some(Port::Elem(a)), Some(Port::Elem(b))) if a == b => Ok(a),
+                (Some(Port::Elem(a)), Some(Port::Elem(b))) => Err(PipelineError::BadStages(format!(
+                    "{} writes {a} but {} reads {b}; put a stage between that converts {a} to {b}",
+                    w[0].name(),
+                    w[1].name()
+                ))),
+                (Some(Port::Elem(a)), Some(Port::Any)) | (Some(Port::Any), Some(Port::Elem(a))) => Ok(a),
+                (Some(Port::Any), Some(Port::Any)) => Ok(ElemType::of::<f32>()),
+                _ => Err(PipelineError::BadStages(format!("{} cannot feed {}", w[0].name(), w[1].name()))),
+            })
+            .collect()
+    }
+
+    /// The element type of the host input (the source's output).
+    pub fn input_type(&self) -> Result<ElemType, PipelineError> {
+        Ok(self.ring_types()?[0])
+    }
+
+    /// The element type of the host output (what the sink reads).
+    pub fn output_type(&self) -> Result<ElemType, PipelineError> {
+        self.ring_types()?.last().copied().ok_or_else(|| PipelineError::BadStages("no rings".into()))
     }
 
     /// Refuses shapes that cannot run, with a message naming the problem.
@@ -273,24 +175,17 @@ impl PipelineSpec {
             return Err(BadStages(format!("{:?} has {} stage(s); a pipeline needs a source and a sink", names(), self.stages.len())));
         }
         if !self.stages[0].is_source() {
-            return Err(BadStages(format!("{:?} must start with a source stage (producer or h2d)", names())));
+            return Err(BadStages(format!("{:?} must start with a source stage (e.g. producer or h2d)", names())));
         }
         if !self.stages[self.stages.len() - 1].is_sink() {
-            return Err(BadStages(format!("{:?} must end with a sink stage (reduce or d2h)", names())));
+            return Err(BadStages(format!("{:?} must end with a sink stage (e.g. reduce or d2h)", names())));
         }
-        if let Some(s) = self.stages[1..self.stages.len() - 1].iter().find(|s| !matches!(s, Stage::Map(_))) {
-            return Err(BadStages(format!(
-                "{:?}: {} can only be the first or last stage; middle stages are map kernels ({})",
-                names(),
-                s.name(),
-                MAP_KERNELS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
-            )));
+        if let Some(s) = self.stages[1..self.stages.len() - 1].iter().find(|s| !matches!(s.kind(), Kind::Map(_))) {
+            return Err(BadStages(format!("{:?}: {} can only be the first or last stage; middle stages are map stages", names(), s.name())));
         }
+        self.ring_types()?;
         Ok(())
     }
 }
 
-/// Parses a comma-separated stage list, e.g. `"h2d,consumer,d2h"`.
-pub fn parse_stages(list: &str) -> Result<Vec<Stage>, PipelineError> {
-    list.split(',').filter(|s| !s.trim().is_empty()).map(Stage::parse).collect()
-}
+pub use crate::builtin::parse_stages;

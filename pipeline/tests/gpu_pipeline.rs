@@ -171,19 +171,26 @@ fn too_much_device_memory_is_an_error() {
     assert!(e.to_string().contains("of device memory"), "{e}");
 }
 
+/// The launcher of the hand-written `negate.ptx`, from the signature alone
+/// (the body is what the PTX does; it is compiled here for the host only).
+#[nvptx_std::kernel(same_len(input, output))]
+fn negate_kernel(input: &[f32], mut output: nvptx_std::Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = -input[i];
+    }
+}
+
 /// A map stage from a module of the user's own (not the embedded PTX),
 /// between the built-in stages, verified against its CPU reference.
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_users_own_kernel_module_runs_as_a_stage() {
-    use pc_pipeline::Stage;
-    use pc_pipeline::spec::MapKernel;
-    const NEGATE: MapKernel = MapKernel::custom("negate", include_str!("negate.ptx"), "negate_kernel", |i, o| o.iter_mut().zip(i).for_each(|(o, x)| *o = -x));
+    use pc_pipeline::builtin::{consumer, d2h, h2d, producer, reduce};
+    let negate = || pc_pipeline::Stage::map::<NegateKernel>("negate", include_str!("negate.ptx"), |i, o| o.iter_mut().zip(i).for_each(|(o, x)| *o = -x));
     let gpu = Gpu::open(0).unwrap();
     let seed = seed();
-    for (first, last) in [(Stage::H2d, Stage::D2h), (Stage::Producer, Stage::Reduce)] {
-        let stages = vec![first, Stage::Map(NEGATE), Stage::Map(pc_pipeline::MAP_KERNELS[0]), last];
-        let w = if first == Stage::H2d { Workload::Stream } else { Workload::Generate };
+    for (first, last, w) in [(h2d(), d2h(), Workload::Stream), (producer(), reduce(), Workload::Generate)] {
+        let stages = vec![first, negate(), consumer(), last];
         let spec = PipelineSpec::new(w).stages(stages).slots(2).chunk_elements(100_000).total_elements(1_000_003).seed(seed);
         run_and_verify(&[&gpu], spec, Launch::Streams, 1);
     }

@@ -3,7 +3,8 @@
 //! element counts, chunk sizes, K, stage lists, block sizes, workloads,
 //! graph on/off. Every result verified; the count run and the count wrong
 //! are reported, and the first wrong configurations printed in full.
-use pc_pipeline::{Input, Launch, MAP_KERNELS, Pipeline, PipelineSpec, Stage, Workload};
+use pc_pipeline::builtin::{consumer, d2h, h2d, moving_average, producer, reduce};
+use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
 
 /// splitmix64: a small, seedable generator (no dependency needed).
@@ -29,11 +30,11 @@ impl Rng {
 
 fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
     let stream = rng.below(2) == 0;
-    let mut stages = vec![if stream { Stage::H2d } else { Stage::Producer }];
+    let mut stages = vec![if stream { h2d() } else { producer() }];
     for _ in 0..rng.below(3) {
-        stages.push(Stage::Map(MAP_KERNELS[rng.below(MAP_KERNELS.len() as u64) as usize]));
+        stages.push(if rng.below(2) == 0 { consumer() } else { moving_average() });
     }
-    stages.push(if rng.below(2) == 0 { Stage::D2h } else { Stage::Reduce });
+    stages.push(if rng.below(2) == 0 { d2h() } else { reduce() });
     let total = rng.size(4 << 20);
     let chunk = rng.size(total.min(1 << 20)).max(total / 512); // at most ~512 chunks
     let block = [32, 64, 96, 128, 256, 512, 1024, 1 + rng.below(1024) as u32][rng.below(8) as usize];

@@ -1,10 +1,17 @@
-//! Stage lists, sizes and the CPU reference, without a GPU.
-use pc_pipeline::reference::{expected_chunk, verify};
-use pc_pipeline::{PipelineError, PipelineSpec, Stage, Workload, parse_stages};
+//! Stage lists, element types, sizes and verification, without a GPU. The
+//! expected values here are computed in the test itself from the
+//! definitions (`produce`, doubling, the reduction's fields), not by the
+//! reference code under test.
+use kernel_math::{Reduction, produce};
+use pc_pipeline::elem::{ElemType, HostChunk};
+use pc_pipeline::reference::verify;
+use pc_pipeline::stage::{Kind, MapStage, OnGpu, Setup};
+use pc_pipeline::{PipelineError, PipelineSpec, Stage, StageRegistry, Workload, parse_stages};
+use std::sync::Arc;
 
 #[test]
 fn workloads_have_their_default_stages() {
-    let names = |w| PipelineSpec::new(w).stages.iter().map(|s: &Stage| s.name()).collect::<Vec<_>>().join(",");
+    let names = |w| PipelineSpec::new(w).stages.iter().map(|s: &Stage| s.name().to_string()).collect::<Vec<_>>().join(",");
     assert_eq!(names(Workload::Generate), "producer,consumer,reduce");
     assert_eq!(names(Workload::Stream), "h2d,consumer,d2h");
 }
@@ -14,6 +21,7 @@ fn stage_lists_are_checked() {
     assert!(parse_stages("h2d,consumer,consumer,d2h").is_ok());
     let e = parse_stages("h2d,blur,d2h").unwrap_err().to_string();
     assert!(e.contains("unknown stage \"blur\"") && e.contains("consumer"), "{e}");
+    assert!(parse_stages("producer,,reduce").unwrap_err().to_string().contains("empty"));
     let bad = |list: &str| PipelineSpec::new(Workload::Stream).stages(parse_stages(list).unwrap()).validate().unwrap_err().to_string();
     assert!(bad("consumer,d2h").contains("must start with a source"));
     assert!(bad("producer,consumer").contains("must end with a sink"));
@@ -38,22 +46,121 @@ fn chunks_cover_the_total_with_a_short_last_chunk() {
     assert_eq!(spec.chunk_range(2), 2000..2500);
 }
 
+/// A map stage of other element types, for type checking without a GPU.
+struct Widen;
+impl MapStage for Widen {
+    fn input(&self) -> ElemType {
+        ElemType::of::<u8>()
+    }
+    fn output(&self) -> ElemType {
+        ElemType::of::<f32>()
+    }
+    fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>, PipelineError> {
+        Err(PipelineError::NoGpus)
+    }
+    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+        let v: Vec<f32> = input.view::<u8>().ok_or("not u8")?.iter().map(|&b| b as f32).collect();
+        Ok(HostChunk::from_slice(&v))
+    }
+}
+
+fn widen() -> Stage {
+    Stage::new("widen", "u8 -> f32", Kind::Map(Arc::new(Widen)))
+}
+
 #[test]
-fn reference_reductions_and_outputs_verify() {
+fn ring_types_follow_the_stages_and_mismatches_are_refused() {
+    let reg = StageRegistry::builtin();
+    let s = |list: &str| reg.parse(list).unwrap();
+    let mut stages = vec![Stage::h2d(), widen()];
+    stages.extend(s("consumer,d2h"));
+    let spec = PipelineSpec::new(Workload::Stream).stages(stages);
+    spec.validate().unwrap();
+    let names: Vec<&str> = spec.ring_types().unwrap().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["u8", "f32", "f32"]);
+    assert_eq!(spec.input_type().unwrap(), ElemType::of::<u8>());
+    // f32 from the producer into a stage that reads u8.
+    let e = PipelineSpec::new(Workload::Generate).stages(vec![s("producer").remove(0), widen(), s("reduce").remove(0)]).validate().unwrap_err().to_string();
+    assert!(e.contains("producer writes f32 but widen reads u8"), "{e}");
+    // Two copies: f32 by default.
+    assert_eq!(PipelineSpec::new(Workload::Stream).stages(s("h2d,d2h")).ring_types().unwrap(), [ElemType::of::<f32>()]);
+}
+
+fn oracle_reduction(range: std::ops::Range<u64>, seed: u32) -> Reduction {
+    let mut r = Reduction::EMPTY;
+    for i in range {
+        r.add(2.0 * produce(i, seed));
+    }
+    r
+}
+
+#[test]
+fn verification_compares_records_and_elements() {
     let spec = PipelineSpec::new(Workload::Generate).chunk_elements(1000).total_elements(2500).seed(4);
-    let reds: Vec<_> = (0..3).map(|c| expected_chunk(&spec, c, None).1.unwrap()).collect();
-    assert_eq!(reds.iter().map(|r| r.count()).sum::<u64>(), 2500);
+    let reds: Vec<Reduction> = [0..1000, 1000..2000, 2000..2500].into_iter().map(|r| oracle_reduction(r, 4)).collect();
     assert!(verify(&spec, None, None, &reds).passed());
     let mut wrong = reds.clone();
     wrong[1].hist[3] += 1;
     let v = verify(&spec, None, None, &wrong);
     assert_eq!((v.chunks_wrong, v.first_wrong.as_ref().map(|w| w.0)), (1, Some(1)));
+    // A record that never came back is a failure, not a skip.
+    let v = verify(&spec, None, None, &reds[..2]);
+    assert!(!v.passed() && v.first_wrong.as_ref().is_some_and(|(c, w)| *c == 2 && w.contains("no reduction")), "{v:?}");
 
     let spec = PipelineSpec::new(Workload::Stream).chunk_elements(1000).total_elements(2500);
     let input: Vec<f32> = (0..2500).map(|i| i as f32).collect();
     let mut output: Vec<f32> = input.iter().map(|x| x * 2.0).collect();
-    assert!(verify(&spec, Some(&input), Some(&output), &[]).passed());
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    assert!(verify(&spec, Some(&bytes(&input)), Some(&bytes(&output)), &[]).passed());
     output[2499] = f32::NAN;
-    let v = verify(&spec, Some(&input), Some(&output), &[]);
+    let v = verify(&spec, Some(&bytes(&input)), Some(&bytes(&output)), &[]);
     assert_eq!((v.chunks_wrong, v.items_wrong), (1, 1));
+    // No output at all, or no input: FAIL with the reason.
+    let v = verify(&spec, Some(&bytes(&input)), None, &[]);
+    assert!(!v.passed() && v.chunks_wrong == 3, "{v:?}");
+    let v = verify(&spec, None, Some(&bytes(&output)), &[]);
+    assert!(!v.passed() && v.first_wrong.as_ref().is_some_and(|(_, w)| w.contains("no host input")), "{v:?}");
+}
+
+/// A reference that panics on one chunk fails verification (fail closed).
+struct Panicky;
+impl MapStage for Panicky {
+    fn input(&self) -> ElemType {
+        ElemType::of::<f32>()
+    }
+    fn output(&self) -> ElemType {
+        ElemType::of::<f32>()
+    }
+    fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>, PipelineError> {
+        Err(PipelineError::NoGpus)
+    }
+    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+        let v = input.view::<f32>().ok_or("not f32")?;
+        assert!(v[0] != produce(5000, 4), "reference bug on chunk 5");
+        Ok(input.clone())
+    }
+}
+
+#[test]
+fn a_panicking_reference_fails_closed() {
+    let reg = StageRegistry::builtin();
+    let stages = vec![reg.parse_one("producer").unwrap(), Stage::new("panicky", "", Kind::Map(Arc::new(Panicky))), reg.parse_one("reduce").unwrap()];
+    let spec = PipelineSpec::new(Workload::Generate).stages(stages).chunk_elements(1000).total_elements(8000).seed(4);
+    let reds: Vec<Reduction> = (0..8)
+        .map(|c| {
+            let mut r = Reduction::EMPTY;
+            (c * 1000..(c + 1) * 1000).for_each(|i| r.add(produce(i, 4)));
+            r
+        })
+        .collect();
+    let v = verify(&spec, None, None, &reds);
+    assert!(!v.passed(), "{v:?}");
+    assert!(v.summary().starts_with("FAIL"), "{}", v.summary());
+}
+
+#[test]
+fn nothing_to_check_is_a_failure() {
+    let v = pc_pipeline::reference::Verification::default();
+    assert!(!v.passed());
+    assert!(v.summary().contains("nothing to check"));
 }

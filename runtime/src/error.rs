@@ -22,7 +22,7 @@ pub enum Error {
     BadBlockSize { block: u32, kernel: &'static str, max: u32 },
     #[error("grid size must be at least 1")]
     BadGridSize,
-    #[error("PTX module {origin} does not load: {detail}")]
+    #[error("loading {origin}: {detail}")]
     BadModule { origin: String, detail: String },
     #[error("PTX module {origin} has no kernel {name} (its entries: {entries})")]
     MissingKernel { name: &'static str, origin: String, entries: String },

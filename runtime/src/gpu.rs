@@ -78,7 +78,8 @@ impl Gpu {
     /// file); `origin` names it in errors. Its kernels are taken with
     /// [`Module::kernel`], typed by their `#[kernel]` launchers.
     pub fn load_module(&self, ptx: &str, origin: &str) -> Result<Module> {
-        let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| Error::BadModule { origin: origin.to_string(), detail: crate::error::describe(&e) })?;
+        let module =
+            self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| Error::BadModule { origin: origin.to_string(), detail: crate::error::describe(&e) })?;
         Ok(Module { ctx: self.ctx.clone(), module, ptx: ptx.into(), origin: origin.into() })
     }
 

@@ -14,12 +14,13 @@
 //! # Ok::<(), pc_runtime::Error>(())
 //! ```
 pub use crate::error::{Error, Result};
-use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, result, sys};
 use kernel_math::Scalar;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-pub use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig};
+pub use cudarc::driver::{CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig};
+use kernel_math::Element;
 
 /// Implemented by the launcher type `#[kernel]` generates for each kernel.
 pub trait KernelEntry {
@@ -27,6 +28,28 @@ pub trait KernelEntry {
     const NAME: &'static str;
     /// Size in bytes of each PTX parameter, in order (a slice is two: address and length).
     const PARAM_BYTES: &'static [usize];
+}
+
+/// A kernel of the map shape: `#[kernel] fn(input: &[I], output: Out<O>)`
+/// (or `OutQuads<O>`), optionally with a trailing `u64` that is passed 0.
+/// `#[kernel]` implements this for every kernel of that shape, so a pipeline
+/// can run it as a map stage.
+pub trait MapKernel: KernelEntry + Sized {
+    type In: Element;
+    type Out: Element;
+    /// Launches with `input` and `output`.
+    ///
+    /// # Safety
+    /// As the kernel's generated `launch`: no other stream or host code
+    /// touches `input` (writes) or `output` (reads or writes) until this
+    /// kernel completes, and neither is freed before.
+    unsafe fn launch_map(
+        kernel: &Kernel<Self>,
+        stream: &CudaStream,
+        cfg: LaunchConfig,
+        input: &CudaView<'_, Self::In>,
+        output: &mut CudaViewMut<'_, Self::Out>,
+    ) -> Result<()>;
 }
 
 /// A loaded PTX module.
@@ -44,15 +67,19 @@ impl Module {
     /// so a launcher never runs a kernel with another argument list.
     pub fn kernel<K: KernelEntry>(&self) -> Result<Kernel<K>> {
         let name = K::NAME;
-        let found = entry_param_bytes(&self.ptx, name)
-            .ok_or_else(|| Error::MissingKernel { name, origin: self.origin.to_string(), entries: crate::launch::entries(&self.ptx).join(", ") })?;
+        let found = entry_param_bytes(&self.ptx, name).ok_or_else(|| Error::MissingKernel {
+            name,
+            origin: self.origin.to_string(),
+            entries: crate::launch::entries(&self.ptx).join(", "),
+        })?;
         if found != K::PARAM_BYTES {
             return Err(Error::KernelSignature { name, origin: self.origin.to_string(), want: K::PARAM_BYTES.to_vec(), found });
         }
         let func = self.module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
         // SAFETY: a valid function handle and an int-sized attribute.
-        let max_block = unsafe { result::function::get_function_attribute(func.cu_function(), sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK) }
-            .map_err(Error::cuda(format!("reading {name}'s limits")))?;
+        let max_block =
+            unsafe { result::function::get_function_attribute(func.cu_function(), sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK) }
+                .map_err(Error::cuda(format!("reading {name}'s limits")))?;
         Ok(Kernel { func, ctx: self.ctx.clone(), max_block: max_block as u32, _k: PhantomData })
     }
 

@@ -1,0 +1,379 @@
+//! The built-in stages, made the way a user makes theirs ([`Stage::map`]
+//! or the stage traits), and the registry that names stages for
+//! `--stages` lists.
+use crate::PipelineError;
+use crate::elem::{ElemType, HostChunk, show_elem};
+use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, sys};
+use kernel_math::{AtomicReduction, Reduction, consume, produce};
+use pc_runtime::launch::Kernel;
+use ptx_kernels::{ConsumerVecKernel, KERNELS, MovingAverageKernel, ProducerVecKernel, ReduceKernel};
+use std::sync::Arc;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
+    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
+}
+
+const ORIGIN: &str = "the kernels' PTX";
+
+/// `producer`: `produce(i, seed)` for the chunk's indices (f32).
+pub fn producer() -> Stage {
+    producer_in(KERNELS)
+}
+
+/// `consumer`: doubles each f32 (the seed's consumer).
+pub fn consumer() -> Stage {
+    consumer_in(KERNELS)
+}
+
+/// `moving-average`: 3-point moving average within each chunk (f32).
+pub fn moving_average() -> Stage {
+    moving_average_in(KERNELS)
+}
+
+/// `reduce`: per-chunk sum, min, max and histogram of f32 (the only data
+/// that comes back).
+pub fn reduce() -> Stage {
+    reduce_in(KERNELS)
+}
+
+// The same stages with their kernels from another build of kernels-gpu
+// (`--ptx`, toolchain experiments): the module must have the same kernels
+// with the same signatures, which loading checks.
+fn producer_in(ptx: &'static str) -> Stage {
+    Stage::new("producer", "source: f32 produce(i, seed), the seed's producer kernel", Kind::Source(Arc::new(Producer { ptx })))
+}
+fn consumer_in(ptx: &'static str) -> Stage {
+    Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
+}
+fn moving_average_in(ptx: &'static str) -> Stage {
+    Stage::map::<MovingAverageKernel>("moving-average", ptx, moving_average_reference)
+}
+fn reduce_in(ptx: &'static str) -> Stage {
+    Stage::new("reduce", "sink: f32 per-chunk sum, min, max, 16-bin histogram (exact)", Kind::Sink(Arc::new(Reduce { ptx })))
+}
+
+/// `h2d`: source copying each chunk from pinned host input.
+pub fn h2d() -> Stage {
+    Stage::new("h2d", "source: copy from pinned host input (the next stage's element type)", Kind::Source(Arc::new(H2d)))
+}
+
+/// `d2h`: sink copying each chunk into pinned host output.
+pub fn d2h() -> Stage {
+    Stage::new("d2h", "sink: copy into pinned host output (the stage before's element type)", Kind::Sink(Arc::new(D2h)))
+}
+
+/// CPU reference of `moving_average_kernel` over one chunk.
+fn moving_average_reference(input: &[f32], output: &mut [f32]) {
+    let n = input.len();
+    for i in 0..n {
+        let x = input[i];
+        let left = if i > 0 { input[i - 1] } else { x };
+        let right = if i + 1 < n { input[i + 1] } else { x };
+        output[i] = kernel_math::moving_average3(left, x, right);
+    }
+}
+
+/// Stages by name, for stage lists on the command line: the built-ins,
+/// then whatever a program registers.
+#[derive(Clone)]
+pub struct StageRegistry {
+    stages: Vec<Stage>,
+}
+
+impl Default for StageRegistry {
+    fn default() -> Self {
+        StageRegistry::builtin()
+    }
+}
+
+impl StageRegistry {
+    /// producer, h2d, consumer, moving-average, reduce, d2h.
+    pub fn builtin() -> StageRegistry {
+        StageRegistry::builtin_in(KERNELS)
+    }
+
+    /// The built-in stages with their kernels from `ptx`, another build of
+    /// `kernels-gpu` (toolchain experiments).
+    pub fn builtin_in(ptx: &'static str) -> StageRegistry {
+        StageRegistry { stages: vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx), reduce_in(ptx), d2h()] }
+    }
+
+    /// Adds a stage; its name must be new.
+    pub fn register(&mut self, stage: Stage) -> Result<()> {
+        if self.get(stage.name()).is_some() {
+            return Err(PipelineError::BadStages(format!("a stage named {:?} is already registered", stage.name())));
+        }
+        if !valid_name(stage.name()) {
+            return Err(PipelineError::BadStages(format!("stage name {:?}: use letters, digits, '-' and '_'", stage.name())));
+        }
+        self.stages.push(stage);
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name() == name)
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Every name, in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.stages.iter().map(|s| s.name()).collect()
+    }
+
+    /// One stage by name.
+    pub fn parse_one(&self, name: &str) -> Result<Stage> {
+        let name = name.trim();
+        self.get(name).cloned().ok_or_else(|| PipelineError::UnknownStage { name: name.to_string(), known: self.names().join(", ") })
+    }
+
+    /// A comma-separated list, e.g. `"h2d,consumer,d2h"`. An empty entry
+    /// (`"producer,,reduce"`) is an error, not skipped.
+    pub fn parse(&self, list: &str) -> Result<Vec<Stage>> {
+        list.split(',')
+            .enumerate()
+            .map(
+                |(i, name)| {
+                    if name.trim().is_empty() { Err(PipelineError::BadStages(format!("{list:?}: stage {} is empty", i + 1))) } else { self.parse_one(name) }
+                },
+            )
+            .collect()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Parses a stage list against the built-in stages.
+pub fn parse_stages(list: &str) -> Result<Vec<Stage>> {
+    StageRegistry::builtin().parse(list)
+}
+
+struct Producer {
+    ptx: &'static str,
+}
+
+impl SourceStage for Producer {
+    fn output(&self) -> Port {
+        Port::of::<f32>()
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ProducerVecKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        Ok(Box::new(ProducerOnGpu { kernel }))
+    }
+    fn reference(&self, chunk: &ChunkInfo, _elem: ElemType, _host: Option<&[u8]>) -> Result<HostChunk, String> {
+        let v: Vec<f32> = chunk.range.clone().map(|i| produce(i, chunk.seed)).collect();
+        Ok(HostChunk::from_slice(&v))
+    }
+}
+
+struct ProducerOnGpu {
+    kernel: Kernel<ProducerVecKernel>,
+}
+
+// SAFETY: one launch on the op's stream, writing the op's output slot.
+unsafe impl OnGpu for ProducerOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream, first, seed) = (op.cfg, op.stream, op.chunk.range.start, op.chunk.seed);
+        let mut out = op.output::<f32>()?;
+        // SAFETY: ordered by the pipeline's events.
+        unsafe { ProducerVecKernel::launch(&self.kernel, stream, cfg, &mut out, first, seed, 0) }?;
+        Ok(())
+    }
+}
+
+struct H2d;
+
+impl SourceStage for H2d {
+    fn output(&self) -> Port {
+        Port::Any
+    }
+    fn reads_host(&self) -> bool {
+        true
+    }
+    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        Ok(Box::new(HostCopy))
+    }
+    fn reference(&self, _chunk: &ChunkInfo, elem: ElemType, host: Option<&[u8]>) -> Result<HostChunk, String> {
+        let host = host.ok_or("h2d has no host input")?;
+        Ok(HostChunk::from_bytes(elem, host))
+    }
+}
+
+struct D2h;
+
+impl SinkStage for D2h {
+    fn input(&self) -> Port {
+        Port::Any
+    }
+    fn writes_host(&self) -> bool {
+        true
+    }
+    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        Ok(Box::new(HostCopy))
+    }
+    fn check(&self, expected: &HostChunk, got: Sink<'_>) -> Option<(u64, String)> {
+        let Sink::Host(got) = got else { return Some((1, "d2h: no host output".into())) };
+        let size = expected.elem().size();
+        let want = expected.bytes();
+        if got.len() != want.len() {
+            return Some((expected.len() as u64, format!("{} bytes came back, {} expected", got.len(), want.len())));
+        }
+        let wrong: Vec<usize> = (0..expected.len()).filter(|&i| got[i * size..(i + 1) * size] != want[i * size..(i + 1) * size]).collect();
+        let &i = wrong.first()?;
+        let show = |b: &[u8]| show_elem(expected.elem(), &b[i * size..(i + 1) * size]);
+        Some((wrong.len() as u64, format!("{} of {} elements differ; first [+{i}] = {}, want {}", wrong.len(), expected.len(), show(got), show(want))))
+    }
+}
+
+/// The copy stages' work: one async copy between the slot and the chunk's
+/// place in pinned host memory.
+struct HostCopy;
+
+// SAFETY: one copy on the op's stream, between the op's slot and the
+// chunk's bytes of the pinned host buffer (which the pipeline keeps alive
+// and untouched by the host until every stream has synchronized).
+unsafe impl OnGpu for HostCopy {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let stream = op.stream;
+        if let (Some(src), Some((elem, slot))) = (op.host_in, op.output.as_mut()) {
+            let bytes = op.chunk.range.clone().count() * elem.size();
+            let (dst, _) = slot.device_ptr_mut(stream);
+            // SAFETY: `src` addresses the chunk's `bytes` in pinned input; the slot holds as many.
+            unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src as *const _, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a host-to-device copy"))?;
+        } else if let (Some(dst), Some((elem, slot))) = (op.host_out, op.input.as_ref()) {
+            let bytes = op.chunk.range.clone().count() * elem.size();
+            let (src, _) = slot.device_ptr(stream);
+            // SAFETY: `dst` addresses the chunk's `bytes` in pinned output.
+            unsafe { sys::cuMemcpyDtoHAsync_v2(dst as *mut _, src, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a device-to-host copy"))?;
+        } else {
+            return Err(PipelineError::BadStages(format!("copy stage {} has no host buffer", op.stage)));
+        }
+        Ok(())
+    }
+}
+
+struct Reduce {
+    ptx: &'static str,
+}
+
+const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;
+const _: () = assert!(std::mem::size_of::<Reduction>() == 80, "Reduction is 80 bytes, no padding");
+
+impl SinkStage for Reduce {
+    fn input(&self) -> Port {
+        Port::of::<f32>()
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ReduceKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
+        let empty = setup.upload(&template)?;
+        let records = setup.upload(&template)?;
+        Ok(Box::new(ReduceOnGpu { kernel, records, empty }))
+    }
+    fn check(&self, expected: &HostChunk, got: Sink<'_>) -> Option<(u64, String)> {
+        let Some(values) = expected.view::<f32>() else { return Some((1, format!("reduce reads f32, the reference reached it as {}", expected.elem()))) };
+        let mut want = Reduction::EMPTY;
+        values.iter().for_each(|&v| want.add(v));
+        match got {
+            Sink::Record(Some(got)) if *got == want => None,
+            Sink::Record(Some(got)) => Some((
+                1,
+                format!(
+                    "reduction differs: got sum {} min {} max {} count {}, want sum {} min {} max {} count {}",
+                    got.sum(),
+                    got.min(),
+                    got.max(),
+                    got.count(),
+                    want.sum(),
+                    want.min(),
+                    want.max(),
+                    want.count()
+                ),
+            )),
+            _ => Some((1, "no reduction came back".into())),
+        }
+    }
+}
+
+struct ReduceOnGpu {
+    kernel: Kernel<ReduceKernel>,
+    /// One record per local chunk, as 8-byte words, and the EMPTY template they are reset from.
+    records: CudaSlice<u64>,
+    empty: CudaSlice<u64>,
+}
+
+// SAFETY: the reset, each launch and the read-back touch only this stage's
+// records and the op's input slot, on the stage's stream (the read-back
+// runs after every stream synchronized).
+unsafe impl OnGpu for ReduceOnGpu {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        let bytes = self.records.len() * 8;
+        let (dst, _) = self.records.device_ptr_mut(stream);
+        let (src, _) = self.empty.device_ptr(stream);
+        // SAFETY: both buffers hold `bytes`.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+    }
+
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream, lc) = (op.cfg, op.stream, op.local_chunk);
+        let input = op.input::<f32>()?;
+        let words = self.records.slice(lc * RECORD_WORDS..(lc + 1) * RECORD_WORDS);
+        // SAFETY: 80 bytes of u64 words, 8-byte aligned, viewed as the
+        // AtomicReduction of the same layout (checked in kernel-math).
+        let record = unsafe { words.transmute::<AtomicReduction>(1) }.ok_or_else(|| PipelineError::BadStages("reduce: record slot too small".into()))?;
+        // SAFETY: ordered by the pipeline's events; the record is this chunk's alone.
+        unsafe { ReduceKernel::launch(&self.kernel, stream, cfg, &input, &record, 0) }?;
+        Ok(())
+    }
+
+    fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        let words = stream.clone_dtoh(&self.records).map_err(cuda("copying the reductions back"))?;
+        stream.synchronize().map_err(cuda("copying the reductions back"))?;
+        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+    }
+}
+
+fn reduction_words(r: &Reduction) -> [u64; RECORD_WORDS] {
+    // SAFETY: Reduction is repr(C), 80 bytes without padding (checked above).
+    unsafe { std::mem::transmute_copy(r) }
+}
+
+fn reduction_from_words(w: &[u64]) -> Reduction {
+    let mut a = [0u64; RECORD_WORDS];
+    a.copy_from_slice(w);
+    // SAFETY: as above; every bit pattern is a valid Reduction (integers only).
+    unsafe { std::mem::transmute::<[u64; RECORD_WORDS], Reduction>(a) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_parses_and_refuses() {
+        let r = StageRegistry::builtin();
+        let names: Vec<String> = r.parse("h2d,consumer,moving-average,d2h").unwrap().iter().map(|s| s.name().to_string()).collect();
+        assert_eq!(names, ["h2d", "consumer", "moving-average", "d2h"]);
+        assert!(r.parse("producer,,reduce").unwrap_err().to_string().contains("stage 2 is empty"));
+        let e = r.parse("h2d,blur,d2h").unwrap_err().to_string();
+        assert!(e.contains("unknown stage \"blur\"") && e.contains("consumer"), "{e}");
+        let mut r2 = r.clone();
+        assert!(r2.register(consumer()).unwrap_err().to_string().contains("already registered"));
+    }
+
+    #[test]
+    fn record_words_round_trip() {
+        let mut r = Reduction::EMPTY;
+        [0.5f32, -1.0, 0.25].iter().for_each(|&v| r.add(v));
+        assert_eq!(reduction_from_words(&reduction_words(&r)), r);
+    }
+}

@@ -1,0 +1,22 @@
+//! One run's launch sequence captured as a CUDA graph on stream 0, then
+//! replayed: the same operations and waits, launched with one call.
+use super::enqueue::HostBuffers;
+use super::part::Part;
+use super::{Result, err};
+use crate::spec::PipelineSpec;
+use cudarc::driver::sys;
+
+impl Part<'_> {
+    pub fn capture(&mut self, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
+        let s0 = self.streams[0].clone();
+        s0.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(err("starting the graph capture"))?;
+        let enqueued = self.enqueue(spec, 0, host, None);
+        let ended = s0.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(err("ending the graph capture"));
+        enqueued?;
+        self.cuda_graph = ended?;
+        if let Some(g) = &self.cuda_graph {
+            g.upload().map_err(err("uploading the graph"))?;
+        }
+        Ok(())
+    }
+}

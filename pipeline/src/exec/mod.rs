@@ -1,0 +1,380 @@
+//! Runs a [`PipelineSpec`] on one or more GPUs: per GPU, one stream per
+//! stage, a ring of K slots between neighbouring stages, and exactly the
+//! waits of the [`EventGraph`]. The host only enqueues; it synchronizes once,
+//! at the end of a run (and on every error path, before returning).
+//!
+//! - [`part`]: one GPU's share: allocation, the memory budget, teardown;
+//! - [`enqueue`]: one run's operations with their waits;
+//! - [`capture`]: a run captured as a CUDA graph, replayed;
+//! - [`split`]: chunks spread over GPUs.
+mod capture;
+mod enqueue;
+mod part;
+pub mod split;
+
+use crate::PipelineError;
+use crate::elem::{ElemType, HostChunk};
+use crate::graph::EventGraph;
+use crate::host_mem::PinnedBuffer;
+use crate::reference::{Verification, verify};
+use crate::spec::PipelineSpec;
+use crate::timeline::{PendingSpan, Timeline};
+use cudarc::driver::{CudaEvent, sys};
+use kernel_math::{Element, POISON_BITS, Reduction};
+use part::Part;
+use pc_runtime::Error;
+use pc_runtime::gpu::Gpu;
+use std::path::PathBuf;
+use std::time::Instant;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// Where host input (an `h2d` source) comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Generated on the host: `produce(i, seed)` for f32, hashed bytes for
+    /// other element types.
+    Generated,
+    /// Little-endian elements of the source's type from a file, at least
+    /// `total_elements` of them.
+    File(PathBuf),
+    /// These elements (their type must be the source's).
+    Data(HostChunk),
+}
+
+impl Input {
+    /// Input from a slice of elements.
+    pub fn from_slice<T: Element>(v: &[T]) -> Input {
+        Input::Data(HostChunk::from_slice(v))
+    }
+}
+
+/// How a run is launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// Every operation enqueued on the streams, each run.
+    Streams,
+    /// The launch sequence captured once as a CUDA graph and replayed.
+    Graph,
+}
+
+/// The outcome of [`Pipeline::run`].
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Runs enqueued back to back.
+    pub runs: usize,
+    /// GPU time from the first run's origin event to the last run's end
+    /// event, the largest over the GPUs.
+    pub gpu_ms: f32,
+    /// Host time from the first enqueue to the final synchronize.
+    pub wall_ms: f64,
+    /// Per-GPU time of each part, same origin/end events.
+    pub part_ms: Vec<f32>,
+    /// One record per chunk (reduce sinks; empty otherwise), from the last run.
+    pub reductions: Vec<Reduction>,
+    /// Start and end of every (stage, chunk), when asked for (stream launches only).
+    pub timeline: Option<Timeline>,
+}
+
+impl RunReport {
+    /// Input bytes moved per second, over all runs, in decimal GB/s.
+    pub fn input_gbps(&self, spec: &PipelineSpec) -> f64 {
+        let size = spec.input_type().map_or(4, |t| t.size());
+        let bytes = spec.total_elements as f64 * size as f64 * self.runs as f64;
+        bytes / (self.gpu_ms as f64 * 1e-3) / 1e9
+    }
+}
+
+/// A pipeline ready to run: buffers allocated, streams and events created.
+///
+/// Dropping it waits for the GPU work that uses its memory; so does every
+/// error return of [`Pipeline::run`].
+///
+/// ```no_run
+/// use pc_pipeline::{Pipeline, PipelineSpec, Workload, Launch, Input};
+/// use pc_runtime::gpu::Gpu;
+/// let gpu = Gpu::open(0)?;
+/// let spec = PipelineSpec::new(Workload::Stream).slots(3).chunk_elements(1 << 20).total_elements(1 << 26);
+/// let mut pipeline = Pipeline::new(&[&gpu], spec, Input::Generated)?;
+/// let report = pipeline.run(Launch::Streams, 1, false)?;
+/// assert!(pipeline.verify(&report).passed());
+/// println!("{:.1} GB/s", report.input_gbps(pipeline.spec()));
+/// # Ok::<(), pc_pipeline::PipelineError>(())
+/// ```
+pub struct Pipeline<'g> {
+    spec: PipelineSpec,
+    /// Declared before the host buffers: dropped (and synchronized) first.
+    parts: Vec<Part<'g>>,
+    input: Option<PinnedBuffer>,
+    output: Option<PinnedBuffer>,
+    output_type: ElemType,
+    input_type: ElemType,
+}
+
+fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
+    move |e| PipelineError::Runtime(Error::cuda(what)(e))
+}
+
+impl<'g> Pipeline<'g> {
+    /// Splits the chunks over `gpus` (contiguous ranges, in order) and
+    /// allocates everything. Nothing runs yet.
+    pub fn new(gpus: &[&'g Gpu], spec: PipelineSpec, input: Input) -> Result<Pipeline<'g>> {
+        spec.validate()?;
+        if gpus.is_empty() {
+            return Err(PipelineError::NoGpus);
+        }
+        let ring_types = spec.ring_types()?;
+        let (input_type, output_type) = (ring_types[0], ring_types[ring_types.len() - 1]);
+        // Host buffers first: a bad input file costs no GPU setup.
+        // SAFETY: the pinned buffers are only reached by this pipeline's
+        // copies, which every path synchronizes before the host touches them.
+        let ctx = unsafe { gpus[0].context() };
+        let input = if spec.reads_host() { Some(load_input(ctx, &spec, input_type, input)?) } else { None };
+        let out_bytes = spec.total_elements as usize * output_type.size();
+        let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
+        let ranges = split::split_chunks(spec.chunks(), gpus.len());
+        let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
+        Ok(Pipeline { spec, parts, input, output, output_type, input_type })
+    }
+
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The event graph of GPU `part`'s share (local chunk numbers).
+    pub fn event_graph(&self, part: usize) -> &EventGraph {
+        &self.parts[part].graph
+    }
+
+    /// Replaces every part's event graph (the sync checker: the same
+    /// pipeline with an edge removed). Drops any captured CUDA graph. A graph
+    /// of another shape (stages, chunks, K) than the part's is refused.
+    ///
+    /// # Safety
+    /// A graph that lacks edges of [`EventGraph::new`] lets stages race on
+    /// ring slots: kernels read `&[T]` that another stream writes, which is
+    /// undefined behaviour in Rust's model (on the GPU it gives wrong
+    /// values of `Element` types, which verification then reports). Call
+    /// only to demonstrate exactly that, and read results only through
+    /// [`Pipeline::verify`].
+    pub unsafe fn set_event_graph(&mut self, f: impl Fn(&EventGraph) -> EventGraph) -> Result<()> {
+        let graphs: Vec<EventGraph> = self.parts.iter().map(|p| f(&p.graph)).collect();
+        for (p, g) in self.parts.iter().zip(&graphs) {
+            let (have, want) = ((g.stages(), g.chunks(), g.slots()), (p.graph.stages(), p.graph.chunks(), p.graph.slots()));
+            if have != want {
+                return Err(PipelineError::BadStages(format!("event graph of (stages, chunks, K) = {have:?} for a part allocated as {want:?}")));
+            }
+        }
+        for (p, g) in self.parts.iter_mut().zip(graphs) {
+            p.graph = g;
+            p.cuda_graph = None;
+        }
+        Ok(())
+    }
+
+    /// Changes the per-stage delays (see [`PipelineSpec::spin_ns`]) without
+    /// reallocating. Drops any captured CUDA graph.
+    pub fn set_delays(&mut self, ns: Vec<u64>) {
+        self.spec.spin_ns = ns;
+        for p in &mut self.parts {
+            p.cuda_graph = None;
+        }
+    }
+
+    /// Refills every ring slot with the poison pattern, so that a stage that
+    /// reads a slot too early sees poison, not a stale copy of the right data.
+    pub fn poison_rings(&mut self) -> Result<()> {
+        for p in &mut self.parts {
+            p.poison_rings()?;
+        }
+        Ok(())
+    }
+
+    /// Number of GPUs in use (at most one per chunk).
+    pub fn gpus(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The host input's bytes (h2d sources).
+    pub fn input_bytes(&self) -> Option<&[u8]> {
+        self.input.as_ref().map(|b| b.bytes())
+    }
+
+    /// The host output as `T` (d2h sinks), as of the last run; `None` when
+    /// the sink writes no host output or `T` is not its element type. No
+    /// copy can be running: [`Pipeline::run`] returns only after every
+    /// stream synchronized.
+    pub fn output<T: Element>(&self) -> Option<&[T]> {
+        self.output.as_ref().filter(|_| self.output_type.is::<T>()).map(|b| b.view::<T>())
+    }
+
+    /// The host input as `T`.
+    pub fn input<T: Element>(&self) -> Option<&[T]> {
+        self.input.as_ref().filter(|_| self.input_type.is::<T>()).map(|b| b.view::<T>())
+    }
+
+    /// Runs the pipeline `runs` times back to back (no host synchronization
+    /// between runs: each run's streams wait on the previous run's end),
+    /// then synchronizes once. `timeline` records start/end events of every
+    /// (stage, chunk) of the last run (stream launches only).
+    pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport> {
+        self.run_with_progress(launch, runs, timeline, |_| {})
+    }
+
+    /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
+    pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
+        let result = self.run_inner(launch, runs, timeline, progress);
+        if result.is_err() {
+            // Nothing may still run on the rings or copy into host memory
+            // when an error reaches the caller, who may drop or read them.
+            for p in &self.parts {
+                p.synchronize_quietly();
+            }
+        }
+        result
+    }
+
+    fn run_inner(&mut self, launch: Launch, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
+        let runs = runs.max(1);
+        if let Some(out) = &mut self.output {
+            // Poison, so that an element no copy wrote cannot pass.
+            let mut words = out.bytes_mut().chunks_exact_mut(4);
+            words.by_ref().for_each(|w| w.copy_from_slice(&POISON_BITS.to_ne_bytes()));
+            words.into_remainder().fill(0xAD);
+        }
+        let host_in = self.input.as_ref().map(|b| b.as_ptr());
+        let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
+        let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
+        if launch == Launch::Graph {
+            for p in &mut self.parts {
+                if p.cuda_graph.is_none() {
+                    p.capture(&self.spec, &host)?;
+                }
+            }
+        }
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let wall = Instant::now();
+        let mut origins = Vec::new();
+        let mut spans: Vec<PendingSpan> = Vec::new();
+        // Run completion events, to report progress and to keep the host at
+        // most two runs ahead of the GPU. Only the unfinished ones are kept:
+        // a long run must not grow with its run count.
+        let mut pending: std::collections::VecDeque<Vec<CudaEvent>> = std::collections::VecDeque::new();
+        let mut finished = 0;
+        for run in 0..runs {
+            let last = run + 1 == runs;
+            let mut run_done = Vec::new();
+            for (pi, p) in self.parts.iter_mut().enumerate() {
+                let s0 = p.streams[0].clone();
+                if run == 0 {
+                    origins.push(s0.record_event(timing).map_err(err("recording the origin event"))?);
+                }
+                match launch {
+                    Launch::Streams => {
+                        let tl = if timeline && last { Some(&mut spans) } else { None };
+                        p.enqueue(&self.spec, pi, &host, tl)?;
+                    }
+                    Launch::Graph => match &p.cuda_graph {
+                        Some(g) => g.launch().map_err(err("launching the captured graph"))?,
+                        None => return Err(PipelineError::EmptyCapture),
+                    },
+                }
+                run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
+            }
+            pending.push_back(run_done);
+            while pending.len() > 2 {
+                for e in pending.pop_front().into_iter().flatten() {
+                    e.synchronize().map_err(err("running the pipeline"))?;
+                }
+                finished += 1;
+                progress(finished);
+            }
+        }
+        for p in &self.parts {
+            for s in &p.streams {
+                s.synchronize().map_err(err("running the pipeline"))?;
+            }
+        }
+        progress(runs);
+        let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+        let ends = pending.back().ok_or(PipelineError::EmptyCapture)?;
+        let part_ms: Vec<f32> = origins.iter().zip(ends).map(|(o, e)| o.elapsed_ms(e)).collect::<Result<_, _>>().map_err(err("timing the run"))?;
+        let gpu_ms = part_ms.iter().copied().fold(0.0, f32::max);
+
+        let mut reductions = Vec::new();
+        for p in &mut self.parts {
+            reductions.extend(p.records()?);
+        }
+        let timeline = if timeline && launch == Launch::Streams {
+            let mut out = Vec::with_capacity(spans.len());
+            for s in &spans {
+                out.push(s.resolve(&origins[s.part])?);
+            }
+            Some(Timeline::new(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), self.parts.len(), out))
+        } else {
+            None
+        };
+        Ok(RunReport { runs, gpu_ms, wall_ms, part_ms, reductions, timeline })
+    }
+
+    /// Checks the last run's results, chunk by chunk, against the CPU reference.
+    pub fn verify(&self, report: &RunReport) -> Verification {
+        verify(&self.spec, self.input_bytes(), self.output.as_ref().map(|b| b.bytes()), &report.reductions)
+    }
+}
+
+fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: Input) -> Result<PinnedBuffer> {
+    let n = spec.total_elements as usize;
+    let bytes = n.checked_mul(elem.size()).ok_or(PipelineError::Runtime(Error::HostMemory { elements: n as u64, needed: n as u128 * elem.size() as u128 }))?;
+    let mut buf = PinnedBuffer::new(ctx, bytes)?;
+    match input {
+        Input::Generated => {
+            let seed = spec.seed;
+            let is_f32 = elem.is::<f32>();
+            let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+            let part = bytes.div_ceil(threads).max(1 << 18).next_multiple_of(4);
+            std::thread::scope(|s| {
+                for (k, chunk) in buf.bytes_mut().chunks_mut(part).enumerate() {
+                    s.spawn(move || {
+                        let base = k * part;
+                        for (j, w) in chunk.chunks_mut(4).enumerate() {
+                            let i = (base / 4 + j) as u64;
+                            // f32: the producer's values; other types: hashed bytes.
+                            let v = if is_f32 {
+                                kernel_math::produce(i, seed).to_bits()
+                            } else {
+                                kernel_math::hash32(i as u32 ^ kernel_math::hash32((i >> 32) as u32 ^ seed))
+                            };
+                            w.copy_from_slice(&v.to_le_bytes()[..w.len()]);
+                        }
+                    });
+                }
+            });
+        }
+        Input::File(path) => {
+            use std::io::Read;
+            let io = |source| PipelineError::Input { path: path.clone(), source };
+            let mut f = std::fs::File::open(&path).map_err(io)?;
+            let have = f.metadata().map_err(io)?.len();
+            let want = bytes as u64;
+            if have < want {
+                return Err(PipelineError::InputTooShort { path, have, want, elements: n as u64, elem: elem.name() });
+            }
+            f.read_exact(buf.bytes_mut()).map_err(io)?;
+            if cfg!(target_endian = "big") {
+                // Files hold little-endian elements; swap each primitive.
+                buf.bytes_mut().chunks_exact_mut(elem.size().min(8)).for_each(|e| e.reverse());
+            }
+        }
+        Input::Data(chunk) => {
+            if chunk.elem() != elem {
+                return Err(PipelineError::BadStages(format!("input data holds {} but the source writes {elem}", chunk.elem())));
+            }
+            if chunk.len() < n {
+                return Err(PipelineError::BadStages(format!("input data has {} elements, fewer than the {n} declared", chunk.len())));
+            }
+            buf.bytes_mut().copy_from_slice(&chunk.bytes()[..bytes]);
+        }
+    }
+    Ok(buf)
+}

@@ -1,0 +1,386 @@
+//! Stages as values: each owns its name, its kernel (or copy), its element
+//! types in and out, and its CPU reference. The built-in stages
+//! ([`crate::builtin`]) are made exactly the way a user's are.
+//!
+//! A map stage from any kernel of the map shape (see
+//! [`pc_runtime::launch::MapKernel`]) and its reference:
+//!
+//! ```no_run
+//! use pc_pipeline::{Stage, PipelineSpec, Workload};
+//! // From the project's kernels; a user's kernel crate gives the same: a
+//! // launcher type from #[kernel] and the PTX its build script embedded.
+//! let double = Stage::map::<ptx_kernels::ConsumerKernel>("double", ptx_kernels::KERNELS, |input: &[f32], output: &mut [f32]| {
+//!     output.iter_mut().zip(input).for_each(|(o, x)| *o = 2.0 * x)
+//! });
+//! let spec = PipelineSpec::new(Workload::Stream).stages(vec![Stage::h2d(), double, Stage::d2h()]);
+//! ```
+use crate::PipelineError;
+use crate::elem::{ElemType, HostChunk};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
+use kernel_math::{Element, Reduction};
+use pc_runtime::gpu::Gpu;
+use pc_runtime::launch::{MapKernel, Module};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// What a stage reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// This element type.
+    Elem(ElemType),
+    /// Whatever its neighbour has (copies).
+    Any,
+}
+
+impl Port {
+    pub fn of<T: Element>() -> Port {
+        Port::Elem(ElemType::of::<T>())
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Port::Elem(e) => write!(f, "{e}"),
+            Port::Any => f.write_str("any type"),
+        }
+    }
+}
+
+/// One stage of a pipeline: a source, a map or a sink, with its name.
+#[derive(Clone)]
+pub struct Stage {
+    name: Arc<str>,
+    about: Arc<str>,
+    kind: Kind,
+}
+
+/// What a stage is.
+#[derive(Clone)]
+pub enum Kind {
+    Source(Arc<dyn SourceStage>),
+    Map(Arc<dyn MapStage>),
+    Sink(Arc<dyn SinkStage>),
+}
+
+impl Stage {
+    /// A stage from its parts.
+    pub fn new(name: impl Into<Arc<str>>, about: impl Into<Arc<str>>, kind: Kind) -> Stage {
+        Stage { name: name.into(), about: about.into(), kind }
+    }
+
+    /// A map stage running kernel `K` (from `#[kernel] fn(input: &[I],
+    /// output: Out<O>)`) from the PTX module `ptx`, with `reference`, the
+    /// same computation on the CPU over one chunk, which verification
+    /// compares with the GPU's output bit for bit.
+    pub fn map<K: MapKernel + 'static>(name: &str, ptx: &'static str, reference: fn(&[K::In], &mut [K::Out])) -> Stage {
+        let about = format!("{} -> {}: kernel {}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
+        Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, reference })))
+    }
+
+    /// Source: a copy of each chunk from pinned host input (the source's
+    /// element type is the next stage's).
+    pub fn h2d() -> Stage {
+        crate::builtin::h2d()
+    }
+
+    /// Sink: a copy of each chunk into pinned host output.
+    pub fn d2h() -> Stage {
+        crate::builtin::d2h()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// One line for help and errors.
+    pub fn about(&self) -> &str {
+        &self.about
+    }
+    pub fn kind(&self) -> &Kind {
+        &self.kind
+    }
+    pub fn is_source(&self) -> bool {
+        matches!(self.kind, Kind::Source(_))
+    }
+    pub fn is_sink(&self) -> bool {
+        matches!(self.kind, Kind::Sink(_))
+    }
+    /// What the stage reads (`None` for a source).
+    pub fn input(&self) -> Option<Port> {
+        match &self.kind {
+            Kind::Source(_) => None,
+            Kind::Map(m) => Some(Port::Elem(m.input())),
+            Kind::Sink(s) => Some(s.input()),
+        }
+    }
+    /// What the stage writes (`None` for a sink).
+    pub fn output(&self) -> Option<Port> {
+        match &self.kind {
+            Kind::Source(s) => Some(s.output()),
+            Kind::Map(m) => Some(Port::Elem(m.output())),
+            Kind::Sink(_) => None,
+        }
+    }
+
+    pub(crate) fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        match &self.kind {
+            Kind::Source(s) => s.prepare(setup),
+            Kind::Map(m) => m.prepare(setup),
+            Kind::Sink(s) => s.prepare(setup),
+        }
+    }
+}
+
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Stages are equal when they have the same name and role.
+impl PartialEq for Stage {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
+    }
+}
+
+/// Where chunk values come from: a kernel that generates them, or a copy
+/// from host input.
+pub trait SourceStage: Send + Sync + 'static {
+    fn output(&self) -> Port;
+    /// Whether the pipeline must provide pinned host input.
+    fn reads_host(&self) -> bool {
+        false
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>>;
+    /// The CPU reference of one chunk. `host` is the chunk's host input
+    /// (for sources that read it), `elem` the resolved output type.
+    fn reference(&self, chunk: &ChunkInfo, elem: ElemType, host: Option<&[u8]>) -> Result<HostChunk, String>;
+}
+
+/// A stage that maps each chunk of one ring to the next, element count kept.
+pub trait MapStage: Send + Sync + 'static {
+    fn input(&self) -> ElemType;
+    fn output(&self) -> ElemType;
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>>;
+    /// The CPU reference: this stage's output for one chunk of input.
+    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String>;
+}
+
+/// Where chunks end: copied to the host, or reduced on the GPU to records.
+pub trait SinkStage: Send + Sync + 'static {
+    fn input(&self) -> Port;
+    /// Whether the pipeline must provide pinned host output.
+    fn writes_host(&self) -> bool {
+        false
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>>;
+    /// Compares what came back for one chunk with the reference values
+    /// that reached the sink: `None` when right, else what is wrong.
+    fn check(&self, expected: &HostChunk, got: Sink<'_>) -> Option<(u64, String)>;
+}
+
+/// What a sink produced for one chunk.
+#[derive(Debug, Clone, Copy)]
+pub enum Sink<'a> {
+    /// The chunk's bytes in the host output.
+    Host(&'a [u8]),
+    /// The chunk's record (reduce), if one came back.
+    Record(Option<&'a Reduction>),
+}
+
+/// A chunk: its global index and element range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub index: usize,
+    pub range: Range<u64>,
+    /// The pipeline's seed (sources that generate values use it).
+    pub seed: u32,
+}
+
+/// A stage prepared on one GPU: its kernels loaded, its device state
+/// allocated.
+///
+/// # Safety
+/// The pipeline orders the stages' streams by the event graph: an
+/// implementation must enqueue all its work for a chunk on [`Op::stream`]
+/// (no other stream, no fork of it, no host-side access to device memory)
+/// and touch no device memory other than the op's input and output slots
+/// and its own buffers. Then every access it makes is ordered by the graph.
+pub unsafe trait OnGpu: Send {
+    /// Enqueues this stage's work for one chunk.
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()>;
+    /// Enqueues per-run setup on the stage's stream (e.g. resetting records).
+    fn begin_run(&mut self, _stream: &CudaStream) -> Result<()> {
+        Ok(())
+    }
+    /// Per-chunk records after a run (record sinks), in local chunk order.
+    /// Called after every stream has synchronized.
+    fn records(&mut self, _stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Everything a stage needs to prepare itself on one GPU.
+pub struct Setup<'a> {
+    pub(crate) gpu: &'a Gpu,
+    pub(crate) block_size: u32,
+    pub(crate) local_chunks: usize,
+    /// Setup stream (stream 0); the pipeline synchronizes it before running.
+    pub(crate) stream: &'a Arc<CudaStream>,
+    pub(crate) modules: &'a mut Vec<(usize, Module)>,
+}
+
+impl Setup<'_> {
+    pub fn gpu(&self) -> &Gpu {
+        self.gpu
+    }
+    /// Threads per block of every kernel stage: check your kernels accept it.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    /// Chunks this GPU runs.
+    pub fn local_chunks(&self) -> usize {
+        self.local_chunks
+    }
+
+    /// The PTX module `ptx`, loaded once per GPU however many stages use it.
+    pub fn module(&mut self, ptx: &'static str, origin: &str) -> Result<Module> {
+        let key = ptx.as_ptr() as usize;
+        if let Some((_, m)) = self.modules.iter().find(|(k, _)| *k == key) {
+            return Ok(m.clone());
+        }
+        let m = self.gpu.load_module(ptx, origin)?;
+        self.modules.push((key, m.clone()));
+        Ok(m)
+    }
+
+    /// A device buffer holding `data`, for the stage's own use.
+    pub fn upload<T: Element + cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>> {
+        self.stream.clone_htod(data).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("uploading a stage's buffer")(e)))
+    }
+}
+
+/// One stage's work on one chunk.
+pub struct Op<'a> {
+    pub(crate) stream: &'a CudaStream,
+    pub(crate) cfg: LaunchConfig,
+    pub(crate) chunk: ChunkInfo,
+    pub(crate) local_chunk: usize,
+    pub(crate) input: Option<(ElemType, CudaView<'a, u8>)>,
+    pub(crate) output: Option<(ElemType, CudaViewMut<'a, u8>)>,
+    /// The chunk's bytes in pinned host input/output (copy stages).
+    pub(crate) host_in: Option<*const u8>,
+    pub(crate) host_out: Option<*mut u8>,
+    pub(crate) stage: &'a str,
+}
+
+impl<'a> Op<'a> {
+    /// The stage's stream: enqueue everything here.
+    pub fn stream(&self) -> &CudaStream {
+        self.stream
+    }
+    /// Launch shape for this chunk's element count.
+    pub fn launch_config(&self) -> LaunchConfig {
+        self.cfg
+    }
+    pub fn chunk(&self) -> &ChunkInfo {
+        &self.chunk
+    }
+    /// Index of the chunk among this GPU's chunks.
+    pub fn local_chunk(&self) -> usize {
+        self.local_chunk
+    }
+    /// Elements in this chunk.
+    pub fn len(&self) -> usize {
+        (self.chunk.range.end - self.chunk.range.start) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The input slot, as `T` (an error if the ring holds another type).
+    pub fn input<T: Element>(&self) -> Result<CudaView<'_, T>> {
+        typed(self.stage, "input", self.len(), self.input.as_ref())
+    }
+
+    /// The output slot, as `T`.
+    pub fn output<T: Element>(&mut self) -> Result<CudaViewMut<'_, T>> {
+        typed_mut(self.stage, self.len(), self.output.as_mut())
+    }
+
+    /// Both slots at once, as `I` in and `O` out (map stages).
+    pub fn slots<I: Element, O: Element>(&mut self) -> Result<(CudaView<'_, I>, CudaViewMut<'_, O>)> {
+        let len = self.len();
+        Ok((typed(self.stage, "input", len, self.input.as_ref())?, typed_mut(self.stage, len, self.output.as_mut())?))
+    }
+}
+
+fn slot_error(stage: &str, what: String) -> PipelineError {
+    PipelineError::BadStages(format!("stage {stage}: {what}"))
+}
+
+fn typed<'v, T: Element>(stage: &str, which: &str, len: usize, slot: Option<&'v (ElemType, CudaView<'_, u8>)>) -> Result<CudaView<'v, T>> {
+    let (elem, view) = slot.ok_or_else(|| slot_error(stage, format!("no {which} slot")))?;
+    if !elem.is::<T>() {
+        return Err(slot_error(stage, format!("reads {} but its {which} ring holds {elem}", ElemType::of::<T>())));
+    }
+    // SAFETY: the slot holds `len` elements of T (same type; the ring was
+    // sized for them and each slot starts 256-byte aligned).
+    unsafe { view.transmute::<T>(len) }.ok_or_else(|| slot_error(stage, format!("{which} slot too small")))
+}
+
+fn typed_mut<'v, T: Element>(stage: &str, len: usize, slot: Option<&'v mut (ElemType, CudaViewMut<'_, u8>)>) -> Result<CudaViewMut<'v, T>> {
+    let (elem, view) = slot.ok_or_else(|| slot_error(stage, "no output slot".into()))?;
+    if !elem.is::<T>() {
+        return Err(slot_error(stage, format!("writes {} but its output ring holds {elem}", ElemType::of::<T>())));
+    }
+    // SAFETY: as `typed`.
+    unsafe { view.transmute_mut::<T>(len) }.ok_or_else(|| slot_error(stage, "output slot too small".into()))
+}
+
+/// A map stage from a `#[kernel]` of the map shape.
+struct KernelMap<K: MapKernel> {
+    ptx: &'static str,
+    reference: fn(&[K::In], &mut [K::Out]),
+}
+
+impl<K: MapKernel + 'static> MapStage for KernelMap<K> {
+    fn input(&self) -> ElemType {
+        ElemType::of::<K::In>()
+    }
+    fn output(&self) -> ElemType {
+        ElemType::of::<K::Out>()
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
+        kernel.check_block(setup.block_size())?;
+        Ok(Box::new(KernelMapOnGpu { kernel }))
+    }
+    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+        let i = input.view::<K::In>().ok_or_else(|| format!("{} reads {} but got {}", K::NAME, ElemType::of::<K::In>(), input.elem()))?;
+        let mut out = HostChunk::zeroed(ElemType::of::<K::Out>(), i.len());
+        let o = out.view_mut::<K::Out>().ok_or("output type")?;
+        (self.reference)(i, o);
+        Ok(out)
+    }
+}
+
+struct KernelMapOnGpu<K> {
+    kernel: pc_runtime::launch::Kernel<K>,
+}
+
+// SAFETY: launches only on the op's stream, over the op's input and output slots.
+unsafe impl<K: MapKernel + 'static> OnGpu for KernelMapOnGpu<K> {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream) = (op.cfg, op.stream);
+        let (input, mut output) = op.slots::<K::In, K::Out>()?;
+        // SAFETY: the pipeline orders this stream against every other
+        // access to the two slots (filled and freed events).
+        unsafe { K::launch_map(&self.kernel, stream, cfg, &input, &mut output) }?;
+        Ok(())
+    }
+}

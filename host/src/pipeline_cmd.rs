@@ -31,12 +31,19 @@ pub struct PipelineArgs {
     /// Slots per ring (K): 1 serial-safe, 2 double buffering, 3 or more.
     #[arg(short = 'k', long, default_value_t = 3)]
     slots: usize,
-    /// Chunk size in bytes of f32 (4KiB, 4MiB, 256MiB...); need not divide the total.
+    /// Chunk size in bytes of the source's element type (4KiB, 4MiB,
+    /// 256MiB...); need not divide the total.
     #[arg(short, long, default_value = "4MiB", value_parser = parse_bytes)]
     chunk: u64,
-    /// Total size in bytes of f32.
+    /// Total size in bytes of the source's element type.
     #[arg(short, long, default_value = "256MiB", value_parser = parse_bytes)]
     total: u64,
+    /// Chunk size in elements (instead of --chunk).
+    #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "chunk")]
+    chunk_elements: Option<u64>,
+    /// Total size in elements (instead of --total).
+    #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "total")]
+    total_elements: Option<u64>,
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     block_size: u32,
@@ -101,19 +108,22 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
         WorkloadArg::Generate => (Workload::Generate, "producer,consumer,reduce"),
         WorkloadArg::Stream => (Workload::Stream, "h2d,consumer,d2h"),
     };
-    for (name, v) in [("--chunk", a.chunk), ("--total", a.total)] {
-        if v % 4 != 0 {
-            bail!("{name} {v} bytes is not a whole number of f32 (a multiple of 4 bytes)");
-        }
-    }
     let list = a.stages.as_deref().unwrap_or(default_list);
-    let spec = PipelineSpec::new(workload)
-        .stages(registry.parse(list)?)
-        .slots(a.slots)
-        .chunk_elements(a.chunk / 4)
-        .total_elements(a.total / 4)
-        .block_size(a.block_size)
-        .seed(a.seed);
+    let spec = PipelineSpec::new(workload).stages(registry.parse(list)?).slots(a.slots).block_size(a.block_size).seed(a.seed);
+    spec.validate()?;
+    // Sizes are in elements of what the source writes: bytes of that type.
+    let elem = spec.input_type()?;
+    let size = elem.size() as u64;
+    let elements = |flag: &str, bytes: u64, given: Option<u64>| -> Result<u64> {
+        if let Some(n) = given {
+            return Ok(n);
+        }
+        if bytes % size != 0 {
+            bail!("{flag} {bytes} bytes is not a whole number of {elem} ({size} bytes each)");
+        }
+        Ok(bytes / size)
+    };
+    let spec = spec.chunk_elements(elements("--chunk", a.chunk, a.chunk_elements)?).total_elements(elements("--total", a.total, a.total_elements)?);
     spec.validate()?;
     if let Some(path) = &a.input {
         if !spec.reads_host() {
@@ -121,8 +131,9 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
         }
         // Checked again when read; here so that a bad file costs no GPU setup.
         let have = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("input file {}: {e}", path.display()))?.len();
-        if have < a.total {
-            bail!("input file {} has {have} bytes, shorter than the {} declared by --total", path.display(), a.total);
+        let want = spec.total_elements * size;
+        if have < want {
+            bail!("input file {} has {have} bytes, shorter than the {want} declared ({} elements of {elem})", path.display(), spec.total_elements);
         }
     }
     if a.runs == 0 {
@@ -162,12 +173,14 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
     };
     let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
     let names: Vec<String> = gpus.iter().map(|g| format!("{} ({})", g.info().index, g.info().name)).collect();
+    let size = spec.input_type()?.size() as u128;
     println!(
-        "pipeline: {stage_list}, K={}, chunk {} ({} elements), total {} in {} chunks, {}, GPU {}",
+        "pipeline: {stage_list} ({}), K={}, chunk {} ({} elements), total {} in {} chunks, {}, GPU {}",
+        spec.ring_types()?.iter().map(|t| t.name()).collect::<Vec<_>>().join(" -> "),
         spec.slots,
-        bytes(spec.chunk_elements as u128 * 4),
+        bytes(spec.chunk_elements as u128 * size),
         spec.chunk_elements,
-        bytes(spec.total_elements as u128 * 4),
+        bytes(spec.total_elements as u128 * size),
         spec.chunks(),
         if a.graph { "CUDA graph replay" } else { "stream launches" },
         names.join(", ")
@@ -229,7 +242,7 @@ pub fn run(a: &PipelineArgs) -> Result<bool> {
 
     if let Some(tl) = &report.timeline {
         let title =
-            format!("{stage_list}, K={}, chunk {}, {} chunks: {:.3} ms", spec.slots, bytes(spec.chunk_elements as u128 * 4), spec.chunks(), report.gpu_ms);
+            format!("{stage_list}, K={}, chunk {}, {} chunks: {:.3} ms", spec.slots, bytes(spec.chunk_elements as u128 * size), spec.chunks(), report.gpu_ms);
         if let Some(p) = &a.trace {
             tl.write_chrome_trace(p)?;
             println!("timeline: wrote Chrome trace {}", p.display());
@@ -325,7 +338,7 @@ fn print_run(label: &str, spec: &PipelineSpec, r: &RunReport) {
         r.gpu_ms,
         r.wall_ms,
         r.input_gbps(spec),
-        bytes(spec.total_elements as u128 * 4)
+        bytes(spec.total_elements as u128 * spec.input_type().map_or(4, |t| t.size()) as u128)
     );
     if r.part_ms.len() > 1 {
         let parts: Vec<String> = r.part_ms.iter().enumerate().map(|(i, ms)| format!("GPU part {i}: {ms:.3} ms")).collect();

@@ -124,7 +124,11 @@ fn pipeline_refuses_bad_shapes_before_touching_a_gpu() {
     assert_one_line_error(&host(&["pipeline", "-k", "0"]), "K (slots per ring) must be at least 1");
     assert_one_line_error(&host(&["pipeline", "--stages", "h2d,blur,d2h"]), "unknown stage \"blur\"");
     assert_one_line_error(&host(&["pipeline", "--stages", "consumer,d2h"]), "must start with a source");
-    assert_one_line_error(&host(&["pipeline", "--chunk", "4097"]), "multiple of 4 bytes");
+    assert_one_line_error(&host(&["pipeline", "--chunk", "4097"]), "not a whole number of f32 (4 bytes each)");
+    // Sizes follow the source's element type: 8-byte f64 here.
+    assert_one_line_error(&host(&["pipeline", "--stages", "h2d,double-f64,d2h", "--chunk", "4100"]), "not a whole number of f64 (8 bytes each)");
+    assert_one_line_error(&host(&["pipeline", "--stages", "producer,,reduce"]), "stage 2 is empty");
+    assert_one_line_error(&host(&["pipeline", "--stages", "producer,u8-to-f32,reduce"]), "producer writes f32 but u8-to-f32 reads u8");
     assert_one_line_error(&host(&["pipeline", "--chunk", "0"]), "chunk size must be at least one element");
     assert_one_line_error(&host(&["pipeline", "--total", "0"]), "element count must be at least 1");
     assert_one_line_error(&host(&["pipeline", "--runs", "0"]), "--runs must be at least 1");

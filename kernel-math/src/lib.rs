@@ -61,6 +61,48 @@ pub fn moving_average3(left: f32, x: f32, right: f32) -> f32 {
     (left + x + right) / 3.0
 }
 
+/// A u8 sample as f32 in [0, 1]: `x / 255`, one IEEE division, the same on
+/// GPU and CPU.
+#[inline(always)]
+pub fn unit_from_u8(x: u8) -> f32 {
+    x as f32 / 255.0
+}
+
+/// A mixing step on u32 (the hash), for the integer stage.
+#[inline(always)]
+pub fn mix_u32(x: u32) -> u32 {
+    hash32(x)
+}
+
+/// Doubling in f64 (exact).
+#[inline(always)]
+pub fn double_f64(x: f64) -> f64 {
+    x * 2.0
+}
+
+/// A stereo sample of two 16-bit channels: a user-style `#[repr(C)]` element.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stereo {
+    pub left: i16,
+    pub right: i16,
+}
+
+// SAFETY: two i16, no padding, every bit pattern valid.
+unsafe impl Element for Stereo {}
+
+/// The mean of a stereo sample's channels, as f32 (exact: integers below 2^24, halved).
+#[inline(always)]
+pub fn mono(s: Stereo) -> f32 {
+    (s.left as i32 + s.right as i32) as f32 * 0.5
+}
+
+/// i32 to its absolute value, wrapping at `i32::MIN`.
+#[inline(always)]
+pub fn abs_i32(x: i32) -> i32 {
+    x.wrapping_abs()
+}
+
 /// Histogram bins of a [`Reduction`].
 pub const HIST_BINS: usize = 16;
 

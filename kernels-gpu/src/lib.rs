@@ -105,6 +105,52 @@ pub fn moving_average_kernel(input: &[f32], mut output: Out<f32>, spin: u64) {
     }
 }
 
+/// u8 samples to f32 in [0, 1] (`kernel_math::unit_from_u8`): a stage
+/// that changes the element type.
+#[kernel(same_len(input, output))]
+pub fn u8_to_f32_kernel(input: &[u8], mut output: Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::unit_from_u8(input[i]);
+    }
+}
+
+/// Stereo 16-bit samples to their mono mean as f32 (`kernel_math::mono`):
+/// a `#[repr(C)]` struct element.
+#[kernel(same_len(input, output))]
+pub fn stereo_to_mono_kernel(input: &[kernel_math::Stereo], mut output: Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::mono(input[i]);
+    }
+}
+
+/// `hash32` of each u32.
+#[kernel(same_len(input, output))]
+pub fn mix_u32_kernel(input: &[u32], mut output: OutQuads<u32>) {
+    match Quads::new(input) {
+        Some(q) => output.quads().for_each(|(k, quad)| quad.write(q.get(k).map(kernel_math::mix_u32))),
+        None => output.quads().for_each(|(k, quad)| quad.write(quad_at(input, k).map(kernel_math::mix_u32))),
+    }
+    for (i, o) in output.tail() {
+        *o = kernel_math::mix_u32(input[i]);
+    }
+}
+
+/// Absolute value of each i32 (wrapping).
+#[kernel(same_len(input, output))]
+pub fn abs_i32_kernel(input: &[i32], mut output: Out<i32>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::abs_i32(input[i]);
+    }
+}
+
+/// Doubles each f64.
+#[kernel(same_len(input, output))]
+pub fn double_f64_kernel(input: &[f64], mut output: Out<f64>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::double_f64(input[i]);
+    }
+}
+
 /// Adds `input` into `*out` (sum, min, max, histogram; see
 /// `kernel_math::Reduction`), after a spin of `spin` nanoseconds. `*out` must
 /// start as `Reduction::EMPTY`. Each thread reduces its grid-stride share,

@@ -7,7 +7,9 @@ use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, Sou
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, sys};
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use pc_runtime::launch::Kernel;
-use ptx_kernels::{ConsumerVecKernel, KERNELS, MovingAverageKernel, ProducerVecKernel, ReduceKernel};
+use ptx_kernels::{
+    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KERNELS, MixU32Kernel, MovingAverageKernel, ProducerVecKernel, ReduceKernel, StereoToMonoKernel, U8ToF32Kernel,
+};
 use std::sync::Arc;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -51,6 +53,21 @@ fn consumer_in(ptx: &'static str) -> Stage {
 fn moving_average_in(ptx: &'static str) -> Stage {
     Stage::map::<MovingAverageKernel>("moving-average", ptx, moving_average_reference)
 }
+/// Map stages of other element types, each `Stage::map` over a kernel of
+/// kernels-gpu and the same kernel-math function on the CPU.
+fn typed_maps(ptx: &'static str) -> Vec<Stage> {
+    fn each<I: Copy, O>(f: fn(I) -> O) -> impl Fn(&[I], &mut [O]) {
+        move |i, o| o.iter_mut().zip(i).for_each(|(o, &x)| *o = f(x))
+    }
+    vec![
+        Stage::map::<U8ToF32Kernel>("u8-to-f32", ptx, |i, o| each(kernel_math::unit_from_u8)(i, o)),
+        Stage::map::<StereoToMonoKernel>("stereo-to-mono", ptx, |i, o| each(kernel_math::mono)(i, o)),
+        Stage::map::<MixU32Kernel>("mix-u32", ptx, |i, o| each(kernel_math::mix_u32)(i, o)),
+        Stage::map::<AbsI32Kernel>("abs-i32", ptx, |i, o| each(kernel_math::abs_i32)(i, o)),
+        Stage::map::<DoubleF64Kernel>("double-f64", ptx, |i, o| each(kernel_math::double_f64)(i, o)),
+    ]
+}
+
 fn reduce_in(ptx: &'static str) -> Stage {
     Stage::new("reduce", "sink: f32 per-chunk sum, min, max, 16-bin histogram (exact)", Kind::Sink(Arc::new(Reduce { ptx })))
 }
@@ -90,7 +107,8 @@ impl Default for StageRegistry {
 }
 
 impl StageRegistry {
-    /// producer, h2d, consumer, moving-average, reduce, d2h.
+    /// producer, h2d, consumer, moving-average, reduce, d2h, and the typed
+    /// maps u8-to-f32, stereo-to-mono, mix-u32, abs-i32, double-f64.
     pub fn builtin() -> StageRegistry {
         StageRegistry::builtin_in(KERNELS)
     }
@@ -98,7 +116,10 @@ impl StageRegistry {
     /// The built-in stages with their kernels from `ptx`, another build of
     /// `kernels-gpu` (toolchain experiments).
     pub fn builtin_in(ptx: &'static str) -> StageRegistry {
-        StageRegistry { stages: vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx), reduce_in(ptx), d2h()] }
+        let mut stages = vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx)];
+        stages.extend(typed_maps(ptx));
+        stages.extend([reduce_in(ptx), d2h()]);
+        StageRegistry { stages }
     }
 
     /// Adds a stage; its name must be new.

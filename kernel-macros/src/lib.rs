@@ -46,11 +46,16 @@ use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType,
 /// See the crate docs.
 #[proc_macro_attribute]
 pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let attr = syn::parse_macro_input!(attr as KernelAttr);
     let func = syn::parse_macro_input!(item as ItemFn);
-    match expand(attr, func) {
+    match syn::parse::<KernelAttr>(attr).and_then(|attr| expand(attr, func.clone())) {
         Ok(t) => t.into(),
-        Err(e) => e.to_compile_error().into(),
+        // The function stays, as written, beside the error: without it the
+        // crate would also get errors and warnings about a function and
+        // imports that vanished (`unused import: Out`), burying the real one.
+        Err(e) => {
+            let e = e.to_compile_error();
+            quote! { #e #[allow(dead_code)] #func }.into()
+        }
     }
 }
 

@@ -98,6 +98,8 @@ enum Kind {
 struct Param {
     name: Ident,
     kind: Kind,
+    /// The parameter as written (`name: Type`): host-side errors point here.
+    span: Span,
 }
 
 fn classify(ty: &Type) -> syn::Result<Kind> {
@@ -158,7 +160,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Pat::Ident(i) => i.ident.clone(),
             other => return Err(syn::Error::new(other.span(), "kernel parameters must be plain names")),
         };
-        params.push(Param { name, kind: classify(&pt.ty)? });
+        params.push(Param { name, kind: classify(&pt.ty)?, span: pt.span() });
     }
     for n in &attr.same_len {
         match params.iter().find(|p| &p.name == n) {
@@ -184,7 +186,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let mut host_params = Vec::new();
     let mut pushes = Vec::new();
     let mut sizes = Vec::new();
-    for Param { name: p, kind } in &params {
+    for Param { name: p, kind, span: param_span } in &params {
         let ps = p.to_string();
         let (ptr, len) = (format_ident!("{}__ptr", p), format_ident!("{}__len", p));
         match kind {
@@ -192,7 +194,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #ptr: *const #t, #len: usize });
                 convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
-                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.slice(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
@@ -200,7 +202,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #ptr: *mut #t, #len: usize });
                 convert.push(quote! { <#full as ::nvptx_std::param::OutParam>::from_raw(#ptr, #len) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
-                host_params.push(quote! { #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
+                host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
                 pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
@@ -208,7 +210,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #ptr: *const #t });
                 convert.push(quote! { ::nvptx_std::param::shared(#ptr) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_shared::<#t>(); });
-                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.shared(#p, #ps)?; });
                 sizes.push(quote!(8usize));
             }
@@ -216,7 +218,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #p: #t });
                 convert.push(quote! { #p });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_scalar::<#t>(); });
-                host_params.push(quote! { #p: #t });
+                host_params.push(quote_spanned! {*param_span=> #p: #t });
                 pushes.push(quote! { __args.scalar(#p); });
                 sizes.push(quote!(::core::mem::size_of::<#t>()));
             }
@@ -242,6 +244,9 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
     let body_fn = format_ident!("__{}_body", name);
+    // Spanned at the kernel's name, so a call with the wrong arguments shows
+    // the kernel's own signature ("associated function defined here").
+    let launch = Ident::new("launch", name.span());
     let span = Span::call_site();
 
     Ok(quote_spanned! {span=>
@@ -274,7 +279,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         impl #launcher {
             #[doc = #launch_doc]
             #[allow(clippy::too_many_arguments)]
-            #vis unsafe fn launch(
+            #vis unsafe fn #launch(
                 kernel: &::nvptx_std::host::Kernel<Self>,
                 stream: &::nvptx_std::host::CudaStream,
                 cfg: ::nvptx_std::host::LaunchConfig,

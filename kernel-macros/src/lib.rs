@@ -165,8 +165,14 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     for n in &attr.same_len {
         match params.iter().find(|p| &p.name == n) {
             Some(Param { kind: Kind::Slice(_) | Kind::Out(..), .. }) => {}
-            Some(_) => return Err(syn::Error::new(n.span(), "same_len names slice parameters (`&[T]` or `Out<T>`)")),
-            None => return Err(syn::Error::new(n.span(), "same_len names a parameter this kernel does not have")),
+            Some(_) => {
+                return Err(syn::Error::new(n.span(), format!("same_len compares slice lengths: `{n}` is not a slice (`&[T]`, `Out<T>` or `OutQuads<T>`)")));
+            }
+            None => {
+                let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();
+                let has = if names.is_empty() { "no parameters".to_string() } else { names.join(", ") };
+                return Err(syn::Error::new(n.span(), format!("same_len names `{n}`, which is not a parameter of this kernel (it has {has})")));
+            }
         }
     }
 

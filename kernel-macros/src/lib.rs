@@ -207,7 +207,10 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Kind::Out(full, t) => {
                 raw.push(quote! { #ptr: *mut #t, #len: usize });
                 convert.push(quote! { <#full as ::nvptx_std::param::OutParam>::from_raw(#ptr, #len) });
-                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
+                // What the entry's conversion needs (`OutQuads<T>` wants a
+                // `Word`), checked on the host too: otherwise a host build
+                // accepts the kernel and only the PTX build refuses it.
+                checks.push(quote_spanned! { full.span()=> __out_param::<#full>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
                 pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
@@ -307,6 +310,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         }
 
         const _: () = {
+            #[allow(dead_code)]
+            fn __out_param<P: ::nvptx_std::param::OutParam>() {}
             #[allow(dead_code)]
             fn __param_checks() {
                 #(#checks)*

@@ -134,7 +134,13 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
 }
 
 fn camel(name: &str) -> String {
-    name.split('_').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect()
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| {
+            let mut c = p.chars();
+            c.next().into_iter().flat_map(char::to_uppercase).chain(c)
+        })
+        .collect()
 }
 
 fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {

@@ -252,10 +252,17 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          (each thread's share of an `Out` is defined over a 1-D grid), that every buffer lives in the stream's \
          context, and any `same_len` rule; each refusal is an `Err`, nothing is launched.\n\n\
          # Safety\n\
-         Cross-stream ordering is the caller's: cudarc's implicit event tracking is off in this project. \
-         Until this kernel completes, no other stream and no host code may write a buffer passed as `&[T]`/`&T`, \
-         or read or write a buffer passed as `Out`; no buffer may be freed before this kernel completes \
-         (cudarc frees a buffer on its own stream, so order that stream after this one with an event)."
+         - Cross-stream ordering is the caller's: cudarc's implicit event tracking is off in this project. \
+         Until this kernel completes, no other stream and no host code may write a buffer passed as `&[T]`, \
+         or read or write one passed as `Out` or as `&T` (the kernel may write a `&T` through its atomics, \
+         though the launcher borrows it shared); no buffer may be freed before this kernel completes \
+         (cudarc frees a buffer on its own stream, so order that stream after this one with an event).\n\
+         - `kernel` comes from the PTX built from this `#[kernel]` function: loading checks only the entry's \
+         name and parameter sizes, not what the code does with them.\n\
+         - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \
+         address, length and stream of live device memory, as cudarc's `CudaSlice`, `CudaView` and \
+         `CudaViewMut` do, and a buffer passed as `&T` holds a valid `T` in element 0 (for `&[T]` and `Out<T>` \
+         any bits are valid: `T` is an `Element`)."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
     let body_fn = format_ident!("__{}_body", name);

@@ -186,6 +186,9 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let name = &sig.ident;
     let name_str = name.to_string();
     let attrs = &func.attrs;
+    // The host body gets the kernel's `#[allow]`s: it is linted like the
+    // device body, which sits inside the entry that carries them.
+    let allows: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("allow")).collect();
     let block = &func.block;
     let user_inputs = &sig.inputs;
     let launcher = Ident::new(&camel(&name_str), name.span());
@@ -319,6 +322,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             /// host builds type-check it and its imports count as used.
             #[doc(hidden)]
             #[allow(dead_code, unused_mut, clippy::all)]
+            #(#allows)*
             fn #body_fn(#user_inputs) #block
         }
 

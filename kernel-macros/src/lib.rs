@@ -84,6 +84,8 @@ impl Parse for KernelAttr {
     }
 }
 
+// `Out` holds two `syn::Type`s: a few of these per kernel, at compile time.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     /// `&[T]`
     Slice(Type),

@@ -237,9 +237,11 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Kind::Scalar(t) => {
                 raw.push(quote! { #p: #t });
                 convert.push(quote! { #p });
-                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_scalar::<#t>(); });
+                // The host push below requires `Scalar` itself: checking it
+                // there too gave every non-Scalar parameter two errors.
+                checks.push(quote_spanned! { t.span()=> #[cfg(target_arch = "nvptx64")] ::nvptx_std::param::assert_scalar::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: #t });
-                pushes.push(quote! { __args.scalar(#p); });
+                pushes.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
                 sizes.push(quote!(::core::mem::size_of::<#t>()));
             }
         }

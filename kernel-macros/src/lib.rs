@@ -112,8 +112,12 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         )),
         Type::Reference(r) => match &*r.elem {
             Type::Slice(s) => Ok(Kind::Slice((*s.elem).clone())),
+            Type::ImplTrait(_) => Err(generic_param(ty)),
+            Type::TraitObject(_) => Err(unsized_shared(ty)),
+            Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => Err(unsized_shared(ty)),
             elem => Ok(Kind::Shared(elem.clone())),
         },
+        Type::ImplTrait(_) => Err(generic_param(ty)),
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
@@ -133,6 +137,14 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         }
         _ => Ok(Kind::Scalar(ty.clone())),
     }
+}
+
+fn generic_param(ty: &Type) -> syn::Error {
+    syn::Error::new(ty.span(), "a #[kernel] fn cannot be generic: a PTX entry has one signature; name the type instead of `impl Trait`")
+}
+
+fn unsized_shared(ty: &Type) -> syn::Error {
+    syn::Error::new(ty.span(), "a `&T` parameter is one `T` (element 0 of a device buffer), so `T` must be sized: take `&[T]` for many")
 }
 
 fn camel(name: &str) -> String {

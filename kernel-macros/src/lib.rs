@@ -46,11 +46,16 @@ use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType,
 /// See the crate docs.
 #[proc_macro_attribute]
 pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let attr = syn::parse_macro_input!(attr as KernelAttr);
     let func = syn::parse_macro_input!(item as ItemFn);
-    match expand(attr, func) {
+    match syn::parse::<KernelAttr>(attr).and_then(|attr| expand(attr, func.clone())) {
         Ok(t) => t.into(),
-        Err(e) => e.to_compile_error().into(),
+        // The function stays, as written, beside the error: without it the
+        // crate would also get errors and warnings about a function and
+        // imports that vanished (`unused import: Out`), burying the real one.
+        Err(e) => {
+            let e = e.to_compile_error();
+            quote! { #e #[allow(dead_code)] #func }.into()
+        }
     }
 }
 
@@ -79,6 +84,8 @@ impl Parse for KernelAttr {
     }
 }
 
+// `Out` holds two `syn::Type`s: a few of these per kernel, at compile time.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     /// `&[T]`
     Slice(Type),
@@ -93,6 +100,8 @@ enum Kind {
 struct Param {
     name: Ident,
     kind: Kind,
+    /// The parameter as written (`name: Type`): host-side errors point here.
+    span: Span,
 }
 
 fn classify(ty: &Type) -> syn::Result<Kind> {
@@ -103,8 +112,12 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         )),
         Type::Reference(r) => match &*r.elem {
             Type::Slice(s) => Ok(Kind::Slice((*s.elem).clone())),
+            Type::ImplTrait(_) => Err(generic_param(ty)),
+            Type::TraitObject(_) => Err(unsized_shared(ty)),
+            Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => Err(unsized_shared(ty)),
             elem => Ok(Kind::Shared(elem.clone())),
         },
+        Type::ImplTrait(_) => Err(generic_param(ty)),
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
@@ -126,8 +139,22 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
     }
 }
 
+fn generic_param(ty: &Type) -> syn::Error {
+    syn::Error::new(ty.span(), "a #[kernel] fn cannot be generic: a PTX entry has one signature; name the type instead of `impl Trait`")
+}
+
+fn unsized_shared(ty: &Type) -> syn::Error {
+    syn::Error::new(ty.span(), "a `&T` parameter is one `T` (element 0 of a device buffer), so `T` must be sized: take `&[T]` for many")
+}
+
 fn camel(name: &str) -> String {
-    name.split('_').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect()
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| {
+            let mut c = p.chars();
+            c.next().into_iter().flat_map(char::to_uppercase).chain(c)
+        })
+        .collect()
 }
 
 fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
@@ -153,13 +180,19 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Pat::Ident(i) => i.ident.clone(),
             other => return Err(syn::Error::new(other.span(), "kernel parameters must be plain names")),
         };
-        params.push(Param { name, kind: classify(&pt.ty)? });
+        params.push(Param { name, kind: classify(&pt.ty)?, span: pt.span() });
     }
     for n in &attr.same_len {
         match params.iter().find(|p| &p.name == n) {
             Some(Param { kind: Kind::Slice(_) | Kind::Out(..), .. }) => {}
-            Some(_) => return Err(syn::Error::new(n.span(), "same_len names slice parameters (`&[T]` or `Out<T>`)")),
-            None => return Err(syn::Error::new(n.span(), "same_len names a parameter this kernel does not have")),
+            Some(_) => {
+                return Err(syn::Error::new(n.span(), format!("same_len compares slice lengths: `{n}` is not a slice (`&[T]`, `Out<T>` or `OutQuads<T>`)")));
+            }
+            None => {
+                let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();
+                let has = if names.is_empty() { "no parameters".to_string() } else { names.join(", ") };
+                return Err(syn::Error::new(n.span(), format!("same_len names `{n}`, which is not a parameter of this kernel (it has {has})")));
+            }
         }
     }
 
@@ -167,6 +200,9 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let name = &sig.ident;
     let name_str = name.to_string();
     let attrs = &func.attrs;
+    // The host body gets the kernel's `#[allow]`s: it is linted like the
+    // device body, which sits inside the entry that carries them.
+    let allows: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("allow")).collect();
     let block = &func.block;
     let user_inputs = &sig.inputs;
     let launcher = Ident::new(&camel(&name_str), name.span());
@@ -179,7 +215,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let mut host_params = Vec::new();
     let mut pushes = Vec::new();
     let mut sizes = Vec::new();
-    for Param { name: p, kind } in &params {
+    for Param { name: p, kind, span: param_span } in &params {
         let ps = p.to_string();
         let (ptr, len) = (format_ident!("{}__ptr", p), format_ident!("{}__len", p));
         match kind {
@@ -187,15 +223,18 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #ptr: *const #t, #len: usize });
                 convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
-                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.slice(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
             Kind::Out(full, t) => {
                 raw.push(quote! { #ptr: *mut #t, #len: usize });
                 convert.push(quote! { <#full as ::nvptx_std::param::OutParam>::from_raw(#ptr, #len) });
-                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
-                host_params.push(quote! { #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
+                // What the entry's conversion needs (`OutQuads<T>` wants a
+                // `Word`), checked on the host too: otherwise a host build
+                // accepts the kernel and only the PTX build refuses it.
+                checks.push(quote_spanned! { full.span()=> __out_param::<#full>(); });
+                host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
                 pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
@@ -203,16 +242,18 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 raw.push(quote! { #ptr: *const #t });
                 convert.push(quote! { ::nvptx_std::param::shared(#ptr) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_shared::<#t>(); });
-                host_params.push(quote! { #p: &impl ::nvptx_std::host::DevicePtr<#t> });
+                host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.shared(#p, #ps)?; });
                 sizes.push(quote!(8usize));
             }
             Kind::Scalar(t) => {
                 raw.push(quote! { #p: #t });
                 convert.push(quote! { #p });
-                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_scalar::<#t>(); });
-                host_params.push(quote! { #p: #t });
-                pushes.push(quote! { __args.scalar(#p); });
+                // The host push below requires `Scalar` itself: checking it
+                // there too gave every non-Scalar parameter two errors.
+                checks.push(quote_spanned! { t.span()=> #[cfg(target_arch = "nvptx64")] ::nvptx_std::param::assert_scalar::<#t>(); });
+                host_params.push(quote_spanned! {*param_span=> #p: #t });
+                pushes.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
                 sizes.push(quote!(::core::mem::size_of::<#t>()));
             }
         }
@@ -230,14 +271,24 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          (each thread's share of an `Out` is defined over a 1-D grid), that every buffer lives in the stream's \
          context, and any `same_len` rule; each refusal is an `Err`, nothing is launched.\n\n\
          # Safety\n\
-         Cross-stream ordering is the caller's: cudarc's implicit event tracking is off in this project. \
-         Until this kernel completes, no other stream and no host code may write a buffer passed as `&[T]`/`&T`, \
-         or read or write a buffer passed as `Out`; no buffer may be freed before this kernel completes \
-         (cudarc frees a buffer on its own stream, so order that stream after this one with an event)."
+         - Cross-stream ordering is the caller's: cudarc's implicit event tracking is off in this project. \
+         Until this kernel completes, no other stream and no host code may write a buffer passed as `&[T]`, \
+         or read or write one passed as `Out` or as `&T` (the kernel may write a `&T` through its atomics, \
+         though the launcher borrows it shared); no buffer may be freed before this kernel completes \
+         (cudarc frees a buffer on its own stream, so order that stream after this one with an event).\n\
+         - `kernel` comes from the PTX built from this `#[kernel]` function: loading checks only the entry's \
+         name and parameter sizes, not what the code does with them.\n\
+         - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \
+         address, length and stream of live device memory, as cudarc's `CudaSlice`, `CudaView` and \
+         `CudaViewMut` do, and a buffer passed as `&T` holds a valid `T` in element 0 (for `&[T]` and `Out<T>` \
+         any bits are valid: `T` is an `Element`)."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
     let map_impl = map_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
+    // Spanned at the kernel's name, so a call with the wrong arguments shows
+    // the kernel's own signature ("associated function defined here").
+    let launch = Ident::new("launch", name.span());
     let span = Span::call_site();
 
     Ok(quote_spanned! {span=>
@@ -270,7 +321,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         impl #launcher {
             #[doc = #launch_doc]
             #[allow(clippy::too_many_arguments)]
-            #vis unsafe fn launch(
+            #vis unsafe fn #launch(
                 kernel: &::nvptx_std::host::Kernel<Self>,
                 stream: &::nvptx_std::host::CudaStream,
                 cfg: ::nvptx_std::host::LaunchConfig,
@@ -288,12 +339,15 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             /// host builds type-check it and its imports count as used.
             #[doc(hidden)]
             #[allow(dead_code, unused_mut, clippy::all)]
+            #(#allows)*
             fn #body_fn(#user_inputs) #block
         }
 
         #map_impl
 
         const _: () = {
+            #[allow(dead_code)]
+            fn __out_param<P: ::nvptx_std::param::OutParam>() {}
             #[allow(dead_code)]
             fn __param_checks() {
                 #(#checks)*

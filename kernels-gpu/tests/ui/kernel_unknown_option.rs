@@ -1,0 +1,12 @@
+//! `#[kernel]` takes only `same_len(..)`.
+#![forbid(unsafe_code)]
+use nvptx_std::{Out, kernel};
+
+#[kernel(same_length(input, output))]
+pub fn copy_kernel(input: &[f32], mut output: Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = input[i];
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+//! The body of a kernel is safe Rust.
+use nvptx_std::kernel;
+
+#[kernel]
+pub unsafe fn noop_kernel(n: u64) {
+    let _ = n;
+}
+
+fn main() {}

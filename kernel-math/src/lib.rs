@@ -15,7 +15,7 @@
 #![no_std]
 
 pub mod types;
-pub use types::{Element, Scalar, Word};
+pub use types::{Element, Scalar, Shared, Word};
 
 /// Bit pattern the host writes into buffers before a run (a quiet NaN with a
 /// recognisable payload). No producer or consumer output is ever NaN, so an

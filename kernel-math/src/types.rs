@@ -18,6 +18,11 @@
 /// // SAFETY: two i16, no padding, any bits valid.
 /// unsafe impl kernel_math::Element for Sample {}
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `Element`: device buffers may hold any bits, so elements must accept every bit pattern and have no padding",
+    label = "not an Element",
+    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding can be, with `unsafe impl Element`"
+)]
 pub unsafe trait Element: Copy + Send + Sync + 'static {}
 
 /// A kernel parameter passed by value: at most 8 bytes, no padding, any
@@ -25,6 +30,10 @@ pub unsafe trait Element: Copy + Send + Sync + 'static {}
 ///
 /// # Safety
 /// As [`Element`], and `size_of::<T>() <= 8`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a by-value kernel parameter: a `Scalar` is a primitive number (at most 8 bytes, any bits valid)",
+    label = "not a Scalar"
+)]
 pub unsafe trait Scalar: Copy + 'static {}
 
 macro_rules! impl_both {
@@ -53,3 +62,27 @@ pub unsafe trait Word: Element {}
 unsafe impl Word for f32 {}
 unsafe impl Word for u32 {}
 unsafe impl Word for i32 {}
+
+/// A type a kernel may take as `&T` (one value in device memory, shared by
+/// every thread): any bits valid, and changed while shared only through
+/// its own atomics. Every [`Element`] (read-only values) and the atomics.
+///
+/// # Safety
+/// Every bit pattern is a valid `T`, and `T: Sync` mutates only through
+/// atomic operations.
+#[diagnostic::on_unimplemented(
+    message = "`&{Self}` cannot be a kernel parameter: a shared value must accept any bits and change only through atomics",
+    label = "not Shared",
+    note = "Elements (read-only) and integer atomics are Shared"
+)]
+pub unsafe trait Shared: Sync {}
+
+// SAFETY: an Element has any bits valid and no interior mutability.
+unsafe impl<T: Element> Shared for T {}
+// SAFETY: atomics of integers: any bits valid, mutation is atomic.
+unsafe impl Shared for core::sync::atomic::AtomicU32 {}
+unsafe impl Shared for core::sync::atomic::AtomicI32 {}
+unsafe impl Shared for core::sync::atomic::AtomicU64 {}
+unsafe impl Shared for core::sync::atomic::AtomicI64 {}
+// SAFETY: a repr(C) record of integer atomics.
+unsafe impl Shared for crate::AtomicReduction {}

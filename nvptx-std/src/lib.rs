@@ -40,7 +40,7 @@ mod out;
 pub mod param;
 
 pub use kernel_macros::kernel;
-pub use kernel_math::{Element, Scalar, Word};
+pub use kernel_math::{Element, Scalar, Shared, Word};
 pub use out::{Out, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
 
 /// Launch support for the host launchers that [`kernel`] generates (host builds only).

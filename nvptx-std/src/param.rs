@@ -1,6 +1,6 @@
 //! How a `#[kernel]` entry turns its PTX parameters back into the types its
 //! body was written with. Called only from code the macro generates.
-use kernel_math::{Element, Scalar};
+use kernel_math::{Element, Scalar, Shared};
 
 /// Rebuilds a `&[T]` parameter.
 ///
@@ -22,7 +22,7 @@ pub unsafe fn slice<'a, T: Element>(ptr: *const T, len: usize) -> &'a [T] {
 /// `ptr` addresses a live, aligned `T` that is changed only through its own
 /// interior mutability (atomics) while the kernel runs.
 #[inline(always)]
-pub unsafe fn shared<'a, T: Sync>(ptr: *const T) -> &'a T {
+pub unsafe fn shared<'a, T: Shared>(ptr: *const T) -> &'a T {
     // SAFETY: the caller's contract.
     unsafe { &*ptr }
 }
@@ -41,5 +41,6 @@ pub trait OutParam: Sized {
 pub fn assert_element<T: Element>() {}
 /// Compile-time check that a by-value parameter is a [`Scalar`].
 pub fn assert_scalar<T: Scalar>() {}
-/// Compile-time check that a `&T` parameter may be shared by every thread.
-pub fn assert_shared<T: Sync>() {}
+/// Compile-time check that a `&T` parameter may be shared by every thread
+/// (any bits valid; changed only through atomics).
+pub fn assert_shared<T: Shared>() {}

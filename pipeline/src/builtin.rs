@@ -8,7 +8,8 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, sys};
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use pc_runtime::launch::Kernel;
 use ptx_kernels::{
-    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KERNELS, MixU32Kernel, MovingAverageKernel, ProducerVecKernel, ReduceKernel, StereoToMonoKernel, U8ToF32Kernel,
+    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KERNELS, MixU32Kernel, MovingAverageKernel, ProducerVecKernel, ReduceKernel, StereoToMonoKernel,
+    U8ToF32Kernel,
 };
 use std::sync::Arc;
 

@@ -75,7 +75,8 @@ fn generated_input_of_other_types_verifies() {
     let gpu = Gpu::open(0).unwrap();
     let reg = StageRegistry::builtin();
     for list in ["h2d,u8-to-f32,moving-average,d2h", "h2d,mix-u32,d2h", "h2d,double-f64,d2h", "h2d,stereo-to-mono,consumer,d2h"] {
-        let spec = PipelineSpec::new(Workload::Stream).stages(reg.parse(list).unwrap()).slots(2).chunk_elements(1 << 16).total_elements((1 << 20) + 7).seed(seed());
+        let spec =
+            PipelineSpec::new(Workload::Stream).stages(reg.parse(list).unwrap()).slots(2).chunk_elements(1 << 16).total_elements((1 << 20) + 7).seed(seed());
         let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
         let r = p.run(Launch::Streams, 1, false).unwrap();
         let v = p.verify(&r);

@@ -1,0 +1,12 @@
+//! A `&bool` parameter: the device would read whatever bits the buffer holds.
+#![forbid(unsafe_code)]
+use nvptx_std::{Out, kernel};
+
+#[kernel]
+pub fn flag_kernel(flag: &bool, mut output: Out<u32>) {
+    for (_, o) in output.iter_mut() {
+        *o = *flag as u32;
+    }
+}
+
+fn main() {}

@@ -215,12 +215,26 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let mut host_params = Vec::new();
     let mut pushes = Vec::new();
     let mut sizes = Vec::new();
+    // Slices under one `same_len` rule share one length on the device: the
+    // launcher refuses unequal ones before launching (and a launch that
+    // bypasses it breaks the entry's contract). The compiler then sees that
+    // `output.iter_mut()`'s indices are in bounds of `input` and drops the
+    // bounds check from the loop. (A device-side recheck cost the
+    // one-thread-per-element consumer 3%.)
+    let shared_len = attr.same_len.first().map(|n| format_ident!("{}__len", n));
+    let unused_lens: Vec<Ident> = attr.same_len.iter().skip(1).map(|n| format_ident!("{}__len", n)).collect();
+    let len_guard = quote! { #(let _ = #unused_lens;)* };
     for Param { name: p, kind, span: param_span } in &params {
         let ps = p.to_string();
-        let (ptr, len) = (format_ident!("{}__ptr", p), format_ident!("{}__len", p));
+        let ptr = format_ident!("{}__ptr", p);
+        let raw_len = format_ident!("{}__len", p);
+        let len = match &shared_len {
+            Some(l) if attr.same_len.contains(p) => l.clone(),
+            _ => raw_len.clone(),
+        };
         match kind {
             Kind::Slice(t) => {
-                raw.push(quote! { #ptr: *const #t, #len: usize });
+                raw.push(quote! { #ptr: *const #t, #raw_len: usize });
                 convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
@@ -228,7 +242,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
             Kind::Out(full, t) => {
-                raw.push(quote! { #ptr: *mut #t, #len: usize });
+                raw.push(quote! { #ptr: *mut #t, #raw_len: usize });
                 convert.push(quote! { <#full as ::nvptx_std::param::OutParam>::from_raw(#ptr, #len) });
                 // What the entry's conversion needs (`OutQuads<T>` wants a
                 // `Word`), checked on the host too: otherwise a host build
@@ -303,6 +317,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             // slice as the address and length of one live device buffer that
             // no other work touches while this kernel runs (its contract),
             // over a one-dimensional launch.
+            #len_guard
             unsafe { #body_fn(#(#convert),*) }
         }
 

@@ -31,9 +31,10 @@ pub unsafe fn shared<'a, T: Shared>(ptr: *const T) -> &'a T {
 pub trait OutParam: Sized {
     type Elem: Element;
     /// # Safety
-    /// `ptr` addresses `len` `Self::Elem` of one live device allocation,
-    /// aligned, that no other work reads or writes while the kernel runs;
-    /// every thread of a one-dimensional grid gets the same `ptr` and `len`.
+    /// `ptr` is not null and addresses `len` `Self::Elem` of one live device
+    /// allocation, aligned, that no other work reads or writes while the
+    /// kernel runs; every thread of a one-dimensional grid gets the same
+    /// `ptr` and `len`.
     unsafe fn from_raw(ptr: *mut Self::Elem, len: usize) -> Self;
 }
 

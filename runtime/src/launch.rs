@@ -150,8 +150,18 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         }
     }
 
-    fn address<T>(&self, ptr: u64, name: &str) -> Result<u64> {
-        if ptr % std::mem::align_of::<T>() as u64 != 0 {
+    /// The address to pass: never null (an empty buffer may have no
+    /// address; it gets a dangling, aligned one, which the device side
+    /// relies on) and aligned for `T`.
+    fn address<T>(&self, ptr: u64, len: usize, name: &str) -> Result<u64> {
+        let align = std::mem::align_of::<T>() as u64;
+        if ptr == 0 && len == 0 {
+            return Ok(align);
+        }
+        if ptr == 0 {
+            return Err(Error::Misaligned { kernel: K::NAME, param: format!("{name} (null address)"), align: align as usize });
+        }
+        if ptr % align != 0 {
             return Err(Error::Misaligned { kernel: K::NAME, param: name.to_string(), align: std::mem::align_of::<T>() });
         }
         Ok(ptr)
@@ -161,7 +171,7 @@ impl<'a, K: KernelEntry> Args<'a, K> {
     pub fn slice<T>(&mut self, buf: &impl DevicePtr<T>, name: &str) -> Result<()> {
         self.same_context(buf, name)?;
         let (ptr, _no_tracking) = buf.device_ptr(self.stream);
-        self.words.push(self.address::<T>(ptr, name)?);
+        self.words.push(self.address::<T>(ptr, buf.len(), name)?);
         self.words.push(buf.len() as u64);
         Ok(())
     }
@@ -171,7 +181,7 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         self.same_context(buf, name)?;
         let len = buf.len() as u64;
         let (ptr, _no_tracking) = buf.device_ptr_mut(self.stream);
-        self.words.push(self.address::<T>(ptr, name)?);
+        self.words.push(self.address::<T>(ptr, len as usize, name)?);
         self.words.push(len);
         Ok(())
     }
@@ -183,7 +193,7 @@ impl<'a, K: KernelEntry> Args<'a, K> {
             return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{name} is empty; it must hold one element") });
         }
         let (ptr, _no_tracking) = buf.device_ptr(self.stream);
-        self.words.push(self.address::<T>(ptr, name)?);
+        self.words.push(self.address::<T>(ptr, 1, name)?);
         Ok(())
     }
 

@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # The project's test command, on any machine (no GPU needed): installs the
-# pinned nightly (rust-toolchain.toml) and ptxas, builds everything, runs every
-# test. Tests that need a GPU show as "ignored, needs a CUDA device"; run them
-# on a GPU machine with `cargo test -- --include-ignored`, or with
-# scripts/gather-gpu.sh where that machine has no Rust.
+# pinned nightly (rust-toolchain.toml) and ptxas, checks formatting, lints
+# and docs, builds everything, runs every test, and builds a project written
+# by `host new` outside the clone. Tests that need a GPU show as "ignored,
+# needs a CUDA device"; run them on a GPU machine with
+# `cargo test -- --include-ignored`, or with scripts/gather-gpu.sh where that
+# machine has no Rust.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup toolchain install            # reads rust-toolchain.toml
 ./scripts/install-ptxas.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked "$@"
+
+# A user's project, outside this clone: `host new` writes it, and its
+# `cargo build` must work with no other step (its kernels go through
+# nvptx-builder, which pins its own toolchain). Built with the machine's
+# default toolchain, as a user would; the pinned one where there is none.
+project=$(mktemp -d)/my-pipeline
+cargo run -q --locked -p host -- new "$project"
+if rustup default >/dev/null 2>&1; then toolchain=(); else toolchain=("+$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"); fi
+(cd "$project" && cargo "${toolchain[@]}" build && cargo "${toolchain[@]}" run -q -- pipeline --help >/dev/null)
+echo "host new: $project builds"

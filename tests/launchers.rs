@@ -1,64 +1,53 @@
-//! Every launcher that `#[kernel]` generates in kernels-gpu against the PTX
-//! that build.rs compiled from the same source, without a GPU: its `NAME` is
-//! an entry of the PTX, its `PARAM_BYTES` are that entry's parameter sizes,
-//! and the PTX has no entry without a launcher listed here (so a kernel
-//! added to kernels-gpu must be added to `LAUNCHERS`).
+//! Every `#[kernel]` of kernels-gpu against the PTX that build.rs compiled
+//! from the same source, without a GPU. The kernels are not listed here:
+//! each `#[kernel]` records itself (`pc_runtime::launch::KERNEL_ENTRIES`),
+//! so a kernel added to kernels-gpu is checked with no other change. Both
+//! ways: each recorded kernel is a PTX entry with the parameter sizes of its
+//! launcher, and each PTX entry is a recorded kernel.
 //!
 //! kernels-gpu's own tests cannot do this: the PTX is embedded by this
 //! package, which depends on kernels-gpu.
-use pc_runtime::launch::{KernelEntry, entry_param_bytes};
+use pc_runtime::launch::{EntryInfo, KernelEntry, entries_of, entry_param_bytes};
 use std::collections::BTreeSet;
 
-/// `(NAME, PARAM_BYTES)` of each listed launcher type.
-macro_rules! launchers {
-    ($($k:ident),* $(,)?) => {
-        &[$((<kernels_gpu::$k as KernelEntry>::NAME, <kernels_gpu::$k as KernelEntry>::PARAM_BYTES)),*]
-    };
+fn recorded() -> Vec<EntryInfo> {
+    // Naming one launcher links kernels-gpu, and with it every record.
+    let _ = ptx_kernels::ConsumerKernel::NAME;
+    entries_of("kernels-gpu")
 }
 
-/// Every launcher of kernels-gpu, once.
-const LAUNCHERS: &[(&str, &[usize])] = launchers![
-    ProducerKernel,
-    ConsumerKernel,
-    ProducerVecKernel,
-    ConsumerVecKernel,
-    FusedVecKernel,
-    FusedKernel,
-    MovingAverageKernel,
-    U8ToF32Kernel,
-    StereoToMonoKernel,
-    MixU32Kernel,
-    AbsI32Kernel,
-    DoubleF64Kernel,
-    ReduceKernel,
-    DelayKernel,
-    PanicKernel,
-];
-
 #[test]
-fn every_launcher_has_its_ptx_entrys_parameters() {
-    for &(name, bytes) in LAUNCHERS {
-        let found = entry_param_bytes(ptx_kernels::KERNELS, name).unwrap_or_else(|| panic!("the PTX has no entry {name}"));
-        assert_eq!(found, bytes, "{name}: PTX parameter sizes (left) against the launcher's PARAM_BYTES (right)");
+fn every_kernel_has_its_ptx_entrys_parameters() {
+    let kernels = recorded();
+    assert!(kernels.len() >= 10, "{kernels:?}");
+    for e in &kernels {
+        let found = entry_param_bytes(ptx_kernels::KERNELS, e.name).unwrap_or_else(|| panic!("the PTX has no entry {}", e.name));
+        assert_eq!(found, e.param_bytes, "{}: PTX parameter sizes (left) against the launcher's PARAM_BYTES (right)", e.name);
     }
 }
 
 #[test]
-fn the_ptx_entries_are_exactly_the_listed_launchers() {
-    let listed: BTreeSet<&str> = LAUNCHERS.iter().map(|&(name, _)| name).collect();
-    assert_eq!(listed.len(), LAUNCHERS.len(), "a launcher is listed twice");
+fn the_ptx_entries_are_exactly_the_recorded_kernels() {
+    let kernels = recorded();
+    let listed: BTreeSet<&str> = kernels.iter().map(|e| e.name).collect();
+    assert_eq!(listed.len(), kernels.len(), "a kernel is recorded twice");
     let in_ptx: BTreeSet<&str> = ptx_kernels::entries().collect();
     let unlisted: Vec<_> = in_ptx.difference(&listed).collect();
     let missing: Vec<_> = listed.difference(&in_ptx).collect();
-    assert!(unlisted.is_empty() && missing.is_empty(), "PTX entries without a listed launcher: {unlisted:?}; listed launchers not in the PTX: {missing:?}");
+    assert!(unlisted.is_empty() && missing.is_empty(), "PTX entries without a #[kernel]: {unlisted:?}; #[kernel]s not in the PTX: {missing:?}");
+}
+
+#[test]
+fn a_launcher_type_is_its_recorded_kernel() {
+    use ptx_kernels::{ProducerVecKernel, ReduceKernel};
+    for (name, bytes) in [(ProducerVecKernel::NAME, ProducerVecKernel::PARAM_BYTES), (ReduceKernel::NAME, ReduceKernel::PARAM_BYTES)] {
+        assert!(recorded().iter().any(|e| e.name == name && e.param_bytes == bytes), "{name}");
+    }
 }
 
 #[test]
 fn the_builders_entry_list_is_the_ptxs() {
-    let from_builder: Vec<&str> = {
-        let mut v: Vec<&str> = ptx_kernels::entries().collect();
-        v.sort();
-        v
-    };
+    let mut from_builder: Vec<&str> = ptx_kernels::entries().collect();
+    from_builder.sort();
     assert_eq!(from_builder, pc_runtime::launch::entries(ptx_kernels::KERNELS));
 }

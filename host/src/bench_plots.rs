@@ -10,8 +10,11 @@ const PALETTE: [&str; 10] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b
 /// Writes `pipelines-<workload>.svg` (throughput against chunk size, one line
 /// per mode and peer) and `kernels.svg` (each kernel's GB/s per
 /// implementation) into `dir`.
+/// Named lines of (x, y) points.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
 pub fn write_plots(all: &Value, dir: &Path) -> Result<()> {
-    let mut series_by_workload: std::collections::BTreeMap<String, Vec<(String, Vec<(f64, f64)>)>> = Default::default();
+    let mut series_by_workload: std::collections::BTreeMap<String, Series> = Default::default();
     let mut add = |rows: &Value, prefix: &str| {
         for r in rows.as_array().into_iter().flatten() {
             let w = r["workload"].as_str().unwrap_or("?").to_string();

@@ -25,7 +25,9 @@ pub struct PipelineArgs {
     #[arg(short, long, value_enum, default_value = "generate")]
     workload: WorkloadArg,
     /// Stage list instead of the workload's, e.g. "h2d,consumer,consumer,d2h".
-    /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer, moving-average.
+    /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer,
+    /// moving-average, u8-to-f32, stereo-to-mono, mix-u32, abs-i32,
+    /// double-f64, and any stage the program registered.
     #[arg(short, long)]
     stages: Option<String>,
     /// Slots per ring (K): 1 serial-safe, 2 double buffering, 3 or more.
@@ -118,7 +120,7 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
         if let Some(n) = given {
             return Ok(n);
         }
-        if bytes % size != 0 {
+        if !bytes.is_multiple_of(size) {
             bail!("{flag} {bytes} bytes is not a whole number of {elem} ({size} bytes each)");
         }
         Ok(bytes / size)
@@ -156,10 +158,10 @@ fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: &PipelineArgs) -> Result<bool> {
+pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     let registry = match &a.ptx {
-        None => StageRegistry::builtin(),
-        Some(_) => StageRegistry::builtin_in(crate::kernels_ptx(&a.ptx)?.0),
+        None => registry.clone(),
+        Some(_) => registry.with_builtins_in(crate::kernels_ptx(&a.ptx)?.0),
     };
     let spec = spec_of(a, &registry)?;
     check_writable(&a.trace, "--trace")?;

@@ -333,6 +333,17 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         }
 
         #[cfg(not(target_arch = "nvptx64"))]
+        const _: () = {
+            #[::nvptx_std::host::linkme::distributed_slice(::nvptx_std::host::KERNEL_ENTRIES)]
+            #[linkme(crate = ::nvptx_std::host::linkme)]
+            static ENTRY: ::nvptx_std::host::EntryInfo = ::nvptx_std::host::EntryInfo {
+                krate: ::core::env!("CARGO_PKG_NAME"),
+                name: #name_str,
+                param_bytes: <#launcher as ::nvptx_std::host::KernelEntry>::PARAM_BYTES,
+            };
+        };
+
+        #[cfg(not(target_arch = "nvptx64"))]
         impl #launcher {
             #[doc = #launch_doc]
             #[allow(clippy::too_many_arguments)]

@@ -220,6 +220,9 @@ pub fn from_order_key(k: u32) -> f32 {
 /// Histogram bin of `v`: 16 bins of width 0.5 over [-4, 4), the outer bins
 /// also taking what lies beyond (NaN lands in bin 8, the bin of 0).
 #[inline(always)]
+// Written out rather than `clamp`, whose max < min panic path would reach
+// the kernels (the reduce kernel's hot loop), though never taken here.
+#[allow(clippy::manual_clamp)]
 pub fn hist_bin(v: f32) -> usize {
     let b = ((v + 4.0) * 2.0) as i32;
     (if b < 0 {

@@ -146,7 +146,7 @@ pub fn lane() -> u32 {
 /// the condition for full-mask warp shuffles.
 #[inline(always)]
 pub fn warps_are_full() -> bool {
-    sreg::ntid() % 32 == 0
+    sreg::ntid().is_multiple_of(32)
 }
 
 /// `shfl.sync.bfly`: the value of lane `lane() ^ mask`, all 32 lanes taking

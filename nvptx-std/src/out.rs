@@ -118,7 +118,7 @@ impl<T: Word> OutParam for OutQuads<'_, T> {
     #[inline(always)]
     unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
         let ptr = unsafe { non_null(ptr) };
-        let quads = if (ptr as usize) % 16 == 0 { len / 4 } else { 0 };
+        let quads = if (ptr as usize).is_multiple_of(16) { len / 4 } else { 0 };
         OutQuads { ptr, len, quads, _slice: PhantomData }
     }
 }
@@ -133,13 +133,6 @@ impl<'a, T: Word> OutQuads<'a, T> {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Whole quads the rule gives: `len / 4` when the slice is 16-byte
-    /// aligned, else 0 (every element then goes through [`OutQuads::tail`]).
-    #[inline(always)]
-    fn quad_count(&self) -> usize {
-        if (self.ptr as usize) % 16 == 0 { self.len / 4 } else { 0 }
     }
 
     /// This thread's quads: `(q, quad)`, the quad holding elements `4q..4q+4`.
@@ -208,7 +201,7 @@ impl<'a, T: Word> Quads<'a, T> {
     /// `Some` when `elems` starts 16-byte aligned.
     #[inline(always)]
     pub fn new(elems: &'a [T]) -> Option<Self> {
-        ((elems.as_ptr() as usize) % 16 == 0).then_some(Quads { elems })
+        (elems.as_ptr() as usize).is_multiple_of(16).then_some(Quads { elems })
     }
 
     /// Whole quads in the slice.

@@ -123,6 +123,15 @@ impl StageRegistry {
         StageRegistry { stages }
     }
 
+    /// This registry with the built-in stages' kernels from `ptx` (another
+    /// build of kernels-gpu) and every other stage kept.
+    pub fn with_builtins_in(&self, ptx: &'static str) -> StageRegistry {
+        let mut r = StageRegistry::builtin_in(ptx);
+        let builtin = StageRegistry::builtin();
+        r.stages.extend(self.stages.iter().filter(|s| builtin.get(s.name()).is_none()).cloned());
+        r
+    }
+
     /// Adds a stage; its name must be new.
     pub fn register(&mut self, stage: Stage) -> Result<()> {
         if self.get(stage.name()).is_some() {

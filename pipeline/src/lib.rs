@@ -17,7 +17,7 @@
 //! - [`spec`]: a pipeline's shape, validation, ring element types;
 //! - [`graph`]: the event graph as a value;
 //! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
-//! - [`reference`]: the CPU reference and chunk-by-chunk verification;
+//! - [`reference`](mod@reference): the CPU reference and chunk-by-chunk verification;
 //! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart;
 //! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents.
 //!

@@ -4,8 +4,11 @@
 use pc_pipeline::{EdgeKind, EventGraph};
 use std::collections::BTreeSet;
 
+/// (kind, ring, slot, from, to).
+type EdgeKey = (EdgeKind, usize, usize, (usize, usize), (usize, usize));
+
 /// The design, written independently of the implementation.
-fn expected(stages: usize, chunks: usize, k: usize) -> BTreeSet<(EdgeKind, usize, usize, (usize, usize), (usize, usize))> {
+fn expected(stages: usize, chunks: usize, k: usize) -> BTreeSet<EdgeKey> {
     let mut set = BTreeSet::new();
     for ring in 0..stages - 1 {
         for c in 0..chunks {
@@ -36,13 +39,13 @@ fn happens_before(g: &EventGraph) -> Vec<Vec<bool>> {
     for e in g.edges() {
         hb[id(e.from.0, e.from.1)][id(e.to.0, e.to.1)] = true;
     }
+    // Warshall's transitive closure.
     for m in 0..n {
         for a in 0..n {
             if hb[a][m] {
-                for b in 0..n {
-                    if hb[m][b] {
-                        hb[a][b] = true;
-                    }
+                let via = hb[m].clone();
+                for (to, reach) in hb[a].iter_mut().zip(via) {
+                    *to |= reach;
                 }
             }
         }

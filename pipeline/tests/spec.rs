@@ -9,6 +9,12 @@ use pc_pipeline::stage::{Kind, MapStage, OnGpu, Setup};
 use pc_pipeline::{PipelineError, PipelineSpec, Stage, StageRegistry, Workload, parse_stages};
 use std::sync::Arc;
 
+// Only kernels of the map shape can be map stages (issue: any entry ran
+// with the map argument list, e.g. reduce_kernel doing atomics at `n`).
+static_assertions::assert_not_impl_any!(ptx_kernels::ReduceKernel: pc_runtime::launch::MapKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::ProducerVecKernel: pc_runtime::launch::MapKernel);
+static_assertions::assert_impl_all!(ptx_kernels::ConsumerVecKernel: pc_runtime::launch::MapKernel);
+
 #[test]
 fn workloads_have_their_default_stages() {
     let names = |w| PipelineSpec::new(w).stages.iter().map(|s: &Stage| s.name().to_string()).collect::<Vec<_>>().join(",");

@@ -22,6 +22,31 @@ use std::sync::Arc;
 pub use cudarc::driver::{CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceSlice, LaunchConfig};
 use kernel_math::Element;
 
+#[doc(hidden)]
+pub use linkme;
+
+/// One `#[kernel]`, as every kernel crate linked into a program records it:
+/// which crate, which entry, which parameter sizes. Tests compare this list
+/// with the PTX both ways, so no list of kernel names is kept by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The kernel crate's package name.
+    pub krate: &'static str,
+    pub name: &'static str,
+    pub param_bytes: &'static [usize],
+}
+
+/// Every `#[kernel]` of every kernel crate linked into this program.
+#[linkme::distributed_slice]
+pub static KERNEL_ENTRIES: [EntryInfo];
+
+/// The kernels `#[kernel]` recorded for package `krate`, sorted by name.
+pub fn entries_of(krate: &str) -> Vec<EntryInfo> {
+    let mut v: Vec<EntryInfo> = KERNEL_ENTRIES.iter().filter(|e| e.krate == krate).copied().collect();
+    v.sort_by_key(|e| e.name);
+    v
+}
+
 /// Implemented by the launcher type `#[kernel]` generates for each kernel.
 pub trait KernelEntry {
     /// The PTX `.entry` name: the kernel function's name.
@@ -161,7 +186,7 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         if ptr == 0 {
             return Err(Error::Misaligned { kernel: K::NAME, param: format!("{name} (null address)"), align: align as usize });
         }
-        if ptr % align != 0 {
+        if !ptr.is_multiple_of(align) {
             return Err(Error::Misaligned { kernel: K::NAME, param: name.to_string(), align: std::mem::align_of::<T>() });
         }
         Ok(ptr)

@@ -3,9 +3,9 @@
 //! waits of the [`EventGraph`]. The host only enqueues; it synchronizes once,
 //! at the end of a run (and on every error path, before returning).
 //!
-//! - [`part`]: one GPU's share: allocation, the memory budget, teardown;
-//! - [`enqueue`]: one run's operations with their waits;
-//! - [`capture`]: a run captured as a CUDA graph, replayed;
+//! - `part`: one GPU's share: allocation, the memory budget, teardown;
+//! - `enqueue`: one run's operations with their waits;
+//! - `capture`: a run captured as a CUDA graph, replayed;
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;

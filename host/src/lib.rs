@@ -1,0 +1,210 @@
+//! `host`: the seed's producer/consumer demo on a GPU, with every element
+//! checked against the CPU reference, multi-stage pipelines and benchmarks.
+//! Run `host --help`.
+//!
+//! The command line is a library too, so a program with stages of its own
+//! gets the same CLI with them in `pipeline --stages` (what `host new`
+//! writes):
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let mut stages = pc_pipeline::StageRegistry::builtin();
+//!     // stages.register(pc_pipeline::Stage::map::<MyKernel>("mine", MY_PTX, |i, o| ...))?;
+//!     host::main_with(stages)
+//! }
+//! ```
+mod bench;
+mod bench_plots;
+mod new_project;
+mod pipeline_cmd;
+mod units;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use pc_runtime::error::bytes;
+use pc_runtime::gpu::Gpu;
+use ptx_kernels::demo::{DemoConfig, DemoReport, run_demo_with};
+use std::process::ExitCode;
+
+/// Producer kernel on stream A, an event, consumer kernel on stream B waiting
+/// on it; then every output element is checked against the CPU reference.
+///
+/// With no subcommand: the seed's demo. `host pipeline --help`: multi-stage
+/// pipelines over ring buffers.
+///
+/// Exit status: 0 when every element matches, 1 on a mismatch or an error.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream chunks through a multi-stage pipeline: one stream per stage,
+    /// rings of K slots, every hand-off ordered by filled/freed events.
+    Pipeline(pipeline_cmd::PipelineArgs),
+    /// Measure the GPU's ceilings (copies, memset, host transfers) and the
+    /// kernels and pipelines against them; write JSON, markdown and SVG plots.
+    Bench(bench::BenchArgs),
+    /// Write a new project outside this repository: a kernel crate of your
+    /// own (a u32 map stage) and an app that runs it in a pipeline with this
+    /// CLI. `cargo build` there works with no other step.
+    New(new_project::NewArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Number of f32 elements (also 2^20 or 1e6 style).
+    #[arg(short = 'n', long, default_value = "1048576", value_parser = units::parse_count)]
+    elements: u64,
+    /// Threads per block.
+    #[arg(short, long, default_value_t = 256)]
+    block_size: u32,
+    /// Blocks per grid (default: enough for the elements, at most half the GPU's resident capacity).
+    #[arg(short, long)]
+    grid_size: Option<u32>,
+    /// CUDA device index.
+    #[arg(short, long, default_value_t = 0)]
+    device: usize,
+    /// Skip stream B's wait on the producer's event (the seed's pitfall): shows wrong elements.
+    #[arg(long)]
+    no_sync: bool,
+    /// Microseconds each producer thread spins before writing [default: 0, or 2000 with --no-sync].
+    #[arg(long)]
+    spin_us: Option<u64>,
+    /// Seed of the producer's values.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u32,
+    /// Load the kernels from this PTX file instead of the embedded module
+    /// (toolchain experiments; same entries and signatures).
+    #[arg(long)]
+    ptx: Option<std::path::PathBuf>,
+}
+
+/// The kernels' PTX: the embedded module, or the file given with `--ptx`
+/// (kept for the rest of the process, as the embedded one is).
+pub fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(&'static str, String)> {
+    Ok(match ptx {
+        None => (ptx_kernels::KERNELS, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("PTX file {}: {e}", path.display()))?;
+            (Box::leak(text.into_boxed_str()), format!("the kernels' PTX ({})", path.display()))
+        }
+    })
+}
+
+/// Runs the command line with the stages of `registry` available to
+/// `pipeline --stages` (the built-in ones, and any a program registers).
+pub fn main_with(registry: pc_pipeline::StageRegistry) -> ExitCode {
+    main_with_args(registry, std::env::args_os())
+}
+
+/// [`main_with`] on these arguments (the first is the program name).
+pub fn main_with_args<I, T>(registry: pc_pipeline::StageRegistry, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    // A bug must still end as one line and exit 1, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("error: internal error: {}", msg.replace('\n', " "));
+        std::process::exit(1);
+    }));
+    let cli = Cli::parse_from(args);
+    let result = match &cli.command {
+        Some(Command::Pipeline(args)) => pipeline_cmd::run(args, &registry),
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::New(args)) => new_project::run(args),
+        None => run(&cli.demo),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &DemoArgs) -> Result<bool> {
+    let cfg = DemoConfig {
+        elements: cli.elements,
+        block_size: cli.block_size,
+        grid_size: cli.grid_size,
+        seed: cli.seed,
+        sync: !cli.no_sync,
+        producer_spin_us: cli.spin_us.unwrap_or(if cli.no_sync { 2000 } else { 0 }),
+    };
+    cfg.validate()?;
+    let (ptx, origin) = kernels_ptx(&cli.ptx)?;
+    let gpu = Gpu::open(cli.device)?;
+    let info = gpu.info();
+    println!(
+        "device {}: {} (sm_{}{}, {} SMs, {}), PTX built for {}",
+        info.index,
+        info.name,
+        info.compute_capability.0,
+        info.compute_capability.1,
+        info.sm_count,
+        bytes(info.total_memory as u128),
+        ptx_kernels::ARCH
+    );
+    let module = gpu.load_module(ptx, &origin)?;
+    let report = run_demo_with(&gpu, &module, &cfg)?;
+    print_report(&report);
+    Ok(report.check.passed())
+}
+
+fn print_report(r: &DemoReport) {
+    let c = &r.config;
+    println!(
+        "elements {}, block {}, grid {}, producer spin {} us, stream B {} the producer's event",
+        c.elements,
+        c.block_size,
+        r.grid_size,
+        c.producer_spin_us,
+        if c.sync { "waits on" } else { "does NOT wait on" }
+    );
+    let samples: Vec<String> = r.samples.iter().map(|x| format!("{x:.6}")).collect();
+    println!("output[0..{}]: {}", samples.len(), samples.join(" "));
+    println!("producer {:9.3} ms  {:8.1} GB/s  (writes {})", r.producer_ms, r.producer_gbps(), bytes(r.producer_bytes() as u128));
+    println!("consumer {:9.3} ms  {:8.1} GB/s  (reads and writes {})", r.consumer_ms, r.consumer_gbps(), bytes(r.consumer_bytes() as u128));
+    let n = r.check.checked;
+    match (&r.check.first, c.sync) {
+        (None, true) => println!("verification: PASS: all {n} elements match the CPU reference"),
+        (None, false) => {
+            println!("verification: PASS: all {n} elements match, although stream B did not wait: the race did not show this time (try a larger --spin-us)")
+        }
+        (Some(m), sync) => {
+            println!(
+                "verification: FAIL: {} of {n} elements differ from the CPU reference (first: [{}] = {}, want {})",
+                r.check.mismatches, m.index, m.got, m.want
+            );
+            if !sync {
+                println!("(expected without the event wait: the consumer read the buffer before the producer wrote it)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

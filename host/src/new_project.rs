@@ -1,0 +1,254 @@
+//! `host new DIR`: a ready project of your own outside this repository: a
+//! kernel crate (a u32 map kernel written once with `#[kernel]`, and its
+//! per-element math shared with the CPU reference) and an app that builds it
+//! to PTX, registers it as a stage and runs this CLI. `cargo build` in DIR
+//! works with no other step; `cargo run` there (on a GPU) runs and verifies
+//! a u32 pipeline through the new stage.
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Directory to create (must not exist, or be empty). Its name names the crates.
+    dir: PathBuf,
+    /// This repository, for path dependencies [default: the one this binary was built from].
+    #[arg(long, conflicts_with = "git")]
+    repo: Option<PathBuf>,
+    /// Depend on this repository by git URL instead of by path.
+    #[arg(long)]
+    git: Option<String>,
+}
+
+/// The repository this binary was built from.
+fn built_from() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A crate name from a directory name: lowercase letters, digits, '-'.
+fn crate_name(dir: &Path) -> Result<String> {
+    let raw = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        bail!("{}: the directory's name must start with a letter (it names the crates)", dir.display());
+    }
+    Ok(name)
+}
+
+fn dep(source: &Source, package: &str) -> String {
+    match source {
+        Source::Path(repo) => {
+            let dir = if package == "ptx-kernels" { repo.clone() } else { repo.join(package_dir(package)) };
+            format!("{{ path = {:?} }}", dir.display().to_string())
+        }
+        Source::Git(url) => format!("{{ git = {url:?}, package = {package:?} }}"),
+    }
+}
+
+fn package_dir(package: &str) -> &str {
+    match package {
+        "pc-pipeline" => "pipeline",
+        "pc-runtime" => "runtime",
+        other => other,
+    }
+}
+
+enum Source {
+    Path(PathBuf),
+    Git(String),
+}
+
+pub fn run(a: &NewArgs) -> Result<bool> {
+    let name = crate_name(&a.dir)?;
+    let source = match (&a.git, &a.repo) {
+        (Some(url), _) => Source::Git(url.clone()),
+        (None, Some(repo)) => Source::Path(repo.canonicalize().with_context(|| format!("--repo {}", repo.display()))?),
+        (None, None) => {
+            let repo = built_from();
+            if !repo.join("nvptx-std/Cargo.toml").is_file() {
+                bail!("this binary's repository ({}) is not here; give --repo PATH or --git URL", repo.display());
+            }
+            Source::Path(repo)
+        }
+    };
+    if let Source::Path(repo) = &source
+        && !repo.join("nvptx-std/Cargo.toml").is_file()
+    {
+        bail!("{} is not this project's repository (no nvptx-std/Cargo.toml)", repo.display());
+    }
+    if a.dir.exists() && std::fs::read_dir(&a.dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty", a.dir.display());
+    }
+    let kernels = format!("{name}-kernels");
+    let kernels_rs = kernels.replace('-', "_");
+    let files = template(&name, &kernels, &kernels_rs, &source);
+    for (path, text) in &files {
+        let p = a.dir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    println!("created {} ({} files): crates {kernels} (kernels) and {name} (app)", a.dir.display(), files.len());
+    println!("next: cd {} && cargo build && cargo run    # the run needs an NVIDIA GPU", a.dir.display());
+    Ok(true)
+}
+
+fn template(name: &str, kernels: &str, kernels_rs: &str, source: &Source) -> Vec<(&'static str, String)> {
+    let workspace = format!(
+        r#"# Written by `host new`: a kernel crate of your own and an app that runs it.
+[workspace]
+resolver = "3"
+members = ["kernels", "app"]
+
+[workspace.package]
+edition = "2024"
+publish = false
+
+[workspace.dependencies]
+nvptx-std = {nvptx_std}
+nvptx-builder = {nvptx_builder}
+pc-pipeline = {pipeline}
+host = {host}
+"#,
+        nvptx_std = dep(source, "nvptx-std"),
+        nvptx_builder = dep(source, "nvptx-builder"),
+        pipeline = dep(source, "pc-pipeline"),
+        host = dep(source, "host"),
+    );
+    let kernels_toml = format!(
+        r#"[package]
+name = "{kernels}"
+version = "0.1.0"
+edition.workspace = true
+publish.workspace = true
+description = "My kernels: built to PTX by nvptx-builder (app/build.rs), and for the host as their typed launchers"
+
+# No crate-type, profile or toolchain here: nvptx-builder sets what the
+# PTX build needs (staticlib, fat LTO, one codegen unit, panic = abort, the
+# pinned nightly) and this crate stays an ordinary library for the host.
+[dependencies]
+nvptx-std.workspace = true
+"#
+    );
+    let kernels_lib = r#"//! My kernels. Each is written once with `#[kernel]`: the PTX build gets
+//! the entry, the host build a typed launcher (`ScrambleKernel::launch`).
+#![no_std]
+#![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
+
+use nvptx_std::{Out, kernel};
+
+/// The per-element math: the kernel and the CPU reference both call it.
+pub fn scramble(x: u32) -> u32 {
+    (x ^ 0x9e37_79b9).rotate_left(7).wrapping_mul(0x2545_f491)
+}
+
+/// `output[i] = scramble(input[i])`, each thread writing the elements it owns.
+#[kernel(same_len(input, output))]
+pub fn scramble_kernel(input: &[u32], mut output: Out<u32>) {
+    for (i, o) in output.iter_mut() {
+        *o = scramble(input[i]);
+    }
+}
+"#
+    .to_string();
+    let app_toml = format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition.workspace = true
+publish.workspace = true
+
+[dependencies]
+{kernels} = {{ path = "../kernels" }}
+pc-pipeline.workspace = true
+host.workspace = true
+
+[build-dependencies]
+nvptx-builder.workspace = true
+"#
+    );
+    let app_build = r#"//! Builds ../kernels to PTX (the builder pins the toolchain and forces the
+//! settings a PTX build needs) and tells main.rs where it is.
+fn main() {
+    let result = nvptx_builder::Builder::new("../kernels").name("kernels").build().unwrap_or_else(|e| nvptx_builder::fail(&e));
+    println!("cargo:rustc-env=MY_KERNELS_PTX={}", result.ptx_path.display());
+}
+"#
+    .to_string();
+    let app_main = format!(
+        r#"//! This project's command line: the project's own CLI (`host`) with my
+//! stage registered. With no arguments it runs and verifies a u32 pipeline
+//! through it: h2d -> scramble -> mix-u32 -> d2h.
+use pc_pipeline::{{Stage, StageRegistry}};
+use std::process::ExitCode;
+
+/// My kernels' PTX, built by build.rs.
+const MY_PTX: &str = include_str!(env!("MY_KERNELS_PTX"));
+
+fn main() -> ExitCode {{
+    let mut stages = StageRegistry::builtin();
+    // The stage: its name, its kernel (typed by #[kernel]), its module, and
+    // its CPU reference from the same per-element function.
+    let scramble = Stage::map::<{kernels_rs}::ScrambleKernel>("scramble", MY_PTX, |input, output| {{
+        output.iter_mut().zip(input).for_each(|(o, &x)| *o = {kernels_rs}::scramble(x))
+    }});
+    if let Err(e) = stages.register(scramble) {{
+        eprintln!("error: {{e}}");
+        return ExitCode::from(1);
+    }}
+    if std::env::args().len() > 1 {{
+        return host::main_with(stages);
+    }}
+    let demo = ["{name}", "pipeline", "--stages", "h2d,scramble,mix-u32,d2h", "-k", "3", "--chunk", "4MiB", "--total", "64MiB"];
+    host::main_with_args(stages, demo)
+}}
+"#
+    );
+    let readme = format!(
+        r#"# {name}
+
+Written by `host new`. Two crates:
+
+- `kernels/` ({kernels}): kernels in Rust, each written once with
+  `#[kernel]`; `scramble_kernel` maps u32 to u32 with `scramble`, the
+  per-element function the CPU reference calls too.
+- `app/` ({name}): `build.rs` builds `kernels/` to PTX with nvptx-builder;
+  `main.rs` registers the stage `scramble` and runs the project's CLI.
+
+```sh
+cargo build                 # any machine (the PTX build needs the pinned nightly with rust-src)
+cargo run                   # on an NVIDIA GPU: h2d -> scramble -> mix-u32 -> d2h, every chunk verified
+cargo run -- pipeline --stages h2d,scramble,d2h --total 1GiB -k 3
+cargo run -- pipeline --help
+```
+
+To add a kernel: write it in `kernels/src/lib.rs` with `#[kernel]` (the
+map shape `fn(input: &[I], output: Out<O>)`), and register a `Stage::map`
+for it in `app/src/main.rs` with its CPU reference.
+"#
+    );
+    vec![
+        ("Cargo.toml", workspace),
+        ("kernels/Cargo.toml", kernels_toml),
+        ("kernels/src/lib.rs", kernels_lib),
+        ("app/Cargo.toml", app_toml),
+        ("app/build.rs", app_build),
+        ("app/src/main.rs", app_main),
+        ("README.md", readme),
+        (".gitignore", "/target\n".to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_directory() {
+        assert_eq!(crate_name(Path::new("/tmp/My Pipeline")).unwrap(), "my-pipeline");
+        assert!(crate_name(Path::new("/tmp/9lives")).is_err());
+        assert!(crate_name(Path::new("/")).is_err());
+    }
+}

@@ -55,13 +55,13 @@ impl fmt::Display for ElemType {
 }
 
 /// One chunk of elements on the host: what the CPU reference computes.
-/// Stored as 8-byte words, so any element type of alignment up to 8 can be
-/// viewed in place.
+/// Stored as 16-byte words, so any element type of alignment up to 16 can
+/// be viewed in place.
 #[derive(Clone)]
 pub struct HostChunk {
     elem: ElemType,
     len: usize,
-    words: Vec<u64>,
+    words: Vec<u128>,
 }
 
 impl HostChunk {
@@ -73,8 +73,8 @@ impl HostChunk {
 
     /// `len` elements of `elem`, all bytes 0.
     pub fn zeroed(elem: ElemType, len: usize) -> HostChunk {
-        assert!(elem.align <= 8, "element types aligned to more than 8 bytes are not supported");
-        HostChunk { elem, len, words: vec![0; (len * elem.size).div_ceil(8)] }
+        assert!(elem.align <= std::mem::align_of::<u128>(), "element types aligned to more than 16 bytes are not supported");
+        HostChunk { elem, len, words: vec![0; (len * elem.size).div_ceil(16)] }
     }
 
     /// From raw bytes of `elem` (a whole number of elements).
@@ -107,8 +107,8 @@ impl HostChunk {
 
     /// The elements as `T`, when they are `T`.
     pub fn view<T: Element>(&self) -> Option<&[T]> {
-        // SAFETY: the chunk holds `len` T (same TypeId), 8-byte aligned
-        // storage covers T's alignment (at most 8), and T: Element accepts
+        // SAFETY: the chunk holds `len` T (same TypeId), the storage's
+        // alignment covers T's (checked when made), and T: Element accepts
         // any bytes.
         self.elem.is::<T>().then(|| unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const T, self.len) })
     }

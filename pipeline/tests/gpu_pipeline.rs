@@ -195,3 +195,23 @@ fn a_users_own_kernel_module_runs_as_a_stage() {
         run_and_verify(&[&gpu], spec, Launch::Streams, 1);
     }
 }
+
+/// A replacement event graph of another shape than the rings were allocated
+/// for is refused (it would index slots past the ring), and the pipeline
+/// still runs and verifies afterwards.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_event_graph_of_another_shape_is_refused() {
+    use pc_pipeline::EventGraph;
+    let gpu = Gpu::open(0).unwrap();
+    let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(1 << 16).total_elements(1 << 19).seed(seed());
+    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    for (extra_slots, extra_chunks) in [(1, 0), (0, 1)] {
+        // SAFETY: refused before anything runs (the shape check comes first).
+        let e = unsafe { p.set_event_graph(|g| EventGraph::new(g.stages(), g.chunks() + extra_chunks, g.slots() + extra_slots)) };
+        let msg = e.expect_err("a graph of another shape must be refused").to_string();
+        assert!(msg.contains("for a part allocated as"), "{msg}");
+    }
+    let r = p.run(Launch::Streams, 1, false).unwrap();
+    assert!(p.verify(&r).passed());
+}

@@ -77,6 +77,9 @@ pub trait MapKernel: KernelEntry + Sized {
     ) -> Result<()>;
 }
 
+/// Most PTX parameters a launch takes (a slice is two).
+pub const MAX_PARAMS: usize = 32;
+
 /// A loaded PTX module.
 #[derive(Clone)]
 pub struct Module {
@@ -147,8 +150,10 @@ pub struct Args<'a, K> {
     stream: &'a CudaStream,
     cfg: LaunchConfig,
     /// One 8-byte slot per PTX parameter; the driver reads each parameter's
-    /// own size from the start of its slot.
-    words: Vec<u64>,
+    /// own size from the start of its slot. On the stack: a launch is on the
+    /// hot path of small-chunk pipelines, where an allocation shows.
+    words: [u64; MAX_PARAMS],
+    len: usize,
 }
 
 impl<'a, K: KernelEntry> Args<'a, K> {
@@ -164,7 +169,18 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         if g.0 == 0 || g.1 != 1 || g.2 != 1 || b.1 != 1 || b.2 != 1 {
             return Err(Error::LaunchShape { kernel: K::NAME, grid: g, block: b });
         }
-        Ok(Args { kernel, stream, cfg, words: Vec::with_capacity(K::PARAM_BYTES.len()) })
+        if K::PARAM_BYTES.len() > MAX_PARAMS {
+            return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{} PTX parameters; a launch takes at most {MAX_PARAMS}", K::PARAM_BYTES.len()) });
+        }
+        Ok(Args { kernel, stream, cfg, words: [0; MAX_PARAMS], len: 0 })
+    }
+
+    fn push(&mut self, word: u64) {
+        // Bounded by Args::new's check: a launcher pushes PARAM_BYTES.len() words.
+        if let Some(w) = self.words.get_mut(self.len) {
+            *w = word;
+            self.len += 1;
+        }
     }
 
     fn same_context<T>(&self, buf: &impl DeviceSlice<T>, name: &str) -> Result<()> {
@@ -196,8 +212,9 @@ impl<'a, K: KernelEntry> Args<'a, K> {
     pub fn slice<T>(&mut self, buf: &impl DevicePtr<T>, name: &str) -> Result<()> {
         self.same_context(buf, name)?;
         let (ptr, _no_tracking) = buf.device_ptr(self.stream);
-        self.words.push(self.address::<T>(ptr, buf.len(), name)?);
-        self.words.push(buf.len() as u64);
+        let address = self.address::<T>(ptr, buf.len(), name)?;
+        self.push(address);
+        self.push(buf.len() as u64);
         Ok(())
     }
 
@@ -206,8 +223,9 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         self.same_context(buf, name)?;
         let len = buf.len() as u64;
         let (ptr, _no_tracking) = buf.device_ptr_mut(self.stream);
-        self.words.push(self.address::<T>(ptr, len as usize, name)?);
-        self.words.push(len);
+        let address = self.address::<T>(ptr, len as usize, name)?;
+        self.push(address);
+        self.push(len);
         Ok(())
     }
 
@@ -218,7 +236,8 @@ impl<'a, K: KernelEntry> Args<'a, K> {
             return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{name} is empty; it must hold one element") });
         }
         let (ptr, _no_tracking) = buf.device_ptr(self.stream);
-        self.words.push(self.address::<T>(ptr, 1, name)?);
+        let address = self.address::<T>(ptr, 1, name)?;
+        self.push(address);
         Ok(())
     }
 
@@ -229,7 +248,7 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         // SAFETY: T is a Scalar: at most 8 bytes and no padding, so every
         // byte copied is initialized; the slot is 8 bytes.
         unsafe { std::ptr::copy_nonoverlapping(&v as *const T as *const u8, &mut slot as *mut u64 as *mut u8, std::mem::size_of::<T>()) };
-        self.words.push(slot);
+        self.push(slot);
     }
 
     /// Refuses slices of different lengths (`#[kernel(same_len(..))]`).
@@ -248,14 +267,20 @@ impl<'a, K: KernelEntry> Args<'a, K> {
     /// The arguments pushed are `K`'s, in order (generated launchers do
     /// this), and the caller keeps the launcher's ordering contract.
     pub unsafe fn launch(mut self) -> Result<()> {
-        debug_assert_eq!(self.words.len(), K::PARAM_BYTES.len());
-        let mut params: Vec<*mut std::ffi::c_void> = self.words.iter_mut().map(|w| w as *mut u64 as *mut _).collect();
+        if self.len != K::PARAM_BYTES.len() {
+            return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{} arguments for {} parameters", self.len, K::PARAM_BYTES.len()) });
+        }
+        let mut params = [std::ptr::null_mut::<std::ffi::c_void>(); MAX_PARAMS];
+        for (p, w) in params.iter_mut().zip(self.words.iter_mut()) {
+            *p = w as *mut u64 as *mut _;
+        }
         self.kernel.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
         let c = self.cfg;
         // SAFETY: a live function and stream of one context; one parameter
         // pointer per PTX parameter (checked against the PTX at load).
-        unsafe { result::launch_kernel(self.kernel.func.cu_function(), c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params) }
-            .map_err(Error::cuda(format!("launching {}", K::NAME)))
+        unsafe { result::launch_kernel(self.kernel.func.cu_function(), c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params[..self.len]) }
+            // The message is built only on failure (launches are a hot path).
+            .map_err(|e| Error::cuda(format!("launching {}", K::NAME))(e))
     }
 }
 

@@ -37,7 +37,7 @@ impl Part<'_> {
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let order: Vec<(usize, usize)> = self.graph.enqueue_order().collect();
         for (s, lc) in order {
-            let st = self.stream(s).clone();
+            let st = self.streams[s.min(self.streams.len() - 1)].clone();
             for e in self.graph.waits_of(s, lc) {
                 st.wait(&self.events[e.from.0][e.from.1 % pool]).map_err(err("waiting on a filled/freed event"))?;
             }

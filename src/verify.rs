@@ -12,18 +12,24 @@ pub struct Mismatch {
 /// The outcome of checking every element.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Check {
+    /// Elements compared.
     pub checked: u64,
+    /// Elements there were to compare.
+    pub expected: u64,
     pub mismatches: u64,
     pub first: Option<Mismatch>,
 }
 
 impl Check {
+    /// Every element compared, none different, and there were some: a
+    /// checker that stopped early (a panic) or an empty output fails.
     pub fn passed(&self) -> bool {
-        self.mismatches == 0
+        self.mismatches == 0 && self.expected > 0 && self.checked == self.expected
     }
 
     fn merge(mut self, other: Check) -> Check {
         self.checked += other.checked;
+        self.expected += other.expected;
         self.mismatches += other.mismatches;
         self.first = match (self.first, other.first) {
             (Some(a), Some(b)) => Some(if a.index <= b.index { a } else { b }),
@@ -67,7 +73,11 @@ fn check_with(output: &[f32], first_index: u64, want: impl Fn(u64) -> f32 + Sync
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).fold(Check::default(), Check::merge)
+        // A checker thread that panicked counts nothing as checked: the
+        // result then fails (fail closed) instead of passing what it skipped.
+        let mut c = handles.into_iter().map(|h| h.join().unwrap_or_default()).fold(Check::default(), Check::merge);
+        c.expected = output.len() as u64;
+        c
     })
 }
 
@@ -75,6 +85,15 @@ fn check_with(output: &[f32], first_index: u64, want: impl Fn(u64) -> f32 + Sync
 mod tests {
     use super::*;
     use kernel_math::POISON_BITS;
+
+    #[test]
+    fn a_checker_that_panics_fails_closed() {
+        let out = vec![1.0f32; 300_000];
+        // A reference that panics on one element: its thread's elements are not checked.
+        let c = check_with(&out, 0, |i| if i == 200_000 { panic!("reference bug") } else { 1.0 });
+        assert!(!c.passed() && c.checked < c.expected, "{c:?}");
+        assert!(!check_consumed(&[], 0, 1).passed(), "nothing to check must not pass");
+    }
 
     #[test]
     fn reference_passes_and_poison_fails() {

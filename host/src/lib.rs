@@ -120,7 +120,16 @@ where
         eprintln!("error: internal error: {}", msg.replace('\n', " "));
         std::process::exit(1);
     }));
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
+        // A usage error: clap's first line (it already starts "error: "), exit 2.
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            return ExitCode::from(2);
+        }
+    };
     let result = match &cli.command {
         Some(Command::Pipeline(args)) => pipeline_cmd::run(args, &registry),
         Some(Command::Bench(args)) => bench::run(args),
@@ -131,10 +140,24 @@ where
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes as one line: each cause once (typed errors that
+/// print their cause already would otherwise repeat it), no line breaks.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn run(cli: &DemoArgs) -> Result<bool> {
@@ -181,6 +204,10 @@ fn print_report(r: &DemoReport) {
     println!("producer {:9.3} ms  {:8.1} GB/s  (writes {})", r.producer_ms, r.producer_gbps(), bytes(r.producer_bytes() as u128));
     println!("consumer {:9.3} ms  {:8.1} GB/s  (reads and writes {})", r.consumer_ms, r.consumer_gbps(), bytes(r.consumer_bytes() as u128));
     let n = r.check.checked;
+    if r.check.first.is_none() && !r.check.passed() {
+        println!("verification: FAIL: only {n} of {} elements were checked", r.check.expected);
+        return;
+    }
     match (&r.check.first, c.sync) {
         (None, true) => println!("verification: PASS: all {n} elements match the CPU reference"),
         (None, false) => {

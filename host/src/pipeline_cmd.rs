@@ -358,3 +358,33 @@ fn progress_bar(runs: usize) -> ProgressBar {
     }
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::gpu_indices;
+
+    proptest::proptest! {
+        /// Any GPU list but "all" (which asks the driver): a list of distinct
+        /// indices or a one-line error, never a panic.
+        #[test]
+        fn gpu_lists_never_panic(s in "[0-9, a-z]{0,12}") {
+            proptest::prop_assume!(s.trim() != "all");
+            match gpu_indices(&s) {
+                Ok(v) => {
+                    let mut d = v.clone();
+                    d.sort();
+                    d.dedup();
+                    proptest::prop_assert!(!v.is_empty() && d.len() == v.len());
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().contains('\n')),
+            }
+        }
+    }
+
+    #[test]
+    fn gpu_lists() {
+        assert_eq!(gpu_indices("0,1").unwrap(), vec![0, 1]);
+        assert!(gpu_indices("0,0").unwrap_err().to_string().contains("listed twice"));
+        assert!(gpu_indices(",").unwrap_err().to_string().contains("names no device"));
+    }
+}

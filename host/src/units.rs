@@ -64,4 +64,35 @@ mod tests {
         assert!(parse_bytes("4 parsecs").is_err());
         assert!(parse_bytes("0.3").is_err());
     }
+
+    proptest::proptest! {
+        /// Any text: an answer or an error, never a panic.
+        #[test]
+        fn never_panic_on_any_text(s in ".*") {
+            let _ = parse_count(&s);
+            let _ = parse_bytes(&s);
+        }
+
+        /// Numbers written the ways the help shows parse back to themselves.
+        #[test]
+        fn written_sizes_parse_back(n in 0u64..(1 << 40), unit in 0usize..4) {
+            let (suffix, mult) = [("", 1u64), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)][unit];
+            let text = format!("{n}{suffix}");
+            match n.checked_mul(mult).filter(|&b| (b as f64) < 1.8e19) {
+                Some(b) => proptest::prop_assert_eq!(parse_bytes(&text), Ok(b)),
+                None => proptest::prop_assert!(parse_bytes(&text).is_err()),
+            }
+            proptest::prop_assert_eq!(parse_count(&n.to_string()), Ok(n));
+            let grouped = n.to_string().as_bytes().rchunks(3).rev().map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join("_");
+            proptest::prop_assert_eq!(parse_count(&grouped), Ok(n));
+        }
+
+        #[test]
+        fn powers_parse_or_say_they_overflow(b in 0u64..1000, e in 0u32..80) {
+            match parse_count(&format!("{b}^{e}")) {
+                Ok(v) => proptest::prop_assert_eq!(Some(v), b.checked_pow(e)),
+                Err(msg) => proptest::prop_assert!(b.checked_pow(e).is_none() && msg.contains("64 bits"), "{}", msg),
+            }
+        }
+    }
 }

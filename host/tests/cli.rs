@@ -59,6 +59,19 @@ fn bad_numbers_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a count"));
 }
 
+/// Usage errors: clap's one line, exit 2 (the README says so), for the demo
+/// and each subcommand.
+#[test]
+fn usage_errors_are_one_line_and_exit_2() {
+    for args in [&["--bogus"][..], &["pipeline", "-k", "x"], &["pipeline", "--chunk", "12 parsecs"], &["bench", "--reps", "-1"], &["new"]] {
+        let out = host(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}
+
 /// Without a usable GPU (CI: no driver at all; a GPU machine: every device
 /// hidden by CUDA_VISIBLE_DEVICES) the demo fails with one line, exit 1.
 #[test]

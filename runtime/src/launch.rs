@@ -170,7 +170,10 @@ impl<'a, K: KernelEntry> Args<'a, K> {
             return Err(Error::LaunchShape { kernel: K::NAME, grid: g, block: b });
         }
         if K::PARAM_BYTES.len() > MAX_PARAMS {
-            return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{} PTX parameters; a launch takes at most {MAX_PARAMS}", K::PARAM_BYTES.len()) });
+            return Err(Error::LengthMismatch {
+                kernel: K::NAME,
+                detail: format!("{} PTX parameters; a launch takes at most {MAX_PARAMS}", K::PARAM_BYTES.len()),
+            });
         }
         Ok(Args { kernel, stream, cfg, words: [0; MAX_PARAMS], len: 0 })
     }
@@ -278,9 +281,11 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         let c = self.cfg;
         // SAFETY: a live function and stream of one context; one parameter
         // pointer per PTX parameter (checked against the PTX at load).
-        unsafe { result::launch_kernel(self.kernel.func.cu_function(), c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params[..self.len]) }
-            // The message is built only on failure (launches are a hot path).
-            .map_err(|e| Error::cuda(format!("launching {}", K::NAME))(e))
+        unsafe {
+            result::launch_kernel(self.kernel.func.cu_function(), c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params[..self.len])
+        }
+        // The message is built only on failure (launches are a hot path).
+        .map_err(|e| Error::cuda(format!("launching {}", K::NAME))(e))
     }
 }
 

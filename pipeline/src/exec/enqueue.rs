@@ -1,12 +1,13 @@
-//! One run's operations: fork every stream from stream 0, let each stage
-//! set up its run, then every (stage, chunk) with exactly its graph waits,
-//! then join every stream back into stream 0.
+//! One run's operations on the GPU: the actions of [`super::plan`] (fork,
+//! per-stage setup, every (stage, chunk) with exactly its graph waits, join),
+//! each turned into its CUDA call.
 use super::part::Part;
+use super::plan::{Action, EventId, plan};
 use super::{Result, err};
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Op};
 use crate::timeline::PendingSpan;
-use cudarc::driver::{CudaStream, LaunchConfig, sys};
+use cudarc::driver::{CudaEvent, CudaStream, LaunchConfig, sys};
 use ptx_kernels::DelayKernel;
 use std::sync::Arc;
 
@@ -19,48 +20,50 @@ pub(super) struct HostBuffers {
 }
 
 impl Part<'_> {
-    fn stream(&self, stage: usize) -> &Arc<CudaStream> {
-        &self.streams[stage.min(self.streams.len() - 1)]
-    }
-
+    /// Enqueues one run: exactly the actions of [`plan`] (the tested seam),
+    /// plus timeline events around each operation when asked for.
     pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
-        let s0 = self.streams[0].clone();
-        self.fork.record(&s0).map_err(err("recording the fork event"))?;
-        for s in &self.streams[1..] {
-            s.wait(&self.fork).map_err(err("waiting on the fork event"))?;
-        }
-        for s in 0..self.stages.len() {
-            let st = self.stream(s).clone();
-            self.stages[s].begin_run(&st)?;
-        }
-        let pool = self.graph.event_pool_size();
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let order: Vec<(usize, usize)> = self.graph.enqueue_order().collect();
-        for (s, lc) in order {
-            let st = self.streams[s.min(self.streams.len() - 1)].clone();
-            for e in self.graph.waits_of(s, lc) {
-                st.wait(&self.events[e.from.0][e.from.1 % pool]).map_err(err("waiting on a filled/freed event"))?;
+        for action in plan(&self.graph, self.streams.len()) {
+            match action {
+                Action::Record { stream, event } => {
+                    let st = &self.streams[stream];
+                    self.event(event).record(st).map_err(err("recording an event"))?;
+                }
+                Action::Wait { stream, event } => {
+                    let st = &self.streams[stream];
+                    st.wait(self.event(event)).map_err(err("waiting on an event"))?;
+                }
+                Action::BeginRun { stream, stage } => {
+                    let st = self.streams[stream].clone();
+                    self.stages[stage].begin_run(&st)?;
+                }
+                Action::Op { stream, stage, chunk } => {
+                    let st = self.streams[stream].clone();
+                    let start = match timeline {
+                        Some(_) => Some(st.record_event(timing).map_err(err("recording a timeline event"))?),
+                        None => None,
+                    };
+                    self.op(spec, stage, chunk, &st, host)?;
+                    // The end timestamp before the done event (the next
+                    // action): a waiter released by the done event then
+                    // never appears to start before it.
+                    if let (Some(tl), Some(start)) = (timeline.as_deref_mut(), start) {
+                        let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
+                        tl.push(PendingSpan { part, gpu: part, stage, chunk: self.chunks.start + chunk, start, end });
+                    }
+                }
             }
-            let start = match timeline {
-                Some(_) => Some(st.record_event(timing).map_err(err("recording a timeline event"))?),
-                None => None,
-            };
-            self.op(spec, s, lc, &st, host)?;
-            // The end timestamp before the done event: a waiter released
-            // by the done event then never appears to start before it.
-            if let (Some(tl), Some(start)) = (timeline.as_deref_mut(), start) {
-                let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
-                tl.push(PendingSpan { part, gpu: part, stage: s, chunk: self.chunks.start + lc, start, end });
-            }
-            if self.graph.signals(s, lc) {
-                self.events[s][lc % pool].record(&st).map_err(err("recording a stage's done event"))?;
-            }
-        }
-        for (s, j) in self.streams.iter().zip(&self.joins).skip(1) {
-            j.record(s).map_err(err("recording a join event"))?;
-            s0.wait(j).map_err(err("joining a stream"))?;
         }
         Ok(())
+    }
+
+    fn event(&self, id: EventId) -> &CudaEvent {
+        match id {
+            EventId::Fork => &self.fork,
+            EventId::Join(s) => &self.joins[s],
+            EventId::Done { stage, index } => &self.events[stage][index],
+        }
     }
 
     /// Stage `s` on local chunk `lc`, enqueued on `st`: an optional delay

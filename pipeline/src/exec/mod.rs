@@ -6,10 +6,12 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
 mod part;
+pub mod plan;
 pub mod split;
 
 use crate::PipelineError;

@@ -3,10 +3,15 @@
 # initcheck) over the demo, a pipeline of each workload (stream launches and
 # graph replay), and the GPU test binaries gathered by gather-gpu.sh. Each run
 # must report 0 errors. Run on a GPU machine: bash dist/gpu/sanitize.sh
-# Left out: tests that fault on purpose (test-host-cli, the trap test) and
-# the sync checker, which needs real concurrency: the sanitizer serializes
-# kernels, so the races it provokes cannot happen there. GPU tests run with
-# sizes up to PC_TEST_MAX_ELEMENTS (the instrumented kernels are slow).
+# Then the fault paths under memcheck, each with its expected exit status:
+# a kernel that traps mid-pipeline (PTX edited here: exit 1), an input file
+# that ends early (exit 1), SIGINT during a long run (exit 130); memcheck
+# must find no memory error in any (the trap's own launch failure is the
+# expected API error, so API errors are not counted there).
+# Left out: the sync checker, which needs real concurrency: the sanitizer
+# serializes kernels, so the races it provokes cannot happen there. GPU
+# tests run with sizes up to PC_TEST_MAX_ELEMENTS (the instrumented kernels
+# are slow).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cs=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
@@ -33,5 +38,43 @@ for tool in memcheck racecheck synccheck initcheck; do
   PC_TEST_MAX_ELEMENTS=300000 check $tool gpu-tests "$here/test-ptx-kernels-gpu" --include-ignored --test-threads=1
   check $tool pipeline-tests "$here/test-pc-pipeline-gpu_pipeline" --include-ignored --test-threads=1 every_k_stage serial_baseline timeline repeated spread
 done
+# ---- fault paths (memcheck) ----
+fault() { # name, expected exit status, command...
+  local name=$1 want=$2; shift 2
+  runs=$((runs + 1))
+  "$cs" --tool memcheck --report-api-errors no --print-limit 20 "$@" >"$log/fault-$name.log" 2>&1
+  local rc=$?
+  local summary
+  summary=$(grep -E "ERROR SUMMARY" "$log/fault-$name.log" | tail -n 1)
+  printf '%-10s %-28s exit %-3s %s (want exit %s; %s)\n' memcheck "fault-$name" "$rc" "$summary" "$want" "$(grep -m1 '^error:' "$log/fault-$name.log")"
+  if [ "$rc" -ne "$want" ] || ! grep -q "ERROR SUMMARY: 0 errors" "$log/fault-$name.log"; then fail=$((fail + 1)); fi
+}
+trap_ptx="$log/trap.ptx"
+python3 - "$here/kernels.ptx" "$trap_ptx" <<'PY'
+import sys
+ptx = open(sys.argv[1]).read()
+at = ptx.index(".visible .entry consumer_vec_kernel(")
+body = ptx.index("\n{", at) + 2
+open(sys.argv[2], "w").write(ptx[:body] + "\ttrap;\n" + ptx[body:])
+PY
+fault trap-mid-pipeline 1 "$H" pipeline -w generate -k 3 --chunk 1MiB --total 8MiB --ptx "$trap_ptx"
+head -c 1000 /dev/urandom > "$log/short.bin"
+fault input-ends-early 1 "$H" pipeline -w stream --total 4KiB --input "$log/short.bin"
+# SIGINT: the host process (not the sanitizer) gets it once the run is going.
+"$cs" --tool memcheck --print-limit 20 "$H" pipeline -w generate --chunk 1MiB --total 8MiB --runs 1000000 >"$log/fault-sigint.log" 2>&1 &
+cs_pid=$!
+host_pid=""
+for _ in $(seq 60); do
+  sleep 1
+  host_pid=$(pgrep -P "$cs_pid" -f "pipeline -w generate" | head -n 1)
+  [ -n "$host_pid" ] && grep -q "^pipeline:" "$log/fault-sigint.log" && break
+done
+sleep 5
+kill -INT "$host_pid" 2>/dev/null
+wait "$cs_pid"; rc=$?
+runs=$((runs + 1))
+printf '%-10s %-28s exit %-3s %s (want exit 130; %s)\n' memcheck fault-sigint "$rc" "$(grep -E 'ERROR SUMMARY' "$log/fault-sigint.log" | tail -n 1)" "$(grep -m1 '^error:' "$log/fault-sigint.log")"
+if [ "$rc" -ne 130 ] || ! grep -q "ERROR SUMMARY: 0 errors" "$log/fault-sigint.log"; then fail=$((fail + 1)); fi
+
 echo "== $runs sanitizer runs, $fail with errors; logs in $log"
 exit "$fail"

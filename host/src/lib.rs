@@ -139,6 +139,10 @@ where
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        Err(e) if matches!(e.downcast_ref::<pc_pipeline::PipelineError>(), Some(pc_pipeline::PipelineError::Interrupted { .. })) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)

@@ -10,6 +10,8 @@ use pc_runtime::error::bytes;
 use pc_runtime::gpu::{Gpu, device_count};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum WorkloadArg {
@@ -85,6 +87,26 @@ pub struct PipelineArgs {
     /// Load the kernels from this PTX file instead of the embedded module.
     #[arg(long)]
     ptx: Option<PathBuf>,
+}
+
+/// Set by the first SIGINT (Ctrl-C): the running pipeline stops queueing,
+/// lets the queued GPU work finish, frees its memory and reports; a second
+/// SIGINT exits at once (status 130).
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Without a handler (one already set by the program) Ctrl-C keeps
+        // its default: the process ends and the driver frees its memory.
+        let _ = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        flag
+    })
+    .clone()
 }
 
 fn gpu_indices(list: &str) -> Result<Vec<usize>> {
@@ -200,6 +222,7 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
+    pipeline.set_interrupt(interrupt_flag());
     if pipeline.gpus() < gpus.len() {
         println!("note: {} chunk(s) spread over {} of the {} GPUs given", spec.chunks(), pipeline.gpus(), gpus.len());
     }
@@ -264,6 +287,7 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         let serial_spec = spec.clone().slots(1).serial(true);
         drop(pipeline);
         let mut serial = Pipeline::new(&refs, serial_spec.clone(), input)?;
+        serial.set_interrupt(interrupt_flag());
         let bar = progress_bar(a.runs);
         let s = serial.run_with_progress(Launch::Streams, a.runs, false, |done| bar.set_position(done as u64))?;
         bar.finish_and_clear();

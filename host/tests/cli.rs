@@ -2,6 +2,7 @@
 //! Tests marked "needs a CUDA device" run on a GPU machine with
 //! `--include-ignored`; the rest run anywhere.
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The binary under test: `HOST_BIN` when set (gathered test binaries run on
 /// a machine without the build tree), else cargo's.
@@ -298,4 +299,33 @@ fn long_runs_report_memory() {
             text.split("(growth ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no memory line in {text}"));
         assert!(growth < 4 << 20, "host RSS grew {growth} bytes over 20000 runs: {text}");
     }
+}
+
+/// Ctrl-C during a long run: one line, exit 130, promptly, no timeline file
+/// (the GPU work already queued finishes before the memory is freed).
+#[test]
+#[ignore = "needs a CUDA device"]
+fn sigint_stops_a_long_run_cleanly() {
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let svg = tmp_dir("sigint").join("t.svg");
+    let child = Command::new(bin)
+        .args(["pipeline", "-w", "generate", "--chunk", "1MiB", "--total", "64MiB", "--runs", "1000000", "--svg"])
+        .arg(&svg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running host");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let sent = Instant::now();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("waiting for host");
+    let waited = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: interrupted:"), "{stderr}");
+    assert!(waited < Duration::from_secs(5), "took {waited:?} to stop");
+    assert!(!svg.exists(), "a timeline was written for an interrupted run");
+    eprintln!("stopped {waited:?} after SIGINT: {}", stderr.trim_end());
 }

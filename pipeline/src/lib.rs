@@ -64,6 +64,8 @@ pub enum PipelineError {
     Input { path: PathBuf, source: std::io::Error },
     #[error("input file {path} has {have} bytes, shorter than the {want} declared ({elements} elements of {elem})")]
     InputTooShort { path: PathBuf, have: u64, want: u64, elements: u64, elem: &'static str },
+    #[error("interrupted: {runs_done} of {runs} run(s) had finished; the GPU work already queued was let finish, nothing was written")]
+    Interrupted { runs_done: usize, runs: usize },
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

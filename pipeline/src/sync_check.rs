@@ -55,42 +55,54 @@ pub fn stage_to_slow(edge: &Edge) -> usize {
     edge.from.0
 }
 
-/// Runs the checker on one GPU. `delay_ns` is how long the slowed stage
-/// waits before each operation. `progress(done, total)` is called per run.
+/// One run of `p` with stage `slowed` delayed by `delay_ns` before each of
+/// its operations (0: none), rings re-poisoned first, every chunk verified.
+pub fn run_slowed(p: &mut Pipeline, slowed: Option<usize>, delay_ns: u64) -> Result<Verification, PipelineError> {
+    let stages = p.spec().stages.len();
+    p.set_delays((0..stages).map(|s| if Some(s) == slowed { delay_ns } else { 0 }).collect());
+    p.poison_rings()?;
+    let r = p.run(Launch::Streams, 1, false)?;
+    Ok(p.verify(&r))
+}
+
+/// `p` (one GPU) run once without `edge` and with the edge's source stage
+/// slowed (see [`stage_to_slow`]), then its full graph restored. The result
+/// shows the corruption the edge prevents.
+pub fn run_without_edge(p: &mut Pipeline, edge: &Edge, delay_ns: u64) -> Result<EdgeResult, PipelineError> {
+    let full = p.event_graph(0).clone();
+    // SAFETY: a race on purpose, which is what this checker shows: the
+    // rings hold Element types (any bits valid) and results are read only
+    // through verification, after the run synchronized.
+    unsafe { p.set_event_graph(|_| full.without(edge)) }?;
+    let slowed_stage = stage_to_slow(edge);
+    let check = run_slowed(p, Some(slowed_stage), delay_ns);
+    // SAFETY: the full graph again: no race.
+    unsafe { p.set_event_graph(|_| full.clone()) }?;
+    Ok(EdgeResult { edge: *edge, slowed_stage, check: check? })
+}
+
+/// Runs the checker on one GPU, for any pipeline (built-in stages or
+/// yours): each stage slowed in turn with the full graph (must show no
+/// corruption), then each edge removed in turn ([`run_without_edge`]).
+/// `delay_ns` is how long the slowed stage waits before each operation.
+/// `progress(done, total)` is called per run.
 pub fn check_edges(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64, mut progress: impl FnMut(usize, usize)) -> Result<SyncReport, PipelineError> {
     let stages = spec.stages.len();
     let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
     let full = p.event_graph(0).clone();
-    let delays_for = |stage: usize| (0..stages).map(|s| if s == stage { delay_ns } else { 0 }).collect::<Vec<_>>();
     let total = stages + full.edges().len();
     let mut done = 0;
-
-    let run = |p: &mut Pipeline, stage: usize| -> Result<Verification, PipelineError> {
-        p.set_delays(delays_for(stage));
-        p.poison_rings()?;
-        let r = p.run(Launch::Streams, 1, false)?;
-        Ok(p.verify(&r))
-    };
-
     let mut baseline = Vec::new();
     for stage in 0..stages {
-        baseline.push((stage, run(&mut p, stage)?));
+        baseline.push((stage, run_slowed(&mut p, Some(stage), delay_ns)?));
         done += 1;
         progress(done, total);
     }
     let mut edges = Vec::new();
     for edge in full.edges() {
-        // SAFETY: a race on purpose, which is what this checker shows: the
-        // rings hold Element types (any bits valid) and results are read
-        // only through verification, after the run synchronized.
-        unsafe { p.set_event_graph(|_| full.without(edge)) }?;
-        let slowed_stage = stage_to_slow(edge);
-        let check = run(&mut p, slowed_stage)?;
-        edges.push(EdgeResult { edge: *edge, slowed_stage, check });
+        edges.push(run_without_edge(&mut p, edge, delay_ns)?);
         done += 1;
         progress(done, total);
     }
-    // SAFETY: the full graph again: no race.
-    unsafe { p.set_event_graph(|_| full.clone()) }?;
     Ok(SyncReport { baseline, edges })
 }

@@ -111,6 +111,8 @@ pub struct Pipeline<'g> {
     output: Option<PinnedBuffer>,
     output_type: ElemType,
     input_type: ElemType,
+    /// Set from outside (a signal handler) to stop between runs.
+    interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
@@ -136,7 +138,7 @@ impl<'g> Pipeline<'g> {
         let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
         let ranges = split::split_chunks(spec.chunks(), gpus.len());
         let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
-        Ok(Pipeline { spec, parts, input, output, output_type, input_type })
+        Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None })
     }
 
     pub fn spec(&self) -> &PipelineSpec {
@@ -188,6 +190,32 @@ impl<'g> Pipeline<'g> {
     pub fn poison_rings(&mut self) -> Result<()> {
         for p in &mut self.parts {
             p.poison_rings()?;
+        }
+        Ok(())
+    }
+
+    /// A flag that, once set (say by a SIGINT handler), makes a run stop
+    /// queueing work and return [`PipelineError::Interrupted`] after the work
+    /// already queued has finished; waits then poll the flag instead of
+    /// blocking in the driver.
+    pub fn set_interrupt(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Waits for `e`: blocking in the driver, or polling the interrupt flag.
+    fn wait_for(&self, e: &CudaEvent, runs_done: usize, runs: usize) -> Result<()> {
+        if self.interrupt.is_none() {
+            return e.synchronize().map_err(err("running the pipeline"));
+        }
+        while !e.try_is_complete().map_err(err("running the pipeline"))? {
+            if self.interrupted() {
+                return Err(PipelineError::Interrupted { runs_done, runs });
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
         Ok(())
     }
@@ -264,6 +292,9 @@ impl<'g> Pipeline<'g> {
         let mut pending: std::collections::VecDeque<Vec<CudaEvent>> = std::collections::VecDeque::new();
         let mut finished = 0;
         for run in 0..runs {
+            if self.interrupted() {
+                return Err(PipelineError::Interrupted { runs_done: finished, runs });
+            }
             let last = run + 1 == runs;
             let mut run_done = Vec::new();
             for (pi, p) in self.parts.iter_mut().enumerate() {
@@ -286,11 +317,16 @@ impl<'g> Pipeline<'g> {
             pending.push_back(run_done);
             while pending.len() > 2 {
                 for e in pending.pop_front().into_iter().flatten() {
-                    e.synchronize().map_err(err("running the pipeline"))?;
+                    self.wait_for(&e, finished, runs)?;
                 }
                 finished += 1;
                 progress(finished);
             }
+        }
+        // Every run's end event, then every stream (their last work is the
+        // join into stream 0, which the end event follows).
+        for e in pending.iter().flatten() {
+            self.wait_for(e, finished, runs)?;
         }
         for p in &self.parts {
             for s in &p.streams {

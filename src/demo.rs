@@ -10,7 +10,7 @@ use crate::verify::{Check, check_consumed};
 use crate::{ConsumerKernel, ProducerKernel};
 use cudarc::driver::{CudaSlice, CudaStream, sys};
 use pc_runtime::gpu::{Gpu, StreamGuard, poison};
-use pc_runtime::launch::KernelEntry;
+use pc_runtime::launch::{KernelEntry, Module};
 use pc_runtime::{Error, Result};
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub struct DemoConfig {
     /// Seed of the producer's values.
     pub seed: u32,
     /// Make stream B wait on the producer's event (the correct program).
+    /// `false` is the seed's pitfall, a race on purpose: only
+    /// [`run_demo_unsynchronized`] (unsafe) runs it.
     pub sync: bool,
     /// Microseconds every producer thread spins before writing.
     pub producer_spin_us: u64,
@@ -98,13 +100,37 @@ fn alloc(stream: &Arc<CudaStream>, elements: u64, what: &str) -> Result<CudaSlic
 }
 
 /// Runs the demo once on fresh, poisoned buffers, with the embedded kernels.
+/// `cfg.sync` must be on (see [`run_demo_unsynchronized`]).
 pub fn run_demo(gpu: &Gpu, cfg: &DemoConfig) -> Result<DemoReport> {
     run_demo_with(gpu, &crate::load(gpu)?, cfg)
 }
 
-/// [`run_demo`] with the kernels of `module` (another build of kernels-gpu;
-/// loading checks it has the same kernels with the same signatures).
-pub fn run_demo_with(gpu: &Gpu, module: &pc_runtime::launch::Module, cfg: &DemoConfig) -> Result<DemoReport> {
+/// [`run_demo`] with the kernels of `module` (another build of kernels-gpu).
+pub fn run_demo_with(gpu: &Gpu, module: &Module<crate::KernelCrate>, cfg: &DemoConfig) -> Result<DemoReport> {
+    if !cfg.sync {
+        return Err(Error::Refused("the demo without its event wait races on purpose: run it with run_demo_unsynchronized"));
+    }
+    // SAFETY: with the wait, nothing races.
+    unsafe { run(gpu, module, cfg) }
+}
+
+/// The seed's pitfall: the demo with `cfg.sync` off, so the consumer may
+/// read the buffer while the producer writes it.
+///
+/// # Safety
+/// This is a data race on device memory between two kernels, on purpose,
+/// to show what the event prevents: the consumer reads `f32` (any bits
+/// valid) that the producer may be writing. The host reads the output only
+/// after both streams synchronized; call it for that demonstration only.
+pub unsafe fn run_demo_unsynchronized(gpu: &Gpu, module: &Module<crate::KernelCrate>, cfg: &DemoConfig) -> Result<DemoReport> {
+    // SAFETY: the caller's contract.
+    unsafe { run(gpu, module, cfg) }
+}
+
+/// # Safety
+/// When `cfg.sync` is off, the caller accepts the race (see
+/// [`run_demo_unsynchronized`]).
+unsafe fn run(gpu: &Gpu, module: &Module<crate::KernelCrate>, cfg: &DemoConfig) -> Result<DemoReport> {
     cfg.validate()?;
     let producer = module.kernel::<ProducerKernel>()?;
     let consumer = module.kernel::<ConsumerKernel>()?;
@@ -154,9 +180,7 @@ pub fn run_demo_with(gpu: &Gpu, module: &pc_runtime::launch::Module, cfg: &DemoC
     let consumer_start = event(&stream_b, "the consumer's start event")?;
     let no_spin = 0u64;
     // SAFETY: stream B waits on the producer's event (unless `sync` is
-    // off: the seed's pitfall, a race on purpose that the check then shows;
-    // a race on device memory of plain f32 that the host reads back only
-    // after both streams are synchronized).
+    // off: the race this function's caller accepted).
     unsafe { ConsumerKernel::launch(&consumer, &stream_b, launch, &buffer, &mut output, no_spin) }?;
     let consumer_end = event(&stream_b, "the consumer's end event")?;
 

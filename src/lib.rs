@@ -19,8 +19,13 @@ pub mod verify;
 
 pub use kernels_gpu::*;
 
-/// The PTX module built from `kernels-gpu`.
+/// The PTX module built from `kernels-gpu`, as text.
 pub const KERNELS: &str = include_str!(env!("KERNELS_PTX_PATH"));
+
+/// The same PTX, typed as kernels-gpu's: what its launchers load.
+// SAFETY: build.rs built KERNELS from kernels-gpu, the crate whose host
+// build defines these launchers, from the same source.
+pub const PTX: pc_runtime::launch::Ptx<KernelCrate> = unsafe { pc_runtime::launch::Ptx::new(KERNELS) };
 
 /// The architecture the PTX was built for (`NVPTX_ARCH`, default `sm_70`).
 pub const ARCH: &str = env!("KERNELS_PTX_ARCH");
@@ -30,7 +35,7 @@ pub fn entries() -> impl Iterator<Item = &'static str> {
     env!("KERNELS_PTX_ENTRIES").split(',').filter(|e| !e.is_empty())
 }
 
-/// Loads [`KERNELS`] on `gpu`.
-pub fn load(gpu: &pc_runtime::gpu::Gpu) -> pc_runtime::Result<pc_runtime::launch::Module> {
-    gpu.load_module(KERNELS, &format!("the kernels' PTX (embedded, {ARCH})"))
+/// Loads [`PTX`] on `gpu`.
+pub fn load(gpu: &pc_runtime::gpu::Gpu) -> pc_runtime::Result<pc_runtime::launch::Module<KernelCrate>> {
+    gpu.load(PTX, &format!("the kernels' PTX (embedded, {ARCH})"))
 }

@@ -23,7 +23,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
-use ptx_kernels::demo::{DemoConfig, DemoReport, run_demo_with};
+use pc_runtime::launch::Ptx;
+use ptx_kernels::demo::{DemoConfig, DemoReport, run_demo_unsynchronized, run_demo_with};
 use std::process::ExitCode;
 
 /// Producer kernel on stream A, an event, consumer kernel on stream B waiting
@@ -79,22 +80,51 @@ struct DemoArgs {
     /// Seed of the producer's values.
     #[arg(long, default_value_t = 0x5eed)]
     seed: u32,
-    /// Load the kernels from this PTX file instead of the embedded module
-    /// (toolchain experiments; same entries and signatures).
+    /// Load the kernels from this PTX file instead of the embedded module:
+    /// for toolchain experiments, it must be a build of kernels-gpu's own
+    /// source (entries and parameter sizes are checked, the code is not).
     #[arg(long)]
     ptx: Option<std::path::PathBuf>,
 }
 
 /// The kernels' PTX: the embedded module, or the file given with `--ptx`
 /// (kept for the rest of the process, as the embedded one is).
-pub fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(&'static str, String)> {
+pub fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(Ptx<ptx_kernels::KernelCrate>, String)> {
     Ok(match ptx {
-        None => (ptx_kernels::KERNELS, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
+        None => (ptx_kernels::PTX, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("PTX file {}: {e}", path.display()))?;
-            (Box::leak(text.into_boxed_str()), format!("the kernels' PTX ({})", path.display()))
+            // SAFETY: `--ptx` is documented as taking a build of
+            // kernels-gpu's own source (a toolchain experiment); the person
+            // who passes the file vouches for that. Names and parameter
+            // sizes are still checked at load.
+            (unsafe { Ptx::new(Box::leak(text.into_boxed_str())) }, format!("the kernels' PTX ({})", path.display()))
         }
     })
+}
+
+/// For a program's `main`: a panic on the main thread ends as one line and
+/// exit 1, not a backtrace. Panics on other threads (say a CPU reference
+/// in a verification thread) are left to the code that joins them, which
+/// reports a failed check instead.
+pub fn install_panic_hook() {
+    let main = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let msg = msg.replace('\n', " ");
+        if std::thread::current().id() != main {
+            // The joining code fails its result (fail closed) and reports.
+            eprintln!("warning: a worker thread panicked: {msg}");
+            return;
+        }
+        eprintln!("error: internal error: {msg}");
+        std::process::exit(1);
+    }));
 }
 
 /// Runs the command line with the stages of `registry` available to
@@ -109,17 +139,6 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    // A bug must still end as one line and exit 1, not a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("error: internal error: {}", msg.replace('\n', " "));
-        std::process::exit(1);
-    }));
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
@@ -187,8 +206,15 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         bytes(info.total_memory as u128),
         ptx_kernels::ARCH
     );
-    let module = gpu.load_module(ptx, &origin)?;
-    let report = run_demo_with(&gpu, &module, &cfg)?;
+    let module = gpu.load(ptx, &origin)?;
+    let report = if cfg.sync {
+        run_demo_with(&gpu, &module, &cfg)?
+    } else {
+        // SAFETY: `--no-sync` asks for the seed's race, to show it: the
+        // consumer reads f32 the producer may be writing; the output is read
+        // after both streams synchronized and only checked and printed.
+        unsafe { run_demo_unsynchronized(&gpu, &module, &cfg)? }
+    };
     print_report(&report);
     Ok(report.check.passed())
 }

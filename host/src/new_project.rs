@@ -33,6 +33,11 @@ fn crate_name(dir: &Path) -> Result<String> {
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         bail!("{}: the directory's name must start with a letter (it names the crates)", dir.display());
     }
+    // The app is named after the directory; it must not clash with a crate it depends on.
+    const TAKEN: [&str; 9] = ["host", "nvptx-std", "nvptx-builder", "pc-pipeline", "pc-runtime", "kernel-math", "kernel-macros", "kernels-gpu", "ptx-kernels"];
+    if TAKEN.contains(&name.as_str()) || TAKEN.contains(&name.trim_end_matches("-kernels")) {
+        bail!("{}: the name {name:?} is one of this project's crates; choose another directory name", dir.display());
+    }
     Ok(name)
 }
 
@@ -40,7 +45,8 @@ fn dep(source: &Source, package: &str) -> String {
     match source {
         Source::Path(repo) => {
             let dir = if package == "ptx-kernels" { repo.clone() } else { repo.join(package_dir(package)) };
-            format!("{{ path = {:?} }}", dir.display().to_string())
+            // A TOML literal string: the path as it is, no escapes.
+            format!("{{ path = '{}' }}", dir.display())
         }
         Source::Git(url) => format!("{{ git = {url:?}, package = {package:?} }}"),
     }
@@ -72,10 +78,14 @@ pub fn run(a: &NewArgs) -> Result<bool> {
             Source::Path(repo)
         }
     };
-    if let Source::Path(repo) = &source
-        && !repo.join("nvptx-std/Cargo.toml").is_file()
-    {
-        bail!("{} is not this project's repository (no nvptx-std/Cargo.toml)", repo.display());
+    if let Source::Path(repo) = &source {
+        if !repo.join("nvptx-std/Cargo.toml").is_file() {
+            bail!("{} is not this project's repository (no nvptx-std/Cargo.toml)", repo.display());
+        }
+        let text = repo.display().to_string();
+        if text.contains('\'') || text.contains('\n') {
+            bail!("{text}: a repository path with ' or a line break cannot be written into Cargo.toml; use --git or another path");
+        }
     }
     if a.dir.exists() && std::fs::read_dir(&a.dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty", a.dir.display());
@@ -139,6 +149,9 @@ nvptx-std.workspace = true
 
 use nvptx_std::{Out, kernel};
 
+// This crate, as a type: its launchers load only PTX built from it.
+nvptx_std::kernel_crate!();
+
 /// The per-element math: the kernel and the CPU reference both call it.
 pub fn scramble(x: u32) -> u32 {
     (x ^ 0x9e37_79b9).rotate_left(7).wrapping_mul(0x2545_f491)
@@ -181,13 +194,16 @@ fn main() {
         r#"//! This project's command line: the project's own CLI (`host`) with my
 //! stage registered. With no arguments it runs and verifies a u32 pipeline
 //! through it: h2d -> scramble -> mix-u32 -> d2h.
-use pc_pipeline::{{Stage, StageRegistry}};
+use pc_pipeline::{{Ptx, Stage, StageRegistry}};
 use std::process::ExitCode;
 
 /// My kernels' PTX, built by build.rs.
-const MY_PTX: &str = include_str!(env!("MY_KERNELS_PTX"));
+// SAFETY: build.rs built this file from ../kernels, the crate whose host
+// build gives the launchers used below, from the same source.
+const MY_PTX: Ptx<{kernels_rs}::KernelCrate> = unsafe {{ Ptx::new(include_str!(env!("MY_KERNELS_PTX"))) }};
 
 fn main() -> ExitCode {{
+    host::install_panic_hook();
     let mut stages = StageRegistry::builtin();
     // The stage: its name, its kernel (typed by #[kernel]), its module, and
     // its CPU reference from the same per-element function.
@@ -248,6 +264,8 @@ mod tests {
     #[test]
     fn names_come_from_the_directory() {
         assert_eq!(crate_name(Path::new("/tmp/My Pipeline")).unwrap(), "my-pipeline");
+        assert!(crate_name(Path::new("/tmp/host")).is_err());
+        assert!(crate_name(Path::new("/tmp/nvptx-std")).is_err());
         assert!(crate_name(Path::new("/tmp/9lives")).is_err());
         assert!(crate_name(Path::new("/")).is_err());
     }

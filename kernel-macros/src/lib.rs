@@ -35,6 +35,11 @@
 //!
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.
+//!
+//! A kernel crate says `nvptx_std::kernel_crate!();` once, at its root: the
+//! marker type it defines (`KernelCrate`) ties each launcher to PTX built
+//! from this crate (`nvptx_std::host::Ptx<KernelCrate>`), so no launcher
+//! loads from another module.
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
 use quote::{format_ident, quote, quote_spanned};
@@ -292,6 +297,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          (cudarc frees a buffer on its own stream, so order that stream after this one with an event).\n\
          - `kernel` comes from the PTX built from this `#[kernel]` function: loading checks only the entry's \
          name and parameter sizes, not what the code does with them.\n\
+         - No buffer passed as `Out` overlaps any other buffer of the same launch (cudarc's types cannot, \
+         by borrowing; a `DevicePtr` of your own must not hand out overlapping views).\n\
          - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \
          address, length and stream of live device memory, as cudarc's `CudaSlice`, `CudaView` and \
          `CudaViewMut` do, and a buffer passed as `&T` holds a valid `T` in element 0 (for `&[T]` and `Out<T>` \
@@ -328,6 +335,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
 
         #[cfg(not(target_arch = "nvptx64"))]
         impl ::nvptx_std::host::KernelEntry for #launcher {
+            type Crate = crate::KernelCrate;
             const NAME: &'static str = #name_str;
             const PARAM_BYTES: &'static [usize] = &[#(#sizes),*];
         }
@@ -383,12 +391,16 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
 }
 
 /// A kernel of the map shape `(input: &[I], output: Out<O>)`, optionally
-/// with a trailing `u64` (a spin, passed 0), also implements
+/// with a trailing `spin: u64` (passed 0), also implements
 /// `nvptx_std::host::MapKernel`, so a pipeline can run it as a stage.
 fn map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
     let (i, o, spin) = match params {
         [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }] => (i, o, false),
-        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, Param { kind: Kind::Scalar(t), .. }] if quote!(#t).to_string() == "u64" => {
+        // A trailing `spin: u64` (by that name: any other u64 means something
+        // a pipeline cannot know, and passing it 0 would be wrong).
+        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, Param { kind: Kind::Scalar(t), name, .. }]
+            if quote!(#t).to_string() == "u64" && name == "spin" =>
+        {
             (i, o, true)
         }
         _ => return quote! {},

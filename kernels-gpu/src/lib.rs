@@ -14,6 +14,8 @@
 use kernel_math::{AtomicReduction, HIST_BINS, Reduction, consume, produce};
 use nvptx_std::{Out, OutQuads, Quads, grid_stride, kernel, lane, quad_at, shfl_xor, spin_ns, warps_are_full};
 
+nvptx_std::kernel_crate!();
+
 /// Fills `buffer` with `produce(first + i, seed)`: element `i` of a chunk
 /// that starts at global index `first`.
 ///

@@ -8,6 +8,8 @@ use kernel_math::AtomicReduction;
 use nvptx_std::host::{Error, Kernel, KernelEntry};
 use nvptx_std::{Out, OutQuads, kernel};
 
+nvptx_std::kernel_crate!();
+
 /// One parameter of each kind.
 #[kernel(same_len(input, bytes))]
 pub fn every_param_kernel(input: &[f32], mut bytes: Out<u8>, total: &AtomicReduction, a: u32, b: u64, c: f64) {

@@ -18,6 +18,7 @@
 //!
 //! ```
 //! use nvptx_std::{kernel, Out};
+//! nvptx_std::kernel_crate!();
 //!
 //! /// out[i] = 2 * input[i]
 //! #[kernel(same_len(input, output))]
@@ -26,9 +27,12 @@
 //!         *o = 2.0 * input[i];
 //!     }
 //! }
-//! // On the host: `DoubleKernel::NAME` and `unsafe fn DoubleKernel::launch(..)`.
-//! use nvptx_std::host::KernelEntry;
-//! assert_eq!(DoubleKernel::NAME, "double_kernel");
+//!
+//! fn main() {
+//!     // On the host: `DoubleKernel::NAME` and `unsafe fn DoubleKernel::launch(..)`.
+//!     use nvptx_std::host::KernelEntry;
+//!     assert_eq!(DoubleKernel::NAME, "double_kernel");
+//! }
 //! ```
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(stdarch_nvptx, asm_experimental_arch))]
@@ -42,6 +46,20 @@ pub mod param;
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};
 pub use out::{Out, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
+
+/// Once at the root of a kernel crate: defines `KernelCrate`, the marker
+/// that ties the crate's `#[kernel]` launchers to PTX built from it
+/// (`host::Ptx<KernelCrate>`, made where the build script built it).
+#[macro_export]
+macro_rules! kernel_crate {
+    () => {
+        /// This kernel crate, as a type: its launchers run only kernels
+        /// loaded from `Ptx<KernelCrate>`, PTX built from this crate.
+        #[cfg(not(target_arch = "nvptx64"))]
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct KernelCrate;
+    };
+}
 
 /// Launch support for the host launchers that [`kernel`] generates (host builds only).
 #[cfg(not(target_arch = "nvptx64"))]

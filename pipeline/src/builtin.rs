@@ -6,11 +6,15 @@ use crate::elem::{ElemType, HostChunk, show_elem};
 use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, sys};
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
-use pc_runtime::launch::Kernel;
+use pc_runtime::launch::{Kernel, Ptx};
 use ptx_kernels::{
-    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KERNELS, MixU32Kernel, MovingAverageKernel, ProducerVecKernel, ReduceKernel, StereoToMonoKernel,
+    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KernelCrate, MixU32Kernel, MovingAverageKernel, PTX, ProducerVecKernel, ReduceKernel, StereoToMonoKernel,
     U8ToF32Kernel,
 };
+
+/// The built-in kernels' PTX: the embedded build of kernels-gpu, or another
+/// build of it (`--ptx`).
+type Kernels = Ptx<KernelCrate>;
 use std::sync::Arc;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -23,40 +27,40 @@ const ORIGIN: &str = "the kernels' PTX";
 
 /// `producer`: `produce(i, seed)` for the chunk's indices (f32).
 pub fn producer() -> Stage {
-    producer_in(KERNELS)
+    producer_in(PTX)
 }
 
 /// `consumer`: doubles each f32 (the seed's consumer).
 pub fn consumer() -> Stage {
-    consumer_in(KERNELS)
+    consumer_in(PTX)
 }
 
 /// `moving-average`: 3-point moving average within each chunk (f32).
 pub fn moving_average() -> Stage {
-    moving_average_in(KERNELS)
+    moving_average_in(PTX)
 }
 
 /// `reduce`: per-chunk sum, min, max and histogram of f32 (the only data
 /// that comes back).
 pub fn reduce() -> Stage {
-    reduce_in(KERNELS)
+    reduce_in(PTX)
 }
 
 // The same stages with their kernels from another build of kernels-gpu
 // (`--ptx`, toolchain experiments): the module must have the same kernels
 // with the same signatures, which loading checks.
-fn producer_in(ptx: &'static str) -> Stage {
+fn producer_in(ptx: Kernels) -> Stage {
     Stage::new("producer", "source: f32 produce(i, seed), the seed's producer kernel", Kind::Source(Arc::new(Producer { ptx })))
 }
-fn consumer_in(ptx: &'static str) -> Stage {
+fn consumer_in(ptx: Kernels) -> Stage {
     Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
 }
-fn moving_average_in(ptx: &'static str) -> Stage {
+fn moving_average_in(ptx: Kernels) -> Stage {
     Stage::map::<MovingAverageKernel>("moving-average", ptx, moving_average_reference)
 }
 /// Map stages of other element types, each `Stage::map` over a kernel of
 /// kernels-gpu and the same kernel-math function on the CPU.
-fn typed_maps(ptx: &'static str) -> Vec<Stage> {
+fn typed_maps(ptx: Kernels) -> Vec<Stage> {
     fn each<I: Copy, O>(f: fn(I) -> O) -> impl Fn(&[I], &mut [O]) {
         move |i, o| o.iter_mut().zip(i).for_each(|(o, &x)| *o = f(x))
     }
@@ -69,7 +73,7 @@ fn typed_maps(ptx: &'static str) -> Vec<Stage> {
     ]
 }
 
-fn reduce_in(ptx: &'static str) -> Stage {
+fn reduce_in(ptx: Kernels) -> Stage {
     Stage::new("reduce", "sink: f32 per-chunk sum, min, max, 16-bin histogram (exact)", Kind::Sink(Arc::new(Reduce { ptx })))
 }
 
@@ -111,12 +115,12 @@ impl StageRegistry {
     /// producer, h2d, consumer, moving-average, reduce, d2h, and the typed
     /// maps u8-to-f32, stereo-to-mono, mix-u32, abs-i32, double-f64.
     pub fn builtin() -> StageRegistry {
-        StageRegistry::builtin_in(KERNELS)
+        StageRegistry::builtin_in(PTX)
     }
 
     /// The built-in stages with their kernels from `ptx`, another build of
     /// `kernels-gpu` (toolchain experiments).
-    pub fn builtin_in(ptx: &'static str) -> StageRegistry {
+    pub fn builtin_in(ptx: Kernels) -> StageRegistry {
         let mut stages = vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx)];
         stages.extend(typed_maps(ptx));
         stages.extend([reduce_in(ptx), d2h()]);
@@ -125,7 +129,7 @@ impl StageRegistry {
 
     /// This registry with the built-in stages' kernels from `ptx` (another
     /// build of kernels-gpu) and every other stage kept.
-    pub fn with_builtins_in(&self, ptx: &'static str) -> StageRegistry {
+    pub fn with_builtins_in(&self, ptx: Kernels) -> StageRegistry {
         let mut r = StageRegistry::builtin_in(ptx);
         let builtin = StageRegistry::builtin();
         r.stages.extend(self.stages.iter().filter(|s| builtin.get(s.name()).is_none()).cloned());
@@ -187,7 +191,7 @@ pub fn parse_stages(list: &str) -> Result<Vec<Stage>> {
 }
 
 struct Producer {
-    ptx: &'static str,
+    ptx: Kernels,
 }
 
 impl SourceStage for Producer {
@@ -292,7 +296,7 @@ unsafe impl OnGpu for HostCopy {
 }
 
 struct Reduce {
-    ptx: &'static str,
+    ptx: Kernels,
 }
 
 const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;

@@ -72,14 +72,20 @@ impl HostChunk {
     }
 
     /// `len` elements of `elem`, all bytes 0.
+    ///
+    /// # Panics
+    /// When `elem` is aligned to more than 16 bytes (pipelines refuse such
+    /// types first) or `len` elements do not fit in memory.
     pub fn zeroed(elem: ElemType, len: usize) -> HostChunk {
         assert!(elem.align <= std::mem::align_of::<u128>(), "element types aligned to more than 16 bytes are not supported");
-        HostChunk { elem, len, words: vec![0; (len * elem.size).div_ceil(16)] }
+        let bytes = len.checked_mul(elem.size).filter(|&b| b <= isize::MAX as usize).expect("a host chunk larger than the address space");
+        HostChunk { elem, len, words: vec![0; bytes.div_ceil(16)] }
     }
 
-    /// From raw bytes of `elem` (a whole number of elements).
+    /// From raw bytes of `elem` (a whole number of elements; a zero-sized
+    /// type gives an empty chunk).
     pub fn from_bytes(elem: ElemType, bytes: &[u8]) -> HostChunk {
-        let mut c = HostChunk::zeroed(elem, bytes.len() / elem.size);
+        let mut c = HostChunk::zeroed(elem, bytes.len().checked_div(elem.size).unwrap_or(0));
         let n = c.len * elem.size;
         c.bytes_mut().copy_from_slice(&bytes[..n]);
         c

@@ -26,8 +26,8 @@ impl PinnedBuffer {
     pub(crate) fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<PinnedBuffer, Error> {
         ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
         // SAFETY: a fresh allocation of at least one byte; freed in Drop.
-        let ptr = unsafe { result::malloc_host(len.max(1), sys::CU_MEMHOSTALLOC_PORTABLE) }
-            .map_err(|_| Error::HostMemory { elements: len as u64, needed: len as u128 })? as *mut u8;
+        let ptr =
+            unsafe { result::malloc_host(len.max(1), sys::CU_MEMHOSTALLOC_PORTABLE) }.map_err(|_| Error::PinnedMemory { needed: len as u128 })? as *mut u8;
         // Initialized once, so the buffer never exposes uninitialized bytes.
         // SAFETY: `len` bytes just allocated.
         unsafe { std::ptr::write_bytes(ptr, 0, len) };

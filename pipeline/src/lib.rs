@@ -37,6 +37,7 @@ pub use builtin::{StageRegistry, parse_stages};
 pub use elem::{ElemType, HostChunk};
 pub use exec::{Input, Launch, Pipeline, RunReport};
 pub use graph::{Edge, EdgeKind, EventGraph};
+pub use pc_runtime::launch::Ptx;
 pub use spec::{PipelineSpec, Workload};
 pub use stage::{Port, Stage};
 
@@ -56,6 +57,8 @@ pub enum PipelineError {
     UnknownStage { name: String, known: String },
     #[error("bad stage list: {0}")]
     BadStages(String),
+    #[error("bad input: {0}")]
+    BadInput(String),
     #[error("no GPU given")]
     NoGpus,
     #[error("capturing the pipeline as a CUDA graph produced no graph")]

@@ -40,8 +40,8 @@ pub struct PipelineSpec {
     /// Run every stage on one stream with no events: the serial baseline.
     pub serial: bool,
     /// Delay per stage, in nanoseconds (empty: none), to slow stages on
-    /// purpose: a kernel stage's threads spin before touching data; a copy
-    /// stage gets a one-thread spin kernel on its stream before the copy.
+    /// purpose: a one-thread spin kernel goes on the stage's stream ahead of
+    /// each of its operations.
     pub spin_ns: Vec<u64>,
 }
 
@@ -183,7 +183,25 @@ impl PipelineSpec {
         if let Some(s) = self.stages[1..self.stages.len() - 1].iter().find(|s| !matches!(s.kind(), Kind::Map(_))) {
             return Err(BadStages(format!("{:?}: {} can only be the first or last stage; middle stages are map stages", names(), s.name())));
         }
-        self.ring_types()?;
+        for t in self.ring_types()? {
+            if t.size() == 0 || t.align() > 16 {
+                return Err(BadStages(format!(
+                    "element type {t} ({} bytes, aligned to {}) is not supported: elements need 1 byte or more and alignment of at most 16",
+                    t.size(),
+                    t.align()
+                )));
+            }
+            // Every size in bytes must fit the address space (what is too
+            // large for the device is refused later, against its memory).
+            let slot = (self.chunk_elements.min(self.total_elements) as u128 * t.size() as u128).next_multiple_of(256);
+            let (ring, total) = (slot * self.slots as u128, self.total_elements as u128 * t.size() as u128);
+            if ring.max(total) > isize::MAX as u128 {
+                return Err(BadStages(format!(
+                    "{} elements of {t} in chunks of {} with K={} do not fit in memory at all",
+                    self.total_elements, self.chunk_elements, self.slots
+                )));
+            }
+        }
         Ok(())
     }
 }

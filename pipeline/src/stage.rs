@@ -9,7 +9,7 @@
 //! use pc_pipeline::{Stage, PipelineSpec, Workload};
 //! // From the project's kernels; a user's kernel crate gives the same: a
 //! // launcher type from #[kernel] and the PTX its build script embedded.
-//! let double = Stage::map::<ptx_kernels::ConsumerKernel>("double", ptx_kernels::KERNELS, |input: &[f32], output: &mut [f32]| {
+//! let double = Stage::map::<ptx_kernels::ConsumerKernel>("double", ptx_kernels::PTX, |input: &[f32], output: &mut [f32]| {
 //!     output.iter_mut().zip(input).for_each(|(o, x)| *o = 2.0 * x)
 //! });
 //! let spec = PipelineSpec::new(Workload::Stream).stages(vec![Stage::h2d(), double, Stage::d2h()]);
@@ -19,7 +19,7 @@ use crate::elem::{ElemType, HostChunk};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
 use kernel_math::{Element, Reduction};
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::{MapKernel, Module};
+use pc_runtime::launch::{MapKernel, Module, Ptx};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Stage {
     /// output: Out<O>)`) from the PTX module `ptx`, with `reference`, the
     /// same computation on the CPU over one chunk, which verification
     /// compares with the GPU's output bit for bit.
-    pub fn map<K: MapKernel + 'static>(name: &str, ptx: &'static str, reference: fn(&[K::In], &mut [K::Out])) -> Stage {
+    pub fn map<K: MapKernel + 'static>(name: &str, ptx: Ptx<K::Crate>, reference: fn(&[K::In], &mut [K::Out])) -> Stage {
         let about = format!("{} -> {}: kernel {}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
         Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, reference })))
     }
@@ -224,6 +224,9 @@ pub unsafe trait OnGpu: Send {
     }
 }
 
+/// A module loaded for a part: its PTX text's (address, length) and the `Module<C>`.
+pub(crate) type LoadedModule = ((usize, usize), Box<dyn std::any::Any>);
+
 /// Everything a stage needs to prepare itself on one GPU.
 pub struct Setup<'a> {
     pub(crate) gpu: &'a Gpu,
@@ -231,7 +234,8 @@ pub struct Setup<'a> {
     pub(crate) local_chunks: usize,
     /// Setup stream (stream 0); the pipeline synchronizes it before running.
     pub(crate) stream: &'a Arc<CudaStream>,
-    pub(crate) modules: &'a mut Vec<(usize, Module)>,
+    /// Loaded modules, by (address, length) of their PTX text, each a `Module<C>`.
+    pub(crate) modules: &'a mut Vec<LoadedModule>,
 }
 
 impl Setup<'_> {
@@ -248,18 +252,20 @@ impl Setup<'_> {
     }
 
     /// The PTX module `ptx`, loaded once per GPU however many stages use it.
-    pub fn module(&mut self, ptx: &'static str, origin: &str) -> Result<Module> {
-        let key = ptx.as_ptr() as usize;
-        if let Some((_, m)) = self.modules.iter().find(|(k, _)| *k == key) {
+    pub fn module<C: 'static>(&mut self, ptx: Ptx<C>, origin: &str) -> Result<Module<C>> {
+        let key = (ptx.text().as_ptr() as usize, ptx.text().len());
+        if let Some(m) = self.modules.iter().filter(|(k, _)| *k == key).find_map(|(_, m)| m.downcast_ref::<Module<C>>()) {
             return Ok(m.clone());
         }
-        let m = self.gpu.load_module(ptx, origin)?;
-        self.modules.push((key, m.clone()));
+        let m = self.gpu.load(ptx, origin)?;
+        self.modules.push((key, Box::new(m.clone())));
         Ok(m)
     }
 
-    /// A device buffer holding `data`, for the stage's own use.
-    pub fn upload<T: Element + cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>> {
+    /// A device buffer holding `data`, for a stage's own use. Crate-private:
+    /// a `CudaSlice` hands out its stream, whose safe API (say `fork`) would
+    /// escape the pipeline's ordering.
+    pub(crate) fn upload<T: Element + cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>> {
         self.stream.clone_htod(data).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("uploading a stage's buffer")(e)))
     }
 }
@@ -328,8 +334,11 @@ fn typed<'v, T: Element>(stage: &str, which: &str, len: usize, slot: Option<&'v 
     if !elem.is::<T>() {
         return Err(slot_error(stage, format!("reads {} but its {which} ring holds {elem}", ElemType::of::<T>())));
     }
-    // SAFETY: the slot holds `len` elements of T (same type; the ring was
-    // sized for them and each slot starts 256-byte aligned).
+    if len.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > view.len()) {
+        return Err(slot_error(stage, format!("{which} slot too small")));
+    }
+    // SAFETY: the slot holds `len` elements of T (same type, size checked
+    // just above; each slot starts 256-byte aligned).
     unsafe { view.transmute::<T>(len) }.ok_or_else(|| slot_error(stage, format!("{which} slot too small")))
 }
 
@@ -338,13 +347,16 @@ fn typed_mut<'v, T: Element>(stage: &str, len: usize, slot: Option<&'v mut (Elem
     if !elem.is::<T>() {
         return Err(slot_error(stage, format!("writes {} but its output ring holds {elem}", ElemType::of::<T>())));
     }
+    if len.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > view.len()) {
+        return Err(slot_error(stage, "output slot too small".into()));
+    }
     // SAFETY: as `typed`.
     unsafe { view.transmute_mut::<T>(len) }.ok_or_else(|| slot_error(stage, "output slot too small".into()))
 }
 
 /// A map stage from a `#[kernel]` of the map shape.
 struct KernelMap<K: MapKernel> {
-    ptx: &'static str,
+    ptx: Ptx<K::Crate>,
     reference: fn(&[K::In], &mut [K::Out]),
 }
 

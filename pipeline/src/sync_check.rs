@@ -68,11 +68,14 @@ pub fn run_slowed(p: &mut Pipeline, slowed: Option<usize>, delay_ns: u64) -> Res
 /// `p` (one GPU) run once without `edge` and with the edge's source stage
 /// slowed (see [`stage_to_slow`]), then its full graph restored. The result
 /// shows the corruption the edge prevents.
-pub fn run_without_edge(p: &mut Pipeline, edge: &Edge, delay_ns: u64) -> Result<EdgeResult, PipelineError> {
-    let full = p.event_graph(0).clone();
-    // SAFETY: a race on purpose, which is what this checker shows: the
-    // rings hold Element types (any bits valid) and results are read only
-    // through verification, after the run synchronized.
+///
+/// # Safety
+/// As [`Pipeline::set_event_graph`]: the run races on purpose (stages read
+/// slots another stream writes); results are read only through
+/// verification, after the run synchronized.
+pub unsafe fn run_without_edge(p: &mut Pipeline, edge: &Edge, delay_ns: u64) -> Result<EdgeResult, PipelineError> {
+    let full = p.event_graph(0).ok_or(PipelineError::NoGpus)?.clone();
+    // SAFETY: the race this function's caller accepted.
     unsafe { p.set_event_graph(|_| full.without(edge)) }?;
     let slowed_stage = stage_to_slow(edge);
     let check = run_slowed(p, Some(slowed_stage), delay_ns);
@@ -86,10 +89,19 @@ pub fn run_without_edge(p: &mut Pipeline, edge: &Edge, delay_ns: u64) -> Result<
 /// corruption), then each edge removed in turn ([`run_without_edge`]).
 /// `delay_ns` is how long the slowed stage waits before each operation.
 /// `progress(done, total)` is called per run.
-pub fn check_edges(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64, mut progress: impl FnMut(usize, usize)) -> Result<SyncReport, PipelineError> {
+///
+/// # Safety
+/// As [`run_without_edge`], for every edge: races on purpose.
+pub unsafe fn check_edges(
+    gpu: &Gpu,
+    spec: &PipelineSpec,
+    input: Input,
+    delay_ns: u64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SyncReport, PipelineError> {
     let stages = spec.stages.len();
     let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
-    let full = p.event_graph(0).clone();
+    let full = p.event_graph(0).ok_or(PipelineError::NoGpus)?.clone();
     let total = stages + full.edges().len();
     let mut done = 0;
     let mut baseline = Vec::new();
@@ -100,7 +112,8 @@ pub fn check_edges(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64, 
     }
     let mut edges = Vec::new();
     for edge in full.edges() {
-        edges.push(run_without_edge(&mut p, edge, delay_ns)?);
+        // SAFETY: the caller's contract.
+        edges.push(unsafe { run_without_edge(&mut p, edge, delay_ns) }?);
         done += 1;
         progress(done, total);
     }

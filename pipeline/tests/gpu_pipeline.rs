@@ -171,6 +171,9 @@ fn too_much_device_memory_is_an_error() {
     assert!(e.to_string().contains("of device memory"), "{e}");
 }
 
+// This test file is a kernel crate of its own (for the launcher below).
+nvptx_std::kernel_crate!();
+
 /// The launcher of the hand-written `negate.ptx`, from the signature alone
 /// (the body is what the PTX does; it is compiled here for the host only).
 #[nvptx_std::kernel(same_len(input, output))]
@@ -186,7 +189,10 @@ fn negate_kernel(input: &[f32], mut output: nvptx_std::Out<f32>) {
 #[ignore = "needs a CUDA device"]
 fn a_users_own_kernel_module_runs_as_a_stage() {
     use pc_pipeline::builtin::{consumer, d2h, h2d, producer, reduce};
-    let negate = || pc_pipeline::Stage::map::<NegateKernel>("negate", include_str!("negate.ptx"), |i, o| o.iter_mut().zip(i).for_each(|(o, x)| *o = -x));
+    // SAFETY: negate.ptx is this file's negate_kernel, written by hand: it
+    // reads `input` and writes `output` at indices below their length.
+    let ptx: pc_runtime::launch::Ptx<KernelCrate> = unsafe { pc_runtime::launch::Ptx::new(include_str!("negate.ptx")) };
+    let negate = || pc_pipeline::Stage::map::<NegateKernel>("negate", ptx, |i, o| o.iter_mut().zip(i).for_each(|(o, x)| *o = -x));
     let gpu = Gpu::open(0).unwrap();
     let seed = seed();
     for (first, last, w) in [(h2d(), d2h(), Workload::Stream), (producer(), reduce(), Workload::Generate)] {

@@ -18,6 +18,8 @@ pub enum Error {
     TooLarge { elements: u64, needed: u128, free: u128, total: u128, device: usize },
     #[error("{elements} elements need {needed} of host memory for the copy back, which could not be allocated", needed = bytes(*needed))]
     HostMemory { elements: u64, needed: u128 },
+    #[error("{} of pinned host memory could not be allocated", bytes(*needed))]
+    PinnedMemory { needed: u128 },
     #[error("block size {block} is not accepted by {kernel} on this GPU: it must be between 1 and {max}")]
     BadBlockSize { block: u32, kernel: &'static str, max: u32 },
     #[error("grid size must be at least 1")]
@@ -36,15 +38,17 @@ pub enum Error {
     Misaligned { kernel: &'static str, param: String, align: usize },
     #[error("{kernel}: {detail}")]
     LengthMismatch { kernel: &'static str, detail: String },
-    #[error("{what}: {}", describe(source))]
-    Cuda { what: String, source: DriverError },
+    #[error("{what}: {}", describe(err))]
+    Cuda { what: String, err: DriverError },
+    #[error("{0}")]
+    Refused(&'static str),
 }
 
 impl Error {
     /// Wraps a driver error with what was being done.
     pub fn cuda(what: impl Into<String>) -> impl FnOnce(DriverError) -> Error {
         let what = what.into();
-        move |source| Error::Cuda { what, source }
+        move |err| Error::Cuda { what, err }
     }
 }
 

@@ -1,6 +1,6 @@
 //! One CUDA device and its context.
 use crate::error::{Error, Result};
-use crate::launch::Module;
+use crate::launch::{Module, Ptx as KernelPtx, RawModule};
 use cudarc::driver::{CudaContext, CudaStream, DevicePtrMut, LaunchConfig, sys};
 use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
@@ -74,13 +74,17 @@ impl Gpu {
         Ok(Gpu { ctx, info })
     }
 
-    /// Loads a PTX module (the embedded kernels, a user's kernel crate, a
-    /// file); `origin` names it in errors. Its kernels are taken with
+    /// Loads the PTX of kernel crate `C` (the embedded kernels, a user's
+    /// kernel crate); `origin` names it in errors. Its kernels are taken with
     /// [`Module::kernel`], typed by their `#[kernel]` launchers.
-    pub fn load_module(&self, ptx: &str, origin: &str) -> Result<Module> {
+    pub fn load<C>(&self, ptx: KernelPtx<C>, origin: &str) -> Result<Module<C>> {
+        Ok(Module { raw: self.load_raw(ptx.text(), origin)?, _crate: std::marker::PhantomData })
+    }
+
+    pub(crate) fn load_raw(&self, ptx: &'static str, origin: &str) -> Result<RawModule> {
         let module =
             self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| Error::BadModule { origin: origin.to_string(), detail: crate::error::describe(&e) })?;
-        Ok(Module { ctx: self.ctx.clone(), module, ptx: ptx.into(), origin: origin.into() })
+        Ok(RawModule { ctx: self.ctx.clone(), module, ptx, origin: origin.into() })
     }
 
     pub fn info(&self) -> &DeviceInfo {

@@ -4,11 +4,15 @@
 //!
 //! ```no_run
 //! use pc_runtime::gpu::Gpu;
+//! use pc_runtime::launch::Ptx;
+//! # struct KernelCrate;
 //! # struct DoubleKernel;
-//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; }
-//! # const PTX: &str = "";
+//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; }
+//! // SAFETY (in a real program): the build script built this text from the
+//! // kernel crate whose marker is `KernelCrate`.
+//! const PTX: Ptx<KernelCrate> = unsafe { Ptx::new("...") };
 //! let gpu = Gpu::open(0)?;
-//! let module = gpu.load_module(PTX, "my kernels")?;
+//! let module = gpu.load(PTX, "my kernels")?;
 //! // Fails unless the PTX has `double_kernel` with the parameters of its #[kernel] signature.
 //! let double = module.kernel::<DoubleKernel>()?;
 //! # Ok::<(), pc_runtime::Error>(())
@@ -49,6 +53,9 @@ pub fn entries_of(krate: &str) -> Vec<EntryInfo> {
 
 /// Implemented by the launcher type `#[kernel]` generates for each kernel.
 pub trait KernelEntry {
+    /// The kernel crate's marker type (`nvptx_std::kernel_crate!`): only
+    /// [`Ptx`] of that crate loads this kernel.
+    type Crate: 'static;
     /// The PTX `.entry` name: the kernel function's name.
     const NAME: &'static str;
     /// Size in bytes of each PTX parameter, in order (a slice is two: address and length).
@@ -56,7 +63,7 @@ pub trait KernelEntry {
 }
 
 /// A kernel of the map shape: `#[kernel] fn(input: &[I], output: Out<O>)`
-/// (or `OutQuads<O>`), optionally with a trailing `u64` that is passed 0.
+/// (or `OutQuads<O>`), optionally with a trailing `spin: u64` that is passed 0.
 /// `#[kernel]` implements this for every kernel of that shape, so a pipeline
 /// can run it as a map stage.
 pub trait MapKernel: KernelEntry + Sized {
@@ -80,40 +87,91 @@ pub trait MapKernel: KernelEntry + Sized {
 /// Most PTX parameters a launch takes (a slice is two).
 pub const MAX_PARAMS: usize = 32;
 
-/// A loaded PTX module.
+/// PTX text built from the kernel crate whose marker type is `C` (see
+/// `nvptx_std::kernel_crate!`): the only PTX the launchers of that crate's
+/// `#[kernel]`s may run. Made once, where the PTX is known to come from
+/// that crate (the build script that built it), with [`Ptx::new`].
+pub struct Ptx<C> {
+    text: &'static str,
+    _crate: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Ptx<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C> Copy for Ptx<C> {}
+
+impl<C> Ptx<C> {
+    /// # Safety
+    /// `text` is PTX that nvptx-builder built from the same source as the
+    /// host build of the kernel crate whose `kernel_crate!` marker is `C`.
+    /// Loading checks each entry's name and parameter sizes, but not what
+    /// its code does: PTX built from other source (a kernel with the same
+    /// parameter sizes but other element types, or one that writes out of
+    /// bounds) would run under the launchers' safe checks.
+    pub const unsafe fn new(text: &'static str) -> Self {
+        Ptx { text, _crate: PhantomData }
+    }
+
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+}
+
+/// A loaded PTX module of the kernel crate `C`.
+pub struct Module<C> {
+    pub(crate) raw: RawModule,
+    pub(crate) _crate: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Module<C> {
+    fn clone(&self) -> Self {
+        Module { raw: self.raw.clone(), _crate: PhantomData }
+    }
+}
+
 #[derive(Clone)]
-pub struct Module {
+pub(crate) struct RawModule {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) module: Arc<CudaModule>,
-    pub(crate) ptx: Arc<str>,
+    pub(crate) ptx: &'static str,
     pub(crate) origin: Arc<str>,
 }
 
-impl Module {
-    /// Kernel `K` of this module. Refused unless the module has an entry
-    /// named `K::NAME` whose parameters have the sizes of `K`'s signature,
-    /// so a launcher never runs a kernel with another argument list.
-    pub fn kernel<K: KernelEntry>(&self) -> Result<Kernel<K>> {
+impl<C> Module<C> {
+    /// Kernel `K` of this module (one of crate `C`'s `#[kernel]`s). Refused
+    /// unless the module has an entry named `K::NAME` whose parameters have
+    /// the sizes of `K`'s signature: a module of another build of the crate
+    /// that lacks or changed the kernel is an error, not a bad launch.
+    pub fn kernel<K: KernelEntry<Crate = C>>(&self) -> Result<Kernel<K>> {
+        let m = &self.raw;
         let name = K::NAME;
-        let found = entry_param_bytes(&self.ptx, name).ok_or_else(|| Error::MissingKernel {
+        let found = entry_param_bytes(m.ptx, name).ok_or_else(|| Error::MissingKernel {
             name,
-            origin: self.origin.to_string(),
-            entries: crate::launch::entries(&self.ptx).join(", "),
+            origin: m.origin.to_string(),
+            entries: crate::launch::entries(m.ptx).join(", "),
         })?;
         if found != K::PARAM_BYTES {
-            return Err(Error::KernelSignature { name, origin: self.origin.to_string(), want: K::PARAM_BYTES.to_vec(), found });
+            return Err(Error::KernelSignature { name, origin: m.origin.to_string(), want: K::PARAM_BYTES.to_vec(), found });
         }
-        let func = self.module.load_function(name).map_err(Error::cuda(format!("finding kernel {name}")))?;
+        let func = m.module.load_function(name).map_err(|e| Error::cuda(format!("finding kernel {name}"))(e))?;
         // SAFETY: a valid function handle and an int-sized attribute.
         let max_block =
             unsafe { result::function::get_function_attribute(func.cu_function(), sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK) }
-                .map_err(Error::cuda(format!("reading {name}'s limits")))?;
-        Ok(Kernel { func, ctx: self.ctx.clone(), max_block: max_block as u32, _k: PhantomData })
+                .map_err(|e| Error::cuda(format!("reading {name}'s limits"))(e))?;
+        Ok(Kernel { func, ctx: m.ctx.clone(), max_block: max_block as u32, _k: PhantomData })
     }
 
     /// Every `.entry` of the module, sorted.
     pub fn entries(&self) -> Vec<String> {
-        entries(&self.ptx)
+        entries(self.raw.ptx)
+    }
+
+    /// The PTX text this module was loaded from.
+    pub fn ptx(&self) -> &'static str {
+        self.raw.ptx
     }
 }
 

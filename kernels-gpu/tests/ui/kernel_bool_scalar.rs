@@ -2,6 +2,7 @@
 //! One error, at the type.
 #![forbid(unsafe_code)]
 use nvptx_std::kernel;
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub fn flag_kernel(flag: bool) {

@@ -1,6 +1,7 @@
 //! `impl Trait` parameters make a generic fn; a PTX entry has one signature.
 #![forbid(unsafe_code)]
 use nvptx_std::kernel;
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub fn add_kernel(value: impl Copy) {

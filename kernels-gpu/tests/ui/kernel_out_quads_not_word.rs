@@ -3,6 +3,7 @@
 //! PTX build.
 #![forbid(unsafe_code)]
 use nvptx_std::{OutQuads, kernel};
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub fn pack_kernel(output: OutQuads<[u8; 4]>) {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 use core::cell::Cell;
 use nvptx_std::kernel;
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub fn count_kernel(counter: &Cell<u32>) {

@@ -1,6 +1,7 @@
 //! `#[kernel]` takes only `same_len(..)`.
 #![forbid(unsafe_code)]
 use nvptx_std::{Out, kernel};
+nvptx_std::kernel_crate!();
 
 #[kernel(same_length(input, output))]
 pub fn copy_kernel(input: &[f32], mut output: Out<f32>) {

@@ -1,5 +1,6 @@
 //! The body of a kernel is safe Rust.
 use nvptx_std::kernel;
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub unsafe fn noop_kernel(n: u64) {

@@ -2,6 +2,7 @@
 //! gives it, so `out[i]` (any `i`) does not compile.
 #![forbid(unsafe_code)]
 use nvptx_std::{Out, kernel};
+nvptx_std::kernel_crate!();
 
 #[kernel]
 pub fn fill_kernel(mut output: Out<f32>, value: f32) {

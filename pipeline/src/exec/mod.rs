@@ -113,6 +113,10 @@ pub struct Pipeline<'g> {
     input_type: ElemType,
     /// Set from outside (a signal handler) to stop between runs.
     interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// A run started and has not been seen to finish (it returned early: a
+    /// panic in the progress callback, caught by the caller). Host buffers
+    /// are handed out only after the streams are synchronized.
+    in_flight: std::sync::atomic::AtomicBool,
 }
 
 fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
@@ -138,16 +142,17 @@ impl<'g> Pipeline<'g> {
         let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
         let ranges = split::split_chunks(spec.chunks(), gpus.len());
         let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
-        Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None })
+        Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None, in_flight: false.into() })
     }
 
     pub fn spec(&self) -> &PipelineSpec {
         &self.spec
     }
 
-    /// The event graph of GPU `part`'s share (local chunk numbers).
-    pub fn event_graph(&self, part: usize) -> &EventGraph {
-        &self.parts[part].graph
+    /// The event graph of GPU `part`'s share (local chunk numbers); `None`
+    /// past the last part.
+    pub fn event_graph(&self, part: usize) -> Option<&EventGraph> {
+        self.parts.get(part).map(|p| &p.graph)
     }
 
     /// Replaces every part's event graph (the sync checker: the same
@@ -225,8 +230,18 @@ impl<'g> Pipeline<'g> {
         self.parts.len()
     }
 
+    /// Waits for every stream if a run did not finish normally.
+    fn settle(&self) {
+        if self.in_flight.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            for p in &self.parts {
+                p.synchronize_quietly();
+            }
+        }
+    }
+
     /// The host input's bytes (h2d sources).
     pub fn input_bytes(&self) -> Option<&[u8]> {
+        self.settle();
         self.input.as_ref().map(|b| b.bytes())
     }
 
@@ -235,11 +250,13 @@ impl<'g> Pipeline<'g> {
     /// copy can be running: [`Pipeline::run`] returns only after every
     /// stream synchronized.
     pub fn output<T: Element>(&self) -> Option<&[T]> {
+        self.settle();
         self.output.as_ref().filter(|_| self.output_type.is::<T>()).map(|b| b.view::<T>())
     }
 
     /// The host input as `T`.
     pub fn input<T: Element>(&self) -> Option<&[T]> {
+        self.settle();
         self.input.as_ref().filter(|_| self.input_type.is::<T>()).map(|b| b.view::<T>())
     }
 
@@ -253,10 +270,15 @@ impl<'g> Pipeline<'g> {
 
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
+        self.settle();
+        self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
         let result = self.run_inner(launch, runs, timeline, progress);
+        // Nothing may still run on the rings or copy into host memory when
+        // this returns: the caller may drop or read them. (Success ends
+        // synchronized; an error is settled here; an unwinding panic leaves
+        // `in_flight` set, so the next access settles first.)
+        self.in_flight.store(false, std::sync::atomic::Ordering::SeqCst);
         if result.is_err() {
-            // Nothing may still run on the rings or copy into host memory
-            // when an error reaches the caller, who may drop or read them.
             for p in &self.parts {
                 p.synchronize_quietly();
             }
@@ -357,6 +379,7 @@ impl<'g> Pipeline<'g> {
 
     /// Checks the last run's results, chunk by chunk, against the CPU reference.
     pub fn verify(&self, report: &RunReport) -> Verification {
+        self.settle();
         verify(&self.spec, self.input_bytes(), self.output.as_ref().map(|b| b.bytes()), &report.reductions)
     }
 }
@@ -398,18 +421,19 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
             if have < want {
                 return Err(PipelineError::InputTooShort { path, have, want, elements: n as u64, elem: elem.name() });
             }
-            f.read_exact(buf.bytes_mut()).map_err(io)?;
             if cfg!(target_endian = "big") {
-                // Files hold little-endian elements; swap each primitive.
-                buf.bytes_mut().chunks_exact_mut(elem.size().min(8)).for_each(|e| e.reverse());
+                // Files hold little-endian elements; which bytes of a struct
+                // element to swap is the element's business, not ours.
+                return Err(PipelineError::BadInput("input files are little-endian; this host is big-endian".into()));
             }
+            f.read_exact(buf.bytes_mut()).map_err(io)?;
         }
         Input::Data(chunk) => {
             if chunk.elem() != elem {
-                return Err(PipelineError::BadStages(format!("input data holds {} but the source writes {elem}", chunk.elem())));
+                return Err(PipelineError::BadInput(format!("the data holds {} but the source writes {elem}", chunk.elem())));
             }
             if chunk.len() < n {
-                return Err(PipelineError::BadStages(format!("input data has {} elements, fewer than the {n} declared", chunk.len())));
+                return Err(PipelineError::BadInput(format!("the data has {} elements, fewer than the {n} declared", chunk.len())));
             }
             buf.bytes_mut().copy_from_slice(&chunk.bytes()[..bytes]);
         }

@@ -83,7 +83,7 @@ impl<'g> Part<'g> {
         let mut modules = Vec::new();
         let mut setup = Setup { gpu, block_size: spec.block_size, local_chunks: local, stream: &s0, modules: &mut modules };
         let prepared = spec.stages.iter().map(|st| st.prepare(&mut setup)).collect::<Result<Vec<_>>>()?;
-        let delay = setup.module(ptx_kernels::KERNELS, "the embedded kernels")?.kernel::<DelayKernel>()?;
+        let delay = setup.module(ptx_kernels::PTX, "the embedded kernels")?.kernel::<DelayKernel>()?;
         let graph = if spec.serial { EventGraph::unordered(stages, local, slots) } else { EventGraph::new(stages, local, slots) };
         // SAFETY: events only; no memory is touched through the context.
         let ctx = unsafe { gpu.context() };

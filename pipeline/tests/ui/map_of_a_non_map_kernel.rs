@@ -4,6 +4,6 @@
 //! a MapKernel is asserted in tests/spec.rs.)
 #![forbid(unsafe_code)]
 fn as_map<K: pc_runtime::launch::KernelEntry>() -> pc_pipeline::Stage {
-    pc_pipeline::Stage::map::<K>("any-kernel", ptx_kernels::KERNELS, |_, _| ())
+    pc_pipeline::Stage::map::<K>("any-kernel", ptx_kernels::PTX, |_, _| ())
 }
 fn main() {}

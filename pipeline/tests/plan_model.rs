@@ -7,8 +7,9 @@
 //! - a stream runs its work in the order enqueued;
 //! - `wait(stream, E)` makes the stream's later work wait for the latest
 //!   record of E enqueued before the wait (none: no wait);
-//! - an operation (stage s, chunk c) reads ring s-1 and writes ring s, slot
-//!   c mod K.
+//! - an operation (stage s, chunk c) reads ring s-1 and writes ring s, in
+//!   the slot the executor gives it (checked: the same slot for a chunk's
+//!   write and read, and below K).
 //!
 //! Safe means: every read of chunk c happens after the write of chunk c to
 //! that slot, and every other write to the slot (other chunks, other runs)
@@ -25,8 +26,8 @@ type OpId = (usize, usize, usize);
 struct Model {
     /// Direct predecessors of each node.
     deps: Vec<Vec<usize>>,
-    /// The node of each operation.
-    ops: HashMap<OpId, usize>,
+    /// The node of each operation, and the slot the executor uses for it.
+    ops: HashMap<OpId, (usize, usize)>,
 }
 
 fn simulate(actions_per_run: &[Vec<Action>]) -> Model {
@@ -47,8 +48,8 @@ fn simulate(actions_per_run: &[Vec<Action>]) -> Model {
                 Action::Record { event, .. } => {
                     latest.insert(event, node);
                 }
-                Action::Op { stage, chunk, .. } => {
-                    ops.insert((run, stage, chunk), node);
+                Action::Op { stage, chunk, slot, .. } => {
+                    ops.insert((run, stage, chunk), (node, slot));
                 }
                 _ => {}
             }
@@ -82,27 +83,32 @@ fn check(g: &EventGraph, runs: usize, streams: usize) -> Option<String> {
     let before = closure(&m);
     let hb = |a: usize, b: usize| before[b][a / 64] >> (a % 64) & 1 == 1;
     let (stages, chunks, k) = (g.stages(), g.chunks(), g.slots());
+    for (&(run, stage, chunk), &(_, slot)) in &m.ops {
+        if slot >= k {
+            return Some(format!("run {run}: stage {stage} chunk {chunk} uses slot {slot} of a {k}-slot ring"));
+        }
+    }
     for run in 0..runs {
         for s in 1..stages {
             let ring = s - 1;
             for c in 0..chunks {
-                let read = m.ops[&(run, s, c)];
-                let write = m.ops[&(run, ring, c)];
+                let (read, read_slot) = m.ops[&(run, s, c)];
+                let (write, write_slot) = m.ops[&(run, ring, c)];
+                if read_slot != write_slot {
+                    return Some(format!("run {run}: chunk {c} written to slot {write_slot} of ring {ring} but read from slot {read_slot}"));
+                }
                 if !hb(write, read) {
                     return Some(format!("run {run}: stage {s} reads chunk {c} of ring {ring} before stage {ring} finished writing it"));
                 }
-                for r2 in 0..runs {
-                    for c2 in (c % k..chunks).step_by(k) {
-                        if (r2, c2) == (run, c) {
-                            continue;
-                        }
-                        let other = m.ops[&(r2, ring, c2)];
-                        if !(hb(other, write) || hb(read, other)) {
-                            return Some(format!(
-                                "run {r2}: stage {ring} writes chunk {c2} into slot {} of ring {ring} while run {run}'s chunk {c} there is not yet read (or not yet written)",
-                                c % k
-                            ));
-                        }
+                // Every other write into the same slot of this ring, any run.
+                for (&(r2, st2, c2), &(other, slot2)) in &m.ops {
+                    if st2 != ring || slot2 != read_slot || (r2, c2) == (run, c) {
+                        continue;
+                    }
+                    if !(hb(other, write) || hb(read, other)) {
+                        return Some(format!(
+                            "run {r2}: stage {ring} writes chunk {c2} into slot {slot2} of ring {ring} while run {run}'s chunk {c} there is not yet read (or not yet written)"
+                        ));
                     }
                 }
             }

@@ -38,13 +38,13 @@ impl Part<'_> {
                     let st = self.streams[stream].clone();
                     self.stages[stage].begin_run(&st)?;
                 }
-                Action::Op { stream, stage, chunk } => {
+                Action::Op { stream, stage, chunk, slot } => {
                     let st = self.streams[stream].clone();
                     let start = match timeline {
                         Some(_) => Some(st.record_event(timing).map_err(err("recording a timeline event"))?),
                         None => None,
                     };
-                    self.op(spec, stage, chunk, &st, host)?;
+                    self.op(spec, stage, chunk, slot, &st, host)?;
                     // The end timestamp before the done event (the next
                     // action): a waiter released by the done event then
                     // never appears to start before it.
@@ -68,7 +68,7 @@ impl Part<'_> {
 
     /// Stage `s` on local chunk `lc`, enqueued on `st`: an optional delay
     /// (the sync checker's slowed stage), then the stage's own work.
-    fn op(&mut self, spec: &PipelineSpec, s: usize, lc: usize, st: &Arc<CudaStream>, host: &HostBuffers) -> Result<()> {
+    fn op(&mut self, spec: &PipelineSpec, s: usize, lc: usize, slot: usize, st: &Arc<CudaStream>, host: &HostBuffers) -> Result<()> {
         let index = self.chunks.start + lc;
         let range = spec.chunk_range(index);
         let len = range.end - range.start;
@@ -79,7 +79,6 @@ impl Part<'_> {
             unsafe { DelayKernel::launch(&self.delay, st, one, spin) }?;
         }
         let cfg = self.gpu.launch_config(len, spec.block_size, None)?;
-        let slot = lc % self.graph.slots();
         let stages = self.stages.len();
         // The rings either side of stage s: ring s-1 is read, ring s written.
         let (before, after) = self.rings.split_at_mut(s);

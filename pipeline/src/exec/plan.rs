@@ -27,9 +27,9 @@ pub enum Action {
     Wait { stream: usize, event: EventId },
     /// The stage's per-run setup (e.g. resetting records), on its stream.
     BeginRun { stream: usize, stage: usize },
-    /// Stage `stage` on local chunk `chunk`, on its stream: reads ring
-    /// `stage - 1` and writes ring `stage`, slot `chunk % K`.
-    Op { stream: usize, stage: usize, chunk: usize },
+    /// Stage `stage` on local chunk `chunk`, on its stream: reads slot
+    /// `slot` of ring `stage - 1` and writes slot `slot` of ring `stage`.
+    Op { stream: usize, stage: usize, chunk: usize, slot: usize },
 }
 
 /// The stream stage `stage` runs on, with `streams` streams (1 when serial).
@@ -50,7 +50,7 @@ pub fn plan(graph: &EventGraph, streams: usize) -> Vec<Action> {
         for e in graph.waits_of(stage, chunk) {
             out.push(Action::Wait { stream, event: EventId::Done { stage: e.from.0, index: e.from.1 % pool } });
         }
-        out.push(Action::Op { stream, stage, chunk });
+        out.push(Action::Op { stream, stage, chunk, slot: chunk % graph.slots() });
         if graph.signals(stage, chunk) {
             out.push(Action::Record { stream, event: EventId::Done { stage, index: chunk % pool } });
         }

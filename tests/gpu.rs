@@ -59,7 +59,13 @@ fn without_the_event_wait_elements_come_out_wrong() {
     let gpu = gpu();
     let seed = common::seed();
     let racy = DemoConfig { elements: 1 << 20, sync: false, producer_spin_us: 2000, seed, ..DemoConfig::default() };
-    let r = run_demo(&gpu, &racy).unwrap_or_else(|e| panic!("{e}"));
+    // The safe entry point refuses the race...
+    let refused = run_demo(&gpu, &racy).expect_err("run_demo must refuse sync: false").to_string();
+    assert!(refused.contains("run_demo_unsynchronized"), "{refused}");
+    // ...which the unsafe one runs, to show it.
+    let module = ptx_kernels::load(&gpu).unwrap();
+    // SAFETY: the seed's race on purpose; the output is only checked.
+    let r = unsafe { ptx_kernels::demo::run_demo_unsynchronized(&gpu, &module, &racy) }.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("no-sync: {} of {} wrong", r.check.mismatches, r.check.checked);
     assert!(r.check.mismatches > 0, "the race did not show: {r:?}");
     // The same slow producer with the wait: nothing wrong.

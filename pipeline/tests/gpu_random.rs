@@ -3,30 +3,11 @@
 //! element counts, chunk sizes, K, stage lists, block sizes, workloads,
 //! graph on/off. Every result verified; the count run and the count wrong
 //! are reported, and the first wrong configurations printed in full.
+mod common;
+use common::Rng;
 use pc_pipeline::builtin::{consumer, d2h, h2d, moving_average, producer, reduce};
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
-
-/// splitmix64: a small, seedable generator (no dependency needed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Log-uniform in 1..=max: small and large sizes alike.
-    fn size(&mut self, max: u64) -> u64 {
-        let bits = 64 - max.leading_zeros() as u64;
-        let k = self.below(bits + 1).min(63);
-        (1 + self.below(1 << k)).min(max)
-    }
-}
 
 fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
     let stream = rng.below(2) == 0;
@@ -52,10 +33,7 @@ fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
 #[ignore = "needs a CUDA device"]
 fn random_configurations_all_verify() {
     let count: usize = std::env::var("PC_RANDOM_CONFIGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed: u64 = std::env::var("PC_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = common::seed_from_env();
     eprintln!("random pipelines: seed {seed} (replay with PC_TEST_SEED={seed}), {count} configurations");
     let gpu = Gpu::open(0).unwrap();
     let mut rng = Rng(seed);

@@ -5,24 +5,11 @@
 //! corruption; then a random edge is removed, the stage the checker slows
 //! for it is slowed, and the corruption the edge prevents must be detected.
 //! A summary line is printed (kept in docs/).
+mod common;
+use common::Rng;
 use pc_pipeline::sync_check::{run_slowed, run_without_edge};
 use pc_pipeline::{Input, Pipeline, PipelineSpec, Stage, StageRegistry, Workload};
 use pc_runtime::gpu::Gpu;
-
-/// splitmix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A random valid stage list: maps chosen so that element types meet.
 fn random_stages(rng: &mut Rng, reg: &StageRegistry) -> Vec<Stage> {
@@ -50,10 +37,7 @@ fn random_stages(rng: &mut Rng, reg: &StageRegistry) -> Vec<Stage> {
 #[ignore = "needs a CUDA device"]
 fn random_pipelines_random_delays_random_edges() {
     let count: usize = std::env::var("PC_RANDOM_CONFIGS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let seed: u64 = std::env::var("PC_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = common::seed_from_env();
     eprintln!("random sync check: seed {seed} (replay with PC_TEST_SEED={seed}), {count} configurations");
     let gpu = Gpu::open(0).unwrap();
     let reg = StageRegistry::builtin();

@@ -5,7 +5,9 @@
 # must report 0 errors. Run on a GPU machine: bash dist/gpu/sanitize.sh
 # (TOOLS="" runs only the fault paths.) Then the fault paths under memcheck, each with its expected exit status:
 # a kernel that traps mid-pipeline (PTX edited here: exit 1), an input file
-# that ends early (exit 1), SIGINT during a long run (exit 130); memcheck
+# shorter than declared (refused before any CUDA call: the sanitizer says so
+# and exits 255; the host alone must exit 1), SIGINT during a long run
+# (exit 130); memcheck
 # must find no memory error in any (the trap's own launch failure is the
 # expected API error, so API errors are not counted there).
 # Left out: the sync checker, which needs real concurrency: the sanitizer
@@ -65,6 +67,10 @@ fault trap-mid-pipeline 1 "$H" pipeline -w generate -k 3 --chunk 1MiB --total 8M
 # (compute-sanitizer then says so and exits 255: nothing reached the GPU).
 head -c 1000 /dev/urandom > "$log/short.bin"
 fault input-ends-early 255 "$H" pipeline -w stream --total 4KiB --input "$log/short.bin"
+"$H" pipeline -w stream --total 4KiB --input "$log/short.bin" 2>"$log/short.err"; rc=$?
+runs=$((runs + 1))
+printf '%-10s %-28s exit %-3s (want exit 1, one line) %s\n' host input-ends-early "$rc" "$(cat "$log/short.err")"
+if [ "$rc" -ne 1 ] || [ "$(wc -l < "$log/short.err")" -ne 1 ]; then fail=$((fail + 1)); fi
 # SIGINT: to the host process (named `host`), once its run is going.
 "$cs" --tool memcheck --print-limit 20 --leak-check full "$H" pipeline -w generate --chunk 1MiB --total 8MiB --runs 1000000 >"$log/fault-sigint.log" 2>&1 &
 cs_pid=$!
@@ -73,9 +79,14 @@ for _ in $(seq 90); do
   grep -q "^pipeline:" "$log/fault-sigint.log" && break
 done
 sleep 5
-host_pid=$(pgrep -n -x host)
+# The `host` process that descends from this sanitizer (not necessarily its
+# direct child; not some other program named host).
+descends() { local p=$1; while [ "$p" -gt 1 ]; do [ "$p" -eq "$2" ] && return 0; p=$(ps -o ppid= -p "$p" | tr -d ' '); [ -n "$p" ] || return 1; done; return 1; }
+host_pid=""
+for p in $(pgrep -x host); do descends "$p" "$cs_pid" && host_pid=$p; done
 kill -INT "$host_pid" 2>/dev/null || echo "no host process to interrupt"
-( sleep 120; kill -KILL "$host_pid" 2>/dev/null ) & watchdog=$!
+# Whatever happens, nothing outlives two minutes.
+( sleep 120; kill -KILL "$host_pid" "$cs_pid" 2>/dev/null ) & watchdog=$!
 wait "$cs_pid"; rc=$?
 kill "$watchdog" 2>/dev/null
 runs=$((runs + 1))

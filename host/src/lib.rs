@@ -89,7 +89,7 @@ struct DemoArgs {
 
 /// The kernels' PTX: the embedded module, or the file given with `--ptx`
 /// (kept for the rest of the process, as the embedded one is).
-pub fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(Ptx<ptx_kernels::KernelCrate>, String)> {
+pub(crate) fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(Ptx<ptx_kernels::KernelCrate>, String)> {
     Ok(match ptx {
         None => (ptx_kernels::PTX, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
         Some(path) => {
@@ -129,16 +129,39 @@ pub fn install_panic_hook() {
 
 /// Runs the command line with the stages of `registry` available to
 /// `pipeline --stages` (the built-in ones, and any a program registers).
+/// The arguments are the process's own, so the flags that vouch for
+/// something the program cannot check are the person's to give: `--ptx`
+/// (the file is a build of kernels-gpu), `--no-sync` and `--check-sync`
+/// (races on purpose, to show them). `host pipeline` installs a SIGINT
+/// handler (Ctrl-C stops a run cleanly; see the README).
 pub fn main_with(registry: pc_pipeline::StageRegistry) -> ExitCode {
-    main_with_args(registry, std::env::args_os())
+    run_cli(registry, std::env::args_os(), true)
 }
 
-/// [`main_with`] on these arguments (the first is the program name).
+/// [`main_with`] on arguments a program supplies (the first is the program
+/// name). `--ptx`, `--no-sync` and `--check-sync` are refused here: a
+/// program's arguments cannot vouch for what they promise.
 pub fn main_with_args<I, T>(registry: pc_pipeline::StageRegistry, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    run_cli(registry, args, false)
+}
+
+fn run_cli<I, T>(registry: pc_pipeline::StageRegistry, args: I, from_the_command_line: bool) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    if !from_the_command_line {
+        let vouching = ["--ptx", "--no-sync", "--check-sync"];
+        if let Some(flag) = args.iter().skip(1).filter_map(|a| a.to_str()).find(|a| vouching.iter().any(|v| a == v || a.starts_with(&format!("{v}=")))) {
+            eprintln!("error: {flag} is taken only from the command line (main_with), not from arguments a program supplies");
+            return ExitCode::from(2);
+        }
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),

@@ -34,9 +34,13 @@ fn crate_name(dir: &Path) -> Result<String> {
         bail!("{}: the directory's name must start with a letter (it names the crates)", dir.display());
     }
     // The app is named after the directory; it must not clash with a crate it depends on.
+    // The app and its kernel crate (`<name>-kernels`) must not clash with a
+    // crate they depend on, nor take a name Cargo keeps for itself.
     const TAKEN: [&str; 9] = ["host", "nvptx-std", "nvptx-builder", "pc-pipeline", "pc-runtime", "kernel-math", "kernel-macros", "kernels-gpu", "ptx-kernels"];
-    if TAKEN.contains(&name.as_str()) || TAKEN.contains(&name.trim_end_matches("-kernels")) {
-        bail!("{}: the name {name:?} is one of this project's crates; choose another directory name", dir.display());
+    const CARGO_RESERVED: [&str; 4] = ["build", "deps", "examples", "incremental"];
+    let kernels = format!("{name}-kernels");
+    if TAKEN.contains(&name.as_str()) || TAKEN.contains(&kernels.as_str()) || CARGO_RESERVED.contains(&name.as_str()) {
+        bail!("{}: the name {name:?} clashes with one of this project's crates or a name Cargo reserves; choose another directory name", dir.display());
     }
     Ok(name)
 }
@@ -82,9 +86,9 @@ pub fn run(a: &NewArgs) -> Result<bool> {
         if !repo.join("nvptx-std/Cargo.toml").is_file() {
             bail!("{} is not this project's repository (no nvptx-std/Cargo.toml)", repo.display());
         }
-        let text = repo.display().to_string();
-        if text.contains('\'') || text.contains('\n') {
-            bail!("{text}: a repository path with ' or a line break cannot be written into Cargo.toml; use --git or another path");
+        let text = repo.to_str().ok_or_else(|| anyhow::anyhow!("{}: a repository path that is not UTF-8 cannot be written into Cargo.toml", repo.display()))?;
+        if text.contains('\'') || text.chars().any(char::is_control) {
+            bail!("{text}: a repository path with ' or a control character cannot be written into Cargo.toml; use --git or another path");
         }
     }
     if a.dir.exists() && std::fs::read_dir(&a.dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -266,6 +270,9 @@ mod tests {
         assert_eq!(crate_name(Path::new("/tmp/My Pipeline")).unwrap(), "my-pipeline");
         assert!(crate_name(Path::new("/tmp/host")).is_err());
         assert!(crate_name(Path::new("/tmp/nvptx-std")).is_err());
+        assert!(crate_name(Path::new("/tmp/ptx")).is_err(), "ptx-kernels is taken");
+        assert!(crate_name(Path::new("/tmp/deps")).is_err());
+        assert!(crate_name(Path::new("/tmp/host-kernels")).is_ok());
         assert!(crate_name(Path::new("/tmp/9lives")).is_err());
         assert!(crate_name(Path::new("/")).is_err());
     }

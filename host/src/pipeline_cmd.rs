@@ -97,8 +97,8 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
-        // Without a handler (one already set by the program) Ctrl-C keeps
-        // its default: the process ends and the driver frees its memory.
+        // Where the program already set a handler, Ctrl-C keeps the
+        // program's: this flag is then never set.
         let _ = ctrlc::set_handler(move || {
             if f.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
@@ -107,6 +107,13 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         flag
     })
     .clone()
+}
+
+/// The interrupt flag, cleared: each command starts uninterrupted.
+fn fresh_interrupt_flag() -> Arc<AtomicBool> {
+    let flag = interrupt_flag();
+    flag.store(false, Ordering::SeqCst);
+    flag
 }
 
 fn gpu_indices(list: &str) -> Result<Vec<usize>> {
@@ -222,7 +229,8 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
-    pipeline.set_interrupt(interrupt_flag());
+    let interrupt = fresh_interrupt_flag();
+    pipeline.set_interrupt(interrupt.clone());
     if pipeline.gpus() < gpus.len() {
         println!("note: {} chunk(s) spread over {} of the {} GPUs given", spec.chunks(), pipeline.gpus(), gpus.len());
     }
@@ -287,7 +295,7 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         let serial_spec = spec.clone().slots(1).serial(true);
         drop(pipeline);
         let mut serial = Pipeline::new(&refs, serial_spec.clone(), input)?;
-        serial.set_interrupt(interrupt_flag());
+        serial.set_interrupt(interrupt);
         let bar = progress_bar(a.runs);
         let s = serial.run_with_progress(Launch::Streams, a.runs, false, |done| bar.set_position(done as u64))?;
         bar.finish_and_clear();

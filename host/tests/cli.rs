@@ -329,3 +329,13 @@ fn sigint_stops_a_long_run_cleanly() {
     assert!(!svg.exists(), "a timeline was written for an interrupted run");
     eprintln!("stopped {waited:?} after SIGINT: {}", stderr.trim_end());
 }
+
+/// A program's own arguments cannot vouch for `--ptx`, `--no-sync` or
+/// `--check-sync`: `main_with_args` refuses them (one line, exit 2).
+#[test]
+fn supplied_arguments_cannot_vouch() {
+    for args in [&["x", "--no-sync"][..], &["x", "pipeline", "--ptx", "/tmp/a.ptx"], &["x", "pipeline", "--check-sync"], &["x", "--ptx=/tmp/a.ptx"]] {
+        let code = host::main_with_args(pc_pipeline::StageRegistry::builtin(), args);
+        assert_eq!(code, std::process::ExitCode::from(2), "{args:?}");
+    }
+}

@@ -334,6 +334,16 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         #vis struct #launcher;
 
         #[cfg(not(target_arch = "nvptx64"))]
+        // The crate's marker must be its own (kernel_crate!() here), not one
+        // brought in from another crate, whose PTX would then load these
+        // launchers.
+        #[cfg(not(target_arch = "nvptx64"))]
+        const _: () = ::core::assert!(
+            ::nvptx_std::host::same_str(<crate::KernelCrate as ::nvptx_std::host::KernelCrateMarker>::PACKAGE, ::core::env!("CARGO_PKG_NAME")),
+            "crate::KernelCrate is another package's marker: call nvptx_std::kernel_crate!() at this crate's root instead of importing one"
+        );
+
+        #[cfg(not(target_arch = "nvptx64"))]
         impl ::nvptx_std::host::KernelEntry for #launcher {
             type Crate = crate::KernelCrate;
             const NAME: &'static str = #name_str;

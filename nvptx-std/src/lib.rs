@@ -58,6 +58,11 @@ macro_rules! kernel_crate {
         #[cfg(not(target_arch = "nvptx64"))]
         #[derive(Debug, Clone, Copy, Default)]
         pub struct KernelCrate;
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl $crate::host::KernelCrateMarker for KernelCrate {
+            const PACKAGE: &'static str = ::core::env!("CARGO_PKG_NAME");
+        }
     };
 }
 

@@ -6,6 +6,7 @@
 //! use pc_runtime::gpu::Gpu;
 //! use pc_runtime::launch::Ptx;
 //! # struct KernelCrate;
+//! # impl pc_runtime::launch::KernelCrateMarker for KernelCrate { const PACKAGE: &'static str = "doc"; }
 //! # struct DoubleKernel;
 //! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; }
 //! // SAFETY (in a real program): the build script built this text from the
@@ -51,11 +52,35 @@ pub fn entries_of(krate: &str) -> Vec<EntryInfo> {
     v
 }
 
+/// A kernel crate's marker (`nvptx_std::kernel_crate!`), with the package
+/// that defined it: `#[kernel]` checks at compile time that its crate's
+/// marker is its own package's, so a re-exported marker of another crate
+/// (whose PTX would then load these launchers) does not compile.
+pub trait KernelCrateMarker: 'static {
+    const PACKAGE: &'static str;
+}
+
+/// `a == b`, usable in a constant (the compile-time check above).
+pub const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Implemented by the launcher type `#[kernel]` generates for each kernel.
 pub trait KernelEntry {
     /// The kernel crate's marker type (`nvptx_std::kernel_crate!`): only
     /// [`Ptx`] of that crate loads this kernel.
-    type Crate: 'static;
+    type Crate: KernelCrateMarker;
     /// The PTX `.entry` name: the kernel function's name.
     const NAME: &'static str;
     /// Size in bytes of each PTX parameter, in order (a slice is two: address and length).

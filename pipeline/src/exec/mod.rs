@@ -167,6 +167,7 @@ impl<'g> Pipeline<'g> {
     /// only to demonstrate exactly that, and read results only through
     /// [`Pipeline::verify`].
     pub unsafe fn set_event_graph(&mut self, f: impl Fn(&EventGraph) -> EventGraph) -> Result<()> {
+        self.settle();
         let graphs: Vec<EventGraph> = self.parts.iter().map(|p| f(&p.graph)).collect();
         for (p, g) in self.parts.iter().zip(&graphs) {
             let (have, want) = ((g.stages(), g.chunks(), g.slots()), (p.graph.stages(), p.graph.chunks(), p.graph.slots()));
@@ -184,6 +185,7 @@ impl<'g> Pipeline<'g> {
     /// Changes the per-stage delays (see [`PipelineSpec::spin_ns`]) without
     /// reallocating. Drops any captured CUDA graph.
     pub fn set_delays(&mut self, ns: Vec<u64>) {
+        self.settle();
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
             p.cuda_graph = None;
@@ -193,6 +195,8 @@ impl<'g> Pipeline<'g> {
     /// Refills every ring slot with the poison pattern, so that a stage that
     /// reads a slot too early sees poison, not a stale copy of the right data.
     pub fn poison_rings(&mut self) -> Result<()> {
+        // No run may still read the rings (one that unwound is waited for).
+        self.settle();
         for p in &mut self.parts {
             p.poison_rings()?;
         }
@@ -387,6 +391,13 @@ impl<'g> Pipeline<'g> {
 fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: Input) -> Result<PinnedBuffer> {
     let n = spec.total_elements as usize;
     let bytes = n.checked_mul(elem.size()).ok_or(PipelineError::Runtime(Error::HostMemory { elements: n as u64, needed: n as u128 * elem.size() as u128 }))?;
+    // A file that is too short is refused before any allocation.
+    if let Input::File(path) = &input {
+        let have = std::fs::metadata(path).map_err(|source| PipelineError::Input { path: path.clone(), source })?.len();
+        if have < bytes as u64 {
+            return Err(PipelineError::InputTooShort { path: path.clone(), have, want: bytes as u64, elements: n as u64, elem: elem.name() });
+        }
+    }
     let mut buf = PinnedBuffer::new(ctx, bytes)?;
     match input {
         Input::Generated => {

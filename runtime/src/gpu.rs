@@ -29,6 +29,19 @@ pub struct Gpu {
     info: DeviceInfo,
 }
 
+impl Drop for Gpu {
+    /// After a sticky error (a kernel that trapped or faulted) the context
+    /// is unusable and CUDA says the process must end. Releasing it then
+    /// crashed the process under compute-sanitizer (SIGSEGV in the release
+    /// after a trap; H200, CUDA 13.0, 2026-11-26), so such a context is
+    /// left to the process's exit: its last reference is leaked.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.ctx) == 1 && self.ctx.synchronize().is_err() {
+            std::mem::forget(self.ctx.clone());
+        }
+    }
+}
+
 /// Whether libcuda can be loaded (an NVIDIA driver is installed).
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen the library.

@@ -20,7 +20,7 @@ cp "$ptx" "$out/kernels.ptx"
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
   | python3 scripts/collect_test_binaries.py "$out"
 
-cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh "$out/"
+cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh scripts/bench-stream.sh "$out/"
 mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/run_peers.py "$out/peers/"
 strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

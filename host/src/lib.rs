@@ -15,8 +15,10 @@
 //! ```
 mod bench;
 mod bench_plots;
+mod gen_cmd;
 mod new_project;
 mod pipeline_cmd;
+mod stream_cmd;
 mod units;
 
 use anyhow::Result;
@@ -55,6 +57,9 @@ enum Command {
     /// own (a u32 map stage) and an app that runs it in a pipeline with this
     /// CLI. `cargo build` there works with no other step.
     New(new_project::NewArgs),
+    /// Write a deterministic stream of elements (the pipeline's generated
+    /// input) to standard output, for `host gen ... | host pipeline --input - ...`.
+    Gen(gen_cmd::GenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -176,12 +181,18 @@ where
         Some(Command::Pipeline(args)) => pipeline_cmd::run(args, &registry),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::New(args)) => new_project::run(args),
+        Some(Command::Gen(args)) => gen_cmd::run(args),
         None => run(&cli.demo),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
-        Err(e) if matches!(e.downcast_ref::<pc_pipeline::PipelineError>(), Some(pc_pipeline::PipelineError::Interrupted { .. })) => {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<pc_pipeline::PipelineError>(),
+                Some(pc_pipeline::PipelineError::Interrupted { .. } | pc_pipeline::PipelineError::StreamInterrupted { .. })
+            ) =>
+        {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(130)
         }

@@ -25,68 +25,96 @@ pub enum WorkloadArg {
 pub struct PipelineArgs {
     /// Built-in workload (its default stage list).
     #[arg(short, long, value_enum, default_value = "generate")]
-    workload: WorkloadArg,
+    pub(crate) workload: WorkloadArg,
     /// Stage list instead of the workload's, e.g. "h2d,consumer,consumer,d2h".
     /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer,
     /// moving-average, u8-to-f32, stereo-to-mono, mix-u32, abs-i32,
     /// double-f64, and any stage the program registered.
     #[arg(short, long)]
-    stages: Option<String>,
+    pub(crate) stages: Option<String>,
     /// Slots per ring (K): 1 serial-safe, 2 double buffering, 3 or more.
     #[arg(short = 'k', long, default_value_t = 3)]
-    slots: usize,
+    pub(crate) slots: usize,
     /// Chunk size in bytes of the source's element type (4KiB, 4MiB,
     /// 256MiB...); need not divide the total.
     #[arg(short, long, default_value = "4MiB", value_parser = parse_bytes)]
-    chunk: u64,
-    /// Total size in bytes of the source's element type.
-    #[arg(short, long, default_value = "256MiB", value_parser = parse_bytes)]
-    total: u64,
+    pub(crate) chunk: u64,
+    /// Total size in bytes of the source's element type [default: 256MiB].
+    /// A stream (--input) has no declared total: it is what arrives.
+    #[arg(short, long, value_parser = parse_bytes)]
+    pub(crate) total: Option<u64>,
     /// Chunk size in elements (instead of --chunk).
     #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "chunk")]
-    chunk_elements: Option<u64>,
+    pub(crate) chunk_elements: Option<u64>,
     /// Total size in elements (instead of --total).
     #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "total")]
-    total_elements: Option<u64>,
+    pub(crate) total_elements: Option<u64>,
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
-    block_size: u32,
+    pub(crate) block_size: u32,
     /// Capture the launch sequence once as a CUDA graph and replay it.
     #[arg(long)]
-    graph: bool,
+    pub(crate) graph: bool,
     /// Runs of the same pipeline, back to back (frames of a stream).
     #[arg(short, long, default_value_t = 1)]
-    runs: usize,
+    pub(crate) runs: usize,
     /// GPUs to spread chunks over: "all", or indices like "0,1".
     #[arg(long, default_value = "0")]
-    gpus: String,
-    /// Stream input: little-endian f32 from this file (default: generated on the host).
+    pub(crate) gpus: String,
+    /// Stream from this file, or standard input with "-": little-endian
+    /// elements of the source's type, as many as arrive (a last partial
+    /// chunk is fine; a partial element is an error). Needs a pipeline from
+    /// h2d to d2h (--workload stream). Without it, input is generated.
     #[arg(long)]
-    input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
+    /// Where a stream's output goes: a file (written under a temporary
+    /// name, renamed when the stream completed) or standard output with
+    /// "-" (then every message goes to standard error). Default: checked,
+    /// then dropped.
+    #[arg(long, requires = "input")]
+    pub(crate) output: Option<PathBuf>,
+    /// Streams: pinned staging slots per direction (default: what the GPU
+    /// rings hold at once, plus two).
+    #[arg(long)]
+    pub(crate) host_slots: Option<usize>,
+    /// Streams: when every staging slot is busy, drop the oldest chunk not
+    /// yet on the GPU (counted and reported) instead of waiting.
+    #[arg(long, requires = "input")]
+    pub(crate) drop_oldest: bool,
+    /// Streams: pace the input to this rate in GB/s (decimal), as a live
+    /// source; latency is measured from each chunk's due time.
+    #[arg(long, requires = "input")]
+    pub(crate) rate: Option<f64>,
+    /// Streams: skip checking each chunk against the CPU reference.
+    #[arg(long, requires = "input")]
+    pub(crate) no_verify: bool,
+    /// Streams: write the run report (throughput, latency, drops) as JSON.
+    #[arg(long, requires = "input")]
+    pub(crate) json: Option<PathBuf>,
     /// Write a Chrome trace (open in Perfetto) of the last run.
     #[arg(long)]
-    trace: Option<PathBuf>,
+    pub(crate) trace: Option<PathBuf>,
     /// Write an SVG Gantt chart (one row per stream) of the last run.
     #[arg(long)]
-    svg: Option<PathBuf>,
+    pub(crate) svg: Option<PathBuf>,
     /// Also run the serial baseline (K=1, every stage on one stream, no events)
     /// on the same data, and print the speed-up.
     #[arg(long)]
-    compare_serial: bool,
+    pub(crate) compare_serial: bool,
     /// Seed of the producer's values and of generated input.
     #[arg(long, default_value_t = 0x5eed)]
-    seed: u32,
+    pub(crate) seed: u32,
     /// Sync checker: run once per event-graph edge with only that edge
     /// removed and its source stage slowed; report whether the corruption
     /// it prevents was detected. Use few chunks (e.g. --chunk 1MiB --total 6MiB).
     #[arg(long)]
-    check_sync: bool,
+    pub(crate) check_sync: bool,
     /// How long the slowed stage waits before each operation (sync checker).
     #[arg(long, default_value_t = 2000)]
-    delay_us: u64,
+    pub(crate) delay_us: u64,
     /// Load the kernels from this PTX file instead of the embedded module.
     #[arg(long)]
-    ptx: Option<PathBuf>,
+    pub(crate) ptx: Option<PathBuf>,
 }
 
 /// Set by the first SIGINT (Ctrl-C): the running pipeline stops queueing,
@@ -154,18 +182,17 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
         }
         Ok(bytes / size)
     };
-    let spec = spec.chunk_elements(elements("--chunk", a.chunk, a.chunk_elements)?).total_elements(elements("--total", a.total, a.total_elements)?);
+    let chunk = elements("--chunk", a.chunk, a.chunk_elements)?;
+    let declared = a.total.is_some() || a.total_elements.is_some();
+    let total = match (a.input.is_some(), declared) {
+        (true, true) => bail!("--total: a stream (--input) is as long as its input; drop --total"),
+        (true, false) => chunk,
+        (false, _) => elements("--total", a.total.unwrap_or(256 << 20), a.total_elements)?,
+    };
+    let spec = spec.chunk_elements(chunk).total_elements(total);
     spec.validate()?;
-    if let Some(path) = &a.input {
-        if !spec.reads_host() {
-            bail!("--input needs a pipeline that starts with h2d (use --workload stream)");
-        }
-        // Checked again when read; here so that a bad file costs no GPU setup.
-        let have = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("input file {}: {e}", path.display()))?.len();
-        let want = spec.total_elements * size;
-        if have < want {
-            bail!("input file {} has {have} bytes, shorter than the {want} declared ({} elements of {elem})", path.display(), spec.total_elements);
-        }
+    if a.input.is_some() && !spec.reads_host() {
+        bail!("--input needs a pipeline that starts with h2d (use --workload stream)");
     }
     if a.runs == 0 {
         bail!("--runs must be at least 1");
@@ -193,15 +220,15 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         Some(_) => registry.with_builtins_in(crate::kernels_ptx(&a.ptx)?.0),
     };
     let spec = spec_of(a, &registry)?;
+    if let Some(input) = &a.input {
+        return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
+    }
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
     let indices = gpu_indices(&a.gpus)?;
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
-    let input = match &a.input {
-        Some(p) => Input::File(p.clone()),
-        None => Input::Generated,
-    };
+    let input = Input::Generated;
     let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
     let names: Vec<String> = gpus.iter().map(|g| format!("{} ({})", g.info().index, g.info().name)).collect();
     let size = spec.input_type()?.size() as u128;

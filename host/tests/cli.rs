@@ -156,7 +156,33 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "/nonexistent/in.bin"]), "No such file");
     let short = tmp_dir("short").join("short-input.bin");
     std::fs::write(&short, [0u8; 100]).unwrap();
-    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]), "shorter than the 4096 declared");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]),
+        "a stream (--input) is as long as its input",
+    );
+    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"]] {
+        let mut args = vec!["pipeline", "-w", "stream", "--input", short.to_str().unwrap()];
+        args.extend_from_slice(flag);
+        assert_one_line_error(&host(&args), "is not available for a stream");
+    }
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--rate=-1"]), "--rate -1: give a positive rate");
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--host-slots", "1"]), "--host-slots must be at least 2");
+    // --output needs a stream: a usage error.
+    assert_eq!(host(&["pipeline", "--output", "x.bin"]).status.code(), Some(2));
+}
+
+// ---- host gen ----
+
+#[test]
+fn gen_writes_the_generated_input() {
+    let out = host(&["gen", "--total", "16"]);
+    assert!(out.status.success());
+    let want: Vec<u8> = (0..4).flat_map(|i| kernel_math::produce(i, 0x5eed).to_le_bytes()).collect();
+    assert_eq!(out.stdout, want);
+    assert_one_line_error(&host(&["gen", "--total", "6"]), "not a whole number of f32");
+    assert_one_line_error(&host(&["gen", "--type", "f16", "--total", "6"]), "not one of");
+    let out = host(&["gen", "--type", "u8", "--total", "5"]);
+    assert_eq!(out.stdout.len(), 5);
 }
 
 fn tmp_dir(name: &str) -> std::path::PathBuf {
@@ -206,7 +232,7 @@ fn pipeline_generate_with_graph_and_input_file() {
     let input = d.join("in.bin");
     let data: Vec<u8> = (0..(1u32 << 18)).flat_map(|i| ((i as f32) * 0.25 - 7.0).to_le_bytes()).collect();
     std::fs::write(&input, data).unwrap();
-    let out = host(&["pipeline", "-w", "stream", "--chunk", "100KiB", "--total", "1MiB", "--input", input.to_str().unwrap()]);
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "100KiB", "--input", input.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("verification: PASS: all 11 chunks"), "{}", stdout(&out));
 }
@@ -338,4 +364,141 @@ fn supplied_arguments_cannot_vouch() {
         let code = host::main_with_args(pc_pipeline::StageRegistry::builtin(), args);
         assert_eq!(code, std::process::ExitCode::from(2), "{args:?}");
     }
+}
+
+// ---- streams through standard input and output ----
+
+/// `host gen | host pipeline --input - --output -`, every output element
+/// checked here against `2 * produce(i, seed)`; the host's resident set
+/// sampled while it runs. Returns (bytes checked, RSS samples in bytes).
+fn stream_through_pipes(total: u64, chunk: &str, extra: &[&str]) -> (u64, Vec<u64>) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let total_s = total.to_string();
+    let mut generator = Command::new(&bin).args(["gen", "--total", &total_s, "--seed", "77"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut args = vec!["pipeline", "-w", "stream", "--input", "-", "--output", "-", "--chunk", chunk, "--seed", "77"];
+    args.extend_from_slice(extra);
+    let mut pipe = Command::new(&bin).args(&args).stdin(generator.stdout.take().unwrap()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = pipe.id();
+    let rss = || -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: u64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    let mut out = pipe.stdout.take().unwrap();
+    let mut buf = vec![0u8; 64 << 20];
+    let (mut at, mut samples, mut last_sample) = (0u64, Vec::new(), Instant::now());
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match out.read(&mut buf[n..]).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        assert_eq!(n % 4, 0, "output ends mid-element at {}", at + n as u64);
+        // Check on every core: element i is 2 * produce(i, 77).
+        let first = at / 4;
+        std::thread::scope(|s| {
+            for (p, piece) in buf[..n].chunks(n.div_ceil(8).next_multiple_of(4)).enumerate() {
+                let base = first + (p * n.div_ceil(8).next_multiple_of(4) / 4) as u64;
+                s.spawn(move || {
+                    for (j, w) in piece.chunks_exact(4).enumerate() {
+                        let i = base + j as u64;
+                        let want = kernel_math::produce(i, 77) * 2.0;
+                        let got = f32::from_le_bytes(w.try_into().unwrap());
+                        assert_eq!(got.to_bits(), want.to_bits(), "element {i}: {got}, want {want}");
+                    }
+                });
+            }
+        });
+        at += n as u64;
+        if last_sample.elapsed() > Duration::from_millis(200) {
+            samples.extend(rss());
+            last_sample = Instant::now();
+        }
+    }
+    let status = pipe.wait().unwrap();
+    let mut err = String::new();
+    pipe.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(generator.wait().unwrap().success());
+    assert!(status.success(), "{err}");
+    assert!(err.contains("verification: PASS") || err.contains("verification: skipped"), "{err}");
+    eprintln!("{err}");
+    (at, samples)
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn stream_stdin_to_stdout_with_a_partial_last_chunk() {
+    let total = (64 << 20) + 4 * 1000; // 16 chunks and a partial one
+    let (checked, _) = stream_through_pipes(total, "4MiB", &["-k", "2"]);
+    assert_eq!(checked, total);
+}
+
+/// The long test: at least 16 GiB (PC_STREAM_TEST_BYTES to change)
+/// through pipes, every element checked, the host's RSS flat.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn stream_16_gib_through_pipes_with_flat_rss() {
+    let total: u64 = std::env::var("PC_STREAM_TEST_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(16 << 30);
+    let t = Instant::now();
+    let (checked, rss) = stream_through_pipes(total, "4MiB", &["--no-verify"]);
+    assert_eq!(checked, total);
+    assert!(rss.len() >= 4, "too few RSS samples: {rss:?}");
+    // Flat: after warm-up, the last sample is within 16 MiB of the first.
+    let (first, last, max) = (rss[rss.len() / 4], rss[rss.len() - 1], rss.iter().copied().max().unwrap());
+    eprintln!(
+        "streamed {} GiB in {:.1} s, every element checked; host RSS (MiB) after warm-up {}, last {}, max {} over {} samples",
+        total >> 30,
+        t.elapsed().as_secs_f64(),
+        first >> 20,
+        last >> 20,
+        max >> 20,
+        rss.len()
+    );
+    assert!(last.abs_diff(first) < 16 << 20 && max < first + (64 << 20), "RSS not flat: {rss:?}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_truncated_stream_leaves_no_output_file() {
+    let d = tmp_dir("truncated");
+    let input = d.join("in.bin");
+    std::fs::write(&input, vec![0u8; (1 << 20) + 3]).unwrap();
+    let output = d.join("out.bin");
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "64KiB", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_one_line_error(&out, "the stream ended mid-element: 1048579 bytes");
+    assert!(!output.exists(), "a partial output was left under the final name");
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "in.bin").collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    // The same input, whole: the file appears, with every element right.
+    std::fs::write(&input, (0..(1u32 << 18)).flat_map(|i| (i as f32).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let json = d.join("report.json");
+    let out = host(&[
+        "pipeline",
+        "-w",
+        "stream",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let got = std::fs::read(&output).unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    for (i, w) in got.chunks_exact(4).enumerate() {
+        assert_eq!(f32::from_le_bytes(w.try_into().unwrap()), i as f32 * 2.0, "element {i}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["chunks"], 16);
+    assert!(report["latency_us"]["p99"].as_f64().unwrap() > 0.0);
 }

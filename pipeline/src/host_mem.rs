@@ -53,6 +53,12 @@ impl PinnedBuffer {
         unsafe { std::slice::from_raw_parts(self.ptr as *const T, n) }
     }
 
+    /// The first byte, for slot-wise access by a protocol that keeps
+    /// each slot's users exclusive (streams).
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.ptr
+    }
+
     pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr
     }

@@ -30,6 +30,7 @@ mod host_mem;
 pub mod reference;
 pub mod spec;
 pub mod stage;
+pub mod stream;
 pub mod sync_check;
 pub mod timeline;
 
@@ -69,6 +70,14 @@ pub enum PipelineError {
     InputTooShort { path: PathBuf, have: u64, want: u64, elements: u64, elem: &'static str },
     #[error("interrupted: {runs_done} of {runs} run(s) had finished; the GPU work already queued was let finish, nothing was written")]
     Interrupted { runs_done: usize, runs: usize },
+    #[error("reading the stream after {at} bytes: {source}")]
+    StreamInput { at: u64, source: std::io::Error },
+    #[error("the stream ended mid-element: {bytes} bytes, {partial} byte(s) past the last whole element of {size} bytes")]
+    StreamEndsMidElement { bytes: u64, size: usize, partial: usize },
+    #[error("writing the stream's output: {0}")]
+    StreamOutput(std::io::Error),
+    #[error("interrupted: {chunks} chunk(s) had been delivered; the GPU work already queued was let finish")]
+    StreamInterrupted { chunks: u64 },
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

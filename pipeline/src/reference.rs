@@ -61,7 +61,7 @@ impl Verification {
         }
     }
 
-    fn wrong(&mut self, c: usize, items: u64, what: String) {
+    pub(crate) fn wrong(&mut self, c: usize, items: u64, what: String) {
         self.chunks_wrong += 1;
         self.items_wrong += items;
         if self.first_wrong.as_ref().is_none_or(|(f, _)| c < *f) {

@@ -16,7 +16,7 @@
 //! happens before that write or after that read. Nothing here uses the
 //! implementation's edge rule or event pool.
 use pc_pipeline::EventGraph;
-use pc_pipeline::exec::plan::{Action, EventId, plan, stream_of};
+use pc_pipeline::exec::plan::{Action, EventId, plan, stream_chunk, stream_of};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -79,10 +79,20 @@ fn closure(m: &Model) -> Vec<Vec<u64>> {
 /// The first unsafe access, in words, or None.
 fn check(g: &EventGraph, runs: usize, streams: usize) -> Option<String> {
     let actions: Vec<Vec<Action>> = (0..runs).map(|_| plan(g, streams)).collect();
-    let m = simulate(&actions);
+    check_actions(&actions, g.stages(), g.chunks(), g.slots())
+}
+
+/// A stream of `chunks` chunks as the streaming executor enqueues it: one
+/// `stream_chunk` after another, one "run".
+fn stream_actions(stages: usize, chunks: usize, k: usize) -> Vec<Vec<Action>> {
+    vec![(0..chunks).flat_map(|c| stream_chunk(stages, stages, k, c)).collect()]
+}
+
+fn check_actions(actions: &[Vec<Action>], stages: usize, chunks: usize, k: usize) -> Option<String> {
+    let runs = actions.len();
+    let m = simulate(actions);
     let before = closure(&m);
     let hb = |a: usize, b: usize| before[b][a / 64] >> (a % 64) & 1 == 1;
-    let (stages, chunks, k) = (g.stages(), g.chunks(), g.slots());
     for (&(run, stage, chunk), &(_, slot)) in &m.ops {
         if slot >= k {
             return Some(format!("run {run}: stage {stage} chunk {chunk} uses slot {slot} of a {k}-slot ring"));
@@ -176,6 +186,54 @@ proptest! {
         if !g.edges().is_empty() {
             let e = g.edges()[pick.index(g.edges().len())];
             prop_assert!(check(&g.without(&e), runs, stages).is_some(), "edge {:?} not needed", e);
+        }
+    }
+}
+
+#[test]
+fn streams_are_safe_for_any_length() {
+    for stages in 2..5 {
+        for k in 1..5 {
+            for chunks in 0..12 {
+                assert_eq!(check_actions(&stream_actions(stages, chunks, k), stages, chunks, k), None, "stages {stages}, K {k}, {chunks} chunks");
+            }
+        }
+    }
+}
+
+/// A stream waits exactly where a run of the same length waits: the same
+/// (stage, chunk) operations in the same order, with the same waits.
+#[test]
+fn a_stream_waits_like_a_run() {
+    let waits_and_ops = |a: &[Action]| -> Vec<Action> { a.iter().filter(|x| matches!(x, Action::Wait { .. } | Action::Op { .. })).copied().collect() };
+    for stages in 2..5 {
+        for k in 1..5 {
+            for chunks in 0..10 {
+                let run = plan(&EventGraph::new(stages, chunks, k), stages);
+                let stream = &stream_actions(stages, chunks, k)[0];
+                let run_body: Vec<Action> =
+                    waits_and_ops(&run).into_iter().filter(|x| !matches!(x, Action::Wait { event: EventId::Fork | EventId::Join(_), .. })).collect();
+                assert_eq!(run_body, waits_and_ops(stream), "stages {stages}, K {k}, {chunks} chunks");
+            }
+        }
+    }
+}
+
+/// Dropping any one wait from a stream's chunk opens a race the model sees.
+#[test]
+fn every_stream_wait_is_needed() {
+    for stages in 2..4 {
+        for k in 1..4 {
+            let chunks = k + 3;
+            let full = &stream_actions(stages, chunks, k)[0];
+            for (i, a) in full.iter().enumerate() {
+                if !matches!(a, Action::Wait { .. }) {
+                    continue;
+                }
+                let mut cut = full.clone();
+                cut.remove(i);
+                assert!(check_actions(&[cut], stages, chunks, k).is_some(), "removing {a:?} left every slot safe (stages {stages}, K {k})");
+            }
         }
     }
 }

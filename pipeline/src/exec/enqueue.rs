@@ -12,7 +12,7 @@ use ptx_kernels::DelayKernel;
 use std::sync::Arc;
 
 /// The pinned host buffers of copy stages (base addresses and element sizes).
-pub(super) struct HostBuffers {
+pub(crate) struct HostBuffers {
     pub input: Option<*const u8>,
     pub input_size: usize,
     pub output: Option<*mut u8>,
@@ -58,7 +58,7 @@ impl Part<'_> {
         Ok(())
     }
 
-    fn event(&self, id: EventId) -> &CudaEvent {
+    pub(crate) fn event(&self, id: EventId) -> &CudaEvent {
         match id {
             EventId::Fork => &self.fork,
             EventId::Join(s) => &self.joins[s],
@@ -71,24 +71,42 @@ impl Part<'_> {
     fn op(&mut self, spec: &PipelineSpec, s: usize, lc: usize, slot: usize, st: &Arc<CudaStream>, host: &HostBuffers) -> Result<()> {
         let index = self.chunks.start + lc;
         let range = spec.chunk_range(index);
-        let len = range.end - range.start;
-        let spin = spec.spin_of(s);
+        let stages = self.stages.len();
+        let at = |base: usize, size: usize| base + range.start as usize * size;
+        let host_in = if s == 0 { host.input.map(|p| at(p as usize, host.input_size) as *const u8) } else { None };
+        let host_out = if s + 1 == stages { host.output.map(|p| at(p as usize, host.output_size) as *mut u8) } else { None };
+        let chunk = ChunkInfo { index, range, seed: spec.seed };
+        self.op_at(s, chunk, lc, slot, st, (host_in, host_out), (spec.spin_of(s), spec.block_size))
+    }
+
+    /// Stage `s` on `chunk` (ring slot `slot`), enqueued on `st`, with the
+    /// chunk's host input/output addresses (copy stages) and the (delay,
+    /// block size) to use. Shared by runs and streams.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_at(
+        &mut self,
+        s: usize,
+        chunk: ChunkInfo,
+        lc: usize,
+        slot: usize,
+        st: &Arc<CudaStream>,
+        (host_in, host_out): (Option<*const u8>, Option<*mut u8>),
+        (spin, block_size): (u64, u32),
+    ) -> Result<()> {
+        let len = chunk.range.end - chunk.range.start;
         if spin > 0 {
             let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: the delay kernel touches no memory.
             unsafe { DelayKernel::launch(&self.delay, st, one, spin) }?;
         }
-        let cfg = self.gpu.launch_config(len, spec.block_size, None)?;
+        let cfg = self.gpu.launch_config(len, block_size, None)?;
         let stages = self.stages.len();
         // The rings either side of stage s: ring s-1 is read, ring s written.
         let (before, after) = self.rings.split_at_mut(s);
         let input = before.last().map(|r| (r.elem, r.buf.slice(slot * r.slot_bytes..(slot + 1) * r.slot_bytes)));
         let output = if s + 1 < stages { after.first_mut().map(|r| (r.elem, r.buf.slice_mut(slot * r.slot_bytes..(slot + 1) * r.slot_bytes))) } else { None };
-        let at = |base: usize, size: usize| base + range.start as usize * size;
-        let host_in = if s == 0 { host.input.map(|p| at(p as usize, host.input_size) as *const u8) } else { None };
-        let host_out = if s + 1 == stages { host.output.map(|p| at(p as usize, host.output_size) as *mut u8) } else { None };
-        let name = spec.stages[s].name();
-        let mut op = Op { stream: st, cfg, chunk: ChunkInfo { index, range, seed: spec.seed }, local_chunk: lc, input, output, host_in, host_out, stage: name };
+        let name = self.names[s].clone();
+        let mut op = Op { stream: st, cfg, chunk, local_chunk: lc, input, output, host_in, host_out, stage: &name };
         self.stages[s].enqueue(&mut op)
     }
 }

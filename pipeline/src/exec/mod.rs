@@ -10,7 +10,7 @@
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
-mod part;
+pub(crate) mod part;
 pub mod plan;
 pub mod split;
 
@@ -388,6 +388,39 @@ impl<'g> Pipeline<'g> {
     }
 }
 
+/// Bytes `offset..offset + out.len()` of the generated input of element
+/// type `elem`: 4-byte little-endian words, word `i` being
+/// `produce(i, seed)` for f32 (the producer's values) and a hash of `i`
+/// otherwise. The same for any split of the stream into pieces: `host gen`
+/// writes it, and the in-memory generated input is it.
+pub fn generated_bytes(elem: ElemType, seed: u32, offset: u64, out: &mut [u8]) {
+    let is_f32 = elem.is::<f32>();
+    let word = |i: u64| -> [u8; 4] {
+        let v = if is_f32 { kernel_math::produce(i, seed).to_bits() } else { kernel_math::hash32(i as u32 ^ kernel_math::hash32((i >> 32) as u32 ^ seed)) };
+        v.to_le_bytes()
+    };
+    let mut at = 0;
+    // A first partial word, then whole words, then a last partial one.
+    let skip = (offset % 4) as usize;
+    if skip != 0 {
+        let w = word(offset / 4);
+        let n = (4 - skip).min(out.len());
+        out[..n].copy_from_slice(&w[skip..skip + n]);
+        at = n;
+    }
+    let first = (offset + at as u64) / 4;
+    let end = offset + out.len() as u64;
+    let mut words = out[at..].chunks_exact_mut(4);
+    for (j, w) in words.by_ref().enumerate() {
+        w.copy_from_slice(&word(first + j as u64));
+    }
+    let rest = words.into_remainder();
+    if !rest.is_empty() {
+        let n = rest.len();
+        rest.copy_from_slice(&word(end / 4)[..n]);
+    }
+}
+
 fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: Input) -> Result<PinnedBuffer> {
     let n = spec.total_elements as usize;
     let bytes = n.checked_mul(elem.size()).ok_or(PipelineError::Runtime(Error::HostMemory { elements: n as u64, needed: n as u128 * elem.size() as u128 }))?;
@@ -401,25 +434,11 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
     let mut buf = PinnedBuffer::new(ctx, bytes)?;
     match input {
         Input::Generated => {
-            let seed = spec.seed;
-            let is_f32 = elem.is::<f32>();
             let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
             let part = bytes.div_ceil(threads).max(1 << 18).next_multiple_of(4);
             std::thread::scope(|s| {
                 for (k, chunk) in buf.bytes_mut().chunks_mut(part).enumerate() {
-                    s.spawn(move || {
-                        let base = k * part;
-                        for (j, w) in chunk.chunks_mut(4).enumerate() {
-                            let i = (base / 4 + j) as u64;
-                            // f32: the producer's values; other types: hashed bytes.
-                            let v = if is_f32 {
-                                kernel_math::produce(i, seed).to_bits()
-                            } else {
-                                kernel_math::hash32(i as u32 ^ kernel_math::hash32((i >> 32) as u32 ^ seed))
-                            };
-                            w.copy_from_slice(&v.to_le_bytes()[..w.len()]);
-                        }
-                    });
+                    s.spawn(move || generated_bytes(elem, spec.seed, (k * part) as u64, chunk));
                 }
             });
         }
@@ -450,4 +469,27 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
         }
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod gen_tests {
+    use super::*;
+
+    /// Any split of the generated stream gives the same bytes.
+    #[test]
+    fn generated_bytes_are_the_same_for_any_split() {
+        let elem = ElemType::of::<u8>();
+        let mut whole = vec![0u8; 203];
+        generated_bytes(elem, 7, 5, &mut whole);
+        for cut in [0, 1, 2, 3, 4, 9, 100, 203] {
+            let mut a = vec![0u8; 203];
+            let (x, y) = a.split_at_mut(cut);
+            generated_bytes(elem, 7, 5, x);
+            generated_bytes(elem, 7, 5 + cut as u64, y);
+            assert_eq!(a, whole, "cut at {cut}");
+        }
+        let mut f = [0u8; 8];
+        generated_bytes(ElemType::of::<f32>(), 7, 4, &mut f);
+        assert_eq!(f32::from_le_bytes(f[..4].try_into().unwrap()), kernel_math::produce(1, 7));
+    }
 }

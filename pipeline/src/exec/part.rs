@@ -21,19 +21,21 @@ use std::sync::Arc;
 pub(super) const SLOT_ALIGN: usize = 256;
 
 /// The ring between stage `r` and `r + 1`: K slots of one element type.
-pub(super) struct Ring {
+pub(crate) struct Ring {
     pub elem: ElemType,
     pub buf: CudaSlice<u8>,
     pub slot_bytes: usize,
 }
 
-pub(super) struct Part<'g> {
+pub(crate) struct Part<'g> {
     pub gpu: &'g Gpu,
     /// Global chunk indices of this part.
     pub chunks: Range<usize>,
     pub streams: Vec<Arc<CudaStream>>,
     pub rings: Vec<Ring>,
     pub stages: Vec<Box<dyn OnGpu>>,
+    /// The stages' names (errors).
+    pub names: Vec<String>,
     pub delay: Kernel<DelayKernel>,
     /// `events[stage][c % pool]`: the "done" event of (stage, c).
     pub events: Vec<Vec<CudaEvent>>,
@@ -92,7 +94,8 @@ impl<'g> Part<'g> {
         let fork = event()?;
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
-        Ok(Part { gpu, chunks, streams, rings, stages: prepared, delay, events, fork, joins, graph, cuda_graph: None })
+        let names = spec.stages.iter().map(|s| s.name().to_string()).collect();
+        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None })
     }
 
     /// Poison in every ring slot, then wait for it.

@@ -61,3 +61,30 @@ pub fn plan(graph: &EventGraph, streams: usize) -> Vec<Action> {
     }
     out
 }
+
+/// One chunk of an unbounded stream over `stages` stages with `slots` (K)
+/// slots per ring: per stage, in order, the same waits as
+/// [`EventGraph::new`]'s edges (filled from `(s - 1, c)`, freed from
+/// `(s + 1, c - K)`), the operation, and its done event (recorded always:
+/// a stream's later chunks may wait on any of them). Concatenated over
+/// chunks `0..n`, this is [`plan`]'s body for `n` chunks wherever `plan`
+/// records too (`plan_model` checks it), so a stream runs the same proven
+/// protocol one chunk at a time.
+pub fn stream_chunk(stages: usize, streams: usize, slots: usize, chunk: usize) -> Vec<Action> {
+    let pool = slots + 1;
+    let mut out = Vec::with_capacity(stages * 4);
+    for stage in 0..stages {
+        let stream = stream_of(stage, streams);
+        if stage > 0 {
+            out.push(Action::Wait { stream, event: EventId::Done { stage: stage - 1, index: chunk % pool } });
+        }
+        if stage + 1 < stages && chunk >= slots {
+            out.push(Action::Wait { stream, event: EventId::Done { stage: stage + 1, index: (chunk - slots) % pool } });
+        }
+        out.push(Action::Op { stream, stage, chunk, slot: chunk % slots });
+        if stages > 1 {
+            out.push(Action::Record { stream, event: EventId::Done { stage, index: chunk % pool } });
+        }
+    }
+    out
+}

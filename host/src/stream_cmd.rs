@@ -1,0 +1,182 @@
+//! `host pipeline --input FILE|- [--output FILE|-]`: a stream through the
+//! GPU stages, as long as its input, with latency and drops reported.
+use crate::pipeline_cmd::PipelineArgs;
+use anyhow::{Context, Result, bail};
+use pc_pipeline::PipelineSpec;
+use pc_pipeline::stream::{self, Backpressure, Discard, ReadSource, StreamOptions, StreamReport, StreamSink, WriteSink};
+use pc_runtime::error::bytes;
+use pc_runtime::gpu::Gpu;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Standard output as a plain file: no line buffering in the way of
+/// binary chunks.
+pub(crate) fn stdout_file() -> Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout().as_fd().try_clone_to_owned().context("standard output")?;
+    widen_pipe(&fd);
+    Ok(std::fs::File::from(fd))
+}
+
+/// Grows a pipe's kernel buffer to 1 MiB (Linux; the default 64 KiB
+/// costs a system call per 64 KiB moved). Anything but a pipe, or a
+/// refusal, leaves it as it was.
+pub(crate) fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ fails harmlessly
+    // (EBADF/EINVAL/EPERM) on non-pipes or above the system's limit.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// An output file written under a temporary name in its directory and
+/// renamed over the final name only when complete: an error or an
+/// interrupt leaves no partial file under the final name.
+pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if path.is_dir() {
+        bail!("{}: is a directory", path.display());
+    }
+    tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
+    for (given, flag) in [
+        (a.graph, "--graph"),
+        (a.runs != 1, "--runs"),
+        (a.gpus.trim() != "0", "--gpus"),
+        (a.check_sync, "--check-sync"),
+        (a.compare_serial, "--compare-serial"),
+        (a.trace.is_some() || a.svg.is_some(), "--trace/--svg"),
+    ] {
+        if given {
+            bail!("{flag} is not available for a stream (--input): streams run once, on GPU 0, with stream launches");
+        }
+    }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        bail!("--rate {r}: give a positive rate in GB/s");
+    }
+    if a.host_slots == Some(0) || a.host_slots == Some(1) {
+        bail!("--host-slots must be at least 2 (one being read, one on the GPU)");
+    }
+    let to_stdout = a.output.as_deref().is_some_and(is_dash);
+    // With the data on standard output, every message goes to standard error.
+    let say = |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let source: Box<dyn std::io::Read + Send> = if is_dash(input) {
+        widen_pipe(&std::io::stdin());
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(input).with_context(|| format!("input file {}", input.display()))?)
+    };
+    let mut staged = None;
+    let sink: Box<dyn StreamSink> = match &a.output {
+        None => Box::new(Discard),
+        Some(p) if is_dash(p) => Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 20, stdout_file()?))),
+        Some(p) => {
+            let t = staged_output(p)?;
+            let f = t.as_file().try_clone().with_context(|| format!("cannot write {}", p.display()))?;
+            staged = Some((t, p.clone()));
+            Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 20, f)))
+        }
+    };
+    let gpu = Gpu::open(0)?;
+    let size = spec.input_type()?.size() as u128;
+    say(format!(
+        "stream: {} ({}), K={}, chunk {} ({} elements), from {} to {}, GPU 0 ({})",
+        spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> "),
+        spec.ring_types()?.iter().map(|t| t.name()).collect::<Vec<_>>().join(" -> "),
+        spec.slots,
+        bytes(spec.chunk_elements as u128 * size),
+        spec.chunk_elements,
+        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
+        match &a.output {
+            None => "nowhere (checked, then dropped)".to_string(),
+            Some(p) if is_dash(p) => "standard output".to_string(),
+            Some(p) => p.display().to_string(),
+        },
+        gpu.info().name
+    ));
+    let opts = StreamOptions {
+        host_slots: a.host_slots,
+        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
+        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
+        verify: !a.no_verify,
+        interrupt: Some(interrupt),
+    };
+    let report = stream::run(&gpu, spec, ReadSource(source), sink, opts)?;
+    let passed = report.verification.as_ref().is_none_or(|v| v.passed());
+    // Only a complete, verified stream gets the final name.
+    if let Some((t, path)) = staged {
+        if passed {
+            t.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        } else {
+            say(format!("output: not written to {} (verification failed)", path.display()));
+        }
+    }
+    print_report(&report, &say);
+    if let Some(p) = &a.json {
+        write_json(p, spec, &report)?;
+        say(format!("report: wrote {}", p.display()));
+    }
+    Ok(passed)
+}
+
+fn print_report(r: &StreamReport, say: &dyn Fn(String)) {
+    say(format!(
+        "stream: {} chunks, {} in, {} out in {:.3} s: {:.2} GB/s of input; {} pinned staging slots per direction",
+        r.chunks,
+        bytes(r.bytes_in as u128),
+        bytes(r.bytes_out as u128),
+        r.wall_s,
+        r.input_gbps(),
+        r.host_slots
+    ));
+    let l = &r.latency;
+    say(format!(
+        "latency per chunk (source had it -> sink took it): p50 {:.0} us, p99 {:.0} us, max {:.0} us, mean {:.0} us",
+        l.p50_us, l.p99_us, l.max_us, l.mean_us
+    ));
+    if r.dropped_chunks > 0 {
+        say(format!("dropped (drop-oldest): {} chunk(s), {}", r.dropped_chunks, bytes(r.dropped_bytes as u128)));
+    }
+    match &r.verification {
+        Some(v) => say(format!("verification: {}{}", v.summary(), if v.passed() { " (every element)" } else { "" })),
+        None => say("verification: skipped (--no-verify)".into()),
+    }
+}
+
+fn write_json(path: &PathBuf, spec: &PipelineSpec, r: &StreamReport) -> Result<()> {
+    let l = &r.latency;
+    let v = serde_json::json!({
+        "stages": spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "slots": spec.slots,
+        "chunk_elements": spec.chunk_elements,
+        "chunks": r.chunks,
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "wall_s": r.wall_s,
+        "input_gbps": r.input_gbps(),
+        "host_slots": r.host_slots,
+        "dropped_chunks": r.dropped_chunks,
+        "dropped_bytes": r.dropped_bytes,
+        "latency_us": {"p50": l.p50_us, "p99": l.p99_us, "max": l.max_us, "mean": l.mean_us, "chunks": l.chunks},
+        "verified": r.verification.as_ref().map(|v| v.passed()),
+    });
+    let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string_pretty(&v)?).with_context(|| format!("cannot write {}", path.display()))
+}

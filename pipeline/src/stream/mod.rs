@@ -1,0 +1,571 @@
+//! Streams: an unbounded sequence of chunks from a host source (any
+//! `Read`, an iterator, a channel) through the GPU stages to a host sink
+//! (any `Write`, a callback, a channel), in O(K x chunk) memory whatever
+//! the stream's length.
+//!
+//! The host side is a producer/consumer pipeline itself, with the same
+//! filled/freed rule as the GPU rings:
+//! - a **reader thread** fills pinned input staging slots from the source
+//!   (a slot is *filled* when read; *freed* once the chunk's last GPU
+//!   operation finished, which follows its h2d copy);
+//! - the **calling thread** enqueues each chunk on the GPU stages exactly
+//!   as [`crate::exec::plan::stream_chunk`] lists (the waits of the event
+//!   graph, one chunk at a time) and records a done event after its d2h;
+//! - a **writer thread** waits for that event, optionally checks the chunk
+//!   against the CPU reference, hands it to the sink and frees both slots.
+//!
+//! Backpressure: by default the reader waits for a free slot. A live
+//! source may choose [`Backpressure::DropOldest`]: when every slot is busy
+//! the oldest chunk not yet on the GPU is dropped, counted and reported.
+//!
+//! ```no_run
+//! use pc_pipeline::stream::{self, StreamOptions};
+//! use pc_pipeline::{PipelineSpec, Workload};
+//! let gpu = pc_runtime::gpu::Gpu::open(0)?;
+//! let spec = PipelineSpec::new(Workload::Stream).chunk_elements(1 << 20);
+//! let source = stream::ReadSource(std::io::stdin());
+//! let sink = stream::WriteSink(std::io::sink());
+//! let report = stream::run(&gpu, &spec, source, sink, StreamOptions::default())?;
+//! println!("{} chunks, latency p99 {:.0} us", report.chunks, report.latency.p99_us);
+//! # Ok::<(), pc_pipeline::PipelineError>(())
+//! ```
+mod io;
+
+pub use io::{Discard, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
+
+use crate::PipelineError;
+use crate::elem::{ElemType, HostChunk};
+use crate::exec::part::Part;
+use crate::exec::plan::{Action, stream_chunk};
+use crate::host_mem::PinnedBuffer;
+use crate::reference::Verification;
+use crate::spec::PipelineSpec;
+use crate::stage::{ChunkInfo, Kind, Sink};
+use cudarc::driver::CudaEvent;
+use pc_runtime::gpu::Gpu;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// What the reader does when every input slot is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait for a slot (nothing is lost; a live source falls behind).
+    #[default]
+    Block,
+    /// Drop the oldest chunk read but not yet on the GPU, and count it.
+    DropOldest,
+}
+
+/// How a stream runs.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// Pinned staging slots per direction (default: enough for every chunk
+    /// the GPU rings can hold at once, plus one being read and one written).
+    pub host_slots: Option<usize>,
+    pub backpressure: Backpressure,
+    /// Pace the source to this many input bytes per second (a live source):
+    /// chunk `i` counts as arrived when its last byte is due, and latency
+    /// is measured from then.
+    pub rate_bytes_per_s: Option<f64>,
+    /// Check every chunk against the CPU reference on the writer thread.
+    pub verify: bool,
+    /// Set (say by a SIGINT handler) to stop: no new chunk is started, the
+    /// GPU work already queued finishes, and the run returns
+    /// [`PipelineError::StreamInterrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// Per-chunk latency: from the moment the source had the chunk to the
+/// moment the sink had taken it, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    pub chunks: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug, Clone)]
+pub struct StreamReport {
+    /// Chunks delivered to the sink.
+    pub chunks: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Chunks (and their bytes) dropped under [`Backpressure::DropOldest`].
+    pub dropped_chunks: u64,
+    pub dropped_bytes: u64,
+    /// From the first read to the sink's `finish`.
+    pub wall_s: f64,
+    pub latency: Latency,
+    /// Pinned staging slots per direction.
+    pub host_slots: usize,
+    /// When asked for: every delivered chunk checked.
+    pub verification: Option<Verification>,
+}
+
+impl StreamReport {
+    /// Input bytes delivered per second of wall time, decimal GB/s.
+    pub fn input_gbps(&self) -> f64 {
+        self.bytes_in as f64 / self.wall_s.max(1e-9) / 1e9
+    }
+}
+
+/// A FIFO that can be closed, and whose oldest item can be taken back (drop-oldest).
+struct Queue<T> {
+    inner: Mutex<(VecDeque<T>, bool)>,
+    cv: Condvar,
+}
+
+impl<T> Queue<T> {
+    fn new() -> Self {
+        Queue { inner: Mutex::new((VecDeque::new(), false)), cv: Condvar::new() }
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<T>, bool)> {
+        // A thread that panicked holding the lock left a consistent deque.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// False once closed (the item is dropped).
+    fn push(&self, item: T) -> bool {
+        let mut g = self.lock();
+        if g.1 {
+            return false;
+        }
+        g.0.push_back(item);
+        self.cv.notify_all();
+        true
+    }
+    fn close(&self) {
+        self.lock().1 = true;
+        self.cv.notify_all();
+    }
+    /// The next item; `None` when closed and empty. Waits at most `tick`
+    /// at a time, calling `poll` between waits (`poll` false: give up).
+    fn pop(&self, tick: Duration, mut poll: impl FnMut() -> bool) -> Option<T> {
+        let mut g = self.lock();
+        loop {
+            if let Some(x) = g.0.pop_front() {
+                return Some(x);
+            }
+            if g.1 || !poll() {
+                return None;
+            }
+            g = self.cv.wait_timeout(g, tick).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+    fn steal_oldest(&self) -> Option<T> {
+        self.lock().0.pop_front()
+    }
+}
+
+/// A filled input slot.
+struct Filled {
+    slot: usize,
+    bytes: usize,
+    ready: Instant,
+}
+
+/// A chunk on the GPU, for the writer.
+struct Job {
+    chunk: u64,
+    in_slot: usize,
+    out_slot: usize,
+    in_bytes: usize,
+    out_bytes: usize,
+    ready: Instant,
+}
+
+/// The pinned staging rings and what the threads share.
+struct Shared {
+    input: PinnedBuffer,
+    output: PinnedBuffer,
+    in_slot_bytes: usize,
+    out_slot_bytes: usize,
+    filled: Queue<Filled>,
+    stop: AtomicBool,
+    dropped_chunks: AtomicU64,
+    dropped_bytes: AtomicU64,
+    reader_error: Mutex<Option<PipelineError>>,
+}
+
+impl Shared {
+    /// # Safety
+    /// The caller holds slot `i`'s token (it came through the free queue
+    /// and no GPU copy uses the slot): nobody else reads or writes it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn in_slot(&self, i: usize) -> &mut [u8] {
+        // SAFETY: in bounds (i < slots); exclusive by the caller's token.
+        unsafe { std::slice::from_raw_parts_mut(self.input.base().add(i * self.in_slot_bytes), self.in_slot_bytes) }
+    }
+    /// # Safety
+    /// As [`Shared::in_slot`]; `len` at most the slot's size.
+    unsafe fn in_view(&self, i: usize, len: usize) -> &[u8] {
+        // SAFETY: in bounds; no writer while the caller holds the token.
+        unsafe { std::slice::from_raw_parts(self.input.base().add(i * self.in_slot_bytes), len.min(self.in_slot_bytes)) }
+    }
+    /// # Safety
+    /// The caller holds output slot `i`'s token and the GPU copy into it
+    /// has finished; `len` at most the slot's size.
+    unsafe fn out_view(&self, i: usize, len: usize) -> &[u8] {
+        // SAFETY: in bounds; the copy that wrote it is complete.
+        unsafe { std::slice::from_raw_parts(self.output.base().add(i * self.out_slot_bytes), len.min(self.out_slot_bytes)) }
+    }
+    fn in_ptr(&self, i: usize) -> *const u8 {
+        self.input.base().wrapping_add(i * self.in_slot_bytes)
+    }
+    fn out_ptr(&self, i: usize) -> *mut u8 {
+        self.output.base().wrapping_add(i * self.out_slot_bytes)
+    }
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.filled.close();
+    }
+}
+
+const TICK: Duration = Duration::from_millis(20);
+
+/// Runs `spec` (from `h2d` to `d2h`; its total is ignored: the stream is as
+/// long as the source) over everything `source` yields, writing every
+/// chunk's output to `sink` in order. A last partial chunk is processed; a
+/// stream that ends mid-element is an error naming the byte count (the
+/// chunks before it were delivered).
+pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl StreamSink, opts: StreamOptions) -> Result<StreamReport> {
+    let source: Box<dyn StreamSource> = Box::new(source);
+    let sink: Box<dyn StreamSink> = Box::new(sink);
+    let k = spec.slots;
+    let chunk = spec.chunk_elements;
+    // Allocation: exactly K chunks, so each ring has K slots of one chunk.
+    let spec = spec.clone().total_elements(chunk.saturating_mul(k as u64).max(1));
+    spec.validate()?;
+    if !spec.reads_host() || !spec.writes_host() {
+        return Err(PipelineError::BadStages("a stream needs a pipeline from a host source (h2d) to a host sink (d2h)".into()));
+    }
+    let types = spec.ring_types()?;
+    let (in_t, out_t) = (types[0], types[types.len() - 1]);
+    for (what, have, want) in [("source", source.elem(), in_t), ("sink", sink.elem(), out_t)] {
+        if let Some(have) = have.filter(|h| *h != want) {
+            return Err(PipelineError::BadInput(format!("the stream's {what} holds {have} but the pipeline's is {want}")));
+        }
+    }
+    let stages = spec.stages.len();
+    let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 2).max(2);
+    let slot_bytes = |t: ElemType| (chunk as usize).checked_mul(t.size()).map(|b| b.next_multiple_of(256));
+    let too_big = || PipelineError::Runtime(pc_runtime::Error::HostMemory { elements: chunk, needed: chunk as u128 * 16 * host_slots as u128 });
+    let (in_slot_bytes, out_slot_bytes) = (slot_bytes(in_t).ok_or_else(too_big)?, slot_bytes(out_t).ok_or_else(too_big)?);
+    // SAFETY: the staging buffers are reached only through slot tokens
+    // (below); the GPU copies that use a slot finish before its token is
+    // passed on (the writer waits for the chunk's done event).
+    let ctx = unsafe { gpu.context() };
+    let shared = Arc::new(Shared {
+        input: PinnedBuffer::new(ctx, in_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
+        output: PinnedBuffer::new(ctx, out_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
+        in_slot_bytes,
+        out_slot_bytes,
+        filled: Queue::new(),
+        stop: AtomicBool::new(false),
+        dropped_chunks: AtomicU64::new(0),
+        dropped_bytes: AtomicU64::new(0),
+        reader_error: Mutex::new(None),
+    });
+    let mut part = Part::new(gpu, &spec, &types, 0..k)?;
+    let done: Arc<Vec<CudaEvent>> = Arc::new((0..host_slots).map(|_| ctx.new_event(None)).collect::<Result<_, _>>().map_err(cuda("creating an event"))?);
+
+    let (in_free_tx, in_free_rx) = mpsc::channel::<usize>();
+    let (out_free_tx, out_free_rx) = mpsc::channel::<usize>();
+    for i in 0..host_slots {
+        let _ = in_free_tx.send(i);
+        let _ = out_free_tx.send(i);
+    }
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let interrupted = {
+        let flag = opts.interrupt.clone();
+        move || flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    };
+    let start = Instant::now();
+
+    // The reader is detached: it may be blocked in a read that never
+    // returns (a quiet pipe) when the run stops. It owns a reference to
+    // the staging memory, so nothing it touches is freed under it.
+    let reader = {
+        let shared = shared.clone();
+        let (in_size, chunk_bytes) = (in_t.size(), chunk as usize * in_t.size());
+        let (rate, policy) = (opts.rate_bytes_per_s, opts.backpressure);
+        std::thread::Builder::new()
+            .name("stream-reader".into())
+            .spawn(move || read_loop(&shared, source, in_free_rx, (in_size, chunk_bytes), rate, policy, start))
+    }
+    .map_err(|e| PipelineError::BadInput(format!("starting the reader thread: {e}")))?;
+
+    let writer = {
+        let (shared, done) = (shared.clone(), done.clone());
+        let check = opts.verify.then(|| spec.clone());
+        let interrupted = interrupted.clone();
+        std::thread::Builder::new()
+            .name("stream-writer".into())
+            .spawn(move || write_loop(&shared, &done, sink, job_rx, in_free_tx, out_free_tx, check, interrupted))
+    }
+    .map_err(|e| PipelineError::BadInput(format!("starting the writer thread: {e}")))?;
+
+    let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, &interrupted);
+    drop(job_tx);
+    if enqueued.is_err() {
+        shared.stop();
+    }
+    // The writer ends when its jobs are done (or the GPU failed, which
+    // its event waits report).
+    let written = writer.join().unwrap_or_else(|_| Err(PipelineError::BadInput("the stream's writer thread panicked".into())));
+    // Every copy into or out of the staging slots has finished: the part
+    // synchronizes its streams when dropped.
+    drop(part);
+    let (bytes_in, chunks) = enqueued?;
+    let w = written?;
+    if interrupted() {
+        shared.stop();
+        return Err(PipelineError::StreamInterrupted { chunks: w.chunks });
+    }
+    // The reader closed the queue and ended (it is not blocked).
+    let _ = reader.join();
+    if let Some(e) = shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    if w.chunks != chunks {
+        return Err(PipelineError::BadInput(format!("{chunks} chunks went to the GPU but {} reached the sink", w.chunks)));
+    }
+    let verification = w.check.map(|mut v| {
+        v.chunks_expected = chunks as usize;
+        v
+    });
+    Ok(StreamReport {
+        chunks,
+        bytes_in,
+        bytes_out: w.bytes_out,
+        dropped_chunks: shared.dropped_chunks.load(Ordering::SeqCst),
+        dropped_bytes: shared.dropped_bytes.load(Ordering::SeqCst),
+        wall_s: start.elapsed().as_secs_f64(),
+        latency: w.latency,
+        host_slots,
+        verification,
+    })
+}
+
+fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
+    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_loop(
+    shared: &Shared,
+    mut source: Box<dyn StreamSource>,
+    free: mpsc::Receiver<usize>,
+    (in_size, chunk_bytes): (usize, usize),
+    rate: Option<f64>,
+    policy: Backpressure,
+    start: Instant,
+) {
+    let mut total: u64 = 0;
+    let fail = |e: PipelineError| {
+        *shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    };
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let slot = match policy {
+            Backpressure::Block => free.recv().ok(),
+            Backpressure::DropOldest => match free.try_recv() {
+                Ok(s) => Some(s),
+                Err(mpsc::TryRecvError::Disconnected) => None,
+                Err(mpsc::TryRecvError::Empty) => match shared.filled.steal_oldest() {
+                    Some(old) => {
+                        shared.dropped_chunks.fetch_add(1, Ordering::SeqCst);
+                        shared.dropped_bytes.fetch_add(old.bytes as u64, Ordering::SeqCst);
+                        Some(old.slot)
+                    }
+                    None => free.recv().ok(),
+                },
+            },
+        };
+        let Some(slot) = slot else { break };
+        // SAFETY: the slot's token came through the free queue (or back
+        // from the filled queue, before the GPU saw it).
+        let buf = &mut unsafe { shared.in_slot(slot) }[..chunk_bytes];
+        let n = match source.fill(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                fail(PipelineError::StreamInput { at: total, source: e });
+                break;
+            }
+        };
+        if n % in_size != 0 {
+            fail(PipelineError::StreamEndsMidElement { bytes: total + n as u64, size: in_size, partial: n % in_size });
+            // The whole elements before the cut still go through.
+        }
+        let whole = n - n % in_size;
+        total += whole as u64;
+        let ready = match rate {
+            Some(r) if r > 0.0 => {
+                let due = start + Duration::from_secs_f64(total as f64 / r);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                due
+            }
+            _ => Instant::now(),
+        };
+        if whole > 0 && !shared.filled.push(Filled { slot, bytes: whole, ready }) {
+            break;
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    shared.filled.close();
+}
+
+/// The calling thread: each filled chunk onto the GPU. Returns (input
+/// bytes, chunks) enqueued.
+fn enqueue_loop(
+    part: &mut Part<'_>,
+    spec: &PipelineSpec,
+    shared: &Shared,
+    done: &[CudaEvent],
+    out_free: &mpsc::Receiver<usize>,
+    jobs: &mpsc::Sender<Job>,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<(u64, u64)> {
+    let stages = spec.stages.len();
+    let k = spec.slots;
+    let (in_size, out_size) = (part.rings.first().map_or(4, |r| r.elem.size()), part.rings.last().map_or(4, |r| r.elem.size()));
+    for (s, st) in part.stages.iter_mut().enumerate() {
+        let stream = part.streams[crate::exec::plan::stream_of(s, part.streams.len())].clone();
+        st.begin_run(&stream)?;
+    }
+    let (mut bytes, mut c, mut first) = (0u64, 0u64, 0u64);
+    let h = done.len();
+    while let Some(f) = shared.filled.pop(TICK, || !interrupted()) {
+        // The output slot: the writer frees them in chunk order, so holding
+        // one for chunk c means chunk c - H is written and its done event
+        // waited for: re-recording `done[c % H]` below is safe.
+        let out_slot = loop {
+            match out_free.recv_timeout(TICK) {
+                Ok(s) => break Some(s),
+                Err(mpsc::RecvTimeoutError::Timeout) if !interrupted() => {}
+                Err(_) => break None,
+            }
+        };
+        let Some(out_slot) = out_slot else { break };
+        let n = (f.bytes / in_size) as u64;
+        let chunk = ChunkInfo { index: c as usize, range: first..first + n, seed: spec.seed };
+        let local = c as usize;
+        for action in stream_chunk(stages, part.streams.len(), k, local) {
+            match action {
+                Action::Wait { stream, event } => part.streams[stream].wait(part.event(event)).map_err(cuda("waiting on an event"))?,
+                Action::Record { stream, event } => part.event(event).record(&part.streams[stream]).map_err(cuda("recording an event"))?,
+                Action::Op { stream, stage, chunk: lc, slot } => {
+                    let st = part.streams[stream].clone();
+                    let host_in = (stage == 0).then(|| shared.in_ptr(f.slot));
+                    let host_out = (stage + 1 == stages).then(|| shared.out_ptr(out_slot));
+                    part.op_at(stage, chunk.clone(), lc % k, slot, &st, (host_in, host_out), (spec.spin_of(stage), spec.block_size))?;
+                }
+                Action::BeginRun { .. } => {}
+            }
+        }
+        let last = part.streams[crate::exec::plan::stream_of(stages - 1, part.streams.len())].clone();
+        done[(c % h as u64) as usize].record(&last).map_err(cuda("recording a chunk's done event"))?;
+        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready };
+        if jobs.send(job).is_err() {
+            break;
+        }
+        bytes += f.bytes as u64;
+        first += n;
+        c += 1;
+    }
+    Ok((bytes, c))
+}
+
+struct Written {
+    chunks: u64,
+    bytes_out: u64,
+    latency: Latency,
+    check: Option<Verification>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_loop(
+    shared: &Shared,
+    done: &[CudaEvent],
+    mut sink: Box<dyn StreamSink>,
+    jobs: mpsc::Receiver<Job>,
+    in_free: mpsc::Sender<usize>,
+    out_free: mpsc::Sender<usize>,
+    check: Option<PipelineSpec>,
+    interrupted: impl Fn() -> bool,
+) -> Result<Written> {
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
+    let (mut chunks, mut bytes_out) = (0u64, 0u64);
+    let mut verification = check.as_ref().map(|_| Verification::default());
+    let result = (|| -> Result<()> {
+        for job in jobs {
+            let e = &done[(job.chunk % done.len() as u64) as usize];
+            while !e.try_is_complete().map_err(cuda("running the stream"))? {
+                if interrupted() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            // SAFETY: this thread holds both slots' tokens (the job) and the
+            // chunk's done event follows its last copy.
+            let (inp, out) = unsafe { (shared.in_view(job.in_slot, job.in_bytes), shared.out_view(job.out_slot, job.out_bytes)) };
+            if let (Some(spec), Some(v)) = (&check, verification.as_mut()) {
+                check_chunk(spec, job.chunk, inp, out, v);
+            }
+            let _ = in_free.send(job.in_slot);
+            if shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            sink.write_chunk(out).map_err(PipelineError::StreamOutput)?;
+            hist.saturating_record(job.ready.elapsed().as_micros() as u64);
+            chunks += 1;
+            bytes_out += job.out_bytes as u64;
+            let _ = out_free.send(job.out_slot);
+        }
+        sink.finish().map_err(PipelineError::StreamOutput)
+    })();
+    if result.is_err() {
+        // Dropping the free queues' senders stops the reader and the
+        // enqueuing thread.
+        shared.stop();
+    }
+    result?;
+    let us = |q: f64| hist.value_at_quantile(q) as f64;
+    let latency = Latency { chunks: hist.len(), p50_us: us(0.5), p99_us: us(0.99), max_us: hist.max() as f64, mean_us: hist.mean() };
+    Ok(Written { chunks, bytes_out, latency, check: verification })
+}
+
+/// One chunk against the CPU reference: its input run through the stages'
+/// references (as a one-chunk pipeline of its own), then the sink's check.
+fn check_chunk(spec: &PipelineSpec, c: u64, input: &[u8], output: &[u8], v: &mut Verification) {
+    let in_t = match spec.input_type() {
+        Ok(t) => t,
+        Err(e) => return v.wrong(c as usize, 0, e.to_string()),
+    };
+    let n = (input.len() / in_t.size()) as u64;
+    let one = spec.clone().chunk_elements(n).total_elements(n);
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::reference::expected_chunk(&one, 0, Some(input))));
+    let expected: HostChunk = match got {
+        Ok(Ok(e)) => e,
+        Ok(Err(why)) => return v.wrong(c as usize, 0, format!("no CPU reference: {why}")),
+        Err(_) => return v.wrong(c as usize, 0, "the CPU reference panicked".into()),
+    };
+    let Some(Kind::Sink(sink)) = spec.stages.last().map(|s| s.kind()) else { return v.wrong(c as usize, 0, "the last stage is not a sink".into()) };
+    if let Some((items, what)) = sink.check(&expected, Sink::Host(output)) {
+        v.wrong(c as usize, items, what);
+    }
+    v.chunks_checked += 1;
+}

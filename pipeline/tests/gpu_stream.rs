@@ -1,0 +1,143 @@
+//! Streams on a GPU: sources and sinks from Rust (iterators, channels,
+//! readers, callbacks), partial last chunks, truncation, drop-oldest.
+//! Every output element is compared with a value computed here from the
+//! stage's definition (`2x`, `u8 / 255`), not with the pipeline's own
+//! verification alone.
+mod common;
+
+use common::{Rng, seed_from_env};
+use pc_pipeline::stream::{self, Backpressure, ReadSource, StreamOptions};
+use pc_pipeline::{PipelineError, PipelineSpec, StageRegistry, Workload};
+use pc_runtime::gpu::Gpu;
+use std::sync::{Arc, Mutex};
+
+fn spec(list: &str, k: usize, chunk: u64) -> PipelineSpec {
+    PipelineSpec::new(Workload::Stream).stages(StageRegistry::builtin().parse(list).unwrap()).slots(k).chunk_elements(chunk)
+}
+
+/// A sink that keeps everything, for the test to read afterwards.
+fn collect<T: kernel_math::Element>() -> (Arc<Mutex<Vec<T>>>, impl pc_pipeline::stream::StreamSink) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    (got, stream::to_fn(move |v: &[T]| g.lock().unwrap().extend_from_slice(v)))
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn iterator_to_callback_every_k_and_chunk() {
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed_from_env();
+    eprintln!("seed {seed} (replay with PC_TEST_SEED={seed})");
+    let mut rng = Rng(seed);
+    for k in 1..=4 {
+        for chunk in [1u64, 7, 4096, 65536 + 3] {
+            let n = rng.size(300_000) as usize + chunk as usize; // several chunks, usually a partial last one
+            let input: Vec<f32> = (0..n).map(|_| (rng.next() >> 40) as f32 * 0.25 - 1000.0).collect();
+            // Vectors of random lengths: the source regroups them into chunks.
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < n {
+                let len = (rng.size(100_000) as usize).min(n - at);
+                pieces.push(input[at..at + len].to_vec());
+                at += len;
+            }
+            let (got, sink) = collect::<f32>();
+            let opts = StreamOptions { verify: true, ..Default::default() };
+            let r = stream::run(&gpu, &spec("h2d,consumer,d2h", k, chunk), stream::from_iter(pieces), sink, opts).unwrap();
+            let label = format!("K={k} chunk={chunk} n={n}");
+            assert_eq!(r.chunks, (n as u64).div_ceil(chunk), "{label}");
+            assert_eq!(r.bytes_in, n as u64 * 4, "{label}");
+            assert!(r.verification.as_ref().is_some_and(|v| v.passed()), "{label}: {:?}", r.verification.map(|v| v.summary()));
+            let got = got.lock().unwrap();
+            assert_eq!(got.len(), n, "{label}");
+            if let Some(i) = (0..n).find(|&i| got[i].to_bits() != (input[i] * 2.0).to_bits()) {
+                panic!("{label}: element {i} = {}, want {}", got[i], input[i] * 2.0);
+            }
+            assert_eq!(r.latency.chunks, r.chunks, "{label}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn channel_of_u8_to_channel_of_f32() {
+    let gpu = Gpu::open(0).unwrap();
+    let mut rng = Rng(seed_from_env());
+    let n = 1_000_003usize;
+    let input: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let feed = {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            for piece in input.chunks(77_777) {
+                tx.send(piece.to_vec()).unwrap();
+            }
+        })
+    };
+    let (otx, orx) = std::sync::mpsc::sync_channel::<Vec<f32>>(1 << 20);
+    let r = stream::run(&gpu, &spec("h2d,u8-to-f32,d2h", 3, 65536), stream::from_channel(rx), stream::to_channel(otx), StreamOptions::default()).unwrap();
+    feed.join().unwrap();
+    let got: Vec<f32> = orx.try_iter().flatten().collect();
+    assert_eq!(r.chunks, (n as u64).div_ceil(65536));
+    assert_eq!(got.len(), n);
+    for i in 0..n {
+        assert_eq!(got[i].to_bits(), (input[i] as f32 / 255.0).to_bits(), "element {i}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_stream_that_ends_mid_element_is_an_error_naming_the_bytes() {
+    let gpu = Gpu::open(0).unwrap();
+    let bytes = vec![0u8; 4 * 10_000 + 3];
+    let (got, sink) = collect::<f32>();
+    let e = stream::run(&gpu, &spec("h2d,consumer,d2h", 2, 4096), ReadSource(std::io::Cursor::new(bytes)), sink, StreamOptions::default()).unwrap_err();
+    assert!(matches!(e, PipelineError::StreamEndsMidElement { bytes: 40003, size: 4, partial: 3 }), "{e}");
+    assert!(!e.to_string().contains('\n'));
+    // The whole elements before the cut went through.
+    assert_eq!(got.lock().unwrap().len(), 10_000);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_type_mismatch_is_refused() {
+    let gpu = Gpu::open(0).unwrap();
+    let (_, sink) = collect::<f32>();
+    let e = stream::run(&gpu, &spec("h2d,consumer,d2h", 2, 4096), stream::from_iter(vec![vec![1u32]]), sink, StreamOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("holds u32"), "{e}");
+}
+
+/// A fast source and a slow sink under drop-oldest: chunks are dropped and
+/// counted; what arrives is, chunk for chunk, the right output of input
+/// chunks in increasing order, and delivered + dropped = all chunks.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn drop_oldest_counts_what_it_drops() {
+    let gpu = Gpu::open(0).unwrap();
+    let chunk = 1024usize;
+    let chunks = 400usize;
+    // Chunk i holds i * chunk + e: each output chunk names its input chunk.
+    let pieces: Vec<Vec<f32>> = (0..chunks).map(|i| (0..chunk).map(|e| (i * chunk + e) as f32).collect()).collect();
+    let seen = Arc::new(Mutex::new(Vec::<Vec<f32>>::new()));
+    let s = seen.clone();
+    let sink = stream::to_fn(move |v: &[f32]| {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        s.lock().unwrap().push(v.to_vec());
+    });
+    let opts = StreamOptions { backpressure: Backpressure::DropOldest, host_slots: Some(3), ..Default::default() };
+    let r = stream::run(&gpu, &spec("h2d,consumer,d2h", 2, chunk as u64), stream::from_iter(pieces), sink, opts).unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(r.dropped_chunks > 0, "nothing dropped: {r:?}");
+    assert_eq!(r.chunks + r.dropped_chunks, chunks as u64, "{r:?}");
+    assert_eq!(r.dropped_bytes, r.dropped_chunks * chunk as u64 * 4);
+    assert_eq!(seen.len() as u64, r.chunks);
+    let mut last = None;
+    for (j, out) in seen.iter().enumerate() {
+        let i = (out[0] / 2.0) as usize / chunk;
+        assert!(last.is_none_or(|l| i > l), "output chunk {j} is input chunk {i}, not after {last:?}");
+        for (e, x) in out.iter().enumerate() {
+            assert_eq!(*x, ((i * chunk + e) as f32) * 2.0, "output chunk {j} (input {i}) element {e}");
+        }
+        last = Some(i);
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Streams against the host link, in one run on a GPU machine (no Rust
+# needed), from the folder gather-gpu.sh made:
+#   bash dist/gpu/bench-stream.sh [RESULTS] [TOTAL]
+# 1. the ceilings (`host bench --no-pipelines`): "both directions at once"
+#    counts bytes in plus bytes out, so a stream of equal input and output
+#    can take at most half of it as input;
+# 2. h2d -> consumer -> d2h streams of TOTAL (default 8GiB) from a file
+#    (page cache) and from a pipe (`host gen |`), output to /dev/null and to
+#    a pipe, chunks 1, 4 and 16 MiB, unverified (the GPU tests verify) and
+#    one verified row;
+# 3. latency p50/p99/max for chunks of 64 KiB to 16 MiB, the source paced
+#    at half the stream bound (a quarter of "both directions").
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+H="$here/host"
+out=${1:-stream-results}
+total=${2:-8GiB}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
+"$H" bench --no-pipelines --reps 10 --json "$out/ceilings.json" --markdown "$out/ceilings.md" --plots "$out" > "$out/ceilings.txt" 2>&1
+both=$(python3 -c "import json,sys; r=[x for x in json.load(open(sys.argv[1]))['rows'] if x['name'].startswith('both directions')][0]; print(r['gbps'])" "$out/ceilings.json")
+echo "both directions at once: $both GB/s (in+out); stream bound (input): $(python3 -c "print($both/2)") GB/s" | tee "$out/summary.txt"
+in="${TMPDIR:-/tmp}/stream-in.bin"
+"$H" gen --total "$total" --output "$in"
+cat "$in" > /dev/null # into the page cache
+row() { # label, json, command...
+  local label=$1 json=$2; shift 2
+  "$@" > "$out/$label.log" 2>&1
+  local rc=$?
+  python3 - "$json" "$label" "$both" "$rc" <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+path, label, both, rc = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+try:
+    r = json.load(open(path))
+except Exception as e:
+    print(f"{label:28s} FAILED (exit {rc}): {e}"); sys.exit()
+l = r["latency_us"]
+print(f"{label:28s} {r['input_gbps']:7.2f} GB/s = {100*r['input_gbps']/(both/2):5.1f}% of the stream bound; latency p50 {l['p50']:.0f} us p99 {l['p99']:.0f} us max {l['max']:.0f} us; dropped {r['dropped_chunks']}; verified {r['verified']}; exit {rc}")
+PY
+}
+for c in 1MiB 4MiB 16MiB; do
+  row "file-devnull-$c" "$out/file-devnull-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/file-devnull-$c.json"
+  row "pipe-pipe-$c" "$out/pipe-pipe-$c.json" bash -c "'$H' gen --total $total | '$H' pipeline -w stream --chunk $c --input - --output - --no-verify --json '$out/pipe-pipe-$c.json' > /dev/null"
+done
+row "file-devnull-4MiB-verified" "$out/file-devnull-4MiB-verified.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --json "$out/file-devnull-4MiB-verified.json"
+rate=$(python3 -c "print($both/4)")
+echo "latency at a paced rate of $rate GB/s (half the stream bound):" | tee -a "$out/summary.txt"
+for c in 64KiB 256KiB 1MiB 4MiB 16MiB; do
+  row "paced-$c" "$out/paced-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --rate "$rate" --json "$out/paced-$c.json"
+done
+rm -f "$in"

@@ -3,7 +3,7 @@
 use crate::pipeline_cmd::PipelineArgs;
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
-use pc_pipeline::stream::{self, Backpressure, Discard, ReadSource, StreamOptions, StreamReport, StreamSink, WriteSink};
+use pc_pipeline::stream::{self, Backpressure, Discard, FileSink, FileSource, ReadSource, StreamOptions, StreamReport, StreamSink, StreamSource, WriteSink};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use std::io::Write;
@@ -77,11 +77,15 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             println!("{line}");
         }
     };
-    let source: Box<dyn std::io::Read + Send> = if is_dash(input) {
+    let source: Box<dyn StreamSource> = if is_dash(input) {
         widen_pipe(&std::io::stdin());
-        Box::new(std::io::stdin())
+        Box::new(ReadSource(std::io::stdin()))
     } else {
-        Box::new(std::fs::File::open(input).with_context(|| format!("input file {}", input.display()))?)
+        let f = std::fs::File::open(input).with_context(|| format!("input file {}", input.display()))?;
+        let regular = f.metadata().is_ok_and(|m| m.is_file());
+        // A regular file: positional reads in parallel; anything else (a
+        // named pipe, a device) in order.
+        if regular { Box::new(FileSource::new(f, 8)) } else { Box::new(ReadSource(f)) }
     };
     let mut staged = None;
     let sink: Box<dyn StreamSink> = match &a.output {
@@ -91,7 +95,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             let t = staged_output(p)?;
             let f = t.as_file().try_clone().with_context(|| format!("cannot write {}", p.display()))?;
             staged = Some((t, p.clone()));
-            Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 20, f)))
+            Box::new(FileSink::new(f, 8))
         }
     };
     let gpu = Gpu::open(0)?;
@@ -118,7 +122,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         verify: !a.no_verify,
         interrupt: Some(interrupt),
     };
-    let report = stream::run(&gpu, spec, ReadSource(source), sink, opts)?;
+    let report = stream::run(&gpu, spec, source, sink, opts)?;
     let passed = report.verification.as_ref().is_none_or(|v| v.passed());
     // Only a complete, verified stream gets the final name.
     if let Some((t, path)) = staged {

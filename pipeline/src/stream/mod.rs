@@ -31,7 +31,7 @@
 //! ```
 mod io;
 
-pub use io::{Discard, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
+pub use io::{Discard, FileSink, FileSource, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
 
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
@@ -507,7 +507,9 @@ fn write_loop(
     check: Option<PipelineSpec>,
     interrupted: impl Fn() -> bool,
 ) -> Result<Written> {
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
+    // 1 us to one hour, 3 significant digits: constant memory for any length.
+    let mut hist =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
     let (mut chunks, mut bytes_out) = (0u64, 0u64);
     let mut verification = check.as_ref().map(|_| Verification::default());
     let result = (|| -> Result<()> {

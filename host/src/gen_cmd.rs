@@ -44,27 +44,43 @@ pub fn run(a: &GenArgs) -> Result<bool> {
         Some(p) if p.as_os_str() != "-" => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
         _ => Box::new(crate::stream_cmd::stdout_file()?),
     };
-    // Blocks generated on every core, written in order.
+    // Blocks generated on every core while the previous block is written:
+    // two buffers go round between the generating thread and this one.
     const BLOCK: usize = 16 << 20;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let mut buf = vec![0u8; BLOCK];
-    let mut at = 0u64;
-    while at < a.total {
-        let n = (a.total - at).min(BLOCK as u64) as usize;
-        let piece = n.div_ceil(threads).next_multiple_of(4);
-        std::thread::scope(|s| {
-            for (k, part) in buf[..n].chunks_mut(piece).enumerate() {
-                s.spawn(move || pc_pipeline::exec::generated_bytes(elem, a.seed, at + (k * piece) as u64, part));
+    let (total, seed) = (a.total, a.seed);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; BLOCK]);
+    }
+    let generator = std::thread::spawn(move || {
+        let mut at = 0u64;
+        while at < total {
+            let Ok(mut buf) = empty_rx.recv() else { return };
+            let n = (total - at).min(BLOCK as u64) as usize;
+            let piece = n.div_ceil(threads).next_multiple_of(4);
+            std::thread::scope(|s| {
+                for (k, part) in buf[..n].chunks_mut(piece).enumerate() {
+                    s.spawn(move || pc_pipeline::exec::generated_bytes(elem, seed, at + (k * piece) as u64, part));
+                }
+            });
+            if full_tx.send((buf, n)).is_err() {
+                return;
             }
-        });
+            at += n as u64;
+        }
+    });
+    for (buf, n) in full_rx {
         match out.write_all(&buf[..n]) {
             Ok(()) => {}
             // The reader went away (`| head`): not an error of ours.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(true),
             Err(e) => return Err(e).context("writing the stream"),
         }
-        at += n as u64;
+        let _ = empty_tx.send(buf);
     }
+    let _ = generator.join();
     out.flush().context("writing the stream")?;
     Ok(true)
 }

@@ -28,7 +28,7 @@ pub struct PipelineArgs {
     pub(crate) workload: WorkloadArg,
     /// Stage list instead of the workload's, e.g. "h2d,consumer,consumer,d2h".
     /// Sources: producer, h2d. Sinks: reduce, d2h. Middle: consumer,
-    /// moving-average, u8-to-f32, stereo-to-mono, mix-u32, abs-i32,
+    /// moving-average, fir, u8-to-f32, stereo-to-mono, mix-u32, abs-i32,
     /// double-f64, and any stage the program registered.
     #[arg(short, long)]
     pub(crate) stages: Option<String>,

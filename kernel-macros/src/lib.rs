@@ -20,7 +20,7 @@
 //!   `ScaleKernel` with `NAME`, the PTX parameter sizes, and
 //!   `unsafe fn launch(kernel, stream, cfg, input, output, factor)` whose
 //!   parameters are typed from the kernel's: `&[T]` takes any device slice of
-//!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>` a mutable one
+//!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>`/`OutGroups<T, R>` a mutable one
 //!   (`&mut impl DevicePtrMut<T>`), `&T` a device slice whose element 0 is
 //!   passed, a scalar its own type. A wrong element type or argument count
 //!   does not compile; lengths, launch shape and device are checked before
@@ -28,10 +28,15 @@
 //!   it is type-checked by ordinary host builds and lints.
 //!
 //! Parameters are recognised by their form: `&[T]` (read-only slice), `&T`
-//! (one shared value, e.g. atomics), a type named `Out` or `OutQuads`
+//! (one shared value, e.g. atomics), a type named `Out`, `OutQuads` or `OutGroups`
 //! (written slice, each thread writing only the indices it owns), anything
 //! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
 //! every thread of the grid would get the same `&mut`.
+//!
+//! A kernel of the map shape `(input: &[I], output: Out<O>)` also implements
+//! `MapKernel`, and one of the halo shape `(history: &[I], input: &[I],
+//! output: Out<O>)` (the first parameter named `history`, both slices of
+//! one type) `HaloKernel`: a pipeline runs either as a stage.
 //!
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.
@@ -96,7 +101,7 @@ enum Kind {
     Slice(Type),
     /// `&T`
     Shared(Type),
-    /// `Out<T>` / `OutQuads<T>`: the whole type and `T`.
+    /// `Out<T>` / `OutQuads<T>` / `OutGroups<T, R>`: the whole type and `T`.
     Out(Type, Type),
     /// By value.
     Scalar(Type),
@@ -126,7 +131,7 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
-            if last.ident == "Out" || last.ident == "OutQuads" {
+            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" {
                 let PathArguments::AngleBracketed(args) = &last.arguments else {
                     return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
                 };
@@ -191,7 +196,10 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         match params.iter().find(|p| &p.name == n) {
             Some(Param { kind: Kind::Slice(_) | Kind::Out(..), .. }) => {}
             Some(_) => {
-                return Err(syn::Error::new(n.span(), format!("same_len compares slice lengths: `{n}` is not a slice (`&[T]`, `Out<T>` or `OutQuads<T>`)")));
+                return Err(syn::Error::new(
+                    n.span(),
+                    format!("same_len compares slice lengths: `{n}` is not a slice (`&[T]`, `Out<T>`, `OutQuads<T>` or `OutGroups<T, R>`)"),
+                ));
             }
             None => {
                 let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();
@@ -306,6 +314,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
     let map_impl = map_kernel_impl(&params, &launcher);
+    let halo_impl = halo_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
     // Spanned at the kernel's name, so a call with the wrong arguments shows
     // the kernel's own signature ("associated function defined here").
@@ -389,6 +398,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
 
         #map_impl
 
+        #halo_impl
+
         const _: () = {
             #[allow(dead_code)]
             fn __out_param<P: ::nvptx_std::param::OutParam>() {}
@@ -434,6 +445,39 @@ fn map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
                 // SAFETY: the caller's contract is this launcher's.
                 unsafe { Self::launch(kernel, stream, cfg, input, output #extra) }
+            }
+        }
+    }
+}
+
+/// A kernel of the halo shape `(history: &[I], input: &[I], output:
+/// Out<O>)` also implements `nvptx_std::host::HaloKernel`, so a pipeline can
+/// run it as a stage that reads elements before each chunk. The first
+/// parameter must be named `history` (any other kernel with two input slices
+/// means something a pipeline cannot know, e.g. `a + b`), and both slices
+/// must be written as the same type.
+fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
+    let [Param { kind: Kind::Slice(h), name, .. }, Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }] = params else {
+        return quote! {};
+    };
+    if name != "history" || quote!(#h).to_string() != quote!(#i).to_string() {
+        return quote! {};
+    }
+    quote! {
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::HaloKernel for #launcher {
+            type In = #i;
+            type Out = #o;
+            unsafe fn launch_halo(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                history: &::nvptx_std::host::CudaView<'_, #i>,
+                input: &::nvptx_std::host::CudaView<'_, #i>,
+                output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                // SAFETY: the caller's contract is this launcher's.
+                unsafe { Self::launch(kernel, stream, cfg, history, input, output) }
             }
         }
     }

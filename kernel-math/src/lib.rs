@@ -53,12 +53,45 @@ pub fn consume(x: f32) -> f32 {
     x * 2.0
 }
 
-/// 3-point moving average of `x[i]` within a chunk: `(left + x + right) / 3`,
-/// where a missing neighbour at the chunk's edge is `x` itself. Added left
-/// to right, then divided: the same IEEE operations on GPU and CPU.
+/// 3-point moving average: `(a + b + c) / 3`, added left to right, then
+/// divided: the same IEEE operations on GPU and CPU. The `moving-average`
+/// stage is causal: `y[i] = moving_average3(x[i-2], x[i-1], x[i])`, with
+/// elements before the stream's start taken as 0.
 #[inline(always)]
-pub fn moving_average3(left: f32, x: f32, right: f32) -> f32 {
-    (left + x + right) / 3.0
+pub fn moving_average3(a: f32, b: f32, c: f32) -> f32 {
+    (a + b + c) / 3.0
+}
+
+/// One tap of a FIR filter: `acc + tap * x`, a multiply then an add, each
+/// rounded. The same two IEEE operations on GPU and CPU: rustc emits them
+/// as `mul.rn.f32` and `add.rn.f32`, whose explicit rounding forbids ptxas
+/// from fusing them into an FMA (it fuses only plain `mul`/`add`), and
+/// never contracts them on the host. So every output matches bit for bit.
+#[inline(always)]
+pub fn fir_step(acc: f32, tap: f32, x: f32) -> f32 {
+    acc + tap * x
+}
+
+/// A causal FIR filter over `input`, with `history` the elements just
+/// before it: `output[i] = sum_{j=0}^{T-1} taps[j] * x[i-j]` (`T =
+/// taps.len()`, `x[k]` for `k < 0` read from the end of `history`),
+/// accumulated for `j = 0, 1, ..` with [`fir_step`] from 0.0. The kernel
+/// (`fir_kernel`) adds in the same order.
+///
+/// # Panics
+/// When `history` has fewer than `T - 1` elements or `output` is shorter
+/// than `input`.
+pub fn fir(taps: &[f32], history: &[f32], input: &[f32], output: &mut [f32]) {
+    let h = history.len();
+    assert!(h + 1 >= taps.len(), "a FIR of {} taps needs {} elements of history, got {h}", taps.len(), taps.len().saturating_sub(1));
+    for (i, o) in output[..input.len()].iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for (j, &t) in taps.iter().enumerate() {
+            let x = if j <= i { input[i - j] } else { history[h + i - j] };
+            acc = fir_step(acc, t, x);
+        }
+        *o = acc;
+    }
 }
 
 /// A u8 sample as f32 in [0, 1]: `x / 255`, one IEEE division, the same on
@@ -312,6 +345,35 @@ mod tests {
         assert_eq!(a.max(), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         let exact: f64 = xs.iter().map(|&x| x as f64).sum();
         assert_eq!(a.sum(), exact, "multiples of 2^-22 sum exactly");
+    }
+
+    #[test]
+    fn fir_of_an_impulse_is_the_taps() {
+        let taps = [0.5f32, 0.25, -0.125];
+        let mut out = [0.0f32; 5];
+        fir(&taps, &[0.0, 0.0], &[1.0, 0.0, 0.0, 0.0, 0.0], &mut out);
+        assert_eq!(out, [0.5, 0.25, -0.125, 0.0, 0.0]);
+        // History is the input's past: an impulse two elements before the
+        // input (x[-2]), then one (x[-1]).
+        fir(&taps, &[1.0, 0.0], &[0.0; 5], &mut out);
+        assert_eq!(out, [-0.125, 0.0, 0.0, 0.0, 0.0]);
+        fir(&taps, &[0.0, 1.0], &[0.0; 5], &mut out);
+        assert_eq!(out, [0.25, -0.125, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn fir_adds_taps_in_order_with_rounding() {
+        // acc = 0 + 1e8 * 1 = 1e8; + 1 * 1 rounds back to 1e8 (f32);
+        // + (-1e8) * 1 = 0. Another order would give 1.
+        let mut out = [0.0f32];
+        fir(&[1e8, 1.0, -1e8], &[1.0, 1.0], &[1.0], &mut out);
+        assert_eq!(out, [0.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs 2 elements of history")]
+    fn fir_needs_its_history() {
+        fir(&[1.0, 2.0, 3.0], &[0.0], &[1.0], &mut [0.0]);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
 use kernel_math::{AtomicReduction, HIST_BINS, Reduction, consume, produce};
-use nvptx_std::{Out, OutQuads, Quads, grid_stride, kernel, lane, quad_at, shfl_xor, spin_ns, warps_are_full};
+use nvptx_std::{Out, OutGroups, OutQuads, Quads, grid_stride, kernel, lane, quad_at, shfl_xor, spin_ns, warps_are_full};
 
 nvptx_std::kernel_crate!();
 
@@ -91,19 +91,75 @@ pub fn fused_kernel(mut output: Out<f32>, first: u64, seed: u32) {
     }
 }
 
-/// 3-point moving average over one chunk: `output[i] =
-/// moving_average3(input[i - 1], input[i], input[i + 1])`, the chunk's edges
-/// repeating their own element. The example stage of the README's
-/// "Adding a stage" guide.
+/// Causal 3-point moving average: `output[i] = moving_average3(x[i-2],
+/// x[i-1], x[i])` over the whole stream, where `x` is `input` and the two
+/// elements before it come from `history` (the end of the previous chunk,
+/// zeros before the stream's start): a halo stage. The example stage of the
+/// README's "Adding a stage" guide.
 #[kernel(same_len(input, output))]
-pub fn moving_average_kernel(input: &[f32], mut output: Out<f32>, spin: u64) {
-    spin_ns(spin);
-    let n = input.len();
+pub fn moving_average_kernel(history: &[f32], input: &[f32], mut output: Out<f32>) {
     for (i, o) in output.iter_mut() {
-        let x = input[i];
-        let left = if i > 0 { input[i - 1] } else { x };
-        let right = if i + 1 < n { input[i + 1] } else { x };
-        *o = kernel_math::moving_average3(left, x, right);
+        *o = kernel_math::moving_average3(halo_at(history, input, i, 2), halo_at(history, input, i, 1), input[i]);
+    }
+}
+
+/// Outputs each thread of `fir_kernel` computes: one group of consecutive
+/// outputs, so that each tap costs one new load per thread, not one per output.
+pub const FIR_OUTPUTS_PER_THREAD: usize = 8;
+
+/// Causal FIR filter: `output[i] = sum_{j<T} taps[j] * x[i-j]` (see
+/// `kernel_math::fir`, the CPU reference, which adds in the same order), `x`
+/// being `input` with `history` (at least `T - 1` elements, the end of the
+/// previous chunk) before it: a halo stage.
+///
+/// Each thread owns [`FIR_OUTPUTS_PER_THREAD`] consecutive outputs and keeps
+/// the inputs they need for the current tap in registers (`window[r] =
+/// x[first + r - j]`); moving to tap `j + 1` shifts the window by one, so it
+/// loads one new element per tap.
+#[kernel(same_len(input, output))]
+pub fn fir_kernel(history: &[f32], input: &[f32], mut output: OutGroups<f32, FIR_OUTPUTS_PER_THREAD>, taps: &[f32]) {
+    const R: usize = FIR_OUTPUTS_PER_THREAD;
+    for (first, group) in output.groups() {
+        let mut window = [0.0f32; R];
+        for (r, w) in window.iter_mut().enumerate() {
+            // Past the end of a short last group: never written out.
+            *w = input.get(first + r).copied().unwrap_or(0.0);
+        }
+        let mut acc = [0.0f32; R];
+        for (j, &tap) in taps.iter().enumerate() {
+            for r in 0..R {
+                acc[r] = kernel_math::fir_step(acc[r], tap, window[r]);
+            }
+            for r in (1..R).rev() {
+                window[r] = window[r - 1];
+            }
+            if j + 1 < taps.len() {
+                window[0] = halo_at(history, input, first, j + 1);
+            }
+        }
+        group.write(acc);
+    }
+}
+
+/// `x[i - back]` of the stream whose elements `input` holds from index 0 on,
+/// with `history` holding those just before (`history[h - 1]` is `x[-1]`).
+/// Past the start of `history` the index wraps and the bounds check traps.
+#[inline(always)]
+fn halo_at<T: Copy>(history: &[T], input: &[T], i: usize, back: usize) -> T {
+    if back <= i { input[i - back] } else { history[(history.len() + i).wrapping_sub(back)] }
+}
+
+/// `next` = the last `next.len()` bytes of `old ++ new`: the history a halo
+/// stage keeps for its next chunk, from its history and this chunk's input
+/// (a chunk shorter than the history keeps part of the old one). Bytes, so
+/// one kernel serves every element type.
+#[kernel(same_len(old, next))]
+pub fn halo_shift_kernel(old: &[u8], new: &[u8], mut next: Out<u8>) {
+    let h = old.len();
+    for (b, o) in next.iter_mut() {
+        // Byte b of `next` is byte new.len() + b of old ++ new.
+        let k = new.len() + b;
+        *o = if k < h { old[k] } else { new[k - h] };
     }
 }
 

@@ -1,6 +1,8 @@
 //! Device-side support for kernels compiled by rustc's own NVPTX backend: the
 //! part `cuda_std` plays in rust-cuda, kept small.
 //!
+//! - written slices whose elements each thread owns by a rule fixed in the
+//!   type ([`Out`], [`OutQuads`], [`OutGroups`]);
 //! - thread and grid indices as `u64`, and a grid-stride iterator, so a kernel
 //!   handles any element count with any launch shape;
 //! - `%globaltimer` and a spin for a given number of nanoseconds (used to make
@@ -45,7 +47,7 @@ pub mod param;
 
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};
-pub use out::{Out, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
+pub use out::{GroupIter, GroupMut, Out, OutGroups, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
 
 /// Once at the root of a kernel crate: defines `KernelCrate`, the marker
 /// that ties the crate's `#[kernel]` launchers to PTX built from it

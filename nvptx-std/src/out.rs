@@ -97,6 +97,126 @@ impl<'b, T> Iterator for OutIter<'b, T> {
     }
 }
 
+/// A device slice a kernel writes `R` consecutive elements at a time: group
+/// `g` (elements `R*g .. R*g + R`, the last group shorter when `R` does not
+/// divide the length) is owned by the thread whose grid-stride loop over
+/// groups visits `g` (`g % grid_size() == global_index()`). A type of its
+/// own, not a method of [`Out`]: one slice has one ownership rule for every
+/// thread, so two threads can never own one element by two rules.
+///
+/// For kernels whose thread computes neighbouring outputs together (a filter
+/// that slides a window over its inputs in registers).
+///
+/// ```
+/// # use nvptx_std::OutGroups;
+/// fn fill(mut out: OutGroups<u32, 4>) {
+///     for (first, group) in out.groups() {
+///         group.write([0, 1, 2, 3].map(|k| (first + k) as u32));
+///     }
+/// }
+/// ```
+pub struct OutGroups<'a, T, const R: usize> {
+    ptr: *mut T,
+    len: usize,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Element, const R: usize> OutParam for OutGroups<'_, T, R> {
+    type Elem = T;
+    #[inline(always)]
+    unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        const { assert!(R > 0, "OutGroups<T, R> needs R >= 1") };
+        OutGroups { ptr: unsafe { non_null(ptr) }, len, _slice: PhantomData }
+    }
+}
+
+impl<'a, T: Element, const R: usize> OutGroups<'a, T, R> {
+    /// Elements in the whole slice (all threads').
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This thread's groups: `(first, group)` for the group starting at
+    /// element `first` (a multiple of `R`).
+    #[inline(always)]
+    pub fn groups(&mut self) -> GroupIter<'_, T, R> {
+        GroupIter { ptr: self.ptr, next: global_index() as usize, end: self.len.div_ceil(R), len: self.len, step: grid_size() as usize, _elems: PhantomData }
+    }
+}
+
+/// Iterator of [`OutGroups::groups`].
+pub struct GroupIter<'b, T, const R: usize> {
+    ptr: *mut T,
+    /// Next group index, and one past the last.
+    next: usize,
+    end: usize,
+    len: usize,
+    step: usize,
+    _elems: PhantomData<&'b mut T>,
+}
+
+impl<'b, T: Element, const R: usize> Iterator for GroupIter<'b, T, R> {
+    type Item = (usize, GroupMut<'b, T, R>);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next < self.end {
+            let g = self.next;
+            // No wrap: as `OutIter` (end <= len, a grid has at most 2^41 threads).
+            self.next += self.step;
+            let first = g * R;
+            let count = if self.len - first < R { self.len - first } else { R };
+            // SAFETY: first + count <= len; this iterator yields each group
+            // once and only groups this thread owns (distinct threads own
+            // distinct groups, and groups do not overlap).
+            let elems = unsafe { core::slice::from_raw_parts_mut(self.ptr.add(first), count) };
+            Some((first, GroupMut { elems }))
+        } else {
+            None
+        }
+    }
+}
+
+/// One group this thread owns: `R` elements, fewer for the slice's last
+/// group; see [`OutGroups::groups`].
+pub struct GroupMut<'b, T, const R: usize> {
+    elems: &'b mut [T],
+}
+
+impl<T: Element, const R: usize> GroupMut<'_, T, R> {
+    /// Elements in this group: `R`, or fewer for the slice's last group.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.elems.len()
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.elems.is_empty()
+    }
+
+    /// Writes the group: element `first + k` gets `v[k]`; values past a short
+    /// last group are dropped.
+    #[inline(always)]
+    pub fn write(self, v: [T; R]) {
+        if self.elems.len() == R {
+            // A full group: R stores with constant offsets.
+            for (o, x) in self.elems.iter_mut().zip(v) {
+                *o = x;
+            }
+        } else {
+            for (o, &x) in self.elems.iter_mut().zip(v.iter()) {
+                *o = x;
+            }
+        }
+    }
+}
+
 /// Four [`Word`]s moved as one 16-byte access (`ld/st.global.v4`).
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, PartialEq)]

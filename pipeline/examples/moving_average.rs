@@ -1,7 +1,10 @@
 //! The "Adding a stage" example (README): a moving-average stage written in
 //! Rust (`kernels-gpu`'s `moving_average_kernel`), put into a stream pipeline
 //! between the seed's consumer and the copy back, and checked chunk by chunk
-//! against its CPU reference.
+//! against its CPU reference. It is a halo stage: `y[i] = (x[i-2] + x[i-1] +
+//! x[i]) / 3` over the whole stream, the two elements before each chunk kept
+//! on the GPU by the stage (zeros before the stream's start), so every
+//! chunk boundary gives what one pass over the whole input would.
 //!
 //! Run: `cargo run -p pc-pipeline --example moving_average [-- <device>]`.
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};

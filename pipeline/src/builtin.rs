@@ -35,9 +35,25 @@ pub fn consumer() -> Stage {
     consumer_in(PTX)
 }
 
-/// `moving-average`: 3-point moving average within each chunk (f32).
+/// `moving-average`: causal 3-point moving average of f32, `y[i] =
+/// moving_average3(x[i-2], x[i-1], x[i])` over the whole stream (a halo
+/// stage; elements before the stream's start are 0).
 pub fn moving_average() -> Stage {
     moving_average_in(PTX)
+}
+
+/// `fir`: a causal FIR filter of f32 with these taps, `y[i] = sum_j
+/// taps[j] * x[i-j]` over the whole stream (a halo stage of `taps.len() -
+/// 1` elements). Refuses no taps, more than [`crate::fir::MAX_TAPS`], and
+/// taps that are not finite.
+pub fn fir(taps: Vec<f32>) -> Result<Stage> {
+    crate::fir::stage_in(PTX, taps)
+}
+
+/// `fir` with the default taps: a 63-tap windowed-sinc low-pass at 0.1 of
+/// the sample rate ([`crate::fir::default_taps`]).
+pub fn fir_default() -> Stage {
+    crate::fir::default_stage_in(PTX)
 }
 
 /// `reduce`: per-chunk sum, min, max and histogram of f32 (the only data
@@ -56,7 +72,7 @@ fn consumer_in(ptx: Kernels) -> Stage {
     Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
 }
 fn moving_average_in(ptx: Kernels) -> Stage {
-    Stage::map::<MovingAverageKernel>("moving-average", ptx, moving_average_reference)
+    Stage::halo_map::<MovingAverageKernel>("moving-average", ptx, 2, moving_average_reference)
 }
 /// Map stages of other element types, each `Stage::map` over a kernel of
 /// kernels-gpu and the same kernel-math function on the CPU.
@@ -87,14 +103,12 @@ pub fn d2h() -> Stage {
     Stage::new("d2h", "sink: copy into pinned host output (the stage before's element type)", Kind::Sink(Arc::new(D2h)))
 }
 
-/// CPU reference of `moving_average_kernel` over one chunk.
-fn moving_average_reference(input: &[f32], output: &mut [f32]) {
-    let n = input.len();
-    for i in 0..n {
-        let x = input[i];
-        let left = if i > 0 { input[i - 1] } else { x };
-        let right = if i + 1 < n { input[i + 1] } else { x };
-        output[i] = kernel_math::moving_average3(left, x, right);
+/// CPU reference of `moving_average_kernel`: `history` is the 2 elements
+/// before `input`.
+fn moving_average_reference(history: &[f32], input: &[f32], output: &mut [f32]) {
+    let x: Vec<f32> = history.iter().chain(input).copied().collect();
+    for (o, w) in output.iter_mut().zip(x.windows(3)) {
+        *o = kernel_math::moving_average3(w[0], w[1], w[2]);
     }
 }
 
@@ -112,8 +126,9 @@ impl Default for StageRegistry {
 }
 
 impl StageRegistry {
-    /// producer, h2d, consumer, moving-average, reduce, d2h, and the typed
-    /// maps u8-to-f32, stereo-to-mono, mix-u32, abs-i32, double-f64.
+    /// producer, h2d, consumer, moving-average, fir (default taps), reduce,
+    /// d2h, and the typed maps u8-to-f32, stereo-to-mono, mix-u32, abs-i32,
+    /// double-f64.
     pub fn builtin() -> StageRegistry {
         StageRegistry::builtin_in(PTX)
     }
@@ -121,7 +136,7 @@ impl StageRegistry {
     /// The built-in stages with their kernels from `ptx`, another build of
     /// `kernels-gpu` (toolchain experiments).
     pub fn builtin_in(ptx: Kernels) -> StageRegistry {
-        let mut stages = vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx)];
+        let mut stages = vec![producer_in(ptx), h2d(), consumer_in(ptx), moving_average_in(ptx), crate::fir::default_stage_in(ptx)];
         stages.extend(typed_maps(ptx));
         stages.extend([reduce_in(ptx), d2h()]);
         StageRegistry { stages }

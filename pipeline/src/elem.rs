@@ -91,6 +91,15 @@ impl HostChunk {
         c
     }
 
+    /// Elements `range` of this chunk, copied.
+    ///
+    /// # Panics
+    /// When `range` is not within `0..len()`.
+    pub fn sub(&self, range: std::ops::Range<usize>) -> HostChunk {
+        let size = self.elem.size;
+        HostChunk::from_bytes(self.elem, &self.bytes()[range.start * size..range.end * size])
+    }
+
     pub fn elem(&self) -> ElemType {
         self.elem
     }

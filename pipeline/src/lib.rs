@@ -14,6 +14,8 @@
 //!
 //! - [`stage`]: stages as values, and the traits to write new kinds;
 //! - [`builtin`]: the built-in stages and the registry of stage names;
+//! - [`fir`]: the `fir` stage's taps (default low-pass, text files); halo
+//!   stages (reading elements before each chunk) keep their own device history;
 //! - [`spec`]: a pipeline's shape, validation, ring element types;
 //! - [`graph`]: the event graph as a value;
 //! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
@@ -25,7 +27,9 @@
 pub mod builtin;
 pub mod elem;
 pub mod exec;
+pub mod fir;
 pub mod graph;
+mod halo;
 mod host_mem;
 pub mod reference;
 pub mod spec;
@@ -60,6 +64,12 @@ pub enum PipelineError {
     BadStages(String),
     #[error("bad input: {0}")]
     BadInput(String),
+    #[error(
+        "stage {stage} reads {halo} element(s) before each chunk (a halo), which only its own GPU keeps; it cannot run split over {parts} GPUs: use one GPU"
+    )]
+    HaloSplit { stage: String, halo: usize, parts: usize },
+    #[error("bad FIR taps: {0}")]
+    BadFirTaps(String),
     #[error("no GPU given")]
     NoGpus,
     #[error("capturing the pipeline as a CUDA graph produced no graph")]

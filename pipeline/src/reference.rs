@@ -5,28 +5,65 @@ use crate::elem::HostChunk;
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, Sink};
 use kernel_math::Reduction;
+use std::ops::Range;
 
 /// What reaches the sink for chunk `c`: the source's values run through
 /// every map stage's reference. `input` is the whole host input (h2d).
 pub fn expected_chunk(spec: &PipelineSpec, c: usize, input: Option<&[u8]>) -> Result<HostChunk, String> {
-    let types = spec.ring_types().map_err(|e| e.to_string())?;
-    let range = spec.chunk_range(c);
-    let size = types[0].size();
-    let host = match input {
-        Some(bytes) => {
-            let (a, b) = (range.start as usize * size, range.end as usize * size);
-            Some(bytes.get(a..b).ok_or_else(|| format!("host input has {} bytes, chunk {c} needs {a}..{b}", bytes.len()))?)
-        }
-        None => None,
+    let size = spec.input_type().map_err(|e| e.to_string())?.size();
+    let host_at = |r: Range<u64>| -> Result<&[u8], String> {
+        let bytes = input.ok_or("no host input")?;
+        let (a, b) = (r.start as usize * size, r.end as usize * size);
+        bytes.get(a..b).ok_or_else(|| format!("host input has {} bytes, chunk {c} needs {a}..{b}", bytes.len()))
     };
-    let chunk = ChunkInfo { index: c, range, seed: spec.seed };
+    expected_chunk_from(spec, c, spec.chunk_range(c), &host_at)
+}
+
+/// [`expected_chunk`] for chunk `c` over the global element range `range`,
+/// with the host input (h2d sources) given by `host_at`: the bytes of the
+/// input elements of a global range. With halo stages the range asked for
+/// starts up to [`PipelineSpec::halo`] elements before the chunk.
+///
+/// Halo stages are computed as over the whole stream: the source's values
+/// are computed from `H` elements before the chunk on (`H` the sum of the
+/// halos, from 0 near the start), each map stage runs over all of them,
+/// and a halo stage of halo `h` takes the first `h` values as its history
+/// (zeros when the values start at the stream's start, which then keeps
+/// them all as input), so the window shrinks by `h`. The result is trimmed
+/// to the chunk.
+pub fn expected_chunk_from<'i>(
+    spec: &PipelineSpec,
+    c: usize,
+    range: Range<u64>,
+    host_at: &dyn Fn(Range<u64>) -> Result<&'i [u8], String>,
+) -> Result<HostChunk, String> {
+    let types = spec.ring_types().map_err(|e| e.to_string())?;
     let Kind::Source(source) = spec.stages[0].kind() else { return Err("the first stage is not a source".into()) };
+    // `first`: the global index of values[0].
+    let mut first = range.start.saturating_sub(spec.halo());
+    let extended = first..range.end;
+    let host = if source.reads_host() { Some(host_at(extended.clone())?) } else { None };
+    let chunk = ChunkInfo { index: c, range: extended, seed: spec.seed };
     let mut values = source.reference(&chunk, types[0], host)?;
-    for stage in &spec.stages[1..spec.stages.len() - 1] {
+    let maps = &spec.stages[1..spec.stages.len() - 1];
+    for (stage, &elem) in maps.iter().zip(&types) {
         let Kind::Map(m) = stage.kind() else { return Err(format!("{} is not a map stage", stage.name())) };
-        values = m.reference(&values).map_err(|e| format!("{}: {e}", stage.name()))?;
+        let h = m.halo();
+        let (history, input) = if h == 0 || first == 0 {
+            (HostChunk::zeroed(elem, h), values)
+        } else if values.len() >= h {
+            first += h as u64;
+            (values.sub(0..h), values.sub(h..values.len()))
+        } else {
+            return Err(format!("{}: {} values for a halo of {h}", stage.name(), values.len()));
+        };
+        values = m.reference(&history, &input).map_err(|e| format!("{}: {e}", stage.name()))?;
     }
-    Ok(values)
+    match range.start.checked_sub(first).map(|s| s as usize) {
+        Some(0) => Ok(values),
+        Some(skip) if skip <= values.len() => Ok(values.sub(skip..values.len())),
+        _ => Err(format!("the reference of chunk {c} does not cover its range {range:?}")),
+    }
 }
 
 /// The outcome of checking every chunk.

@@ -155,6 +155,22 @@ impl PipelineSpec {
         self.ring_types()?.last().copied().ok_or_else(|| PipelineError::BadStages("no rings".into()))
     }
 
+    /// Elements before a chunk that the pipeline's output at the chunk
+    /// depends on: the sum of its halo stages' halos.
+    pub fn halo(&self) -> u64 {
+        self.stages.iter().map(|s| s.halo() as u64).sum()
+    }
+
+    /// Refuses to run a pipeline with a halo stage as `parts` parts (one
+    /// per GPU): each part's first chunk would need the history that only
+    /// the part before it has.
+    pub fn check_split(&self, parts: usize) -> Result<(), PipelineError> {
+        match self.stages.iter().find(|s| s.halo() > 0) {
+            Some(s) if parts > 1 => Err(PipelineError::HaloSplit { stage: s.name().to_string(), halo: s.halo(), parts }),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses shapes that cannot run, with a message naming the problem.
     pub fn validate(&self) -> Result<(), PipelineError> {
         use PipelineError::*;

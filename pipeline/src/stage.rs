@@ -19,7 +19,7 @@ use crate::elem::{ElemType, HostChunk};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
 use kernel_math::{Element, Reduction};
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::{MapKernel, Module, Ptx};
+use pc_runtime::launch::{HaloKernel, MapKernel, Module, Ptx};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -49,6 +49,10 @@ impl fmt::Display for Port {
         }
     }
 }
+
+/// The CPU reference of a halo stage: `(history, input, output)`, `history`
+/// being the stage's halo of elements just before `input` in the stream.
+pub type HaloReference<I, O> = fn(&[I], &[I], &mut [O]);
 
 /// One stage of a pipeline: a source, a map or a sink, with its name.
 #[derive(Clone)]
@@ -81,6 +85,19 @@ impl Stage {
         Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, reference })))
     }
 
+    /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],
+    /// input: &[I], output: Out<O>)`): it reads the `halo` elements before
+    /// each chunk too. The pipeline keeps them on the GPU (the stage's own
+    /// history, zeros before the stream's start) and passes them as
+    /// `history`, so the output equals the computation over the whole
+    /// stream whatever the chunk size. `reference(history, input, output)`
+    /// is the same computation on the CPU. A pipeline with a halo stage
+    /// runs on one GPU.
+    pub fn halo_map<K: HaloKernel + 'static>(name: &str, ptx: Ptx<K::Crate>, halo: usize, reference: HaloReference<K::In, K::Out>) -> Stage {
+        let about = format!("{} -> {}: kernel {}, halo {halo}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
+        Stage::new(name, about, Kind::Map(Arc::new(crate::halo::KernelHalo::<K> { ptx, halo, reference })))
+    }
+
     /// Source: a copy of each chunk from pinned host input (the source's
     /// element type is the next stage's).
     pub fn h2d() -> Stage {
@@ -107,6 +124,13 @@ impl Stage {
     }
     pub fn is_sink(&self) -> bool {
         matches!(self.kind, Kind::Sink(_))
+    }
+    /// Elements before each chunk the stage reads (0 but for halo stages).
+    pub fn halo(&self) -> usize {
+        match &self.kind {
+            Kind::Map(m) => m.halo(),
+            _ => 0,
+        }
     }
     /// What the stage reads (`None` for a source).
     pub fn input(&self) -> Option<Port> {
@@ -165,9 +189,18 @@ pub trait SourceStage: Send + Sync + 'static {
 pub trait MapStage: Send + Sync + 'static {
     fn input(&self) -> ElemType;
     fn output(&self) -> ElemType;
+    /// Elements before each chunk this stage reads (its halo): 0 for a
+    /// stage that maps each chunk on its own. A halo stage keeps them on
+    /// the GPU itself (see [`Stage::halo_map`]).
+    fn halo(&self) -> usize {
+        0
+    }
     fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>>;
-    /// The CPU reference: this stage's output for one chunk of input.
-    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String>;
+    /// The CPU reference: this stage's output for one chunk of `input`.
+    /// `history` holds the [`MapStage::halo`] elements just before the
+    /// chunk in the stream (zeros before its start), of the input type;
+    /// empty for a stage without a halo.
+    fn reference(&self, history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String>;
 }
 
 /// Where chunks end: copied to the host, or reduced on the GPU to records.
@@ -372,7 +405,7 @@ impl<K: MapKernel + 'static> MapStage for KernelMap<K> {
         kernel.check_block(setup.block_size())?;
         Ok(Box::new(KernelMapOnGpu { kernel }))
     }
-    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let i = input.view::<K::In>().ok_or_else(|| format!("{} reads {} but got {}", K::NAME, ElemType::of::<K::In>(), input.elem()))?;
         let mut out = HostChunk::zeroed(ElemType::of::<K::Out>(), i.len());
         let o = out.view_mut::<K::Out>().ok_or("output type")?;

@@ -14,6 +14,13 @@ use std::sync::Arc;
 static_assertions::assert_not_impl_any!(ptx_kernels::ReduceKernel: pc_runtime::launch::MapKernel);
 static_assertions::assert_not_impl_any!(ptx_kernels::ProducerVecKernel: pc_runtime::launch::MapKernel);
 static_assertions::assert_impl_all!(ptx_kernels::ConsumerVecKernel: pc_runtime::launch::MapKernel);
+// Halo stages: only kernels of the halo shape, whose first slice is named
+// `history` (the byte shift has the shape but other names; fir takes taps too).
+static_assertions::assert_impl_all!(ptx_kernels::MovingAverageKernel: pc_runtime::launch::HaloKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::MovingAverageKernel: pc_runtime::launch::MapKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::HaloShiftKernel: pc_runtime::launch::HaloKernel, pc_runtime::launch::MapKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::FirKernel: pc_runtime::launch::HaloKernel, pc_runtime::launch::MapKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::ConsumerVecKernel: pc_runtime::launch::HaloKernel);
 
 #[test]
 fn workloads_have_their_default_stages() {
@@ -64,7 +71,7 @@ impl MapStage for Widen {
     fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>, PipelineError> {
         Err(PipelineError::NoGpus)
     }
-    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let v: Vec<f32> = input.view::<u8>().ok_or("not u8")?.iter().map(|&b| b as f32).collect();
         Ok(HostChunk::from_slice(&v))
     }
@@ -140,7 +147,7 @@ impl MapStage for Panicky {
     fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>, PipelineError> {
         Err(PipelineError::NoGpus)
     }
-    fn reference(&self, input: &HostChunk) -> Result<HostChunk, String> {
+    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let v = input.view::<f32>().ok_or("not f32")?;
         assert!(v[0] != produce(5000, 4), "reference bug on chunk 5");
         Ok(input.clone())

@@ -109,6 +109,31 @@ pub trait MapKernel: KernelEntry + Sized {
     ) -> Result<()>;
 }
 
+/// A kernel of the halo shape: `#[kernel] fn(history: &[I], input: &[I],
+/// output: Out<O>)` (or another written slice), the first parameter named
+/// `history`. `history` holds the elements just before `input` in the
+/// stream (zeros before its start), so the kernel can compute outputs that
+/// need earlier elements (a causal filter). `#[kernel]` implements this for
+/// every kernel of that shape, so a pipeline can run it as a halo stage.
+pub trait HaloKernel: KernelEntry + Sized {
+    type In: Element;
+    type Out: Element;
+    /// Launches with `history`, `input` and `output`.
+    ///
+    /// # Safety
+    /// As the kernel's generated `launch`: no other stream or host code
+    /// writes `history` or `input`, or touches `output`, until this kernel
+    /// completes, and none is freed before.
+    unsafe fn launch_halo(
+        kernel: &Kernel<Self>,
+        stream: &CudaStream,
+        cfg: LaunchConfig,
+        history: &CudaView<'_, Self::In>,
+        input: &CudaView<'_, Self::In>,
+        output: &mut CudaViewMut<'_, Self::Out>,
+    ) -> Result<()>;
+}
+
 /// Most PTX parameters a launch takes (a slice is two).
 pub const MAX_PARAMS: usize = 32;
 

@@ -131,6 +131,8 @@ impl<'g> Pipeline<'g> {
         if gpus.is_empty() {
             return Err(PipelineError::NoGpus);
         }
+        // A halo stage's history stays on its GPU: refused before any allocation.
+        spec.check_split(split::split_chunks(spec.chunks(), gpus.len()).len())?;
         let ring_types = spec.ring_types()?;
         let (input_type, output_type) = (ring_types[0], ring_types[ring_types.len() - 1]);
         // Host buffers first: a bad input file costs no GPU setup.

@@ -1,0 +1,164 @@
+//! Halo stages: map stages that read `h` elements before each chunk (a
+//! causal filter). The rings carry only the chunk, so each halo stage keeps
+//! its own device history: the last `h` elements of its input, zeros before
+//! the stream's start. All of it runs on the stage's own stream, so stream
+//! order alone keeps it right: per chunk, the stage's kernel reads the
+//! history, then a shift writes the next history from it and the chunk's
+//! input. No event-graph edge is added, and the history never leaves its
+//! GPU, which is why a pipeline with a halo stage is not split over GPUs
+//! ([`crate::PipelineSpec::check_split`]).
+use crate::PipelineError;
+use crate::elem::{ElemType, HostChunk};
+use crate::stage::{HaloReference, MapStage, OnGpu, Op, Setup};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut, LaunchConfig};
+use kernel_math::Element;
+use pc_runtime::launch::{HaloKernel, Kernel, Ptx};
+use ptx_kernels::HaloShiftKernel;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
+    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
+}
+
+/// Threads per block of the shift kernel (a few hundred bytes to move).
+const SHIFT_BLOCK: u32 = 256;
+
+/// A halo stage's device history on one GPU: two buffers of `halo`
+/// elements, one read by the current chunk, the other written with the next
+/// chunk's history (so no kernel reads what it writes).
+pub(crate) struct History {
+    elem: ElemType,
+    halo: usize,
+    bufs: [CudaSlice<u8>; 2],
+    /// Which buffer holds the history of the next chunk to run.
+    current: usize,
+    shift: Kernel<HaloShiftKernel>,
+}
+
+impl History {
+    /// Allocates the two buffers on the setup stream (synchronized before
+    /// any run) and loads the shift kernel.
+    pub(crate) fn new(setup: &mut Setup<'_>, elem: ElemType, halo: usize) -> Result<History> {
+        let bytes =
+            halo.checked_mul(elem.size()).ok_or_else(|| PipelineError::BadStages(format!("a halo of {halo} elements of {elem} does not fit in memory")))?;
+        let shift = setup.module(ptx_kernels::PTX, "the embedded kernels")?.kernel::<HaloShiftKernel>()?;
+        shift.check_block(SHIFT_BLOCK)?;
+        // At least one byte: an allocation of 0 is refused; views use `bytes`.
+        let alloc = || setup.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(cuda("allocating a halo stage's history"));
+        Ok(History { elem, halo, bufs: [alloc()?, alloc()?], current: 0, shift })
+    }
+
+    fn bytes(&self) -> usize {
+        self.halo * self.elem.size()
+    }
+
+    /// Zeros the history the first chunk reads (the elements before the
+    /// stream's start), on the stage's stream: ordered after the previous
+    /// run's last use, and captured into CUDA graphs with the rest.
+    pub(crate) fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        self.current = 0;
+        let bytes = self.bytes();
+        let (ptr, _no_tracking) = self.bufs[0].device_ptr_mut(stream);
+        // SAFETY: `ptr` addresses this buffer's `bytes` (or more); only this
+        // stage's stream touches it.
+        unsafe { cudarc::driver::result::memset_d8_async(ptr, 0, bytes, stream.cu_stream()) }.map_err(cuda("zeroing a halo stage's history"))
+    }
+
+    /// The history of the chunk about to run, as `T` (the stage's input type).
+    pub(crate) fn current<T: Element>(&self) -> Result<CudaView<'_, T>> {
+        if !self.elem.is::<T>() {
+            return Err(PipelineError::BadStages(format!("a halo history of {} viewed as {}", self.elem, ElemType::of::<T>())));
+        }
+        let view = self.bufs[self.current].slice(0..self.bytes());
+        // SAFETY: the buffer holds `halo` elements of T (checked just above),
+        // starts 256-byte aligned (a fresh allocation), and T: Element accepts any bits.
+        unsafe { view.transmute::<T>(self.halo) }.ok_or_else(|| PipelineError::BadStages("halo history too small".into()))
+    }
+
+    /// After the stage's kernel for `op`'s chunk, on the same stream: the
+    /// other buffer gets the last `halo` elements of (history ++ input),
+    /// and becomes current.
+    pub(crate) fn advance(&mut self, op: &Op<'_>) -> Result<()> {
+        let bytes = self.bytes();
+        let Some((elem, input)) = op.input.as_ref() else { return Err(PipelineError::BadStages(format!("halo stage {} has no input slot", op.stage))) };
+        if *elem != self.elem {
+            return Err(PipelineError::BadStages(format!("halo stage {} keeps a history of {} but reads {elem}", op.stage, self.elem)));
+        }
+        let input = input.slice(0..op.len() * elem.size());
+        let [a, b] = &mut self.bufs;
+        let (old, next) = if self.current == 0 { (&*a, b) } else { (&*b, a) };
+        let old = old.slice(0..bytes);
+        let mut next = next.slice_mut(0..bytes);
+        let grid = bytes.div_ceil(SHIFT_BLOCK as usize).clamp(1, 1024) as u32;
+        let cfg = LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (SHIFT_BLOCK, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: on the op's stream, after the stage's kernel that read
+        // `old`; the input slot is ordered by the pipeline's events and the
+        // two history buffers are this stage's alone.
+        unsafe { HaloShiftKernel::launch(&self.shift, op.stream, cfg, &old, &input, &mut next) }?;
+        self.current = 1 - self.current;
+        Ok(())
+    }
+}
+
+/// A halo stage from a `#[kernel]` of the halo shape (see [`HaloKernel`]).
+pub(crate) struct KernelHalo<K: HaloKernel> {
+    pub ptx: Ptx<K::Crate>,
+    pub halo: usize,
+    pub reference: HaloReference<K::In, K::Out>,
+}
+
+impl<K: HaloKernel + 'static> MapStage for KernelHalo<K> {
+    fn input(&self) -> ElemType {
+        ElemType::of::<K::In>()
+    }
+    fn output(&self) -> ElemType {
+        ElemType::of::<K::Out>()
+    }
+    fn halo(&self) -> usize {
+        self.halo
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
+        kernel.check_block(setup.block_size())?;
+        let history = History::new(setup, ElemType::of::<K::In>(), self.halo)?;
+        Ok(Box::new(KernelHaloOnGpu { kernel, history }))
+    }
+    fn reference(&self, history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
+        let wrong = |got: ElemType| format!("{} reads {} but got {got}", K::NAME, ElemType::of::<K::In>());
+        let i = input.view::<K::In>().ok_or_else(|| wrong(input.elem()))?;
+        let h = history.view::<K::In>().ok_or_else(|| wrong(history.elem()))?;
+        if h.len() != self.halo {
+            return Err(format!("{} has a halo of {} elements but was given {}", K::NAME, self.halo, h.len()));
+        }
+        let mut out = HostChunk::zeroed(ElemType::of::<K::Out>(), i.len());
+        let o = out.view_mut::<K::Out>().ok_or("output type")?;
+        (self.reference)(h, i, o);
+        Ok(out)
+    }
+}
+
+struct KernelHaloOnGpu<K> {
+    kernel: Kernel<K>,
+    history: History,
+}
+
+// SAFETY: the kernel and the shift run on the op's stream, over the op's
+// input and output slots and this stage's own history buffers.
+unsafe impl<K: HaloKernel + 'static> OnGpu for KernelHaloOnGpu<K> {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        self.history.begin_run(stream)
+    }
+
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream) = (op.cfg, op.stream);
+        {
+            let history = self.history.current::<K::In>()?;
+            let (input, mut output) = op.slots::<K::In, K::Out>()?;
+            // SAFETY: the pipeline orders this stream against every other
+            // access to the two slots; the history is this stage's own.
+            unsafe { K::launch_halo(&self.kernel, stream, cfg, &history, &input, &mut output) }?;
+        }
+        self.history.advance(op)
+    }
+}

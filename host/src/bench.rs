@@ -8,7 +8,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, result as c
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
-use ptx_kernels::{ConsumerKernel, ConsumerVecKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel};
+use ptx_kernels::{ConsumerKernel, ConsumerVecKernel, FIR_OUTPUTS_PER_THREAD, FirKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -179,6 +179,24 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             Ok(())
         })?;
         add("handoff", "producer -> event -> consumer (two streams)", size, 12 * n, handoff, "vec16 kernels, default grid");
+
+        // The fir stage's kernel, default 63 taps: reads the input once
+        // and writes the output once (8 bytes per element), like the consumer.
+        let taps = pc_pipeline::fir::default_taps();
+        let (fir, taps_d) = (module.kernel::<FirKernel>()?, s.clone_htod(&taps)?);
+        let history: CudaSlice<f32> = s.alloc_zeros(taps.len() - 1)?;
+        let mut fcfg = cfg;
+        fcfg.grid_dim.0 = fcfg.grid_dim.0.min(n.div_ceil(FIR_OUTPUTS_PER_THREAD as u64).div_ceil(block as u64).max(1) as u32);
+        // SAFETY: one stream, and time_ms synchronizes it.
+        let f = time_ms(&s, a.reps, size, || Ok(unsafe { FirKernel::launch(&fir, &s, fcfg, &history, &buf, &mut out, &taps_d) }?))?;
+        add(
+            "kernel",
+            &format!("fir, {} taps ({} outputs per thread)", taps.len(), FIR_OUTPUTS_PER_THREAD),
+            size,
+            8 * n,
+            f,
+            &format!("grid {}", fcfg.grid_dim.0),
+        );
     }
 
     // ---- pipelines ----

@@ -112,6 +112,11 @@ pub struct PipelineArgs {
     /// How long the slowed stage waits before each operation (sync checker).
     #[arg(long, default_value_t = 2000)]
     pub(crate) delay_us: u64,
+    /// Taps of the `fir` stage from this text file (numbers separated by
+    /// spaces, commas or newlines; `#` comments) instead of the default
+    /// 63-tap low-pass.
+    #[arg(long)]
+    pub(crate) fir_taps: Option<PathBuf>,
     /// Load the kernels from this PTX file instead of the embedded module.
     #[arg(long)]
     pub(crate) ptx: Option<PathBuf>,
@@ -215,10 +220,15 @@ fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
 }
 
 pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
-    let registry = match &a.ptx {
+    let mut registry = match &a.ptx {
         None => registry.clone(),
         Some(_) => registry.with_builtins_in(crate::kernels_ptx(&a.ptx)?.0),
     };
+    if let Some(path) = &a.fir_taps {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("taps file {}: {e}", path.display()))?;
+        let taps = pc_pipeline::fir::parse_taps(&text).map_err(|e| anyhow::anyhow!("taps file {}: {e}", path.display()))?;
+        registry.replace(pc_pipeline::builtin::fir_in(crate::kernels_ptx(&a.ptx)?.0, taps)?)?;
+    }
     let spec = spec_of(a, &registry)?;
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());

@@ -171,6 +171,18 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
     assert_eq!(host(&["pipeline", "--output", "x.bin"]).status.code(), Some(2));
 }
 
+#[test]
+fn fir_taps_files_are_checked_before_touching_a_gpu() {
+    let d = tmp_dir("taps");
+    let bad = d.join("bad.txt");
+    std::fs::write(&bad, "0.5, 0.25\n# a comment\n0.25 x\n").unwrap();
+    assert_one_line_error(&host(&["pipeline", "-s", "producer,fir,reduce", "--fir-taps", bad.to_str().unwrap()]), "line 3: \"x\" is not a number");
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    assert_one_line_error(&host(&["pipeline", "-s", "producer,fir,reduce", "--fir-taps", empty.to_str().unwrap()]), "no taps");
+    assert_one_line_error(&host(&["pipeline", "--fir-taps", "/nonexistent/taps.txt"]), "taps file /nonexistent/taps.txt");
+}
+
 // ---- host gen ----
 
 #[test]

@@ -50,6 +50,11 @@ pub fn fir(taps: Vec<f32>) -> Result<Stage> {
     crate::fir::stage_in(PTX, taps)
 }
 
+/// [`fir`] with its kernel from another build of kernels-gpu (`--ptx`).
+pub fn fir_in(ptx: Kernels, taps: Vec<f32>) -> Result<Stage> {
+    crate::fir::stage_in(ptx, taps)
+}
+
 /// `fir` with the default taps: a 63-tap windowed-sinc low-pass at 0.1 of
 /// the sample rate ([`crate::fir::default_taps`]).
 pub fn fir_default() -> Stage {
@@ -161,6 +166,17 @@ impl StageRegistry {
         }
         self.stages.push(stage);
         Ok(())
+    }
+
+    /// Replaces the stage of the same name (say `fir` with other taps).
+    pub fn replace(&mut self, stage: Stage) -> Result<()> {
+        match self.stages.iter_mut().find(|s| s.name() == stage.name()) {
+            Some(s) => {
+                *s = stage;
+                Ok(())
+            }
+            None => Err(PipelineError::BadStages(format!("no stage named {:?} to replace", stage.name()))),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Stage> {

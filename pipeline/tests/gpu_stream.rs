@@ -141,3 +141,68 @@ fn drop_oldest_counts_what_it_drops() {
         last = Some(i);
     }
 }
+
+/// The FIR's definition over the whole stream, written here: zeros before
+/// the start, taps in order.
+fn fir_oracle(taps: &[f32], x: &[f32]) -> Vec<f32> {
+    (0..x.len())
+        .map(|i| {
+            let mut acc = 0.0f32;
+            for (j, t) in taps.iter().enumerate() {
+                let v = if i >= j { x[i - j] } else { 0.0 };
+                acc += t * v;
+            }
+            acc
+        })
+        .collect()
+}
+
+/// A halo stage in a stream equals the whole-stream computation at every
+/// chunk boundary: chunk sizes below, at and above the tap count, every K.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn fir_in_a_stream_equals_the_whole_stream_filter() {
+    let gpu = Gpu::open(0).unwrap();
+    let seed = seed_from_env();
+    eprintln!("seed {seed} (replay with PC_TEST_SEED={seed})");
+    let mut rng = Rng(seed);
+    let taps = pc_pipeline::fir::default_taps();
+    for k in 1..=4 {
+        for chunk in [7u64, 62, 63, 64, 4099] {
+            let n = 20_000 + rng.below(5000) as usize;
+            let input: Vec<f32> = (0..n).map(|_| (rng.next() >> 41) as f32 / 8388608.0 - 1.0).collect();
+            let want = fir_oracle(&taps, &input);
+            let (got, sink) = collect::<f32>();
+            let opts = StreamOptions { verify: true, ..Default::default() };
+            let pieces: Vec<Vec<f32>> = input.chunks(1000 + rng.below(3000) as usize).map(|p| p.to_vec()).collect();
+            let r = stream::run(&gpu, &spec("h2d,fir,d2h", k, chunk), stream::from_iter(pieces), sink, opts).unwrap();
+            let label = format!("fir K={k} chunk={chunk} n={n}");
+            assert!(r.verification.as_ref().is_some_and(|v| v.passed()), "{label}: {:?}", r.verification.map(|v| v.summary()));
+            let got = got.lock().unwrap();
+            assert_eq!(got.len(), n, "{label}");
+            if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+                panic!("{label}: element {i} = {}, want {}", got[i], want[i]);
+            }
+        }
+    }
+    // Two halo stages after a type change, u8 in: moving-average then fir.
+    let n = 100_003usize;
+    let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    let x: Vec<f32> = bytes.iter().map(|&b| b as f32 / 255.0).collect();
+    let avg: Vec<f32> = (0..n)
+        .map(|i| {
+            let at = |j: usize| if i >= j { x[i - j] } else { 0.0 };
+            kernel_math::moving_average3(at(2), at(1), at(0))
+        })
+        .collect();
+    let want = fir_oracle(&taps, &avg);
+    let (got, sink) = collect::<f32>();
+    let opts = StreamOptions { verify: true, ..Default::default() };
+    let r = stream::run(&gpu, &spec("h2d,u8-to-f32,moving-average,fir,d2h", 3, 4099), ReadSource(std::io::Cursor::new(bytes)), sink, opts).unwrap();
+    assert!(r.verification.as_ref().is_some_and(|v| v.passed()));
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), n);
+    for i in 0..n {
+        assert_eq!(got[i].to_bits(), want[i].to_bits(), "u8 -> moving-average -> fir: element {i}");
+    }
+}

@@ -34,7 +34,7 @@ mod io;
 pub use io::{Discard, FileSink, FileSource, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
 
 use crate::PipelineError;
-use crate::elem::{ElemType, HostChunk};
+use crate::elem::ElemType;
 use crate::exec::part::Part;
 use crate::exec::plan::{Action, stream_chunk};
 use crate::host_mem::PinnedBuffer;
@@ -44,6 +44,7 @@ use crate::stage::{ChunkInfo, Kind, Sink};
 use cudarc::driver::CudaEvent;
 use pc_runtime::gpu::Gpu;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -511,7 +512,8 @@ fn write_loop(
     let mut hist =
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
     let (mut chunks, mut bytes_out) = (0u64, 0u64);
-    let mut verification = check.as_ref().map(|_| Verification::default());
+    let mut checker = check.map(Checker::new).transpose()?;
+    let mut verification = checker.as_ref().map(|_| Verification::default());
     let result = (|| -> Result<()> {
         for job in jobs {
             let e = &done[(job.chunk % done.len() as u64) as usize];
@@ -524,8 +526,8 @@ fn write_loop(
             // SAFETY: this thread holds both slots' tokens (the job) and the
             // chunk's done event follows its last copy.
             let (inp, out) = unsafe { (shared.in_view(job.in_slot, job.in_bytes), shared.out_view(job.out_slot, job.out_bytes)) };
-            if let (Some(spec), Some(v)) = (&check, verification.as_mut()) {
-                check_chunk(spec, job.chunk, inp, out, v);
+            if let (Some(checker), Some(v)) = (checker.as_mut(), verification.as_mut()) {
+                checker.check(job.chunk, inp, out, v);
             }
             let _ = in_free.send(job.in_slot);
             if shared.stop.load(Ordering::SeqCst) {
@@ -550,24 +552,75 @@ fn write_loop(
     Ok(Written { chunks, bytes_out, latency, check: verification })
 }
 
-/// One chunk against the CPU reference: its input run through the stages'
-/// references (as a one-chunk pipeline of its own), then the sink's check.
-fn check_chunk(spec: &PipelineSpec, c: u64, input: &[u8], output: &[u8], v: &mut Verification) {
-    let in_t = match spec.input_type() {
-        Ok(t) => t,
-        Err(e) => return v.wrong(c as usize, 0, e.to_string()),
-    };
-    let n = (input.len() / in_t.size()) as u64;
-    let one = spec.clone().chunk_elements(n).total_elements(n);
-    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::reference::expected_chunk(&one, 0, Some(input))));
-    let expected: HostChunk = match got {
-        Ok(Ok(e)) => e,
-        Ok(Err(why)) => return v.wrong(c as usize, 0, format!("no CPU reference: {why}")),
-        Err(_) => return v.wrong(c as usize, 0, "the CPU reference panicked".into()),
-    };
-    let Some(Kind::Sink(sink)) = spec.stages.last().map(|s| s.kind()) else { return v.wrong(c as usize, 0, "the last stage is not a sink".into()) };
-    if let Some((items, what)) = sink.check(&expected, Sink::Host(output)) {
-        v.wrong(c as usize, items, what);
+/// What the writer keeps to check chunks: the last `halo` input elements
+/// before the next chunk (the reference of a halo stage reads them), and
+/// where the next chunk starts in the stream.
+struct Checker {
+    spec: PipelineSpec,
+    in_size: usize,
+    out_size: usize,
+    halo: usize,
+    tail: Vec<u8>,
+    first: u64,
+    threads: usize,
+}
+
+impl Checker {
+    fn new(spec: PipelineSpec) -> Result<Checker> {
+        let types = spec.ring_types()?;
+        let halo = spec.halo() as usize;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        Ok(Checker { in_size: types[0].size(), out_size: types[types.len() - 1].size(), halo, spec, tail: Vec::new(), first: 0, threads })
     }
-    v.chunks_checked += 1;
+
+    /// Checks chunk `c` (its input and output bytes) against the CPU
+    /// reference over the stream so far, in pieces on several threads.
+    fn check(&mut self, c: u64, input: &[u8], output: &[u8], v: &mut Verification) {
+        let n = (input.len() / self.in_size) as u64;
+        let first = self.first;
+        // The input from `window_start`: the kept tail, then this chunk.
+        let window: std::borrow::Cow<'_, [u8]> = if self.tail.is_empty() { input.into() } else { [&self.tail[..], input].concat().into() };
+        let window_start = first - (self.tail.len() / self.in_size) as u64;
+        let size = self.in_size;
+        let host_at = |r: Range<u64>| -> Result<&[u8], String> {
+            let (a, b) = (r.start.checked_sub(window_start), r.end.checked_sub(window_start));
+            match (a, b) {
+                (Some(a), Some(b)) => window.get(a as usize * size..b as usize * size).ok_or_else(|| format!("elements {r:?} are past the chunk")),
+                _ => Err(format!("elements {r:?} are before the kept history")),
+            }
+        };
+        let Some(Kind::Sink(sink)) = self.spec.stages.last().map(|s| s.kind()) else { return v.wrong(c as usize, 0, "the last stage is not a sink".into()) };
+        let piece = n.div_ceil(self.threads as u64).max(1 << 16);
+        let (spec, out_size) = (&self.spec, self.out_size);
+        let results: Vec<Option<(u64, String)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (first..first + n)
+                .step_by(piece as usize)
+                .map(|a| {
+                    let r = a..(a + piece).min(first + n);
+                    let host_at = &host_at;
+                    s.spawn(move || {
+                        let got = &output[(r.start - first) as usize * out_size..(r.end - first) as usize * out_size];
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            crate::reference::expected_chunk_from(spec, c as usize, r.clone(), host_at)
+                        })) {
+                            Ok(Ok(expected)) => sink.check(&expected, Sink::Host(got)).map(|(k, what)| (k, format!("elements from {}: {what}", r.start))),
+                            Ok(Err(why)) => Some((0, format!("no CPU reference: {why}"))),
+                            Err(_) => Some((0, "the CPU reference panicked".into())),
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Some((0, "a checker thread panicked".into())))).collect()
+        });
+        let wrong: Vec<(u64, String)> = results.into_iter().flatten().collect();
+        if let Some((_, what)) = wrong.first() {
+            v.wrong(c as usize, wrong.iter().map(|w| w.0).sum(), what.clone());
+        } else {
+            v.chunks_checked += 1;
+        }
+        // Keep the last `halo` elements for the next chunk.
+        let keep = (self.halo * size).min(window.len());
+        self.tail = window[window.len() - keep..].to_vec();
+        self.first += n;
+    }
 }

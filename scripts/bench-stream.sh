@@ -39,6 +39,19 @@ l = r["latency_us"]
 print(f"{label:28s} {r['input_gbps']:7.2f} GB/s = {100*r['input_gbps']/(both/2):5.1f}% of the stream bound; latency p50 {l['p50']:.0f} us p99 {l['p99']:.0f} us max {l['max']:.0f} us; dropped {r['dropped_chunks']}; verified {r['verified']}; exit {rc}")
 PY
 }
+# The pipes' own ceilings: host gen into one pipe (the input side alone),
+# and through a second pipe (what a stream from and to pipes also pays).
+pipe_ceiling() { # label, pipeline
+  python3 - "$1" "$2" "$total_bytes" <<'PY' | tee -a "$out/summary.txt"
+import subprocess, sys, time
+label, cmd, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t = time.perf_counter(); subprocess.run(cmd, shell=True, check=True); dt = time.perf_counter() - t
+print(f"{label:28s} {total / dt / 1e9:7.2f} GB/s (pipe ceiling, no GPU)")
+PY
+}
+total_bytes=$(stat -c %s "$in")
+pipe_ceiling "gen | cat" "'$H' gen --total $total | cat > /dev/null"
+pipe_ceiling "gen | cat | cat" "'$H' gen --total $total | cat | cat > /dev/null"
 for c in 1MiB 4MiB 16MiB; do
   row "file-devnull-$c" "$out/file-devnull-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/file-devnull-$c.json"
   row "pipe-pipe-$c" "$out/pipe-pipe-$c.json" bash -c "'$H' gen --total $total | '$H' pipeline -w stream --chunk $c --input - --output - --no-verify --json '$out/pipe-pipe-$c.json' > /dev/null"

@@ -88,9 +88,16 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         if regular { Box::new(FileSource::new(f, 8)) } else { Box::new(ReadSource(f)) }
     };
     let mut staged = None;
+    // An existing file that is not a regular one (a device such as
+    // /dev/null, a named pipe) is written in place, never replaced.
+    let special = |p: &Path| std::fs::metadata(p).is_ok_and(|m| !m.is_file());
     let sink: Box<dyn StreamSink> = match &a.output {
         None => Box::new(Discard),
         Some(p) if is_dash(p) => Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 20, stdout_file()?))),
+        Some(p) if special(p) => {
+            let f = std::fs::OpenOptions::new().write(true).open(p).with_context(|| format!("cannot write {}", p.display()))?;
+            Box::new(WriteSink(f))
+        }
         Some(p) => {
             let t = staged_output(p)?;
             let f = t.as_file().try_clone().with_context(|| format!("cannot write {}", p.display()))?;

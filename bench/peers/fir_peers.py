@@ -198,6 +198,7 @@ def main():
             failed.append(impl)
             continue
         for impl, name, gpu_s, copies_s, y in got:
+            y = np.asarray(y, dtype=np.float32)
             row = {"impl": impl, "name": name, "samples": samples, "taps": len(taps),
                    "gpu_ms": gpu_s * 1e3, "with_copies_ms": copies_s * 1e3,
                    "msamples_per_s": samples / gpu_s / 1e6, "gbps": samples * 4 / gpu_s / 1e9,

@@ -103,7 +103,9 @@ fn run(args: Args) -> Result<bool> {
     let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
     let differ: usize = gpu_out.iter().zip(&cpu_out).map(|(g, c)| g.iter().zip(c).filter(|&(&g, &c)| !same(g, c)).count()).sum();
     write_f32_wav(&args.output, &spec, &gpu_out)?;
-    let taps_path = PathBuf::from(format!("{}.taps.txt", args.output.display()));
+    let mut taps_path = args.output.clone().into_os_string();
+    taps_path.push(".taps.txt");
+    let taps_path = PathBuf::from(taps_path);
     // `{:e}` prints each f32 in the shortest form that parses back to the same bits.
     let text: String = taps.iter().map(|t| format!("{t:e}\n")).collect();
     std::fs::write(&taps_path, format!("# {} taps of wav_fir's filter, y[i] = sum_j taps[j] x[i-j]\n{text}", taps.len()))

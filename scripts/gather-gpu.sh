@@ -13,6 +13,7 @@ rm -rf "$out" && mkdir -p "$out"
 cargo build --release --locked -p host -p pc-pipeline --examples --bins
 cp target/release/host "$out/host"
 cp target/release/examples/moving_average "$out/example-moving_average"
+cp target/release/examples/wav_fir "$out/example-wav_fir"
 # The PTX the host embeds: the build script's output that the host build used.
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
@@ -20,7 +21,7 @@ cp "$ptx" "$out/kernels.ptx"
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
   | python3 scripts/collect_test_binaries.py "$out"
 
-cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh scripts/bench-stream.sh "$out/"
-mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/run_peers.py "$out/peers/"
+cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh scripts/bench-stream.sh scripts/wav-demo.sh "$out/"
+mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/run_peers.py bench/peers/fir_peers.py "$out/peers/"
 strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

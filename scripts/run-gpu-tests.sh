@@ -23,6 +23,9 @@ step demo "$HOST_BIN"
 step demo-no-sync expect_exit_1 "$HOST_BIN" --no-sync --spin-us 2000
 step demo-same-settings-synced "$HOST_BIN" --spin-us 2000
 step example-moving-average "$here/example-moving_average"
+# A WAV file through h2d,fir,d2h; exits 1 when GPU and CPU differ in any bit.
+wav=$(mktemp -d)
+step example-wav-fir "$here/example-wav_fir" "$wav/in.wav" "$wav/out.wav" --make-test-wav 5
 for t in "$here"/test-*; do
   step "$(basename "$t")" "$t" --include-ignored --test-threads=1 --show-output
 done

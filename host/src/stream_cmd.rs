@@ -32,6 +32,11 @@ pub(crate) fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
     }
 }
 
+/// Positional reads or writes per chunk of a regular file: one per core.
+fn readers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get())
+}
+
 fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
@@ -85,7 +90,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         let regular = f.metadata().is_ok_and(|m| m.is_file());
         // A regular file: positional reads in parallel; anything else (a
         // named pipe, a device) in order.
-        if regular { Box::new(FileSource::new(f, 8)) } else { Box::new(ReadSource(f)) }
+        if regular { Box::new(FileSource::new(f, readers())) } else { Box::new(ReadSource(f)) }
     };
     let mut staged = None;
     // An existing file that is not a regular one (a device such as
@@ -102,7 +107,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             let t = staged_output(p)?;
             let f = t.as_file().try_clone().with_context(|| format!("cannot write {}", p.display()))?;
             staged = Some((t, p.clone()));
-            Box::new(FileSink::new(f, 8))
+            Box::new(FileSink::new(f, readers()))
         }
     };
     let gpu = Gpu::open(0)?;

@@ -122,8 +122,9 @@ impl<T: Element, I: Iterator<Item = Vec<T>> + Send + 'static> StreamSource for I
     }
 }
 
-/// A regular file read with several positional reads at once: one thread
-/// copies from the page cache at a few GB/s, far below a GPU's host link.
+/// A regular file read with several positional reads at once (pieces of
+/// at least 256 KiB on rayon's pool): one thread copies from the page cache
+/// at a few GB/s, far below a GPU's host link.
 pub struct FileSource {
     file: std::fs::File,
     pos: u64,
@@ -154,15 +155,17 @@ fn read_full_at(file: &std::fs::File, mut buf: &mut [u8], mut at: u64) -> io::Re
     Ok(n)
 }
 
+/// The smallest piece a file read or write is split into: below it, the
+/// pool's hand-off costs more than a second thread gains.
+const MIN_PIECE: usize = 256 << 10;
+
 impl StreamSource for FileSource {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Pieces of at least 1 MiB: below that one thread is as fast.
-        let piece = buf.len().div_ceil(self.threads).max(1 << 20);
+        use rayon::prelude::*;
+        let piece = buf.len().div_ceil(self.threads).max(MIN_PIECE);
         let (file, pos) = (&self.file, self.pos);
-        let got: Vec<io::Result<usize>> = std::thread::scope(|s| {
-            let handles: Vec<_> = buf.chunks_mut(piece).enumerate().map(|(i, b)| s.spawn(move || read_full_at(file, b, pos + (i * piece) as u64))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a reader thread panicked")))).collect()
-        });
+        // On rayon's pool: no thread is started per chunk.
+        let got: Vec<io::Result<usize>> = buf.par_chunks_mut(piece).enumerate().map(|(i, b)| read_full_at(file, b, pos + (i * piece) as u64)).collect();
         // The bytes up to the first short piece (the file's end).
         let mut n = 0;
         for (i, r) in got.into_iter().enumerate() {
@@ -206,13 +209,11 @@ impl FileSink {
 
 impl StreamSink for FileSink {
     fn write_chunk(&mut self, chunk: &[u8]) -> io::Result<()> {
+        use rayon::prelude::*;
         use std::os::unix::fs::FileExt;
-        let piece = chunk.len().div_ceil(self.threads).max(1 << 20);
+        let piece = chunk.len().div_ceil(self.threads).max(MIN_PIECE);
         let (file, pos) = (&self.file, self.pos);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunk.chunks(piece).enumerate().map(|(i, b)| s.spawn(move || file.write_all_at(b, pos + (i * piece) as u64))).collect();
-            handles.into_iter().try_for_each(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a writer thread panicked"))))
-        })?;
+        chunk.par_chunks(piece).enumerate().try_for_each(|(i, b)| file.write_all_at(b, pos + (i * piece) as u64))?;
         self.pos += chunk.len() as u64;
         Ok(())
     }

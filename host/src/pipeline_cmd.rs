@@ -52,9 +52,21 @@ pub struct PipelineArgs {
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     pub(crate) block_size: u32,
-    /// Capture the launch sequence once as a CUDA graph and replay it.
-    #[arg(long)]
+    /// How stages hand chunks over: `streams` (each stage's stream waits on
+    /// the other's events), `graph` (the same, captured once as a CUDA graph
+    /// and replayed), `flags` (every stage one kernel for the whole run, all
+    /// running at once, slots handed over through counters in device memory;
+    /// stages with a flags form only: producer, consumer, reduce; K <= 256;
+    /// use a deep ring, e.g. -k 16, for small chunks).
+    #[arg(long, value_enum, default_value = "streams")]
+    pub(crate) grain: Grain,
+    /// The same as --grain graph.
+    #[arg(long, conflicts_with = "grain")]
     pub(crate) graph: bool,
+    /// Flags grain: a wait on a ring counter longer than this (ms) stops the
+    /// run with an error naming the stage and slot, instead of hanging.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) watchdog_ms: u64,
     /// Runs of the same pipeline, back to back (frames of a stream).
     #[arg(short, long, default_value_t = 1)]
     pub(crate) runs: usize,
@@ -122,6 +134,32 @@ pub struct PipelineArgs {
     pub(crate) ptx: Option<PathBuf>,
 }
 
+/// `--grain`: how stages hand chunks to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Grain {
+    Streams,
+    Graph,
+    Flags,
+}
+
+impl PipelineArgs {
+    pub(crate) fn launch(&self) -> Launch {
+        match (self.graph, self.grain) {
+            (true, _) | (_, Grain::Graph) => Launch::Graph,
+            (_, Grain::Streams) => Launch::Streams,
+            (_, Grain::Flags) => Launch::Flags,
+        }
+    }
+}
+
+fn launch_name(l: Launch) -> &'static str {
+    match l {
+        Launch::Streams => "stream launches",
+        Launch::Graph => "CUDA graph replay",
+        Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+    }
+}
+
 /// Set by the first SIGINT (Ctrl-C): the running pipeline stops queueing,
 /// lets the queued GPU work finish, frees its memory and reports; a second
 /// SIGINT exits at once (status 130).
@@ -173,7 +211,7 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
         WorkloadArg::Stream => (Workload::Stream, "h2d,consumer,d2h"),
     };
     let list = a.stages.as_deref().unwrap_or(default_list);
-    let spec = PipelineSpec::new(workload).stages(registry.parse(list)?).slots(a.slots).block_size(a.block_size).seed(a.seed);
+    let spec = PipelineSpec::new(workload).stages(registry.parse(list)?).slots(a.slots).block_size(a.block_size).seed(a.seed).watchdog_ms(a.watchdog_ms);
     spec.validate()?;
     // Sizes are in elements of what the source writes: bytes of that type.
     let elem = spec.input_type()?;
@@ -250,19 +288,19 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         spec.chunk_elements,
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        if a.graph { "CUDA graph replay" } else { "stream launches" },
+        launch_name(a.launch()),
         names.join(", ")
     );
     if a.check_sync {
-        if gpus.len() != 1 || a.graph {
-            bail!("--check-sync runs on one GPU with stream launches (drop --graph, give one --gpus index)");
+        if gpus.len() != 1 || a.launch() != Launch::Streams {
+            bail!("--check-sync runs on one GPU with stream launches (drop --graph/--grain, give one --gpus index)");
         }
         return check_sync(&gpus[0], &spec, input, a.delay_us);
     }
-    let launch = if a.graph { Launch::Graph } else { Launch::Streams };
+    let launch = a.launch();
     let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && a.graph {
-        bail!("--trace/--svg record events around every operation, which a captured graph cannot time; drop --graph");
+    if want_timeline && launch != Launch::Streams {
+        bail!("--trace/--svg record events around every operation, which only stream launches have; drop --graph/--grain");
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;

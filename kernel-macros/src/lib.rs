@@ -131,7 +131,7 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
-            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" {
+            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "RingSlots" {
                 let PathArguments::AngleBracketed(args) = &last.arguments else {
                     return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
                 };
@@ -249,7 +249,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Kind::Slice(t) => {
                 raw.push(quote! { #ptr: *const #t, #raw_len: usize });
                 convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
-                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_element::<#t>(); });
+                checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_slice_element::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.slice(#p, #ps)?; });
                 sizes.extend([quote!(8usize), quote!(8usize)]);
@@ -310,11 +310,16 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \
          address, length and stream of live device memory, as cudarc's `CudaSlice`, `CudaView` and \
          `CudaViewMut` do, and a buffer passed as `&T` holds a valid `T` in element 0 (for `&[T]` and `Out<T>` \
-         any bits are valid: `T` is an `Element`)."
+         any bits are valid: `T` is an `Element`).\n\
+         - The one exception to the first rule, the flags grain (`nvptx_std::ring`): a buffer passed as \
+         `RingSlots<T>`, and a `&T` of atomics (the ring's flags and control records), may be used at the \
+         same time by the other kernels of the same flag pipeline, whose accesses the ring's protocol orders; \
+         they must have been launched with the same plan, flags and K."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
     let map_impl = map_kernel_impl(&params, &launcher);
     let halo_impl = halo_kernel_impl(&params, &launcher);
+    let flag_map_impl = flag_map_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
     // Spanned at the kernel's name, so a call with the wrong arguments shows
     // the kernel's own signature ("associated function defined here").
@@ -400,6 +405,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
 
         #halo_impl
 
+        #flag_map_impl
+
         const _: () = {
             #[allow(dead_code)]
             fn __out_param<P: ::nvptx_std::param::OutParam>() {}
@@ -478,6 +485,41 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
                 // SAFETY: the caller's contract is this launcher's.
                 unsafe { Self::launch(kernel, stream, cfg, history, input, output) }
+            }
+        }
+    }
+}
+
+/// A kernel of the flag-map shape, `(plan: &RingPlan, ctl: &RingControl,
+/// input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>,
+/// out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)` (those names,
+/// in that order: a map stage of the flags grain, see `nvptx_std::ring`),
+/// also implements `nvptx_std::host::FlagMapKernel`, so a pipeline can run
+/// it as that stage's form in the flags grain.
+fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
+    let names: Vec<String> = params.iter().map(|p| p.name.to_string()).collect();
+    if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stage", "spin", "faults"] {
+        return quote! {};
+    }
+    let is_ring = |k: &Kind| matches!(k, Kind::Out(full, _) if quote!(#full).to_string().replace(' ', "").contains("RingSlots<"));
+    let (Kind::Out(_, i), Kind::Out(_, o)) = (&params[2].kind, &params[4].kind) else { return quote! {} };
+    if !is_ring(&params[2].kind) || !is_ring(&params[4].kind) {
+        return quote! {};
+    }
+    quote! {
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::FlagMapKernel for #launcher {
+            type In = #i;
+            type Out = #o;
+            unsafe fn launch_flag_map(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                rings: ::nvptx_std::host::FlagMapArgs<'_, '_, #i, #o>,
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stage, spin, faults } = rings;
+                // SAFETY: the caller's contract is this launcher's.
+                unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stage, spin, faults) }
             }
         }
     }

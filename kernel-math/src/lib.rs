@@ -14,8 +14,9 @@
 //! ```
 #![no_std]
 
+pub mod ring;
 pub mod types;
-pub use types::{Element, Scalar, Shared, Word};
+pub use types::{Element, Scalar, Shared, SliceElement, Word};
 
 /// Bit pattern the host writes into buffers before a run (a quiet NaN with a
 /// recognisable payload). No producer or consumer output is ever NaN, so an

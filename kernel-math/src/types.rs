@@ -52,6 +52,24 @@ unsafe impl<T: Element, const N: usize> Element for [T; N] {}
 unsafe impl Element for crate::Reduction {}
 const _: () = assert!(core::mem::size_of::<crate::Reduction>() == 80);
 
+/// What a kernel may read as `&[T]`: any [`Element`], and integer atomics
+/// and records of them (per-chunk records that a kernel adds into).
+///
+/// # Safety
+/// As [`Shared`], for every element of the slice.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `Element`: device buffers may hold any bits, so elements must accept every bit pattern and have no padding",
+    label = "not an Element",
+    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding can be, with `unsafe impl Element`"
+)]
+pub unsafe trait SliceElement: Shared {}
+// SAFETY: Elements are Shared (read-only, any bits valid).
+unsafe impl<T: Element> SliceElement for T {}
+// SAFETY: integer atomics and a record of them.
+unsafe impl SliceElement for core::sync::atomic::AtomicU32 {}
+unsafe impl SliceElement for core::sync::atomic::AtomicU64 {}
+unsafe impl SliceElement for crate::AtomicReduction {}
+
 /// A four-byte element that may be moved four at a time as one 16-byte
 /// access (see `nvptx_std::OutQuads`).
 ///
@@ -86,3 +104,8 @@ unsafe impl Shared for core::sync::atomic::AtomicU64 {}
 unsafe impl Shared for core::sync::atomic::AtomicI64 {}
 // SAFETY: a repr(C) record of integer atomics.
 unsafe impl Shared for crate::AtomicReduction {}
+// SAFETY: repr(C) records of integer atomics.
+unsafe impl Shared for crate::ring::RingFlags {}
+unsafe impl Shared for crate::ring::RingControl {}
+// SAFETY: seven u64, no padding, any bits valid.
+unsafe impl Element for crate::ring::RingPlan {}

@@ -11,7 +11,9 @@
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
+use kernel_math::ring::{RingControl, RingFlags, RingPlan};
 use kernel_math::{AtomicReduction, HIST_BINS, Reduction, consume, produce};
+use nvptx_std::ring::{RingSlots, StageCtx};
 use nvptx_std::{Out, OutGroups, OutQuads, Quads, grid_stride, kernel, lane, quad_at, shfl_xor, spin_ns, warps_are_full};
 
 nvptx_std::kernel_crate!();
@@ -228,30 +230,37 @@ pub fn reduce_kernel(input: &[f32], out: &AtomicReduction, spin: u64) {
     for i in nvptx_std::grid_stride_from(4 * whole as u64, input.len() as u64) {
         r.add(input[i as usize]);
     }
-    let mut leader = true;
-    if warps_are_full() {
-        // Butterfly: afterwards every lane holds the warp's totals.
-        let mut m = 16;
-        while m > 0 {
-            // SAFETY: every lane of this full warp runs the same loop with
-            // the same masks: no lane returned or branched away above.
-            unsafe {
-                let lo = shfl_xor(r.sum_fixed as u64 as u32, m);
-                let hi = shfl_xor((r.sum_fixed as u64 >> 32) as u32, m);
-                r.sum_fixed = r.sum_fixed.wrapping_add(((hi as u64) << 32 | lo as u64) as i64);
-                r.min_key = r.min_key.min(shfl_xor(r.min_key, m));
-                r.max_key = r.max_key.max(shfl_xor(r.max_key, m));
-                for b in 0..HIST_BINS {
-                    r.hist[b] += shfl_xor(r.hist[b], m);
-                }
-            }
-            m /= 2;
-        }
-        leader = lane() == 0;
-    }
-    if leader && r.hist.iter().any(|&c| c != 0) {
+    if warp_total(&mut r) && r.hist.iter().any(|&c| c != 0) {
         out.add(&r);
     }
+}
+
+/// Combines the warp's partial records (full warps: butterfly shuffles, so
+/// every lane ends with the warp's totals) and says whether this lane adds
+/// the result: lane 0 of a full warp, every thread otherwise. Every thread
+/// of the block must call it at the same point (converged).
+#[inline(always)]
+fn warp_total(r: &mut Reduction) -> bool {
+    if !warps_are_full() {
+        return true;
+    }
+    let mut m = 16;
+    while m > 0 {
+        // SAFETY: every lane of this full warp runs the same loop with the
+        // same masks: the callers call it from code all threads run.
+        unsafe {
+            let lo = shfl_xor(r.sum_fixed as u64 as u32, m);
+            let hi = shfl_xor((r.sum_fixed as u64 >> 32) as u32, m);
+            r.sum_fixed = r.sum_fixed.wrapping_add(((hi as u64) << 32 | lo as u64) as i64);
+            r.min_key = r.min_key.min(shfl_xor(r.min_key, m));
+            r.max_key = r.max_key.max(shfl_xor(r.max_key, m));
+            for b in 0..HIST_BINS {
+                r.hist[b] += shfl_xor(r.hist[b], m);
+            }
+        }
+        m /= 2;
+    }
+    lane() == 0
 }
 
 /// Spins for `ns` nanoseconds and does nothing else: launched (one thread)
@@ -269,4 +278,63 @@ pub fn panic_kernel(trigger: u32) {
     if trigger != 0 {
         panic!("panic_kernel triggered");
     }
+}
+
+// The flags grain (`nvptx_std::ring`): each stage one kernel for the whole
+// stream, all running at once, slots handed over through counters. The
+// per-element work is the same function as the stream kernels'. `faults`
+// is 0 but for the sync checker (see `StageCtx::with_faults`).
+
+/// `producer_kernel` as a flag-ring source: stage `stage`, writing ring `stage`.
+#[kernel]
+pub fn producer_flags_kernel(plan: &RingPlan, ctl: &RingControl, output: RingSlots<f32>, out_flags: &RingFlags, stage: u32, seed: u32, spin: u64, faults: u32) {
+    // SAFETY: `faults` is 0 but in the sync checker's demonstrations (the
+    // launcher's contract: launched through the pipeline's unsafe fault API).
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    nvptx_std::ring::source(&ctx, (output, out_flags), spin, |i| produce(i, seed));
+}
+
+/// `consumer_kernel` as a flag-ring map stage: ring `stage - 1` to ring `stage`.
+#[kernel]
+pub fn consumer_flags_kernel(
+    plan: &RingPlan,
+    ctl: &RingControl,
+    input: RingSlots<f32>,
+    in_flags: &RingFlags,
+    output: RingSlots<f32>,
+    out_flags: &RingFlags,
+    stage: u32,
+    spin: u64,
+    faults: u32,
+) {
+    // SAFETY: as in producer_flags_kernel.
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, consume);
+}
+
+/// `reduce_kernel` as a flag-ring sink: `records[c]` (local chunk `c`, one
+/// per chunk, starting as `Reduction::EMPTY`) gets chunk `c`'s record.
+#[kernel]
+pub fn reduce_flags_kernel(
+    plan: &RingPlan,
+    ctl: &RingControl,
+    input: RingSlots<f32>,
+    in_flags: &RingFlags,
+    records: &[AtomicReduction],
+    stage: u32,
+    spin: u64,
+    faults: u32,
+) {
+    // SAFETY: as in producer_flags_kernel.
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    if !nvptx_std::ring::check_records(&ctx, records.len()) {
+        return;
+    }
+    nvptx_std::ring::sink(&ctx, (input, in_flags), spin, |c, share| {
+        let mut r = Reduction::EMPTY;
+        share.for_each(|x| r.add(x));
+        if warp_total(&mut r) && r.hist.iter().any(|&n| n != 0) {
+            records[c as usize].add(&r);
+        }
+    });
 }

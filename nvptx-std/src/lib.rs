@@ -44,6 +44,7 @@ use core::arch::nvptx;
 
 mod out;
 pub mod param;
+pub mod ring;
 
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};

@@ -1,14 +1,15 @@
 //! How a `#[kernel]` entry turns its PTX parameters back into the types its
 //! body was written with. Called only from code the macro generates.
-use kernel_math::{Element, Scalar, Shared};
+use kernel_math::{Element, Scalar, Shared, SliceElement};
 
-/// Rebuilds a `&[T]` parameter.
+/// Rebuilds a `&[T]` parameter (elements, or atomics such as per-chunk records).
 ///
 /// # Safety
 /// `ptr` addresses `len` initialized `T` of one live device allocation,
-/// aligned for `T`, that nothing writes while the kernel runs.
+/// aligned for `T`, that nothing writes while the kernel runs but through
+/// `T`'s own atomics.
 #[inline(always)]
-pub unsafe fn slice<'a, T: Element>(ptr: *const T, len: usize) -> &'a [T] {
+pub unsafe fn slice<'a, T: SliceElement>(ptr: *const T, len: usize) -> &'a [T] {
     if len == 0 {
         return &[];
     }
@@ -40,6 +41,9 @@ pub trait OutParam: Sized {
 
 /// Compile-time check that a slice's element type is an [`Element`].
 pub fn assert_element<T: Element>() {}
+/// Compile-time check that a `&[T]` parameter's type may be read as a slice
+/// (an [`Element`], or atomics).
+pub fn assert_slice_element<T: SliceElement>() {}
 /// Compile-time check that a by-value parameter is a [`Scalar`].
 pub fn assert_scalar<T: Scalar>() {}
 /// Compile-time check that a `&T` parameter may be shared by every thread

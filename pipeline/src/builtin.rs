@@ -3,13 +3,14 @@
 //! `--stages` lists.
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk, show_elem};
+use crate::flags::{FlagForm, FlagLaunch, FlagOnGpu};
 use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, sys};
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use pc_runtime::launch::{Kernel, Ptx};
 use ptx_kernels::{
-    AbsI32Kernel, ConsumerVecKernel, DoubleF64Kernel, KernelCrate, MixU32Kernel, MovingAverageKernel, PTX, ProducerVecKernel, ReduceKernel, StereoToMonoKernel,
-    U8ToF32Kernel,
+    AbsI32Kernel, ConsumerFlagsKernel, ConsumerVecKernel, DoubleF64Kernel, KernelCrate, MixU32Kernel, MovingAverageKernel, PTX, ProducerFlagsKernel,
+    ProducerVecKernel, ReduceFlagsKernel, ReduceKernel, StereoToMonoKernel, U8ToF32Kernel,
 };
 
 /// The built-in kernels' PTX: the embedded build of kernels-gpu, or another
@@ -72,9 +73,11 @@ pub fn reduce() -> Stage {
 // with the same signatures, which loading checks.
 fn producer_in(ptx: Kernels) -> Stage {
     Stage::new("producer", "source: f32 produce(i, seed), the seed's producer kernel", Kind::Source(Arc::new(Producer { ptx })))
+        .with_flag_form(Arc::new(ProducerFlags { ptx }))
 }
 fn consumer_in(ptx: Kernels) -> Stage {
     Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
+        .with_flags_map::<ConsumerFlagsKernel>(ptx)
 }
 fn moving_average_in(ptx: Kernels) -> Stage {
     Stage::halo_map::<MovingAverageKernel>("moving-average", ptx, 2, moving_average_reference)
@@ -96,6 +99,7 @@ fn typed_maps(ptx: Kernels) -> Vec<Stage> {
 
 fn reduce_in(ptx: Kernels) -> Stage {
     Stage::new("reduce", "sink: f32 per-chunk sum, min, max, 16-bin histogram (exact)", Kind::Sink(Arc::new(Reduce { ptx })))
+        .with_flag_form(Arc::new(ReduceFlags { ptx }))
 }
 
 /// `h2d`: source copying each chunk from pinned host input.
@@ -418,6 +422,103 @@ fn reduction_from_words(w: &[u64]) -> Reduction {
     a.copy_from_slice(w);
     // SAFETY: as above; every bit pattern is a valid Reduction (integers only).
     unsafe { std::mem::transmute::<[u64; RECORD_WORDS], Reduction>(a) }
+}
+
+/// `producer`'s flag form: `producer_flags_kernel`.
+struct ProducerFlags {
+    ptx: Kernels,
+}
+
+impl FlagForm for ProducerFlags {
+    fn ports(&self) -> (Option<ElemType>, Option<ElemType>) {
+        (None, Some(ElemType::of::<f32>()))
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn FlagOnGpu>> {
+        let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ProducerFlagsKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        Ok(Box::new(ProducerFlagsOnGpu { kernel }))
+    }
+}
+
+struct ProducerFlagsOnGpu {
+    kernel: Kernel<ProducerFlagsKernel>,
+}
+
+// SAFETY: one launch on the launch's stream, writing only its output ring.
+unsafe impl FlagOnGpu for ProducerFlagsOnGpu {
+    fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
+        let FlagLaunch { stream, cfg, plan, ctl, output, stage, seed, spin, faults, stage_name, .. } = l;
+        let (mut output, flags) = crate::flags::ring_as::<f32>(stage_name, "output", output.as_mut())?;
+        // SAFETY: the flags executor's launch (one flag pipeline, flags zeroed, co-resident).
+        unsafe { ProducerFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut output, flags, *stage, *seed, *spin, *faults) }?;
+        Ok(())
+    }
+    fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {
+        Ok(self.kernel.max_active_blocks_per_sm(block)?)
+    }
+    fn kernel_name(&self) -> &'static str {
+        "producer_flags_kernel"
+    }
+}
+
+/// `reduce`'s flag form: `reduce_flags_kernel`, one record per chunk.
+struct ReduceFlags {
+    ptx: Kernels,
+}
+
+impl FlagForm for ReduceFlags {
+    fn ports(&self) -> (Option<ElemType>, Option<ElemType>) {
+        (Some(ElemType::of::<f32>()), None)
+    }
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn FlagOnGpu>> {
+        let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ReduceFlagsKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
+        let empty = setup.upload(&template)?;
+        let records = setup.upload(&template)?;
+        Ok(Box::new(ReduceFlagsOnGpu { kernel, records, empty }))
+    }
+}
+
+struct ReduceFlagsOnGpu {
+    kernel: Kernel<ReduceFlagsKernel>,
+    records: CudaSlice<u64>,
+    empty: CudaSlice<u64>,
+}
+
+// SAFETY: the reset, the launch and the read-back touch only this stage's
+// records and its input ring, on the stage's stream.
+unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        let bytes = self.records.len() * 8;
+        let (dst, _) = self.records.device_ptr_mut(stream);
+        let (src, _) = self.empty.device_ptr(stream);
+        // SAFETY: both buffers hold `bytes`.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+    }
+    fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
+        let FlagLaunch { stream, cfg, plan, ctl, input, stage, spin, faults, stage_name, .. } = l;
+        let chunks = self.records.len() / RECORD_WORDS;
+        // SAFETY: `chunks` records of 80 bytes of u64 words, viewed as the
+        // AtomicReduction of the same layout (checked in kernel-math).
+        let records =
+            unsafe { self.records.transmute::<AtomicReduction>(chunks) }.ok_or_else(|| PipelineError::BadStages("reduce: records too small".into()))?;
+        let (mut input, flags) = crate::flags::ring_as::<f32>(stage_name, "input", input.as_mut())?;
+        // SAFETY: the flags executor's launch; the records are this stage's.
+        unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, *stage, *spin, *faults) }?;
+        Ok(())
+    }
+    fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {
+        Ok(self.kernel.max_active_blocks_per_sm(block)?)
+    }
+    fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        let words = stream.clone_dtoh(&self.records).map_err(cuda("copying the reductions back"))?;
+        stream.synchronize().map_err(cuda("copying the reductions back"))?;
+        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+    }
+    fn kernel_name(&self) -> &'static str {
+        "reduce_flags_kernel"
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //!
 //! - [`stage`]: stages as values, and the traits to write new kinds;
 //! - [`builtin`]: the built-in stages and the registry of stage names;
+//! - [`flags`]: the flags grain's stage forms (every stage one kernel, all
+//!   running at once, slots handed over through counters in device memory);
 //! - [`fir`]: the `fir` stage's taps (default low-pass, text files); halo
 //!   stages (reading elements before each chunk) keep their own device history;
 //! - [`spec`]: a pipeline's shape, validation, ring element types;
@@ -28,6 +30,7 @@ pub mod builtin;
 pub mod elem;
 pub mod exec;
 pub mod fir;
+pub mod flags;
 pub mod graph;
 mod halo;
 mod host_mem;
@@ -88,6 +91,10 @@ pub enum PipelineError {
     StreamOutput(std::io::Error),
     #[error("interrupted: {chunks} chunk(s) had been delivered; the GPU work already queued was let finish")]
     StreamInterrupted { chunks: u64 },
+    #[error(
+        "the flags grain stopped: stage {stage} waited more than {ms} ms for slot {slot} of ring {ring} to be {waited_for} (chunk {chunk}; counter {have}, waiting for {want})"
+    )]
+    RingStuck { stage: String, waited_for: &'static str, ring: String, slot: u32, chunk: u64, have: u32, want: u32, ms: u64 },
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

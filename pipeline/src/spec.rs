@@ -43,6 +43,9 @@ pub struct PipelineSpec {
     /// purpose: a one-thread spin kernel goes on the stage's stream ahead of
     /// each of its operations.
     pub spin_ns: Vec<u64>,
+    /// The flags grain's watchdog: a wait on a ring counter longer than
+    /// this stops the run with an error naming the stage and slot.
+    pub watchdog_ms: u64,
 }
 
 impl PipelineSpec {
@@ -58,6 +61,7 @@ impl PipelineSpec {
             seed: 0x5eed,
             serial: false,
             spin_ns: Vec::new(),
+            watchdog_ms: 10_000,
         }
     }
     pub fn stages(mut self, stages: Vec<Stage>) -> Self {
@@ -87,6 +91,11 @@ impl PipelineSpec {
     /// Delays per stage in nanoseconds (see [`PipelineSpec::spin_ns`]).
     pub fn delays(mut self, ns: Vec<u64>) -> Self {
         self.spin_ns = ns;
+        self
+    }
+    /// The flags grain's watchdog (see [`PipelineSpec::watchdog_ms`]).
+    pub fn watchdog_ms(mut self, ms: u64) -> Self {
+        self.watchdog_ms = ms;
         self
     }
     pub fn serial(mut self, on: bool) -> Self {

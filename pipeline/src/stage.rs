@@ -60,6 +60,8 @@ pub struct Stage {
     name: Arc<str>,
     about: Arc<str>,
     kind: Kind,
+    /// How it runs in the flags grain, if it can (see [`crate::flags`]).
+    flags: Option<Arc<dyn crate::flags::FlagForm>>,
 }
 
 /// What a stage is.
@@ -73,7 +75,18 @@ pub enum Kind {
 impl Stage {
     /// A stage from its parts.
     pub fn new(name: impl Into<Arc<str>>, about: impl Into<Arc<str>>, kind: Kind) -> Stage {
-        Stage { name: name.into(), about: about.into(), kind }
+        Stage { name: name.into(), about: about.into(), kind, flags: None }
+    }
+
+    /// This stage with `form` as its flags-grain form (see [`crate::flags`]).
+    pub fn with_flag_form(mut self, form: Arc<dyn crate::flags::FlagForm>) -> Stage {
+        self.flags = Some(form);
+        self
+    }
+
+    /// Its flags-grain form, if it has one.
+    pub fn flag_form(&self) -> Option<&Arc<dyn crate::flags::FlagForm>> {
+        self.flags.as_ref()
     }
 
     /// A map stage running kernel `K` (from `#[kernel] fn(input: &[I],

@@ -134,6 +134,39 @@ pub trait HaloKernel: KernelEntry + Sized {
     ) -> Result<()>;
 }
 
+/// The arguments of a flag-ring map kernel (see [`FlagMapKernel`]).
+pub struct FlagMapArgs<'a, 'v, I, O> {
+    pub plan: &'a CudaView<'v, kernel_math::ring::RingPlan>,
+    pub ctl: &'a CudaView<'v, kernel_math::ring::RingControl>,
+    pub input: &'a mut CudaViewMut<'v, I>,
+    pub in_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
+    pub output: &'a mut CudaViewMut<'v, O>,
+    pub out_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
+    pub stage: u32,
+    pub spin: u64,
+    pub faults: u32,
+}
+
+/// A map stage of the flags grain: `#[kernel] fn(plan: &RingPlan, ctl:
+/// &RingControl, input: RingSlots<I>, in_flags: &RingFlags, output:
+/// RingSlots<O>, out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)`,
+/// whose body calls `nvptx_std::ring::map`. `#[kernel]` implements this for
+/// every kernel of that shape, so a pipeline can run it (see
+/// `pc_pipeline::Stage::with_flags_map`).
+pub trait FlagMapKernel: KernelEntry + Sized {
+    type In: Element;
+    type Out: Element;
+    /// Launches it over the two rings for the whole run.
+    ///
+    /// # Safety
+    /// As the kernel's generated `launch`: the rings, flags, plan and
+    /// control are those of one flag pipeline whose other kernels run with
+    /// the same plan and K, every block of all of them resident at once;
+    /// the flags and control start zeroed; `faults` is 0 unless the run
+    /// only demonstrates the races it causes.
+    unsafe fn launch_flag_map(kernel: &Kernel<Self>, stream: &CudaStream, cfg: LaunchConfig, rings: FlagMapArgs<'_, '_, Self::In, Self::Out>) -> Result<()>;
+}
+
 /// Most PTX parameters a launch takes (a slice is two).
 pub const MAX_PARAMS: usize = 32;
 
@@ -241,6 +274,16 @@ impl<K: KernelEntry> Kernel<K> {
     /// Most threads a block of this kernel may have on this device.
     pub fn max_block(&self) -> u32 {
         self.max_block
+    }
+
+    /// Blocks of `block` threads (no dynamic shared memory) one multiprocessor
+    /// holds at once: what decides whether kernels that wait on each other
+    /// can all be resident (the flags grain).
+    pub fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {
+        self.check_block(block)?;
+        let n =
+            self.func.occupancy_max_active_blocks_per_multiprocessor(block, 0, None).map_err(|e| Error::cuda(format!("reading {}'s occupancy", K::NAME))(e))?;
+        Ok(n)
     }
 
     /// Refuses a block size this kernel cannot launch with.

@@ -10,6 +10,7 @@
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
+mod flags;
 pub(crate) mod part;
 pub mod plan;
 pub mod split;
@@ -58,6 +59,11 @@ pub enum Launch {
     Streams,
     /// The launch sequence captured once as a CUDA graph and replayed.
     Graph,
+    /// The flags grain: each stage one kernel for the whole run, all
+    /// running at once, slots handed over through counters in device
+    /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
+    /// form (see [`crate::flags`]).
+    Flags,
 }
 
 /// The outcome of [`Pipeline::run`].
@@ -117,6 +123,8 @@ pub struct Pipeline<'g> {
     /// panic in the progress callback, caught by the caller). Host buffers
     /// are handed out only after the streams are synchronized.
     in_flight: std::sync::atomic::AtomicBool,
+    /// Fault bits per stage in the flags grain (the sync checker's).
+    flag_faults: Vec<u32>,
 }
 
 fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
@@ -144,7 +152,7 @@ impl<'g> Pipeline<'g> {
         let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
         let ranges = split::split_chunks(spec.chunks(), gpus.len());
         let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
-        Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None, in_flight: false.into() })
+        Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None, in_flight: false.into(), flag_faults: Vec::new() })
     }
 
     pub fn spec(&self) -> &PipelineSpec {
@@ -182,6 +190,18 @@ impl<'g> Pipeline<'g> {
             p.cuda_graph = None;
         }
         Ok(())
+    }
+
+    /// Removes parts of the flags grain's protocol, per stage (bits of
+    /// `kernel_math::ring::fault`; empty: none), for the sync checker.
+    ///
+    /// # Safety
+    /// As [`Pipeline::set_event_graph`]: without them the stages race on
+    /// ring slots. Only to demonstrate that, reading results only through
+    /// [`Pipeline::verify`].
+    pub unsafe fn set_flag_faults(&mut self, faults: Vec<u32>) {
+        self.settle();
+        self.flag_faults = faults;
     }
 
     /// Changes the per-stage delays (see [`PipelineSpec::spin_ns`]) without
@@ -294,6 +314,9 @@ impl<'g> Pipeline<'g> {
 
     fn run_inner(&mut self, launch: Launch, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
         let runs = runs.max(1);
+        if launch == Launch::Flags {
+            flags::check(&self.spec)?;
+        }
         if let Some(out) = &mut self.output {
             // Poison, so that an element no copy wrote cannot pass.
             let mut words = out.bytes_mut().chunks_exact_mut(4);
@@ -339,6 +362,7 @@ impl<'g> Pipeline<'g> {
                         Some(g) => g.launch().map_err(err("launching the captured graph"))?,
                         None => return Err(PipelineError::EmptyCapture),
                     },
+                    Launch::Flags => p.enqueue_flags(&self.spec, &self.flag_faults)?,
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
@@ -367,9 +391,14 @@ impl<'g> Pipeline<'g> {
         let part_ms: Vec<f32> = origins.iter().zip(ends).map(|(o, e)| o.elapsed_ms(e)).collect::<Result<_, _>>().map_err(err("timing the run"))?;
         let gpu_ms = part_ms.iter().copied().fold(0.0, f32::max);
 
+        if launch == Launch::Flags {
+            for p in &mut self.parts {
+                p.flags_status()?;
+            }
+        }
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(p.records()?);
+            reductions.extend(p.records(launch)?);
         }
         let timeline = if timeline && launch == Launch::Streams {
             let mut out = Vec::with_capacity(spans.len());

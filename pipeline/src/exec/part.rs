@@ -43,6 +43,8 @@ pub(crate) struct Part<'g> {
     pub joins: Vec<CudaEvent>,
     pub graph: EventGraph,
     pub cuda_graph: Option<CudaGraph>,
+    /// The flags grain's kernels and counters, from its first run.
+    pub flags: Option<super::flags::FlagsPart>,
 }
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
@@ -95,7 +97,7 @@ impl<'g> Part<'g> {
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
         let names = spec.stages.iter().map(|s| s.name().to_string()).collect();
-        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None })
+        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None, flags: None })
     }
 
     /// Poison in every ring slot, then wait for it.
@@ -109,9 +111,16 @@ impl<'g> Part<'g> {
         s0.synchronize().map_err(err("poisoning the rings"))
     }
 
-    /// The sink's per-chunk records (reduce), after the run synchronized.
-    pub fn records(&mut self) -> Result<Vec<Reduction>> {
+    /// The sink's per-chunk records (reduce), after the run synchronized;
+    /// from its flag form after a flags run.
+    pub fn records(&mut self, launch: super::Launch) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
+        if launch == super::Launch::Flags {
+            return match self.flags.as_mut().and_then(|f| f.sink()) {
+                Some(sink) => sink.records(&s0),
+                None => Err(PipelineError::BadStages("no flags run".into())),
+            };
+        }
         match self.stages.last_mut() {
             Some(sink) => sink.records(&s0),
             None => Err(PipelineError::BadStages("no stages".into())),

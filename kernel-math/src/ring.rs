@@ -1,0 +1,136 @@
+//! The device-memory records of a flag ring (the `flags` grain): kernels of
+//! a pipeline run at the same time, each stage's blocks handing ring slots
+//! to the next stage's through per-slot counters. Laid out here, once, for
+//! the kernels (`nvptx_std::ring` implements the protocol over them) and
+//! for the host, which allocates, zeroes and reads them.
+//!
+//! The counters are the event graph's edges, per slot: `filled[s]` counts
+//! the pieces of slot `s` written so far (the *filled* edge: the reader of
+//! use `u` waits for `filled[s] >= P (u + 1)`, P pieces a chunk), `freed[s]`
+//! the pieces read so far (the *freed* edge: the writer of use `u` waits
+//! for `freed[s] >= P u`).
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Most slots a flag ring has (the counters are a fixed array, so that a
+/// ring's flags are one `&RingFlags` kernel parameter).
+pub const MAX_RING_SLOTS: usize = 256;
+
+/// One ring's per-slot counters. Zeroed by the host before each run.
+#[repr(C)]
+pub struct RingFlags {
+    /// `filled[s]`: pieces of slot `s` whose writing finished, over all uses.
+    pub filled: [AtomicU32; MAX_RING_SLOTS],
+    /// `freed[s]`: pieces of slot `s` whose reading finished, over all uses.
+    pub freed: [AtomicU32; MAX_RING_SLOTS],
+}
+
+/// Why a flag pipeline stopped early ([`RingStatus::status`]).
+pub mod stop {
+    /// Still running, or finished normally.
+    pub const NONE: u32 = 0;
+    /// A wait outlived the watchdog's timeout.
+    pub const TIMEOUT: u32 = 1;
+    /// A kernel's ring does not hold K slots of a chunk.
+    pub const BAD_RING: u32 = 2;
+    /// A sink's records hold fewer than one per chunk.
+    pub const BAD_RECORDS: u32 = 3;
+}
+
+/// What a waiting block waited for ([`RingStatus::waiting_for`]).
+pub mod waiting {
+    /// A slot's *filled* counter (the reader's wait).
+    pub const FILLED: u32 = 0;
+    /// A slot's *freed* counter (the writer's wait).
+    pub const FREED: u32 = 1;
+}
+
+/// Shared by every kernel of one flag pipeline: the first kernel to stop
+/// (a watchdog that fired, a bad ring) records why here, and every waiting
+/// block sees `status != 0` and leaves, so a stuck ring ends as an error
+/// naming the stage and slot, never as a hang. Zeroed by the host before
+/// each run and read after it as a [`RingStatus`] (same layout).
+#[repr(C)]
+pub struct RingControl {
+    pub status: AtomicU32,
+    pub stage: AtomicU32,
+    pub ring: AtomicU32,
+    pub slot: AtomicU32,
+    pub chunk: AtomicU64,
+    pub waiting_for: AtomicU32,
+    /// The counter's value when the watchdog fired, and the value waited for.
+    pub have: AtomicU32,
+    pub want: AtomicU32,
+    pub _pad: AtomicU32,
+}
+
+/// [`RingControl`] as the host reads it after a run.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingStatus {
+    /// One of [`stop`].
+    pub status: u32,
+    /// The stage (index in the pipeline) that stopped.
+    pub stage: u32,
+    /// The ring it waited on (ring `r` joins stages `r` and `r + 1`).
+    pub ring: u32,
+    pub slot: u32,
+    /// The chunk (local index) it was at.
+    pub chunk: u64,
+    /// One of [`waiting`].
+    pub waiting_for: u32,
+    pub have: u32,
+    pub want: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<RingControl>() == core::mem::size_of::<RingStatus>()
+        && core::mem::align_of::<RingControl>() == core::mem::align_of::<RingStatus>()
+        && core::mem::size_of::<RingStatus>() == 40
+);
+
+/// A flag pipeline's geometry, the same for all its kernels (one GPU's share).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingPlan {
+    /// Global index of local chunk 0 (sources use it for their values).
+    pub first_chunk: u64,
+    /// Chunks this GPU runs: local chunk `c` uses slot `c % slots`.
+    pub chunks: u64,
+    /// Elements per chunk (the last may be shorter).
+    pub chunk_elements: u64,
+    /// Elements in the whole stream.
+    pub total_elements: u64,
+    /// K, slots per ring (at most [`MAX_RING_SLOTS`]).
+    pub slots: u64,
+    /// The watchdog: a wait longer than this stops the pipeline.
+    pub timeout_ns: u64,
+    /// P, blocks per chunk: each writes or reads one piece of it (the
+    /// grid is a multiple of P).
+    pub pieces: u64,
+}
+
+impl RingPlan {
+    /// Elements of local chunk `c`: `(global first element, count)`.
+    #[inline(always)]
+    pub fn chunk(&self, c: u64) -> (u64, u64) {
+        let start = (self.first_chunk + c) * self.chunk_elements;
+        let end = start + self.chunk_elements;
+        let end = if end < self.total_elements { end } else { self.total_elements };
+        (start, end.saturating_sub(start))
+    }
+}
+
+/// Fault injection bits for the sync checker (see `nvptx_std::ring`): each
+/// removes one part of the protocol.
+pub mod fault {
+    /// The reader does not wait for *filled*.
+    pub const SKIP_FILLED_WAIT: u32 = 1;
+    /// The writer does not wait for *freed*.
+    pub const SKIP_FREED_WAIT: u32 = 2;
+    /// *filled* is published before the block's writes are done (no
+    /// barrier, a relaxed store): the release is gone.
+    pub const EARLY_FILLED: u32 = 4;
+    /// *freed* is published before the block's reads are done.
+    pub const EARLY_FREED: u32 = 8;
+}

@@ -1,0 +1,448 @@
+//! Flag rings: the `flags` grain, where every stage of a pipeline is one
+//! kernel running for the whole stream, all of them at once, and slots
+//! pass from stage to stage through counters in device memory instead of
+//! CUDA events.
+//!
+//! The blocks of each stage kernel form `G` groups of `P` (the plan's
+//! `pieces`); group `g` takes the chunks `g, g + G, g + 2G, ...`, each of
+//! its blocks one piece of each; chunk `c` uses slot `c % K`. Per slot, the
+//! counters of [`RingFlags`] carry exactly the event graph's two edges, each
+//! block adding 1 when it is done with its piece: the writer of use `u` of a
+//! slot waits until `freed >= P u` (*freed*: every piece of use `u - 1`
+//! read), the reader until `filled >= P (u + 1)` (*filled*: every piece of
+//! use `u` written). A wait is one thread's `ld.acquire.gpu` loop followed
+//! by a barrier; a hand-off is a barrier followed by one thread's
+//! `red.release.gpu.add`: the standard pattern by which the whole block's
+//! accesses are ordered with the other kernel's.
+//!
+//! The kernels never touch the protocol: they call a stage runner
+//! ([`source`], [`map`], [`sink`]) with a per-element function, and the
+//! runner waits, hands the thread its elements, and publishes, in that
+//! order, for every chunk. A missing wait or release is not writable
+//! (the fault bits of [`StageCtx::with_faults`], for the sync checker, are
+//! behind `unsafe`). Every wait has a watchdog: past
+//! [`RingPlan::timeout_ns`] it records the stage, ring, slot and chunk in
+//! [`RingControl`] and every block of every stage leaves, so a stuck ring
+//! becomes an error on the host, never a hang.
+//!
+//! ```
+//! use nvptx_std::ring::{RingSlots, StageCtx};
+//! use kernel_math::ring::{RingControl, RingFlags, RingPlan};
+//! // A map stage of the flags grain: out = 2 * in.
+//! fn double(plan: &RingPlan, ctl: &RingControl, input: RingSlots<f32>, in_flags: &RingFlags, output: RingSlots<f32>, out_flags: &RingFlags) {
+//!     let ctx = StageCtx::new(plan, ctl, 1);
+//!     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), 0, |x| 2.0 * x);
+//! }
+//! ```
+use crate::param::OutParam;
+use crate::{globaltimer_ns, spin_ns, sreg};
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, Ordering};
+use kernel_math::Element;
+pub use kernel_math::ring::{MAX_RING_SLOTS, RingControl, RingFlags, RingPlan, fault, stop, waiting};
+
+/// Elements each thread loads before it uses the first (several loads in
+/// flight per thread: a chunk in L2 is latency-bound, not bandwidth-bound).
+const BATCH: usize = 8;
+
+/// The K slots of one flag ring as a kernel parameter. The kernel at the
+/// ring's other end runs at the same time, so no `&[T]` of it is ever
+/// made beyond the slot a [`Reader`] or writer holds, between its wait
+/// and its release.
+pub struct RingSlots<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slots: PhantomData<&'a [T]>,
+}
+
+impl<T: Element> OutParam for RingSlots<'_, T> {
+    type Elem = T;
+    #[inline(always)]
+    unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        RingSlots { ptr, len, _slots: PhantomData }
+    }
+}
+
+/// One stage kernel's place in a flag pipeline: the shared plan and
+/// control records, and the stage's index (errors name it).
+pub struct StageCtx<'a> {
+    plan: &'a RingPlan,
+    ctl: &'a RingControl,
+    stage: u32,
+    faults: u32,
+}
+
+impl<'a> StageCtx<'a> {
+    pub fn new(plan: &'a RingPlan, ctl: &'a RingControl, stage: u32) -> Self {
+        StageCtx { plan, ctl, stage, faults: 0 }
+    }
+
+    /// The same stage with parts of the protocol removed ([`fault`] bits),
+    /// to show what each part prevents.
+    ///
+    /// # Safety
+    /// Without them the stages race on ring slots: a slot is read while it
+    /// is written. Only for demonstrations whose results are compared, never
+    /// trusted; the element types (any bits valid) keep the values defined
+    /// on the GPU, not in Rust's model.
+    pub unsafe fn with_faults(self, faults: u32) -> Self {
+        StageCtx { faults, ..self }
+    }
+
+    pub fn plan(&self) -> &RingPlan {
+        self.plan
+    }
+
+    fn stopped(&self) -> bool {
+        self.ctl.status.load(Ordering::Relaxed) != stop::NONE
+    }
+
+    /// Records why the pipeline stops (the first reason wins).
+    fn stop(&self, status: u32, at: At, (have, want): (u32, u32)) {
+        let c = self.ctl;
+        if c.status.compare_exchange(stop::NONE, status, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            c.stage.store(self.stage, Ordering::Relaxed);
+            c.ring.store(at.ring, Ordering::Relaxed);
+            c.slot.store(at.slot, Ordering::Relaxed);
+            c.chunk.store(at.chunk, Ordering::Relaxed);
+            c.waiting_for.store(at.what, Ordering::Relaxed);
+            c.have.store(have, Ordering::Relaxed);
+            c.want.store(want, Ordering::Relaxed);
+        }
+    }
+
+    /// Blocks per chunk (P): each takes one piece of it.
+    fn pieces(&self) -> u64 {
+        self.plan.pieces.max(1)
+    }
+
+    /// This block's chunks, in order: its group `ctaid / P` of the
+    /// `nctaid / P` groups takes chunks `group, group + groups, ...`.
+    fn my_chunks(&self) -> impl Iterator<Item = u64> {
+        let p = self.pieces();
+        let groups = (sreg::nctaid() as u64 / p).max(1);
+        (sreg::ctaid() as u64 / p..self.plan.chunks).step_by(groups as usize)
+    }
+
+    /// This block's piece of a chunk of `n` elements: `(start, end)`.
+    fn my_piece(&self, n: u64) -> (u64, u64) {
+        let (p, j) = (self.pieces(), sreg::ctaid() as u64 % self.pieces());
+        (n * j / p, n * (j + 1) / p)
+    }
+
+    /// The counter values that mean use `u` of a slot was written by all
+    /// P blocks (*filled*) and that use `u - 1` was read by all (*freed*).
+    fn filled_target(&self, u: u32) -> u32 {
+        (u + 1).wrapping_mul(self.pieces() as u32)
+    }
+    fn freed_target(&self, u: u32) -> u32 {
+        u.wrapping_mul(self.pieces() as u32)
+    }
+
+    fn k(&self) -> u64 {
+        self.plan.slots
+    }
+}
+
+/// Where a block waits: ring, slot, chunk, and which counter ([`waiting`]).
+#[derive(Clone, Copy)]
+struct At {
+    ring: u32,
+    slot: u32,
+    chunk: u64,
+    what: u32,
+}
+
+/// A ring as one stage sees it, its geometry checked.
+struct Ring<'a, T> {
+    base: *mut T,
+    stride: usize,
+    flags: &'a RingFlags,
+    /// Ring `r` joins stages `r` and `r + 1`.
+    index: u32,
+}
+
+impl<'a, T: Element> Ring<'a, T> {
+    /// `None` (and the pipeline stopped with [`stop::BAD_RING`]) unless the
+    /// slots hold K slots of at least a chunk each.
+    fn new(ctx: &StageCtx<'_>, (slots, flags): (RingSlots<'a, T>, &'a RingFlags), index: u32) -> Option<Self> {
+        let k = ctx.k();
+        let stride = if k == 0 { 0 } else { slots.len / k as usize };
+        let grid_ok = (sreg::nctaid() as u64).is_multiple_of(ctx.pieces());
+        if k == 0 || k > MAX_RING_SLOTS as u64 || (stride as u64) < ctx.plan.chunk_elements || slots.ptr.is_null() || !grid_ok {
+            ctx.stop(stop::BAD_RING, At { ring: index, slot: 0, chunk: 0, what: 0 }, (0, 0));
+            return None;
+        }
+        Some(Ring { base: slots.ptr, stride, flags, index })
+    }
+
+    fn slot(&self, ctx: &StageCtx<'_>, chunk: u64) -> (usize, u32) {
+        let s = (chunk % ctx.k()) as usize;
+        (s, (chunk / ctx.k()) as u32)
+    }
+}
+
+/// Thread 0 waits until `counter >= want` (or the pipeline stops, or the
+/// watchdog fires), then the whole block synchronizes; `false` in every
+/// thread when the block must leave.
+#[inline(always)]
+fn block_wait(ctx: &StageCtx<'_>, counter: &AtomicU32, want: u32, at: At) -> bool {
+    let mut ok = true;
+    if sreg::tid() == 0 {
+        let start = globaltimer_ns();
+        let mut spins = 0u32;
+        loop {
+            let have = load_acquire(counter);
+            if have >= want {
+                break;
+            }
+            // The other kernels' stop and the clock, every 16th poll only:
+            // each costs a round trip the hand-off would wait for.
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(16) {
+                if ctx.stopped() {
+                    ok = false;
+                    break;
+                }
+                if globaltimer_ns().wrapping_sub(start) > ctx.plan.timeout_ns {
+                    ctx.stop(stop::TIMEOUT, at, (have, want));
+                    ok = false;
+                    break;
+                }
+            }
+        }
+    }
+    // One barrier: it orders the block's accesses after thread 0's acquire,
+    // and tells every thread whether to go on.
+    !barrier_any(!ok)
+}
+
+/// Adds this block's 1 to `counter` once every thread of the block is done
+/// with the slot (a barrier, then one thread's release add); `early` (a
+/// fault) skips the barrier and adds relaxed.
+#[inline(always)]
+fn block_publish(counter: &AtomicU32, early: bool) {
+    if early {
+        if sreg::tid() == 0 {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    barrier();
+    if sreg::tid() == 0 {
+        add_release(counter);
+    }
+}
+
+/// A source stage: element `i` (its index in the whole stream) of each of
+/// this block's chunks becomes `f(i)`; `spin` ns of delay before each chunk.
+#[inline(always)]
+pub fn source<T: Element>(ctx: &StageCtx<'_>, out: (RingSlots<'_, T>, &RingFlags), spin: u64, f: impl Fn(u64) -> T) {
+    let Some(out) = Ring::new(ctx, out, ctx.stage) else { return };
+    for c in ctx.my_chunks() {
+        let (s, u) = out.slot(ctx, c);
+        if ctx.faults & fault::SKIP_FREED_WAIT == 0
+            && !block_wait(ctx, &out.flags.freed[s], ctx.freed_target(u), At { ring: out.index, slot: s as u32, chunk: c, what: waiting::FREED })
+        {
+            return;
+        }
+        spin_ns(spin);
+        let (first, n) = ctx.plan.chunk(c);
+        let (lo, hi) = ctx.my_piece(n);
+        // SAFETY: slot s of chunk c is this block's until it publishes
+        // *filled* (the protocol), in bounds (Ring::new checked K slots of
+        // a chunk), and each index goes to one thread.
+        let slot = unsafe { out.base.add(s * out.stride) };
+        for i in share(lo, hi) {
+            unsafe { slot.add(i as usize).write(f(first + i)) };
+        }
+        block_publish(&out.flags.filled[s], ctx.faults & fault::EARLY_FILLED != 0);
+    }
+}
+
+/// A map stage: each element of each chunk from `input` goes through `f`
+/// into `output` (same index); `spin` ns of delay after each chunk's input
+/// is acquired and before it is read.
+#[inline(always)]
+pub fn map<I: Element, O: Element>(
+    ctx: &StageCtx<'_>,
+    input: (RingSlots<'_, I>, &RingFlags),
+    output: (RingSlots<'_, O>, &RingFlags),
+    spin: u64,
+    f: impl Fn(I) -> O,
+) {
+    let (Some(inp), Some(out)) = (Ring::new(ctx, input, ctx.stage.wrapping_sub(1)), Ring::new(ctx, output, ctx.stage)) else { return };
+    for c in ctx.my_chunks() {
+        let (s, _) = inp.slot(ctx, c);
+        if !acquire_read(ctx, &inp, c) {
+            return;
+        }
+        if ctx.faults & fault::EARLY_FREED != 0 && sreg::tid() == 0 {
+            inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
+        }
+        let (so, uo) = out.slot(ctx, c);
+        if ctx.faults & fault::SKIP_FREED_WAIT == 0
+            && !block_wait(ctx, &out.flags.freed[so], ctx.freed_target(uo), At { ring: out.index, slot: so as u32, chunk: c, what: waiting::FREED })
+        {
+            return;
+        }
+        spin_ns(spin);
+        let (lo, hi) = ctx.my_piece(ctx.plan.chunk(c).1);
+        // SAFETY: both slots are this block's now (the protocol), in bounds,
+        // and each index goes to one thread.
+        let (src, dst) = unsafe { (inp.base.add(s * inp.stride) as *const I, out.base.add(so * out.stride)) };
+        let mut it = share(lo, hi);
+        loop {
+            // BATCH loads in flight, then BATCH stores.
+            let mut idx = [u64::MAX; BATCH];
+            let mut vals: [Option<I>; BATCH] = [None; BATCH];
+            for j in 0..BATCH {
+                if let Some(i) = it.next() {
+                    idx[j] = i;
+                    vals[j] = Some(unsafe { src.add(i as usize).read() });
+                }
+            }
+            if idx[0] == u64::MAX {
+                break;
+            }
+            for j in 0..BATCH {
+                if let Some(v) = vals[j] {
+                    unsafe { dst.add(idx[j] as usize).write(f(v)) };
+                }
+            }
+        }
+        // Both hand-offs behind one barrier: the output slot is filled and
+        // the input slot freed (every thread's reads and writes are done).
+        let (early_filled, early_freed) = (ctx.faults & fault::EARLY_FILLED != 0, ctx.faults & fault::EARLY_FREED != 0);
+        if early_filled && sreg::tid() == 0 {
+            out.flags.filled[so].fetch_add(1, Ordering::Relaxed);
+        }
+        barrier();
+        if sreg::tid() == 0 {
+            if !early_filled {
+                add_release(&out.flags.filled[so]);
+            }
+            if !early_freed {
+                add_release(&inp.flags.freed[s]);
+            }
+        }
+    }
+}
+
+/// A sink stage: `f(c, share)` once per chunk `c` (local index) in every
+/// thread, `share` being this thread's elements of the chunk; `f` must
+/// leave its result where the host reads it (atomics into records).
+#[inline(always)]
+pub fn sink<I: Element>(ctx: &StageCtx<'_>, input: (RingSlots<'_, I>, &RingFlags), spin: u64, mut f: impl FnMut(u64, Share<'_, I>)) {
+    let Some(inp) = Ring::new(ctx, input, ctx.stage.wrapping_sub(1)) else { return };
+    for c in ctx.my_chunks() {
+        let (s, _) = inp.slot(ctx, c);
+        if !acquire_read(ctx, &inp, c) {
+            return;
+        }
+        let early = ctx.faults & fault::EARLY_FREED != 0;
+        if early && sreg::tid() == 0 {
+            inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
+        }
+        spin_ns(spin);
+        let (lo, hi) = ctx.my_piece(ctx.plan.chunk(c).1);
+        // SAFETY: the slot is this block's to read until it publishes *freed*.
+        let src = unsafe { inp.base.add(s * inp.stride) as *const I };
+        f(c, Share { src, idx: share(lo, hi), _slot: PhantomData });
+        if !early {
+            block_publish(&inp.flags.freed[s], false);
+        }
+    }
+}
+
+/// Checks that a sink's `records` hold one record per chunk; otherwise
+/// stops the pipeline ([`stop::BAD_RECORDS`]) and returns `false`.
+pub fn check_records(ctx: &StageCtx<'_>, records: usize) -> bool {
+    if (records as u64) < ctx.plan.chunks {
+        ctx.stop(stop::BAD_RECORDS, At { ring: ctx.stage, slot: 0, chunk: 0, what: 0 }, (records as u32, ctx.plan.chunks as u32));
+        return false;
+    }
+    true
+}
+
+fn acquire_read<T: Element>(ctx: &StageCtx<'_>, inp: &Ring<'_, T>, c: u64) -> bool {
+    let (s, u) = inp.slot(ctx, c);
+    ctx.faults & fault::SKIP_FILLED_WAIT != 0
+        || block_wait(ctx, &inp.flags.filled[s], ctx.filled_target(u), At { ring: inp.index, slot: s as u32, chunk: c, what: waiting::FILLED })
+}
+
+/// One thread's elements of a chunk being read: indices `tid, tid + ntid, ...`.
+pub struct Share<'s, T> {
+    src: *const T,
+    idx: core::iter::StepBy<core::ops::Range<u64>>,
+    _slot: PhantomData<&'s [T]>,
+}
+
+impl<T: Element> Iterator for Share<'_, T> {
+    type Item = T;
+    #[inline(always)]
+    fn next(&mut self) -> Option<T> {
+        // SAFETY: indices below the chunk's length, in a slot this block holds.
+        self.idx.next().map(|i| unsafe { self.src.add(i as usize).read() })
+    }
+}
+
+/// This thread's indices of `lo..hi` in a block-stride loop.
+#[inline(always)]
+fn share(lo: u64, hi: u64) -> core::iter::StepBy<core::ops::Range<u64>> {
+    (lo + sreg::tid() as u64..hi).step_by(sreg::ntid().max(1) as usize)
+}
+
+#[cfg(target_arch = "nvptx64")]
+#[inline(always)]
+fn load_acquire(a: &AtomicU32) -> u32 {
+    let v: u32;
+    // SAFETY: an aligned u32 in global memory, read atomically.
+    unsafe { core::arch::asm!("ld.acquire.gpu.u32 {v}, [{a}];", v = out(reg32) v, a = in(reg64) a.as_ptr(), options(nostack)) };
+    v
+}
+#[cfg(not(target_arch = "nvptx64"))]
+fn load_acquire(a: &AtomicU32) -> u32 {
+    a.load(Ordering::Acquire)
+}
+
+#[cfg(target_arch = "nvptx64")]
+#[inline(always)]
+fn add_release(a: &AtomicU32) {
+    // SAFETY: an aligned u32 in global memory, added to atomically.
+    unsafe { core::arch::asm!("red.release.gpu.add.u32 [{a}], 1;", a = in(reg64) a.as_ptr(), options(nostack)) };
+}
+#[cfg(not(target_arch = "nvptx64"))]
+fn add_release(a: &AtomicU32) {
+    a.fetch_add(1, Ordering::Release);
+}
+
+/// `bar.sync 0`: every thread of the block. The runners call it from code
+/// every thread of the block runs (the same loop over the same chunks).
+#[inline(always)]
+fn barrier() {
+    #[cfg(target_arch = "nvptx64")]
+    // SAFETY: reached by every thread of the block (see above).
+    unsafe {
+        core::arch::nvptx::_syncthreads()
+    }
+}
+
+/// `bar.red.or.pred`: a barrier that returns whether any thread passed `true`.
+#[inline(always)]
+fn barrier_any(p: bool) -> bool {
+    #[cfg(target_arch = "nvptx64")]
+    {
+        let r: u32;
+        // SAFETY: a block-wide barrier reached by every thread (see `barrier`).
+        unsafe {
+            core::arch::asm!(
+                "{{ .reg .pred p; .reg .pred q; setp.ne.u32 p, {x}, 0; bar.red.or.pred q, 0, p; selp.u32 {r}, 1, 0, q; }}",
+                x = in(reg32) p as u32, r = out(reg32) r, options(nostack)
+            )
+        };
+        r != 0
+    }
+    #[cfg(not(target_arch = "nvptx64"))]
+    p
+}

@@ -240,6 +240,32 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                         json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": ideal, "verified": ok, "impl": "rust"}),
                     );
                 }
+                // The flags grain (generate only: copies have no flag form),
+                // with the hand-off and chunk latency from device timestamps.
+                if workload == Workload::Generate {
+                    for k in [16usize, 128] {
+                        let mode = format!("flags grain (K={k})");
+                        let spec = PipelineSpec::new(workload).slots(k).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
+                        let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
+                        p.run(Launch::Flags, 1, false)?; // warm-up (kernels loaded, counters allocated)
+                        let runs = 3;
+                        let r = p.run(Launch::Flags, runs, false)?;
+                        let ok = p.verify(&r).passed();
+                        let ms = r.gpu_ms as f64 / runs as f64;
+                        let g = gbps(a.pipeline_total, ms);
+                        let t = p.run(Launch::Flags, 1, true)?;
+                        let (mut h, mut l) = t.flag_stamps.first().map(|s| (s.handoffs_ns(), s.latencies_ns())).unwrap_or_default();
+                        let pct = |v: &mut Vec<u64>, q: f64| pc_pipeline::flags::percentile(v, q) as f64 / 1e3;
+                        let (h50, h99, l50, l99) = (pct(&mut h, 50.0), pct(&mut h, 99.0), pct(&mut l, 50.0), pct(&mut l, 99.0));
+                        println!(
+                            "pipeline   generate chunk {:>9} {mode:<28} {ms:>9.3} ms {g:>8.1} GB/s  hand-off p50 {h50:.2} us p99 {h99:.2} us, chunk latency p50 {l50:.1} us p99 {l99:.1} us{}",
+                            bytes(chunk as u128),
+                            if ok { "" } else { "  VERIFICATION FAILED" }
+                        );
+                        sweep.push(json!({"workload": "generate", "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": null, "verified": ok, "impl": "rust",
+                            "handoff_p50_us": h50, "handoff_p99_us": h99, "latency_p50_us": l50, "latency_p99_us": l99}));
+                    }
+                }
             }
         }
     }

@@ -298,9 +298,10 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         return check_sync(&gpus[0], &spec, input, a.delay_us);
     }
     let launch = a.launch();
-    let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && launch != Launch::Streams {
-        bail!("--trace/--svg record events around every operation, which only stream launches have; drop --graph/--grain");
+    // The flags grain always records device timestamps for its report.
+    let want_timeline = a.trace.is_some() || a.svg.is_some() || launch == Launch::Flags;
+    if want_timeline && launch == Launch::Graph {
+        bail!("--trace/--svg record events around every operation, which a captured graph cannot time; drop --graph");
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
@@ -320,6 +321,18 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     })?;
     bar.finish_and_clear();
     print_run("pipelined", &spec, &report);
+    for st in &report.flag_stamps {
+        let (mut h, mut l) = (st.handoffs_ns(), st.latencies_ns());
+        let us = |v: u64| v as f64 / 1e3;
+        println!(
+            "flags (device timestamps, last run): hand-off p50 {:.2} us p99 {:.2} us ({} hand-offs with the reader waiting); chunk latency p50 {:.1} us p99 {:.1} us",
+            us(pc_pipeline::flags::percentile(&mut h, 50.0)),
+            us(pc_pipeline::flags::percentile(&mut h, 99.0)),
+            h.len(),
+            us(pc_pipeline::flags::percentile(&mut l, 50.0)),
+            us(pc_pipeline::flags::percentile(&mut l, 99.0)),
+        );
+    }
     if a.runs > 1 {
         let (rss0, dev0) = first.unwrap_or((None, 0));
         let (rss1, dev1) = (host_rss_bytes(), device_used(&gpus));

@@ -492,13 +492,14 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
 
 /// A kernel of the flag-map shape, `(plan: &RingPlan, ctl: &RingControl,
 /// input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>,
-/// out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)` (those names,
+/// out_flags: &RingFlags, stamps: &[AtomicU64], stage: u32, spin: u64,
+/// faults: u32)` (those names,
 /// in that order: a map stage of the flags grain, see `nvptx_std::ring`),
 /// also implements `nvptx_std::host::FlagMapKernel`, so a pipeline can run
 /// it as that stage's form in the flags grain.
 fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
     let names: Vec<String> = params.iter().map(|p| p.name.to_string()).collect();
-    if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stage", "spin", "faults"] {
+    if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stamps", "stage", "spin", "faults"] {
         return quote! {};
     }
     let is_ring = |k: &Kind| matches!(k, Kind::Out(full, _) if quote!(#full).to_string().replace(' ', "").contains("RingSlots<"));
@@ -517,9 +518,9 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
                 cfg: ::nvptx_std::host::LaunchConfig,
                 rings: ::nvptx_std::host::FlagMapArgs<'_, '_, #i, #o>,
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
-                let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stage, spin, faults } = rings;
+                let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults } = rings;
                 // SAFETY: the caller's contract is this launcher's.
-                unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stage, spin, faults) }
+                unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults) }
             }
         }
     }

@@ -11,6 +11,7 @@
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
+use core::sync::atomic::AtomicU64;
 use kernel_math::ring::{RingControl, RingFlags, RingPlan};
 use kernel_math::{AtomicReduction, HIST_BINS, Reduction, consume, produce};
 use nvptx_std::ring::{RingSlots, StageCtx};
@@ -287,10 +288,21 @@ pub fn panic_kernel(trigger: u32) {
 
 /// `producer_kernel` as a flag-ring source: stage `stage`, writing ring `stage`.
 #[kernel]
-pub fn producer_flags_kernel(plan: &RingPlan, ctl: &RingControl, output: RingSlots<f32>, out_flags: &RingFlags, stage: u32, seed: u32, spin: u64, faults: u32) {
+#[allow(clippy::too_many_arguments)]
+pub fn producer_flags_kernel(
+    plan: &RingPlan,
+    ctl: &RingControl,
+    output: RingSlots<f32>,
+    out_flags: &RingFlags,
+    stamps: &[AtomicU64],
+    stage: u32,
+    seed: u32,
+    spin: u64,
+    faults: u32,
+) {
     // SAFETY: `faults` is 0 but in the sync checker's demonstrations (the
     // launcher's contract: launched through the pipeline's unsafe fault API).
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     nvptx_std::ring::source(&ctx, (output, out_flags), spin, |i| produce(i, seed));
 }
 
@@ -303,12 +315,13 @@ pub fn consumer_flags_kernel(
     in_flags: &RingFlags,
     output: RingSlots<f32>,
     out_flags: &RingFlags,
+    stamps: &[AtomicU64],
     stage: u32,
     spin: u64,
     faults: u32,
 ) {
     // SAFETY: as in producer_flags_kernel.
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, consume);
 }
 
@@ -321,12 +334,13 @@ pub fn reduce_flags_kernel(
     input: RingSlots<f32>,
     in_flags: &RingFlags,
     records: &[AtomicReduction],
+    stamps: &[AtomicU64],
     stage: u32,
     spin: u64,
     faults: u32,
 ) {
     // SAFETY: as in producer_flags_kernel.
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     if !nvptx_std::ring::check_records(&ctx, records.len()) {
         return;
     }

@@ -447,10 +447,10 @@ struct ProducerFlagsOnGpu {
 // SAFETY: one launch on the launch's stream, writing only its output ring.
 unsafe impl FlagOnGpu for ProducerFlagsOnGpu {
     fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
-        let FlagLaunch { stream, cfg, plan, ctl, output, stage, seed, spin, faults, stage_name, .. } = l;
+        let FlagLaunch { stream, cfg, plan, ctl, output, stamps, stage, seed, spin, faults, stage_name, .. } = l;
         let (mut output, flags) = crate::flags::ring_as::<f32>(stage_name, "output", output.as_mut())?;
         // SAFETY: the flags executor's launch (one flag pipeline, flags zeroed, co-resident).
-        unsafe { ProducerFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut output, flags, *stage, *seed, *spin, *faults) }?;
+        unsafe { ProducerFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut output, flags, stamps, *stage, *seed, *spin, *faults) }?;
         Ok(())
     }
     fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {
@@ -497,7 +497,7 @@ unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
         unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
     }
     fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
-        let FlagLaunch { stream, cfg, plan, ctl, input, stage, spin, faults, stage_name, .. } = l;
+        let FlagLaunch { stream, cfg, plan, ctl, input, stamps, stage, spin, faults, stage_name, .. } = l;
         let chunks = self.records.len() / RECORD_WORDS;
         // SAFETY: `chunks` records of 80 bytes of u64 words, viewed as the
         // AtomicReduction of the same layout (checked in kernel-math).
@@ -505,7 +505,7 @@ unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
             unsafe { self.records.transmute::<AtomicReduction>(chunks) }.ok_or_else(|| PipelineError::BadStages("reduce: records too small".into()))?;
         let (mut input, flags) = crate::flags::ring_as::<f32>(stage_name, "input", input.as_mut())?;
         // SAFETY: the flags executor's launch; the records are this stage's.
-        unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, *stage, *spin, *faults) }?;
+        unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, stamps, *stage, *spin, *faults) }?;
         Ok(())
     }
     fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {

@@ -125,3 +125,22 @@ fn removing_a_wait_corrupts_and_the_full_protocol_does_not() {
         }
     }
 }
+
+/// The device timestamps: one span per (stage, chunk), each starting before
+/// it ends, and hand-offs measured where the reader was waiting.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn timestamps_give_a_timeline_and_hand_offs() {
+    let gpu = Gpu::open(0).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec("producer,consumer,reduce", 2, 1 << 14, 1 << 20, seed()), Input::Generated).unwrap();
+    let r = p.run(Launch::Flags, 1, true).unwrap();
+    assert!(p.verify(&r).passed());
+    let tl = r.timeline.expect("a timeline");
+    assert_eq!(tl.spans.len(), 3 * p.spec().chunks());
+    for s in &tl.spans {
+        assert!(s.start_ms <= s.end_ms && s.end_ms > 0.0, "{s:?}");
+    }
+    let st = &r.flag_stamps[0];
+    assert!(!st.handoffs_ns().is_empty());
+    assert!(st.latencies_ns().iter().all(|&l| l > 0));
+}

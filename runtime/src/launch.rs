@@ -142,6 +142,8 @@ pub struct FlagMapArgs<'a, 'v, I, O> {
     pub in_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
     pub output: &'a mut CudaViewMut<'v, O>,
     pub out_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
+    /// Per-chunk timestamps (see `nvptx_std::ring::StageCtx::with_stamps`).
+    pub stamps: &'a CudaView<'v, std::sync::atomic::AtomicU64>,
     pub stage: u32,
     pub spin: u64,
     pub faults: u32,
@@ -149,7 +151,8 @@ pub struct FlagMapArgs<'a, 'v, I, O> {
 
 /// A map stage of the flags grain: `#[kernel] fn(plan: &RingPlan, ctl:
 /// &RingControl, input: RingSlots<I>, in_flags: &RingFlags, output:
-/// RingSlots<O>, out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)`,
+/// RingSlots<O>, out_flags: &RingFlags, stamps: &[AtomicU64], stage: u32,
+/// spin: u64, faults: u32)`,
 /// whose body calls `nvptx_std::ring::map`. `#[kernel]` implements this for
 /// every kernel of that shape, so a pipeline can run it (see
 /// `pc_pipeline::Stage::with_flags_map`).

@@ -80,8 +80,12 @@ pub struct RunReport {
     pub part_ms: Vec<f32>,
     /// One record per chunk (reduce sinks; empty otherwise), from the last run.
     pub reductions: Vec<Reduction>,
-    /// Start and end of every (stage, chunk), when asked for (stream launches only).
+    /// Start and end of every (stage, chunk), when asked for (stream
+    /// launches, from events; the flags grain, from device timestamps).
     pub timeline: Option<Timeline>,
+    /// The flags grain's device timestamps of the last run, per GPU (when a
+    /// timeline was asked for).
+    pub flag_stamps: Vec<crate::flags::FlagStamps>,
 }
 
 impl RunReport {
@@ -400,7 +404,15 @@ impl<'g> Pipeline<'g> {
         for p in &mut self.parts {
             reductions.extend(p.records(launch)?);
         }
-        let timeline = if timeline && launch == Launch::Streams {
+        let mut flag_stamps = Vec::new();
+        if timeline && launch == Launch::Flags {
+            for p in &mut self.parts {
+                flag_stamps.push(p.flag_stamps(self.spec.stages.len())?);
+            }
+        }
+        let timeline = if let Some(st) = flag_stamps.first() {
+            Some(st.timeline(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), 0))
+        } else if timeline && launch == Launch::Streams {
             let mut out = Vec::with_capacity(spans.len());
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);
@@ -409,7 +421,7 @@ impl<'g> Pipeline<'g> {
         } else {
             None
         };
-        Ok(RunReport { runs, gpu_ms, wall_ms, part_ms, reductions, timeline })
+        Ok(RunReport { runs, gpu_ms, wall_ms, part_ms, reductions, timeline, flag_stamps })
     }
 
     /// Checks the last run's results, chunk by chunk, against the CPU reference.

@@ -292,8 +292,11 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         names.join(", ")
     );
     if a.check_sync {
-        if gpus.len() != 1 || a.launch() != Launch::Streams {
-            bail!("--check-sync runs on one GPU with stream launches (drop --graph/--grain, give one --gpus index)");
+        if gpus.len() != 1 || a.launch() == Launch::Graph {
+            bail!("--check-sync runs on one GPU with stream launches or the flags grain (drop --graph, give one --gpus index)");
+        }
+        if a.launch() == Launch::Flags {
+            return check_sync_flags(&gpus[0], &spec, a.delay_us);
         }
         return check_sync(&gpus[0], &spec, input, a.delay_us);
     }
@@ -393,6 +396,58 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         println!("speed-up: pipelined / serial = {:.2}x (serial run verification: {})", s.gpu_ms / report.gpu_ms, if ok { "PASS" } else { "FAIL" });
     }
     Ok(passed)
+}
+
+fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<bool> {
+    let n = spec.stages.len();
+    println!(
+        "sync check (flags grain): on each of {} rings, each part of the protocol removed in turn, the stage it orders against slowed by {delay_us} us per chunk",
+        n - 1
+    );
+    let bar = progress_bar(n + 4 * (n - 1));
+    // SAFETY: `--check-sync` asks for exactly this: races on purpose,
+    // whose results are only verified and reported.
+    let report = unsafe { pc_pipeline::sync_check::check_flags(gpu, spec, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64)) }?;
+    bar.finish_and_clear();
+    for (stage, v) in &report.baseline {
+        println!(
+            "complete protocol, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
+            spec.stages[*stage].name(),
+            if v.passed() { "no corruption" } else { "CORRUPTION" },
+            v.chunks_wrong,
+            v.chunks_checked
+        );
+    }
+    for r in &report.faults {
+        let verdict = match &r.check.first_wrong {
+            Some((c, what)) => format!("corruption detected ({} of {} chunks wrong; chunk {c}: {what})", r.check.chunks_wrong, r.check.chunks_checked),
+            None => "not detected".to_string(),
+        };
+        println!(
+            "ring {} ({} -> {}), without the {}, {} slowed: {verdict}",
+            r.ring,
+            spec.stages[r.ring].name(),
+            spec.stages[r.ring + 1].name(),
+            r.removed,
+            spec.stages[r.slowed_stage].name()
+        );
+    }
+    let detected = report.faults.iter().filter(|r| r.detected()).count();
+    let clean = report.baseline.iter().all(|(_, v)| v.passed());
+    println!(
+        "summary: {detected} of {} removals detected; {} with the complete protocol",
+        report.faults.len(),
+        if clean { "zero corruption" } else { "CORRUPTION" }
+    );
+    // The waits must be needed; an early release may go unseen on a given
+    // run (the block's other warps usually finish first), which the lines
+    // above say.
+    let waits_detected = report
+        .faults
+        .iter()
+        .filter(|r| matches!(r.fault, kernel_math::ring::fault::SKIP_FILLED_WAIT | kernel_math::ring::fault::SKIP_FREED_WAIT))
+        .all(|r| r.detected());
+    Ok(clean && waits_detected)
 }
 
 fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {

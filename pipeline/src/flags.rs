@@ -209,9 +209,9 @@ impl FlagStamps {
         self.ns[stage * self.chunks + c]
     }
 
-    /// Hand-off times: for each (stage r, chunk c) whose reader (stage r +
-    /// 1) was already waiting when stage r published it, the time from that
-    /// publication to the reader seeing it (ns). A reader that arrived
+    /// Hand-off times: for each (stage r, chunk c) whose reader (the next
+    /// stage) was already waiting when stage r published it, the time from
+    /// that publication to the reader seeing it (ns). A reader that arrived
     /// later measures its own lateness, not the hand-off, and is left out.
     pub fn handoffs_ns(&self) -> Vec<u64> {
         let mut v = Vec::new();

@@ -119,3 +119,87 @@ pub unsafe fn check_edges(
     }
     Ok(SyncReport { baseline, edges })
 }
+
+/// One part of the flags grain's protocol removed on one ring, with the
+/// stage it orders against slowed (see [`check_flags`]).
+#[derive(Debug, Clone)]
+pub struct FlagFaultResult {
+    /// Ring `r` joins stages `r` and `r + 1`.
+    pub ring: usize,
+    /// What was removed, in words.
+    pub removed: &'static str,
+    /// The stage given the fault bit, and the bit (`kernel_math::ring::fault`).
+    pub stage: usize,
+    pub fault: u32,
+    pub slowed_stage: usize,
+    pub check: Verification,
+}
+
+impl FlagFaultResult {
+    pub fn detected(&self) -> bool {
+        self.check.chunks_wrong > 0
+    }
+}
+
+/// The flags grain's checker findings.
+#[derive(Debug, Clone)]
+pub struct FlagsReport {
+    /// The complete protocol, once per stage slowed: must all pass.
+    pub baseline: Vec<(usize, Verification)>,
+    pub faults: Vec<FlagFaultResult>,
+}
+
+/// The sync checker for the flags grain (one GPU): each stage slowed in
+/// turn with the complete protocol (no corruption allowed), then, on every
+/// ring, each part of the protocol removed in turn with the stage it
+/// orders against slowed: the reader's *filled* wait (writer slowed), the
+/// writer's *freed* wait (reader slowed), the release of *filled* (the
+/// writer publishes before its block's writes are done; writer slowed) and
+/// the release of *freed* (the reader publishes before reading; reader
+/// slowed). `delay_ns` is the slowed stage's delay per chunk.
+///
+/// # Safety
+/// Races on purpose, as [`Pipeline::set_flag_faults`].
+pub unsafe fn check_flags(gpu: &Gpu, spec: &PipelineSpec, delay_ns: u64, mut progress: impl FnMut(usize, usize)) -> Result<FlagsReport, PipelineError> {
+    use kernel_math::ring::fault;
+    let stages = spec.stages.len();
+    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), Input::Generated)?;
+    let run = |p: &mut Pipeline, faults: Vec<u32>, slowed: usize| -> Result<Verification, PipelineError> {
+        p.set_delays((0..stages).map(|s| if s == slowed { delay_ns } else { 0 }).collect());
+        // SAFETY: the caller's contract.
+        unsafe { p.set_flag_faults(faults) };
+        p.poison_rings()?;
+        let r = p.run(Launch::Flags, 1, false)?;
+        Ok(p.verify(&r))
+    };
+    let kinds: [(&'static str, bool, u32, bool); 4] = [
+        // (removed, on the writer?, bit, slow the writer?)
+        ("reader's filled wait", false, fault::SKIP_FILLED_WAIT, true),
+        ("writer's freed wait", true, fault::SKIP_FREED_WAIT, false),
+        ("release of filled (published before the block's writes)", true, fault::EARLY_FILLED, true),
+        ("release of freed (published before the reads)", false, fault::EARLY_FREED, false),
+    ];
+    let total = stages + (stages - 1) * kinds.len();
+    let mut done = 0;
+    let mut baseline = Vec::new();
+    for s in 0..stages {
+        baseline.push((s, run(&mut p, Vec::new(), s)?));
+        done += 1;
+        progress(done, total);
+    }
+    let mut faults = Vec::new();
+    for ring in 0..stages - 1 {
+        for (removed, on_writer, bit, slow_writer) in kinds {
+            let stage = if on_writer { ring } else { ring + 1 };
+            let slowed_stage = if slow_writer { ring } else { ring + 1 };
+            let bits = (0..stages).map(|s| if s == stage { bit } else { 0 }).collect();
+            let check = run(&mut p, bits, slowed_stage)?;
+            faults.push(FlagFaultResult { ring, removed, stage, fault: bit, slowed_stage, check });
+            done += 1;
+            progress(done, total);
+        }
+    }
+    // SAFETY: the complete protocol again.
+    unsafe { p.set_flag_faults(Vec::new()) };
+    Ok(FlagsReport { baseline, faults })
+}

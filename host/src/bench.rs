@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// Write the SVG plots into this directory.
     #[arg(long, default_value = ".")]
     plots: PathBuf,
+    /// Several GPUs instead ("0,1" or "all"): the host link with every GPU
+    /// copying both ways at once, peer copies between each pair, and the
+    /// split pipelines against one GPU (written to --json).
+    #[arg(long)]
+    gpus: Option<String>,
 }
 
 /// Launches per timed repetition: enough to fill ~64 MiB of traffic, so a
@@ -83,6 +88,9 @@ fn gbps(bytes: u64, ms: f64) -> f64 {
 }
 
 pub fn run(a: &BenchArgs) -> Result<bool> {
+    if let Some(list) = &a.gpus {
+        return crate::bench_multi::run(a.large, a.reps.min(5), list, &a.json);
+    }
     let gpu = Gpu::open(a.device)?;
     let info = gpu.info().clone();
     println!("bench on device {}: {} ({} SMs), {} reps per figure, median", info.index, info.name, info.sm_count, a.reps);

@@ -187,7 +187,7 @@ fn fresh_interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-fn gpu_indices(list: &str) -> Result<Vec<usize>> {
+pub(crate) fn gpu_indices(list: &str) -> Result<Vec<usize>> {
     if list.trim() == "all" {
         return Ok((0..device_count()?).collect());
     }

@@ -42,12 +42,16 @@
 #[cfg(target_arch = "nvptx64")]
 use core::arch::nvptx;
 
+#[cfg(any(not(target_arch = "nvptx64"), target_feature = "sm_90"))]
+pub mod hopper;
 mod out;
 pub mod param;
+mod reduce;
 
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};
 pub use out::{GroupIter, GroupMut, Out, OutGroups, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
+pub use reduce::reduce_f32;
 
 /// Once at the root of a kernel crate: defines `KernelCrate`, the marker
 /// that ties the crate's `#[kernel]` launchers to PTX built from it

@@ -6,11 +6,14 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
+//!   programmatic dependent launches, plain or captured as a graph;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
 pub(crate) mod part;
+pub mod pdl;
 pub mod plan;
 pub mod split;
 
@@ -51,13 +54,30 @@ impl Input {
     }
 }
 
-/// How a run is launched.
+/// How a run is launched: the grain of its hand-offs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// Every operation enqueued on the streams, each run.
     Streams,
     /// The launch sequence captured once as a CUDA graph and replayed.
     Graph,
+    /// Programmatic dependent launch (sm_90; see [`pdl`]): the generate
+    /// pipeline's kernels on one stream, each starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+}
+
+impl Launch {
+    /// The grain's name on the command line (`--grain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Launch::Streams => "streams",
+            Launch::Graph => "graph",
+            Launch::Pdl { graph: false } => "pdl",
+            Launch::Pdl { graph: true } => "pdl-graph",
+        }
+    }
 }
 
 /// The outcome of [`Pipeline::run`].
@@ -191,6 +211,9 @@ impl<'g> Pipeline<'g> {
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
             p.cuda_graph = None;
+            if let Some(chain) = p.pdl.as_mut() {
+                chain.graph = None;
+            }
         }
     }
 
@@ -303,12 +326,23 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        if launch == Launch::Graph {
-            for p in &mut self.parts {
-                if p.cuda_graph.is_none() {
-                    p.capture(&self.spec, &host)?;
+        match launch {
+            Launch::Graph => {
+                for p in &mut self.parts {
+                    if p.cuda_graph.is_none() {
+                        p.capture(&self.spec, &host)?;
+                    }
                 }
             }
+            Launch::Pdl { graph } => {
+                for p in &mut self.parts {
+                    p.prepare_pdl(&self.spec)?;
+                    if graph && p.pdl.as_ref().is_some_and(|c| c.graph.is_none()) {
+                        p.capture_pdl(&self.spec)?;
+                    }
+                }
+            }
+            Launch::Streams => {}
         }
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let wall = Instant::now();
@@ -337,6 +371,11 @@ impl<'g> Pipeline<'g> {
                     }
                     Launch::Graph => match &p.cuda_graph {
                         Some(g) => g.launch().map_err(err("launching the captured graph"))?,
+                        None => return Err(PipelineError::EmptyCapture),
+                    },
+                    Launch::Pdl { graph: false } => p.enqueue_pdl(&self.spec)?,
+                    Launch::Pdl { graph: true } => match p.pdl.as_ref().and_then(|c| c.graph.as_ref()) {
+                        Some(g) => g.launch().map_err(err("launching the captured PDL graph"))?,
                         None => return Err(PipelineError::EmptyCapture),
                     },
                 }
@@ -369,7 +408,7 @@ impl<'g> Pipeline<'g> {
 
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(p.records()?);
+            reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records()? });
         }
         let timeline = if timeline && launch == Launch::Streams {
             let mut out = Vec::with_capacity(spans.len());

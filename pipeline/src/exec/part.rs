@@ -43,6 +43,8 @@ pub(crate) struct Part<'g> {
     pub joins: Vec<CudaEvent>,
     pub graph: EventGraph,
     pub cuda_graph: Option<CudaGraph>,
+    /// The PDL grains' kernels and records, loaded at their first run.
+    pub pdl: Option<super::pdl::PdlChain>,
 }
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
@@ -95,7 +97,7 @@ impl<'g> Part<'g> {
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
         let names = spec.stages.iter().map(|s| s.name().to_string()).collect();
-        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None })
+        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None, pdl: None })
     }
 
     /// Poison in every ring slot, then wait for it.

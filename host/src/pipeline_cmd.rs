@@ -21,6 +21,46 @@ pub enum WorkloadArg {
     Stream,
 }
 
+/// The grain of the hand-offs between stages (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrainArg {
+    /// One stream per stage, filled/freed events between them (the default).
+    Streams,
+    /// The same launch sequence captured once as a CUDA graph and replayed (= --graph).
+    Graph,
+    /// Programmatic dependent launch (sm_90): the generate pipeline on one
+    /// stream, each kernel waiting on the GPU for the one before.
+    Pdl,
+    /// The pdl grain captured once as a CUDA graph and replayed.
+    PdlGraph,
+    /// Warp-specialized mbarrier ring inside one kernel (sm_90; not built yet).
+    Warps,
+}
+
+impl GrainArg {
+    fn name(self) -> &'static str {
+        match self {
+            GrainArg::Streams => "streams",
+            GrainArg::Graph => "graph",
+            GrainArg::Pdl => "pdl",
+            GrainArg::PdlGraph => "pdl-graph",
+            GrainArg::Warps => "warps",
+        }
+    }
+}
+
+/// The launch a `--grain` (or the older `--graph`) asks for.
+pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> {
+    Ok(match (grain, graph) {
+        (None, false) | (Some(GrainArg::Streams), false) => Launch::Streams,
+        (None, true) | (Some(GrainArg::Graph), _) => Launch::Graph,
+        (Some(g), true) => bail!("--graph is --grain graph; it does not combine with --grain {}", g.name()),
+        (Some(GrainArg::Pdl), false) => Launch::Pdl { graph: false },
+        (Some(GrainArg::PdlGraph), false) => Launch::Pdl { graph: true },
+        (Some(GrainArg::Warps), false) => bail!("--grain warps: the warp-specialized mbarrier ring is not built yet; use streams, graph, pdl or pdl-graph"),
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     /// Built-in workload (its default stage list).
@@ -52,9 +92,16 @@ pub struct PipelineArgs {
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     pub(crate) block_size: u32,
-    /// Capture the launch sequence once as a CUDA graph and replay it.
+    /// Capture the launch sequence once as a CUDA graph and replay it
+    /// (the same as --grain graph).
     #[arg(long)]
     pub(crate) graph: bool,
+    /// How stages hand chunks over: streams (events between per-stage
+    /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
+    /// (programmatic dependent launch on one stream, sm_90, the generate
+    /// pipeline only), warps [default: streams].
+    #[arg(long, value_enum)]
+    pub(crate) grain: Option<GrainArg>,
     /// Runs of the same pipeline, back to back (frames of a stream).
     #[arg(short, long, default_value_t = 1)]
     pub(crate) runs: usize,
@@ -230,6 +277,12 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         registry.replace(pc_pipeline::builtin::fir_in(crate::kernels_ptx(&a.ptx)?.0, taps)?)?;
     }
     let spec = spec_of(a, &registry)?;
+    let launch = launch_of(a.grain, a.graph)?;
+    if let Launch::Pdl { .. } = launch
+        && a.input.is_none()
+    {
+        pc_pipeline::exec::pdl::check_pdl_spec(&spec)?;
+    }
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
     }
@@ -250,19 +303,27 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         spec.chunk_elements,
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        if a.graph { "CUDA graph replay" } else { "stream launches" },
+        match launch {
+            Launch::Streams => "stream launches",
+            Launch::Graph => "CUDA graph replay",
+            Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
+            Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
+        },
         names.join(", ")
     );
     if a.check_sync {
-        if gpus.len() != 1 || a.graph {
-            bail!("--check-sync runs on one GPU with stream launches (drop --graph, give one --gpus index)");
+        if gpus.len() != 1 {
+            bail!("--check-sync runs on one GPU (give one --gpus index)");
         }
-        return check_sync(&gpus[0], &spec, input, a.delay_us);
+        return match launch {
+            Launch::Streams => check_sync(&gpus[0], &spec, input, a.delay_us),
+            Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
+            Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
+        };
     }
-    let launch = if a.graph { Launch::Graph } else { Launch::Streams };
     let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && a.graph {
-        bail!("--trace/--svg record events around every operation, which a captured graph cannot time; drop --graph");
+    if want_timeline && launch != Launch::Streams {
+        bail!("--trace/--svg record events around every operation on each stage's stream, which only --grain streams has; drop --graph/--grain");
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
@@ -342,6 +403,27 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         println!("speed-up: pipelined / serial = {:.2}x (serial run verification: {})", s.gpu_ms / report.gpu_ms, if ok { "PASS" } else { "FAIL" });
     }
     Ok(passed)
+}
+
+/// `--check-sync --grain pdl|pdl-graph`: the complete protocol and the
+/// consumer without its `griddepcontrol.wait`, the producer slowed, plain and
+/// as a graph.
+fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!("sync check (pdl): the producer slowed by {delay_us} us; the complete protocol, then the consumer without its griddepcontrol.wait");
+    // SAFETY: `--check-sync` asks for exactly this: the consumer's wait
+    // dropped, a race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_pdl(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumer without griddepcontrol.wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("{:<9} {what:<38} {seen}: {verdict}", r.launch.name());
+        ok &= r.as_expected();
+    }
+    println!("sync check (pdl): {}", if ok { "PASS: the wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
 }
 
 fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {

@@ -155,7 +155,7 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
-            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" {
+            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "OutTiles" {
                 let PathArguments::AngleBracketed(args) = &last.arguments else {
                     return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
                 };

@@ -8,10 +8,11 @@ use kernel_math::{AtomicReduction, HIST_BINS, Reduction};
 /// full warps combine lanes with shuffles, and one lane per warp adds the
 /// result with atomics, so the record is the same whatever the order.
 ///
-/// Every thread of the grid must call it (no thread may have returned
-/// early): the warp shuffles need whole warps.
+/// # Safety
+/// Every thread of the grid calls it at the same point (none returned or
+/// branched away before): the warp shuffles need whole, converged warps.
 #[inline(always)]
-pub fn reduce_f32(input: &[f32], out: &AtomicReduction) {
+pub unsafe fn reduce_f32(input: &[f32], out: &AtomicReduction) {
     let mut r = Reduction::EMPTY;
     let quads = Quads::new(input);
     let whole = quads.map_or(0, |q| q.len());
@@ -23,14 +24,28 @@ pub fn reduce_f32(input: &[f32], out: &AtomicReduction) {
     for i in grid_stride_from(4 * whole as u64, input.len() as u64) {
         r.add(input[i as usize]);
     }
+    // SAFETY: every thread of the grid calls this function (the caller's
+    // contract), so full warps are converged here.
+    unsafe { add_warp_totals(r, out) }
+}
+
+/// Adds one thread's partial reduction `r` into `*out`: in a full warp the
+/// lanes combine by shuffles and lane 0 adds (one atomic add per warp);
+/// otherwise every thread adds its own.
+///
+/// # Safety
+/// When the block is whole warps ([`warps_are_full`]), every lane of the
+/// calling thread's warp calls this at the same point (converged): the
+/// shuffles are `shfl.sync` with a full mask.
+#[inline(always)]
+pub unsafe fn add_warp_totals(mut r: Reduction, out: &AtomicReduction) {
     let mut leader = true;
     if warps_are_full() {
         // Butterfly: afterwards every lane holds the warp's totals.
         let mut m = 16;
         while m > 0 {
             // SAFETY: every lane of this full warp runs the same loop with
-            // the same masks: no lane returned or branched away above (the
-            // caller's contract: every thread calls this function).
+            // the same masks (the caller's contract: converged).
             unsafe {
                 let lo = shfl_xor(r.sum_fixed as u64 as u32, m);
                 let hi = shfl_xor((r.sum_fixed as u64 >> 32) as u32, m);

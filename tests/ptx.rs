@@ -59,7 +59,7 @@ fn hopper_ptx_is_sm90_ptx80_and_lists_its_entries() {
     assert!(ptx.contains(".target sm_90"));
     assert_eq!(ptx_kernels::hopper::ARCH, "sm_90");
     assert_eq!(ptx_entries(ptx), ptx_kernels::hopper::entries().collect::<Vec<_>>());
-    for k in ["pdl_producer_kernel", "pdl_consumer_kernel", "pdl_reduce_kernel", "pdl_chain_kernel"] {
+    for k in ["pdl_producer_kernel", "pdl_consumer_kernel", "pdl_reduce_kernel", "pdl_chain_kernel", "ring_consumer_kernel", "ring_reduce_kernel"] {
         assert!(ptx_kernels::hopper::entries().any(|e| e == k), "{k}");
     }
 }
@@ -91,13 +91,52 @@ fn body<'a>(ptx: &'a str, name: &str) -> Vec<&'a str> {
 #[test]
 fn every_pdl_entry_waits_before_touching_memory() {
     let ptx = ptx_kernels::hopper::KERNELS;
-    for name in ptx_kernels::hopper::entries().filter(|e| e.starts_with("pdl_")) {
+    for name in ptx_kernels::hopper::entries() {
         let lines = body(ptx, name);
         let first = |pat: &[&str]| lines.iter().position(|l| pat.iter().any(|p| l.trim_start().starts_with(p)));
         let wait = first(&["griddepcontrol.wait"]).unwrap_or_else(|| panic!("{name} has no griddepcontrol.wait"));
-        let memory = first(&["ld.global", "st.global", "atom.", "red.", "ld.u", "ld.f", "ld.b", "ld.v", "st.u", "st.f", "st.b", "st.v"]);
+        let memory = first(&[
+            "ld.global",
+            "st.global",
+            "atom.",
+            "red.",
+            "ld.u",
+            "ld.f",
+            "ld.b",
+            "ld.v",
+            "st.u",
+            "st.f",
+            "st.b",
+            "st.v",
+            "ld.shared",
+            "st.shared",
+            "mbarrier.",
+            "{ .reg",
+            "cp.async",
+        ]);
         assert!(memory.is_none_or(|m| m > wait), "{name}: memory access at line {memory:?} before the wait at {wait}");
         let launch = first(&["griddepcontrol.launch_dependents"]).unwrap_or_else(|| panic!("{name} never lets its dependents launch"));
         assert!(launch > wait, "{name}");
+    }
+}
+
+/// The ring kernels use the mbarrier and bulk-copy instructions that need
+/// PTX 8.0 (why the module is built with +ptx80).
+#[test]
+fn the_ring_kernels_use_mbarriers_and_bulk_copies() {
+    let ptx = ptx_kernels::hopper::KERNELS;
+    for name in ["ring_consumer_kernel", "ring_reduce_kernel"] {
+        let text = body(ptx, name).join("\n");
+        for want in [
+            "mbarrier.init.shared::cta.b64",
+            "fence.mbarrier_init",
+            "mbarrier.arrive.expect_tx",
+            "cp.async.bulk.shared::cluster.global",
+            "mbarrier.try_wait.parity",
+            "mbarrier.arrive.shared::cta.b64",
+            "%dynamic_smem_size",
+        ] {
+            assert!(text.contains(want), "{name} lacks {want}");
+        }
     }
 }

@@ -4,6 +4,12 @@
 //! (`ptx_kernels::hopper`); the host loads them only on devices of compute
 //! capability 9.0 or newer.
 //!
+//! The `ring_*` kernels run a stage on the warp-specialized mbarrier ring
+//! (`nvptx_std::hopper::ring`): warp 0's lane 0 copies tiles of the input
+//! into `slots` shared-memory slots of `slot_bytes` with bulk copies, the
+//! other warps compute on them. They need `shared_bytes(slots, slot_bytes)`
+//! of dynamic shared memory and whole warps, at least two, a block.
+//!
 //! Every kernel here is `#[kernel(pdl)]`: its entry executes
 //! `griddepcontrol.wait` before the body, so it may be launched with the
 //! PDL attribute (`launch_pdl`) and start while the kernel ahead of it on
@@ -14,9 +20,10 @@
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
-use kernel_math::{AtomicReduction, consume, produce};
+use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use nvptx_std::hopper::pdl::launch_dependents;
-use nvptx_std::{Out, OutQuads, Quads, kernel, quad_at, spin_ns};
+use nvptx_std::hopper::ring::{Ring, Role, fault::SKIP_FULL_WAIT};
+use nvptx_std::{Out, OutQuads, OutTiles, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
 
@@ -60,7 +67,8 @@ pub fn pdl_consumer_kernel(buffer: &[f32], mut output: OutQuads<f32>, faults: u3
 #[kernel(pdl)]
 pub fn pdl_reduce_kernel(input: &[f32], out: &AtomicReduction) {
     launch_dependents();
-    nvptx_std::reduce_f32(input, out);
+    // SAFETY: every thread of the grid gets here; none returned before.
+    unsafe { nvptx_std::reduce_f32(input, out) };
 }
 
 /// One link of a chain of dependent kernels: `output[i] = input[i] + 1`.
@@ -72,5 +80,69 @@ pub fn pdl_chain_kernel(input: &[u32], mut output: Out<u32>) {
     launch_dependents();
     for (i, o) in output.iter_mut() {
         *o = input[i].wrapping_add(1);
+    }
+}
+
+/// Consumer's map on the warp-specialized ring: `output[i] =
+/// consume(input[i])`. The producer lane spins `spin` nanoseconds before
+/// each copy (a slow producer on purpose, for the sync checker). `faults`:
+/// `pdl::fault::SKIP_WAIT` skips the PDL wait, `ring::fault::SKIP_FULL_WAIT`
+/// makes consumers read slots without waiting for them to fill.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+    launch_dependents();
+    // SAFETY: every thread calls it once, first thing; nothing else uses
+    // the dynamic shared memory.
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    match ring.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                spin_ns(spin);
+                producer = slot.commit_copy(input);
+            }
+        }
+        Role::Consumer(mut consumer) => loop {
+            // SAFETY (the fault): only `launch_with_faults` passes it, whose contract is this race.
+            let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+            let Some(slot) = next else { break };
+            slot.map_into(input, &mut output, consume);
+            consumer = slot.release();
+        },
+        Role::Idle => {}
+    }
+}
+
+/// The reduce on the warp-specialized ring: adds `input` into `*out` (the
+/// same record as `reduce_kernel`'s; `*out` starts as `Reduction::EMPTY`).
+/// `spin` and `faults` as `ring_consumer_kernel`'s.
+#[kernel(pdl, faults = faults)]
+pub fn ring_reduce_kernel(input: &[f32], out: &AtomicReduction, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+    launch_dependents();
+    // SAFETY: as in ring_consumer_kernel.
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    match ring.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                spin_ns(spin);
+                producer = slot.commit_copy(input);
+            }
+        }
+        Role::Consumer(mut consumer) => {
+            let mut r = Reduction::EMPTY;
+            loop {
+                // SAFETY (the fault): as in ring_consumer_kernel.
+                let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+                let Some(slot) = next else { break };
+                for i in slot.mine() {
+                    r.add(slot.get(input, i));
+                }
+                consumer = slot.release();
+            }
+            // SAFETY: consumer warps are whole (Ring::init traps otherwise)
+            // and every consumer thread walks the same tiles, so each warp
+            // arrives here converged.
+            unsafe { nvptx_std::add_warp_totals(r, out) };
+        }
+        Role::Idle => {}
     }
 }

@@ -256,6 +256,23 @@ impl<K: KernelEntry> Kernel<K> {
         self.max_block
     }
 
+    /// Lets launches of this kernel ask for up to `bytes` of dynamic shared
+    /// memory (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`; without it
+    /// the driver refuses more than 48 KiB). A size the device cannot give
+    /// is the driver's error.
+    pub fn allow_dynamic_shared_bytes(&self, bytes: u32) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
+        // SAFETY: a valid function handle and an int-sized attribute.
+        unsafe {
+            result::function::set_function_attribute(
+                self.func.cu_function(),
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes.min(i32::MAX as u32) as i32,
+            )
+        }
+        .map_err(|e| Error::cuda(format!("allowing {name} {bytes} bytes of dynamic shared memory", name = K::NAME))(e))
+    }
+
     /// Refuses a block size this kernel cannot launch with.
     pub fn check_block(&self, block: u32) -> Result<()> {
         if block == 0 || block > self.max_block {

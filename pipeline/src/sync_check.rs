@@ -168,3 +168,41 @@ pub unsafe fn check_edges(
     }
     Ok(SyncReport { baseline, edges })
 }
+
+/// One run of the warps checker.
+#[derive(Debug, Clone)]
+pub struct RingCheck {
+    /// The ring kernels' fault bits (`nvptx_std::hopper::ring::fault`; 0: the protocol).
+    pub faults: u32,
+    pub check: Verification,
+}
+
+impl RingCheck {
+    /// The protocol shows no corruption; a fault shows some.
+    pub fn as_expected(&self) -> bool {
+        if self.faults == 0 { self.check.passed() } else { self.check.chunks_wrong > 0 }
+    }
+}
+
+/// The warps grain's checker (one GPU of compute capability 9.0 or newer):
+/// the ring kernels' producer lane slowed by `delay_ns` before each copy,
+/// first with the complete protocol (must show no corruption), then with
+/// the consumers skipping the full barrier's wait (`SKIP_FULL_WAIT`; must
+/// show corruption: they read slots before the copy lands).
+///
+/// # Safety
+/// As [`Pipeline::set_ring_knobs`]: the faulted run races on purpose; its
+/// results are read only through verification.
+pub unsafe fn check_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64) -> Result<Vec<RingCheck>, PipelineError> {
+    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
+    let mut out = Vec::new();
+    for faults in [0, nvptx_std::hopper::ring::fault::SKIP_FULL_WAIT] {
+        // SAFETY: the caller's contract.
+        unsafe { p.set_ring_knobs(faults, delay_ns) }?;
+        let check = run_slowed_as(&mut p, Launch::Warps, None, 0);
+        // SAFETY: the protocol again: no race.
+        unsafe { p.set_ring_knobs(0, 0) }?;
+        out.push(RingCheck { faults, check: check? });
+    }
+    Ok(out)
+}

@@ -8,6 +8,8 @@
 //! - `capture`: a run captured as a CUDA graph, replayed;
 //! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
 //!   programmatic dependent launches, plain or captured as a graph;
+//! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
+//!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
@@ -16,6 +18,7 @@ pub(crate) mod part;
 pub mod pdl;
 pub mod plan;
 pub mod split;
+pub mod warps;
 
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
@@ -66,6 +69,10 @@ pub enum Launch {
     /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
     /// enqueued each run, or with `graph` captured once and replayed.
     Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the built-in consumer
+    /// and reduce stages on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`]).
+    Warps,
 }
 
 impl Launch {
@@ -76,6 +83,7 @@ impl Launch {
             Launch::Graph => "graph",
             Launch::Pdl { graph: false } => "pdl",
             Launch::Pdl { graph: true } => "pdl-graph",
+            Launch::Warps => "warps",
         }
     }
 }
@@ -300,6 +308,15 @@ impl<'g> Pipeline<'g> {
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
         self.settle();
+        let warps = launch == Launch::Warps;
+        if warps {
+            for p in &mut self.parts {
+                p.prepare_warps(&self.spec)?;
+            }
+        }
+        // The ring stages in for a warps run, the plain ones otherwise
+        // (records included: the sink's are read at the end of the run).
+        self.parts.iter_mut().for_each(|p| p.swap_warps(warps));
         self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
         let result = self.run_inner(launch, runs, timeline, progress);
         // Nothing may still run on the rings or copy into host memory when
@@ -342,7 +359,7 @@ impl<'g> Pipeline<'g> {
                     }
                 }
             }
-            Launch::Streams => {}
+            Launch::Streams | Launch::Warps => {}
         }
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let wall = Instant::now();
@@ -365,7 +382,7 @@ impl<'g> Pipeline<'g> {
                     origins.push(s0.record_event(timing).map_err(err("recording the origin event"))?);
                 }
                 match launch {
-                    Launch::Streams => {
+                    Launch::Streams | Launch::Warps => {
                         let tl = if timeline && last { Some(&mut spans) } else { None };
                         p.enqueue(&self.spec, pi, &host, tl)?;
                     }
@@ -410,7 +427,7 @@ impl<'g> Pipeline<'g> {
         for p in &mut self.parts {
             reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records()? });
         }
-        let timeline = if timeline && launch == Launch::Streams {
+        let timeline = if timeline && matches!(launch, Launch::Streams | Launch::Warps) {
             let mut out = Vec::with_capacity(spans.len());
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);

@@ -212,6 +212,14 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         }
     };
 
+    // ---- the warp-specialized ring on a memory-bound map (sm_90) ----
+    if hopper.is_ok() {
+        let mut time = |st: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>| time_ms(st, a.reps, a.large, f);
+        for (name, moved, ms, note) in crate::bench_grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
+            add("ring", &name, a.large, moved, ms, &note);
+        }
+    }
+
     // ---- pipelines ----
     let mut sweep: Vec<Value> = Vec::new();
     if !a.no_pipelines {
@@ -226,6 +234,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         if hopper.is_ok() {
             modes.push(("pdl, one stream (K=3)", 3, false, Launch::Pdl { graph: false }));
             modes.push(("pdl graph replay (K=3)", 3, false, Launch::Pdl { graph: true }));
+            modes.push(("warps: mbarrier ring stages (K=3)", 3, false, Launch::Warps));
         }
         for workload in [Workload::Generate, Workload::Stream] {
             for &chunk in &a.chunks {
@@ -234,7 +243,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     if matches!(launch, Launch::Pdl { .. }) && workload != Workload::Generate {
                         continue;
                     }
-                    let graph = launch != Launch::Streams;
+                    let graph = !matches!(launch, Launch::Streams | Launch::Warps);
                     let spec = PipelineSpec::new(workload).slots(k).serial(serial).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
                     let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
                     p.run(launch, 1, false)?; // warm-up (and graph capture)
@@ -245,7 +254,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     let g = gbps(a.pipeline_total, ms);
                     // The ideal from a timeline of one run with stream launches.
                     let ideal = if !graph {
-                        let t = p.run(Launch::Streams, 1, true)?;
+                        let t = p.run(launch, 1, true)?;
                         t.timeline.map(|tl| ideal_ms(&tl, spec.stages.len()))
                     } else {
                         None

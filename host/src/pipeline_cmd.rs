@@ -33,7 +33,8 @@ pub enum GrainArg {
     Pdl,
     /// The pdl grain captured once as a CUDA graph and replayed.
     PdlGraph,
-    /// Warp-specialized mbarrier ring inside one kernel (sm_90; not built yet).
+    /// Stream launches with the consumer and reduce stages on the
+    /// warp-specialized mbarrier ring inside each kernel (sm_90).
     Warps,
 }
 
@@ -57,7 +58,7 @@ pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> 
         (Some(g), true) => bail!("--graph is --grain graph; it does not combine with --grain {}", g.name()),
         (Some(GrainArg::Pdl), false) => Launch::Pdl { graph: false },
         (Some(GrainArg::PdlGraph), false) => Launch::Pdl { graph: true },
-        (Some(GrainArg::Warps), false) => bail!("--grain warps: the warp-specialized mbarrier ring is not built yet; use streams, graph, pdl or pdl-graph"),
+        (Some(GrainArg::Warps), false) => Launch::Warps,
     })
 }
 
@@ -99,7 +100,8 @@ pub struct PipelineArgs {
     /// How stages hand chunks over: streams (events between per-stage
     /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
     /// (programmatic dependent launch on one stream, sm_90, the generate
-    /// pipeline only), warps [default: streams].
+    /// pipeline only), warps (consumer and reduce on the warp-specialized
+    /// mbarrier ring, sm_90) [default: streams].
     #[arg(long, value_enum)]
     pub(crate) grain: Option<GrainArg>,
     /// Runs of the same pipeline, back to back (frames of a stream).
@@ -278,10 +280,12 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
     let spec = spec_of(a, &registry)?;
     let launch = launch_of(a.grain, a.graph)?;
-    if let Launch::Pdl { .. } = launch
-        && a.input.is_none()
-    {
-        pc_pipeline::exec::pdl::check_pdl_spec(&spec)?;
+    if a.input.is_none() {
+        match launch {
+            Launch::Pdl { .. } => pc_pipeline::exec::pdl::check_pdl_spec(&spec)?,
+            Launch::Warps => pc_pipeline::exec::warps::check_warps_spec(&spec)?,
+            _ => {}
+        }
     }
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
@@ -308,6 +312,7 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
             Launch::Graph => "CUDA graph replay",
             Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
             Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
+            Launch::Warps => "stream launches, consumer and reduce on the warp-specialized mbarrier ring",
         },
         names.join(", ")
     );
@@ -318,12 +323,13 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         return match launch {
             Launch::Streams => check_sync(&gpus[0], &spec, input, a.delay_us),
             Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
+            Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.delay_us),
             Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
         };
     }
     let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && launch != Launch::Streams {
-        bail!("--trace/--svg record events around every operation on each stage's stream, which only --grain streams has; drop --graph/--grain");
+    if want_timeline && !matches!(launch, Launch::Streams | Launch::Warps) {
+        bail!("--trace/--svg record events around every operation on each stage's stream, which only --grain streams and warps have; drop --graph/--grain");
     }
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
@@ -423,6 +429,28 @@ fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -
         ok &= r.as_expected();
     }
     println!("sync check (pdl): {}", if ok { "PASS: the wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
+}
+
+/// `--check-sync --grain warps`: the ring's producer lane slowed; the
+/// complete protocol, then consumers that skip the full barrier's wait.
+fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!(
+        "sync check (warps): the ring's producer lane slowed by {delay_us} us before each copy; the complete protocol, then consumers without the full barrier's wait"
+    );
+    // SAFETY: `--check-sync` asks for exactly this: the full wait dropped, a
+    // race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_warps(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumers without the full wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("warps     {what:<38} {seen}: {verdict}");
+        ok &= r.as_expected();
+    }
+    println!("sync check (warps): {}", if ok { "PASS: the full wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
     Ok(ok)
 }
 

@@ -523,7 +523,7 @@ fn a_truncated_stream_leaves_no_output_file() {
 fn grains_a_pipeline_cannot_run_are_one_line_before_touching_a_gpu() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--grain", "pdl"]), "the pdl grain cannot run this pipeline");
     assert_one_line_error(&host(&["pipeline", "--stages", "producer,consumer,consumer,reduce", "--grain", "pdl-graph"]), "producer,consumer,reduce only");
-    assert_one_line_error(&host(&["pipeline", "--grain", "warps"]), "--grain warps");
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--stages", "h2d,d2h", "--grain", "warps"]), "the warps grain cannot run this pipeline");
     assert_one_line_error(&host(&["pipeline", "--grain", "pdl", "--graph"]), "--graph is --grain graph");
     let short = tmp_dir("grain").join("in.bin");
     std::fs::write(&short, [0u8; 64]).unwrap();
@@ -559,4 +559,23 @@ fn pipeline_pdl_sync_checker_shows_the_wait_is_needed() {
     assert!(out.status.success(), "{text}{err}");
     assert!(text.contains("sync check (pdl): PASS"), "{text}");
     assert_eq!(text.matches("as expected").count() - text.matches("NOT AS EXPECTED").count(), 4, "{text}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_warps_grain_verifies_and_its_sync_checker_shows_the_full_wait_is_needed() {
+    for w in ["generate", "stream"] {
+        let out = host(&["pipeline", "-w", w, "--grain", "warps", "-k", "3", "--chunk", "1MiB", "--total", "13MiB", "--runs", "2"]);
+        let (text, err) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
+        if err.contains("needs a GPU of compute capability 9.0") {
+            assert_one_line_error(&out, "needs a GPU of compute capability 9.0");
+            return;
+        }
+        assert!(out.status.success(), "{text}{err}");
+        assert!(text.contains("warp-specialized mbarrier ring") && text.contains("verification: PASS: all 13 chunks"), "{text}");
+        let out = host(&["pipeline", "-w", w, "--grain", "warps", "--check-sync", "-k", "2", "--chunk", "1MiB", "--total", "6MiB", "--delay-us", "200"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("sync check (warps): PASS"), "{text}");
+    }
 }

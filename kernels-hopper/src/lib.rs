@@ -105,7 +105,7 @@ pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32
             // SAFETY (the fault): only `launch_with_faults` passes it, whose contract is this race.
             let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
             let Some(slot) = next else { break };
-            slot.map_into(input, &mut output, consume);
+            slot.map_words_into(input, &mut output, consume);
             consumer = slot.release();
         },
         Role::Idle => {}

@@ -386,6 +386,32 @@ impl<T: Element> OutTiles<'_, T> {
         self.len == 0
     }
 
+    /// Writes elements `i..i + 4` with one 16-byte store (traps past the
+    /// end or where `i` is not 16-byte aligned in the slice). Crate-private,
+    /// as [`OutTiles::write`].
+    #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn write_quad(&mut self, i: usize, v: [T; 4])
+    where
+        T: Word,
+    {
+        assert!(i.checked_add(4).is_some_and(|e| e <= self.len), "index out of bounds");
+        // SAFETY: in bounds (checked); aligned (checked: a misaligned
+        // address traps); any bits of four Words are a valid Quad.
+        unsafe {
+            let p = self.ptr.add(i) as *mut Quad<T>;
+            assert!((p as usize).is_multiple_of(16), "misaligned quad");
+            p.write(Quad(v))
+        }
+    }
+
+    /// Whether element `i` sits on a 16-byte boundary.
+    #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn aligned_at(&self, i: usize) -> bool {
+        (self.ptr.wrapping_add(i) as usize).is_multiple_of(16)
+    }
+
     /// Writes element `i` (traps past the end). Crate-private: the ring's
     /// consumer slot calls it only for indices its thread owns.
     #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]

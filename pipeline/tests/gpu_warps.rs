@@ -112,21 +112,30 @@ fn the_ring_kernel_alone_handles_misaligned_and_tiny_inputs() {
     for n in [1usize, 3, 4, 5, 4095, 4096, 4097, 100_003] {
         let host: Vec<f32> = (0..n as u64 + 1).map(|i| kernel_math::produce(i, seed)).collect();
         let input: CudaSlice<f32> = s.clone_htod(&host).unwrap();
-        for (offset, k_slots, warps) in [(0usize, 1usize, 1u32), (1, 2, 3), (0, 4, 8), (1, 8, 2)] {
+        // (input offset, output offset, K, consumer warps): aligned or not,
+        // each way (a misaligned output takes the one-by-one path).
+        for (offset, out_offset, k_slots, warps) in [(0usize, 0usize, 1usize, 1u32), (1, 0, 2, 3), (0, 0, 4, 8), (1, 1, 8, 2), (0, 1, 3, 4)] {
             let mut shape = RingShape::new(k_slots);
             shape.consumer_warps = warps;
             k.allow_dynamic_shared_bytes(shape.shared_bytes()).unwrap();
             // SAFETY: filled with poison right below, on the same stream.
-            let mut out: CudaSlice<f32> = unsafe { s.alloc(n) }.unwrap();
-            unsafe { pc_runtime::gpu::poison(&s, &mut out) }.unwrap();
+            let mut whole: CudaSlice<f32> = unsafe { s.alloc(n + 1) }.unwrap();
+            unsafe { pc_runtime::gpu::poison(&s, &mut whole) }.unwrap();
+            let mut out = whole.slice_mut(out_offset..out_offset + n);
             let cfg = shape.config(gpu.info(), 4 * n as u64, 1.0);
             let view = input.slice(offset..offset + n);
             // SAFETY: one stream.
             unsafe { RingConsumerKernel::launch(&k, &s, cfg, &view, &mut out, shape.slots, shape.slot_bytes, 0) }.unwrap();
             let got = s.clone_dtoh(&out).unwrap();
+            drop(out);
             s.synchronize().unwrap();
             let wrong: Vec<usize> = (0..n).filter(|&i| got[i].to_bits() != kernel_math::consume(host[offset + i]).to_bits()).collect();
-            assert!(wrong.is_empty(), "n={n} offset={offset} K={k_slots} warps={warps}: {} wrong, first at {:?}", wrong.len(), wrong.first());
+            assert!(
+                wrong.is_empty(),
+                "n={n} offset={offset} out_offset={out_offset} K={k_slots} warps={warps}: {} wrong, first at {:?}",
+                wrong.len(),
+                wrong.first()
+            );
         }
     }
 }

@@ -32,10 +32,14 @@
 //!    `lto = "fat"`, `codegen-units = 1`, `panic = "abort"`, `opt-level = 3`,
 //!    `debug = false`. Fat LTO into one codegen unit makes
 //!    `--emit asm=<out_dir>/<name>.ptx` (with `-C target-cpu=<arch>`) one
-//!    complete PTX module, with no linker. The nested cargo gets its own
-//!    target directory under the output directory (so it never waits on the
-//!    outer build's lock) and an environment without the outer cargo's
-//!    variables;
+//!    complete PTX module, with no linker. Every crate of the build (`core`,
+//!    the device support crate, the kernel crate) gets `-C target-cpu=<arch>`
+//!    and the [`Builder::target_feature`]s through `CARGO_ENCODED_RUSTFLAGS`,
+//!    so `cfg(target_feature = "sm_90")` holds in dependencies too. The
+//!    nested cargo gets its own target directory per module under the output
+//!    directory (so it never waits on the outer build's lock, and two
+//!    modules built with other flags do not rebuild `core` in turn) and an
+//!    environment without the outer cargo's variables;
 //! 3. prints `cargo:rerun-if-changed` for every source file the nested build
 //!    read (from its dep-info) and every manifest involved;
 //! 4. checks that each expected kernel is a `.entry` in the PTX, and refuses a

@@ -127,7 +127,6 @@ fn the_ring_kernel_alone_handles_misaligned_and_tiny_inputs() {
             // SAFETY: one stream.
             unsafe { RingConsumerKernel::launch(&k, &s, cfg, &view, &mut out, shape.slots, shape.slot_bytes, 0) }.unwrap();
             let got = s.clone_dtoh(&out).unwrap();
-            drop(out);
             s.synchronize().unwrap();
             let wrong: Vec<usize> = (0..n).filter(|&i| got[i].to_bits() != kernel_math::consume(host[offset + i]).to_bits()).collect();
             assert!(

@@ -22,7 +22,8 @@
 //! taken before the current one is committed or released, a phase cannot be
 //! picked by hand, and a slot dropped without its commit or release traps
 //! (a launch error on the host) instead of leaving the other side waiting
-//! forever. Which tile each slot holds is the ring's too: producer and
+//! forever; a wait that still has not completed after [`WAIT_TIMEOUT_NS`]
+//! traps too. Which tile each slot holds is the ring's too: producer and
 //! consumers walk the same [`Tiles`] schedule, so they cannot disagree.
 //!
 //! On the host the device operations are stand-ins that panic: `#[kernel]`
@@ -40,6 +41,11 @@ pub const HEADER_BYTES: u32 = 128;
 
 /// Threads of the producer warp (warp 0); the rest of the block consumes.
 pub const PRODUCER_WARP: u32 = 32;
+
+/// How long a ring wait spins before it traps: far longer than any tile
+/// takes (even with the sync checker's slowed producer), so only a ring
+/// that cannot move (a lost arrival, a fault) reaches it.
+pub const WAIT_TIMEOUT_NS: u64 = 10_000_000_000;
 
 /// Dynamic shared memory a ring of `slots` slots of `slot_bytes` bytes needs.
 pub const fn shared_bytes(slots: u32, slot_bytes: u32) -> u32 {
@@ -530,9 +536,12 @@ mod dev {
         unsafe { core::arch::nvptx::_syncthreads() };
     }
 
-    /// Spins until the phase of parity `parity` of barrier `bar` has completed.
+    /// Spins until the phase of parity `parity` of barrier `bar` has
+    /// completed; traps after [`super::WAIT_TIMEOUT_NS`] (a ring that can
+    /// no longer move becomes a launch error on the host, not a hang).
     #[inline(always)]
     pub fn wait_parity(bar: u32, parity: u32) {
+        let mut start = 0u64;
         loop {
             let done: u32;
             // SAFETY: a wait on an initialized barrier of this ring. Not
@@ -545,6 +554,13 @@ mod dev {
             };
             if done != 0 {
                 return;
+            }
+            // The clock is read only once the first try failed.
+            let now = crate::globaltimer_ns();
+            if start == 0 {
+                start = now;
+            } else if now.wrapping_sub(start) > super::WAIT_TIMEOUT_NS {
+                crate::trap();
             }
         }
     }

@@ -102,7 +102,7 @@ pub struct RunReport {
     pub part_ms: Vec<f32>,
     /// One record per chunk (reduce sinks; empty otherwise), from the last run.
     pub reductions: Vec<Reduction>,
-    /// Start and end of every (stage, chunk), when asked for (stream launches only).
+    /// Start and end of every (stage, chunk), when asked for (stream launches and the warps grain only).
     pub timeline: Option<Timeline>,
 }
 
@@ -300,7 +300,7 @@ impl<'g> Pipeline<'g> {
     /// Runs the pipeline `runs` times back to back (no host synchronization
     /// between runs: each run's streams wait on the previous run's end),
     /// then synchronizes once. `timeline` records start/end events of every
-    /// (stage, chunk) of the last run (stream launches only).
+    /// (stage, chunk) of the last run (stream launches and the warps grain only).
     pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport> {
         self.run_with_progress(launch, runs, timeline, |_| {})
     }

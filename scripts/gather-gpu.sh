@@ -17,6 +17,8 @@ cp target/release/examples/wav_fir "$out/example-wav_fir"
 # The PTX the host embeds: the build script's output that the host build used.
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
+# The Hopper module (sm_90, PTX 8.0), built beside it by the same build script.
+cp "$(dirname "$ptx")/hopper.ptx" "$out/hopper.ptx"
 
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
   | python3 scripts/collect_test_binaries.py "$out"

@@ -36,6 +36,12 @@ for tool in ${TOOLS-memcheck racecheck synccheck initcheck}; do
   check $tool generate "$H" pipeline -w generate -k 3 --chunk 1MiB --total 8MiB
   check $tool stream "$H" pipeline -w stream -k 3 --chunk 1MiB --total 8MiB
   check $tool stream-graph "$H" pipeline -w stream -k 2 --chunk 256KiB --total 3MiB --graph --runs 3
+  # The Hopper grains' complete protocols (sm_90): PDL launches, plain and
+  # as a graph, and the consumer/reduce on the mbarrier ring.
+  check $tool grain-pdl "$H" pipeline --grain pdl -k 3 --chunk 256KiB --total 3MiB --runs 2
+  check $tool grain-pdl-graph "$H" pipeline --grain pdl-graph -k 2 --chunk 256KiB --total 3MiB --runs 2
+  check $tool grain-warps "$H" pipeline --grain warps -k 3 --chunk 1MiB --total 4MiB
+  check $tool grain-warps-stream "$H" pipeline --grain warps -w stream -k 2 --chunk 256KiB --total 3MiB
   [ -f "$log/in.bin" ] || "$H" gen --total 3MiB --output "$log/in.bin"
   check $tool stream-io "$H" pipeline -w stream -k 2 --chunk 256KiB --input "$log/in.bin" --output "$log/out.bin"
   PC_TEST_MAX_ELEMENTS=300000 check $tool gpu-tests "$here/test-ptx-kernels-gpu" --include-ignored --test-threads=1

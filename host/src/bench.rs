@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Skip the pipeline sweep (ceilings and kernels only).
     #[arg(long)]
     no_pipelines: bool,
+    /// Kernels in the per-kernel-boundary chain (sm_90 only; even).
+    #[arg(long, default_value_t = 1000)]
+    chain_links: usize,
     /// Peers' results (JSON from bench/peers/run_peers.py) to merge.
     #[arg(long)]
     peers: Option<PathBuf>,
@@ -216,23 +219,50 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         );
     }
 
+    // ---- kernel boundaries (sm_90: PDL) ----
+    let hopper = gpu.require_compute_capability(ptx_kernels::hopper::COMPUTE_CAPABILITY, "the PDL figures");
+    let boundaries = match &hopper {
+        Ok(()) => crate::bench_grains::report(&crate::bench_grains::boundaries(&gpu, a.chain_links, a.reps)?),
+        Err(e) => {
+            println!("boundary   skipped: {e}");
+            Value::Null
+        }
+    };
+
+    // ---- the warp-specialized ring on a memory-bound map (sm_90) ----
+    if hopper.is_ok() {
+        let mut time = |st: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>| time_ms(st, a.reps, a.large, f);
+        for (name, moved, ms, note) in crate::bench_grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
+            add("ring", &name, a.large, moved, ms, &note);
+        }
+    }
+
     // ---- pipelines ----
     let mut sweep: Vec<Value> = Vec::new();
     if !a.no_pipelines {
-        let modes: [(&str, usize, bool, bool); 6] = [
-            ("serial (one stream)", 1, true, false),
-            ("two streams per chunk (K=1)", 1, false, false),
-            ("ring K=2", 2, false, false),
-            ("ring K=3", 3, false, false),
-            ("ring K=4", 4, false, false),
-            ("graph replay (K=3)", 3, false, true),
+        let mut modes: Vec<(&str, usize, bool, Launch)> = vec![
+            ("serial (one stream)", 1, true, Launch::Streams),
+            ("two streams per chunk (K=1)", 1, false, Launch::Streams),
+            ("ring K=2", 2, false, Launch::Streams),
+            ("ring K=3", 3, false, Launch::Streams),
+            ("ring K=4", 4, false, Launch::Streams),
+            ("graph replay (K=3)", 3, false, Launch::Graph),
         ];
+        if hopper.is_ok() {
+            modes.push(("pdl, one stream (K=3)", 3, false, Launch::Pdl { graph: false }));
+            modes.push(("pdl graph replay (K=3)", 3, false, Launch::Pdl { graph: true }));
+            modes.push(("warps: mbarrier ring stages (K=3)", 3, false, Launch::Warps));
+        }
         for workload in [Workload::Generate, Workload::Stream] {
             for &chunk in &a.chunks {
-                for (mode, k, serial, graph) in modes {
+                for &(mode, k, serial, launch) in &modes {
+                    // The PDL grains run the generate pipeline only.
+                    if matches!(launch, Launch::Pdl { .. }) && workload != Workload::Generate {
+                        continue;
+                    }
+                    let graph = !matches!(launch, Launch::Streams | Launch::Warps);
                     let spec = PipelineSpec::new(workload).slots(k).serial(serial).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
                     let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
-                    let launch = if graph { Launch::Graph } else { Launch::Streams };
                     p.run(launch, 1, false)?; // warm-up (and graph capture)
                     let runs = 3;
                     let r = p.run(launch, runs, false)?;
@@ -241,7 +271,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     let g = gbps(a.pipeline_total, ms);
                     // The ideal from a timeline of one run with stream launches.
                     let ideal = if !graph {
-                        let t = p.run(Launch::Streams, 1, true)?;
+                        let t = p.run(launch, 1, true)?;
                         t.timeline.map(|tl| ideal_ms(&tl, spec.stages.len()))
                     } else {
                         None
@@ -295,13 +325,15 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             .with_context(|| format!("parsing {}", p.display()))?,
         None => Value::Null,
     };
-    let all = json!({"device": info.name, "sm_count": info.sm_count, "reps": a.reps, "rows": rows, "pipelines": sweep, "peers": peers});
+    let all =
+        json!({"device": info.name, "sm_count": info.sm_count, "reps": a.reps, "rows": rows, "boundaries": boundaries, "pipelines": sweep, "peers": peers});
     std::fs::write(&a.json, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", a.json.display()))?;
     std::fs::write(&a.markdown, markdown(&all)).with_context(|| format!("writing {}", a.markdown.display()))?;
     std::fs::create_dir_all(&a.plots).ok();
     crate::bench_plots::write_plots(&all, &a.plots)?;
     println!("wrote {}, {} and plots in {}", a.json.display(), a.markdown.display(), a.plots.display());
-    let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
+    let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true))
+        && all["boundaries"]["rows"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
     Ok(verified)
 }
 
@@ -345,6 +377,7 @@ pub fn markdown(all: &Value) -> String {
             );
         }
     }
+    m += &crate::bench_grains::markdown(&all["boundaries"]);
     let sweep = all["pipelines"].as_array().cloned().unwrap_or_default();
     if !sweep.is_empty() {
         m += "\n| workload | chunk | mode | ms per run | GB/s of input | of the physical bound | ideal | hand-off p50/p99 (us) | chunk latency p50/p99 (us) | verified |\n|---|---|---|---|---|---|---|---|---|---|\n";

@@ -21,6 +21,54 @@ pub enum WorkloadArg {
     Stream,
 }
 
+/// The grain of the hand-offs between stages (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrainArg {
+    /// One stream per stage, filled/freed events between them (the default).
+    Streams,
+    /// The same launch sequence captured once as a CUDA graph and replayed (= --graph).
+    Graph,
+    /// Programmatic dependent launch (sm_90): the generate pipeline on one
+    /// stream, each kernel waiting on the GPU for the one before.
+    Pdl,
+    /// The pdl grain captured once as a CUDA graph and replayed.
+    PdlGraph,
+    /// Stream launches with the consumer and reduce stages on the
+    /// warp-specialized mbarrier ring inside each kernel (sm_90).
+    Warps,
+    /// Every stage one kernel for the whole run, all running at once, slots
+    /// handed over through counters in device memory (stages with a flags
+    /// form: producer, consumer, reduce; K <= 256; use a deep ring, e.g.
+    /// -k 128, for small chunks).
+    Flags,
+}
+
+impl GrainArg {
+    fn name(self) -> &'static str {
+        match self {
+            GrainArg::Streams => "streams",
+            GrainArg::Graph => "graph",
+            GrainArg::Pdl => "pdl",
+            GrainArg::PdlGraph => "pdl-graph",
+            GrainArg::Warps => "warps",
+            GrainArg::Flags => "flags",
+        }
+    }
+}
+
+/// The launch a `--grain` (or the older `--graph`) asks for.
+pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> {
+    Ok(match (grain, graph) {
+        (None, false) | (Some(GrainArg::Streams), false) => Launch::Streams,
+        (None, true) | (Some(GrainArg::Graph), _) => Launch::Graph,
+        (Some(g), true) => bail!("--graph is --grain graph; it does not combine with --grain {}", g.name()),
+        (Some(GrainArg::Pdl), false) => Launch::Pdl { graph: false },
+        (Some(GrainArg::PdlGraph), false) => Launch::Pdl { graph: true },
+        (Some(GrainArg::Warps), false) => Launch::Warps,
+        (Some(GrainArg::Flags), false) => Launch::Flags,
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     /// Built-in workload (its default stage list).
@@ -52,17 +100,17 @@ pub struct PipelineArgs {
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     pub(crate) block_size: u32,
-    /// How stages hand chunks over: `streams` (each stage's stream waits on
-    /// the other's events), `graph` (the same, captured once as a CUDA graph
-    /// and replayed), `flags` (every stage one kernel for the whole run, all
-    /// running at once, slots handed over through counters in device memory;
-    /// stages with a flags form only: producer, consumer, reduce; K <= 256;
-    /// use a deep ring, e.g. -k 16, for small chunks).
-    #[arg(long, value_enum, default_value = "streams")]
-    pub(crate) grain: Grain,
-    /// The same as --grain graph.
-    #[arg(long, conflicts_with = "grain")]
+    /// Capture the launch sequence once as a CUDA graph and replay it
+    /// (the same as --grain graph).
+    #[arg(long)]
     pub(crate) graph: bool,
+    /// How stages hand chunks over: streams (events between per-stage
+    /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
+    /// (programmatic dependent launch on one stream, sm_90, the generate
+    /// pipeline only), warps (consumer and reduce on the warp-specialized
+    /// mbarrier ring, sm_90) [default: streams].
+    #[arg(long, value_enum)]
+    pub(crate) grain: Option<GrainArg>,
     /// Flags grain: a wait on a ring counter longer than this (ms) stops the
     /// run with an error naming the stage and slot, instead of hanging.
     #[arg(long, default_value_t = 10_000)]
@@ -132,32 +180,6 @@ pub struct PipelineArgs {
     /// Load the kernels from this PTX file instead of the embedded module.
     #[arg(long)]
     pub(crate) ptx: Option<PathBuf>,
-}
-
-/// `--grain`: how stages hand chunks to each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Grain {
-    Streams,
-    Graph,
-    Flags,
-}
-
-impl PipelineArgs {
-    pub(crate) fn launch(&self) -> Launch {
-        match (self.graph, self.grain) {
-            (true, _) | (_, Grain::Graph) => Launch::Graph,
-            (_, Grain::Streams) => Launch::Streams,
-            (_, Grain::Flags) => Launch::Flags,
-        }
-    }
-}
-
-fn launch_name(l: Launch) -> &'static str {
-    match l {
-        Launch::Streams => "stream launches",
-        Launch::Graph => "CUDA graph replay",
-        Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
-    }
 }
 
 /// Set by the first SIGINT (Ctrl-C): the running pipeline stops queueing,
@@ -268,6 +290,14 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         registry.replace(pc_pipeline::builtin::fir_in(crate::kernels_ptx(&a.ptx)?.0, taps)?)?;
     }
     let spec = spec_of(a, &registry)?;
+    let launch = launch_of(a.grain, a.graph)?;
+    if a.input.is_none() {
+        match launch {
+            Launch::Pdl { .. } => pc_pipeline::exec::pdl::check_pdl_spec(&spec)?,
+            Launch::Warps => pc_pipeline::exec::warps::check_warps_spec(&spec)?,
+            _ => {}
+        }
+    }
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
     }
@@ -288,24 +318,36 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         spec.chunk_elements,
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        launch_name(a.launch()),
+        match launch {
+            Launch::Streams => "stream launches",
+            Launch::Graph => "CUDA graph replay",
+            Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
+            Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
+            Launch::Warps => "stream launches, consumer and reduce on the warp-specialized mbarrier ring",
+            Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+        },
         names.join(", ")
     );
     if a.check_sync {
-        if gpus.len() != 1 || a.launch() == Launch::Graph {
-            bail!("--check-sync runs on one GPU with stream launches or the flags grain (drop --graph, give one --gpus index)");
+        if gpus.len() != 1 {
+            bail!("--check-sync runs on one GPU (give one --gpus index)");
         }
-        if a.launch() == Launch::Flags {
-            return check_sync_flags(&gpus[0], &spec, a.delay_us);
-        }
-        return check_sync(&gpus[0], &spec, input, a.delay_us);
+        return match launch {
+            Launch::Streams => check_sync(&gpus[0], &spec, input, a.delay_us),
+            Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
+            Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.delay_us),
+            Launch::Flags => check_sync_flags(&gpus[0], &spec, a.delay_us),
+            Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
+        };
     }
-    let launch = a.launch();
-    // The flags grain always records device timestamps for its report.
-    let want_timeline = a.trace.is_some() || a.svg.is_some() || launch == Launch::Flags;
-    if want_timeline && launch == Launch::Graph {
-        bail!("--trace/--svg record events around every operation, which a captured graph cannot time; drop --graph");
+    let want_timeline = a.trace.is_some() || a.svg.is_some();
+    if want_timeline && !matches!(launch, Launch::Streams | Launch::Warps | Launch::Flags) {
+        bail!(
+            "--trace/--svg record events around every operation on each stage's stream (or, for flags, device timestamps), which only --grain streams, warps and flags have; drop --graph/--grain"
+        );
     }
+    // The flags grain always records its device timestamps for the report.
+    let want_timeline = want_timeline || launch == Launch::Flags;
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
     let interrupt = fresh_interrupt_flag();
@@ -398,6 +440,9 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     Ok(passed)
 }
 
+/// `--check-sync --grain pdl|pdl-graph`: the complete protocol and the
+/// consumer without its `griddepcontrol.wait`, the producer slowed, plain and
+/// as a graph.
 fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<bool> {
     let n = spec.stages.len();
     println!(
@@ -442,12 +487,49 @@ fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<boo
     // The waits must be needed; an early release may go unseen on a given
     // run (the block's other warps usually finish first), which the lines
     // above say.
-    let waits_detected = report
-        .faults
-        .iter()
-        .filter(|r| matches!(r.fault, kernel_math::ring::fault::SKIP_FILLED_WAIT | kernel_math::ring::fault::SKIP_FREED_WAIT))
-        .all(|r| r.detected());
+    use kernel_math::ring::fault;
+    let waits_detected = report.faults.iter().filter(|r| matches!(r.fault, fault::SKIP_FILLED_WAIT | fault::SKIP_FREED_WAIT)).all(|r| r.detected());
     Ok(clean && waits_detected)
+}
+
+fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!("sync check (pdl): the producer slowed by {delay_us} us; the complete protocol, then the consumer without its griddepcontrol.wait");
+    // SAFETY: `--check-sync` asks for exactly this: the consumer's wait
+    // dropped, a race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_pdl(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumer without griddepcontrol.wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("{:<9} {what:<38} {seen}: {verdict}", r.launch.name());
+        ok &= r.as_expected();
+    }
+    println!("sync check (pdl): {}", if ok { "PASS: the wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
+}
+
+/// `--check-sync --grain warps`: the ring's producer lane slowed; the
+/// complete protocol, then consumers that skip the full barrier's wait.
+fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!(
+        "sync check (warps): the ring's producer lane slowed by {delay_us} us before each copy; the complete protocol, then consumers without the full barrier's wait"
+    );
+    // SAFETY: `--check-sync` asks for exactly this: the full wait dropped, a
+    // race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_warps(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumers without the full wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("warps     {what:<38} {seen}: {verdict}");
+        ok &= r.as_expected();
+    }
+    println!("sync check (warps): {}", if ok { "PASS: the full wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
 }
 
 fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {

@@ -334,7 +334,7 @@ struct Reduce {
     ptx: Kernels,
 }
 
-const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;
+pub(crate) const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;
 const _: () = assert!(std::mem::size_of::<Reduction>() == 80, "Reduction is 80 bytes, no padding");
 
 impl SinkStage for Reduce {
@@ -412,12 +412,12 @@ unsafe impl OnGpu for ReduceOnGpu {
     }
 }
 
-fn reduction_words(r: &Reduction) -> [u64; RECORD_WORDS] {
+pub(crate) fn reduction_words(r: &Reduction) -> [u64; RECORD_WORDS] {
     // SAFETY: Reduction is repr(C), 80 bytes without padding (checked above).
     unsafe { std::mem::transmute_copy(r) }
 }
 
-fn reduction_from_words(w: &[u64]) -> Reduction {
+pub(crate) fn reduction_from_words(w: &[u64]) -> Reduction {
     let mut a = [0u64; RECORD_WORDS];
     a.copy_from_slice(w);
     // SAFETY: as above; every bit pattern is a valid Reduction (integers only).

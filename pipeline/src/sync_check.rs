@@ -58,11 +58,60 @@ pub fn stage_to_slow(edge: &Edge) -> usize {
 /// One run of `p` with stage `slowed` delayed by `delay_ns` before each of
 /// its operations (0: none), rings re-poisoned first, every chunk verified.
 pub fn run_slowed(p: &mut Pipeline, slowed: Option<usize>, delay_ns: u64) -> Result<Verification, PipelineError> {
+    run_slowed_as(p, Launch::Streams, slowed, delay_ns)
+}
+
+/// [`run_slowed`] launched as `launch`.
+pub fn run_slowed_as(p: &mut Pipeline, launch: Launch, slowed: Option<usize>, delay_ns: u64) -> Result<Verification, PipelineError> {
     let stages = p.spec().stages.len();
     p.set_delays((0..stages).map(|s| if Some(s) == slowed { delay_ns } else { 0 }).collect());
     p.poison_rings()?;
-    let r = p.run(Launch::Streams, 1, false)?;
+    let r = p.run(launch, 1, false)?;
     Ok(p.verify(&r))
+}
+
+/// One run of the PDL checker.
+#[derive(Debug, Clone)]
+pub struct PdlCheck {
+    /// `Launch::Pdl { .. }`, plain or as a graph.
+    pub launch: Launch,
+    /// The consumer's fault bits (`nvptx_std::hopper::pdl::fault`; 0: the protocol).
+    pub faults: u32,
+    pub check: Verification,
+}
+
+impl PdlCheck {
+    /// The protocol shows no corruption; a fault shows some.
+    pub fn as_expected(&self) -> bool {
+        if self.faults == 0 { self.check.passed() } else { self.check.chunks_wrong > 0 }
+    }
+}
+
+/// The PDL grains' checker (one GPU of compute capability 9.0 or newer,
+/// the generate pipeline): for `pdl` and `pdl-graph`, the complete protocol
+/// with the producer slowed by `delay_ns` (must show no corruption), then
+/// the consumer without its `griddepcontrol.wait` (`fault::SKIP_WAIT`),
+/// producer slowed the same (must show corruption: the consumer, scheduled
+/// as soon as the producer called `launch_dependents`, reads slots before
+/// they are written).
+///
+/// # Safety
+/// As [`Pipeline::set_pdl_faults`]: the faulted runs race on purpose;
+/// their results are read only through verification.
+pub unsafe fn check_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64) -> Result<Vec<PdlCheck>, PipelineError> {
+    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
+    let mut out = Vec::new();
+    for launch in [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
+        for faults in [0, nvptx_std::hopper::pdl::fault::SKIP_WAIT] {
+            // SAFETY: the caller's contract.
+            unsafe { p.set_pdl_faults(faults) }?;
+            let check = run_slowed_as(&mut p, launch, Some(0), delay_ns);
+            // SAFETY: the protocol again: no race.
+            unsafe { p.set_pdl_faults(0) }?;
+            out.push(PdlCheck { launch, faults, check: check? });
+        }
+    }
+    Ok(out)
 }
 
 /// `p` (one GPU) run once without `edge` and with the edge's source stage
@@ -202,4 +251,42 @@ pub unsafe fn check_flags(gpu: &Gpu, spec: &PipelineSpec, delay_ns: u64, mut pro
     // SAFETY: the complete protocol again.
     unsafe { p.set_flag_faults(Vec::new()) };
     Ok(FlagsReport { baseline, faults })
+}
+
+/// One run of the warps checker.
+#[derive(Debug, Clone)]
+pub struct RingCheck {
+    /// The ring kernels' fault bits (`nvptx_std::hopper::ring::fault`; 0: the protocol).
+    pub faults: u32,
+    pub check: Verification,
+}
+
+impl RingCheck {
+    /// The protocol shows no corruption; a fault shows some.
+    pub fn as_expected(&self) -> bool {
+        if self.faults == 0 { self.check.passed() } else { self.check.chunks_wrong > 0 }
+    }
+}
+
+/// The warps grain's checker (one GPU of compute capability 9.0 or newer):
+/// the ring kernels' producer lane slowed by `delay_ns` before each copy,
+/// first with the complete protocol (must show no corruption), then with
+/// the consumers skipping the full barrier's wait (`SKIP_FULL_WAIT`; must
+/// show corruption: they read slots before the copy lands).
+///
+/// # Safety
+/// As [`Pipeline::set_ring_knobs`]: the faulted run races on purpose; its
+/// results are read only through verification.
+pub unsafe fn check_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64) -> Result<Vec<RingCheck>, PipelineError> {
+    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
+    let mut out = Vec::new();
+    for faults in [0, nvptx_std::hopper::ring::fault::SKIP_FULL_WAIT] {
+        // SAFETY: the caller's contract.
+        unsafe { p.set_ring_knobs(faults, delay_ns) }?;
+        let check = run_slowed_as(&mut p, Launch::Warps, None, 0);
+        // SAFETY: the protocol again: no race.
+        unsafe { p.set_ring_knobs(0, 0) }?;
+        out.push(RingCheck { faults, check: check? });
+    }
+    Ok(out)
 }

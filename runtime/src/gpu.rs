@@ -100,6 +100,17 @@ impl Gpu {
         Ok(RawModule { ctx: self.ctx.clone(), module, ptx, origin: origin.into() })
     }
 
+    /// Refuses, in one line naming `what`, a device older than compute
+    /// capability `need` (e.g. `(9, 0)` for PTX built for sm_90, which the
+    /// driver cannot load on older GPUs).
+    pub fn require_compute_capability(&self, need: (i32, i32), what: &str) -> Result<()> {
+        let have = self.info.compute_capability;
+        if have >= need {
+            return Ok(());
+        }
+        Err(Error::NeedsComputeCapability { what: what.to_string(), need, have, device: self.info.index, name: self.info.name.clone() })
+    }
+
     pub fn info(&self) -> &DeviceInfo {
         &self.info
     }

@@ -6,14 +6,20 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
+//!   programmatic dependent launches, plain or captured as a graph;
+//! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
+//!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
 mod flags;
 pub(crate) mod part;
+pub mod pdl;
 pub mod plan;
 pub mod split;
+pub mod warps;
 
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
@@ -52,7 +58,7 @@ impl Input {
     }
 }
 
-/// How a run is launched.
+/// How a run is launched: the grain of its hand-offs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// Every operation enqueued on the streams, each run.
@@ -64,6 +70,29 @@ pub enum Launch {
     /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
     /// form (see [`crate::flags`]).
     Flags,
+    /// Programmatic dependent launch (sm_90; see [`pdl`]): the generate
+    /// pipeline's kernels on one stream, each starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the built-in consumer
+    /// and reduce stages on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`]).
+    Warps,
+}
+
+impl Launch {
+    /// The grain's name on the command line (`--grain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Launch::Streams => "streams",
+            Launch::Graph => "graph",
+            Launch::Pdl { graph: false } => "pdl",
+            Launch::Pdl { graph: true } => "pdl-graph",
+            Launch::Warps => "warps",
+            Launch::Flags => "flags",
+        }
+    }
 }
 
 /// The outcome of [`Pipeline::run`].
@@ -81,7 +110,8 @@ pub struct RunReport {
     /// One record per chunk (reduce sinks; empty otherwise), from the last run.
     pub reductions: Vec<Reduction>,
     /// Start and end of every (stage, chunk), when asked for (stream
-    /// launches, from events; the flags grain, from device timestamps).
+    /// launches and the warps grain, from events; the flags grain, from
+    /// device timestamps).
     pub timeline: Option<Timeline>,
     /// The flags grain's device timestamps of the last run, per GPU (when a
     /// timeline was asked for).
@@ -215,6 +245,9 @@ impl<'g> Pipeline<'g> {
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
             p.cuda_graph = None;
+            if let Some(chain) = p.pdl.as_mut() {
+                chain.graph = None;
+            }
         }
     }
 
@@ -293,7 +326,7 @@ impl<'g> Pipeline<'g> {
     /// Runs the pipeline `runs` times back to back (no host synchronization
     /// between runs: each run's streams wait on the previous run's end),
     /// then synchronizes once. `timeline` records start/end events of every
-    /// (stage, chunk) of the last run (stream launches only).
+    /// (stage, chunk) of the last run (stream launches and the warps grain only).
     pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport> {
         self.run_with_progress(launch, runs, timeline, |_| {})
     }
@@ -301,6 +334,15 @@ impl<'g> Pipeline<'g> {
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
         self.settle();
+        let warps = launch == Launch::Warps;
+        if warps {
+            for p in &mut self.parts {
+                p.prepare_warps(&self.spec)?;
+            }
+        }
+        // The ring stages in for a warps run, the plain ones otherwise
+        // (records included: the sink's are read at the end of the run).
+        self.parts.iter_mut().for_each(|p| p.swap_warps(warps));
         self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
         let result = self.run_inner(launch, runs, timeline, progress);
         // Nothing may still run on the rings or copy into host memory when
@@ -330,12 +372,23 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        if launch == Launch::Graph {
-            for p in &mut self.parts {
-                if p.cuda_graph.is_none() {
-                    p.capture(&self.spec, &host)?;
+        match launch {
+            Launch::Graph => {
+                for p in &mut self.parts {
+                    if p.cuda_graph.is_none() {
+                        p.capture(&self.spec, &host)?;
+                    }
                 }
             }
+            Launch::Pdl { graph } => {
+                for p in &mut self.parts {
+                    p.prepare_pdl(&self.spec)?;
+                    if graph && p.pdl.as_ref().is_some_and(|c| c.graph.is_none()) {
+                        p.capture_pdl(&self.spec)?;
+                    }
+                }
+            }
+            Launch::Streams | Launch::Warps | Launch::Flags => {}
         }
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let wall = Instant::now();
@@ -358,7 +411,7 @@ impl<'g> Pipeline<'g> {
                     origins.push(s0.record_event(timing).map_err(err("recording the origin event"))?);
                 }
                 match launch {
-                    Launch::Streams => {
+                    Launch::Streams | Launch::Warps => {
                         let tl = if timeline && last { Some(&mut spans) } else { None };
                         p.enqueue(&self.spec, pi, &host, tl)?;
                     }
@@ -367,6 +420,11 @@ impl<'g> Pipeline<'g> {
                         None => return Err(PipelineError::EmptyCapture),
                     },
                     Launch::Flags => p.enqueue_flags(&self.spec, &self.flag_faults)?,
+                    Launch::Pdl { graph: false } => p.enqueue_pdl(&self.spec)?,
+                    Launch::Pdl { graph: true } => match p.pdl.as_ref().and_then(|c| c.graph.as_ref()) {
+                        Some(g) => g.launch().map_err(err("launching the captured PDL graph"))?,
+                        None => return Err(PipelineError::EmptyCapture),
+                    },
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
@@ -402,7 +460,7 @@ impl<'g> Pipeline<'g> {
         }
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(p.records(launch)?);
+            reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records(launch)? });
         }
         let mut flag_stamps = Vec::new();
         if timeline && launch == Launch::Flags {
@@ -412,7 +470,7 @@ impl<'g> Pipeline<'g> {
         }
         let timeline = if let Some(st) = flag_stamps.first() {
             Some(st.timeline(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), 0))
-        } else if timeline && launch == Launch::Streams {
+        } else if timeline && matches!(launch, Launch::Streams | Launch::Warps) {
             let mut out = Vec::with_capacity(spans.len());
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);

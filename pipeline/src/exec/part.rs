@@ -45,6 +45,10 @@ pub(crate) struct Part<'g> {
     pub cuda_graph: Option<CudaGraph>,
     /// The flags grain's kernels and counters, from its first run.
     pub flags: Option<super::flags::FlagsPart>,
+    /// The PDL grains' kernels and records, loaded at their first run.
+    pub pdl: Option<super::pdl::PdlChain>,
+    /// The warps grain's ring stages, prepared at its first run.
+    pub warps: Option<super::warps::WarpStages>,
 }
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
@@ -97,7 +101,23 @@ impl<'g> Part<'g> {
         let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
         s0.synchronize().map_err(err("setting up the pipeline"))?;
         let names = spec.stages.iter().map(|s| s.name().to_string()).collect();
-        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None, flags: None })
+        Ok(Part {
+            gpu,
+            chunks,
+            streams,
+            rings,
+            stages: prepared,
+            names,
+            delay,
+            events,
+            fork,
+            joins,
+            graph,
+            cuda_graph: None,
+            flags: None,
+            pdl: None,
+            warps: None,
+        })
     }
 
     /// Poison in every ring slot, then wait for it.

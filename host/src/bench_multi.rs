@@ -178,20 +178,6 @@ fn ctx_of(g: &Gpu) -> sys::CUcontext {
     unsafe { g.context() }.cu_ctx()
 }
 
-/// Lets `from`'s context access `to`'s memory directly; `false` where the
-/// GPUs cannot (copies then go through the host).
 fn enable_peer(from: &Gpu, to: &Gpu) -> Result<bool> {
-    let mut can = 0i32;
-    // SAFETY: plain queries and a context switch on this thread.
-    unsafe {
-        sys::cuDeviceCanAccessPeer(&mut can, from.info().index as i32, to.info().index as i32).result()?;
-        if can == 0 {
-            return Ok(false);
-        }
-        from.context().bind_to_thread()?;
-        match sys::cuCtxEnablePeerAccess(ctx_of(to), 0) {
-            sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => Ok(true),
-            e => Err(anyhow::anyhow!("enabling peer access from GPU {} to GPU {}: {e:?}", from.info().index, to.info().index)),
-        }
-    }
+    Ok(from.enable_peer_access(to)?)
 }

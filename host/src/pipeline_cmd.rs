@@ -121,6 +121,11 @@ pub struct PipelineArgs {
     /// GPUs to spread chunks over: "all", or indices like "0,1".
     #[arg(long, default_value = "0")]
     pub(crate) gpus: String,
+    /// Each stage on a GPU of its own, in stage order: "producer:0,consumer:1,reduce:1"
+    /// (or "0,1,1"). Where neighbours sit on different GPUs a peer copy goes
+    /// between them (over NVLink where the GPUs have it). Instead of --gpus.
+    #[arg(long, conflicts_with = "gpus")]
+    pub(crate) place: Option<String>,
     /// Stream from this file, or standard input with "-": little-endian
     /// elements of the source's type, as many as arrive (a last partial
     /// chunk is fine; a partial element is an error). Needs a pipeline from
@@ -207,6 +212,33 @@ fn fresh_interrupt_flag() -> Arc<AtomicBool> {
     let flag = interrupt_flag();
     flag.store(false, Ordering::SeqCst);
     flag
+}
+
+/// `--place`: "name:gpu,..." (or "gpu,...") in stage order, to the GPUs
+/// used (distinct, in order of first use) and each stage's index among them.
+pub(crate) fn parse_place(text: &str, stages: &[&str]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.len() != stages.len() {
+        bail!("--place names {} stage(s) but the pipeline has {} ({}); give one GPU per stage, in order", items.len(), stages.len(), stages.join(","));
+    }
+    let (mut devices, mut placement) = (Vec::new(), Vec::new());
+    for (i, (item, stage)) in items.iter().zip(stages).enumerate() {
+        let dev = match item.rsplit_once(':') {
+            Some((name, dev)) if name.trim() == *stage => dev,
+            Some((name, _)) => bail!("--place item {} names stage {:?}, but stage {} is {stage}", i + 1, name.trim(), i + 1),
+            None => item,
+        };
+        let dev: usize = dev.trim().parse().map_err(|_| anyhow::anyhow!("--place item {} ({item:?}): the GPU must be an index like 0 or 1", i + 1))?;
+        let at = match devices.iter().position(|&d| d == dev) {
+            Some(at) => at,
+            None => {
+                devices.push(dev);
+                devices.len() - 1
+            }
+        };
+        placement.push(at);
+    }
+    Ok((devices, placement))
 }
 
 pub(crate) fn gpu_indices(list: &str) -> Result<Vec<usize>> {
@@ -303,7 +335,13 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
-    let indices = gpu_indices(&a.gpus)?;
+    let (indices, spec) = match &a.place {
+        Some(text) => {
+            let (devices, placement) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
+            (devices, spec.placement(placement))
+        }
+        None => (gpu_indices(&a.gpus)?, spec),
+    };
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
     let input = Input::Generated;
@@ -328,12 +366,18 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         },
         names.join(", ")
     );
+    if a.check_sync && !spec.placement.is_empty() {
+        if launch != Launch::Streams {
+            bail!("--check-sync with --place runs with stream launches");
+        }
+        return check_sync(&refs, &spec, input, a.delay_us);
+    }
     if a.check_sync {
         if gpus.len() != 1 {
-            bail!("--check-sync runs on one GPU (give one --gpus index)");
+            bail!("--check-sync runs on one GPU (give one --gpus index, or --place)");
         }
         return match launch {
-            Launch::Streams => check_sync(&gpus[0], &spec, input, a.delay_us),
+            Launch::Streams => check_sync(&refs[..1], &spec, input, a.delay_us),
             Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
             Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.delay_us),
             Launch::Flags => check_sync_flags(&gpus[0], &spec, a.delay_us),
@@ -532,19 +576,24 @@ fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64)
     Ok(ok)
 }
 
-fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
-    use pc_pipeline::sync_check::check_edges;
-    let graph = pc_pipeline::EventGraph::new(spec.stages.len(), spec.chunks(), spec.slots.min(spec.chunks()));
-    println!("sync check: {} edges; each removed in turn, with the stage it comes from slowed by {delay_us} us before each operation", graph.edges().len());
-    let bar = progress_bar(graph.edges().len() + spec.stages.len());
+fn check_sync(gpus: &[&Gpu], spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    use pc_pipeline::sync_check::check_edges_on;
+    println!("sync check: each edge removed in turn, with the stage it comes from slowed by {delay_us} us before each operation");
+    let bar = progress_bar(0);
     // SAFETY: `--check-sync` asks for exactly this: each edge removed in
     // turn, a race on purpose, whose results are only verified and reported.
-    let report = unsafe { check_edges(gpu, spec, input, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64)) }?;
+    let report = unsafe {
+        check_edges_on(gpus, spec, input, delay_us.saturating_mul(1000), |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64)
+        })
+    }?;
     bar.finish_and_clear();
+    let name = |s: usize| report.stage_names.get(s).map_or("?", |n| n.as_str());
     for (stage, v) in &report.baseline {
         println!(
             "all edges, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
-            spec.stages[*stage].name(),
+            name(*stage),
             if v.passed() { "no corruption" } else { "CORRUPTION" },
             v.chunks_wrong,
             v.chunks_checked
@@ -560,15 +609,7 @@ fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Re
             Some((c, what)) => format!("needed: corruption detected ({} chunk(s) wrong; chunk {c}: {what})", r.check.chunks_wrong),
             None => "not detected".to_string(),
         };
-        println!(
-            "ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}",
-            e.ring,
-            e.slot,
-            spec.stages[e.from.0].name(),
-            e.from.1,
-            spec.stages[e.to.0].name(),
-            e.to.1
-        );
+        println!("ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}", e.ring, e.slot, name(e.from.0), e.from.1, name(e.to.0), e.to.1);
     }
     let detected = report.edges.iter().filter(|r| r.detected()).count();
     let clean = report.baseline.iter().all(|(_, v)| v.passed());
@@ -645,5 +686,21 @@ mod tests {
         assert_eq!(gpu_indices("0,1").unwrap(), vec![0, 1]);
         assert!(gpu_indices("0,0").unwrap_err().to_string().contains("listed twice"));
         assert!(gpu_indices(",").unwrap_err().to_string().contains("names no device"));
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::parse_place;
+
+    #[test]
+    fn place_lists_parse_to_devices_and_indices() {
+        let st = ["producer", "consumer", "reduce"];
+        assert_eq!(parse_place("producer:0,consumer:1,reduce:1", &st).unwrap(), (vec![0, 1], vec![0, 1, 1]));
+        assert_eq!(parse_place("3, 1, 3", &st).unwrap(), (vec![3, 1], vec![0, 1, 0]));
+        for (bad, want) in [("0,1", "names 2 stage(s)"), ("producer:0,reduce:1,consumer:1", "names stage \"reduce\""), ("0,x,1", "must be an index")] {
+            let e = parse_place(bad, &st).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 }

@@ -303,6 +303,65 @@ impl SinkStage for D2h {
     }
 }
 
+/// A stage that copies each chunk from a ring on one GPU into a ring on
+/// another (placement: `PipelineSpec::placement`), inserted by the pipeline
+/// where two neighbouring stages run on different GPUs. It runs on the
+/// reading GPU's stream; with peer access enabled the copy goes over the link
+/// between the GPUs (NVLink or PCIe), otherwise the driver stages it through
+/// the host. Its reference is the identity.
+pub fn peer_copy(elem: ElemType, from: usize, to: usize) -> Stage {
+    Stage::new(format!("copy-gpu{from}-gpu{to}"), format!("{elem} -> {elem}: peer copy from GPU {from} to GPU {to}"), Kind::Map(Arc::new(PeerCopy { elem })))
+}
+
+/// Whether `stage` is a peer copy that [`peer_copy`] made.
+pub fn is_peer_copy(stage: &Stage) -> bool {
+    // By its name and description, which only `peer_copy` writes together.
+    stage.name().starts_with("copy-gpu") && stage.about().contains(": peer copy from GPU ")
+}
+
+struct PeerCopy {
+    elem: ElemType,
+}
+
+impl crate::stage::MapStage for PeerCopy {
+    fn input(&self) -> ElemType {
+        self.elem
+    }
+    fn output(&self) -> ElemType {
+        self.elem
+    }
+    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        Ok(Box::new(PeerCopyOnGpu))
+    }
+    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
+        Ok(input.clone())
+    }
+}
+
+struct PeerCopyOnGpu;
+
+// SAFETY: one copy on the op's stream, from the op's input slot to its
+// output slot (on two GPUs; unified addressing names both).
+unsafe impl OnGpu for PeerCopyOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let stream = op.stream;
+        let len = op.len();
+        let (Some((elem, input)), Some((_, output))) = (op.input.as_ref(), op.output.as_mut()) else {
+            return Err(PipelineError::BadStages(format!("copy stage {} has no input or output slot", op.stage)));
+        };
+        let bytes = len * elem.size();
+        if bytes > input.len() || bytes > output.len() {
+            return Err(PipelineError::BadStages(format!("copy stage {}: slot too small", op.stage)));
+        }
+        let (src, _) = input.device_ptr(stream);
+        let (dst, _) = output.device_ptr_mut(stream);
+        // SAFETY: both slots hold `bytes`; cuMemcpyAsync resolves which
+        // device each address is on.
+        unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a copy between GPUs"))?;
+        Ok(())
+    }
+}
+
 /// The copy stages' work: one async copy between the slot and the chunk's
 /// place in pinned host memory.
 struct HostCopy;

@@ -34,6 +34,8 @@ impl EdgeResult {
 /// The checker's findings.
 #[derive(Debug, Clone)]
 pub struct SyncReport {
+    /// The stages as run (a placed pipeline has its peer copies in).
+    pub stage_names: Vec<String>,
     /// The full graph, once per stage slowed: must all pass.
     pub baseline: Vec<(usize, Verification)>,
     pub edges: Vec<EdgeResult>,
@@ -146,10 +148,28 @@ pub unsafe fn check_edges(
     spec: &PipelineSpec,
     input: Input,
     delay_ns: u64,
+    progress: impl FnMut(usize, usize),
+) -> Result<SyncReport, PipelineError> {
+    // SAFETY: the caller's contract.
+    unsafe { check_edges_on(&[gpu], spec, input, delay_ns, progress) }
+}
+
+/// [`check_edges`] for a pipeline on several GPUs (`spec.placement`
+/// indexes `gpus`): its edges across GPUs, peer copies included, are
+/// checked like every other.
+///
+/// # Safety
+/// As [`check_edges`].
+pub unsafe fn check_edges_on(
+    gpus: &[&Gpu],
+    spec: &PipelineSpec,
+    input: Input,
+    delay_ns: u64,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SyncReport, PipelineError> {
-    let stages = spec.stages.len();
-    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
+    let mut p = Pipeline::new(gpus, spec.clone().serial(false), input)?;
+    let stages = p.spec().stages.len();
+    let stage_names = p.spec().stages.iter().map(|s| s.name().to_string()).collect();
     let full = p.event_graph(0).ok_or(PipelineError::NoGpus)?.clone();
     let total = stages + full.edges().len();
     let mut done = 0;
@@ -166,7 +186,7 @@ pub unsafe fn check_edges(
         done += 1;
         progress(done, total);
     }
-    Ok(SyncReport { baseline, edges })
+    Ok(SyncReport { stage_names, baseline, edges })
 }
 
 /// One part of the flags grain's protocol removed on one ring, with the

@@ -115,6 +115,32 @@ impl Gpu {
         &self.info
     }
 
+    /// Lets kernels and copies on this device reach `other`'s memory
+    /// directly (NVLink or PCIe peer-to-peer): `Ok(false)` where the two
+    /// cannot (copies between them then go through the host, slower but
+    /// correct), `Ok(true)` once enabled (or already), and the same device
+    /// is `Ok(true)`.
+    pub fn enable_peer_access(&self, other: &Gpu) -> Result<bool> {
+        if self.info.index == other.info.index {
+            return Ok(true);
+        }
+        let mut can = 0i32;
+        // SAFETY: a query of two valid device ordinals.
+        unsafe { sys::cuDeviceCanAccessPeer(&mut can, self.info.index as i32, other.info.index as i32) }
+            .result()
+            .map_err(Error::cuda("asking whether two GPUs can reach each other"))?;
+        if can == 0 {
+            return Ok(false);
+        }
+        self.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
+        // SAFETY: enables access from the current context (this device's) to
+        // a valid context; no memory is touched.
+        match unsafe { sys::cuCtxEnablePeerAccess(other.ctx.cu_ctx(), 0) } {
+            sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => Ok(true),
+            e => Err(Error::cuda(format!("enabling peer access from GPU {} to GPU {}", self.info.index, other.info.index))(cudarc::driver::DriverError(e))),
+        }
+    }
+
     /// cudarc's context of this device.
     ///
     /// # Safety

@@ -97,9 +97,9 @@ impl Part<'_> {
         if spin > 0 {
             let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: the delay kernel touches no memory.
-            unsafe { DelayKernel::launch(&self.delay, st, one, spin) }?;
+            unsafe { DelayKernel::launch(&self.delay[s], st, one, spin) }?;
         }
-        let cfg = self.gpu.launch_config(len, block_size, None)?;
+        let cfg = self.stage_gpus[s].launch_config(len, block_size, None)?;
         let stages = self.stages.len();
         // The rings either side of stage s: ring s-1 is read, ring s written.
         let (before, after) = self.rings.split_at_mut(s);

@@ -161,6 +161,43 @@ pub struct Pipeline<'g> {
     flag_faults: Vec<u32>,
 }
 
+/// A placed spec (see [`PipelineSpec::placement`]) with a peer copy where
+/// two neighbouring stages sit on different GPUs (peer access enabled both
+/// ways where the GPUs allow it), and each stage's GPU.
+fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<&'g Gpu>)> {
+    let n = spec.stages.len();
+    if spec.placement.len() != n {
+        return Err(PipelineError::BadStages(format!("the placement names {} GPU(s) for {n} stages; give one per stage", spec.placement.len())));
+    }
+    if let Some((s, &i)) = spec.placement.iter().enumerate().find(|&(_, &i)| i >= gpus.len()) {
+        return Err(PipelineError::BadStages(format!("stage {} is placed on GPU #{i} of the list, which has {} GPU(s)", spec.stages[s].name(), gpus.len())));
+    }
+    if spec.serial {
+        return Err(PipelineError::BadStages("the serial baseline runs on one stream, so its stages cannot be placed on several GPUs".into()));
+    }
+    let types = spec.ring_types()?;
+    let (mut stages, mut placement, mut stage_gpus) = (Vec::new(), Vec::new(), Vec::new());
+    for s in 0..n {
+        let (prev, here) = (s.checked_sub(1).map(|p| spec.placement[p]), spec.placement[s]);
+        // A peer copy between, unless this stage is one already (a placed
+        // spec given again).
+        if let Some(prev) = prev.filter(|&p| p != here && !crate::builtin::is_peer_copy(&spec.stages[s])) {
+            let (a, b) = (gpus[prev], gpus[here]);
+            b.enable_peer_access(a)?;
+            a.enable_peer_access(b)?;
+            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index));
+            placement.push(here);
+            stage_gpus.push(b);
+        }
+        stages.push(spec.stages[s].clone());
+        placement.push(here);
+        stage_gpus.push(gpus[here]);
+    }
+    let mut placed = spec.stages(stages);
+    placed.placement = placement;
+    Ok((placed, stage_gpus))
+}
+
 fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
     move |e| PipelineError::Runtime(Error::cuda(what)(e))
 }
@@ -173,8 +210,10 @@ impl<'g> Pipeline<'g> {
         if gpus.is_empty() {
             return Err(PipelineError::NoGpus);
         }
+        let (spec, stage_gpus) = if spec.placement.is_empty() { (spec, None) } else { place(spec, gpus).map(|(s, g)| (s, Some(g)))? };
         // A halo stage's history stays on its GPU: refused before any allocation.
-        spec.check_split(split::split_chunks(spec.chunks(), gpus.len()).len())?;
+        let parts = if stage_gpus.is_some() { 1 } else { split::split_chunks(spec.chunks(), gpus.len()).len() };
+        spec.check_split(parts)?;
         let ring_types = spec.ring_types()?;
         let (input_type, output_type) = (ring_types[0], ring_types[ring_types.len() - 1]);
         // Host buffers first: a bad input file costs no GPU setup.
@@ -184,8 +223,13 @@ impl<'g> Pipeline<'g> {
         let input = if spec.reads_host() { Some(load_input(ctx, &spec, input_type, input)?) } else { None };
         let out_bytes = spec.total_elements as usize * output_type.size();
         let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
-        let ranges = split::split_chunks(spec.chunks(), gpus.len());
-        let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
+        let parts = match &stage_gpus {
+            Some(sg) => vec![Part::placed(sg, &spec, &ring_types, 0..spec.chunks())?],
+            None => {
+                let ranges = split::split_chunks(spec.chunks(), gpus.len());
+                gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?
+            }
+        };
         Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None, in_flight: false.into(), flag_faults: Vec::new() })
     }
 
@@ -360,6 +404,12 @@ impl<'g> Pipeline<'g> {
 
     fn run_inner(&mut self, launch: Launch, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
         let runs = runs.max(1);
+        if !self.spec.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
+            return Err(PipelineError::BadStages(format!(
+                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
+                launch.name()
+            )));
+        }
         if launch == Launch::Flags {
             flags::check(&self.spec)?;
         }

@@ -87,6 +87,8 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
     let batch = ((1u64 << 30) / large as u64).clamp(2, 64) as usize;
     let both = |sides: &[&Side]| -> Result<()> {
         for sd in sides {
+            // Raw driver calls act on the current context: this GPU's.
+            sd.s_in.context().bind_to_thread()?;
             let (dp, _) = sd.dst.device_ptr(&sd.s_in);
             let (sp, _) = sd.src.device_ptr(&sd.s_out);
             // SAFETY: pinned and device buffers of `large` bytes each, alive until the batch is synchronized.
@@ -113,13 +115,15 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
             let (ga, gb) = (&gpus[a], &gpus[b]);
             let can = enable_peer(ga, gb)? && enable_peer(gb, ga)?;
             let note = if can { "" } else { " (no peer access: staged by the driver)" };
-            let copy = |from: &Side, fg: &Gpu, to: &Side, tg: &Gpu, on: &Arc<CudaStream>| -> Result<()> {
+            let copy_n = |from: &Side, fg: &Gpu, to: &Side, tg: &Gpu, on: &Arc<CudaStream>, n: usize| -> Result<()> {
+                on.context().bind_to_thread()?;
                 let (sp, _) = from.src.device_ptr(on);
                 let (dp, _) = to.dst.device_ptr(on);
-                // SAFETY: device buffers of `large` bytes on their own contexts, alive until synchronized.
-                unsafe { sys::cuMemcpyPeerAsync(dp, ctx_of(tg), sp, ctx_of(fg), large, on.cu_stream()) }.result()?;
+                // SAFETY: device buffers of `large >= n` bytes on their own contexts, alive until synchronized.
+                unsafe { sys::cuMemcpyPeerAsync(dp, ctx_of(tg), sp, ctx_of(fg), n, on.cu_stream()) }.result()?;
                 Ok(())
             };
+            let copy = |from: &Side, fg: &Gpu, to: &Side, tg: &Gpu, on: &Arc<CudaStream>| copy_n(from, fg, to, tg, on, large);
             let (sa, sb) = (&sides[a], &sides[b]);
             let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, batch, || copy(sa, ga, sb, gb, &sa.s_out))?;
             let ab = add(format!("peer copy GPU {} -> GPU {}{note}", indices[a], indices[b]), large as u64, ms);
@@ -131,7 +135,11 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
                 copy(sb, gb, sa, ga, &sb.s_out)
             })?;
             let bb = add(format!("peer copy both ways, GPU {} <-> GPU {}{note}", indices[a], indices[b]), 2 * large as u64, ms);
-            peer.push(json!({"a": indices[a], "b": indices[b], "peer_access": can, "a_to_b": ab, "b_to_a": ba, "both": bb}));
+            // At the placement figure's chunk size: 16 MiB copies back to back.
+            let chunk = (16usize << 20).min(large);
+            let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, 64, || copy_n(sa, ga, sb, gb, &sa.s_out, chunk))?;
+            let ab16 = add(format!("peer copy GPU {} -> GPU {}, {} copies{note}", indices[a], indices[b], bytes(chunk as u128)), chunk as u64, ms);
+            peer.push(json!({"a": indices[a], "b": indices[b], "peer_access": can, "a_to_b": ab, "b_to_a": ba, "both": bb, "a_to_b_16mib": ab16}));
         }
     }
     drop(sides);
@@ -166,7 +174,29 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
         );
         splits.push(json!({"workload": wl, "one_gpu_gbps": one, "split_gbps": split, "speedup": split / one, "bound_gbps": bound}));
     }
-    let out = json!({"gpus": indices, "copy_bytes": large, "rows": rows, "per_gpu_both": per_gpu_both, "all_both": all_both, "peer": peer, "splits": splits, "verified": ok});
+    // Placement: producer on the first GPU, consumer and reduce on the
+    // second; every chunk crosses between them once (a peer copy), so the
+    // bound is the peer copy at the chunk size.
+    let mut placed = Vec::new();
+    let ceiling16 = peer.first().and_then(|p| p["a_to_b_16mib"].as_f64());
+    for chunk in [16u64 << 20, 64 << 20] {
+        let spec = PipelineSpec::new(Workload::Generate).slots(3).chunk_elements(chunk / 4).total_elements(1 << 30).placement(vec![0, 1, 1]);
+        let mut p = Pipeline::new(&refs[..2], spec, Input::Generated)?;
+        p.run(Launch::Streams, 1, false)?;
+        let r = p.run(Launch::Streams, 3, false)?;
+        ok &= p.verify(&r).passed();
+        let g = r.input_gbps(p.spec());
+        let of = ceiling16.map_or(String::new(), |c| format!(", {:.1}% of the 16 MiB peer copy ({c:.1} GB/s)", 100.0 * g / c));
+        println!(
+            "placed     generate producer:{},consumer:{},reduce:{} chunk {} K=3: {g:.1} GB/s{of}",
+            indices[0],
+            indices[1],
+            indices[1],
+            bytes(chunk as u128)
+        );
+        placed.push(json!({"chunk_bytes": chunk, "gbps": g, "peer_copy_16mib_gbps": ceiling16}));
+    }
+    let out = json!({"gpus": indices, "copy_bytes": large, "rows": rows, "per_gpu_both": per_gpu_both, "all_both": all_both, "peer": peer, "splits": splits, "placed": placed, "verified": ok});
     std::fs::write(json_path, serde_json::to_string_pretty(&out)?)?;
     println!("wrote {}{}", json_path.display(), if ok { "" } else { " (VERIFICATION FAILED)" });
     Ok(ok)

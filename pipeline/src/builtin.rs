@@ -309,8 +309,13 @@ impl SinkStage for D2h {
 /// reading GPU's stream; with peer access enabled the copy goes over the link
 /// between the GPUs (NVLink or PCIe), otherwise the driver stages it through
 /// the host. Its reference is the identity.
-pub fn peer_copy(elem: ElemType, from: usize, to: usize) -> Stage {
-    Stage::new(format!("copy-gpu{from}-gpu{to}"), format!("{elem} -> {elem}: peer copy from GPU {from} to GPU {to}"), Kind::Map(Arc::new(PeerCopy { elem })))
+/// `direct`: the GPUs reach each other's memory (peer access enabled).
+pub fn peer_copy(elem: ElemType, from: usize, to: usize, direct: bool) -> Stage {
+    Stage::new(
+        format!("copy-gpu{from}-gpu{to}"),
+        format!("{elem} -> {elem}: peer copy from GPU {from} to GPU {to}"),
+        Kind::Map(Arc::new(PeerCopy { elem, direct })),
+    )
 }
 
 /// Whether `stage` is a peer copy that [`peer_copy`] made.
@@ -321,6 +326,7 @@ pub fn is_peer_copy(stage: &Stage) -> bool {
 
 struct PeerCopy {
     elem: ElemType,
+    direct: bool,
 }
 
 impl crate::stage::MapStage for PeerCopy {
@@ -331,14 +337,16 @@ impl crate::stage::MapStage for PeerCopy {
         self.elem
     }
     fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
-        Ok(Box::new(PeerCopyOnGpu))
+        Ok(Box::new(PeerCopyOnGpu { direct: self.direct }))
     }
     fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         Ok(input.clone())
     }
 }
 
-struct PeerCopyOnGpu;
+struct PeerCopyOnGpu {
+    direct: bool,
+}
 
 // SAFETY: one copy on the op's stream, from the op's input slot to its
 // output slot (on two GPUs; unified addressing names both).
@@ -353,11 +361,19 @@ unsafe impl OnGpu for PeerCopyOnGpu {
         if bytes > input.len() || bytes > output.len() {
             return Err(PipelineError::BadStages(format!("copy stage {}: slot too small", op.stage)));
         }
+        let (src_ctx, dst_ctx) = (cudarc::driver::DeviceSlice::stream(input).context().cu_ctx(), stream.context().cu_ctx());
         let (src, _) = input.device_ptr(stream);
         let (dst, _) = output.device_ptr_mut(stream);
-        // SAFETY: both slots hold `bytes`; cuMemcpyAsync resolves which
-        // device each address is on.
-        unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a copy between GPUs"))?;
+        // SAFETY: both slots hold `bytes`, each in its own GPU's context.
+        // With peer access a plain copy (unified addresses name both GPUs;
+        // it also goes into a captured graph); without it the driver stages
+        // the copy through the host (not capturable).
+        let r = if self.direct {
+            unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }
+        } else {
+            unsafe { sys::cuMemcpyPeerAsync(dst, dst_ctx, src, src_ctx, bytes, stream.cu_stream()) }
+        };
+        r.result().map_err(cuda("enqueuing a copy between GPUs"))?;
         Ok(())
     }
 }

@@ -116,7 +116,8 @@ impl Gpu {
     }
 
     /// Lets kernels and copies on this device reach `other`'s memory
-    /// directly (NVLink or PCIe peer-to-peer): `Ok(false)` where the two
+    /// directly (NVLink or PCIe peer-to-peer), buffers from its default
+    /// memory pool included: `Ok(false)` where the two
     /// cannot (copies between them then go through the host, slower but
     /// correct), `Ok(true)` once enabled (or already), and the same device
     /// is `Ok(true)`.
@@ -135,10 +136,23 @@ impl Gpu {
         self.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
         // SAFETY: enables access from the current context (this device's) to
         // a valid context; no memory is touched.
+        let what = || format!("enabling peer access from GPU {} to GPU {}", self.info.index, other.info.index);
         match unsafe { sys::cuCtxEnablePeerAccess(other.ctx.cu_ctx(), 0) } {
-            sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => Ok(true),
-            e => Err(Error::cuda(format!("enabling peer access from GPU {} to GPU {}", self.info.index, other.info.index))(cudarc::driver::DriverError(e))),
+            sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {}
+            e => return Err(Error::cuda(what())(cudarc::driver::DriverError(e))),
         }
+        // cudarc allocates from each device's default memory pool
+        // (cuMemAllocAsync), whose memory a peer reaches only once the pool
+        // grants it: context peer access alone does not cover pools.
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: a query into `pool`, then an access grant on that valid pool.
+        unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, other.info.index as i32) }.result().map_err(Error::cuda(what()))?;
+        let desc = sys::CUmemAccessDesc {
+            location: sys::CUmemLocation { type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE, id: self.info.index as i32 },
+            flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+        };
+        unsafe { sys::cuMemPoolSetAccess(pool, &desc, 1) }.result().map_err(Error::cuda(what()))?;
+        Ok(true)
     }
 
     /// cudarc's context of this device.
@@ -196,6 +210,8 @@ impl Gpu {
 /// No other stream may access `buf` until this fill completes (order it
 /// with events), as for any write with event tracking off.
 pub unsafe fn poison<T>(stream: &CudaStream, buf: &mut impl DevicePtrMut<T>) -> Result<()> {
+    // The raw fill acts on the current context: the stream's.
+    stream.context().bind_to_thread().map_err(Error::cuda("binding the context"))?;
     let bytes = buf.num_bytes();
     let (ptr, _no_tracking) = buf.device_ptr_mut(stream);
     // SAFETY: `ptr` addresses `bytes` bytes owned by `buf`.

@@ -183,9 +183,8 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
         // spec given again).
         if let Some(prev) = prev.filter(|&p| p != here && !crate::builtin::is_peer_copy(&spec.stages[s])) {
             let (a, b) = (gpus[prev], gpus[here]);
-            b.enable_peer_access(a)?;
-            a.enable_peer_access(b)?;
-            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index));
+            let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
+            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
             placement.push(here);
             stage_gpus.push(b);
         }

@@ -88,6 +88,8 @@ impl Part<'_> {
         let s0 = self.streams[0].clone();
         let chain = self.pdl.as_mut().ok_or(PipelineError::EmptyCapture)?;
         let bytes = chain.records.len() * 8;
+        // Raw driver calls act on the current context (another part's, on several GPUs).
+        s0.context().bind_to_thread().map_err(err("binding the GPU"))?;
         {
             let (dst, _) = chain.records.device_ptr_mut(&s0);
             let (src, _) = chain.empty.device_ptr(&s0);

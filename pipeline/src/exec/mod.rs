@@ -524,7 +524,19 @@ impl<'g> Pipeline<'g> {
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);
             }
-            Some(Timeline::new(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), self.parts.len(), out))
+            // A placed pipeline's rows say which GPU each stream is on.
+            let placed = !self.spec.placement.is_empty();
+            let names = self
+                .spec
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match self.parts.first().and_then(|p| p.stage_gpus.get(i)) {
+                    Some(g) if placed => format!("{} (GPU {})", s.name(), g.info().index),
+                    _ => s.name().to_string(),
+                })
+                .collect();
+            Some(Timeline::new(names, self.parts.len(), out))
         } else {
             None
         };

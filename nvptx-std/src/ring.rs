@@ -49,7 +49,7 @@ const BATCH: usize = 4;
 
 /// The K slots of one flag ring as a kernel parameter. The kernel at the
 /// ring's other end runs at the same time, so no `&[T]` of it is ever
-/// made beyond the slot a [`Reader`] or writer holds, between its wait
+/// made beyond the slot a stage runner holds, between its wait
 /// and its release.
 pub struct RingSlots<'a, T> {
     ptr: *mut T,

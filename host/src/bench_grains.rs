@@ -245,15 +245,19 @@ pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
     out.push(("plain 16-byte map (consumer_vec_kernel, resident grid)".to_string(), 8 * n as u64, plain_ms, format!("grid {}", full.grid_dim.0)));
 
     let ring = hopper.kernel::<RingConsumerKernel>()?;
-    for k in [2usize, 3, 4] {
-        let shape = RingShape::new(k);
+    // The default shape (16 KiB slots, 8 consumer warps) at K = 2..4, then
+    // larger slots and other consumer counts: the kernel takes its slot
+    // size and derives its consumers from the block.
+    let shapes = [(2usize, 16u32, 8u32), (3, 16, 8), (4, 16, 8), (4, 16, 16), (3, 32, 8), (4, 32, 8), (4, 32, 16), (2, 64, 8), (3, 64, 16)];
+    for (k, kib, warps) in shapes {
+        let shape = RingShape { slot_bytes: kib << 10, consumer_warps: warps, ..RingShape::new(k) };
         ring.allow_dynamic_shared_bytes(shape.shared_bytes())?;
         let rcfg = shape.config(info, 4 * n as u64, 1.0);
         // SAFETY: one stream.
         let ms = time(&s, &mut || Ok(unsafe { RingConsumerKernel::launch(&ring, &s, rcfg, &input, &mut output, shape.slots, shape.slot_bytes, 0) }?))?;
         check("ring_consumer_kernel", &mut output)?;
         out.push((
-            format!("warp-specialized ring map (K={k}, 16 KiB slots)"),
+            format!("warp-specialized ring map (K={k}, {kib} KiB slots, {warps} consumer warps)"),
             8 * n as u64,
             ms,
             format!("grid {} x {} threads; {:.1}% of the plain kernel's bandwidth (target >= 95%)", rcfg.grid_dim.0, rcfg.block_dim.0, 100.0 * plain_ms / ms),

@@ -9,9 +9,16 @@
 #    (page cache) and from a pipe (`host gen |`), output to /dev/null and to
 #    a pipe, chunks 1, 4 and 16 MiB, unverified (the GPU tests verify) and
 #    one verified row;
-# 3. latency p50/p99/max for chunks of 64 KiB to 16 MiB, the source paced
-#    at half of the rate the same chunk size reached unpaced (capped at half
-#    the stream bound, a quarter of "both directions").
+#    plus the reading side alone (`--host-only`: the file into ordinary
+#    memory through the same readers, no GPU), its ceiling;
+# 3. latency at the load issue 9 names: chunks of 64 KiB to 16 MiB, the
+#    source paced (`--rate`) at half the stream bound measured in step 1
+#    (a quarter of "both directions"), with --drop-oldest: where the stream
+#    does not sustain that rate, chunks are dropped (counted, reported
+#    here) instead of queueing without bound, and latency is that of the
+#    chunks delivered;
+# 4. beside it, latency at a rate each chunk size sustains: half of what
+#    the same size reached unpaced in this run, blocking (no drops).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 H="$here/host"
@@ -35,9 +42,11 @@ path, label, both, rc = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4
 try:
     r = json.load(open(path))
 except Exception as e:
-    print(f"{label:28s} FAILED (exit {rc}): {e}"); sys.exit()
+    print(f"{label:34s} FAILED (exit {rc}): {e}"); sys.exit()
 l = r["latency_us"]
-print(f"{label:28s} {r['input_gbps']:7.2f} GB/s = {100*r['input_gbps']/(both/2):5.1f}% of the stream bound; latency p50 {l['p50']:.0f} us p99 {l['p99']:.0f} us max {l['max']:.0f} us; dropped {r['dropped_chunks']}; verified {r['verified']}; exit {rc}")
+d = r["dropped_chunks"]
+share = f" ({100 * d / max(1, d + r['chunks']):.1f}% of chunks)" if d else ""
+print(f"{label:34s} {r['input_gbps']:7.2f} GB/s = {100*r['input_gbps']/(both/2):5.1f}% of the stream bound; latency p50 {l['p50']:.0f} us p99 {l['p99']:.0f} us max {l['max']:.0f} us; dropped {d}{share}; verified {r['verified']}; exit {rc}")
 PY
 }
 # The pipes' own ceilings: host gen into one pipe (the input side alone),
@@ -47,7 +56,7 @@ pipe_ceiling() { # label, pipeline
 import subprocess, sys, time
 label, cmd, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter(); subprocess.run(cmd, shell=True, check=True); dt = time.perf_counter() - t
-print(f"{label:28s} {total / dt / 1e9:7.2f} GB/s (pipe ceiling, no GPU)")
+print(f"{label:34s} {total / dt / 1e9:7.2f} GB/s (pipe ceiling, no GPU)")
 PY
 }
 total_bytes=$(stat -c %s "$in")
@@ -57,14 +66,25 @@ for c in 1MiB 4MiB 16MiB; do
   row "file-devnull-$c" "$out/file-devnull-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/file-devnull-$c.json"
   row "pipe-pipe-$c" "$out/pipe-pipe-$c.json" bash -c "'$H' gen --total $total | '$H' pipeline -w stream --chunk $c --input - --output - --no-verify --json '$out/pipe-pipe-$c.json' > /dev/null"
 done
+# The reading side alone, no GPU: what the readers deliver from this file.
+for c in 1MiB 4MiB 16MiB; do
+  row "file-read-only-$c" "$out/file-read-only-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --host-only --json "$out/file-read-only-$c.json"
+done
 row "file-devnull-4MiB-verified" "$out/file-devnull-4MiB-verified.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --json "$out/file-devnull-4MiB-verified.json"
-# Latency under a given load: each chunk size paced at half of what the
-# same size reached unpaced in this run (and never above half the stream
-# bound): a rate the stream sustains, so latency is not queue growth.
-echo "latency, paced at half of each chunk size's unpaced rate from a file:" | tee -a "$out/summary.txt"
+# Latency at the load issue 9 names: half the stream bound, whatever the
+# chunk size, dropping the oldest chunk when every staging slot is busy.
+half=$(python3 -c "print($both / 4)")
+echo "latency at half the stream bound ($half GB/s of input offered), --drop-oldest, from a file:" | tee -a "$out/summary.txt"
+for c in 64KiB 256KiB 1MiB 4MiB 16MiB; do
+  row "half-bound-$c-at-${half:0:5}GBps" "$out/half-bound-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --rate "$half" --drop-oldest --json "$out/half-bound-$c.json"
+done
+# Beside it, latency at a rate each chunk size sustains: half of what the
+# same size reached unpaced in this run, blocking, so latency is not queue
+# growth and nothing is dropped.
+echo "latency at a sustainable rate (half of each chunk size's unpaced rate), blocking, from a file:" | tee -a "$out/summary.txt"
 for c in 64KiB 256KiB 1MiB 4MiB 16MiB; do
   row "unpaced-$c" "$out/unpaced-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/unpaced-$c.json"
   rate=$(python3 -c "import json,sys; print(min(json.load(open(sys.argv[1]))['input_gbps'] / 2, $both / 4))" "$out/unpaced-$c.json")
-  row "paced-$c-at-${rate:0:5}GBps" "$out/paced-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --rate "$rate" --json "$out/paced-$c.json"
+  row "sustainable-$c-at-${rate:0:5}GBps" "$out/paced-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --rate "$rate" --json "$out/paced-$c.json"
 done
 rm -f "$in"

@@ -86,9 +86,18 @@ pub struct PipelineArgs {
     #[arg(long, requires = "input")]
     pub(crate) output: Option<PathBuf>,
     /// Streams: pinned staging slots per direction (default: what the GPU
-    /// rings hold at once, plus two).
+    /// rings hold at once, plus one per reader and one for the writer).
     #[arg(long)]
     pub(crate) host_slots: Option<usize>,
+    /// Streams from a regular file: chunks read at once, each by its own
+    /// reader thread, in pieces on every core (default 4).
+    #[arg(long, requires = "input")]
+    pub(crate) readers: Option<usize>,
+    /// Streams: only read the input, through the staging slots into
+    /// ordinary memory, with no GPU: the ceiling the reading side puts on
+    /// a stream from this input (throughput, and drops with --drop-oldest).
+    #[arg(long, requires = "input", conflicts_with = "output")]
+    pub(crate) host_only: bool,
     /// Streams: when every staging slot is busy, drop the oldest chunk not
     /// yet on the GPU (counted and reported) instead of waiting.
     #[arg(long, requires = "input")]

@@ -73,6 +73,9 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     if a.host_slots == Some(0) || a.host_slots == Some(1) {
         bail!("--host-slots must be at least 2 (one being read, one on the GPU)");
     }
+    if a.readers == Some(0) {
+        bail!("--readers must be at least 1");
+    }
     let to_stdout = a.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {
@@ -92,6 +95,17 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         // named pipe, a device) in order.
         if regular { Box::new(FileSource::new(f, readers())) } else { Box::new(ReadSource(f)) }
     };
+    let opts = StreamOptions {
+        host_slots: a.host_slots,
+        readers: a.readers,
+        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
+        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
+        verify: !a.no_verify,
+        interrupt: Some(interrupt),
+    };
+    if a.host_only {
+        return host_only(a, spec, input, source, opts);
+    }
     let mut staged = None;
     // An existing file that is not a regular one (a device such as
     // /dev/null, a named pipe) is written in place, never replaced.
@@ -127,13 +141,6 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         },
         gpu.info().name
     ));
-    let opts = StreamOptions {
-        host_slots: a.host_slots,
-        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
-        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
-        verify: !a.no_verify,
-        interrupt: Some(interrupt),
-    };
     let report = stream::run(&gpu, spec, source, sink, opts)?;
     let passed = report.verification.as_ref().is_none_or(|v| v.passed());
     // Only a complete, verified stream gets the final name.
@@ -150,6 +157,39 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         say(format!("report: wrote {}", p.display()));
     }
     Ok(passed)
+}
+
+/// `--host-only`: the input through the readers into ordinary memory, no GPU.
+fn host_only(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, source: Box<dyn StreamSource>, opts: StreamOptions) -> Result<bool> {
+    let size = spec.input_type()?.size();
+    let chunk_bytes = usize::try_from(spec.chunk_elements).ok().and_then(|c| c.checked_mul(size)).context("--chunk: too large for this machine")?;
+    println!(
+        "host only (no GPU): {} read in chunks of {} ({} elements of {}) into {} slots of ordinary memory",
+        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
+        bytes(chunk_bytes as u128),
+        spec.chunk_elements,
+        spec.input_type()?.name(),
+        opts.host_slots.map_or("the default".to_string(), |n| n.to_string()),
+    );
+    let report = stream::read_only(source, chunk_bytes, size, opts)?;
+    println!(
+        "read: {} chunks, {} in {:.3} s: {:.2} GB/s; {} staging slots",
+        report.chunks,
+        bytes(report.bytes_in as u128),
+        report.wall_s,
+        report.input_gbps(),
+        report.host_slots
+    );
+    let l = &report.latency;
+    println!("latency per chunk (read done -> next in order): p50 {:.0} us, p99 {:.0} us, max {:.0} us", l.p50_us, l.p99_us, l.max_us);
+    if report.dropped_chunks > 0 {
+        println!("dropped (drop-oldest): {} chunk(s), {}", report.dropped_chunks, bytes(report.dropped_bytes as u128));
+    }
+    if let Some(p) = &a.json {
+        write_json(p, spec, &report)?;
+        println!("report: wrote {}", p.display());
+    }
+    Ok(true)
 }
 
 fn print_report(r: &StreamReport, say: &dyn Fn(String)) {

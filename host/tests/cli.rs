@@ -203,6 +203,48 @@ fn tmp_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// `--host-only` needs no GPU: the file through the readers (several
+/// chunks at once) into ordinary memory; every chunk counted once, a
+/// mid-element end is one line naming the bytes, a read-side error too.
+#[test]
+fn host_only_reads_a_file_through_the_readers_without_a_gpu() {
+    let d = tmp_dir("host-only");
+    let input = d.join("in.bin");
+    std::fs::write(&input, vec![7u8; (3 << 20) + 4 * 1000]).unwrap();
+    for readers in ["1", "3", "8"] {
+        let json = d.join(format!("r{readers}.json"));
+        let args = [
+            "pipeline",
+            "-w",
+            "stream",
+            "--chunk",
+            "64KiB",
+            "--input",
+            input.to_str().unwrap(),
+            "--host-only",
+            "--readers",
+            readers,
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        let out = host(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(report["bytes_in"], (3 << 20) + 4 * 1000, "--readers {readers}");
+        assert_eq!(report["chunks"], 49, "--readers {readers}");
+        assert_eq!(report["dropped_chunks"], 0);
+    }
+    std::fs::write(&input, vec![0u8; (1 << 20) + 3]).unwrap();
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "64KiB", "--input", input.to_str().unwrap(), "--host-only"]);
+    assert_one_line_error(&out, "the stream ended mid-element: 1048579 bytes");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--readers", "0"]),
+        "--readers must be at least 1",
+    );
+    assert_eq!(host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--output", "x.bin"]).status.code(), Some(2));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
 #[test]
 #[ignore = "needs a CUDA device"]
 fn pipeline_stream_run_writes_timeline_and_beats_serial() {

@@ -5,9 +5,12 @@
 //!
 //! The host side is a producer/consumer pipeline itself, with the same
 //! filled/freed rule as the GPU rings:
-//! - a **reader thread** fills pinned input staging slots from the source
+//! - **reader threads** fill pinned input staging slots from the source
 //!   (a slot is *filled* when read; *freed* once the chunk's last GPU
-//!   operation finished, which follows its h2d copy);
+//!   operation finished, which follows its h2d copy): one for a source read
+//!   in order, several for one read at any offset (a regular file), whose
+//!   chunks are then handed on in chunk order whatever order their reads
+//!   finish in (`input`);
 //! - the **calling thread** enqueues each chunk on the GPU stages exactly
 //!   as [`crate::exec::plan::stream_chunk`] lists (the waits of the event
 //!   graph, one chunk at a time) and records a done event after its d2h;
@@ -29,9 +32,12 @@
 //! println!("{} chunks, latency p99 {:.0} us", report.chunks, report.latency.p99_us);
 //! # Ok::<(), pc_pipeline::PipelineError>(())
 //! ```
+mod input;
 mod io;
 
-pub use io::{Discard, FileSink, FileSource, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
+pub use io::{
+    Discard, FileSink, FileSource, FnSink, IterSource, ReadAt, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn,
+};
 
 use crate::PipelineError;
 use crate::elem::ElemType;
@@ -42,12 +48,12 @@ use crate::reference::Verification;
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, Sink};
 use cudarc::driver::CudaEvent;
+use input::{Input, Pace, Reading};
 use pc_runtime::gpu::Gpu;
-use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -66,8 +72,12 @@ pub enum Backpressure {
 #[derive(Debug, Clone, Default)]
 pub struct StreamOptions {
     /// Pinned staging slots per direction (default: enough for every chunk
-    /// the GPU rings can hold at once, plus one being read and one written).
+    /// the GPU rings can hold at once, plus one per reader and one written).
     pub host_slots: Option<usize>,
+    /// Chunks read at once from a source read at any offset
+    /// ([`StreamSource::positional`], a regular file); default 4, at most
+    /// the staging slots less one. A source read in order has one reader.
+    pub readers: Option<usize>,
     pub backpressure: Backpressure,
     /// Pace the source to this many input bytes per second (a live source):
     /// chunk `i` counts as arrived when its last byte is due, and latency
@@ -118,53 +128,6 @@ impl StreamReport {
     }
 }
 
-/// A FIFO that can be closed, and whose oldest item can be taken back (drop-oldest).
-struct Queue<T> {
-    inner: Mutex<(VecDeque<T>, bool)>,
-    cv: Condvar,
-}
-
-impl<T> Queue<T> {
-    fn new() -> Self {
-        Queue { inner: Mutex::new((VecDeque::new(), false)), cv: Condvar::new() }
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<T>, bool)> {
-        // A thread that panicked holding the lock left a consistent deque.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    /// False once closed (the item is dropped).
-    fn push(&self, item: T) -> bool {
-        let mut g = self.lock();
-        if g.1 {
-            return false;
-        }
-        g.0.push_back(item);
-        self.cv.notify_all();
-        true
-    }
-    fn close(&self) {
-        self.lock().1 = true;
-        self.cv.notify_all();
-    }
-    /// The next item; `None` when closed and empty. Waits at most `tick`
-    /// at a time, calling `poll` between waits (`poll` false: give up).
-    fn pop(&self, tick: Duration, mut poll: impl FnMut() -> bool) -> Option<T> {
-        let mut g = self.lock();
-        loop {
-            if let Some(x) = g.0.pop_front() {
-                return Some(x);
-            }
-            if g.1 || !poll() {
-                return None;
-            }
-            g = self.cv.wait_timeout(g, tick).unwrap_or_else(|p| p.into_inner()).0;
-        }
-    }
-    fn steal_oldest(&self) -> Option<T> {
-        self.lock().0.pop_front()
-    }
-}
-
 /// A filled input slot.
 struct Filled {
     slot: usize,
@@ -184,31 +147,20 @@ struct Job {
 
 /// The pinned staging rings and what the threads share.
 struct Shared {
-    input: PinnedBuffer,
+    /// The input slots, their readers' queue and the drop counts.
+    input: Arc<Input>,
     output: PinnedBuffer,
-    in_slot_bytes: usize,
     out_slot_bytes: usize,
-    filled: Queue<Filled>,
     stop: AtomicBool,
-    dropped_chunks: AtomicU64,
-    dropped_bytes: AtomicU64,
-    reader_error: Mutex<Option<PipelineError>>,
 }
 
 impl Shared {
     /// # Safety
-    /// The caller holds slot `i`'s token (it came through the free queue
-    /// and no GPU copy uses the slot): nobody else reads or writes it.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn in_slot(&self, i: usize) -> &mut [u8] {
-        // SAFETY: in bounds (i < slots); exclusive by the caller's token.
-        unsafe { std::slice::from_raw_parts_mut(self.input.base().add(i * self.in_slot_bytes), self.in_slot_bytes) }
-    }
-    /// # Safety
-    /// As [`Shared::in_slot`]; `len` at most the slot's size.
+    /// The caller holds input slot `i`'s token and no copy writes into it;
+    /// `len` at most the slot's size.
     unsafe fn in_view(&self, i: usize, len: usize) -> &[u8] {
-        // SAFETY: in bounds; no writer while the caller holds the token.
-        unsafe { std::slice::from_raw_parts(self.input.base().add(i * self.in_slot_bytes), len.min(self.in_slot_bytes)) }
+        // SAFETY: the caller's token (as required).
+        unsafe { self.input.view(i, len) }
     }
     /// # Safety
     /// The caller holds output slot `i`'s token and the GPU copy into it
@@ -218,18 +170,24 @@ impl Shared {
         unsafe { std::slice::from_raw_parts(self.output.base().add(i * self.out_slot_bytes), len.min(self.out_slot_bytes)) }
     }
     fn in_ptr(&self, i: usize) -> *const u8 {
-        self.input.base().wrapping_add(i * self.in_slot_bytes)
+        self.input.ptr(i)
     }
     fn out_ptr(&self, i: usize) -> *mut u8 {
         self.output.base().wrapping_add(i * self.out_slot_bytes)
     }
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.filled.close();
+        self.input.close();
     }
 }
 
 const TICK: Duration = Duration::from_millis(20);
+
+/// Chunks read at once from a positional source by default: with each
+/// chunk read in pieces on every core, a few chunks in flight keep the pool
+/// busy across one chunk's fixed costs (its pieces' start and join, the
+/// hand-off) without holding many slots.
+const DEFAULT_READERS: usize = 4;
 
 /// Runs `spec` (from `h2d` to `d2h`; its total is ignored: the stream is as
 /// long as the source) over everything `source` yields, writing every
@@ -255,7 +213,10 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         }
     }
     let stages = spec.stages.len();
-    let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 2).max(2);
+    let mut reading = Reading::of(source, opts.readers.unwrap_or(DEFAULT_READERS));
+    let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 1 + reading.readers()).max(2);
+    // A reader holds a slot while it reads: leave one for the GPU side.
+    reading.limit_readers(host_slots - 1);
     let slot_bytes = |t: ElemType| (chunk as usize).checked_mul(t.size()).map(|b| b.next_multiple_of(256));
     let too_big = || PipelineError::Runtime(pc_runtime::Error::HostMemory { elements: chunk, needed: chunk as u128 * 16 * host_slots as u128 });
     let (in_slot_bytes, out_slot_bytes) = (slot_bytes(in_t).ok_or_else(too_big)?, slot_bytes(out_t).ok_or_else(too_big)?);
@@ -263,24 +224,18 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
     // (below); the GPU copies that use a slot finish before its token is
     // passed on (the writer waits for the chunk's done event).
     let ctx = unsafe { gpu.context() };
+    let in_mem = PinnedBuffer::new(ctx, in_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?;
     let shared = Arc::new(Shared {
-        input: PinnedBuffer::new(ctx, in_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
+        input: Arc::new(Input::new(Box::new(in_mem), host_slots, in_slot_bytes, chunk as usize * in_t.size(), in_t.size())),
         output: PinnedBuffer::new(ctx, out_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
-        in_slot_bytes,
         out_slot_bytes,
-        filled: Queue::new(),
         stop: AtomicBool::new(false),
-        dropped_chunks: AtomicU64::new(0),
-        dropped_bytes: AtomicU64::new(0),
-        reader_error: Mutex::new(None),
     });
     let mut part = Part::new(gpu, &spec, &types, 0..k)?;
     let done: Arc<Vec<CudaEvent>> = Arc::new((0..host_slots).map(|_| ctx.new_event(None)).collect::<Result<_, _>>().map_err(cuda("creating an event"))?);
 
-    let (in_free_tx, in_free_rx) = mpsc::channel::<usize>();
     let (out_free_tx, out_free_rx) = mpsc::channel::<usize>();
     for i in 0..host_slots {
-        let _ = in_free_tx.send(i);
         let _ = out_free_tx.send(i);
     }
     let (job_tx, job_rx) = mpsc::channel::<Job>();
@@ -290,28 +245,33 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
     };
     let start = Instant::now();
 
-    // The reader is detached: it may be blocked in a read that never
-    // returns (a quiet pipe) when the run stops. It owns a reference to
-    // the staging memory, so nothing it touches is freed under it.
-    let reader = {
-        let shared = shared.clone();
-        let (in_size, chunk_bytes) = (in_t.size(), chunk as usize * in_t.size());
-        let (rate, policy) = (opts.rate_bytes_per_s, opts.backpressure);
-        std::thread::Builder::new()
-            .name("stream-reader".into())
-            .spawn(move || read_loop(&shared, source, in_free_rx, (in_size, chunk_bytes), rate, policy, start))
-    }
-    .map_err(|e| PipelineError::BadInput(format!("starting the reader thread: {e}")))?;
+    // The readers are joined only at a normal end: one may be blocked in
+    // a read that never returns (a quiet pipe) when the run stops. Each
+    // owns a reference to the input slots, so nothing it touches is freed
+    // under it.
+    let pace = Pace { start, rate: opts.rate_bytes_per_s };
+    let readers = shared.input.spawn_readers(reading, opts.backpressure, pace);
+    let readers = match readers {
+        Ok(r) => r,
+        Err(e) => {
+            shared.stop();
+            return Err(PipelineError::BadInput(format!("starting a reader thread: {e}")));
+        }
+    };
 
     let writer = {
         let (shared, done) = (shared.clone(), done.clone());
         let check = opts.verify.then(|| spec.clone());
         let interrupted = interrupted.clone();
-        std::thread::Builder::new()
-            .name("stream-writer".into())
-            .spawn(move || write_loop(&shared, &done, sink, job_rx, in_free_tx, out_free_tx, check, interrupted))
-    }
-    .map_err(|e| PipelineError::BadInput(format!("starting the writer thread: {e}")))?;
+        std::thread::Builder::new().name("stream-writer".into()).spawn(move || write_loop(&shared, &done, sink, job_rx, out_free_tx, check, interrupted))
+    };
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            shared.stop();
+            return Err(PipelineError::BadInput(format!("starting the writer thread: {e}")));
+        }
+    };
 
     let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, &interrupted);
     drop(job_tx);
@@ -330,14 +290,18 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         shared.stop();
         return Err(PipelineError::StreamInterrupted { chunks: w.chunks });
     }
-    // The reader closed the queue and ended (it is not blocked).
-    let _ = reader.join();
-    if let Some(e) = shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    // The input reached its end, so the readers are ending (none is
+    // blocked: the end stops every claim).
+    for r in readers {
+        let _ = r.join();
+    }
+    if let Some(e) = shared.input.take_error() {
         return Err(e);
     }
     if w.chunks != chunks {
         return Err(PipelineError::BadInput(format!("{chunks} chunks went to the GPU but {} reached the sink", w.chunks)));
     }
+    let (dropped_chunks, dropped_bytes) = shared.input.dropped();
     let verification = w.check.map(|mut v| {
         v.chunks_expected = chunks as usize;
         v
@@ -346,8 +310,8 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         chunks,
         bytes_in,
         bytes_out: w.bytes_out,
-        dropped_chunks: shared.dropped_chunks.load(Ordering::SeqCst),
-        dropped_bytes: shared.dropped_bytes.load(Ordering::SeqCst),
+        dropped_chunks,
+        dropped_bytes,
         wall_s: start.elapsed().as_secs_f64(),
         latency: w.latency,
         host_slots,
@@ -355,78 +319,76 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
     })
 }
 
-fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
-    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
+/// The host side alone, no GPU: reads `source` with the stream's readers
+/// (several at once for a positional source) into staging slots of
+/// ordinary memory, `chunk_bytes` (whole elements of `elem_size` bytes)
+/// per chunk, and gives each slot back as soon as its chunk is next in
+/// order. Its throughput is the ceiling the reading side puts on a stream
+/// from this source (`host pipeline --host-only`). Slots: `host_slots`, by
+/// default the readers plus two. The errors are those of [`run`].
+pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize, opts: StreamOptions) -> Result<StreamReport> {
+    if elem_size == 0 || chunk_bytes == 0 || !chunk_bytes.is_multiple_of(elem_size) {
+        return Err(PipelineError::BadInput(format!("a chunk of {chunk_bytes} bytes is not whole elements of {elem_size} bytes")));
+    }
+    let source: Box<dyn StreamSource> = Box::new(source);
+    let mut reading = Reading::of(source, opts.readers.unwrap_or(DEFAULT_READERS));
+    let slots = opts.host_slots.unwrap_or(reading.readers() + 2).max(2);
+    reading.limit_readers(slots - 1);
+    let bytes = chunk_bytes.checked_mul(slots).ok_or(PipelineError::BadInput(format!("{slots} slots of {chunk_bytes} bytes")))?;
+    let input = Arc::new(Input::new(Box::new(input::HeapMemory::new(bytes)), slots, chunk_bytes, chunk_bytes, elem_size));
+    let start = Instant::now();
+    let handles = match input.spawn_readers(reading, opts.backpressure, Pace { start, rate: opts.rate_bytes_per_s }) {
+        Ok(h) => h,
+        Err(e) => {
+            input.close();
+            return Err(PipelineError::BadInput(format!("starting a reader thread: {e}")));
+        }
+    };
+    let interrupted = || opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+    let mut hist = latency_histogram()?;
+    let (mut chunks, mut bytes_in) = (0u64, 0u64);
+    while let Some(f) = input.pop(TICK, || !interrupted()) {
+        hist.saturating_record(f.ready.elapsed().as_micros() as u64);
+        chunks += 1;
+        bytes_in += f.bytes as u64;
+        input.free(f.slot);
+    }
+    if interrupted() {
+        input.close();
+        return Err(PipelineError::StreamInterrupted { chunks });
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(e) = input.take_error() {
+        return Err(e);
+    }
+    let (dropped_chunks, dropped_bytes) = input.dropped();
+    Ok(StreamReport {
+        chunks,
+        bytes_in,
+        bytes_out: 0,
+        dropped_chunks,
+        dropped_bytes,
+        wall_s: start.elapsed().as_secs_f64(),
+        latency: latency_of(&hist),
+        host_slots: slots,
+        verification: None,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_loop(
-    shared: &Shared,
-    mut source: Box<dyn StreamSource>,
-    free: mpsc::Receiver<usize>,
-    (in_size, chunk_bytes): (usize, usize),
-    rate: Option<f64>,
-    policy: Backpressure,
-    start: Instant,
-) {
-    let mut total: u64 = 0;
-    let fail = |e: PipelineError| {
-        *shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    };
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let slot = match policy {
-            Backpressure::Block => free.recv().ok(),
-            Backpressure::DropOldest => match free.try_recv() {
-                Ok(s) => Some(s),
-                Err(mpsc::TryRecvError::Disconnected) => None,
-                Err(mpsc::TryRecvError::Empty) => match shared.filled.steal_oldest() {
-                    Some(old) => {
-                        shared.dropped_chunks.fetch_add(1, Ordering::SeqCst);
-                        shared.dropped_bytes.fetch_add(old.bytes as u64, Ordering::SeqCst);
-                        Some(old.slot)
-                    }
-                    None => free.recv().ok(),
-                },
-            },
-        };
-        let Some(slot) = slot else { break };
-        // SAFETY: the slot's token came through the free queue (or back
-        // from the filled queue, before the GPU saw it).
-        let buf = &mut unsafe { shared.in_slot(slot) }[..chunk_bytes];
-        let n = match source.fill(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                fail(PipelineError::StreamInput { at: total, source: e });
-                break;
-            }
-        };
-        if n % in_size != 0 {
-            fail(PipelineError::StreamEndsMidElement { bytes: total + n as u64, size: in_size, partial: n % in_size });
-            // The whole elements before the cut still go through.
-        }
-        let whole = n - n % in_size;
-        total += whole as u64;
-        let ready = match rate {
-            Some(r) if r > 0.0 => {
-                let due = start + Duration::from_secs_f64(total as f64 / r);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                due
-            }
-            _ => Instant::now(),
-        };
-        if whole > 0 && !shared.filled.push(Filled { slot, bytes: whole, ready }) {
-            break;
-        }
-        if n < buf.len() {
-            break;
-        }
-    }
-    shared.filled.close();
+/// 1 us to one hour, 3 significant digits: constant memory for any length.
+fn latency_histogram() -> Result<hdrhistogram::Histogram<u64>> {
+    hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))
+}
+
+fn latency_of(hist: &hdrhistogram::Histogram<u64>) -> Latency {
+    let us = |q: f64| hist.value_at_quantile(q) as f64;
+    Latency { chunks: hist.len(), p50_us: us(0.5), p99_us: us(0.99), max_us: hist.max() as f64, mean_us: hist.mean() }
+}
+
+fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
+    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
 }
 
 /// The calling thread: each filled chunk onto the GPU. Returns (input
@@ -449,7 +411,7 @@ fn enqueue_loop(
     }
     let (mut bytes, mut c, mut first) = (0u64, 0u64, 0u64);
     let h = done.len();
-    while let Some(f) = shared.filled.pop(TICK, || !interrupted()) {
+    while let Some(f) = shared.input.pop(TICK, || !interrupted()) {
         // The output slot: the writer frees them in chunk order, so holding
         // one for chunk c means chunk c - H is written and its done event
         // waited for: re-recording `done[c % H]` below is safe.
@@ -503,14 +465,11 @@ fn write_loop(
     done: &[CudaEvent],
     mut sink: Box<dyn StreamSink>,
     jobs: mpsc::Receiver<Job>,
-    in_free: mpsc::Sender<usize>,
     out_free: mpsc::Sender<usize>,
     check: Option<PipelineSpec>,
     interrupted: impl Fn() -> bool,
 ) -> Result<Written> {
-    // 1 us to one hour, 3 significant digits: constant memory for any length.
-    let mut hist =
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
+    let mut hist = latency_histogram()?;
     let (mut chunks, mut bytes_out) = (0u64, 0u64);
     let mut checker = check.map(Checker::new).transpose()?;
     let mut verification = checker.as_ref().map(|_| Verification::default());
@@ -529,7 +488,7 @@ fn write_loop(
             if let (Some(checker), Some(v)) = (checker.as_mut(), verification.as_mut()) {
                 checker.check(job.chunk, inp, out, v);
             }
-            let _ = in_free.send(job.in_slot);
+            shared.input.free(job.in_slot);
             if shared.stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
@@ -542,13 +501,12 @@ fn write_loop(
         sink.finish().map_err(PipelineError::StreamOutput)
     })();
     if result.is_err() {
-        // Dropping the free queues' senders stops the reader and the
-        // enqueuing thread.
+        // Stops the readers; dropping the output free queue's sender stops
+        // the enqueuing thread.
         shared.stop();
     }
     result?;
-    let us = |q: f64| hist.value_at_quantile(q) as f64;
-    let latency = Latency { chunks: hist.len(), p50_us: us(0.5), p99_us: us(0.99), max_us: hist.max() as f64, mean_us: hist.mean() };
+    let latency = latency_of(&hist);
     Ok(Written { chunks, bytes_out, latency, check: verification })
 }
 

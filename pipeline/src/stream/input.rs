@@ -20,7 +20,8 @@
 use super::io::{ReadAt, StreamSource};
 use super::{Backpressure, Filled};
 use crate::PipelineError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -122,6 +123,8 @@ struct State {
     next: u64,
     /// Read, not yet handed on; at most one entry per slot.
     done: BTreeMap<u64, Filled>,
+    /// Chunk index ranges a live source dropped unread, in order.
+    skipped: VecDeque<Range<u64>>,
     end: Option<End>,
     /// Stopped from outside: readers end, `pop` returns `None`.
     closed: bool,
@@ -133,6 +136,33 @@ impl State {
     fn past_end(&self, c: u64) -> bool {
         self.end.as_ref().is_some_and(|e| c >= e.first_undelivered)
     }
+    /// Moves `next` past the chunks dropped unread.
+    fn pass_skipped(&mut self) {
+        while let Some(r) = self.skipped.front() {
+            if r.start > self.next {
+                break;
+            }
+            self.next = self.next.max(r.end);
+            self.skipped.pop_front();
+        }
+    }
+}
+
+/// A paced source read at any offset, under drop-oldest, whose whole
+/// chunks are known (a file of known length): chunk `c` arrives at
+/// `start + (c + 1) x chunk / rate`, and a chunk that the newest `slots`
+/// arrived chunks have overtaken before a reader took it is dropped
+/// unread, as a live source's oldest data is when the ring is full. Without
+/// it a rate above what the readers sustain would show as latency growing
+/// with the run's length, not as drops.
+#[derive(Clone, Copy)]
+pub(crate) struct Live {
+    pub start: Instant,
+    pub rate: f64,
+    /// Chunks wholly inside the source: only these are dropped unread, so
+    /// the last (maybe partial) chunk is always read and the stream's end
+    /// and its errors are exactly those of an unpaced run.
+    pub whole_chunks: u64,
 }
 
 /// The input slots and the reorder queue between the readers and the
@@ -176,6 +206,7 @@ impl Input {
                 claim: 0,
                 next: 0,
                 done: BTreeMap::new(),
+                skipped: VecDeque::new(),
                 end: None,
                 closed: false,
                 dropped_chunks: 0,
@@ -237,6 +268,7 @@ impl Input {
             if g.closed {
                 return None;
             }
+            g.pass_skipped();
             let next = g.next;
             if let Some(f) = g.done.remove(&next) {
                 g.next += 1;
@@ -266,18 +298,20 @@ impl Input {
     }
 
     /// A slot and the chunk index to read into it; `None`: nothing more to read.
-    fn claim(&self, policy: Backpressure) -> Option<(u64, usize)> {
+    fn claim(&self, policy: Backpressure, live: Option<Live>) -> Option<(u64, usize)> {
         let mut g = self.lock();
         loop {
             if g.closed || g.past_end(g.claim) {
                 return None;
             }
+            g.pass_skipped();
             let slot = match g.free.pop() {
                 Some(s) => Some(s),
                 // Every slot busy: drop the oldest chunk read but not yet
                 // taken. Only the head (the next to be taken) counts as
                 // the oldest: while it is still being read, wait.
                 None if policy == Backpressure::DropOldest => {
+                    g.pass_skipped();
                     let next = g.next;
                     match g.done.remove(&next) {
                         Some(old) => {
@@ -292,11 +326,28 @@ impl Input {
                 None => None,
             };
             if let Some(slot) = slot {
+                if let Some(l) = live {
+                    self.skip_overtaken(&mut g, l);
+                }
                 let c = g.claim;
                 g.claim += 1;
                 return Some((c, slot));
             }
             g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Drops the chunks from `claim` on that the newest `slots` arrived
+    /// chunks have overtaken (see [`Live`]).
+    fn skip_overtaken(&self, g: &mut State, l: Live) {
+        let arrived = (l.start.elapsed().as_secs_f64() * l.rate / self.chunk_bytes as f64) as u64;
+        let to = arrived.saturating_sub(self.slots as u64).min(l.whole_chunks);
+        if to > g.claim {
+            let n = to - g.claim;
+            g.dropped_chunks += n;
+            g.dropped_bytes += n * self.chunk_bytes as u64;
+            g.skipped.push_back(g.claim..to);
+            g.claim = to;
         }
     }
 
@@ -356,7 +407,7 @@ impl Input {
             Reading::Sequential(mut source) => {
                 let input = self.clone();
                 let h = std::thread::Builder::new().name("stream-reader".into()).spawn(move || {
-                    while let Some((c, slot)) = input.claim(policy) {
+                    while let Some((c, slot)) = input.claim(policy, None) {
                         // SAFETY: the slot's token was just claimed.
                         let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
                         let got = source.fill(buf);
@@ -370,22 +421,32 @@ impl Input {
                 })?;
                 Ok(vec![h])
             }
-            Reading::Positional(reader, n) => (0..n)
-                .map(|i| {
-                    let (input, reader) = (self.clone(), reader.clone());
-                    std::thread::Builder::new().name(format!("stream-reader-{i}")).spawn(move || {
-                        while let Some((c, slot)) = input.claim(policy) {
-                            // SAFETY: the slot's token was just claimed.
-                            let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
-                            let got = match c.checked_mul(input.chunk_bytes as u64) {
-                                Some(at) => reader.read_at(buf, at),
-                                None => Err(std::io::Error::other("the stream is longer than 2^64 bytes")),
-                            };
-                            input.complete(c, slot, got, pace);
-                        }
+            Reading::Positional(reader, n) => {
+                // A source read in order must be read to skip a chunk: only
+                // one read at any offset drops unread.
+                let live = match (policy, pace.rate, reader.known_len()) {
+                    (Backpressure::DropOldest, Some(rate), Some(len)) if rate > 0.0 => {
+                        Some(Live { start: pace.start, rate, whole_chunks: len / self.chunk_bytes as u64 })
+                    }
+                    _ => None,
+                };
+                (0..n)
+                    .map(|i| {
+                        let (input, reader) = (self.clone(), reader.clone());
+                        std::thread::Builder::new().name(format!("stream-reader-{i}")).spawn(move || {
+                            while let Some((c, slot)) = input.claim(policy, live) {
+                                // SAFETY: the slot's token was just claimed.
+                                let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
+                                let got = match c.checked_mul(input.chunk_bytes as u64) {
+                                    Some(at) => reader.read_at(buf, at),
+                                    None => Err(std::io::Error::other("the stream is longer than 2^64 bytes")),
+                                };
+                                input.complete(c, slot, got, pace);
+                            }
+                        })
                     })
-                })
-                .collect(),
+                    .collect()
+            }
         }
     }
 }
@@ -416,6 +477,9 @@ mod tests {
             let n = buf.len().min(self.data.len() - a);
             buf[..n].copy_from_slice(&self.data[a..a + n]);
             Ok(n)
+        }
+        fn known_len(&self) -> Option<u64> {
+            Some(self.data.len() as u64)
         }
     }
 
@@ -542,6 +606,50 @@ mod tests {
             for h in hs {
                 h.join().unwrap();
             }
+        }
+    }
+
+    /// A live source (paced, drop-oldest) faster than its taker: the
+    /// chunks the ring could not hold are dropped unread and counted, the
+    /// delivered ones are right and in order, every byte is either
+    /// delivered or counted as dropped, and latency stays bounded.
+    #[test]
+    fn a_live_source_drops_what_it_cannot_hold_unread() {
+        let chunks = 300;
+        let d = data(chunks * 64 + 8);
+        let inp = input(4, 64, 4);
+        let start = Instant::now();
+        // A chunk every 50 us; the taker takes one per ms.
+        let p = Pace { start, rate: Some(64.0 / 50e-6) };
+        let src = Arc::new(Jittery { data: d.clone(), fail_at: None, seed: 4 });
+        let hs = inp.spawn_readers(Reading::Positional(src, 3), Backpressure::DropOldest, p).unwrap();
+        let (mut seen, mut at, mut bytes, mut worst) = (Vec::new(), 0usize, 0u64, Duration::ZERO);
+        while let Some(f) = inp.pop(Duration::from_millis(5), || true) {
+            worst = worst.max(f.ready.elapsed());
+            // SAFETY: `pop` handed us the slot.
+            let got = unsafe { inp.view(f.slot, f.bytes) };
+            while at < d.len() && d[at..(at + f.bytes).min(d.len())] != *got {
+                at += 64;
+            }
+            assert!(at < d.len(), "a chunk that is no chunk of the input");
+            seen.push(at);
+            bytes += f.bytes as u64;
+            at += 64;
+            std::thread::sleep(Duration::from_millis(1));
+            inp.free(f.slot);
+        }
+        assert!(inp.take_error().is_none());
+        let (dropped, dropped_bytes) = inp.dropped();
+        assert!(dropped > chunks as u64 / 2, "dropped {dropped} of {chunks}");
+        assert_eq!(seen.len() as u64 + dropped, chunks as u64 + 1);
+        assert_eq!(bytes + dropped_bytes, d.len() as u64);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        // Bounded by the ring (4 chunks of a 1 ms taker) and the reads
+        // (3 ms at most), not by the run's length (about 300 chunks x 1 ms
+        // offered in 15 ms).
+        assert!(worst < Duration::from_millis(100), "latency {worst:?}");
+        for h in hs {
+            h.join().unwrap();
         }
     }
 

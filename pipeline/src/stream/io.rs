@@ -29,6 +29,12 @@ pub trait ReadAt: Send + Sync + 'static {
     /// Fills `buf` from byte `at` of the stream and returns the bytes
     /// written: fewer than `buf.len()` only at the stream's end.
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize>;
+    /// The stream's length in bytes, where known when it starts (a
+    /// regular file's size): a paced stream under drop-oldest may then
+    /// drop whole chunks it has not read.
+    fn known_len(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A stream's output, written on its own thread.
@@ -184,6 +190,9 @@ fn read_full_at(file: &std::fs::File, mut buf: &mut [u8], mut at: u64) -> io::Re
 const MIN_PIECE: usize = 256 << 10;
 
 impl ReadAt for FilePieces {
+    fn known_len(&self) -> Option<u64> {
+        self.file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len().saturating_sub(self.origin))
+    }
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
         use rayon::prelude::*;
         let piece = buf.len().div_ceil(self.threads).max(MIN_PIECE);

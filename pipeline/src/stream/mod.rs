@@ -65,6 +65,12 @@ pub enum Backpressure {
     #[default]
     Block,
     /// Drop the oldest chunk read but not yet on the GPU, and count it.
+    /// A paced source read at any offset with a known length (a regular
+    /// file with [`StreamOptions::rate_bytes_per_s`]) also drops, unread,
+    /// every whole chunk that more than the staging slots' worth of newer
+    /// chunks has overtaken before a reader took it: a rate above what the
+    /// readers sustain then shows as drops, as for a live source whose
+    /// oldest data is overwritten, not as latency growing with the run.
     DropOldest,
 }
 

@@ -112,7 +112,8 @@ pub struct PipelineArgs {
     /// Streams: write the run report (throughput, latency, drops) as JSON.
     #[arg(long, requires = "input")]
     pub(crate) json: Option<PathBuf>,
-    /// Write a Chrome trace (open in Perfetto) of the last run.
+    /// Write a Chrome trace (open in Perfetto) of the last run; for a
+    /// stream, each chunk's GPU operations and its latency (own row).
     #[arg(long)]
     pub(crate) trace: Option<PathBuf>,
     /// Write an SVG Gantt chart (one row per stream) of the last run.
@@ -253,7 +254,7 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
 }
 
 /// Refuses an output path before any GPU work, so a bad path costs nothing.
-fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
+pub(crate) fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
     if let Some(p) = path {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {

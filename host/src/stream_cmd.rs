@@ -59,7 +59,6 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         (a.gpus.trim() != "0", "--gpus"),
         (a.check_sync, "--check-sync"),
         (a.compare_serial, "--compare-serial"),
-        (a.trace.is_some() || a.svg.is_some(), "--trace/--svg"),
     ] {
         if given {
             bail!("{flag} is not available for a stream (--input): streams run once, on GPU 0, with stream launches");
@@ -76,6 +75,12 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     if a.readers == Some(0) {
         bail!("--readers must be at least 1");
     }
+    let tracing = a.trace.is_some() || a.svg.is_some();
+    if a.host_only && tracing {
+        bail!("--trace/--svg show the GPU's operations: not available with --host-only");
+    }
+    crate::pipeline_cmd::check_writable(&a.trace, "--trace")?;
+    crate::pipeline_cmd::check_writable(&a.svg, "--svg")?;
     let to_stdout = a.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {
@@ -102,6 +107,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         rate_bytes_per_s: a.rate.map(|g| g * 1e9),
         verify: !a.no_verify,
         interrupt: Some(interrupt),
+        trace: tracing,
     };
     if a.host_only {
         return host_only(a, spec, input, source, opts);
@@ -152,6 +158,22 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         }
     }
     print_report(&report, &say);
+    if let Some(tl) = &report.timeline {
+        if let Some(p) = &a.trace {
+            let l = &report.latency;
+            let figures = serde_json::json!({
+                "latency_us": {"p50": l.p50_us, "p99": l.p99_us, "max": l.max_us, "mean": l.mean_us, "chunks": l.chunks},
+                "dropped_chunks": report.dropped_chunks,
+                "input_gbps": report.input_gbps(),
+            });
+            tl.write_chrome_trace_with(p, figures)?;
+            say(format!("timeline: wrote Chrome trace {} (a row per stage, and each chunk's latency on a row of its own)", p.display()));
+        }
+        if let Some(p) = &a.svg {
+            tl.write_svg(p, &format!("stream: {} chunks, latency p50 {:.0} us, p99 {:.0} us", report.chunks, report.latency.p50_us, report.latency.p99_us))?;
+            say(format!("timeline: wrote SVG {}", p.display()));
+        }
+    }
     if let Some(p) = &a.json {
         write_json(p, spec, &report)?;
         say(format!("report: wrote {}", p.display()));

@@ -242,6 +242,11 @@ fn host_only_reads_a_file_through_the_readers_without_a_gpu() {
         "--readers must be at least 1",
     );
     assert_eq!(host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--output", "x.bin"]).status.code(), Some(2));
+    let trace = d.join("t.json");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--trace", trace.to_str().unwrap()]),
+        "not available with --host-only",
+    );
     std::fs::remove_dir_all(d).unwrap();
 }
 
@@ -555,4 +560,37 @@ fn a_truncated_stream_leaves_no_output_file() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["chunks"], 16);
     assert!(report["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+/// `--trace` and `--svg` on a stream: a span per (stage, chunk), each
+/// chunk's latency on its own row, and the latency figures in the trace.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_stream_writes_its_trace_with_latency() {
+    let d = tmp_dir("stream-trace");
+    let input = d.join("in.bin");
+    std::fs::write(&input, vec![0u8; 1 << 20]).unwrap();
+    let (trace, svg) = (d.join("t.json"), d.join("t.svg"));
+    let args = [
+        "pipeline",
+        "-w",
+        "stream",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    let out = host(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = t["traceEvents"].as_array().unwrap();
+    let spans = |prefix: &str| events.iter().filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with(prefix)).count();
+    assert_eq!((spans("h2d chunk"), spans("consumer chunk"), spans("d2h chunk"), spans("latency chunk")), (16, 16, 16, 16));
+    assert!(events.iter().any(|e| e["args"]["name"] == "host: chunk latency"));
+    assert!(t["otherData"]["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("host: chunk latency"));
 }

@@ -206,3 +206,34 @@ fn fir_in_a_stream_equals_the_whole_stream_filter() {
         assert_eq!(got[i].to_bits(), want[i].to_bits(), "u8 -> moving-average -> fir: element {i}");
     }
 }
+
+/// A traced stream: every chunk's operations, in their order on the GPU
+/// clock, and every chunk's latency span on the row after the stages.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_traced_stream_has_every_chunk_and_its_latency() {
+    let gpu = Gpu::open(0).unwrap();
+    let (n, chunk) = (100_000usize, 4096u64);
+    let input: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let (got, sink) = collect::<f32>();
+    let opts = StreamOptions { trace: true, ..Default::default() };
+    let r = stream::run(&gpu, &spec("h2d,consumer,d2h", 3, chunk), stream::from_iter(vec![input]), sink, opts).unwrap();
+    assert_eq!(got.lock().unwrap().len(), n);
+    let tl = r.timeline.expect("a timeline");
+    let chunks = r.chunks as usize;
+    assert_eq!(tl.stages, ["h2d", "consumer", "d2h", "latency"]);
+    assert_eq!(tl.gpu_rows, 3);
+    assert_eq!(tl.spans.len(), chunks * 4);
+    for c in 0..chunks {
+        let span = |stage: usize| tl.spans.iter().find(|s| s.chunk == c && s.stage == stage).unwrap_or_else(|| panic!("chunk {c} stage {stage}"));
+        let (h2d, consumer, d2h, latency) = (span(0), span(1), span(2), span(3));
+        for s in [h2d, consumer, d2h, latency] {
+            assert!(s.start_ms <= s.end_ms && s.start_ms >= 0.0, "{s:?}");
+        }
+        // On the GPU clock: each stage starts after the previous one ended.
+        assert!(h2d.end_ms <= consumer.start_ms && consumer.end_ms <= d2h.start_ms, "chunk {c}: {h2d:?} {consumer:?} {d2h:?}");
+        // The latency span (host clock) covers the GPU work, up to the
+        // clocks' alignment (the origin event's wake-up): 1 ms is plenty.
+        assert!(latency.start_ms <= h2d.start_ms + 1.0 && d2h.end_ms <= latency.end_ms + 1.0, "chunk {c}: {latency:?} {h2d:?} {d2h:?}");
+    }
+}

@@ -47,6 +47,7 @@ use crate::host_mem::PinnedBuffer;
 use crate::reference::Verification;
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, Sink};
+use crate::timeline::{Span, Timeline};
 use cudarc::driver::CudaEvent;
 use input::{Input, Pace, Reading};
 use pc_runtime::gpu::Gpu;
@@ -95,6 +96,10 @@ pub struct StreamOptions {
     /// GPU work already queued finishes, and the run returns
     /// [`PipelineError::StreamInterrupted`].
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Keep a timeline ([`StreamReport::timeline`]): per chunk, its GPU
+    /// operations (timing events around each) and its latency span. One
+    /// record per chunk, so memory grows with the stream: for bounded runs.
+    pub trace: bool,
 }
 
 /// Per-chunk latency: from the moment the source had the chunk to the
@@ -125,6 +130,13 @@ pub struct StreamReport {
     pub host_slots: usize,
     /// When asked for: every delivered chunk checked.
     pub verification: Option<Verification>,
+    /// When asked for ([`StreamOptions::trace`]): one row per GPU stage, its
+    /// operations as spans, and a last row with each chunk's latency span
+    /// (source had it -> sink took it), in ms from the stream's start. GPU
+    /// times are placed on the host clock through an origin event recorded
+    /// and waited for before the first chunk: they may sit a few
+    /// microseconds late (the wait's wake-up).
+    pub timeline: Option<Timeline>,
 }
 
 impl StreamReport {
@@ -149,6 +161,8 @@ struct Job {
     in_bytes: usize,
     out_bytes: usize,
     ready: Instant,
+    /// With a trace: (stage, start, end) timing events around each operation.
+    ops: Vec<(usize, CudaEvent, CudaEvent)>,
 }
 
 /// The pinned staging rings and what the threads share.
@@ -239,6 +253,16 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
     });
     let mut part = Part::new(gpu, &spec, &types, 0..k)?;
     let done: Arc<Vec<CudaEvent>> = Arc::new((0..host_slots).map(|_| ctx.new_event(None)).collect::<Result<_, _>>().map_err(cuda("creating an event"))?);
+    let start = Instant::now();
+    // The trace's GPU clock: an origin event, waited for, taken as now.
+    let origin = match opts.trace {
+        true => {
+            let e = part.streams[0].record_event(TIMING).map_err(cuda("recording the trace's origin event"))?;
+            e.synchronize().map_err(cuda("waiting for the trace's origin event"))?;
+            Some(Origin { offset_ms: start.elapsed().as_secs_f64() * 1e3, event: e, start, latency_row: stages })
+        }
+        false => None,
+    };
 
     let (out_free_tx, out_free_rx) = mpsc::channel::<usize>();
     for i in 0..host_slots {
@@ -249,7 +273,6 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         let flag = opts.interrupt.clone();
         move || flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     };
-    let start = Instant::now();
 
     // The readers are joined only at a normal end: one may be blocked in
     // a read that never returns (a quiet pipe) when the run stops. Each
@@ -269,7 +292,9 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         let (shared, done) = (shared.clone(), done.clone());
         let check = opts.verify.then(|| spec.clone());
         let interrupted = interrupted.clone();
-        std::thread::Builder::new().name("stream-writer".into()).spawn(move || write_loop(&shared, &done, sink, job_rx, out_free_tx, check, interrupted))
+        std::thread::Builder::new()
+            .name("stream-writer".into())
+            .spawn(move || write_loop(&shared, &done, sink, job_rx, out_free_tx, check, origin, interrupted))
     };
     let writer = match writer {
         Ok(w) => w,
@@ -279,7 +304,7 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         }
     };
 
-    let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, &interrupted);
+    let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, opts.trace, &interrupted);
     drop(job_tx);
     if enqueued.is_err() {
         shared.stop();
@@ -322,7 +347,27 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         latency: w.latency,
         host_slots,
         verification,
+        timeline: w.spans.map(|spans| {
+            let mut t = Timeline::new(spec.stages.iter().map(|s| s.name().to_string()).collect(), 1, spans);
+            t.push_row(LATENCY_ROW, "host: chunk latency");
+            t
+        }),
     })
+}
+
+/// The name of a stream trace's latency row (its spans: "latency chunk C").
+const LATENCY_ROW: &str = "latency";
+
+/// Timing events (the done events need none).
+const TIMING: Option<cudarc::driver::sys::CUevent_flags> = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+
+/// A trace's clock: `event` completed `offset_ms` after `start` (host
+/// clock); the latency spans go on row `latency_row` (after the stages).
+struct Origin {
+    event: CudaEvent,
+    start: Instant,
+    offset_ms: f64,
+    latency_row: usize,
 }
 
 /// The host side alone, no GPU: reads `source` with the stream's readers
@@ -380,6 +425,7 @@ pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize
         latency: latency_of(&hist),
         host_slots: slots,
         verification: None,
+        timeline: None,
     })
 }
 
@@ -399,6 +445,7 @@ fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError
 
 /// The calling thread: each filled chunk onto the GPU. Returns (input
 /// bytes, chunks) enqueued.
+#[allow(clippy::too_many_arguments)]
 fn enqueue_loop(
     part: &mut Part<'_>,
     spec: &PipelineSpec,
@@ -406,6 +453,7 @@ fn enqueue_loop(
     done: &[CudaEvent],
     out_free: &mpsc::Receiver<usize>,
     jobs: &mpsc::Sender<Job>,
+    trace: bool,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<(u64, u64)> {
     let stages = spec.stages.len();
@@ -432,6 +480,7 @@ fn enqueue_loop(
         let n = (f.bytes / in_size) as u64;
         let chunk = ChunkInfo { index: c as usize, range: first..first + n, seed: spec.seed };
         let local = c as usize;
+        let mut ops = Vec::new();
         for action in stream_chunk(stages, part.streams.len(), k, local) {
             match action {
                 Action::Wait { stream, event } => part.streams[stream].wait(part.event(event)).map_err(cuda("waiting on an event"))?,
@@ -440,14 +489,20 @@ fn enqueue_loop(
                     let st = part.streams[stream].clone();
                     let host_in = (stage == 0).then(|| shared.in_ptr(f.slot));
                     let host_out = (stage + 1 == stages).then(|| shared.out_ptr(out_slot));
+                    let begin = if trace { Some(st.record_event(TIMING).map_err(cuda("recording a timeline event"))?) } else { None };
                     part.op_at(stage, chunk.clone(), lc % k, slot, &st, (host_in, host_out), (spec.spin_of(stage), spec.block_size))?;
+                    // The end before the next action's event, as in a run's
+                    // timeline, so the chunk's done event follows it.
+                    if let Some(begin) = begin {
+                        ops.push((stage, begin, st.record_event(TIMING).map_err(cuda("recording a timeline event"))?));
+                    }
                 }
                 Action::BeginRun { .. } => {}
             }
         }
         let last = part.streams[crate::exec::plan::stream_of(stages - 1, part.streams.len())].clone();
         done[(c % h as u64) as usize].record(&last).map_err(cuda("recording a chunk's done event"))?;
-        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready };
+        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready, ops };
         if jobs.send(job).is_err() {
             break;
         }
@@ -463,6 +518,7 @@ struct Written {
     bytes_out: u64,
     latency: Latency,
     check: Option<Verification>,
+    spans: Option<Vec<Span>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -473,12 +529,15 @@ fn write_loop(
     jobs: mpsc::Receiver<Job>,
     out_free: mpsc::Sender<usize>,
     check: Option<PipelineSpec>,
+    origin: Option<Origin>,
     interrupted: impl Fn() -> bool,
 ) -> Result<Written> {
     let mut hist = latency_histogram()?;
     let (mut chunks, mut bytes_out) = (0u64, 0u64);
     let mut checker = check.map(Checker::new).transpose()?;
     let mut verification = checker.as_ref().map(|_| Verification::default());
+    let mut spans = origin.as_ref().map(|_| Vec::new());
+    let ms_since_start = |t: Instant, o: &Origin| t.saturating_duration_since(o.start).as_secs_f64() * 1e3;
     let result = (|| -> Result<()> {
         for job in jobs {
             let e = &done[(job.chunk % done.len() as u64) as usize];
@@ -499,7 +558,22 @@ fn write_loop(
                 return Ok(());
             }
             sink.write_chunk(out).map_err(PipelineError::StreamOutput)?;
-            hist.saturating_record(job.ready.elapsed().as_micros() as u64);
+            let delivered = Instant::now();
+            hist.saturating_record(delivered.saturating_duration_since(job.ready).as_micros() as u64);
+            if let (Some(spans), Some(o)) = (spans.as_mut(), origin.as_ref()) {
+                // Every operation's events precede the done event just waited for.
+                let at = |e: &CudaEvent| o.event.elapsed_ms(e).map(|ms| o.offset_ms + f64::from(ms)).map_err(cuda("reading timeline events"));
+                for (stage, begin, end) in &job.ops {
+                    spans.push(Span { gpu: 0, stage: *stage, chunk: job.chunk as usize, start_ms: at(begin)?, end_ms: at(end)? });
+                }
+                spans.push(Span {
+                    gpu: 0,
+                    stage: o.latency_row,
+                    chunk: job.chunk as usize,
+                    start_ms: ms_since_start(job.ready, o),
+                    end_ms: ms_since_start(delivered, o),
+                });
+            }
             chunks += 1;
             bytes_out += job.out_bytes as u64;
             let _ = out_free.send(job.out_slot);
@@ -513,7 +587,7 @@ fn write_loop(
     }
     result?;
     let latency = latency_of(&hist);
-    Ok(Written { chunks, bytes_out, latency, check: verification })
+    Ok(Written { chunks, bytes_out, latency, check: verification, spans })
 }
 
 /// What the writer keeps to check chunks: the last `halo` input elements

@@ -90,7 +90,8 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub(crate) host_slots: Option<usize>,
     /// Streams from a regular file: chunks read at once, each by its own
-    /// reader thread, in pieces on every core (default 4).
+    /// reader thread, in pieces of at least 256 KiB on a pool of one
+    /// thread per core (default: a piece per core, from 4 to 16 chunks).
     #[arg(long, requires = "input")]
     pub(crate) readers: Option<usize>,
     /// Streams: only read the input, through the staging slots into

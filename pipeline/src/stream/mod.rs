@@ -82,8 +82,9 @@ pub struct StreamOptions {
     /// the GPU rings can hold at once, plus one per reader and one written).
     pub host_slots: Option<usize>,
     /// Chunks read at once from a source read at any offset
-    /// ([`StreamSource::positional`], a regular file); default 4, at most
-    /// the staging slots less one. A source read in order has one reader.
+    /// ([`StreamSource::positional`], a regular file); default: one piece
+    /// of 256 KiB per core, at least 4 and at most 16 chunks; at most the
+    /// staging slots less one. A source read in order has one reader.
     pub readers: Option<usize>,
     pub backpressure: Backpressure,
     /// Pace the source to this many input bytes per second (a live source):
@@ -203,11 +204,15 @@ impl Shared {
 
 const TICK: Duration = Duration::from_millis(20);
 
-/// Chunks read at once from a positional source by default: with each
-/// chunk read in pieces on every core, a few chunks in flight keep the pool
-/// busy across one chunk's fixed costs (its pieces' start and join, the
-/// hand-off) without holding many slots.
-const DEFAULT_READERS: usize = 4;
+/// Chunks read at once from a positional source by default: enough for a
+/// piece of 256 KiB per core (a file reads each chunk in such pieces on a
+/// pool of one thread per core), and at least 4, so a few chunks in flight
+/// keep the pool busy across one chunk's fixed costs (its pieces' start and
+/// join, the hand-off); at most 16, each holding a slot while it reads.
+fn default_readers(chunk_bytes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * (256 << 10) / chunk_bytes.max(1)).clamp(4, 16)
+}
 
 /// Runs `spec` (from `h2d` to `d2h`; its total is ignored: the stream is as
 /// long as the source) over everything `source` yields, writing every
@@ -233,7 +238,7 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         }
     }
     let stages = spec.stages.len();
-    let mut reading = Reading::of(source, opts.readers.unwrap_or(DEFAULT_READERS));
+    let mut reading = Reading::of(source, opts.readers.unwrap_or_else(|| default_readers((chunk as usize).saturating_mul(in_t.size()))));
     let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 1 + reading.readers()).max(2);
     // A reader holds a slot while it reads: leave one for the GPU side.
     reading.limit_readers(host_slots - 1);
@@ -382,7 +387,7 @@ pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize
         return Err(PipelineError::BadInput(format!("a chunk of {chunk_bytes} bytes is not whole elements of {elem_size} bytes")));
     }
     let source: Box<dyn StreamSource> = Box::new(source);
-    let mut reading = Reading::of(source, opts.readers.unwrap_or(DEFAULT_READERS));
+    let mut reading = Reading::of(source, opts.readers.unwrap_or_else(|| default_readers(chunk_bytes)));
     let slots = opts.host_slots.unwrap_or(reading.readers() + 2).max(2);
     reading.limit_readers(slots - 1);
     let bytes = chunk_bytes.checked_mul(slots).ok_or(PipelineError::BadInput(format!("{slots} slots of {chunk_bytes} bytes")))?;

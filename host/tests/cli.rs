@@ -594,3 +594,43 @@ fn a_stream_writes_its_trace_with_latency() {
     assert!(t["otherData"]["latency_us"]["p99"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("host: chunk latency"));
 }
+
+/// A file paced far above what any stream sustains, under --drop-oldest:
+/// chunks are dropped (unread, or overtaken in the ring) and counted,
+/// delivered + dropped = every chunk, what is delivered verifies, and the
+/// last partial chunk's mid-element end is still reported.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_paced_file_under_drop_oldest_counts_its_drops() {
+    let d = tmp_dir("live-drop");
+    let input = d.join("in.bin");
+    let chunks = 512u64;
+    std::fs::write(&input, (0..(chunks * 16384) as u32).flat_map(|i| (i as f32).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let json = d.join("r.json");
+    let args = [
+        "pipeline",
+        "-w",
+        "stream",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--rate",
+        "1000",
+        "--drop-oldest",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let out = host(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (got, dropped) = (r["chunks"].as_u64().unwrap(), r["dropped_chunks"].as_u64().unwrap());
+    assert!(dropped > 0, "{r}");
+    assert_eq!(got + dropped, chunks, "{r}");
+    assert_eq!(r["dropped_bytes"].as_u64().unwrap(), dropped * 65536);
+    assert_eq!(r["verified"], true);
+    // Two bytes more: the end is read whatever was dropped before it.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
+    std::io::Write::write_all(&mut f, &[1, 2]).unwrap();
+    assert_one_line_error(&host(&args), &format!("the stream ended mid-element: {} bytes", chunks * 65536 + 2));
+}

@@ -175,9 +175,13 @@ pub(crate) struct Input {
     chunk_bytes: usize,
     elem_size: usize,
     state: Mutex<State>,
-    /// Signalled whenever a slot is freed, a chunk is read, the end is
-    /// known or the input is closed: every waiter rechecks.
-    cv: Condvar,
+    /// Readers wait here for a slot: one is woken per slot freed (or per
+    /// chunk read while every slot is busy, which drop-oldest may take),
+    /// all at the end or when closed. Waking one, not all, per chunk keeps
+    /// many readers from all waking for each slot.
+    slot_cv: Condvar,
+    /// The taker waits here for the next chunk, the end or the close.
+    next_cv: Condvar,
     stop: AtomicBool,
 }
 
@@ -212,7 +216,8 @@ impl Input {
                 dropped_chunks: 0,
                 dropped_bytes: 0,
             }),
-            cv: Condvar::new(),
+            slot_cv: Condvar::new(),
+            next_cv: Condvar::new(),
             stop: AtomicBool::new(false),
         }
     }
@@ -249,14 +254,15 @@ impl Input {
     /// Gives slot `i` back (its chunk is done with).
     pub(crate) fn free(&self, i: usize) {
         self.lock().free.push(i);
-        self.cv.notify_all();
+        self.slot_cv.notify_one();
     }
 
     /// Stops: readers end after the read they are in, `pop` returns `None`.
     pub(crate) fn close(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.lock().closed = true;
-        self.cv.notify_all();
+        self.slot_cv.notify_all();
+        self.next_cv.notify_all();
     }
 
     /// The next chunk in stream order; `None` at the stream's end or once
@@ -272,16 +278,12 @@ impl Input {
             let next = g.next;
             if let Some(f) = g.done.remove(&next) {
                 g.next += 1;
-                drop(g);
-                // A reader waiting under drop-oldest may have been waiting
-                // for this chunk; it now waits for a free slot instead.
-                self.cv.notify_all();
                 return Some(f);
             }
             if g.past_end(next) || !poll() {
                 return None;
             }
-            g = self.cv.wait_timeout(g, tick).unwrap_or_else(|p| p.into_inner()).0;
+            g = self.next_cv.wait_timeout(g, tick).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -331,9 +333,13 @@ impl Input {
                 }
                 let c = g.claim;
                 g.claim += 1;
+                drop(g);
+                // A drop or a skip moved the next chunk on: the taker may
+                // have one to take, or the end.
+                self.next_cv.notify_one();
                 return Some((c, slot));
             }
-            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            g = self.slot_cv.wait(g).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -378,6 +384,7 @@ impl Input {
             _ => Instant::now(),
         };
         let mut g = self.lock();
+        let ended = end.is_some();
         if let Some(end) = end
             && g.end.as_ref().is_none_or(|e| end.at < e.at)
         {
@@ -391,13 +398,29 @@ impl Input {
             }
             g.end = Some(end);
         }
-        if whole > 0 && !g.past_end(c) && !g.closed && c >= g.next {
+        let kept = whole > 0 && !g.past_end(c) && !g.closed && c >= g.next;
+        if kept {
             g.done.insert(c, Filled { slot, bytes: whole, ready });
         } else {
             g.free.push(slot);
         }
+        // With every slot busy, a reader under drop-oldest may take this
+        // chunk's slot (a reader that blocks just waits again).
+        let wake_reader = !kept || g.free.is_empty();
+        let head = c == g.next;
         drop(g);
-        self.cv.notify_all();
+        if ended {
+            // Readers past the end stop; the taker may be at the end.
+            self.slot_cv.notify_all();
+            self.next_cv.notify_all();
+        } else {
+            if wake_reader {
+                self.slot_cv.notify_one();
+            }
+            if head {
+                self.next_cv.notify_one();
+            }
+        }
     }
 
     /// Starts the readers; each ends when the stream ended, failed or was
@@ -650,6 +673,37 @@ mod tests {
         assert!(worst < Duration::from_millis(100), "latency {worst:?}");
         for h in hs {
             h.join().unwrap();
+        }
+    }
+
+    /// The hand-off's own cost: a source that copies nothing, so the chunk
+    /// rate is that of claiming, completing and taking chunks in order.
+    /// `cargo test --release -p pc-pipeline --lib handoff_rate -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn handoff_rate() {
+        struct Nothing(u64);
+        impl ReadAt for Nothing {
+            fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+                Ok(buf.len().min(self.0.saturating_sub(at) as usize))
+            }
+        }
+        let chunks = 200_000u64;
+        for readers in [1, 2, 4, 8, 16] {
+            let inp = input(readers + 2, 64, 4);
+            let start = Instant::now();
+            let hs = inp.spawn_readers(Reading::Positional(Arc::new(Nothing(chunks * 64)), readers), Backpressure::Block, pace()).unwrap();
+            let mut n = 0u64;
+            while let Some(f) = inp.pop(Duration::from_millis(5), || true) {
+                n += 1;
+                inp.free(f.slot);
+            }
+            let dt = start.elapsed().as_secs_f64();
+            assert_eq!(n, chunks);
+            println!("readers {readers:2}: {:.0} k chunks/s ({:.2} us per chunk)", n as f64 / dt / 1e3, dt / n as f64 * 1e6);
+            for h in hs {
+                h.join().unwrap();
+            }
         }
     }
 

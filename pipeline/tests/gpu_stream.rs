@@ -237,3 +237,47 @@ fn a_traced_stream_has_every_chunk_and_its_latency() {
         assert!(latency.start_ms <= h2d.start_ms + 1.0 && d2h.end_ms <= latency.end_ms + 1.0, "chunk {c}: {latency:?} {h2d:?} {d2h:?}");
     }
 }
+
+/// A source read at any offset whose reads finish out of order (each
+/// sleeps a pseudo-random time): several chunks are read at once, and the
+/// GPU still sees them, and the sink gets them, in stream order.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn chunks_read_out_of_order_reach_the_sink_in_order() {
+    struct Jittery(Vec<u8>);
+    impl stream::ReadAt for Jittery {
+        fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+            let x = (at / 4096).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+            std::thread::sleep(std::time::Duration::from_micros(x));
+            let a = (at as usize).min(self.0.len());
+            let n = buf.len().min(self.0.len() - a);
+            buf[..n].copy_from_slice(&self.0[a..a + n]);
+            Ok(n)
+        }
+    }
+    struct Positional(Arc<Jittery>);
+    impl stream::StreamSource for Positional {
+        fn fill(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("read through positional()"))
+        }
+        fn positional(&self) -> Option<Arc<dyn stream::ReadAt>> {
+            Some(self.0.clone())
+        }
+    }
+    let gpu = Gpu::open(0).unwrap();
+    let n = 300_001usize;
+    let input: Vec<f32> = (0..n).map(|i| i as f32 - 1000.0).collect();
+    let bytes: Vec<u8> = input.iter().flat_map(|x| x.to_le_bytes()).collect();
+    for (k, readers) in [(1, 2), (2, 5), (3, 16)] {
+        let (got, sink) = collect::<f32>();
+        let opts = StreamOptions { verify: true, readers: Some(readers), ..Default::default() };
+        let r = stream::run(&gpu, &spec("h2d,consumer,d2h", k, 4096), Positional(Arc::new(Jittery(bytes.clone()))), sink, opts).unwrap();
+        assert!(r.verification.as_ref().is_some_and(|v| v.passed()), "K={k} readers={readers}");
+        assert_eq!(r.chunks, (n as u64).div_ceil(4096));
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), n);
+        if let Some(i) = (0..n).find(|&i| got[i].to_bits() != (input[i] * 2.0).to_bits()) {
+            panic!("K={k} readers={readers}: element {i} = {}, want {}", got[i], input[i] * 2.0);
+        }
+    }
+}

@@ -71,7 +71,9 @@ pub enum Backpressure {
     /// every whole chunk that more than the staging slots' worth of newer
     /// chunks has overtaken before a reader took it: a rate above what the
     /// readers sustain then shows as drops, as for a live source whose
-    /// oldest data is overwritten, not as latency growing with the run.
+    /// oldest data is overwritten, not as latency growing with the run. The
+    /// last chunk is always read (the end is exact); a read error inside a
+    /// chunk dropped unread goes unseen.
     DropOldest,
 }
 

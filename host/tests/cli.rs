@@ -589,8 +589,9 @@ fn a_stream_writes_its_trace_with_latency() {
     let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     let events = t["traceEvents"].as_array().unwrap();
     let spans = |prefix: &str| events.iter().filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with(prefix)).count();
-    assert_eq!((spans("h2d chunk"), spans("consumer chunk"), spans("d2h chunk"), spans("latency chunk")), (16, 16, 16, 16));
+    assert_eq!((spans("h2d chunk"), spans("consumer chunk"), spans("d2h chunk"), spans("read chunk"), spans("latency chunk")), (16, 16, 16, 16, 16));
     assert!(events.iter().any(|e| e["args"]["name"] == "host: chunk latency"));
+    assert!(events.iter().any(|e| e["args"]["name"] == "host: chunk read"));
     assert!(t["otherData"]["latency_us"]["p99"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("host: chunk latency"));
 }

@@ -208,7 +208,8 @@ fn fir_in_a_stream_equals_the_whole_stream_filter() {
 }
 
 /// A traced stream: every chunk's operations, in their order on the GPU
-/// clock, and every chunk's latency span on the row after the stages.
+/// clock, and every chunk's read and latency spans on the rows after the
+/// stages.
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_traced_stream_has_every_chunk_and_its_latency() {
@@ -221,17 +222,19 @@ fn a_traced_stream_has_every_chunk_and_its_latency() {
     assert_eq!(got.lock().unwrap().len(), n);
     let tl = r.timeline.expect("a timeline");
     let chunks = r.chunks as usize;
-    assert_eq!(tl.stages, ["h2d", "consumer", "d2h", "latency"]);
+    assert_eq!(tl.stages, ["h2d", "consumer", "d2h", "read", "latency"]);
     assert_eq!(tl.gpu_rows, 3);
-    assert_eq!(tl.spans.len(), chunks * 4);
+    assert_eq!(tl.spans.len(), chunks * 5);
     for c in 0..chunks {
         let span = |stage: usize| tl.spans.iter().find(|s| s.chunk == c && s.stage == stage).unwrap_or_else(|| panic!("chunk {c} stage {stage}"));
-        let (h2d, consumer, d2h, latency) = (span(0), span(1), span(2), span(3));
-        for s in [h2d, consumer, d2h, latency] {
+        let (h2d, consumer, d2h, read, latency) = (span(0), span(1), span(2), span(3), span(4));
+        for s in [h2d, consumer, d2h, read, latency] {
             assert!(s.start_ms <= s.end_ms && s.start_ms >= 0.0, "{s:?}");
         }
         // On the GPU clock: each stage starts after the previous one ended.
         assert!(h2d.end_ms <= consumer.start_ms && consumer.end_ms <= d2h.start_ms, "chunk {c}: {h2d:?} {consumer:?} {d2h:?}");
+        // On the host clock: the latency counts from the read's end.
+        assert!(read.end_ms <= latency.start_ms, "chunk {c}: {read:?} {latency:?}");
         // The latency span (host clock) covers the GPU work, up to the
         // clocks' alignment (the origin event's wake-up): 1 ms is plenty.
         assert!(latency.start_ms <= h2d.start_ms + 1.0 && d2h.end_ms <= latency.end_ms + 1.0, "chunk {c}: {latency:?} {h2d:?} {d2h:?}");

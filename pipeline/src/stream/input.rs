@@ -358,7 +358,8 @@ impl Input {
     }
 
     /// Chunk `c` (in `slot`) was read: `got` bytes or an error.
-    fn complete(&self, c: u64, slot: usize, got: std::io::Result<usize>, pace: Pace) {
+    fn complete(&self, c: u64, slot: usize, got: std::io::Result<usize>, began: Instant, pace: Pace) {
+        let read_done = Instant::now();
         let at = c * self.chunk_bytes as u64;
         let (whole, end) = match got {
             Ok(n) if n >= self.chunk_bytes => (self.chunk_bytes, None),
@@ -400,7 +401,7 @@ impl Input {
         }
         let kept = whole > 0 && !g.past_end(c) && !g.closed && c >= g.next;
         if kept {
-            g.done.insert(c, Filled { slot, bytes: whole, ready });
+            g.done.insert(c, Filled { slot, bytes: whole, ready, read: (began, read_done) });
         } else {
             g.free.push(slot);
         }
@@ -433,10 +434,11 @@ impl Input {
                     while let Some((c, slot)) = input.claim(policy, None) {
                         // SAFETY: the slot's token was just claimed.
                         let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
+                        let began = Instant::now();
                         let got = source.fill(buf);
                         // A short read is the end: nothing more is asked of the source.
                         let last = !matches!(got, Ok(n) if n >= input.chunk_bytes);
-                        input.complete(c, slot, got, pace);
+                        input.complete(c, slot, got, began, pace);
                         if last || input.stop.load(Ordering::SeqCst) {
                             break;
                         }
@@ -460,11 +462,12 @@ impl Input {
                             while let Some((c, slot)) = input.claim(policy, live) {
                                 // SAFETY: the slot's token was just claimed.
                                 let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
+                                let began = Instant::now();
                                 let got = match c.checked_mul(input.chunk_bytes as u64) {
                                     Some(at) => reader.read_at(buf, at),
                                     None => Err(std::io::Error::other("the stream is longer than 2^64 bytes")),
                                 };
-                                input.complete(c, slot, got, pace);
+                                input.complete(c, slot, got, began, pace);
                             }
                         })
                     })

@@ -134,8 +134,9 @@ pub struct StreamReport {
     /// When asked for: every delivered chunk checked.
     pub verification: Option<Verification>,
     /// When asked for ([`StreamOptions::trace`]): one row per GPU stage, its
-    /// operations as spans, and a last row with each chunk's latency span
-    /// (source had it -> sink took it), in ms from the stream's start. GPU
+    /// operations as spans, then a row with each chunk's read (into its
+    /// staging slot) and a last row with each chunk's latency span (source
+    /// had it -> sink took it), in ms from the stream's start. GPU
     /// times are placed on the host clock through an origin event recorded
     /// and waited for before the first chunk: they may sit a few
     /// microseconds late (the wait's wake-up).
@@ -153,7 +154,11 @@ impl StreamReport {
 struct Filled {
     slot: usize,
     bytes: usize,
+    /// When the source had the chunk: its read done, or its due time
+    /// when paced (latency counts from here).
     ready: Instant,
+    /// When its read began and ended (the trace's read row).
+    read: (Instant, Instant),
 }
 
 /// A chunk on the GPU, for the writer.
@@ -164,6 +169,7 @@ struct Job {
     in_bytes: usize,
     out_bytes: usize,
     ready: Instant,
+    read: (Instant, Instant),
     /// With a trace: (stage, start, end) timing events around each operation.
     ops: Vec<(usize, CudaEvent, CudaEvent)>,
 }
@@ -266,7 +272,7 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         true => {
             let e = part.streams[0].record_event(TIMING).map_err(cuda("recording the trace's origin event"))?;
             e.synchronize().map_err(cuda("waiting for the trace's origin event"))?;
-            Some(Origin { offset_ms: start.elapsed().as_secs_f64() * 1e3, event: e, start, latency_row: stages })
+            Some(Origin { offset_ms: start.elapsed().as_secs_f64() * 1e3, event: e, start, host_row: stages })
         }
         false => None,
     };
@@ -356,25 +362,30 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         verification,
         timeline: w.spans.map(|spans| {
             let mut t = Timeline::new(spec.stages.iter().map(|s| s.name().to_string()).collect(), 1, spans);
+            t.push_row(READ_ROW, "host: chunk read");
             t.push_row(LATENCY_ROW, "host: chunk latency");
             t
         }),
     })
 }
 
-/// The name of a stream trace's latency row (its spans: "latency chunk C").
+/// The names of a stream trace's host rows, after the stages (their
+/// spans: "read chunk C", "latency chunk C"): each chunk's read into its
+/// staging slot, and its latency.
+const READ_ROW: &str = "read";
 const LATENCY_ROW: &str = "latency";
 
 /// Timing events (the done events need none).
 const TIMING: Option<cudarc::driver::sys::CUevent_flags> = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
 
 /// A trace's clock: `event` completed `offset_ms` after `start` (host
-/// clock); the latency spans go on row `latency_row` (after the stages).
+/// clock); the read spans go on row `host_row` (after the stages), the
+/// latency spans on the next.
 struct Origin {
     event: CudaEvent,
     start: Instant,
     offset_ms: f64,
-    latency_row: usize,
+    host_row: usize,
 }
 
 /// The host side alone, no GPU: reads `source` with the stream's readers
@@ -509,7 +520,7 @@ fn enqueue_loop(
         }
         let last = part.streams[crate::exec::plan::stream_of(stages - 1, part.streams.len())].clone();
         done[(c % h as u64) as usize].record(&last).map_err(cuda("recording a chunk's done event"))?;
-        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready, ops };
+        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready, read: f.read, ops };
         if jobs.send(job).is_err() {
             break;
         }
@@ -573,9 +584,11 @@ fn write_loop(
                 for (stage, begin, end) in &job.ops {
                     spans.push(Span { gpu: 0, stage: *stage, chunk: job.chunk as usize, start_ms: at(begin)?, end_ms: at(end)? });
                 }
+                let (began, read) = job.read;
+                spans.push(Span { gpu: 0, stage: o.host_row, chunk: job.chunk as usize, start_ms: ms_since_start(began, o), end_ms: ms_since_start(read, o) });
                 spans.push(Span {
                     gpu: 0,
-                    stage: o.latency_row,
+                    stage: o.host_row + 1,
                     chunk: job.chunk as usize,
                     start_ms: ms_since_start(job.ready, o),
                     end_ms: ms_since_start(delivered, o),

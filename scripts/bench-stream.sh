@@ -10,7 +10,8 @@
 #    a pipe, chunks 1, 4 and 16 MiB, unverified (the GPU tests verify) and
 #    one verified row;
 #    plus the reading side alone (`--host-only`: the file into ordinary
-#    memory through the same readers, no GPU), its ceiling;
+#    memory through the same readers, no GPU), its ceiling, and a traced
+#    4 MiB row (file-devnull-4MiB.trace.json);
 # 3. latency at the load issue 9 names: chunks of 64 KiB to 16 MiB, the
 #    source paced (`--rate`) at half the stream bound measured in step 1
 #    (a quarter of "both directions"), with --drop-oldest: where the stream
@@ -66,6 +67,10 @@ for c in 1MiB 4MiB 16MiB; do
   row "file-devnull-$c" "$out/file-devnull-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/file-devnull-$c.json"
   row "pipe-pipe-$c" "$out/pipe-pipe-$c.json" bash -c "'$H' gen --total $total | '$H' pipeline -w stream --chunk $c --input - --output - --no-verify --json '$out/pipe-pipe-$c.json' > /dev/null"
 done
+# One row again with a trace (each chunk's read, GPU operations and
+# latency; open in Perfetto), apart so the timing events do not touch the
+# rows above.
+row "file-devnull-4MiB-traced" "$out/file-devnull-4MiB-traced.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --no-verify --trace "$out/file-devnull-4MiB.trace.json" --json "$out/file-devnull-4MiB-traced.json"
 # The reading side alone, no GPU: what the readers deliver from this file.
 for c in 1MiB 4MiB 16MiB; do
   row "file-read-only-$c" "$out/file-read-only-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --host-only --json "$out/file-read-only-$c.json"

@@ -7,10 +7,10 @@
 #    can take at most half of it as input;
 # 2. h2d -> consumer -> d2h streams of TOTAL (default 8GiB) from a file
 #    (page cache) and from a pipe (`host gen |`), output to /dev/null and to
-#    a pipe, chunks 1, 4 and 16 MiB, unverified (the GPU tests verify) and
-#    one verified row;
-#    plus the reading side alone (`--host-only`: the file into ordinary
-#    memory through the same readers, no GPU), its ceiling, and a traced
+#    a pipe, chunks 1, 4 and 16 MiB, unverified (the GPU tests verify),
+#    file to file at 4 MiB, and one verified row;
+#    plus the host side alone (`--host-only`: the file through the same
+#    readers and staging slots, no GPU), its ceiling, and a traced
 #    4 MiB row (file-devnull-4MiB.trace.json);
 # 3. latency at the load issue 9 names: chunks of 64 KiB to 16 MiB, the
 #    source paced (`--rate`) at half the stream bound measured in step 1
@@ -75,6 +75,13 @@ row "file-devnull-4MiB-traced" "$out/file-devnull-4MiB-traced.json" "$H" pipelin
 for c in 1MiB 4MiB 16MiB; do
   row "file-read-only-$c" "$out/file-read-only-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --host-only --json "$out/file-read-only-$c.json"
 done
+# File to file (FileSink, written in parallel pieces, one chunk at a time),
+# through the GPU and through the host side alone.
+outfile="${TMPDIR:-/tmp}/stream-out.bin"
+row "file-file-4MiB" "$out/file-file-4MiB.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output "$outfile" --no-verify --json "$out/file-file-4MiB.json"
+rm -f "$outfile"
+row "file-file-host-only-4MiB" "$out/file-file-host-only-4MiB.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output "$outfile" --host-only --json "$out/file-file-host-only-4MiB.json"
+rm -f "$outfile"
 row "file-devnull-4MiB-verified" "$out/file-devnull-4MiB-verified.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --json "$out/file-devnull-4MiB-verified.json"
 # Latency at the load issue 9 names: half the stream bound, whatever the
 # chunk size, dropping the oldest chunk when every staging slot is busy.

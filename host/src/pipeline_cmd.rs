@@ -94,10 +94,11 @@ pub struct PipelineArgs {
     /// thread per core (default: a piece per core, from 4 to 16 chunks).
     #[arg(long, requires = "input")]
     pub(crate) readers: Option<usize>,
-    /// Streams: only read the input, through the staging slots into
-    /// ordinary memory, with no GPU: the ceiling the reading side puts on
-    /// a stream from this input (throughput, and drops with --drop-oldest).
-    #[arg(long, requires = "input", conflicts_with = "output")]
+    /// Streams: only the host side, with no GPU and no stage: the input
+    /// through the readers and staging slots (ordinary memory) to the
+    /// output as it is; the ceiling the host side puts on a stream from
+    /// this input to this output (throughput, latency, drops).
+    #[arg(long, requires = "input")]
     pub(crate) host_only: bool,
     /// Streams: when every staging slot is busy, drop the oldest chunk not
     /// yet on the GPU (counted and reported) instead of waiting.

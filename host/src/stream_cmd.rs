@@ -109,9 +109,6 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         interrupt: Some(interrupt),
         trace: tracing,
     };
-    if a.host_only {
-        return host_only(a, spec, input, source, opts);
-    }
     let mut staged = None;
     // An existing file that is not a regular one (a device such as
     // /dev/null, a named pipe) is written in place, never replaced.
@@ -130,6 +127,17 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             Box::new(FileSink::new(f, readers()))
         }
     };
+    if a.host_only {
+        let report = host_only(a, spec, input, source, sink, opts, &say)?;
+        if let Some((t, path)) = staged {
+            t.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(p) = &a.json {
+            write_json(p, spec, &report)?;
+            say(format!("report: wrote {}", p.display()));
+        }
+        return Ok(true);
+    }
     let gpu = Gpu::open(0)?;
     let size = spec.input_type()?.size() as u128;
     say(format!(
@@ -181,37 +189,46 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     Ok(passed)
 }
 
-/// `--host-only`: the input through the readers into ordinary memory, no GPU.
-fn host_only(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, source: Box<dyn StreamSource>, opts: StreamOptions) -> Result<bool> {
+/// `--host-only`: the input through the readers and staging slots to the
+/// output as it is, no GPU.
+fn host_only(
+    a: &PipelineArgs,
+    spec: &PipelineSpec,
+    input: &Path,
+    source: Box<dyn StreamSource>,
+    sink: Box<dyn StreamSink>,
+    opts: StreamOptions,
+    say: &dyn Fn(String),
+) -> Result<StreamReport> {
     let size = spec.input_type()?.size();
     let chunk_bytes = usize::try_from(spec.chunk_elements).ok().and_then(|c| c.checked_mul(size)).context("--chunk: too large for this machine")?;
-    println!(
-        "host only (no GPU): {} read in chunks of {} ({} elements of {}) into {} slots of ordinary memory",
+    say(format!(
+        "host only (no GPU, no stage): {} in chunks of {} ({} elements of {}) through staging slots of ordinary memory to {}",
         if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
         bytes(chunk_bytes as u128),
         spec.chunk_elements,
         spec.input_type()?.name(),
-        opts.host_slots.map_or("the default".to_string(), |n| n.to_string()),
-    );
-    let report = stream::read_only(source, chunk_bytes, size, opts)?;
-    println!(
-        "read: {} chunks, {} in {:.3} s: {:.2} GB/s; {} staging slots",
+        match &a.output {
+            None => "nowhere".to_string(),
+            Some(p) if is_dash(p) => "standard output".to_string(),
+            Some(p) => p.display().to_string(),
+        },
+    ));
+    let report = stream::host_only(source, sink, chunk_bytes, size, opts)?;
+    say(format!(
+        "host only: {} chunks, {} in {:.3} s: {:.2} GB/s; {} staging slots",
         report.chunks,
         bytes(report.bytes_in as u128),
         report.wall_s,
         report.input_gbps(),
         report.host_slots
-    );
+    ));
     let l = &report.latency;
-    println!("latency per chunk (read done -> next in order): p50 {:.0} us, p99 {:.0} us, max {:.0} us", l.p50_us, l.p99_us, l.max_us);
+    say(format!("latency per chunk (read done -> sink took it): p50 {:.0} us, p99 {:.0} us, max {:.0} us", l.p50_us, l.p99_us, l.max_us));
     if report.dropped_chunks > 0 {
-        println!("dropped (drop-oldest): {} chunk(s), {}", report.dropped_chunks, bytes(report.dropped_bytes as u128));
+        say(format!("dropped (drop-oldest): {} chunk(s), {}", report.dropped_chunks, bytes(report.dropped_bytes as u128)));
     }
-    if let Some(p) = &a.json {
-        write_json(p, spec, &report)?;
-        println!("report: wrote {}", p.display());
-    }
-    Ok(true)
+    Ok(report)
 }
 
 fn print_report(r: &StreamReport, say: &dyn Fn(String)) {

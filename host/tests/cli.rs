@@ -241,7 +241,31 @@ fn host_only_reads_a_file_through_the_readers_without_a_gpu() {
         &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--readers", "0"]),
         "--readers must be at least 1",
     );
-    assert_eq!(host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--output", "x.bin"]).status.code(), Some(2));
+    // With an output: the input as it is, and no file left when it fails.
+    let output = d.join("out.bin");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--chunk", "64KiB", "--input", input.to_str().unwrap(), "--host-only", "--output", output.to_str().unwrap()]),
+        "the stream ended mid-element",
+    );
+    assert!(!output.exists());
+    let data: Vec<u8> = (0..(1u32 << 20) + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = host(&[
+        "pipeline",
+        "-w",
+        "stream",
+        "-s",
+        "h2d,u8-to-f32,d2h",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--host-only",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&output).unwrap() == data, "the output is not the input");
     let trace = d.join("t.json");
     assert_one_line_error(
         &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--trace", trace.to_str().unwrap()]),

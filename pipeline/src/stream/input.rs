@@ -16,7 +16,7 @@
 //! would have met, and every chunk before it is delivered.
 //!
 //! This part needs no GPU: the slots may be pinned memory (the GPU copies
-//! from them) or ordinary memory (tests, [`super::read_only`]).
+//! from them) or ordinary memory (tests, [`super::host_only`]).
 use super::io::{ReadAt, StreamSource};
 use super::{Backpressure, Filled};
 use crate::PipelineError;

@@ -391,11 +391,13 @@ struct Origin {
 /// The host side alone, no GPU: reads `source` with the stream's readers
 /// (several at once for a positional source) into staging slots of
 /// ordinary memory, `chunk_bytes` (whole elements of `elem_size` bytes)
-/// per chunk, and gives each slot back as soon as its chunk is next in
-/// order. Its throughput is the ceiling the reading side puts on a stream
-/// from this source (`host pipeline --host-only`). Slots: `host_slots`, by
-/// default the readers plus two. The errors are those of [`run`].
-pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize, opts: StreamOptions) -> Result<StreamReport> {
+/// per chunk, hands each chunk, in order, as it is to `sink` ([`Discard`]:
+/// to nothing) on this thread, and gives its slot back. Its throughput is
+/// the ceiling the host side puts on a stream from this source to this
+/// sink (`host pipeline --host-only`); latency runs from the read to the
+/// sink. Slots: `host_slots`, by default the readers plus two. The errors
+/// are those of [`run`].
+pub fn host_only(source: impl StreamSource, sink: impl StreamSink, chunk_bytes: usize, elem_size: usize, opts: StreamOptions) -> Result<StreamReport> {
     if elem_size == 0 || chunk_bytes == 0 || !chunk_bytes.is_multiple_of(elem_size) {
         return Err(PipelineError::BadInput(format!("a chunk of {chunk_bytes} bytes is not whole elements of {elem_size} bytes")));
     }
@@ -415,12 +417,19 @@ pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize
     };
     let interrupted = || opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
     let mut hist = latency_histogram()?;
+    let mut sink = sink;
     let (mut chunks, mut bytes_in) = (0u64, 0u64);
     while let Some(f) = input.pop(TICK, || !interrupted()) {
+        // SAFETY: `pop` handed this thread the slot until it frees it.
+        let written = sink.write_chunk(unsafe { input.view(f.slot, f.bytes) });
+        input.free(f.slot);
+        if let Err(e) = written {
+            input.close();
+            return Err(PipelineError::StreamOutput(e));
+        }
         hist.saturating_record(f.ready.elapsed().as_micros() as u64);
         chunks += 1;
         bytes_in += f.bytes as u64;
-        input.free(f.slot);
     }
     if interrupted() {
         input.close();
@@ -432,11 +441,12 @@ pub fn read_only(source: impl StreamSource, chunk_bytes: usize, elem_size: usize
     if let Some(e) = input.take_error() {
         return Err(e);
     }
+    sink.finish().map_err(PipelineError::StreamOutput)?;
     let (dropped_chunks, dropped_bytes) = input.dropped();
     Ok(StreamReport {
         chunks,
         bytes_in,
-        bytes_out: 0,
+        bytes_out: bytes_in,
         dropped_chunks,
         dropped_bytes,
         wall_s: start.elapsed().as_secs_f64(),

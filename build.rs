@@ -1,7 +1,8 @@
-//! Builds `kernels-gpu` to PTX with nvptx-builder and tells `src/lib.rs`
-//! where it is and which entries it has (from the PTX itself, so no list of
-//! kernel names is kept by hand). `NVPTX_ARCH=sm_90 cargo build` picks
-//! another architecture.
+//! Builds `kernels-gpu` and `kernels-hopper` to PTX with nvptx-builder and
+//! tells `src/lib.rs` where each is and which entries it has (from the PTX
+//! itself, so no list of kernel names is kept by hand). `NVPTX_ARCH=sm_90
+//! cargo build` picks another architecture for kernels-gpu; kernels-hopper
+//! is always sm_90 with PTX 8.0 (its instructions exist nowhere older).
 use nvptx_builder::{Arch, Builder};
 
 fn main() {
@@ -16,4 +17,11 @@ fn main() {
     println!("cargo:rustc-env=KERNELS_PTX_PATH={}", result.ptx_path.display());
     println!("cargo:rustc-env=KERNELS_PTX_ARCH={}", result.arch);
     println!("cargo:rustc-env=KERNELS_PTX_ENTRIES={}", result.entries.join(","));
+
+    // rustc says `.version 7.8` for sm_90; mbarrier expect_tx and bulk
+    // copies need 8.0. (`ptx80` is an unstable target feature: rustc warns.)
+    let hopper = Builder::new("kernels-hopper").name("hopper").arch(Arch::Sm90).target_feature("+ptx80").build().unwrap_or_else(|e| nvptx_builder::fail(&e));
+    println!("cargo:rustc-env=HOPPER_PTX_PATH={}", hopper.ptx_path.display());
+    println!("cargo:rustc-env=HOPPER_PTX_ARCH={}", hopper.arch);
+    println!("cargo:rustc-env=HOPPER_PTX_ENTRIES={}", hopper.entries.join(","));
 }

@@ -17,11 +17,14 @@ cp target/release/examples/wav_fir "$out/example-wav_fir"
 # The PTX the host embeds: the build script's output that the host build used.
 ptx=$(ls -t target/release/build/ptx-kernels-*/out/kernels.ptx | head -n 1)
 cp "$ptx" "$out/kernels.ptx"
+# The Hopper module (sm_90, PTX 8.0), built beside it by the same build script.
+cp "$(dirname "$ptx")/hopper.ptx" "$out/hopper.ptx"
 
 cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
   | python3 scripts/collect_test_binaries.py "$out"
 
 cp scripts/run-gpu-tests.sh scripts/sanitize.sh scripts/bench-gpu.sh scripts/bench-stream.sh scripts/wav-demo.sh "$out/"
-mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/run_peers.py bench/peers/fir_peers.py "$out/peers/"
+# Every peer script (run_peers.py, fir_peers.py, triton_peers.py, ...) and the CUDA sources they build.
+mkdir -p "$out/peers" && cp bench/peers/kernels.cuh bench/peers/peers.cu bench/peers/*.py "$out/peers/"
 strip "$out"/host "$out"/test-* "$out"/example-* 2>/dev/null || true
 du -sh "$out"

@@ -36,6 +36,19 @@ for tool in ${TOOLS-memcheck racecheck synccheck initcheck}; do
   check $tool generate "$H" pipeline -w generate -k 3 --chunk 1MiB --total 8MiB
   check $tool stream "$H" pipeline -w stream -k 3 --chunk 1MiB --total 8MiB
   check $tool stream-graph "$H" pipeline -w stream -k 2 --chunk 256KiB --total 3MiB --graph --runs 3
+  # The Hopper grains' complete protocols (sm_90): PDL launches, plain and
+  # as a graph, and the consumer/reduce on the mbarrier ring.
+  check $tool grain-pdl "$H" pipeline --grain pdl -k 3 --chunk 256KiB --total 3MiB --runs 2
+  check $tool grain-pdl-graph "$H" pipeline --grain pdl-graph -k 2 --chunk 256KiB --total 3MiB --runs 2
+  check $tool grain-warps "$H" pipeline --grain warps -k 3 --chunk 1MiB --total 4MiB
+  check $tool grain-warps-stream "$H" pipeline --grain warps -w stream -k 2 --chunk 256KiB --total 3MiB
+  # The flags grain: every stage one kernel, all at once, flag rings.
+  check $tool grain-flags "$H" pipeline --grain flags -k 4 --chunk 64KiB --total 4MiB --runs 2
+  check $tool grain-flags-pieces "$H" pipeline --grain flags -k 2 --chunk 1MiB --total 8MiB
+  # Placement: the placed path on one GPU, and the tests that place stages
+  # on "two" GPUs that are one (the peer copy stage and its events).
+  check $tool placed "$H" pipeline -w stream --place h2d:0,consumer:0,d2h:0 -k 2 --chunk 256KiB --total 3MiB
+  check $tool place-tests "$here/test-pc-pipeline-gpu_place" --include-ignored --test-threads=1 placed_on_the_same_device
   [ -f "$log/in.bin" ] || "$H" gen --total 3MiB --output "$log/in.bin"
   check $tool stream-io "$H" pipeline -w stream -k 2 --chunk 256KiB --input "$log/in.bin" --output "$log/out.bin"
   PC_TEST_MAX_ELEMENTS=300000 check $tool gpu-tests "$here/test-ptx-kernels-gpu" --include-ignored --test-threads=1

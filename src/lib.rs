@@ -15,6 +15,7 @@
 //! assert!(ptx_kernels::entries().any(|e| e == "consumer_vec_kernel"));
 //! ```
 pub mod demo;
+pub mod hopper;
 pub mod verify;
 
 pub use kernels_gpu::*;

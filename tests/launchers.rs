@@ -51,3 +51,31 @@ fn the_builders_entry_list_is_the_ptxs() {
     from_builder.sort();
     assert_eq!(from_builder, pc_runtime::launch::entries(ptx_kernels::KERNELS));
 }
+
+#[test]
+fn every_hopper_kernel_is_a_ptx_entry_of_the_hopper_module_and_back() {
+    let _ = ptx_kernels::hopper::PdlChainKernel::NAME;
+    let kernels = entries_of("kernels-hopper");
+    assert!(kernels.len() >= 4, "{kernels:?}");
+    for e in &kernels {
+        let found = entry_param_bytes(ptx_kernels::hopper::KERNELS, e.name).unwrap_or_else(|| panic!("the Hopper PTX has no entry {}", e.name));
+        assert_eq!(found, e.param_bytes, "{}", e.name);
+    }
+    let listed: BTreeSet<&str> = kernels.iter().map(|e| e.name).collect();
+    let in_ptx: BTreeSet<&str> = ptx_kernels::hopper::entries().collect();
+    assert_eq!(listed, in_ptx);
+}
+
+#[test]
+fn pdl_kernels_are_marked_and_plain_ones_are_not() {
+    use ptx_kernels::hopper::{PdlChainKernel, PdlConsumerKernel, PdlProducerKernel, PdlReduceKernel};
+    fn pdl<K: pc_runtime::launch::PdlKernel>() {}
+    pdl::<PdlProducerKernel>();
+    pdl::<PdlConsumerKernel>();
+    pdl::<PdlReduceKernel>();
+    pdl::<PdlChainKernel>();
+    // The fault knob is not a parameter of the ordinary launchers: the
+    // consumer's PTX has one more parameter than `launch` takes arguments
+    // after the configuration (buffer: 2 words, output: 2, faults: 1).
+    assert_eq!(PdlConsumerKernel::PARAM_BYTES, &[8, 8, 8, 8, 4]);
+}

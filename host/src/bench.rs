@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Skip the pipeline sweep (ceilings and kernels only).
     #[arg(long)]
     no_pipelines: bool,
+    /// Kernels in the per-kernel-boundary chain (sm_90 only; even).
+    #[arg(long, default_value_t = 1000)]
+    chain_links: usize,
     /// Peers' results (JSON from bench/peers/run_peers.py) to merge.
     #[arg(long)]
     peers: Option<PathBuf>,
@@ -48,6 +51,11 @@ pub struct BenchArgs {
     /// Write the SVG plots into this directory.
     #[arg(long, default_value = ".")]
     plots: PathBuf,
+    /// Several GPUs instead ("0,1" or "all"): the host link with every GPU
+    /// copying both ways at once, peer copies between each pair, and the
+    /// split pipelines against one GPU (written to --json).
+    #[arg(long)]
+    gpus: Option<String>,
 }
 
 /// Launches per timed repetition: enough to fill ~64 MiB of traffic, so a
@@ -83,6 +91,9 @@ fn gbps(bytes: u64, ms: f64) -> f64 {
 }
 
 pub fn run(a: &BenchArgs) -> Result<bool> {
+    if let Some(list) = &a.gpus {
+        return crate::bench_multi::run(a.large, a.reps.min(5), list, &a.json);
+    }
     let gpu = Gpu::open(a.device)?;
     let info = gpu.info().clone();
     println!("bench on device {}: {} ({} SMs), {} reps per figure, median", info.index, info.name, info.sm_count, a.reps);
@@ -131,6 +142,15 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     })?;
     add("ceiling", "both directions at once (in+out)", large as u64, 2 * large as u64, both, "");
     drop((src, dst));
+    // Each pipeline's physical bound in GB/s of input, from the ceilings of
+    // this run: generate moves 4 bytes of device memory per input byte
+    // (producer writes, consumer reads and writes, reduce reads) at the
+    // device copy's rate; stream moves each byte in and out over the host
+    // link at once, half the both-directions rate each way.
+    let bound = |w: Workload| match w {
+        Workload::Generate => gbps(2 * large as u64, d2d) / 4.0,
+        Workload::Stream => gbps(2 * large as u64, both) / 2.0,
+    };
 
     // ---- kernels ----
     let block = 256u32;
@@ -199,23 +219,50 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         );
     }
 
+    // ---- kernel boundaries (sm_90: PDL) ----
+    let hopper = gpu.require_compute_capability(ptx_kernels::hopper::COMPUTE_CAPABILITY, "the PDL figures");
+    let boundaries = match &hopper {
+        Ok(()) => crate::bench_grains::report(&crate::bench_grains::boundaries(&gpu, a.chain_links, a.reps)?),
+        Err(e) => {
+            println!("boundary   skipped: {e}");
+            Value::Null
+        }
+    };
+
+    // ---- the warp-specialized ring on a memory-bound map (sm_90) ----
+    if hopper.is_ok() {
+        let mut time = |st: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>| time_ms(st, a.reps, a.large, f);
+        for (name, moved, ms, note) in crate::bench_grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
+            add("ring", &name, a.large, moved, ms, &note);
+        }
+    }
+
     // ---- pipelines ----
     let mut sweep: Vec<Value> = Vec::new();
     if !a.no_pipelines {
-        let modes: [(&str, usize, bool, bool); 6] = [
-            ("serial (one stream)", 1, true, false),
-            ("two streams per chunk (K=1)", 1, false, false),
-            ("ring K=2", 2, false, false),
-            ("ring K=3", 3, false, false),
-            ("ring K=4", 4, false, false),
-            ("graph replay (K=3)", 3, false, true),
+        let mut modes: Vec<(&str, usize, bool, Launch)> = vec![
+            ("serial (one stream)", 1, true, Launch::Streams),
+            ("two streams per chunk (K=1)", 1, false, Launch::Streams),
+            ("ring K=2", 2, false, Launch::Streams),
+            ("ring K=3", 3, false, Launch::Streams),
+            ("ring K=4", 4, false, Launch::Streams),
+            ("graph replay (K=3)", 3, false, Launch::Graph),
         ];
+        if hopper.is_ok() {
+            modes.push(("pdl, one stream (K=3)", 3, false, Launch::Pdl { graph: false }));
+            modes.push(("pdl graph replay (K=3)", 3, false, Launch::Pdl { graph: true }));
+            modes.push(("warps: mbarrier ring stages (K=3)", 3, false, Launch::Warps));
+        }
         for workload in [Workload::Generate, Workload::Stream] {
             for &chunk in &a.chunks {
-                for (mode, k, serial, graph) in modes {
+                for &(mode, k, serial, launch) in &modes {
+                    // The PDL grains run the generate pipeline only.
+                    if matches!(launch, Launch::Pdl { .. }) && workload != Workload::Generate {
+                        continue;
+                    }
+                    let graph = !matches!(launch, Launch::Streams | Launch::Warps);
                     let spec = PipelineSpec::new(workload).slots(k).serial(serial).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
                     let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
-                    let launch = if graph { Launch::Graph } else { Launch::Streams };
                     p.run(launch, 1, false)?; // warm-up (and graph capture)
                     let runs = 3;
                     let r = p.run(launch, runs, false)?;
@@ -224,21 +271,50 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     let g = gbps(a.pipeline_total, ms);
                     // The ideal from a timeline of one run with stream launches.
                     let ideal = if !graph {
-                        let t = p.run(Launch::Streams, 1, true)?;
+                        let t = p.run(launch, 1, true)?;
                         t.timeline.map(|tl| ideal_ms(&tl, spec.stages.len()))
                     } else {
                         None
                     };
                     let wl = format!("{workload:?}").to_lowercase();
                     println!(
-                        "pipeline   {wl:<8} chunk {:>9} {mode:<28} {ms:>9.3} ms {g:>8.1} GB/s{}{}",
+                        "pipeline   {wl:<8} chunk {:>9} {mode:<28} {ms:>9.3} ms {g:>8.1} GB/s ({:>4.1}% of bound){}{}",
                         bytes(chunk as u128),
+                        100.0 * g / bound(workload),
                         ideal.map_or(String::new(), |i| format!("  ideal {i:.3} ms ({:.0}%)", 100.0 * i / ms)),
                         if ok { "" } else { "  VERIFICATION FAILED" }
                     );
                     sweep.push(
-                        json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "ideal_ms": ideal, "verified": ok, "impl": "rust"}),
+                        json!({"workload": wl, "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "bound_gbps": bound(workload), "ideal_ms": ideal, "verified": ok, "impl": "rust"}),
                     );
+                }
+                // The flags grain (generate only: copies have no flag form),
+                // with the hand-off and chunk latency from device timestamps;
+                // up to 4 MiB chunks (a ring of 128 larger slots is large).
+                if workload == Workload::Generate && chunk <= 4 << 20 {
+                    for k in [16usize, 128] {
+                        let mode = format!("flags grain (K={k})");
+                        let spec = PipelineSpec::new(workload).slots(k).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
+                        let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
+                        p.run(Launch::Flags, 1, false)?; // warm-up (kernels loaded, counters allocated)
+                        let runs = 3;
+                        let r = p.run(Launch::Flags, runs, false)?;
+                        let ok = p.verify(&r).passed();
+                        let ms = r.gpu_ms as f64 / runs as f64;
+                        let g = gbps(a.pipeline_total, ms);
+                        let t = p.run(Launch::Flags, 1, true)?;
+                        let (mut h, mut l) = t.flag_stamps.first().map(|s| (s.handoffs_ns(), s.latencies_ns())).unwrap_or_default();
+                        let pct = |v: &mut Vec<u64>, q: f64| pc_pipeline::flags::percentile(v, q) as f64 / 1e3;
+                        let (h50, h99, l50, l99) = (pct(&mut h, 50.0), pct(&mut h, 99.0), pct(&mut l, 50.0), pct(&mut l, 99.0));
+                        println!(
+                            "pipeline   generate chunk {:>9} {mode:<28} {ms:>9.3} ms {g:>8.1} GB/s ({:>4.1}% of bound)  hand-off p50 {h50:.2} us p99 {h99:.2} us, chunk latency p50 {l50:.1} us p99 {l99:.1} us{}",
+                            bytes(chunk as u128),
+                            100.0 * g / bound(workload),
+                            if ok { "" } else { "  VERIFICATION FAILED" }
+                        );
+                        sweep.push(json!({"workload": "generate", "chunk_bytes": chunk, "mode": mode, "ms": ms, "gbps": g, "bound_gbps": bound(workload), "ideal_ms": null, "verified": ok, "impl": "rust",
+                            "handoff_p50_us": h50, "handoff_p99_us": h99, "latency_p50_us": l50, "latency_p99_us": l99}));
+                    }
                 }
             }
         }
@@ -249,13 +325,15 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             .with_context(|| format!("parsing {}", p.display()))?,
         None => Value::Null,
     };
-    let all = json!({"device": info.name, "sm_count": info.sm_count, "reps": a.reps, "rows": rows, "pipelines": sweep, "peers": peers});
+    let all =
+        json!({"device": info.name, "sm_count": info.sm_count, "reps": a.reps, "rows": rows, "boundaries": boundaries, "pipelines": sweep, "peers": peers});
     std::fs::write(&a.json, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", a.json.display()))?;
     std::fs::write(&a.markdown, markdown(&all)).with_context(|| format!("writing {}", a.markdown.display()))?;
     std::fs::create_dir_all(&a.plots).ok();
     crate::bench_plots::write_plots(&all, &a.plots)?;
     println!("wrote {}, {} and plots in {}", a.json.display(), a.markdown.display(), a.plots.display());
-    let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
+    let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true))
+        && all["boundaries"]["rows"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
     Ok(verified)
 }
 
@@ -299,18 +377,26 @@ pub fn markdown(all: &Value) -> String {
             );
         }
     }
+    m += &crate::bench_grains::markdown(&all["boundaries"]);
     let sweep = all["pipelines"].as_array().cloned().unwrap_or_default();
     if !sweep.is_empty() {
-        m += "\n| workload | chunk | mode | ms per run | GB/s of input | ideal | verified |\n|---|---|---|---|---|---|---|\n";
+        m += "\n| workload | chunk | mode | ms per run | GB/s of input | of the physical bound | ideal | hand-off p50/p99 (us) | chunk latency p50/p99 (us) | verified |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for r in &sweep {
+            let pair = |a: &str, b: &str| match (r[a].as_f64(), r[b].as_f64()) {
+                (Some(x), Some(y)) => format!("{x:.2} / {y:.2}"),
+                _ => String::new(),
+            };
             m += &format!(
-                "| {} | {} | {} | {:.3} | {:.1} | {} | {} |\n",
+                "| {} | {} | {} | {:.3} | {:.1} | {} | {} | {} | {} | {} |\n",
                 r["workload"].as_str().unwrap_or(""),
                 bytes(r["chunk_bytes"].as_u64().unwrap_or(0) as u128),
                 r["mode"].as_str().unwrap_or(""),
                 r["ms"].as_f64().unwrap_or(f64::NAN),
                 r["gbps"].as_f64().unwrap_or(f64::NAN),
+                r["bound_gbps"].as_f64().map_or(String::new(), |b| format!("{:.1}% of {b:.0}", 100.0 * r["gbps"].as_f64().unwrap_or(f64::NAN) / b)),
                 r["ideal_ms"].as_f64().map_or("".to_string(), |i| format!("{:.3} ms ({:.0}%)", i, 100.0 * i / r["ms"].as_f64().unwrap_or(f64::NAN))),
+                pair("handoff_p50_us", "handoff_p99_us"),
+                pair("latency_p50_us", "latency_p99_us"),
                 r["verified"]
             );
         }

@@ -14,6 +14,8 @@
 //! }
 //! ```
 mod bench;
+mod bench_grains;
+mod bench_multi;
 mod bench_plots;
 mod gen_cmd;
 mod new_project;

@@ -21,6 +21,54 @@ pub enum WorkloadArg {
     Stream,
 }
 
+/// The grain of the hand-offs between stages (issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrainArg {
+    /// One stream per stage, filled/freed events between them (the default).
+    Streams,
+    /// The same launch sequence captured once as a CUDA graph and replayed (= --graph).
+    Graph,
+    /// Programmatic dependent launch (sm_90): the generate pipeline on one
+    /// stream, each kernel waiting on the GPU for the one before.
+    Pdl,
+    /// The pdl grain captured once as a CUDA graph and replayed.
+    PdlGraph,
+    /// Stream launches with the consumer and reduce stages on the
+    /// warp-specialized mbarrier ring inside each kernel (sm_90).
+    Warps,
+    /// Every stage one kernel for the whole run, all running at once, slots
+    /// handed over through counters in device memory (stages with a flags
+    /// form: producer, consumer, reduce; K <= 256; use a deep ring, e.g.
+    /// -k 128, for small chunks).
+    Flags,
+}
+
+impl GrainArg {
+    fn name(self) -> &'static str {
+        match self {
+            GrainArg::Streams => "streams",
+            GrainArg::Graph => "graph",
+            GrainArg::Pdl => "pdl",
+            GrainArg::PdlGraph => "pdl-graph",
+            GrainArg::Warps => "warps",
+            GrainArg::Flags => "flags",
+        }
+    }
+}
+
+/// The launch a `--grain` (or the older `--graph`) asks for.
+pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> {
+    Ok(match (grain, graph) {
+        (None, false) | (Some(GrainArg::Streams), false) => Launch::Streams,
+        (None, true) | (Some(GrainArg::Graph), _) => Launch::Graph,
+        (Some(g), true) => bail!("--graph is --grain graph; it does not combine with --grain {}", g.name()),
+        (Some(GrainArg::Pdl), false) => Launch::Pdl { graph: false },
+        (Some(GrainArg::PdlGraph), false) => Launch::Pdl { graph: true },
+        (Some(GrainArg::Warps), false) => Launch::Warps,
+        (Some(GrainArg::Flags), false) => Launch::Flags,
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     /// Built-in workload (its default stage list).
@@ -52,17 +100,17 @@ pub struct PipelineArgs {
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     pub(crate) block_size: u32,
-    /// How stages hand chunks over: `streams` (each stage's stream waits on
-    /// the other's events), `graph` (the same, captured once as a CUDA graph
-    /// and replayed), `flags` (every stage one kernel for the whole run, all
-    /// running at once, slots handed over through counters in device memory;
-    /// stages with a flags form only: producer, consumer, reduce; K <= 256;
-    /// use a deep ring, e.g. -k 16, for small chunks).
-    #[arg(long, value_enum, default_value = "streams")]
-    pub(crate) grain: Grain,
-    /// The same as --grain graph.
-    #[arg(long, conflicts_with = "grain")]
+    /// Capture the launch sequence once as a CUDA graph and replay it
+    /// (the same as --grain graph).
+    #[arg(long)]
     pub(crate) graph: bool,
+    /// How stages hand chunks over: streams (events between per-stage
+    /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
+    /// (programmatic dependent launch on one stream, sm_90, the generate
+    /// pipeline only), warps (consumer and reduce on the warp-specialized
+    /// mbarrier ring, sm_90) [default: streams].
+    #[arg(long, value_enum)]
+    pub(crate) grain: Option<GrainArg>,
     /// Flags grain: a wait on a ring counter longer than this (ms) stops the
     /// run with an error naming the stage and slot, instead of hanging.
     #[arg(long, default_value_t = 10_000)]
@@ -73,6 +121,11 @@ pub struct PipelineArgs {
     /// GPUs to spread chunks over: "all", or indices like "0,1".
     #[arg(long, default_value = "0")]
     pub(crate) gpus: String,
+    /// Each stage on a GPU of its own, in stage order: "producer:0,consumer:1,reduce:1"
+    /// (or "0,1,1"). Where neighbours sit on different GPUs a peer copy goes
+    /// between them (over NVLink where the GPUs have it). Instead of --gpus.
+    #[arg(long, conflicts_with = "gpus")]
+    pub(crate) place: Option<String>,
     /// Stream from this file, or standard input with "-": little-endian
     /// elements of the source's type, as many as arrive (a last partial
     /// chunk is fine; a partial element is an error). Needs a pipeline from
@@ -146,32 +199,6 @@ pub struct PipelineArgs {
     pub(crate) ptx: Option<PathBuf>,
 }
 
-/// `--grain`: how stages hand chunks to each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Grain {
-    Streams,
-    Graph,
-    Flags,
-}
-
-impl PipelineArgs {
-    pub(crate) fn launch(&self) -> Launch {
-        match (self.graph, self.grain) {
-            (true, _) | (_, Grain::Graph) => Launch::Graph,
-            (_, Grain::Streams) => Launch::Streams,
-            (_, Grain::Flags) => Launch::Flags,
-        }
-    }
-}
-
-fn launch_name(l: Launch) -> &'static str {
-    match l {
-        Launch::Streams => "stream launches",
-        Launch::Graph => "CUDA graph replay",
-        Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
-    }
-}
-
 /// Set by the first SIGINT (Ctrl-C): the running pipeline stops queueing,
 /// lets the queued GPU work finish, frees its memory and reports; a second
 /// SIGINT exits at once (status 130).
@@ -199,7 +226,34 @@ fn fresh_interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-fn gpu_indices(list: &str) -> Result<Vec<usize>> {
+/// `--place`: "name:gpu,..." (or "gpu,...") in stage order, to the GPUs
+/// used (distinct, in order of first use) and each stage's index among them.
+pub(crate) fn parse_place(text: &str, stages: &[&str]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.len() != stages.len() {
+        bail!("--place names {} stage(s) but the pipeline has {} ({}); give one GPU per stage, in order", items.len(), stages.len(), stages.join(","));
+    }
+    let (mut devices, mut placement) = (Vec::new(), Vec::new());
+    for (i, (item, stage)) in items.iter().zip(stages).enumerate() {
+        let dev = match item.rsplit_once(':') {
+            Some((name, dev)) if name.trim() == *stage => dev,
+            Some((name, _)) => bail!("--place item {} names stage {:?}, but stage {} is {stage}", i + 1, name.trim(), i + 1),
+            None => item,
+        };
+        let dev: usize = dev.trim().parse().map_err(|_| anyhow::anyhow!("--place item {} ({item:?}): the GPU must be an index like 0 or 1", i + 1))?;
+        let at = match devices.iter().position(|&d| d == dev) {
+            Some(at) => at,
+            None => {
+                devices.push(dev);
+                devices.len() - 1
+            }
+        };
+        placement.push(at);
+    }
+    Ok((devices, placement))
+}
+
+pub(crate) fn gpu_indices(list: &str) -> Result<Vec<usize>> {
     if list.trim() == "all" {
         return Ok((0..device_count()?).collect());
     }
@@ -280,12 +334,26 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         registry.replace(pc_pipeline::builtin::fir_in(crate::kernels_ptx(&a.ptx)?.0, taps)?)?;
     }
     let spec = spec_of(a, &registry)?;
+    let launch = launch_of(a.grain, a.graph)?;
+    if a.input.is_none() {
+        match launch {
+            Launch::Pdl { .. } => pc_pipeline::exec::pdl::check_pdl_spec(&spec)?,
+            Launch::Warps => pc_pipeline::exec::warps::check_warps_spec(&spec)?,
+            _ => {}
+        }
+    }
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
     }
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
-    let indices = gpu_indices(&a.gpus)?;
+    let (indices, spec) = match &a.place {
+        Some(text) => {
+            let (devices, placement) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
+            (devices, spec.placement(placement))
+        }
+        None => (gpu_indices(&a.gpus)?, spec),
+    };
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
     let input = Input::Generated;
@@ -300,20 +368,42 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         spec.chunk_elements,
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        launch_name(a.launch()),
+        match launch {
+            Launch::Streams => "stream launches",
+            Launch::Graph => "CUDA graph replay",
+            Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
+            Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
+            Launch::Warps => "stream launches, consumer and reduce on the warp-specialized mbarrier ring",
+            Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+        },
         names.join(", ")
     );
-    if a.check_sync {
-        if gpus.len() != 1 || a.launch() != Launch::Streams {
-            bail!("--check-sync runs on one GPU with stream launches (drop --graph/--grain, give one --gpus index)");
+    if a.check_sync && !spec.placement.is_empty() {
+        if launch != Launch::Streams {
+            bail!("--check-sync with --place runs with stream launches");
         }
-        return check_sync(&gpus[0], &spec, input, a.delay_us);
+        return check_sync(&refs, &spec, input, a.delay_us);
     }
-    let launch = a.launch();
+    if a.check_sync {
+        if gpus.len() != 1 {
+            bail!("--check-sync runs on one GPU (give one --gpus index, or --place)");
+        }
+        return match launch {
+            Launch::Streams => check_sync(&refs[..1], &spec, input, a.delay_us),
+            Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
+            Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.delay_us),
+            Launch::Flags => check_sync_flags(&gpus[0], &spec, a.delay_us),
+            Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
+        };
+    }
     let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && launch != Launch::Streams {
-        bail!("--trace/--svg record events around every operation, which only stream launches have; drop --graph/--grain");
+    if want_timeline && !matches!(launch, Launch::Streams | Launch::Warps | Launch::Flags) {
+        bail!(
+            "--trace/--svg record events around every operation on each stage's stream (or, for flags, device timestamps), which only --grain streams, warps and flags have; drop --graph/--grain"
+        );
     }
+    // The flags grain always records its device timestamps for the report.
+    let want_timeline = want_timeline || launch == Launch::Flags;
 
     let mut pipeline = Pipeline::new(&refs, spec.clone(), input.clone())?;
     let interrupt = fresh_interrupt_flag();
@@ -332,6 +422,18 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     })?;
     bar.finish_and_clear();
     print_run("pipelined", &spec, &report);
+    for st in &report.flag_stamps {
+        let (mut h, mut l) = (st.handoffs_ns(), st.latencies_ns());
+        let us = |v: u64| v as f64 / 1e3;
+        println!(
+            "flags (device timestamps, last run): hand-off p50 {:.2} us p99 {:.2} us ({} hand-offs with the reader waiting); chunk latency p50 {:.1} us p99 {:.1} us",
+            us(pc_pipeline::flags::percentile(&mut h, 50.0)),
+            us(pc_pipeline::flags::percentile(&mut h, 99.0)),
+            h.len(),
+            us(pc_pipeline::flags::percentile(&mut l, 50.0)),
+            us(pc_pipeline::flags::percentile(&mut l, 99.0)),
+        );
+    }
     if a.runs > 1 {
         let (rss0, dev0) = first.unwrap_or((None, 0));
         let (rss1, dev1) = (host_rss_bytes(), device_used(&gpus));
@@ -394,19 +496,116 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     Ok(passed)
 }
 
-fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
-    use pc_pipeline::sync_check::check_edges;
-    let graph = pc_pipeline::EventGraph::new(spec.stages.len(), spec.chunks(), spec.slots.min(spec.chunks()));
-    println!("sync check: {} edges; each removed in turn, with the stage it comes from slowed by {delay_us} us before each operation", graph.edges().len());
-    let bar = progress_bar(graph.edges().len() + spec.stages.len());
-    // SAFETY: `--check-sync` asks for exactly this: each edge removed in
-    // turn, a race on purpose, whose results are only verified and reported.
-    let report = unsafe { check_edges(gpu, spec, input, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64)) }?;
+/// `--check-sync --grain pdl|pdl-graph`: the complete protocol and the
+/// consumer without its `griddepcontrol.wait`, the producer slowed, plain and
+/// as a graph.
+fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<bool> {
+    let n = spec.stages.len();
+    println!(
+        "sync check (flags grain): on each of {} rings, each part of the protocol removed in turn, the stage it orders against slowed by {delay_us} us per chunk",
+        n - 1
+    );
+    let bar = progress_bar(n + 4 * (n - 1));
+    // SAFETY: `--check-sync` asks for exactly this: races on purpose,
+    // whose results are only verified and reported.
+    let report = unsafe { pc_pipeline::sync_check::check_flags(gpu, spec, delay_us.saturating_mul(1000), |done, _| bar.set_position(done as u64)) }?;
     bar.finish_and_clear();
     for (stage, v) in &report.baseline {
         println!(
-            "all edges, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
+            "complete protocol, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
             spec.stages[*stage].name(),
+            if v.passed() { "no corruption" } else { "CORRUPTION" },
+            v.chunks_wrong,
+            v.chunks_checked
+        );
+    }
+    for r in &report.faults {
+        let verdict = match &r.check.first_wrong {
+            Some((c, what)) => format!("corruption detected ({} of {} chunks wrong; chunk {c}: {what})", r.check.chunks_wrong, r.check.chunks_checked),
+            None => "not detected".to_string(),
+        };
+        println!(
+            "ring {} ({} -> {}), without the {}, {} slowed: {verdict}",
+            r.ring,
+            spec.stages[r.ring].name(),
+            spec.stages[r.ring + 1].name(),
+            r.removed,
+            spec.stages[r.slowed_stage].name()
+        );
+    }
+    let detected = report.faults.iter().filter(|r| r.detected()).count();
+    let clean = report.baseline.iter().all(|(_, v)| v.passed());
+    println!(
+        "summary: {detected} of {} removals detected; {} with the complete protocol",
+        report.faults.len(),
+        if clean { "zero corruption" } else { "CORRUPTION" }
+    );
+    // The waits must be needed; an early release may go unseen on a given
+    // run (the block's other warps usually finish first), which the lines
+    // above say.
+    use kernel_math::ring::fault;
+    let waits_detected = report.faults.iter().filter(|r| matches!(r.fault, fault::SKIP_FILLED_WAIT | fault::SKIP_FREED_WAIT)).all(|r| r.detected());
+    Ok(clean && waits_detected)
+}
+
+fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!("sync check (pdl): the producer slowed by {delay_us} us; the complete protocol, then the consumer without its griddepcontrol.wait");
+    // SAFETY: `--check-sync` asks for exactly this: the consumer's wait
+    // dropped, a race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_pdl(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumer without griddepcontrol.wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("{:<9} {what:<38} {seen}: {verdict}", r.launch.name());
+        ok &= r.as_expected();
+    }
+    println!("sync check (pdl): {}", if ok { "PASS: the wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
+}
+
+/// `--check-sync --grain warps`: the ring's producer lane slowed; the
+/// complete protocol, then consumers that skip the full barrier's wait.
+fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    println!(
+        "sync check (warps): the ring's producer lane slowed by {delay_us} us before each copy; the complete protocol, then consumers without the full barrier's wait"
+    );
+    // SAFETY: `--check-sync` asks for exactly this: the full wait dropped, a
+    // race on purpose, whose results are only verified and reported.
+    let runs = unsafe { pc_pipeline::sync_check::check_warps(gpu, spec, input, delay_us.saturating_mul(1000)) }?;
+    let mut ok = true;
+    for r in &runs {
+        let what = if r.faults == 0 { "complete protocol" } else { "consumers without the full wait" };
+        let seen =
+            if r.check.passed() { "no corruption".to_string() } else { format!("CORRUPTION ({} of {} chunks wrong)", r.check.chunks_wrong, spec.chunks()) };
+        let verdict = if r.as_expected() { "as expected" } else { "NOT AS EXPECTED" };
+        println!("warps     {what:<38} {seen}: {verdict}");
+        ok &= r.as_expected();
+    }
+    println!("sync check (warps): {}", if ok { "PASS: the full wait is needed, and the complete protocol shows no corruption" } else { "FAIL" });
+    Ok(ok)
+}
+
+fn check_sync(gpus: &[&Gpu], spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+    use pc_pipeline::sync_check::check_edges_on;
+    println!("sync check: each edge removed in turn, with the stage it comes from slowed by {delay_us} us before each operation");
+    let bar = progress_bar(0);
+    // SAFETY: `--check-sync` asks for exactly this: each edge removed in
+    // turn, a race on purpose, whose results are only verified and reported.
+    let report = unsafe {
+        check_edges_on(gpus, spec, input, delay_us.saturating_mul(1000), |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64)
+        })
+    }?;
+    bar.finish_and_clear();
+    let name = |s: usize| report.stage_names.get(s).map_or("?", |n| n.as_str());
+    for (stage, v) in &report.baseline {
+        println!(
+            "all edges, stage {stage} ({}) slowed: {} ({} of {} chunks wrong)",
+            name(*stage),
             if v.passed() { "no corruption" } else { "CORRUPTION" },
             v.chunks_wrong,
             v.chunks_checked
@@ -422,15 +621,7 @@ fn check_sync(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Re
             Some((c, what)) => format!("needed: corruption detected ({} chunk(s) wrong; chunk {c}: {what})", r.check.chunks_wrong),
             None => "not detected".to_string(),
         };
-        println!(
-            "ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}",
-            e.ring,
-            e.slot,
-            spec.stages[e.from.0].name(),
-            e.from.1,
-            spec.stages[e.to.0].name(),
-            e.to.1
-        );
+        println!("ring {} {kind} slot {} ({} chunk {} -> {} chunk {}): {verdict}", e.ring, e.slot, name(e.from.0), e.from.1, name(e.to.0), e.to.1);
     }
     let detected = report.edges.iter().filter(|r| r.detected()).count();
     let clean = report.baseline.iter().all(|(_, v)| v.passed());
@@ -507,5 +698,21 @@ mod tests {
         assert_eq!(gpu_indices("0,1").unwrap(), vec![0, 1]);
         assert!(gpu_indices("0,0").unwrap_err().to_string().contains("listed twice"));
         assert!(gpu_indices(",").unwrap_err().to_string().contains("names no device"));
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::parse_place;
+
+    #[test]
+    fn place_lists_parse_to_devices_and_indices() {
+        let st = ["producer", "consumer", "reduce"];
+        assert_eq!(parse_place("producer:0,consumer:1,reduce:1", &st).unwrap(), (vec![0, 1], vec![0, 1, 1]));
+        assert_eq!(parse_place("3, 1, 3", &st).unwrap(), (vec![3, 1], vec![0, 1, 0]));
+        for (bad, want) in [("0,1", "names 2 stage(s)"), ("producer:0,reduce:1,consumer:1", "names stage \"reduce\""), ("0,x,1", "must be an index")] {
+            let e = parse_place(bad, &st).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{bad}: {e}");
+        }
     }
 }

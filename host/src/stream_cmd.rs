@@ -54,7 +54,7 @@ pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
     for (given, flag) in [
-        (a.launch() != pc_pipeline::Launch::Streams, "--graph/--grain"),
+        (a.graph || a.grain.is_some_and(|g| g != crate::pipeline_cmd::GrainArg::Streams), "--graph/--grain"),
         (a.runs != 1, "--runs"),
         (a.gpus.trim() != "0", "--gpus"),
         (a.check_sync, "--check-sync"),

@@ -128,7 +128,9 @@ fn refused_block_size_is_one_line() {
 #[test]
 fn pipeline_help_lists_the_knobs() {
     let text = stdout(&host(&["pipeline", "--help"]));
-    for flag in ["--workload", "--stages", "--slots", "--chunk", "--total", "--graph", "--gpus", "--trace", "--svg", "--compare-serial", "--input", "--runs"] {
+    for flag in
+        ["--workload", "--stages", "--slots", "--chunk", "--total", "--graph", "--grain", "--gpus", "--trace", "--svg", "--compare-serial", "--input", "--runs"]
+    {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
 }
@@ -658,4 +660,67 @@ fn a_paced_file_under_drop_oldest_counts_its_drops() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
     std::io::Write::write_all(&mut f, &[1, 2]).unwrap();
     assert_one_line_error(&host(&args), &format!("the stream ended mid-element: {} bytes", chunks * 65536 + 2));
+}
+
+// ---- grains (issue 11) ----
+
+#[test]
+fn grains_a_pipeline_cannot_run_are_one_line_before_touching_a_gpu() {
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--grain", "pdl"]), "the pdl grain cannot run this pipeline");
+    assert_one_line_error(&host(&["pipeline", "--stages", "producer,consumer,consumer,reduce", "--grain", "pdl-graph"]), "producer,consumer,reduce only");
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--stages", "h2d,d2h", "--grain", "warps"]), "the warps grain cannot run this pipeline");
+    assert_one_line_error(&host(&["pipeline", "--grain", "pdl", "--graph"]), "--graph is --grain graph");
+    let short = tmp_dir("grain").join("in.bin");
+    std::fs::write(&short, [0u8; 64]).unwrap();
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--grain", "pdl", "--input", short.to_str().unwrap()]), "is not available for a stream");
+    // Unknown grains are usage errors.
+    assert_eq!(host(&["pipeline", "--grain", "threads"]).status.code(), Some(2));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_pdl_grains_verify_or_refuse_old_gpus() {
+    for grain in ["pdl", "pdl-graph"] {
+        let out = host(&["pipeline", "--grain", grain, "-k", "3", "--chunk", "64KiB", "--total", "4100KiB", "--runs", "3"]);
+        let (text, err) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
+        if err.contains("needs a GPU of compute capability 9.0") {
+            assert_one_line_error(&out, "needs a GPU of compute capability 9.0");
+            continue;
+        }
+        assert!(out.status.success(), "{text}{err}");
+        assert!(text.contains("programmatic dependent launches"), "{text}");
+        assert!(text.contains("verification: PASS: all 65 chunks match the CPU reference (reductions exact)"), "{text}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_pdl_sync_checker_shows_the_wait_is_needed() {
+    let out = host(&["pipeline", "--grain", "pdl", "--check-sync", "-k", "2", "--chunk", "1MiB", "--total", "6MiB", "--delay-us", "1000"]);
+    let (text, err) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
+    if err.contains("needs a GPU of compute capability 9.0") {
+        return;
+    }
+    assert!(out.status.success(), "{text}{err}");
+    assert!(text.contains("sync check (pdl): PASS"), "{text}");
+    assert_eq!(text.matches("as expected").count() - text.matches("NOT AS EXPECTED").count(), 4, "{text}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn pipeline_warps_grain_verifies_and_its_sync_checker_shows_the_full_wait_is_needed() {
+    for w in ["generate", "stream"] {
+        let out = host(&["pipeline", "-w", w, "--grain", "warps", "-k", "3", "--chunk", "1MiB", "--total", "13MiB", "--runs", "2"]);
+        let (text, err) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
+        if err.contains("needs a GPU of compute capability 9.0") {
+            assert_one_line_error(&out, "needs a GPU of compute capability 9.0");
+            return;
+        }
+        assert!(out.status.success(), "{text}{err}");
+        assert!(text.contains("warp-specialized mbarrier ring") && text.contains("verification: PASS: all 13 chunks"), "{text}");
+        let out = host(&["pipeline", "-w", w, "--grain", "warps", "--check-sync", "-k", "2", "--chunk", "1MiB", "--total", "6MiB", "--delay-us", "200"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("sync check (warps): PASS"), "{text}");
+    }
 }

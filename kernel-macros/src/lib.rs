@@ -41,6 +41,17 @@
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.
 //!
+//! `#[kernel(pdl)]` (sm_90 kernel crates: it uses `nvptx_std::hopper`) puts
+//! `griddepcontrol.wait` at the top of the entry, before the body can touch
+//! memory, implements `nvptx_std::host::PdlKernel` for the launcher, and adds
+//! `launch_pdl` (the same arguments, launched with the programmatic stream
+//! serialization attribute). Only `PdlKernel`s may be launched that way, so
+//! a kernel that starts early without waiting cannot be written by accident.
+//! `#[kernel(pdl, faults = f)]` names a `f: u32` parameter that the sync
+//! checker uses to skip the wait (`nvptx_std::hopper::pdl::fault`): `launch`
+//! and `launch_pdl` then take no `f` and pass 0; only the extra
+//! `launch_with_faults`, whose contract says it races, takes it.
+//!
 //! A kernel crate says `nvptx_std::kernel_crate!();` once, at its root: the
 //! marker type it defines (`KernelCrate`) ties each launcher to PTX built
 //! from this crate (`nvptx_std::host::Ptx<KernelCrate>`), so no launcher
@@ -72,20 +83,33 @@ pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[derive(Default)]
 struct KernelAttr {
     same_len: Vec<Ident>,
+    /// `pdl`: the entry executes `griddepcontrol.wait` before the body.
+    pdl: Option<Span>,
+    /// `faults = name`: the `u32` parameter that holds the sync checker's
+    /// fault bits (`nvptx_std::hopper::pdl::fault`).
+    faults: Option<Ident>,
 }
+
+const OPTIONS: &str = "expected `same_len(a, b, ..)`, `pdl` or `faults = name`";
 
 impl Parse for KernelAttr {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut attr = KernelAttr::default();
         while !input.is_empty() {
             let key: Ident = input.parse()?;
-            if key != "same_len" {
-                return Err(syn::Error::new(key.span(), "unknown #[kernel] option; expected `same_len(a, b, ..)`"));
+            if key == "pdl" {
+                attr.pdl = Some(key.span());
+            } else if key == "faults" {
+                input.parse::<Token![=]>()?;
+                attr.faults = Some(input.parse()?);
+            } else if key == "same_len" {
+                let inner;
+                syn::parenthesized!(inner in input);
+                let names: Punctuated<Ident, Token![,]> = inner.parse_terminated(Ident::parse, Token![,])?;
+                attr.same_len.extend(names);
+            } else {
+                return Err(syn::Error::new(key.span(), format!("unknown #[kernel] option; {OPTIONS}")));
             }
-            let inner;
-            syn::parenthesized!(inner in input);
-            let names: Punctuated<Ident, Token![,]> = inner.parse_terminated(Ident::parse, Token![,])?;
-            attr.same_len.extend(names);
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }
@@ -131,7 +155,7 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
-            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "RingSlots" {
+            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "OutTiles" || last.ident == "RingSlots" {
                 let PathArguments::AngleBracketed(args) = &last.arguments else {
                     return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
                 };
@@ -209,6 +233,18 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         }
     }
 
+    if let Some(f) = &attr.faults {
+        if attr.pdl.is_none() {
+            return Err(syn::Error::new(
+                f.span(),
+                "`faults = ..` names the fault knob of a `#[kernel(pdl)]` kernel (it can skip the wait `pdl` inserts); add `pdl`",
+            ));
+        }
+        match params.iter().find(|p| &p.name == f) {
+            Some(Param { kind: Kind::Scalar(t), .. }) if quote!(#t).to_string() == "u32" => {}
+            _ => return Err(syn::Error::new(f.span(), format!("`faults = {f}` must name a `{f}: u32` parameter of this kernel"))),
+        }
+    }
     let vis = &func.vis;
     let name = &sig.ident;
     let name_str = name.to_string();
@@ -224,9 +260,12 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let mut raw = Vec::new();
     let mut convert = Vec::new();
     let mut checks = Vec::new();
-    // Host side.
+    // Host side: `launch` and `launch_pdl` pass 0 for the fault knob
+    // (`host_params`, `pushes`); `launch_with_faults` takes it (`*_all`).
     let mut host_params = Vec::new();
     let mut pushes = Vec::new();
+    let mut host_params_all = Vec::new();
+    let mut pushes_all = Vec::new();
     let mut sizes = Vec::new();
     // Slices under one `same_len` rule share one length on the device: the
     // launcher refuses unequal ones before launching (and a launch that
@@ -252,6 +291,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_slice_element::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.slice(#p, #ps)?; });
+                host_params_all.push(host_params[host_params.len() - 1].clone());
+                pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
             Kind::Out(full, t) => {
@@ -263,6 +304,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 checks.push(quote_spanned! { full.span()=> __out_param::<#full>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
                 pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
+                host_params_all.push(host_params[host_params.len() - 1].clone());
+                pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.extend([quote!(8usize), quote!(8usize)]);
             }
             Kind::Shared(t) => {
@@ -271,6 +314,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_shared::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
                 pushes.push(quote! { __args.shared(#p, #ps)?; });
+                host_params_all.push(host_params[host_params.len() - 1].clone());
+                pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.push(quote!(8usize));
             }
             Kind::Scalar(t) => {
@@ -279,9 +324,15 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 // The host push below requires `Scalar` itself: checking it
                 // there too gave every non-Scalar parameter two errors.
                 checks.push(quote_spanned! { t.span()=> #[cfg(target_arch = "nvptx64")] ::nvptx_std::param::assert_scalar::<#t>(); });
-                host_params.push(quote_spanned! {*param_span=> #p: #t });
-                pushes.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
                 sizes.push(quote!(::core::mem::size_of::<#t>()));
+                host_params_all.push(quote_spanned! {*param_span=> #p: #t });
+                pushes_all.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
+                if attr.faults.as_ref() == Some(p) {
+                    pushes.push(quote! { __args.scalar::<u32>(0u32); });
+                } else {
+                    host_params.push(quote_spanned! {*param_span=> #p: #t });
+                    pushes.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
+                }
             }
         }
     }
@@ -321,6 +372,15 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let halo_impl = halo_kernel_impl(&params, &launcher);
     let flag_map_impl = flag_map_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
+    // `pdl`: the wait comes before the parameters are even rebuilt, so no
+    // line of the body can touch memory the kernel ahead of it still
+    // writes or reads.
+    let pdl_wait = match (&attr.pdl, &attr.faults) {
+        (None, _) => quote! {},
+        (Some(_), None) => quote! { ::nvptx_std::hopper::pdl::wait(); },
+        (Some(_), Some(f)) => quote! { ::nvptx_std::hopper::pdl::wait_unless_faulted(#f); },
+    };
+    let pdl_host = pdl_launchers(&attr, &launcher, &name_str, (&host_params, &pushes), (&host_params_all, &pushes_all), &same_len);
     // Spanned at the kernel's name, so a call with the wrong arguments shows
     // the kernel's own signature ("associated function defined here").
     let launch = Ident::new("launch", name.span());
@@ -330,6 +390,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         #[cfg(target_arch = "nvptx64")]
         #(#attrs)*
         #[unsafe(no_mangle)]
+        // The raw parameters are `<name>__ptr` / `<name>__len`.
+        #[allow(non_snake_case)]
         #vis unsafe extern "ptx-kernel" fn #name(#(#raw),*) {
             #[inline(always)]
             #[allow(unused_mut)]
@@ -338,6 +400,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             // slice as the address and length of one live device buffer that
             // no other work touches while this kernel runs (its contract),
             // over a one-dimensional launch.
+            #pdl_wait
             #len_guard
             unsafe { #body_fn(#(#convert),*) }
         }
@@ -401,6 +464,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             fn #body_fn(#user_inputs) #block
         }
 
+        #pdl_host
+
         #map_impl
 
         #halo_impl
@@ -416,6 +481,88 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             }
         };
     })
+}
+
+/// For `#[kernel(pdl)]`: the `PdlKernel` marker (only such kernels may be
+/// launched with the programmatic stream serialization attribute) and
+/// `launch_pdl`; with `faults = f` also `launch_with_faults`, the one
+/// launcher that takes the fault bits (every other passes 0).
+fn pdl_launchers(
+    attr: &KernelAttr,
+    launcher: &Ident,
+    name_str: &str,
+    (params, pushes): (&[Tokens], &[Tokens]),
+    (params_all, pushes_all): (&[Tokens], &[Tokens]),
+    same_len: &Tokens,
+) -> Tokens {
+    let Some(pdl_span) = attr.pdl else { return quote! {} };
+    let launch_pdl = Ident::new("launch_pdl", pdl_span);
+    let pdl_doc = format!(
+        "Launches `{name_str}` like `launch`, with the programmatic stream serialization attribute (PDL, sm_90): \
+         it may start before the kernel ahead of it on `stream` has completed, once that kernel's blocks have all \
+         executed `griddepcontrol.launch_dependents` or exited. The `griddepcontrol.wait` that `#[kernel(pdl)]` put \
+         before the body holds every thread until that kernel has completed and its writes are visible, so the \
+         stream's order still holds for memory.\n\n\
+         # Safety\n\
+         As `launch`."
+    );
+    let faulty = attr.faults.as_ref().map(|f| {
+        let doc = format!(
+            "Launches `{name_str}` with the fault bits `{f}` (`nvptx_std::hopper::pdl::fault`), with the PDL attribute \
+             when `pdl` is true: the sync checker's knob. With no bit set it is `launch`/`launch_pdl`.\n\n\
+             # Safety\n\
+             As `launch`, and: a fault bit breaks the protocol on purpose. With `SKIP_WAIT` and `pdl`, this kernel \
+             reads its inputs, and writes its outputs, while the kernel ahead of it on the stream may still write or \
+             read them: a data race on device memory. Call it only to show that race (elements are `Element`s, any \
+             bits valid), and judge the results only by verification against the CPU reference."
+        );
+        quote! {
+            #[doc = #doc]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn launch_with_faults(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                pdl: bool,
+                #(#params_all),*
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                #(#pushes_all)*
+                #same_len
+                // SAFETY: the argument list was built from this kernel's own
+                // signature; ordering and the fault's race are the caller's contract.
+                unsafe { if pdl { __args.launch_pdl() } else { __args.launch() } }
+            }
+        }
+    });
+    quote! {
+        // SAFETY: the entry above executes `griddepcontrol.wait` before its
+        // body (the fault knob, if any, is passed 0 by every launcher but
+        // the unsafe `launch_with_faults`, whose contract covers it).
+        #[cfg(not(target_arch = "nvptx64"))]
+        unsafe impl ::nvptx_std::host::PdlKernel for #launcher {}
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl #launcher {
+            #[doc = #pdl_doc]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn #launch_pdl(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                #(#params),*
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                #(#pushes)*
+                #same_len
+                // SAFETY: the argument list was built from this kernel's own
+                // signature; ordering is the caller's contract.
+                unsafe { __args.launch_pdl() }
+            }
+
+            #faulty
+        }
+    }
 }
 
 /// A kernel of the map shape `(input: &[I], output: Out<O>)`, optionally
@@ -492,13 +639,14 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
 
 /// A kernel of the flag-map shape, `(plan: &RingPlan, ctl: &RingControl,
 /// input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>,
-/// out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)` (those names,
+/// out_flags: &RingFlags, stamps: &[AtomicU64], stage: u32, spin: u64,
+/// faults: u32)` (those names,
 /// in that order: a map stage of the flags grain, see `nvptx_std::ring`),
 /// also implements `nvptx_std::host::FlagMapKernel`, so a pipeline can run
 /// it as that stage's form in the flags grain.
 fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
     let names: Vec<String> = params.iter().map(|p| p.name.to_string()).collect();
-    if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stage", "spin", "faults"] {
+    if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stamps", "stage", "spin", "faults"] {
         return quote! {};
     }
     let is_ring = |k: &Kind| matches!(k, Kind::Out(full, _) if quote!(#full).to_string().replace(' ', "").contains("RingSlots<"));
@@ -517,9 +665,9 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
                 cfg: ::nvptx_std::host::LaunchConfig,
                 rings: ::nvptx_std::host::FlagMapArgs<'_, '_, #i, #o>,
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
-                let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stage, spin, faults } = rings;
+                let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults } = rings;
                 // SAFETY: the caller's contract is this launcher's.
-                unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stage, spin, faults) }
+                unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults) }
             }
         }
     }

@@ -11,10 +11,11 @@
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
+use core::sync::atomic::AtomicU64;
 use kernel_math::ring::{RingControl, RingFlags, RingPlan};
-use kernel_math::{AtomicReduction, HIST_BINS, Reduction, consume, produce};
+use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use nvptx_std::ring::{RingSlots, StageCtx};
-use nvptx_std::{Out, OutGroups, OutQuads, Quads, grid_stride, kernel, lane, quad_at, shfl_xor, spin_ns, warps_are_full};
+use nvptx_std::{Out, OutGroups, OutQuads, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
 
@@ -213,54 +214,15 @@ pub fn double_f64_kernel(input: &[f64], mut output: Out<f64>) {
 
 /// Adds `input` into `*out` (sum, min, max, histogram; see
 /// `kernel_math::Reduction`), after a spin of `spin` nanoseconds. `*out` must
-/// start as `Reduction::EMPTY`. Each thread reduces its grid-stride share,
-/// full warps combine lanes with shuffles, and one lane per warp adds the
-/// result with atomics, so the record is the same whatever the order.
+/// start as `Reduction::EMPTY`. The body is `nvptx_std::reduce_f32`
+/// (shared with kernels-hopper's PDL reduce): per-thread shares, warp
+/// shuffles, one atomic add per warp, so the record is the same whatever
+/// the order.
 #[kernel]
 pub fn reduce_kernel(input: &[f32], out: &AtomicReduction, spin: u64) {
     spin_ns(spin);
-    let mut r = Reduction::EMPTY;
-    let quads = Quads::new(input);
-    let whole = quads.map_or(0, |q| q.len());
-    if let Some(quads) = quads {
-        for q in grid_stride(whole as u64) {
-            quads.get(q as usize).into_iter().for_each(|x| r.add(x));
-        }
-    }
-    for i in nvptx_std::grid_stride_from(4 * whole as u64, input.len() as u64) {
-        r.add(input[i as usize]);
-    }
-    if warp_total(&mut r) && r.hist.iter().any(|&c| c != 0) {
-        out.add(&r);
-    }
-}
-
-/// Combines the warp's partial records (full warps: butterfly shuffles, so
-/// every lane ends with the warp's totals) and says whether this lane adds
-/// the result: lane 0 of a full warp, every thread otherwise. Every thread
-/// of the block must call it at the same point (converged).
-#[inline(always)]
-fn warp_total(r: &mut Reduction) -> bool {
-    if !warps_are_full() {
-        return true;
-    }
-    let mut m = 16;
-    while m > 0 {
-        // SAFETY: every lane of this full warp runs the same loop with the
-        // same masks: the callers call it from code all threads run.
-        unsafe {
-            let lo = shfl_xor(r.sum_fixed as u64 as u32, m);
-            let hi = shfl_xor((r.sum_fixed as u64 >> 32) as u32, m);
-            r.sum_fixed = r.sum_fixed.wrapping_add(((hi as u64) << 32 | lo as u64) as i64);
-            r.min_key = r.min_key.min(shfl_xor(r.min_key, m));
-            r.max_key = r.max_key.max(shfl_xor(r.max_key, m));
-            for b in 0..HIST_BINS {
-                r.hist[b] += shfl_xor(r.hist[b], m);
-            }
-        }
-        m /= 2;
-    }
-    lane() == 0
+    // SAFETY: every thread of the grid gets here; none returned before.
+    unsafe { nvptx_std::reduce_f32(input, out) };
 }
 
 /// Spins for `ns` nanoseconds and does nothing else: launched (one thread)
@@ -287,10 +249,21 @@ pub fn panic_kernel(trigger: u32) {
 
 /// `producer_kernel` as a flag-ring source: stage `stage`, writing ring `stage`.
 #[kernel]
-pub fn producer_flags_kernel(plan: &RingPlan, ctl: &RingControl, output: RingSlots<f32>, out_flags: &RingFlags, stage: u32, seed: u32, spin: u64, faults: u32) {
+#[allow(clippy::too_many_arguments)]
+pub fn producer_flags_kernel(
+    plan: &RingPlan,
+    ctl: &RingControl,
+    output: RingSlots<f32>,
+    out_flags: &RingFlags,
+    stamps: &[AtomicU64],
+    stage: u32,
+    seed: u32,
+    spin: u64,
+    faults: u32,
+) {
     // SAFETY: `faults` is 0 but in the sync checker's demonstrations (the
     // launcher's contract: launched through the pipeline's unsafe fault API).
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     nvptx_std::ring::source(&ctx, (output, out_flags), spin, |i| produce(i, seed));
 }
 
@@ -303,12 +276,13 @@ pub fn consumer_flags_kernel(
     in_flags: &RingFlags,
     output: RingSlots<f32>,
     out_flags: &RingFlags,
+    stamps: &[AtomicU64],
     stage: u32,
     spin: u64,
     faults: u32,
 ) {
     // SAFETY: as in producer_flags_kernel.
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, consume);
 }
 
@@ -321,20 +295,21 @@ pub fn reduce_flags_kernel(
     input: RingSlots<f32>,
     in_flags: &RingFlags,
     records: &[AtomicReduction],
+    stamps: &[AtomicU64],
     stage: u32,
     spin: u64,
     faults: u32,
 ) {
     // SAFETY: as in producer_flags_kernel.
-    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) };
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     if !nvptx_std::ring::check_records(&ctx, records.len()) {
         return;
     }
     nvptx_std::ring::sink(&ctx, (input, in_flags), spin, |c, share| {
         let mut r = Reduction::EMPTY;
         share.for_each(|x| r.add(x));
-        if warp_total(&mut r) && r.hist.iter().any(|&n| n != 0) {
-            records[c as usize].add(&r);
-        }
+        // SAFETY: the sink runner calls this closure in every thread of the
+        // block at the same point (converged warps).
+        unsafe { nvptx_std::add_warp_totals(r, &records[c as usize]) };
     });
 }

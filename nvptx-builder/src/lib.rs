@@ -32,10 +32,14 @@
 //!    `lto = "fat"`, `codegen-units = 1`, `panic = "abort"`, `opt-level = 3`,
 //!    `debug = false`. Fat LTO into one codegen unit makes
 //!    `--emit asm=<out_dir>/<name>.ptx` (with `-C target-cpu=<arch>`) one
-//!    complete PTX module, with no linker. The nested cargo gets its own
-//!    target directory under the output directory (so it never waits on the
-//!    outer build's lock) and an environment without the outer cargo's
-//!    variables;
+//!    complete PTX module, with no linker. Every crate of the build (`core`,
+//!    the device support crate, the kernel crate) gets `-C target-cpu=<arch>`
+//!    and the [`Builder::target_feature`]s through `CARGO_ENCODED_RUSTFLAGS`,
+//!    so `cfg(target_feature = "sm_90")` holds in dependencies too. The
+//!    nested cargo gets its own target directory per module under the output
+//!    directory (so it never waits on the outer build's lock, and two
+//!    modules built with other flags do not rebuild `core` in turn) and an
+//!    environment without the outer cargo's variables;
 //! 3. prints `cargo:rerun-if-changed` for every source file the nested build
 //!    read (from its dep-info) and every manifest involved;
 //! 4. checks that each expected kernel is a `.entry` in the PTX, and refuses a
@@ -265,6 +269,7 @@ pub struct Builder {
     toolchain: Option<String>,
     max_registers: Option<u32>,
     max_stack_bytes: Option<u32>,
+    target_features: Vec<String>,
 }
 
 impl Builder {
@@ -289,6 +294,7 @@ impl Builder {
             toolchain: None,
             max_registers: None,
             max_stack_bytes: None,
+            target_features: Vec::new(),
         }
     }
 
@@ -356,6 +362,28 @@ impl Builder {
         self
     }
 
+    /// A target feature for every crate of the build (`-C target-feature`),
+    /// e.g. `"+ptx80"`: rustc emits `.version 7.8` for sm_90, and
+    /// `mbarrier.arrive.expect_tx` and bulk copies need PTX 8.0. Can be
+    /// called more than once. Device code may test the feature with
+    /// `cfg(target_feature = "ptx80")`, in dependencies (the device support
+    /// crate) too: see [`Builder::build`] for how the flags reach them.
+    pub fn target_feature(mut self, feature: impl Into<String>) -> Self {
+        self.target_features.push(feature.into());
+        self
+    }
+
+    /// The flags every crate of the nested build gets (core, the device
+    /// support crate, the kernel crate), as `CARGO_ENCODED_RUSTFLAGS`
+    /// (separated by `0x1f`): the architecture and the target features.
+    /// Flags after `cargo rustc --` reach only the kernel crate, so a
+    /// dependency would not see `cfg(target_feature = "sm_90")`.
+    pub fn encoded_rustflags(&self, arch: Arch) -> String {
+        let mut flags = vec![format!("-Ctarget-cpu={}", arch.name())];
+        flags.extend(self.target_features.iter().map(|f| format!("-Ctarget-feature={f}")));
+        flags.join("\u{1f}")
+    }
+
     /// The rustup toolchain to compile the kernel crate with (default
     /// [`PINNED_TOOLCHAIN`]); `$NVPTX_TOOLCHAIN` overrides it. The kernel
     /// crate's own `rust-toolchain.toml`, if any, is not consulted.
@@ -415,6 +443,13 @@ impl Builder {
         // Set, not inherited: a rustup proxy then ignores both the outer
         // build's toolchain and any rust-toolchain.toml near the kernel crate.
         cmd.env("RUSTUP_TOOLCHAIN", &toolchain);
+        // The architecture and features for every crate, so `cfg(target_feature
+        // = "sm_90")` holds in the device support crate too, not only in the
+        // kernel crate (which also gets them after `--`, as before).
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.encoded_rustflags(arch));
+        // One target directory per module: two modules of one build script
+        // built with other flags would otherwise rebuild `core` in turn.
+        let target_dir = out_dir.join(format!("nvptx-target-{stem}"));
         cmd.current_dir(&self.crate_path)
             .arg("rustc")
             .arg("--manifest-path")
@@ -426,9 +461,10 @@ impl Builder {
             .args(["--release", "--target", TARGET, "-Zbuild-std=core", "--color=never"])
             .args(FORCED_PROFILE.iter().flat_map(|kv| ["--config", kv]))
             .arg("--target-dir")
-            .arg(out_dir.join("nvptx-target"))
+            .arg(&target_dir)
             .arg("--")
             .arg(format!("-Ctarget-cpu={}", arch.name()))
+            .args(self.target_features.iter().map(|f| format!("-Ctarget-feature={f}")))
             .arg(emit);
         let program = format!("{:?}", cmd.get_program());
         let out = cmd.output().map_err(|source| BuildError::Spawn { program, source })?;
@@ -443,7 +479,6 @@ impl Builder {
 
         if self.print_metadata {
             // Device dependencies, and host ones (proc macros such as #[kernel]).
-            let target_dir = out_dir.join("nvptx-target");
             let deps_dirs = [target_dir.join(TARGET).join("release").join("deps"), target_dir.join("release").join("deps")];
             for path in rerun_paths(&dep_path, &deps_dirs, &self.crate_path) {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -865,6 +900,13 @@ ptxas info    : Used 10 registers\n";
         );
         let spilling = KernelResources { spill_load_bytes: 4, ..r };
         assert_eq!(Builder::new("k").problems(&spilling), vec!["spills (0 B stores, 4 B loads)"]);
+    }
+
+    #[test]
+    fn target_features_reach_every_crate_of_the_build() {
+        let b = Builder::new("k").target_feature("+ptx80");
+        assert_eq!(b.encoded_rustflags(Arch::Sm90), "-Ctarget-cpu=sm_90\u{1f}-Ctarget-feature=+ptx80");
+        assert_eq!(Builder::new("k").encoded_rustflags(Arch::Sm70), "-Ctarget-cpu=sm_70");
     }
 
     #[test]

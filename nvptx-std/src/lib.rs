@@ -38,17 +38,24 @@
 //! ```
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(stdarch_nvptx, asm_experimental_arch))]
+// The warp-specialized ring's dynamic shared memory (PTX 8.0 builds only).
+#![cfg_attr(all(target_arch = "nvptx64", target_feature = "ptx80"), feature(core_intrinsics, gpu_intrinsics, gpu_launch_sized_workgroup_mem))]
+#![cfg_attr(all(target_arch = "nvptx64", target_feature = "ptx80"), allow(internal_features))]
 
 #[cfg(target_arch = "nvptx64")]
 use core::arch::nvptx;
 
+#[cfg(any(not(target_arch = "nvptx64"), target_feature = "sm_90"))]
+pub mod hopper;
 mod out;
 pub mod param;
+mod reduce;
 pub mod ring;
 
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};
-pub use out::{GroupIter, GroupMut, Out, OutGroups, OutIter, OutQuads, Quad, QuadIter, QuadMut, Quads, quad_at};
+pub use out::{GroupIter, GroupMut, Out, OutGroups, OutIter, OutQuads, OutTiles, Quad, QuadIter, QuadMut, Quads, quad_at};
+pub use reduce::{add_warp_totals, reduce_f32};
 
 /// Once at the root of a kernel crate: defines `KernelCrate`, the marker
 /// that ties the crate's `#[kernel]` launchers to PTX built from it

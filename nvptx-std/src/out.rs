@@ -353,3 +353,73 @@ pub fn quad_at<T: Word>(elems: &[T], q: usize) -> [T; 4] {
     let e = &elems[4 * q..4 * q + 4];
     [e[0], e[1], e[2], e[3]]
 }
+
+/// A device slice a warp-specialized ring kernel writes
+/// (`nvptx_std::hopper::ring`): element `i` is owned by the consumer thread
+/// whose share of the ring's tile schedule holds `i` (one tile of one
+/// block, one consumer rank within it). It has no public way to write:
+/// only `ConsumerSlot::map_into` writes it, at the indices of the slot it
+/// holds, so the ownership rule is the ring's, fixed for every thread.
+pub struct OutTiles<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Element> OutParam for OutTiles<'_, T> {
+    type Elem = T;
+    #[inline(always)]
+    unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
+        OutTiles { ptr: unsafe { non_null(ptr) }, len, _slice: PhantomData }
+    }
+}
+
+impl<T: Element> OutTiles<'_, T> {
+    /// Elements in the whole slice.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes elements `i..i + 4` with one 16-byte store (traps past the
+    /// end or where `i` is not 16-byte aligned in the slice). Crate-private,
+    /// as [`OutTiles::write`].
+    #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn write_quad(&mut self, i: usize, v: [T; 4])
+    where
+        T: Word,
+    {
+        assert!(i.checked_add(4).is_some_and(|e| e <= self.len), "index out of bounds");
+        // SAFETY: in bounds (checked); aligned (checked: a misaligned
+        // address traps); any bits of four Words are a valid Quad.
+        unsafe {
+            let p = self.ptr.add(i) as *mut Quad<T>;
+            assert!((p as usize).is_multiple_of(16), "misaligned quad");
+            p.write(Quad(v))
+        }
+    }
+
+    /// Whether element `i` sits on a 16-byte boundary.
+    #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn aligned_at(&self, i: usize) -> bool {
+        (self.ptr.wrapping_add(i) as usize).is_multiple_of(16)
+    }
+
+    /// Writes element `i` (traps past the end). Crate-private: the ring's
+    /// consumer slot calls it only for indices its thread owns.
+    #[cfg_attr(not(any(not(target_arch = "nvptx64"), target_feature = "ptx80")), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn write(&mut self, i: usize, v: T) {
+        assert!(i < self.len, "index out of bounds");
+        // SAFETY: in bounds (checked); the slice is this kernel's to write
+        // (OutParam's contract) and index `i` this thread's (the caller's).
+        unsafe { self.ptr.add(i).write(v) }
+    }
+}

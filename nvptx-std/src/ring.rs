@@ -37,13 +37,15 @@
 use crate::param::OutParam;
 use crate::{globaltimer_ns, spin_ns, sreg};
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::mem::size_of;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel_math::Element;
 pub use kernel_math::ring::{MAX_RING_SLOTS, RingControl, RingFlags, RingPlan, fault, stop, waiting};
 
-/// Elements each thread loads before it uses the first (several loads in
-/// flight per thread: a chunk in L2 is latency-bound, not bandwidth-bound).
-const BATCH: usize = 8;
+/// Loads (of 16 bytes, or single elements) each thread issues before it
+/// uses the first: several in flight per thread, since a chunk in L2 is
+/// latency-bound, not bandwidth-bound.
+const BATCH: usize = 4;
 
 /// The K slots of one flag ring as a kernel parameter. The kernel at the
 /// ring's other end runs at the same time, so no `&[T]` of it is ever
@@ -66,15 +68,39 @@ impl<T: Element> OutParam for RingSlots<'_, T> {
 /// One stage kernel's place in a flag pipeline: the shared plan and
 /// control records, and the stage's index (errors name it).
 pub struct StageCtx<'a> {
-    plan: &'a RingPlan,
+    /// A copy: the kernels read it once, not after every wait (the
+    /// acquires and barriers would make the compiler reload a reference).
+    plan: RingPlan,
     ctl: &'a RingControl,
     stage: u32,
     faults: u32,
+    stamps: &'a [AtomicU64],
 }
 
 impl<'a> StageCtx<'a> {
     pub fn new(plan: &'a RingPlan, ctl: &'a RingControl, stage: u32) -> Self {
-        StageCtx { plan, ctl, stage, faults: 0 }
+        StageCtx { plan: *plan, ctl, stage, faults: 0, stamps: &[] }
+    }
+
+    /// The same stage, recording `%globaltimer` per chunk into `stamps`:
+    /// `stamps[(stage * chunks + c) * 3 + k]` with k = 0 when the block
+    /// starts waiting for chunk `c`, 1 when its input is there (*filled*
+    /// seen; for a source, its slot *freed*), 2 when it published the chunk
+    /// (block 0 of the chunk's group only). Shorter `stamps` (say empty)
+    /// record nothing.
+    pub fn with_stamps(self, stamps: &'a [AtomicU64]) -> Self {
+        StageCtx { stamps, ..self }
+    }
+
+    #[inline(always)]
+    fn stamp(&self, c: u64, k: u64) {
+        if self.stamps.is_empty() || sreg::tid() != 0 || !(sreg::ctaid() as u64).is_multiple_of(self.pieces()) {
+            return;
+        }
+        let i = (self.stage as u64 * self.plan.chunks + c) * 3 + k;
+        if let Some(cell) = self.stamps.get(i as usize) {
+            cell.store(globaltimer_ns(), Ordering::Relaxed);
+        }
     }
 
     /// The same stage with parts of the protocol removed ([`fault`] bits),
@@ -90,7 +116,7 @@ impl<'a> StageCtx<'a> {
     }
 
     pub fn plan(&self) -> &RingPlan {
-        self.plan
+        &self.plan
     }
 
     fn stopped(&self) -> bool {
@@ -241,22 +267,29 @@ pub fn source<T: Element>(ctx: &StageCtx<'_>, out: (RingSlots<'_, T>, &RingFlags
     let Some(out) = Ring::new(ctx, out, ctx.stage) else { return };
     for c in ctx.my_chunks() {
         let (s, u) = out.slot(ctx, c);
+        ctx.stamp(c, 0);
         if ctx.faults & fault::SKIP_FREED_WAIT == 0
             && !block_wait(ctx, &out.flags.freed[s], ctx.freed_target(u), At { ring: out.index, slot: s as u32, chunk: c, what: waiting::FREED })
         {
             return;
         }
+        ctx.stamp(c, 1);
         spin_ns(spin);
         let (first, n) = ctx.plan.chunk(c);
-        let (lo, hi) = ctx.my_piece(n);
+        let w = work(ctx, n, size_of::<T>() == 4);
         // SAFETY: slot s of chunk c is this block's until it publishes
         // *filled* (the protocol), in bounds (Ring::new checked K slots of
         // a chunk), and each index goes to one thread.
         let slot = unsafe { out.base.add(s * out.stride) };
-        for i in share(lo, hi) {
+        for g in w.quads {
+            let i = first + 4 * g;
+            unsafe { (slot as *mut Q<T>).add(g as usize).write(Q([f(i), f(i + 1), f(i + 2), f(i + 3)])) };
+        }
+        for i in w.singles {
             unsafe { slot.add(i as usize).write(f(first + i)) };
         }
         block_publish(&out.flags.filled[s], ctx.faults & fault::EARLY_FILLED != 0);
+        ctx.stamp(c, 2);
     }
 }
 
@@ -274,12 +307,14 @@ pub fn map<I: Element, O: Element>(
     let (Some(inp), Some(out)) = (Ring::new(ctx, input, ctx.stage.wrapping_sub(1)), Ring::new(ctx, output, ctx.stage)) else { return };
     for c in ctx.my_chunks() {
         let (s, _) = inp.slot(ctx, c);
+        ctx.stamp(c, 0);
         if !acquire_read(ctx, &inp, c) {
             return;
         }
         if ctx.faults & fault::EARLY_FREED != 0 && sreg::tid() == 0 {
             inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
         }
+        ctx.stamp(c, 1);
         let (so, uo) = out.slot(ctx, c);
         if ctx.faults & fault::SKIP_FREED_WAIT == 0
             && !block_wait(ctx, &out.flags.freed[so], ctx.freed_target(uo), At { ring: out.index, slot: so as u32, chunk: c, what: waiting::FREED })
@@ -287,11 +322,31 @@ pub fn map<I: Element, O: Element>(
             return;
         }
         spin_ns(spin);
-        let (lo, hi) = ctx.my_piece(ctx.plan.chunk(c).1);
+        let w = work(ctx, ctx.plan.chunk(c).1, size_of::<I>() == 4 && size_of::<O>() == 4);
         // SAFETY: both slots are this block's now (the protocol), in bounds,
         // and each index goes to one thread.
         let (src, dst) = unsafe { (inp.base.add(s * inp.stride) as *const I, out.base.add(so * out.stride)) };
-        let mut it = share(lo, hi);
+        // Groups of 4 (16-byte loads and stores), BATCH groups in flight.
+        let mut qs = w.quads;
+        loop {
+            let mut idx = [u64::MAX; BATCH];
+            let mut vals: [Option<Q<I>>; BATCH] = [None; BATCH];
+            for j in 0..BATCH {
+                if let Some(g) = qs.next() {
+                    idx[j] = g;
+                    vals[j] = Some(unsafe { (src as *const Q<I>).add(g as usize).read() });
+                }
+            }
+            if idx[0] == u64::MAX {
+                break;
+            }
+            for j in 0..BATCH {
+                if let Some(v) = vals[j] {
+                    unsafe { (dst as *mut Q<O>).add(idx[j] as usize).write(Q(v.0.map(&f))) };
+                }
+            }
+        }
+        let mut it = w.singles;
         loop {
             // BATCH loads in flight, then BATCH stores.
             let mut idx = [u64::MAX; BATCH];
@@ -326,6 +381,7 @@ pub fn map<I: Element, O: Element>(
                 add_release(&inp.flags.freed[s]);
             }
         }
+        ctx.stamp(c, 2);
     }
 }
 
@@ -337,21 +393,24 @@ pub fn sink<I: Element>(ctx: &StageCtx<'_>, input: (RingSlots<'_, I>, &RingFlags
     let Some(inp) = Ring::new(ctx, input, ctx.stage.wrapping_sub(1)) else { return };
     for c in ctx.my_chunks() {
         let (s, _) = inp.slot(ctx, c);
+        ctx.stamp(c, 0);
         if !acquire_read(ctx, &inp, c) {
             return;
         }
+        ctx.stamp(c, 1);
         let early = ctx.faults & fault::EARLY_FREED != 0;
         if early && sreg::tid() == 0 {
             inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
         }
         spin_ns(spin);
-        let (lo, hi) = ctx.my_piece(ctx.plan.chunk(c).1);
+        let w = work(ctx, ctx.plan.chunk(c).1, size_of::<I>() == 4);
         // SAFETY: the slot is this block's to read until it publishes *freed*.
         let src = unsafe { inp.base.add(s * inp.stride) as *const I };
-        f(c, Share { src, idx: share(lo, hi), _slot: PhantomData });
+        f(c, Share { src, work: w, cur: None, pos: 0, _slot: PhantomData });
         if !early {
             block_publish(&inp.flags.freed[s], false);
         }
+        ctx.stamp(c, 2);
     }
 }
 
@@ -371,10 +430,40 @@ fn acquire_read<T: Element>(ctx: &StageCtx<'_>, inp: &Ring<'_, T>, c: u64) -> bo
         || block_wait(ctx, &inp.flags.filled[s], ctx.filled_target(u), At { ring: inp.index, slot: s as u32, chunk: c, what: waiting::FILLED })
 }
 
-/// One thread's elements of a chunk being read: indices `tid, tid + ntid, ...`.
+/// Four elements moved as one 16-byte access (slots are 256-byte aligned).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct Q<T>([T; 4]);
+
+/// One thread's part of a block's piece of a chunk: whole groups of 4
+/// elements moved 16 bytes at a time (4-byte types: `quads`, group
+/// indices), then single elements (`singles`: the piece itself for other
+/// types, the chunk's last `n % 4` elements, in the last piece, for 4-byte
+/// ones). Each block-stride: `tid, tid + ntid, ...`.
+struct Work {
+    quads: core::iter::StepBy<core::ops::Range<u64>>,
+    singles: core::iter::StepBy<core::ops::Range<u64>>,
+}
+
+#[inline(always)]
+fn work(ctx: &StageCtx<'_>, n: u64, vec: bool) -> Work {
+    if !vec {
+        let (lo, hi) = ctx.my_piece(n);
+        return Work { quads: share(0, 0), singles: share(lo, hi) };
+    }
+    let quads = n / 4;
+    let (qlo, qhi) = ctx.my_piece(quads);
+    let last = sreg::ctaid() as u64 % ctx.pieces() == ctx.pieces() - 1;
+    let (slo, shi) = if last { (4 * quads, n) } else { (0, 0) };
+    Work { quads: share(qlo, qhi), singles: share(slo, shi) }
+}
+
+/// One thread's elements of a chunk being read (see `Work`).
 pub struct Share<'s, T> {
     src: *const T,
-    idx: core::iter::StepBy<core::ops::Range<u64>>,
+    work: Work,
+    cur: Option<Q<T>>,
+    pos: usize,
     _slot: PhantomData<&'s [T]>,
 }
 
@@ -382,8 +471,44 @@ impl<T: Element> Iterator for Share<'_, T> {
     type Item = T;
     #[inline(always)]
     fn next(&mut self) -> Option<T> {
-        // SAFETY: indices below the chunk's length, in a slot this block holds.
-        self.idx.next().map(|i| unsafe { self.src.add(i as usize).read() })
+        if let Some(q) = self.cur
+            && self.pos < 4
+        {
+            self.pos += 1;
+            return Some(q.0[self.pos - 1]);
+        }
+        // SAFETY: groups and indices below the chunk's length, in a slot
+        // this block holds; groups only for 4-byte types (16 bytes each).
+        if let Some(g) = self.work.quads.next() {
+            let q = unsafe { (self.src as *const Q<T>).add(g as usize).read() };
+            self.cur = Some(q);
+            self.pos = 1;
+            return Some(q.0[0]);
+        }
+        self.work.singles.next().map(|i| unsafe { self.src.add(i as usize).read() })
+    }
+
+    /// `for_each` and friends: 16-byte loads kept whole (`next` keeps a
+    /// group between calls, which the compiler splits into 4-byte loads).
+    #[inline(always)]
+    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        if let Some(q) = self.cur {
+            for &x in &q.0[self.pos.min(4)..] {
+                acc = f(acc, x);
+            }
+        }
+        for g in self.work.quads {
+            // SAFETY: as in `next`.
+            let q = unsafe { (self.src as *const Q<T>).add(g as usize).read() };
+            for x in q.0 {
+                acc = f(acc, x);
+            }
+        }
+        for i in self.work.singles {
+            acc = f(acc, unsafe { self.src.add(i as usize).read() });
+        }
+        acc
     }
 }
 

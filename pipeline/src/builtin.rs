@@ -303,6 +303,81 @@ impl SinkStage for D2h {
     }
 }
 
+/// A stage that copies each chunk from a ring on one GPU into a ring on
+/// another (placement: `PipelineSpec::placement`), inserted by the pipeline
+/// where two neighbouring stages run on different GPUs. It runs on the
+/// reading GPU's stream; with peer access enabled the copy goes over the link
+/// between the GPUs (NVLink or PCIe), otherwise the driver stages it through
+/// the host. Its reference is the identity.
+/// `direct`: the GPUs reach each other's memory (peer access enabled).
+pub fn peer_copy(elem: ElemType, from: usize, to: usize, direct: bool) -> Stage {
+    Stage::new(
+        format!("copy-gpu{from}-gpu{to}"),
+        format!("{elem} -> {elem}: peer copy from GPU {from} to GPU {to}"),
+        Kind::Map(Arc::new(PeerCopy { elem, direct })),
+    )
+}
+
+/// Whether `stage` is a peer copy that [`peer_copy`] made.
+pub fn is_peer_copy(stage: &Stage) -> bool {
+    // By its name and description, which only `peer_copy` writes together.
+    stage.name().starts_with("copy-gpu") && stage.about().contains(": peer copy from GPU ")
+}
+
+struct PeerCopy {
+    elem: ElemType,
+    direct: bool,
+}
+
+impl crate::stage::MapStage for PeerCopy {
+    fn input(&self) -> ElemType {
+        self.elem
+    }
+    fn output(&self) -> ElemType {
+        self.elem
+    }
+    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+        Ok(Box::new(PeerCopyOnGpu { direct: self.direct }))
+    }
+    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
+        Ok(input.clone())
+    }
+}
+
+struct PeerCopyOnGpu {
+    direct: bool,
+}
+
+// SAFETY: one copy on the op's stream, from the op's input slot to its
+// output slot (on two GPUs; unified addressing names both).
+unsafe impl OnGpu for PeerCopyOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let stream = op.stream;
+        let len = op.len();
+        let (Some((elem, input)), Some((_, output))) = (op.input.as_ref(), op.output.as_mut()) else {
+            return Err(PipelineError::BadStages(format!("copy stage {} has no input or output slot", op.stage)));
+        };
+        let bytes = len * elem.size();
+        if bytes > input.len() || bytes > output.len() {
+            return Err(PipelineError::BadStages(format!("copy stage {}: slot too small", op.stage)));
+        }
+        let (src_ctx, dst_ctx) = (cudarc::driver::DeviceSlice::stream(input).context().cu_ctx(), stream.context().cu_ctx());
+        let (src, _) = input.device_ptr(stream);
+        let (dst, _) = output.device_ptr_mut(stream);
+        // SAFETY: both slots hold `bytes`, each in its own GPU's context.
+        // With peer access a plain copy (unified addresses name both GPUs;
+        // it also goes into a captured graph); without it the driver stages
+        // the copy through the host (not capturable).
+        let r = if self.direct {
+            unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }
+        } else {
+            unsafe { sys::cuMemcpyPeerAsync(dst, dst_ctx, src, src_ctx, bytes, stream.cu_stream()) }
+        };
+        r.result().map_err(cuda("enqueuing a copy between GPUs"))?;
+        Ok(())
+    }
+}
+
 /// The copy stages' work: one async copy between the slot and the chunk's
 /// place in pinned host memory.
 struct HostCopy;
@@ -334,7 +409,7 @@ struct Reduce {
     ptx: Kernels,
 }
 
-const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;
+pub(crate) const RECORD_WORDS: usize = std::mem::size_of::<Reduction>() / 8;
 const _: () = assert!(std::mem::size_of::<Reduction>() == 80, "Reduction is 80 bytes, no padding");
 
 impl SinkStage for Reduce {
@@ -412,12 +487,12 @@ unsafe impl OnGpu for ReduceOnGpu {
     }
 }
 
-fn reduction_words(r: &Reduction) -> [u64; RECORD_WORDS] {
+pub(crate) fn reduction_words(r: &Reduction) -> [u64; RECORD_WORDS] {
     // SAFETY: Reduction is repr(C), 80 bytes without padding (checked above).
     unsafe { std::mem::transmute_copy(r) }
 }
 
-fn reduction_from_words(w: &[u64]) -> Reduction {
+pub(crate) fn reduction_from_words(w: &[u64]) -> Reduction {
     let mut a = [0u64; RECORD_WORDS];
     a.copy_from_slice(w);
     // SAFETY: as above; every bit pattern is a valid Reduction (integers only).
@@ -447,10 +522,10 @@ struct ProducerFlagsOnGpu {
 // SAFETY: one launch on the launch's stream, writing only its output ring.
 unsafe impl FlagOnGpu for ProducerFlagsOnGpu {
     fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
-        let FlagLaunch { stream, cfg, plan, ctl, output, stage, seed, spin, faults, stage_name, .. } = l;
+        let FlagLaunch { stream, cfg, plan, ctl, output, stamps, stage, seed, spin, faults, stage_name, .. } = l;
         let (mut output, flags) = crate::flags::ring_as::<f32>(stage_name, "output", output.as_mut())?;
         // SAFETY: the flags executor's launch (one flag pipeline, flags zeroed, co-resident).
-        unsafe { ProducerFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut output, flags, *stage, *seed, *spin, *faults) }?;
+        unsafe { ProducerFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut output, flags, stamps, *stage, *seed, *spin, *faults) }?;
         Ok(())
     }
     fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {
@@ -497,7 +572,7 @@ unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
         unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
     }
     fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
-        let FlagLaunch { stream, cfg, plan, ctl, input, stage, spin, faults, stage_name, .. } = l;
+        let FlagLaunch { stream, cfg, plan, ctl, input, stamps, stage, spin, faults, stage_name, .. } = l;
         let chunks = self.records.len() / RECORD_WORDS;
         // SAFETY: `chunks` records of 80 bytes of u64 words, viewed as the
         // AtomicReduction of the same layout (checked in kernel-math).
@@ -505,7 +580,7 @@ unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
             unsafe { self.records.transmute::<AtomicReduction>(chunks) }.ok_or_else(|| PipelineError::BadStages("reduce: records too small".into()))?;
         let (mut input, flags) = crate::flags::ring_as::<f32>(stage_name, "input", input.as_mut())?;
         // SAFETY: the flags executor's launch; the records are this stage's.
-        unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, *stage, *spin, *faults) }?;
+        unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, stamps, *stage, *spin, *faults) }?;
         Ok(())
     }
     fn max_active_blocks_per_sm(&self, block: u32) -> Result<u32> {

@@ -75,6 +75,8 @@ pub enum PipelineError {
     BadFirTaps(String),
     #[error("no GPU given")]
     NoGpus,
+    #[error("the {grain} grain cannot run this pipeline: {why}")]
+    GrainUnsupported { grain: &'static str, why: String },
     #[error("capturing the pipeline as a CUDA graph produced no graph")]
     EmptyCapture,
     #[error("input file {path}: {source}")]

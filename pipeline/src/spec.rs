@@ -46,6 +46,11 @@ pub struct PipelineSpec {
     /// The flags grain's watchdog: a wait on a ring counter longer than
     /// this stops the run with an error naming the stage and slot.
     pub watchdog_ms: u64,
+    /// Each stage's GPU, as an index into the GPUs given to
+    /// [`crate::Pipeline::new`] (empty: every stage on every GPU, chunks
+    /// split between them). Where two neighbouring stages sit on different
+    /// GPUs the pipeline puts a peer copy between them.
+    pub placement: Vec<usize>,
 }
 
 impl PipelineSpec {
@@ -62,6 +67,7 @@ impl PipelineSpec {
             serial: false,
             spin_ns: Vec::new(),
             watchdog_ms: 10_000,
+            placement: Vec::new(),
         }
     }
     pub fn stages(mut self, stages: Vec<Stage>) -> Self {
@@ -96,6 +102,11 @@ impl PipelineSpec {
     /// The flags grain's watchdog (see [`PipelineSpec::watchdog_ms`]).
     pub fn watchdog_ms(mut self, ms: u64) -> Self {
         self.watchdog_ms = ms;
+        self
+    }
+    /// Places stage `s` on GPU `gpus[placement[s]]` (see [`PipelineSpec::placement`]).
+    pub fn placement(mut self, placement: Vec<usize>) -> Self {
+        self.placement = placement;
         self
     }
     pub fn serial(mut self, on: bool) -> Self {

@@ -270,8 +270,9 @@ pub unsafe trait OnGpu: Send {
     }
 }
 
-/// A module loaded for a part: its PTX text's (address, length) and the `Module<C>`.
-pub(crate) type LoadedModule = ((usize, usize), Box<dyn std::any::Any>);
+/// A module loaded for a part: its PTX text's (address, length), the
+/// context it is loaded in, and the `Module<C>`.
+pub(crate) type LoadedModule = ((usize, usize, usize), Box<dyn std::any::Any>);
 
 /// Everything a stage needs to prepare itself on one GPU.
 pub struct Setup<'a> {
@@ -299,7 +300,11 @@ impl Setup<'_> {
 
     /// The PTX module `ptx`, loaded once per GPU however many stages use it.
     pub fn module<C: 'static>(&mut self, ptx: Ptx<C>, origin: &str) -> Result<Module<C>> {
-        let key = (ptx.text().as_ptr() as usize, ptx.text().len());
+        // The context itself, not the device index: two `Gpu`s of one
+        // device hold two handles, and a launch checks the kernel's is the stream's.
+        // SAFETY: only the context's address is read.
+        let ctx = std::sync::Arc::as_ptr(unsafe { self.gpu.context() }) as usize;
+        let key = (ptx.text().as_ptr() as usize, ptx.text().len(), ctx);
         if let Some(m) = self.modules.iter().filter(|(k, _)| *k == key).find_map(|(_, m)| m.downcast_ref::<Module<C>>()) {
             return Ok(m.clone());
         }

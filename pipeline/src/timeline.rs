@@ -25,11 +25,16 @@ pub(crate) struct PendingSpan {
     pub chunk: usize,
     pub start: CudaEvent,
     pub end: CudaEvent,
+    /// An origin on the span's own GPU (a stage placed on another GPU than
+    /// the run's origin event: events time only against their own context),
+    /// recorded on its stream right after the run's fork.
+    pub local_origin: Option<std::sync::Arc<CudaEvent>>,
 }
 
 impl PendingSpan {
     /// Reads the recorded times (after the run has synchronized).
     pub(crate) fn resolve(&self, origin: &CudaEvent) -> Result<Span, PipelineError> {
+        let origin = self.local_origin.as_deref().unwrap_or(origin);
         let t =
             |ev: &CudaEvent| origin.elapsed_ms(ev).map(f64::from).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading timeline events")(e)));
         Ok(Span { gpu: self.gpu, stage: self.stage, chunk: self.chunk, start_ms: t(&self.start)?, end_ms: t(&self.end)? })

@@ -42,6 +42,8 @@ pub enum Error {
     Cuda { what: String, err: DriverError },
     #[error("{0}")]
     Refused(&'static str),
+    #[error("{what} needs a GPU of compute capability {}.{} or newer; device {device} ({name}) is {}.{}", need.0, need.1, have.0, have.1)]
+    NeedsComputeCapability { what: String, need: (i32, i32), have: (i32, i32), device: usize, name: String },
 }
 
 impl Error {
@@ -86,6 +88,7 @@ mod tests {
             Error::EmptyInput,
             Error::TooLarge { elements: 1 << 40, needed: 8 << 40, free: 80 << 30, total: 81 << 30, device: 0 },
             Error::BadBlockSize { block: 2048, kernel: "producer_kernel", max: 1024 },
+            Error::NeedsComputeCapability { what: "the Hopper kernels".into(), need: (9, 0), have: (8, 0), device: 0, name: "A100".into() },
         ];
         for e in errors {
             let s = e.to_string();

@@ -100,8 +100,59 @@ impl Gpu {
         Ok(RawModule { ctx: self.ctx.clone(), module, ptx, origin: origin.into() })
     }
 
+    /// Refuses, in one line naming `what`, a device older than compute
+    /// capability `need` (e.g. `(9, 0)` for PTX built for sm_90, which the
+    /// driver cannot load on older GPUs).
+    pub fn require_compute_capability(&self, need: (i32, i32), what: &str) -> Result<()> {
+        let have = self.info.compute_capability;
+        if have >= need {
+            return Ok(());
+        }
+        Err(Error::NeedsComputeCapability { what: what.to_string(), need, have, device: self.info.index, name: self.info.name.clone() })
+    }
+
     pub fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// Lets kernels and copies on this device reach `other`'s memory
+    /// directly (NVLink or PCIe peer-to-peer), buffers from its default
+    /// memory pool included: `Ok(false)` where the two
+    /// cannot (copies between them then go through the host, slower but
+    /// correct), `Ok(true)` once enabled (or already), and the same device
+    /// is `Ok(true)`.
+    pub fn enable_peer_access(&self, other: &Gpu) -> Result<bool> {
+        if self.info.index == other.info.index {
+            return Ok(true);
+        }
+        let mut can = 0i32;
+        // SAFETY: a query of two valid device ordinals.
+        unsafe { sys::cuDeviceCanAccessPeer(&mut can, self.info.index as i32, other.info.index as i32) }
+            .result()
+            .map_err(Error::cuda("asking whether two GPUs can reach each other"))?;
+        if can == 0 {
+            return Ok(false);
+        }
+        self.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
+        // SAFETY: enables access from the current context (this device's) to
+        // a valid context; no memory is touched.
+        let what = || format!("enabling peer access from GPU {} to GPU {}", self.info.index, other.info.index);
+        match unsafe { sys::cuCtxEnablePeerAccess(other.ctx.cu_ctx(), 0) } {
+            sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {}
+            e => return Err(Error::cuda(what())(cudarc::driver::DriverError(e))),
+        }
+        // cudarc allocates from each device's default memory pool
+        // (cuMemAllocAsync), whose memory a peer reaches only once the pool
+        // grants it: context peer access alone does not cover pools.
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: a query into `pool`, then an access grant on that valid pool.
+        unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, other.info.index as i32) }.result().map_err(Error::cuda(what()))?;
+        let desc = sys::CUmemAccessDesc {
+            location: sys::CUmemLocation { type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE, id: self.info.index as i32 },
+            flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+        };
+        unsafe { sys::cuMemPoolSetAccess(pool, &desc, 1) }.result().map_err(Error::cuda(what()))?;
+        Ok(true)
     }
 
     /// cudarc's context of this device.
@@ -159,6 +210,8 @@ impl Gpu {
 /// No other stream may access `buf` until this fill completes (order it
 /// with events), as for any write with event tracking off.
 pub unsafe fn poison<T>(stream: &CudaStream, buf: &mut impl DevicePtrMut<T>) -> Result<()> {
+    // The raw fill acts on the current context: the stream's.
+    stream.context().bind_to_thread().map_err(Error::cuda("binding the context"))?;
     let bytes = buf.num_bytes();
     let (ptr, _no_tracking) = buf.device_ptr_mut(stream);
     // SAFETY: `ptr` addresses `bytes` bytes owned by `buf`.

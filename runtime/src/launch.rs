@@ -87,6 +87,19 @@ pub trait KernelEntry {
     const PARAM_BYTES: &'static [usize];
 }
 
+/// A kernel whose PTX entry executes `griddepcontrol.wait` before its body
+/// touches memory: the only kind that may be launched with the programmatic
+/// stream serialization attribute ([`Args::launch_pdl`]), under which it may
+/// start while the kernel ahead of it on the stream still runs.
+/// `#[kernel(pdl)]` implements it (and generates `launch_pdl`).
+///
+/// # Safety
+/// Implement it only for a kernel whose entry, built from the same source,
+/// executes `griddepcontrol.wait` before any access to memory that another
+/// kernel of the stream may write or read. `#[kernel(pdl)]` inserts that wait;
+/// a hand-written implementation has nothing that checks it.
+pub unsafe trait PdlKernel: KernelEntry {}
+
 /// A kernel of the map shape: `#[kernel] fn(input: &[I], output: Out<O>)`
 /// (or `OutQuads<O>`), optionally with a trailing `spin: u64` that is passed 0.
 /// `#[kernel]` implements this for every kernel of that shape, so a pipeline
@@ -142,6 +155,8 @@ pub struct FlagMapArgs<'a, 'v, I, O> {
     pub in_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
     pub output: &'a mut CudaViewMut<'v, O>,
     pub out_flags: &'a CudaView<'v, kernel_math::ring::RingFlags>,
+    /// Per-chunk timestamps (see `nvptx_std::ring::StageCtx::with_stamps`).
+    pub stamps: &'a CudaView<'v, std::sync::atomic::AtomicU64>,
     pub stage: u32,
     pub spin: u64,
     pub faults: u32,
@@ -149,7 +164,8 @@ pub struct FlagMapArgs<'a, 'v, I, O> {
 
 /// A map stage of the flags grain: `#[kernel] fn(plan: &RingPlan, ctl:
 /// &RingControl, input: RingSlots<I>, in_flags: &RingFlags, output:
-/// RingSlots<O>, out_flags: &RingFlags, stage: u32, spin: u64, faults: u32)`,
+/// RingSlots<O>, out_flags: &RingFlags, stamps: &[AtomicU64], stage: u32,
+/// spin: u64, faults: u32)`,
 /// whose body calls `nvptx_std::ring::map`. `#[kernel]` implements this for
 /// every kernel of that shape, so a pipeline can run it (see
 /// `pc_pipeline::Stage::with_flags_map`).
@@ -286,6 +302,23 @@ impl<K: KernelEntry> Kernel<K> {
         Ok(n)
     }
 
+    /// Lets launches of this kernel ask for up to `bytes` of dynamic shared
+    /// memory (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`; without it
+    /// the driver refuses more than 48 KiB). A size the device cannot give
+    /// is the driver's error.
+    pub fn allow_dynamic_shared_bytes(&self, bytes: u32) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
+        // SAFETY: a valid function handle and an int-sized attribute.
+        unsafe {
+            result::function::set_function_attribute(
+                self.func.cu_function(),
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes.min(i32::MAX as u32) as i32,
+            )
+        }
+        .map_err(|e| Error::cuda(format!("allowing {name} {bytes} bytes of dynamic shared memory", name = K::NAME))(e))
+    }
+
     /// Refuses a block size this kernel cannot launch with.
     pub fn check_block(&self, block: u32) -> Result<()> {
         if block == 0 || block > self.max_block {
@@ -420,7 +453,29 @@ impl<'a, K: KernelEntry> Args<'a, K> {
     /// # Safety
     /// The arguments pushed are `K`'s, in order (generated launchers do
     /// this), and the caller keeps the launcher's ordering contract.
-    pub unsafe fn launch(mut self) -> Result<()> {
+    pub unsafe fn launch(self) -> Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe { self.launch_as(false) }
+    }
+
+    /// Launches with the programmatic stream serialization attribute
+    /// (`cuLaunchKernelEx`, PDL, sm_90): the kernel may start before the
+    /// kernel ahead of it on the stream completes; `K: PdlKernel` is the
+    /// promise that it waits (`griddepcontrol.wait`) before touching memory.
+    ///
+    /// # Safety
+    /// As [`Args::launch`].
+    pub unsafe fn launch_pdl(self) -> Result<()>
+    where
+        K: PdlKernel,
+    {
+        // SAFETY: the caller's contract; `K: PdlKernel` makes the early start safe.
+        unsafe { self.launch_as(true) }
+    }
+
+    /// # Safety
+    /// As [`Args::launch`]; with `pdl`, `K` waits before touching memory.
+    unsafe fn launch_as(mut self, pdl: bool) -> Result<()> {
         if self.len != K::PARAM_BYTES.len() {
             return Err(Error::LengthMismatch { kernel: K::NAME, detail: format!("{} arguments for {} parameters", self.len, K::PARAM_BYTES.len()) });
         }
@@ -430,13 +485,35 @@ impl<'a, K: KernelEntry> Args<'a, K> {
         }
         self.kernel.ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
         let c = self.cfg;
-        // SAFETY: a live function and stream of one context; one parameter
-        // pointer per PTX parameter (checked against the PTX at load).
-        unsafe {
-            result::launch_kernel(self.kernel.func.cu_function(), c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params[..self.len])
-        }
+        let f = self.kernel.func.cu_function();
+        let launched = if pdl {
+            // SAFETY: zero is a valid value of this plain-data union (its
+            // `pad` member covers it); one member is then set.
+            let mut value: sys::CUlaunchAttributeValue = unsafe { std::mem::zeroed() };
+            value.programmaticStreamSerializationAllowed = 1;
+            let mut attr = sys::CUlaunchAttribute { id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, pad: [0; 4], value };
+            let config = sys::CUlaunchConfig {
+                gridDimX: c.grid_dim.0,
+                gridDimY: c.grid_dim.1,
+                gridDimZ: c.grid_dim.2,
+                blockDimX: c.block_dim.0,
+                blockDimY: c.block_dim.1,
+                blockDimZ: c.block_dim.2,
+                sharedMemBytes: c.shared_mem_bytes,
+                hStream: self.stream.cu_stream(),
+                attrs: &mut attr,
+                numAttrs: 1,
+            };
+            // SAFETY: as below; `config` and `attr` outlive the call, which
+            // copies them.
+            unsafe { sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()) }.result()
+        } else {
+            // SAFETY: a live function and stream of one context; one parameter
+            // pointer per PTX parameter (checked against the PTX at load).
+            unsafe { result::launch_kernel(f, c.grid_dim, c.block_dim, c.shared_mem_bytes, self.stream.cu_stream(), &mut params[..self.len]) }
+        };
         // The message is built only on failure (launches are a hot path).
-        .map_err(|e| Error::cuda(format!("launching {}", K::NAME))(e))
+        launched.map_err(|e| Error::cuda(format!("launching {}{}", K::NAME, if pdl { " (PDL)" } else { "" }))(e))
     }
 }
 

@@ -1,4 +1,4 @@
-//! `#[kernel]` takes only `same_len(..)`.
+//! `#[kernel]` takes only `same_len(..)`, `pdl` and `faults = name`.
 #![forbid(unsafe_code)]
 use nvptx_std::{Out, kernel};
 nvptx_std::kernel_crate!();

@@ -24,6 +24,10 @@ impl Part<'_> {
     /// plus timeline events around each operation when asked for.
     pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        // Stages on another GPU than stream 0 time against an origin of
+        // their own, recorded right after the fork (see PendingSpan).
+        let s0_ctx = self.streams[0].context().cu_ctx();
+        let mut local_origins: Vec<Option<Arc<CudaEvent>>> = vec![None; self.streams.len()];
         for action in plan(&self.graph, self.streams.len()) {
             match action {
                 Action::Record { stream, event } => {
@@ -33,9 +37,13 @@ impl Part<'_> {
                 Action::Wait { stream, event } => {
                     let st = &self.streams[stream];
                     st.wait(self.event(event)).map_err(err("waiting on an event"))?;
+                    if timeline.is_some() && event == EventId::Fork && st.context().cu_ctx() != s0_ctx {
+                        local_origins[stream] = Some(Arc::new(st.record_event(timing).map_err(err("recording a timeline origin"))?));
+                    }
                 }
                 Action::BeginRun { stream, stage } => {
                     let st = self.streams[stream].clone();
+                    st.context().bind_to_thread().map_err(err("binding the stage's GPU"))?;
                     self.stages[stage].begin_run(&st)?;
                 }
                 Action::Op { stream, stage, chunk, slot } => {
@@ -50,7 +58,8 @@ impl Part<'_> {
                     // never appears to start before it.
                     if let (Some(tl), Some(start)) = (timeline.as_deref_mut(), start) {
                         let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
-                        tl.push(PendingSpan { part, gpu: part, stage, chunk: self.chunks.start + chunk, start, end });
+                        let local_origin = local_origins[stream].clone();
+                        tl.push(PendingSpan { part, gpu: part, stage, chunk: self.chunks.start + chunk, start, end, local_origin });
                     }
                 }
             }
@@ -94,12 +103,15 @@ impl Part<'_> {
         (spin, block_size): (u64, u32),
     ) -> Result<()> {
         let len = chunk.range.end - chunk.range.start;
+        // Stages' raw driver calls (copies) act on the current context: the
+        // stream's, which on a pipeline over several GPUs changes per stage.
+        st.context().bind_to_thread().map_err(err("binding the stage's GPU"))?;
         if spin > 0 {
             let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 };
             // SAFETY: the delay kernel touches no memory.
-            unsafe { DelayKernel::launch(&self.delay, st, one, spin) }?;
+            unsafe { DelayKernel::launch(&self.delay[s], st, one, spin) }?;
         }
-        let cfg = self.gpu.launch_config(len, block_size, None)?;
+        let cfg = self.stage_gpus[s].launch_config(len, block_size, None)?;
         let stages = self.stages.len();
         // The rings either side of stage s: ring s-1 is read, ring s written.
         let (before, after) = self.rings.split_at_mut(s);

@@ -34,6 +34,8 @@ pub(crate) struct FlagsPart {
     flags: Vec<CudaSlice<u8>>,
     blocks: u32,
     timeout_ms: u64,
+    /// Three u64 timestamps per (stage, chunk).
+    stamps: CudaSlice<u64>,
 }
 
 impl FlagsPart {
@@ -126,8 +128,9 @@ impl Part<'_> {
             // SAFETY: RingPlan is repr(C) integers, no padding (an Element).
             let bytes = unsafe { std::slice::from_raw_parts(&plan as *const RingPlan as *const u8, std::mem::size_of::<RingPlan>()) };
             s0.memcpy_htod(bytes, &mut plan_dev).map_err(err("uploading the flags plan"))?;
+            let stamps = s0.alloc_zeros::<u64>(3 * stages.len() * self.chunks.len()).map_err(err("allocating the flags timestamps"))?;
             s0.synchronize().map_err(err("setting up the flags grain"))?;
-            self.flags = Some(FlagsPart { stages, plan: plan_dev, ctl, flags, blocks, timeout_ms: spec.watchdog_ms });
+            self.flags = Some(FlagsPart { stages, plan: plan_dev, ctl, flags, blocks, timeout_ms: spec.watchdog_ms, stamps });
         }
         self.flags.as_mut().ok_or(PipelineError::EmptyCapture)
     }
@@ -144,6 +147,7 @@ impl Part<'_> {
         for buf in fp.flags.iter_mut().chain(std::iter::once(&mut fp.ctl)) {
             s0.memset_zeros(buf).map_err(err("resetting the ring flags"))?;
         }
+        s0.memset_zeros(&mut fp.stamps).map_err(err("resetting the flags timestamps"))?;
         for st in &mut fp.stages {
             st.begin_run(&s0)?;
         }
@@ -153,7 +157,7 @@ impl Part<'_> {
         }
         let cfg = LaunchConfig { grid_dim: (fp.blocks, 1, 1), block_dim: (spec.block_size, 1, 1), shared_mem_bytes: 0 };
         let n = spec.stages.len();
-        let FlagsPart { stages, plan, ctl, flags, .. } = fp;
+        let FlagsPart { stages, plan, ctl, flags, stamps, .. } = fp;
         let bad = || PipelineError::BadStages("the flags grain's records are too small".into());
         for (s, stage) in stages.iter_mut().enumerate() {
             let stream = &self.streams[s];
@@ -179,6 +183,8 @@ impl Part<'_> {
                 cfg,
                 plan: unsafe { plan.transmute::<RingPlan>(1) }.ok_or_else(bad)?,
                 ctl: unsafe { ctl.transmute::<RingControl>(1) }.ok_or_else(bad)?,
+                // SAFETY: u64 words viewed as AtomicU64 of the same layout.
+                stamps: unsafe { stamps.transmute::<std::sync::atomic::AtomicU64>(stamps.len()) }.ok_or_else(bad)?,
                 input,
                 output,
                 stage: s as u32,
@@ -196,6 +202,16 @@ impl Part<'_> {
             s0.wait(join).map_err(err("waiting on an event"))?;
         }
         Ok(())
+    }
+
+    /// The last flags run's timestamps (after it synchronized).
+    pub(crate) fn flag_stamps(&mut self, stages: usize) -> Result<crate::flags::FlagStamps> {
+        let s0 = self.streams[0].clone();
+        let Some(fp) = self.flags.as_mut() else { return Err(PipelineError::BadStages("no flags run".into())) };
+        let words = s0.clone_dtoh(&fp.stamps).map_err(err("reading the flags timestamps"))?;
+        s0.synchronize().map_err(err("reading the flags timestamps"))?;
+        let ns = words.chunks_exact(3).map(|w| [w[0], w[1], w[2]]).collect();
+        Ok(crate::flags::FlagStamps { stages, chunks: self.chunks.len(), ns })
     }
 
     /// After a synchronized flags run: the error the device recorded, if any.

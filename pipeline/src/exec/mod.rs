@@ -6,14 +6,20 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
+//!   programmatic dependent launches, plain or captured as a graph;
+//! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
+//!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
 mod flags;
 pub(crate) mod part;
+pub mod pdl;
 pub mod plan;
 pub mod split;
+pub mod warps;
 
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
@@ -52,7 +58,7 @@ impl Input {
     }
 }
 
-/// How a run is launched.
+/// How a run is launched: the grain of its hand-offs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// Every operation enqueued on the streams, each run.
@@ -64,6 +70,29 @@ pub enum Launch {
     /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
     /// form (see [`crate::flags`]).
     Flags,
+    /// Programmatic dependent launch (sm_90; see [`pdl`]): the generate
+    /// pipeline's kernels on one stream, each starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the built-in consumer
+    /// and reduce stages on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`]).
+    Warps,
+}
+
+impl Launch {
+    /// The grain's name on the command line (`--grain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Launch::Streams => "streams",
+            Launch::Graph => "graph",
+            Launch::Pdl { graph: false } => "pdl",
+            Launch::Pdl { graph: true } => "pdl-graph",
+            Launch::Warps => "warps",
+            Launch::Flags => "flags",
+        }
+    }
 }
 
 /// The outcome of [`Pipeline::run`].
@@ -80,8 +109,13 @@ pub struct RunReport {
     pub part_ms: Vec<f32>,
     /// One record per chunk (reduce sinks; empty otherwise), from the last run.
     pub reductions: Vec<Reduction>,
-    /// Start and end of every (stage, chunk), when asked for (stream launches only).
+    /// Start and end of every (stage, chunk), when asked for (stream
+    /// launches and the warps grain, from events; the flags grain, from
+    /// device timestamps).
     pub timeline: Option<Timeline>,
+    /// The flags grain's device timestamps of the last run, per GPU (when a
+    /// timeline was asked for).
+    pub flag_stamps: Vec<crate::flags::FlagStamps>,
 }
 
 impl RunReport {
@@ -127,6 +161,42 @@ pub struct Pipeline<'g> {
     flag_faults: Vec<u32>,
 }
 
+/// A placed spec (see [`PipelineSpec::placement`]) with a peer copy where
+/// two neighbouring stages sit on different GPUs (peer access enabled both
+/// ways where the GPUs allow it), and each stage's GPU.
+fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<&'g Gpu>)> {
+    let n = spec.stages.len();
+    if spec.placement.len() != n {
+        return Err(PipelineError::BadStages(format!("the placement names {} GPU(s) for {n} stages; give one per stage", spec.placement.len())));
+    }
+    if let Some((s, &i)) = spec.placement.iter().enumerate().find(|&(_, &i)| i >= gpus.len()) {
+        return Err(PipelineError::BadStages(format!("stage {} is placed on GPU #{i} of the list, which has {} GPU(s)", spec.stages[s].name(), gpus.len())));
+    }
+    if spec.serial {
+        return Err(PipelineError::BadStages("the serial baseline runs on one stream, so its stages cannot be placed on several GPUs".into()));
+    }
+    let types = spec.ring_types()?;
+    let (mut stages, mut placement, mut stage_gpus) = (Vec::new(), Vec::new(), Vec::new());
+    for s in 0..n {
+        let (prev, here) = (s.checked_sub(1).map(|p| spec.placement[p]), spec.placement[s]);
+        // A peer copy between, unless this stage is one already (a placed
+        // spec given again).
+        if let Some(prev) = prev.filter(|&p| p != here && !crate::builtin::is_peer_copy(&spec.stages[s])) {
+            let (a, b) = (gpus[prev], gpus[here]);
+            let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
+            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
+            placement.push(here);
+            stage_gpus.push(b);
+        }
+        stages.push(spec.stages[s].clone());
+        placement.push(here);
+        stage_gpus.push(gpus[here]);
+    }
+    let mut placed = spec.stages(stages);
+    placed.placement = placement;
+    Ok((placed, stage_gpus))
+}
+
 fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
     move |e| PipelineError::Runtime(Error::cuda(what)(e))
 }
@@ -139,8 +209,10 @@ impl<'g> Pipeline<'g> {
         if gpus.is_empty() {
             return Err(PipelineError::NoGpus);
         }
+        let (spec, stage_gpus) = if spec.placement.is_empty() { (spec, None) } else { place(spec, gpus).map(|(s, g)| (s, Some(g)))? };
         // A halo stage's history stays on its GPU: refused before any allocation.
-        spec.check_split(split::split_chunks(spec.chunks(), gpus.len()).len())?;
+        let parts = if stage_gpus.is_some() { 1 } else { split::split_chunks(spec.chunks(), gpus.len()).len() };
+        spec.check_split(parts)?;
         let ring_types = spec.ring_types()?;
         let (input_type, output_type) = (ring_types[0], ring_types[ring_types.len() - 1]);
         // Host buffers first: a bad input file costs no GPU setup.
@@ -150,8 +222,13 @@ impl<'g> Pipeline<'g> {
         let input = if spec.reads_host() { Some(load_input(ctx, &spec, input_type, input)?) } else { None };
         let out_bytes = spec.total_elements as usize * output_type.size();
         let output = if spec.writes_host() { Some(PinnedBuffer::new(ctx, out_bytes)?) } else { None };
-        let ranges = split::split_chunks(spec.chunks(), gpus.len());
-        let parts = gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?;
+        let parts = match &stage_gpus {
+            Some(sg) => vec![Part::placed(sg, &spec, &ring_types, 0..spec.chunks())?],
+            None => {
+                let ranges = split::split_chunks(spec.chunks(), gpus.len());
+                gpus.iter().zip(ranges).map(|(gpu, r)| Part::new(gpu, &spec, &ring_types, r)).collect::<Result<Vec<_>>>()?
+            }
+        };
         Ok(Pipeline { spec, parts, input, output, output_type, input_type, interrupt: None, in_flight: false.into(), flag_faults: Vec::new() })
     }
 
@@ -211,6 +288,9 @@ impl<'g> Pipeline<'g> {
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
             p.cuda_graph = None;
+            if let Some(chain) = p.pdl.as_mut() {
+                chain.graph = None;
+            }
         }
     }
 
@@ -289,7 +369,7 @@ impl<'g> Pipeline<'g> {
     /// Runs the pipeline `runs` times back to back (no host synchronization
     /// between runs: each run's streams wait on the previous run's end),
     /// then synchronizes once. `timeline` records start/end events of every
-    /// (stage, chunk) of the last run (stream launches only).
+    /// (stage, chunk) of the last run (stream launches and the warps grain only).
     pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport> {
         self.run_with_progress(launch, runs, timeline, |_| {})
     }
@@ -297,6 +377,15 @@ impl<'g> Pipeline<'g> {
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
         self.settle();
+        let warps = launch == Launch::Warps;
+        if warps {
+            for p in &mut self.parts {
+                p.prepare_warps(&self.spec)?;
+            }
+        }
+        // The ring stages in for a warps run, the plain ones otherwise
+        // (records included: the sink's are read at the end of the run).
+        self.parts.iter_mut().for_each(|p| p.swap_warps(warps));
         self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
         let result = self.run_inner(launch, runs, timeline, progress);
         // Nothing may still run on the rings or copy into host memory when
@@ -314,6 +403,12 @@ impl<'g> Pipeline<'g> {
 
     fn run_inner(&mut self, launch: Launch, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
         let runs = runs.max(1);
+        if !self.spec.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
+            return Err(PipelineError::BadStages(format!(
+                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
+                launch.name()
+            )));
+        }
         if launch == Launch::Flags {
             flags::check(&self.spec)?;
         }
@@ -326,12 +421,23 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        if launch == Launch::Graph {
-            for p in &mut self.parts {
-                if p.cuda_graph.is_none() {
-                    p.capture(&self.spec, &host)?;
+        match launch {
+            Launch::Graph => {
+                for p in &mut self.parts {
+                    if p.cuda_graph.is_none() {
+                        p.capture(&self.spec, &host)?;
+                    }
                 }
             }
+            Launch::Pdl { graph } => {
+                for p in &mut self.parts {
+                    p.prepare_pdl(&self.spec)?;
+                    if graph && p.pdl.as_ref().is_some_and(|c| c.graph.is_none()) {
+                        p.capture_pdl(&self.spec)?;
+                    }
+                }
+            }
+            Launch::Streams | Launch::Warps | Launch::Flags => {}
         }
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let wall = Instant::now();
@@ -354,7 +460,7 @@ impl<'g> Pipeline<'g> {
                     origins.push(s0.record_event(timing).map_err(err("recording the origin event"))?);
                 }
                 match launch {
-                    Launch::Streams => {
+                    Launch::Streams | Launch::Warps => {
                         let tl = if timeline && last { Some(&mut spans) } else { None };
                         p.enqueue(&self.spec, pi, &host, tl)?;
                     }
@@ -363,6 +469,11 @@ impl<'g> Pipeline<'g> {
                         None => return Err(PipelineError::EmptyCapture),
                     },
                     Launch::Flags => p.enqueue_flags(&self.spec, &self.flag_faults)?,
+                    Launch::Pdl { graph: false } => p.enqueue_pdl(&self.spec)?,
+                    Launch::Pdl { graph: true } => match p.pdl.as_ref().and_then(|c| c.graph.as_ref()) {
+                        Some(g) => g.launch().map_err(err("launching the captured PDL graph"))?,
+                        None => return Err(PipelineError::EmptyCapture),
+                    },
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
@@ -398,18 +509,38 @@ impl<'g> Pipeline<'g> {
         }
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(p.records(launch)?);
+            reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records(launch)? });
         }
-        let timeline = if timeline && launch == Launch::Streams {
+        let mut flag_stamps = Vec::new();
+        if timeline && launch == Launch::Flags {
+            for p in &mut self.parts {
+                flag_stamps.push(p.flag_stamps(self.spec.stages.len())?);
+            }
+        }
+        let timeline = if let Some(st) = flag_stamps.first() {
+            Some(st.timeline(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), 0))
+        } else if timeline && matches!(launch, Launch::Streams | Launch::Warps) {
             let mut out = Vec::with_capacity(spans.len());
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);
             }
-            Some(Timeline::new(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), self.parts.len(), out))
+            // A placed pipeline's rows say which GPU each stream is on.
+            let placed = !self.spec.placement.is_empty();
+            let names = self
+                .spec
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match self.parts.first().and_then(|p| p.stage_gpus.get(i)) {
+                    Some(g) if placed => format!("{} (GPU {})", s.name(), g.info().index),
+                    _ => s.name().to_string(),
+                })
+                .collect();
+            Some(Timeline::new(names, self.parts.len(), out))
         } else {
             None
         };
-        Ok(RunReport { runs, gpu_ms, wall_ms, part_ms, reductions, timeline })
+        Ok(RunReport { runs, gpu_ms, wall_ms, part_ms, reductions, timeline, flag_stamps })
     }
 
     /// Checks the last run's results, chunk by chunk, against the CPU reference.

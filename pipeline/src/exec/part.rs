@@ -28,7 +28,10 @@ pub(crate) struct Ring {
 }
 
 pub(crate) struct Part<'g> {
+    /// The GPU of stage 0 (of every stage, unless the pipeline is placed).
     pub gpu: &'g Gpu,
+    /// Each stage's GPU (placement: see [`PipelineSpec::placement`]).
+    pub stage_gpus: Vec<&'g Gpu>,
     /// Global chunk indices of this part.
     pub chunks: Range<usize>,
     pub streams: Vec<Arc<CudaStream>>,
@@ -36,7 +39,8 @@ pub(crate) struct Part<'g> {
     pub stages: Vec<Box<dyn OnGpu>>,
     /// The stages' names (errors).
     pub names: Vec<String>,
-    pub delay: Kernel<DelayKernel>,
+    /// The delay kernel on each stage's GPU.
+    pub delay: Vec<Kernel<DelayKernel>>,
     /// `events[stage][c % pool]`: the "done" event of (stage, c).
     pub events: Vec<Vec<CudaEvent>>,
     pub fork: CudaEvent,
@@ -45,6 +49,10 @@ pub(crate) struct Part<'g> {
     pub cuda_graph: Option<CudaGraph>,
     /// The flags grain's kernels and counters, from its first run.
     pub flags: Option<super::flags::FlagsPart>,
+    /// The PDL grains' kernels and records, loaded at their first run.
+    pub pdl: Option<super::pdl::PdlChain>,
+    /// The warps grain's ring stages, prepared at its first run.
+    pub warps: Option<super::warps::WarpStages>,
 }
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
@@ -59,56 +67,110 @@ fn slot_bytes(t: ElemType, elements: u64) -> usize {
 
 impl<'g> Part<'g> {
     pub fn new(gpu: &'g Gpu, spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
+        Part::placed(&vec![gpu; spec.stages.len()], spec, ring_types, chunks)
+    }
+
+    /// A part whose stage `s` runs on `stage_gpus[s]`: its stream, its
+    /// kernels and the ring it writes live there (a stage reading a ring on
+    /// another GPU is a peer copy, see `builtin::peer_copy`).
+    pub fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         let stages = spec.stages.len();
+        let gpu = stage_gpus[0];
         let local = chunks.len();
         let slots = spec.slots.min(local).max(1);
         let slot_elems = spec.chunk_elements.min(spec.total_elements);
-        let records = if spec.reduces() { local as u128 * std::mem::size_of::<Reduction>() as u128 * 2 } else { 0 };
-        let needed = ring_bytes(ring_types, slot_elems, slots) + records;
-        let (free, total) = gpu.memory()?;
-        if needed > free as u128 {
-            return Err(Error::TooLarge { elements: spec.total_elements, needed, free: free as u128, total: total as u128, device: gpu.info().index }.into());
+        // The budget, per GPU: the rings its stages write, the sink's records.
+        let mut seen: Vec<usize> = Vec::new();
+        for g in stage_gpus {
+            let dev = g.info().index;
+            if seen.contains(&dev) {
+                continue;
+            }
+            seen.push(dev);
+            let on = |s: usize| stage_gpus[s].info().index == dev;
+            let rings: Vec<ElemType> = ring_types.iter().enumerate().filter(|(r, _)| on(*r)).map(|(_, t)| *t).collect();
+            let records = if spec.reduces() && on(stages - 1) { local as u128 * std::mem::size_of::<Reduction>() as u128 * 2 } else { 0 };
+            let needed = ring_bytes(&rings, slot_elems, slots) + records;
+            let (free, total) = g.memory()?;
+            if needed > free as u128 {
+                return Err(Error::TooLarge { elements: spec.total_elements, needed, free: free as u128, total: total as u128, device: dev }.into());
+            }
         }
 
         // SAFETY: this part orders its streams only by the event graph's
         // events, and synchronizes every stream before its memory is freed
         // (Drop, and every error path of a run).
-        let streams: Vec<Arc<CudaStream>> = (0..if spec.serial { 1 } else { stages }).map(|_| unsafe { gpu.stream() }).collect::<Result<_, _>>()?;
-        let s0 = streams[0].clone();
+        let streams: Vec<Arc<CudaStream>> = (0..if spec.serial { 1 } else { stages }).map(|s| unsafe { stage_gpus[s].stream() }).collect::<Result<_, _>>()?;
         let mut rings = Vec::new();
         for (r, &elem) in ring_types.iter().enumerate() {
             let slot_bytes = slot_bytes(elem, slot_elems);
+            // On the writer's GPU, through the writer's stream.
+            let st = &streams[r.min(streams.len() - 1)];
             // SAFETY: poisoned right below, on the same stream, before any use.
-            let mut buf = unsafe { s0.alloc::<u8>(slot_bytes * slots) }.map_err(err(&format!("allocating ring {r}")))?;
-            // SAFETY: only stream 0 has touched the ring; it is synchronized below.
-            unsafe { pc_runtime::gpu::poison(&s0, &mut buf) }?;
+            let mut buf = unsafe { st.alloc::<u8>(slot_bytes * slots) }.map_err(err(&format!("allocating ring {r}")))?;
+            // SAFETY: only this stream has touched the ring; every stream is synchronized below.
+            unsafe { pc_runtime::gpu::poison(st, &mut buf) }?;
             rings.push(Ring { elem, buf, slot_bytes });
         }
         let mut modules = Vec::new();
-        let mut setup = Setup { gpu, block_size: spec.block_size, local_chunks: local, stream: &s0, modules: &mut modules };
-        let prepared = spec.stages.iter().map(|st| st.prepare(&mut setup)).collect::<Result<Vec<_>>>()?;
-        let delay = setup.module(ptx_kernels::PTX, "the embedded kernels")?.kernel::<DelayKernel>()?;
+        let mut prepared = Vec::new();
+        let mut delay = Vec::new();
+        for (s, st) in spec.stages.iter().enumerate() {
+            let mut setup = Setup {
+                gpu: stage_gpus[s],
+                block_size: spec.block_size,
+                local_chunks: local,
+                stream: &streams[s.min(streams.len() - 1)],
+                modules: &mut modules,
+            };
+            prepared.push(st.prepare(&mut setup)?);
+            delay.push(setup.module(ptx_kernels::PTX, "the embedded kernels")?.kernel::<DelayKernel>()?);
+        }
         let graph = if spec.serial { EventGraph::unordered(stages, local, slots) } else { EventGraph::new(stages, local, slots) };
-        // SAFETY: events only; no memory is touched through the context.
-        let ctx = unsafe { gpu.context() };
-        let event = || ctx.new_event(None).map_err(err("creating an event"));
-        let events = (0..stages).map(|_| (0..graph.event_pool_size()).map(|_| event()).collect::<Result<Vec<_>>>()).collect::<Result<Vec<_>>>()?;
-        let fork = event()?;
-        let joins = (0..streams.len()).map(|_| event()).collect::<Result<Vec<_>>>()?;
-        s0.synchronize().map_err(err("setting up the pipeline"))?;
+        // Each event on the GPU of the stream that records it.
+        // SAFETY: events only; no memory is touched through the contexts.
+        let event = |g: &Gpu| unsafe { g.context() }.new_event(None).map_err(err("creating an event"));
+        let events = (0..stages).map(|s| (0..graph.event_pool_size()).map(|_| event(stage_gpus[s])).collect::<Result<Vec<_>>>()).collect::<Result<Vec<_>>>()?;
+        let fork = event(gpu)?;
+        let joins = (0..streams.len()).map(|s| event(stage_gpus[s])).collect::<Result<Vec<_>>>()?;
+        for st in &streams {
+            st.synchronize().map_err(err("setting up the pipeline"))?;
+        }
         let names = spec.stages.iter().map(|s| s.name().to_string()).collect();
-        Ok(Part { gpu, chunks, streams, rings, stages: prepared, names, delay, events, fork, joins, graph, cuda_graph: None, flags: None })
+        Ok(Part {
+            gpu,
+            stage_gpus: stage_gpus.to_vec(),
+            chunks,
+            streams,
+            rings,
+            stages: prepared,
+            names,
+            delay,
+            events,
+            fork,
+            joins,
+            graph,
+            cuda_graph: None,
+            flags: None,
+            pdl: None,
+            warps: None,
+        })
     }
 
     /// Poison in every ring slot, then wait for it.
     pub fn poison_rings(&mut self) -> Result<()> {
-        let s0 = self.streams[0].clone();
-        for ring in &mut self.rings {
+        let n = self.streams.len();
+        for (r, ring) in self.rings.iter_mut().enumerate() {
+            // The writer's stream: the ring lives on its GPU.
+            let st = self.streams[r.min(n - 1)].clone();
             // SAFETY: no run is in flight (runs synchronize before they
-            // return); stream 0 is synchronized right after.
-            unsafe { pc_runtime::gpu::poison(&s0, &mut ring.buf) }?;
+            // return); every stream is synchronized right after.
+            unsafe { pc_runtime::gpu::poison(&st, &mut ring.buf) }?;
         }
-        s0.synchronize().map_err(err("poisoning the rings"))
+        for st in &self.streams {
+            st.synchronize().map_err(err("poisoning the rings"))?;
+        }
+        Ok(())
     }
 
     /// The sink's per-chunk records (reduce), after the run synchronized;

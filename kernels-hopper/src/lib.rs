@@ -1,0 +1,148 @@
+//! Kernels that need Hopper (sm_90): the pipeline's stages as programmatic
+//! dependent launch (PDL) kernels, and the chain the per-kernel-boundary
+//! benchmark launches. Built for sm_90 with PTX 8.0 by the root build.rs
+//! (`ptx_kernels::hopper`); the host loads them only on devices of compute
+//! capability 9.0 or newer.
+//!
+//! The `ring_*` kernels run a stage on the warp-specialized mbarrier ring
+//! (`nvptx_std::hopper::ring`): warp 0's lane 0 copies tiles of the input
+//! into `slots` shared-memory slots of `slot_bytes` with bulk copies, the
+//! other warps compute on them. They need `shared_bytes(slots, slot_bytes)`
+//! of dynamic shared memory and whole warps, at least two, a block.
+//!
+//! Every kernel here is `#[kernel(pdl)]`: its entry executes
+//! `griddepcontrol.wait` before the body, so it may be launched with the
+//! PDL attribute (`launch_pdl`) and start while the kernel ahead of it on
+//! the stream still runs. Each body calls `launch_dependents` first: the
+//! next kernel can then be scheduled at once and sit in its own wait, which
+//! is the launch latency PDL hides. Per-element math is kernel-math's, the
+//! same functions kernels-gpu and the CPU reference call.
+#![no_std]
+#![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
+
+use kernel_math::{AtomicReduction, Reduction, consume, produce};
+use nvptx_std::hopper::pdl::launch_dependents;
+use nvptx_std::hopper::ring::{Ring, Role, fault::SKIP_FULL_WAIT};
+use nvptx_std::{Out, OutQuads, OutTiles, Quads, kernel, quad_at, spin_ns};
+
+nvptx_std::kernel_crate!();
+
+/// kernels-gpu's `producer_vec_kernel` as a PDL kernel: `buffer[i] =
+/// produce(first + i, seed)` with 16-byte stores, after a spin of `spin`
+/// nanoseconds (a slow producer on purpose, for the sync checker). The next
+/// kernel may be scheduled before the spin: without its wait it would read
+/// the slot before this kernel writes it.
+#[kernel(pdl)]
+pub fn pdl_producer_kernel(mut buffer: OutQuads<f32>, first: u64, seed: u32, spin: u64) {
+    launch_dependents();
+    spin_ns(spin);
+    for (q, quad) in buffer.quads() {
+        let i = first.wrapping_add(4 * q as u64);
+        quad.write([produce(i, seed), produce(i + 1, seed), produce(i + 2, seed), produce(i + 3, seed)]);
+    }
+    for (i, x) in buffer.tail() {
+        *x = produce(first.wrapping_add(i as u64), seed);
+    }
+}
+
+/// kernels-gpu's `consumer_vec_kernel` as a PDL kernel: `output[i] =
+/// consume(buffer[i])`. `faults` is the sync checker's knob
+/// (`nvptx_std::hopper::pdl::fault`); every launcher but the unsafe
+/// `launch_with_faults` passes 0.
+#[kernel(pdl, faults = faults, same_len(buffer, output))]
+pub fn pdl_consumer_kernel(buffer: &[f32], mut output: OutQuads<f32>, faults: u32) {
+    let _ = faults;
+    launch_dependents();
+    match Quads::new(buffer) {
+        Some(input) => output.quads().for_each(|(q, quad)| quad.write(input.get(q).map(consume))),
+        None => output.quads().for_each(|(q, quad)| quad.write(quad_at(buffer, q).map(consume))),
+    }
+    for (i, o) in output.tail() {
+        *o = consume(buffer[i]);
+    }
+}
+
+/// kernels-gpu's `reduce_kernel` as a PDL kernel: adds `input` into `*out`
+/// (`nvptx_std::reduce_f32`); `*out` must start as `Reduction::EMPTY`.
+#[kernel(pdl)]
+pub fn pdl_reduce_kernel(input: &[f32], out: &AtomicReduction) {
+    launch_dependents();
+    // SAFETY: every thread of the grid gets here; none returned before.
+    unsafe { nvptx_std::reduce_f32(input, out) };
+}
+
+/// One link of a chain of dependent kernels: `output[i] = input[i] + 1`.
+/// Launched N times over two buffers in turn, the last output is N
+/// everywhere (from zeros); each launch depends on the one before, so the
+/// chain's time over N is the cost of one kernel boundary.
+#[kernel(pdl, same_len(input, output))]
+pub fn pdl_chain_kernel(input: &[u32], mut output: Out<u32>) {
+    launch_dependents();
+    for (i, o) in output.iter_mut() {
+        *o = input[i].wrapping_add(1);
+    }
+}
+
+/// Consumer's map on the warp-specialized ring: `output[i] =
+/// consume(input[i])`. The producer lane spins `spin` nanoseconds before
+/// each copy (a slow producer on purpose, for the sync checker). `faults`:
+/// `pdl::fault::SKIP_WAIT` skips the PDL wait, `ring::fault::SKIP_FULL_WAIT`
+/// makes consumers read slots without waiting for them to fill.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+    launch_dependents();
+    // SAFETY: every thread calls it once, first thing; nothing else uses
+    // the dynamic shared memory.
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    match ring.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                spin_ns(spin);
+                producer = slot.commit_copy(input);
+            }
+        }
+        Role::Consumer(mut consumer) => loop {
+            // SAFETY (the fault): only `launch_with_faults` passes it, whose contract is this race.
+            let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+            let Some(slot) = next else { break };
+            slot.map_words_into(input, &mut output, consume);
+            consumer = slot.release();
+        },
+        Role::Idle => {}
+    }
+}
+
+/// The reduce on the warp-specialized ring: adds `input` into `*out` (the
+/// same record as `reduce_kernel`'s; `*out` starts as `Reduction::EMPTY`).
+/// `spin` and `faults` as `ring_consumer_kernel`'s.
+#[kernel(pdl, faults = faults)]
+pub fn ring_reduce_kernel(input: &[f32], out: &AtomicReduction, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+    launch_dependents();
+    // SAFETY: as in ring_consumer_kernel.
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    match ring.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                spin_ns(spin);
+                producer = slot.commit_copy(input);
+            }
+        }
+        Role::Consumer(mut consumer) => {
+            let mut r = Reduction::EMPTY;
+            loop {
+                // SAFETY (the fault): as in ring_consumer_kernel.
+                let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+                let Some(slot) = next else { break };
+                for i in slot.mine() {
+                    r.add(slot.get(input, i));
+                }
+                consumer = slot.release();
+            }
+            // SAFETY: consumer warps are whole (Ring::init traps otherwise)
+            // and every consumer thread walks the same tiles, so each warp
+            // arrives here converged.
+            unsafe { nvptx_std::add_warp_totals(r, out) };
+        }
+        Role::Idle => {}
+    }
+}

@@ -1,0 +1,706 @@
+//! A warp-specialized ring inside one block (sm_90, PTX 8.0): warp 0's
+//! lane 0 is the producer, issuing `cp.async.bulk` copies from global memory
+//! into K shared-memory slots; the other warps are consumers, computing on
+//! each slot and writing out. Every slot has two mbarriers: *full* (the
+//! producer's `arrive.expect_tx` plus the copy's bytes complete it) and
+//! *empty* (every consumer thread arrives after reading). They are the
+//! event graph's filled and freed edges, one block's worth.
+//!
+//! The four verbs are CUTLASS's, named for who calls them, and the protocol
+//! lives in the types, not in each kernel:
+//! - [`Producer::acquire`] (`producer_acquire`): waits until the next slot
+//!   is empty, returns a [`ProducerSlot`];
+//! - [`ProducerSlot::commit_copy`] (`producer_commit`): the slot fills from
+//!   global memory; gives the [`Producer`] back, one slot further;
+//! - [`Consumer::wait`] (`consumer_wait`): waits until the next slot is
+//!   full, returns a [`ConsumerSlot`] whose data borrows it;
+//! - [`ConsumerSlot::release`] (`consumer_release`): the slot is empty
+//!   again; gives the [`Consumer`] back, one slot further.
+//!
+//! Slot index and phase live in a [`RingState`] that only these verbs
+//! advance, and each verb takes its side by value: the next slot cannot be
+//! taken before the current one is committed or released, a phase cannot be
+//! picked by hand, and a slot dropped without its commit or release traps
+//! (a launch error on the host) instead of leaving the other side waiting
+//! forever; a wait that still has not completed after [`WAIT_TIMEOUT_NS`]
+//! traps too. Which tile each slot holds is the ring's too: producer and
+//! consumers walk the same [`Tiles`] schedule, so they cannot disagree.
+//!
+//! On the host the device operations are stand-ins that panic: `#[kernel]`
+//! bodies type check there, and [`RingState`] and [`Tiles`] are tested there.
+use crate::sreg;
+use core::marker::PhantomData;
+use kernel_math::{Element, Word};
+
+/// Most slots a ring has (its barriers fit [`HEADER_BYTES`]).
+pub const MAX_SLOTS: u32 = 8;
+
+/// Dynamic shared memory before slot 0: the 2 x [`MAX_SLOTS`] barriers
+/// (8 bytes each), padded so that slot 0 starts 128-byte aligned.
+pub const HEADER_BYTES: u32 = 128;
+
+/// Threads of the producer warp (warp 0); the rest of the block consumes.
+pub const PRODUCER_WARP: u32 = 32;
+
+/// How long a ring wait spins before it traps: far longer than any tile
+/// takes (even with the sync checker's slowed producer), so only a ring
+/// that cannot move (a lost arrival, a fault) reaches it.
+pub const WAIT_TIMEOUT_NS: u64 = 10_000_000_000;
+
+/// Dynamic shared memory a ring of `slots` slots of `slot_bytes` bytes needs.
+pub const fn shared_bytes(slots: u32, slot_bytes: u32) -> u32 {
+    HEADER_BYTES + slots * slot_bytes
+}
+
+/// Fault knob bits the ring kernels read (the sync checker's, through the
+/// unsafe `launch_with_faults`). Bit 0 is `pdl::fault::SKIP_WAIT`.
+pub mod fault {
+    /// Consumers skip the full barrier's wait: they read a slot before the
+    /// producer's copy has landed in it.
+    pub const SKIP_FULL_WAIT: u32 = 2;
+}
+
+/// Where one side of a ring of `slots` slots stands: the slot it works on
+/// next, the phase bit that slot's barrier is in for this side, and how
+/// many slots it has passed. The phase flips each time the index wraps.
+/// Only the verbs advance it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingState {
+    index: u32,
+    phase: u32,
+    count: u32,
+    slots: u32,
+}
+
+impl RingState {
+    /// Slot 0, phase 0, nothing passed.
+    pub const fn new(slots: u32) -> Self {
+        RingState { index: 0, phase: 0, count: 0, slots }
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn phase(&self) -> u32 {
+        self.phase
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// One slot further; past the last slot, slot 0 with the phase flipped.
+    pub(crate) fn advance(&mut self) {
+        self.index += 1;
+        self.count += 1;
+        if self.index >= self.slots {
+            self.index = 0;
+            self.phase ^= 1;
+        }
+    }
+}
+
+/// One tile of the schedule: elements `start..start + len` of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The tiles of `0..len`, `tile` elements each (the last one shorter), that
+/// block `block` of `blocks` handles: `block`, `block + blocks`, ...
+#[derive(Debug, Clone, Copy)]
+pub struct Tiles {
+    len: usize,
+    tile: usize,
+    next: usize,
+    step: usize,
+}
+
+impl Tiles {
+    /// The schedule of block `block` of `blocks` (`tile` at least 1).
+    pub fn new(len: usize, tile: usize, block: usize, blocks: usize) -> Self {
+        Tiles { len, tile: tile.max(1), next: block, step: blocks.max(1) }
+    }
+}
+
+impl Iterator for Tiles {
+    type Item = Tile;
+    fn next(&mut self) -> Option<Tile> {
+        let start = self.next.checked_mul(self.tile)?;
+        if start >= self.len {
+            return None;
+        }
+        self.next += self.step;
+        Some(Tile { start, len: (self.len - start).min(self.tile) })
+    }
+}
+
+/// Elements of a tile that the bulk copy moves: the whole tile when its
+/// first element is 16-byte aligned in global memory, less the bytes past
+/// the last multiple of 16 (bulk copies move multiples of 16 bytes); none
+/// when it is not aligned. The rest is read from global memory directly.
+pub fn bulk_elements<T>(tile_address: usize, len: usize) -> usize {
+    let size = core::mem::size_of::<T>();
+    if size == 0 || !tile_address.is_multiple_of(16) {
+        return 0;
+    }
+    (len * size / 16 * 16) / size
+}
+
+/// A ring in the block's dynamic shared memory, over an input of `len`
+/// elements of `T`. Made by [`Ring::init`]; each thread takes its [`Role`].
+pub struct Ring<T> {
+    /// Shared-window addresses (`cvta.to.shared`) of full barrier 0 (empty
+    /// barrier `i` is `full + 8 * (MAX_SLOTS + i)`) and of slot 0.
+    full: u32,
+    slot0: u32,
+    /// Slot 0 as a generic pointer, for the consumers' reads.
+    slot_ptr: *const u8,
+    slots: u32,
+    slot_bytes: u32,
+    consumers: u32,
+    len: usize,
+    _t: PhantomData<*const T>,
+}
+
+/// What this thread does in the ring.
+pub enum Role<'r, T> {
+    /// Warp 0, lane 0.
+    Producer(Producer<'r, T>),
+    /// Every thread of warps 1 and up.
+    Consumer(Consumer<'r, T>),
+    /// Warp 0's other lanes.
+    Idle,
+}
+
+/// The producer side: see the module docs.
+pub struct Producer<'r, T> {
+    ring: &'r Ring<T>,
+    state: RingState,
+    tiles: Tiles,
+}
+
+/// A slot the producer holds: empty, to be filled by [`ProducerSlot::commit_copy`].
+#[must_use = "a slot not committed leaves the consumers waiting; commit_copy gives the producer back"]
+pub struct ProducerSlot<'r, T> {
+    producer: Producer<'r, T>,
+    tile: Tile,
+}
+
+/// The consumer side: see the module docs.
+pub struct Consumer<'r, T> {
+    ring: &'r Ring<T>,
+    state: RingState,
+    tiles: Tiles,
+    rank: u32,
+}
+
+/// A full slot a consumer holds; [`ConsumerSlot::release`] gives the consumer back.
+#[must_use = "a slot not released leaves the producer waiting; release gives the consumer back"]
+pub struct ConsumerSlot<'r, T> {
+    consumer: Consumer<'r, T>,
+    tile: Tile,
+}
+
+impl<T: Element> Ring<T> {
+    /// Sets up a ring of `slots` slots of `slot_bytes` bytes over an input
+    /// of `len` elements: thread 0 initializes the barriers (full: one
+    /// arrival plus the copy's bytes; empty: one arrival per consumer
+    /// thread), then the block synchronizes. Traps unless `1 <= slots <=
+    /// MAX_SLOTS`, `slot_bytes` is a non-zero multiple of 16 holding at least
+    /// one `T`, the launch gave at least [`shared_bytes`] of dynamic shared
+    /// memory, and the block is whole warps, at least two.
+    ///
+    /// # Safety
+    /// Every thread of the block calls it exactly once, before any other use
+    /// of the block's dynamic shared memory, which the ring then owns for
+    /// the rest of the kernel.
+    pub unsafe fn init(len: usize, slots: u32, slot_bytes: u32) -> Ring<T> {
+        let threads = sreg::ntid();
+        let elem = core::mem::size_of::<T>() as u32;
+        if slots == 0 || slots > MAX_SLOTS || slot_bytes == 0 || !slot_bytes.is_multiple_of(16) || elem == 0 || slot_bytes < elem {
+            crate::trap();
+        }
+        if !threads.is_multiple_of(32) || threads < 2 * PRODUCER_WARP || dev::dynamic_smem_bytes() < shared_bytes(slots, slot_bytes) {
+            crate::trap();
+        }
+        let consumers = threads - PRODUCER_WARP;
+        let base = dev::dynamic_smem();
+        let full = dev::shared_address(base);
+        if sreg::tid() == 0 {
+            for i in 0..slots {
+                // SAFETY: inside the header, which this ring owns (the caller's contract).
+                unsafe {
+                    dev::mbarrier_init(full + 8 * i, 1);
+                    dev::mbarrier_init(full + 8 * (MAX_SLOTS + i), consumers);
+                }
+            }
+            dev::fence_mbarrier_init();
+        }
+        dev::sync_block();
+        Ring { full, slot0: full + HEADER_BYTES, slot_ptr: base.wrapping_add(HEADER_BYTES as usize), slots, slot_bytes, consumers, len, _t: PhantomData }
+    }
+
+    /// Elements of `T` one slot holds: the tile size.
+    pub fn tile_elements(&self) -> usize {
+        (self.slot_bytes as usize) / core::mem::size_of::<T>()
+    }
+
+    /// Consumer threads (the block less warp 0).
+    pub fn consumers(&self) -> u32 {
+        self.consumers
+    }
+
+    fn tiles(&self) -> Tiles {
+        Tiles::new(self.len, self.tile_elements(), sreg::ctaid() as usize, sreg::nctaid() as usize)
+    }
+
+    /// This thread's role: see [`Role`].
+    pub fn role(&self) -> Role<'_, T> {
+        let tid = sreg::tid();
+        if tid == 0 {
+            Role::Producer(Producer { ring: self, state: RingState::new(self.slots), tiles: self.tiles() })
+        } else if tid >= PRODUCER_WARP {
+            Role::Consumer(Consumer { ring: self, state: RingState::new(self.slots), tiles: self.tiles(), rank: tid - PRODUCER_WARP })
+        } else {
+            Role::Idle
+        }
+    }
+
+    fn full_barrier(&self, slot: u32) -> u32 {
+        self.full + 8 * slot
+    }
+
+    fn empty_barrier(&self, slot: u32) -> u32 {
+        self.full + 8 * (MAX_SLOTS + slot)
+    }
+}
+
+impl<'r, T: Element> Producer<'r, T> {
+    /// `producer_acquire`: the next tile's slot once every consumer has
+    /// released it (at once for each slot's first use: a fresh barrier's
+    /// previous phase counts as complete). `None` when this block has no
+    /// tile left; the producer has then waited for every copy it issued to
+    /// land, so the block never exits with a copy still writing its shared
+    /// memory.
+    pub fn acquire(mut self) -> Option<ProducerSlot<'r, T>> {
+        let Some(tile) = self.tiles.next() else {
+            self.tail();
+            return None;
+        };
+        let s = self.state;
+        dev::wait_parity(self.ring.empty_barrier(s.index), s.phase ^ 1);
+        // The slot's previous copy has landed: always so when the consumers
+        // waited for it before releasing; with the sync checker's
+        // SKIP_FULL_WAIT it keeps two copies (and two expect_tx arrivals)
+        // from being in flight on one slot and its barrier.
+        dev::wait_parity(self.ring.full_barrier(s.index), s.phase ^ 1);
+        Some(ProducerSlot { producer: self, tile })
+    }
+
+    /// Waits for the full phase of each of the last `min(count, slots)`
+    /// tiles issued: their copies have landed.
+    fn tail(&self) {
+        let mut s = self.state;
+        let outstanding = s.count.min(s.slots);
+        // Back to the oldest outstanding tile, then forward over each.
+        for _ in 0..(s.slots - outstanding) {
+            s.advance();
+        }
+        for _ in 0..outstanding {
+            // The state `slots` steps back has the same index and the other phase.
+            dev::wait_parity(self.ring.full_barrier(s.index), s.phase ^ 1);
+            s.advance();
+        }
+    }
+}
+
+impl<'r, T: Element> ProducerSlot<'r, T> {
+    /// The tile this slot takes.
+    pub fn tile(&self) -> Tile {
+        self.tile
+    }
+
+    /// `producer_commit`: fills the slot with the tile's elements of
+    /// `input` (the ring's input: `len` elements) by one bulk copy; the full
+    /// barrier completes when its bytes land. Elements past the copy's
+    /// 16-byte multiple ([`bulk_elements`]) stay in global memory, where
+    /// consumers read them. Traps if `input` is shorter than the ring's
+    /// length.
+    pub fn commit_copy(self, input: &[T]) -> Producer<'r, T> {
+        let this = core::mem::ManuallyDrop::new(self);
+        let (tile, ring, s) = (this.tile, this.producer.ring, this.producer.state);
+        if input.len() < ring.len {
+            crate::trap();
+        }
+        let src = input[tile.start..].as_ptr();
+        let n = bulk_elements::<T>(src as usize, tile.len);
+        let bytes = (n * core::mem::size_of::<T>()) as u32;
+        let full = ring.full_barrier(s.index);
+        // SAFETY: the slot is this producer's (its empty phase completed in
+        // `acquire`), `bytes` <= slot_bytes (n <= tile.len <= tile_elements),
+        // `src` is 16-byte aligned with `bytes` readable (n > 0 only then).
+        unsafe {
+            dev::arrive_expect_tx(full, bytes);
+            if bytes > 0 {
+                dev::bulk_copy(ring.slot0 + s.index * ring.slot_bytes, src as *const u8, bytes, full);
+            }
+        }
+        // SAFETY: read once out of the ManuallyDrop, which is never used again.
+        let mut producer = unsafe { core::ptr::read(&this.producer) };
+        producer.state.advance();
+        producer
+    }
+}
+
+impl<T> Drop for ProducerSlot<'_, T> {
+    /// A slot dropped without its commit: the consumers would wait for it
+    /// forever; trap instead (the host sees a launch error).
+    fn drop(&mut self) {
+        crate::trap();
+    }
+}
+
+impl<'r, T: Element> Consumer<'r, T> {
+    /// This thread's rank among the consumers (`0..consumers`).
+    pub fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    /// `consumer_wait`: the next tile's slot once its copy has landed;
+    /// `None` when this block has no tile left.
+    pub fn wait(mut self) -> Option<ConsumerSlot<'r, T>> {
+        let tile = self.tiles.next()?;
+        dev::wait_parity(self.ring.full_barrier(self.state.index), self.state.phase);
+        Some(ConsumerSlot { consumer: self, tile })
+    }
+
+    /// The sync checker's fault: [`Consumer::wait`] without the wait.
+    ///
+    /// # Safety
+    /// The slot's shared memory may still be written by the bulk copy while
+    /// this thread reads it: a data race, on purpose, to show what the wait
+    /// prevents. Read only `Element`s (any bits valid) and judge the results
+    /// only by verification.
+    pub unsafe fn wait_skipped(mut self) -> Option<ConsumerSlot<'r, T>> {
+        let tile = self.tiles.next()?;
+        Some(ConsumerSlot { consumer: self, tile })
+    }
+}
+
+impl<'r, T: Element> ConsumerSlot<'r, T> {
+    /// The tile this slot holds.
+    pub fn tile(&self) -> Tile {
+        self.tile
+    }
+
+    /// Element `i` of the tile (`i < tile().len`): from the slot where the
+    /// bulk copy brought it, else from `input` (the ring's input) in
+    /// global memory.
+    #[inline(always)]
+    pub fn get(&self, input: &[T], i: usize) -> T {
+        let ring = self.consumer.ring;
+        let start = self.tile.start;
+        let n = bulk_elements::<T>(input[start..].as_ptr() as usize, self.tile.len);
+        if i < n {
+            let base = ring.slot_ptr.wrapping_add((self.consumer.state.index * ring.slot_bytes) as usize) as *const T;
+            // SAFETY: i < n <= tile_elements: inside this slot, which holds
+            // the copy's `n` elements (full phase completed in `wait`) and
+            // which no copy writes until this slot is released.
+            unsafe { base.add(i).read() }
+        } else {
+            input[start + i]
+        }
+    }
+
+    /// This thread's indices in the tile: `rank, rank + consumers, ...`.
+    pub fn mine(&self) -> impl Iterator<Item = usize> + use<T> {
+        (self.consumer.rank as usize..self.tile.len).step_by(self.consumer.ring.consumers.max(1) as usize)
+    }
+
+    /// Writes `f(element)` for each of this thread's indices of the tile
+    /// into `out` at the same global index: every element of the input is
+    /// in exactly one tile of one block and one consumer's share, so no two
+    /// threads write one element.
+    pub fn map_into<U: Element>(&self, input: &[T], out: &mut crate::OutTiles<'_, U>, f: impl Fn(T) -> U) {
+        for i in self.mine() {
+            out.write(self.tile.start + i, f(self.get(input, i)));
+        }
+    }
+
+    /// [`ConsumerSlot::map_into`] for 4-byte elements, four at a time: the
+    /// copied part of the tile read from the slot and written out with
+    /// 16-byte accesses (quad `q`, elements `4q..4q+4`, is consumer `q %
+    /// consumers`'s) where the output is 16-byte aligned there, the rest
+    /// one by one (element `n + j` of the tile consumer `j % consumers`'s,
+    /// `n` the copied elements). Same results as `map_into`.
+    pub fn map_words_into<U: Word>(&self, input: &[T], out: &mut crate::OutTiles<'_, U>, f: impl Fn(T) -> U)
+    where
+        T: Word,
+    {
+        let start = self.tile.start;
+        let n = bulk_elements::<T>(input[start..].as_ptr() as usize, self.tile.len);
+        if n == 0 || !out.aligned_at(start) {
+            return self.map_into(input, out, f);
+        }
+        let ring = self.consumer.ring;
+        let quads = ring.slot_ptr.wrapping_add((self.consumer.state.index * ring.slot_bytes) as usize) as *const crate::Quad<T>;
+        let (rank, step) = (self.consumer.rank as usize, ring.consumers.max(1) as usize);
+        for q in (rank..n / 4).step_by(step) {
+            // SAFETY: 4q + 4 <= n: inside the copied part of this slot,
+            // 16-byte aligned (the slot is; n is whole 16-byte units),
+            // landed (full phase completed in `wait`), not rewritten before
+            // the release; any bits of four Words are a valid Quad.
+            let x = unsafe { quads.add(q).read() }.0;
+            out.write_quad(start + 4 * q, [f(x[0]), f(x[1]), f(x[2]), f(x[3])]);
+        }
+        for i in (n + rank..self.tile.len).step_by(step) {
+            out.write(start + i, f(input[start + i]));
+        }
+    }
+
+    /// `consumer_release`: this thread is done with the slot; once every
+    /// consumer thread is, the producer may refill it.
+    pub fn release(self) -> Consumer<'r, T> {
+        let this = core::mem::ManuallyDrop::new(self);
+        let ring = this.consumer.ring;
+        // SAFETY: an arrival on this slot's empty barrier, counted once per
+        // consumer thread per phase.
+        unsafe { dev::arrive(ring.empty_barrier(this.consumer.state.index)) };
+        // SAFETY: read once out of the ManuallyDrop, which is never used again.
+        let mut consumer = unsafe { core::ptr::read(&this.consumer) };
+        consumer.state.advance();
+        consumer
+    }
+}
+
+impl<T> Drop for ConsumerSlot<'_, T> {
+    /// A slot dropped without its release: the producer would wait for it
+    /// forever; trap instead.
+    fn drop(&mut self) {
+        crate::trap();
+    }
+}
+
+/// The PTX, or host stand-ins that panic (device only).
+#[cfg(target_arch = "nvptx64")]
+mod dev {
+    use core::arch::asm;
+
+    /// The block's dynamic shared memory (16-byte aligned at least).
+    #[inline(always)]
+    pub fn dynamic_smem() -> *mut u8 {
+        core::intrinsics::gpu::gpu_launch_sized_workgroup_mem::<u128>() as *mut u8
+    }
+
+    /// `%dynamic_smem_size`: the dynamic shared memory the launch gave.
+    #[inline(always)]
+    pub fn dynamic_smem_bytes() -> u32 {
+        let n: u32;
+        // SAFETY: reads a special register.
+        unsafe { asm!("mov.u32 {}, %dynamic_smem_size;", out(reg32) n, options(nomem, nostack)) };
+        n
+    }
+
+    /// The shared-window address of a generic pointer into shared memory.
+    #[inline(always)]
+    pub fn shared_address(p: *mut u8) -> u32 {
+        let a: u32;
+        // SAFETY: address arithmetic only.
+        unsafe { asm!("{{ .reg .u64 t; cvta.to.shared.u64 t, {p}; cvt.u32.u64 {a}, t; }}", p = in(reg64) p, a = out(reg32) a, options(nomem, nostack)) };
+        a
+    }
+
+    /// # Safety
+    /// `bar` is an 8-byte aligned shared address no thread uses yet.
+    #[inline(always)]
+    pub unsafe fn mbarrier_init(bar: u32, count: u32) {
+        unsafe { asm!("mbarrier.init.shared::cta.b64 [{b}], {n};", b = in(reg32) bar, n = in(reg32) count, options(nostack)) };
+    }
+
+    #[inline(always)]
+    pub fn fence_mbarrier_init() {
+        // SAFETY: a fence.
+        unsafe { asm!("fence.mbarrier_init.release.cluster;", options(nostack)) };
+    }
+
+    #[inline(always)]
+    pub fn sync_block() {
+        // SAFETY: every thread of the block reaches it (Ring::init's contract).
+        unsafe { core::arch::nvptx::_syncthreads() };
+    }
+
+    /// Spins until the phase of parity `parity` of barrier `bar` has
+    /// completed; traps after [`super::WAIT_TIMEOUT_NS`] (a ring that can
+    /// no longer move becomes a launch error on the host, not a hang).
+    #[inline(always)]
+    pub fn wait_parity(bar: u32, parity: u32) {
+        let mut start = 0u64;
+        loop {
+            let done: u32;
+            // SAFETY: a wait on an initialized barrier of this ring. Not
+            // `nomem`: the reads after it must stay after it (acquire).
+            unsafe {
+                asm!(
+                    "{{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [{b}], {ph}; selp.u32 {d}, 1, 0, p; }}",
+                    b = in(reg32) bar, ph = in(reg32) parity, d = out(reg32) done, options(nostack)
+                )
+            };
+            if done != 0 {
+                return;
+            }
+            // The clock is read only once the first try failed.
+            let now = crate::globaltimer_ns();
+            if start == 0 {
+                start = now;
+            } else if now.wrapping_sub(start) > super::WAIT_TIMEOUT_NS {
+                crate::trap();
+            }
+        }
+    }
+
+    /// # Safety
+    /// `bar` is an initialized barrier that expects this arrival.
+    #[inline(always)]
+    pub unsafe fn arrive(bar: u32) {
+        unsafe { asm!("{{ .reg .b64 st; mbarrier.arrive.shared::cta.b64 st, [{b}]; }}", b = in(reg32) bar, options(nostack)) };
+    }
+
+    /// # Safety
+    /// `bar` is a full barrier (count 1) that expects this arrival.
+    #[inline(always)]
+    pub unsafe fn arrive_expect_tx(bar: u32, bytes: u32) {
+        unsafe {
+            asm!("{{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [{b}], {n}; }}", b = in(reg32) bar, n = in(reg32) bytes, options(nostack))
+        };
+    }
+
+    /// # Safety
+    /// `dst` (shared) and `src` (global) are 16-byte aligned, `bytes` a
+    /// multiple of 16 that both hold; nothing else touches `dst` until
+    /// `bar`'s phase completes.
+    #[inline(always)]
+    pub unsafe fn bulk_copy(dst: u32, src: *const u8, bytes: u32, bar: u32) {
+        unsafe {
+            asm!(
+                "{{ .reg .u64 g; cvta.to.global.u64 g, {s}; cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [{d}], [g], {n}, [{b}]; }}",
+                d = in(reg32) dst, s = in(reg64) src, n = in(reg32) bytes, b = in(reg32) bar, options(nostack)
+            )
+        };
+    }
+}
+
+#[cfg(not(target_arch = "nvptx64"))]
+mod dev {
+    const DEVICE_ONLY: &str = "the mbarrier ring runs on the GPU only";
+    pub fn dynamic_smem() -> *mut u8 {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn dynamic_smem_bytes() -> u32 {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn shared_address(_: *mut u8) -> u32 {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub unsafe fn mbarrier_init(_: u32, _: u32) {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn fence_mbarrier_init() {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn sync_block() {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn wait_parity(_: u32, _: u32) {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub unsafe fn arrive(_: u32) {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub unsafe fn arrive_expect_tx(_: u32, _: u32) {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub unsafe fn bulk_copy(_: u32, _: *const u8, _: u32, _: u32) {
+        panic!("{DEVICE_ONLY}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn the_phase_flips_each_time_the_index_wraps() {
+        for slots in 1..=MAX_SLOTS {
+            let mut s = RingState::new(slots);
+            for step in 0..(3 * slots + 1) {
+                assert_eq!(s.index(), step % slots, "K={slots} step {step}");
+                assert_eq!(s.phase(), (step / slots) % 2, "K={slots} step {step}");
+                assert_eq!(s.count(), step);
+                s.advance();
+            }
+        }
+        // K=1: every step wraps.
+        let mut s = RingState::new(1);
+        s.advance();
+        assert_eq!((s.index(), s.phase()), (0, 1));
+        s.advance();
+        assert_eq!((s.index(), s.phase()), (0, 0));
+    }
+
+    #[test]
+    fn a_state_k_steps_back_has_the_same_slot_and_the_other_phase() {
+        // What Producer::tail relies on: stepping forward (slots - n) then n
+        // visits the last n issued tiles' slots, each in its own phase.
+        let slots = 3;
+        let mut issued = RingState::new(slots);
+        let mut history = [(0u32, 0u32); 7];
+        for h in history.iter_mut() {
+            *h = (issued.index(), issued.phase());
+            issued.advance();
+        }
+        let outstanding = issued.count().min(slots);
+        let mut s = issued;
+        for _ in 0..(slots - outstanding) {
+            s.advance();
+        }
+        for k in 0..outstanding as usize {
+            let (index, phase) = history[history.len() - outstanding as usize + k];
+            assert_eq!((s.index(), s.phase() ^ 1), (index, phase));
+            s.advance();
+        }
+    }
+
+    #[test]
+    fn tiles_cover_every_element_once_over_the_blocks() {
+        for (len, tile, blocks) in [(0usize, 4usize, 3usize), (1, 4, 3), (10, 4, 3), (4096 * 5 + 3, 4096, 2), (17, 1, 5), (100, 100, 7)] {
+            let mut seen = std::vec![0u8; len];
+            for b in 0..blocks {
+                for t in Tiles::new(len, tile, b, blocks) {
+                    assert!(t.len >= 1 && t.len <= tile && t.start % tile == 0, "{t:?}");
+                    seen[t.start..t.start + t.len].iter_mut().for_each(|c| *c += 1);
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "len {len} tile {tile} blocks {blocks}");
+        }
+    }
+
+    #[test]
+    fn bulk_copies_move_whole_16_byte_units_from_aligned_addresses() {
+        assert_eq!(bulk_elements::<f32>(256, 4096), 4096);
+        assert_eq!(bulk_elements::<f32>(256, 7), 4);
+        assert_eq!(bulk_elements::<f32>(256, 3), 0);
+        assert_eq!(bulk_elements::<f32>(260, 4096), 0);
+        assert_eq!(bulk_elements::<u8>(16, 33), 32);
+        assert_eq!(bulk_elements::<f64>(32, 3), 2);
+        assert_eq!(shared_bytes(4, 16 << 10), 128 + (64 << 10));
+        const { assert!(16 * MAX_SLOTS <= HEADER_BYTES) };
+    }
+}

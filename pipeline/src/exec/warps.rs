@@ -1,0 +1,285 @@
+//! The warps grain (`Launch::Warps`, sm_90): the pipeline run with stream
+//! launches and its events as always, but with the built-in `consumer` and
+//! `reduce` stages' kernels replaced by kernels-hopper's `ring_consumer_kernel`
+//! and `ring_reduce_kernel`, which hand each chunk over inside the block
+//! through the warp-specialized mbarrier ring (`nvptx_std::hopper::ring`):
+//! one producer lane bulk-copies tiles into shared-memory slots, the other
+//! warps compute on them.
+//!
+//! The replacement stages are prepared at the first warps run and swapped
+//! with the plain ones around each such run, so the same pipeline (rings,
+//! events, verification) serves every grain.
+use super::part::Part;
+use super::{Result, err};
+use crate::builtin::{RECORD_WORDS, reduction_from_words, reduction_words};
+use crate::spec::PipelineSpec;
+use crate::stage::{OnGpu, Op};
+use crate::{Pipeline, PipelineError};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig};
+use kernel_math::{AtomicReduction, Reduction};
+use nvptx_std::hopper::ring::{MAX_SLOTS, shared_bytes};
+use pc_runtime::gpu::DeviceInfo;
+use pc_runtime::launch::Kernel;
+use ptx_kernels::hopper::{RingConsumerKernel, RingReduceKernel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Shared memory an sm_90 SM has for blocks (H100, H200: 228 KiB), and
+/// what the driver keeps per block (1 KiB).
+const SM90_SHARED_PER_SM: u32 = 228 << 10;
+const SHARED_RESERVED_PER_BLOCK: u32 = 1 << 10;
+
+/// How a ring kernel is launched: `slots` shared-memory slots of
+/// `slot_bytes` (one tile each), `consumer_warps` warps computing beside
+/// the producer warp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingShape {
+    pub slots: u32,
+    pub slot_bytes: u32,
+    pub consumer_warps: u32,
+}
+
+impl RingShape {
+    /// 16 KiB tiles and 8 consumer warps (a 4-slot ring of 16 KiB tiles
+    /// ran at the plain kernel's bandwidth on an H200, see
+    /// TOOLCHAIN-NOTES.md); `slots` clamped to `1..=MAX_SLOTS`.
+    pub fn new(slots: usize) -> RingShape {
+        RingShape { slots: (slots as u32).clamp(1, MAX_SLOTS), slot_bytes: 16 << 10, consumer_warps: 8 }
+    }
+
+    /// Threads a block: the producer warp and the consumer warps.
+    pub fn block(&self) -> u32 {
+        32 * (1 + self.consumer_warps)
+    }
+
+    /// Dynamic shared memory a block needs.
+    pub fn shared_bytes(&self) -> u32 {
+        shared_bytes(self.slots, self.slot_bytes)
+    }
+
+    /// Blocks one SM holds, by shared memory and threads.
+    pub fn blocks_per_sm(&self, max_threads_per_sm: u32) -> u32 {
+        let by_shared = SM90_SHARED_PER_SM / (self.shared_bytes() + SHARED_RESERVED_PER_BLOCK);
+        by_shared.min(max_threads_per_sm / self.block()).max(1)
+    }
+
+    /// The launch for `bytes` of input: one block per tile, at most
+    /// `share` (0 < share <= 1) of what the GPU holds resident at once
+    /// (the pipeline leaves the rest to its other stages).
+    pub fn config(&self, info: &DeviceInfo, bytes: u64, share: f64) -> LaunchConfig {
+        let resident = (info.sm_count * self.blocks_per_sm(info.max_threads_per_sm)) as f64;
+        let cap = ((resident * share) as u64).max(1);
+        let tiles = bytes.div_ceil(self.slot_bytes as u64).max(1);
+        LaunchConfig { grid_dim: (tiles.min(cap) as u32, 1, 1), block_dim: (self.block(), 1, 1), shared_mem_bytes: self.shared_bytes() }
+    }
+}
+
+/// The sync checker's knobs of the ring kernels, shared by a part's ring
+/// stages: fault bits (`nvptx_std::hopper::ring::fault`) and the producer
+/// lane's spin before each copy.
+#[derive(Debug, Default)]
+pub(crate) struct RingKnobs {
+    faults: AtomicU32,
+    spin_ns: AtomicU64,
+}
+
+/// A part's ring stages: `alt[s]` is stage `s`'s replacement (`None`: kept),
+/// swapped with `Part::stages` around each warps run.
+pub(crate) struct WarpStages {
+    alt: Vec<Option<Box<dyn OnGpu>>>,
+    knobs: Arc<RingKnobs>,
+    swapped: bool,
+}
+
+/// The stages the warps grain replaces, by name.
+pub const WARP_STAGES: [&str; 2] = ["consumer", "reduce"];
+
+/// Refuses, in one line, a pipeline with nothing for the warps grain to replace.
+pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
+    if spec.serial {
+        return Err(PipelineError::GrainUnsupported { grain: "warps", why: "drop the serial baseline".into() });
+    }
+    if !spec.stages.iter().any(|s| WARP_STAGES.contains(&s.name())) {
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
+        return Err(PipelineError::GrainUnsupported {
+            grain: "warps",
+            why: format!("it runs the consumer and reduce stages on the warp-specialized ring, and {} has neither", names.join(",")),
+        });
+    }
+    Ok(())
+}
+
+impl Part<'_> {
+    /// Prepares the ring stages (once; refuses GPUs older than sm_90).
+    pub(crate) fn prepare_warps(&mut self, spec: &PipelineSpec) -> Result<()> {
+        check_warps_spec(spec)?;
+        if self.warps.is_some() {
+            return Ok(());
+        }
+        let module = ptx_kernels::hopper::load(self.gpu)?;
+        let shape = RingShape::new(spec.slots);
+        let knobs = Arc::new(RingKnobs::default());
+        let s0 = self.streams[0].clone();
+        let mut alt: Vec<Option<Box<dyn OnGpu>>> = Vec::new();
+        for st in &spec.stages {
+            alt.push(match st.name() {
+                "consumer" => {
+                    let kernel = module.kernel::<RingConsumerKernel>()?;
+                    kernel.check_block(shape.block())?;
+                    kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+                    Some(Box::new(RingConsumerOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone() }))
+                }
+                "reduce" => {
+                    let kernel = module.kernel::<RingReduceKernel>()?;
+                    kernel.check_block(shape.block())?;
+                    kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+                    let template: Vec<u64> = (0..self.chunks.len()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
+                    let empty = s0.clone_htod(&template).map_err(err("allocating the ring reduce's records"))?;
+                    let records = s0.clone_htod(&template).map_err(err("allocating the ring reduce's records"))?;
+                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records, empty }))
+                }
+                _ => None,
+            });
+        }
+        s0.synchronize().map_err(err("preparing the warps grain"))?;
+        self.warps = Some(WarpStages { alt, knobs, swapped: false });
+        Ok(())
+    }
+
+    /// Swaps the ring stages in (`on`) or back out.
+    pub(crate) fn swap_warps(&mut self, on: bool) {
+        let Some(w) = self.warps.as_mut() else { return };
+        if w.swapped == on {
+            return;
+        }
+        for (stage, alt) in self.stages.iter_mut().zip(w.alt.iter_mut()) {
+            if let Some(alt) = alt {
+                std::mem::swap(stage, alt);
+            }
+        }
+        w.swapped = on;
+    }
+}
+
+impl Pipeline<'_> {
+    /// Sets the ring kernels' fault bits (`nvptx_std::hopper::ring::fault`;
+    /// 0 restores the protocol) and the producer lane's spin before each
+    /// copy, for the warps grain.
+    ///
+    /// # Safety
+    /// A fault bit breaks the protocol on purpose: with `SKIP_FULL_WAIT`
+    /// consumer threads read shared-memory slots while bulk copies may
+    /// still write them, a data race (wrong `f32` values, any bits valid,
+    /// which verification reports). Set it only to show that race, and
+    /// judge the results only through [`Pipeline::verify`].
+    pub unsafe fn set_ring_knobs(&mut self, faults: u32, producer_spin_ns: u64) -> Result<()> {
+        self.settle();
+        for p in &mut self.parts {
+            p.prepare_warps(&self.spec)?;
+            if let Some(w) = &p.warps {
+                w.knobs.faults.store(faults, Ordering::Relaxed);
+                w.knobs.spin_ns.store(producer_spin_ns, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RingConsumerOnGpu {
+    kernel: Kernel<RingConsumerKernel>,
+    gpu: DeviceInfo,
+    shape: RingShape,
+    knobs: Arc<RingKnobs>,
+}
+
+/// The launch for a chunk of `len` f32: at most half of what the GPU
+/// holds, as `Gpu::launch_config` leaves the rest to the other stages.
+fn chunk_config(info: &DeviceInfo, shape: &RingShape, len: usize) -> LaunchConfig {
+    shape.config(info, len as u64 * 4, 0.5)
+}
+
+// SAFETY: one launch on the op's stream, reading the op's input slot and
+// writing its output slot (the kernel's own shared memory aside).
+unsafe impl OnGpu for RingConsumerOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let stream = op.stream;
+        let len = op.len();
+        let (input, mut output) = op.slots::<f32, f32>()?;
+        let cfg = chunk_config(&self.gpu, &self.shape, len);
+        let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
+        let RingShape { slots, slot_bytes, .. } = self.shape;
+        // SAFETY: ordered by the pipeline's events; fault bits only from
+        // `Pipeline::set_ring_knobs`, whose caller accepted the race.
+        unsafe { RingConsumerKernel::launch_with_faults(&self.kernel, stream, cfg, false, &input, &mut output, slots, slot_bytes, spin, faults) }?;
+        Ok(())
+    }
+}
+
+struct RingReduceOnGpu {
+    kernel: Kernel<RingReduceKernel>,
+    gpu: DeviceInfo,
+    shape: RingShape,
+    knobs: Arc<RingKnobs>,
+    records: CudaSlice<u64>,
+    empty: CudaSlice<u64>,
+}
+
+// SAFETY: the reset, each launch and the read-back touch only this stage's
+// records and the op's input slot, on the stage's stream (the read-back
+// runs after every stream synchronized).
+unsafe impl OnGpu for RingReduceOnGpu {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        let bytes = self.records.len() * 8;
+        let (dst, _) = self.records.device_ptr_mut(stream);
+        let (src, _) = self.empty.device_ptr(stream);
+        // SAFETY: both buffers hold `bytes`.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(err("resetting the ring reductions"))
+    }
+
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (stream, lc, len) = (op.stream, op.local_chunk, op.len());
+        let input = op.input::<f32>()?;
+        let words = self.records.slice(lc * RECORD_WORDS..(lc + 1) * RECORD_WORDS);
+        // SAFETY: 80 bytes of u64 words, 8-byte aligned, viewed as the
+        // AtomicReduction of the same layout (checked in kernel-math).
+        let record = unsafe { words.transmute::<AtomicReduction>(1) }.ok_or_else(|| PipelineError::BadStages("ring reduce: record slot too small".into()))?;
+        let cfg = chunk_config(&self.gpu, &self.shape, len);
+        let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
+        let RingShape { slots, slot_bytes, .. } = self.shape;
+        // SAFETY: as RingConsumerOnGpu's; the record is this chunk's alone.
+        unsafe { RingReduceKernel::launch_with_faults(&self.kernel, stream, cfg, false, &input, &record, slots, slot_bytes, spin, faults) }?;
+        Ok(())
+    }
+
+    fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        let words = stream.clone_dtoh(&self.records).map_err(err("copying the ring reductions back"))?;
+        stream.synchronize().map_err(err("copying the ring reductions back"))?;
+        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Workload, builtin};
+
+    #[test]
+    fn the_warps_grain_needs_a_consumer_or_reduce_stage() {
+        assert!(check_warps_spec(&PipelineSpec::new(Workload::Generate)).is_ok());
+        assert!(check_warps_spec(&PipelineSpec::new(Workload::Stream)).is_ok());
+        let e = check_warps_spec(&PipelineSpec::new(Workload::Stream).stages(vec![builtin::h2d(), builtin::d2h()])).unwrap_err().to_string();
+        assert!(e.contains("the warps grain cannot run this pipeline") && e.contains("h2d,d2h") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn ring_shapes_fit_an_sm90_sm() {
+        for k in 0..=12 {
+            let s = RingShape::new(k);
+            assert!((1..=MAX_SLOTS).contains(&s.slots));
+            assert!(s.shared_bytes() <= 227 << 10, "{s:?}");
+            assert!(s.blocks_per_sm(2048) >= 1);
+            assert_eq!(s.block() % 32, 0);
+        }
+        assert_eq!(RingShape::new(4).blocks_per_sm(2048), 3);
+    }
+}

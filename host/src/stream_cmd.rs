@@ -57,6 +57,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         (a.graph || a.grain.is_some_and(|g| g != crate::pipeline_cmd::GrainArg::Streams), "--graph/--grain"),
         (a.runs != 1, "--runs"),
         (a.gpus.trim() != "0", "--gpus"),
+        (a.place.is_some(), "--place"),
         (a.check_sync, "--check-sync"),
         (a.compare_serial, "--compare-serial"),
     ] {

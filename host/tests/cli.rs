@@ -162,7 +162,7 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
         &host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]),
         "a stream (--input) is as long as its input",
     );
-    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"]] {
+    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"], &["--place", "0,0,0"]] {
         let mut args = vec!["pipeline", "-w", "stream", "--input", short.to_str().unwrap()];
         args.extend_from_slice(flag);
         assert_one_line_error(&host(&args), "is not available for a stream");

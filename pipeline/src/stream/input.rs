@@ -431,6 +431,7 @@ impl Input {
             Reading::Sequential(mut source) => {
                 let input = self.clone();
                 let h = std::thread::Builder::new().name("stream-reader".into()).spawn(move || {
+                    super::tight_timer_slack();
                     while let Some((c, slot)) = input.claim(policy, None) {
                         // SAFETY: the slot's token was just claimed.
                         let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
@@ -459,6 +460,7 @@ impl Input {
                     .map(|i| {
                         let (input, reader) = (self.clone(), reader.clone());
                         std::thread::Builder::new().name(format!("stream-reader-{i}")).spawn(move || {
+                            super::tight_timer_slack();
                             while let Some((c, slot)) = input.claim(policy, live) {
                                 // SAFETY: the slot's token was just claimed.
                                 let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];

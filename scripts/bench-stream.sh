@@ -73,7 +73,7 @@ done
 row "file-devnull-4MiB-traced" "$out/file-devnull-4MiB-traced.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --no-verify --trace "$out/file-devnull-4MiB.trace.json" --json "$out/file-devnull-4MiB-traced.json"
 # The reading side alone, no GPU: what the readers deliver from this file.
 for c in 1MiB 4MiB 16MiB; do
-  row "file-read-only-$c" "$out/file-read-only-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --host-only --json "$out/file-read-only-$c.json"
+  row "file-host-only-$c" "$out/file-host-only-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --host-only --json "$out/file-host-only-$c.json"
 done
 # File to file (FileSink, written in parallel pieces, one chunk at a time),
 # through the GPU and through the host side alone.

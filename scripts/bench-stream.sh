@@ -67,6 +67,11 @@ for c in 1MiB 4MiB 16MiB; do
   row "file-devnull-$c" "$out/file-devnull-$c.json" "$H" pipeline -w stream --chunk $c --input "$in" --output /dev/null --no-verify --json "$out/file-devnull-$c.json"
   row "pipe-pipe-$c" "$out/pipe-pipe-$c.json" bash -c "'$H' gen --total $total | '$H' pipeline -w stream --chunk $c --input - --output - --no-verify --json '$out/pipe-pipe-$c.json' > /dev/null"
 done
+# Chunks read at once (the rows above: the default, 4 at 4 MiB); one at a
+# time is how streams read a file before --readers.
+for r in 1 2 8 16; do
+  row "file-devnull-4MiB-readers-$r" "$out/file-devnull-4MiB-readers-$r.json" "$H" pipeline -w stream --chunk 4MiB --input "$in" --output /dev/null --no-verify --readers $r --json "$out/file-devnull-4MiB-readers-$r.json"
+done
 # One row again with a trace (each chunk's read, GPU operations and
 # latency; open in Perfetto), apart so the timing events do not touch the
 # rows above.

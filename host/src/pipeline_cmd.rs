@@ -139,9 +139,20 @@ pub struct PipelineArgs {
     #[arg(long, requires = "input")]
     pub(crate) output: Option<PathBuf>,
     /// Streams: pinned staging slots per direction (default: what the GPU
-    /// rings hold at once, plus two).
+    /// rings hold at once, plus one per reader and one for the writer).
     #[arg(long)]
     pub(crate) host_slots: Option<usize>,
+    /// Streams from a regular file: chunks read at once, each by its own
+    /// reader thread, in pieces of at least 256 KiB on a pool of one
+    /// thread per core (default: a piece per core, from 4 to 16 chunks).
+    #[arg(long, requires = "input")]
+    pub(crate) readers: Option<usize>,
+    /// Streams: only the host side, with no GPU and no stage: the input
+    /// through the readers and staging slots (ordinary memory) to the
+    /// output as it is; the ceiling the host side puts on a stream from
+    /// this input to this output (throughput, latency, drops).
+    #[arg(long, requires = "input")]
+    pub(crate) host_only: bool,
     /// Streams: when every staging slot is busy, drop the oldest chunk not
     /// yet on the GPU (counted and reported) instead of waiting.
     #[arg(long, requires = "input")]
@@ -156,7 +167,8 @@ pub struct PipelineArgs {
     /// Streams: write the run report (throughput, latency, drops) as JSON.
     #[arg(long, requires = "input")]
     pub(crate) json: Option<PathBuf>,
-    /// Write a Chrome trace (open in Perfetto) of the last run.
+    /// Write a Chrome trace (open in Perfetto) of the last run; for a
+    /// stream, each chunk's GPU operations and its latency (own row).
     #[arg(long)]
     pub(crate) trace: Option<PathBuf>,
     /// Write an SVG Gantt chart (one row per stream) of the last run.
@@ -298,7 +310,7 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
 }
 
 /// Refuses an output path before any GPU work, so a bad path costs nothing.
-fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
+pub(crate) fn check_writable(path: &Option<PathBuf>, flag: &str) -> Result<()> {
     if let Some(p) = path {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {

@@ -57,9 +57,9 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         (a.graph || a.grain.is_some_and(|g| g != crate::pipeline_cmd::GrainArg::Streams), "--graph/--grain"),
         (a.runs != 1, "--runs"),
         (a.gpus.trim() != "0", "--gpus"),
+        (a.place.is_some(), "--place"),
         (a.check_sync, "--check-sync"),
         (a.compare_serial, "--compare-serial"),
-        (a.trace.is_some() || a.svg.is_some(), "--trace/--svg"),
     ] {
         if given {
             bail!("{flag} is not available for a stream (--input): streams run once, on GPU 0, with stream launches");
@@ -73,6 +73,15 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     if a.host_slots == Some(0) || a.host_slots == Some(1) {
         bail!("--host-slots must be at least 2 (one being read, one on the GPU)");
     }
+    if a.readers == Some(0) {
+        bail!("--readers must be at least 1");
+    }
+    let tracing = a.trace.is_some() || a.svg.is_some();
+    if a.host_only && tracing {
+        bail!("--trace/--svg show the GPU's operations: not available with --host-only");
+    }
+    crate::pipeline_cmd::check_writable(&a.trace, "--trace")?;
+    crate::pipeline_cmd::check_writable(&a.svg, "--svg")?;
     let to_stdout = a.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {
@@ -92,6 +101,15 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         // named pipe, a device) in order.
         if regular { Box::new(FileSource::new(f, readers())) } else { Box::new(ReadSource(f)) }
     };
+    let opts = StreamOptions {
+        host_slots: a.host_slots,
+        readers: a.readers,
+        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
+        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
+        verify: !a.no_verify,
+        interrupt: Some(interrupt),
+        trace: tracing,
+    };
     let mut staged = None;
     // An existing file that is not a regular one (a device such as
     // /dev/null, a named pipe) is written in place, never replaced.
@@ -110,6 +128,17 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             Box::new(FileSink::new(f, readers()))
         }
     };
+    if a.host_only {
+        let report = host_only(a, spec, input, source, sink, opts, &say)?;
+        if let Some((t, path)) = staged {
+            t.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(p) = &a.json {
+            write_json(p, spec, &report)?;
+            say(format!("report: wrote {}", p.display()));
+        }
+        return Ok(true);
+    }
     let gpu = Gpu::open(0)?;
     let size = spec.input_type()?.size() as u128;
     say(format!(
@@ -127,13 +156,6 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         },
         gpu.info().name
     ));
-    let opts = StreamOptions {
-        host_slots: a.host_slots,
-        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
-        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
-        verify: !a.no_verify,
-        interrupt: Some(interrupt),
-    };
     let report = stream::run(&gpu, spec, source, sink, opts)?;
     let passed = report.verification.as_ref().is_none_or(|v| v.passed());
     // Only a complete, verified stream gets the final name.
@@ -145,11 +167,69 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         }
     }
     print_report(&report, &say);
+    if let Some(tl) = &report.timeline {
+        if let Some(p) = &a.trace {
+            let l = &report.latency;
+            let figures = serde_json::json!({
+                "latency_us": {"p50": l.p50_us, "p99": l.p99_us, "max": l.max_us, "mean": l.mean_us, "chunks": l.chunks},
+                "dropped_chunks": report.dropped_chunks,
+                "input_gbps": report.input_gbps(),
+            });
+            tl.write_chrome_trace_with(p, figures)?;
+            say(format!("timeline: wrote Chrome trace {} (a row per stage, and each chunk's latency on a row of its own)", p.display()));
+        }
+        if let Some(p) = &a.svg {
+            tl.write_svg(p, &format!("stream: {} chunks, latency p50 {:.0} us, p99 {:.0} us", report.chunks, report.latency.p50_us, report.latency.p99_us))?;
+            say(format!("timeline: wrote SVG {}", p.display()));
+        }
+    }
     if let Some(p) = &a.json {
         write_json(p, spec, &report)?;
         say(format!("report: wrote {}", p.display()));
     }
     Ok(passed)
+}
+
+/// `--host-only`: the input through the readers and staging slots to the
+/// output as it is, no GPU.
+fn host_only(
+    a: &PipelineArgs,
+    spec: &PipelineSpec,
+    input: &Path,
+    source: Box<dyn StreamSource>,
+    sink: Box<dyn StreamSink>,
+    opts: StreamOptions,
+    say: &dyn Fn(String),
+) -> Result<StreamReport> {
+    let size = spec.input_type()?.size();
+    let chunk_bytes = usize::try_from(spec.chunk_elements).ok().and_then(|c| c.checked_mul(size)).context("--chunk: too large for this machine")?;
+    say(format!(
+        "host only (no GPU, no stage): {} in chunks of {} ({} elements of {}) through staging slots of ordinary memory to {}",
+        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
+        bytes(chunk_bytes as u128),
+        spec.chunk_elements,
+        spec.input_type()?.name(),
+        match &a.output {
+            None => "nowhere".to_string(),
+            Some(p) if is_dash(p) => "standard output".to_string(),
+            Some(p) => p.display().to_string(),
+        },
+    ));
+    let report = stream::host_only(source, sink, chunk_bytes, size, opts)?;
+    say(format!(
+        "host only: {} chunks, {} in {:.3} s: {:.2} GB/s; {} staging slots",
+        report.chunks,
+        bytes(report.bytes_in as u128),
+        report.wall_s,
+        report.input_gbps(),
+        report.host_slots
+    ));
+    let l = &report.latency;
+    say(format!("latency per chunk (read done -> sink took it): p50 {:.0} us, p99 {:.0} us, max {:.0} us", l.p50_us, l.p99_us, l.max_us));
+    if report.dropped_chunks > 0 {
+        say(format!("dropped (drop-oldest): {} chunk(s), {}", report.dropped_chunks, bytes(report.dropped_bytes as u128)));
+    }
+    Ok(report)
 }
 
 fn print_report(r: &StreamReport, say: &dyn Fn(String)) {

@@ -162,7 +162,7 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
         &host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]),
         "a stream (--input) is as long as its input",
     );
-    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"]] {
+    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"], &["--place", "0,0,0"]] {
         let mut args = vec!["pipeline", "-w", "stream", "--input", short.to_str().unwrap()];
         args.extend_from_slice(flag);
         assert_one_line_error(&host(&args), "is not available for a stream");
@@ -203,6 +203,77 @@ fn tmp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("pc-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// `--host-only` needs no GPU: the file through the readers (several
+/// chunks at once) into ordinary memory; every chunk counted once, a
+/// mid-element end is one line naming the bytes, a read-side error too.
+#[test]
+fn host_only_reads_a_file_through_the_readers_without_a_gpu() {
+    let d = tmp_dir("host-only");
+    let input = d.join("in.bin");
+    std::fs::write(&input, vec![7u8; (3 << 20) + 4 * 1000]).unwrap();
+    for readers in ["1", "3", "8"] {
+        let json = d.join(format!("r{readers}.json"));
+        let args = [
+            "pipeline",
+            "-w",
+            "stream",
+            "--chunk",
+            "64KiB",
+            "--input",
+            input.to_str().unwrap(),
+            "--host-only",
+            "--readers",
+            readers,
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        let out = host(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(report["bytes_in"], (3 << 20) + 4 * 1000, "--readers {readers}");
+        assert_eq!(report["chunks"], 49, "--readers {readers}");
+        assert_eq!(report["dropped_chunks"], 0);
+    }
+    std::fs::write(&input, vec![0u8; (1 << 20) + 3]).unwrap();
+    let out = host(&["pipeline", "-w", "stream", "--chunk", "64KiB", "--input", input.to_str().unwrap(), "--host-only"]);
+    assert_one_line_error(&out, "the stream ended mid-element: 1048579 bytes");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--readers", "0"]),
+        "--readers must be at least 1",
+    );
+    // With an output: the input as it is, and no file left when it fails.
+    let output = d.join("out.bin");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--chunk", "64KiB", "--input", input.to_str().unwrap(), "--host-only", "--output", output.to_str().unwrap()]),
+        "the stream ended mid-element",
+    );
+    assert!(!output.exists());
+    let data: Vec<u8> = (0..(1u32 << 20) + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = host(&[
+        "pipeline",
+        "-w",
+        "stream",
+        "-s",
+        "h2d,u8-to-f32,d2h",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--host-only",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&output).unwrap() == data, "the output is not the input");
+    let trace = d.join("t.json");
+    assert_one_line_error(
+        &host(&["pipeline", "-w", "stream", "--input", input.to_str().unwrap(), "--host-only", "--trace", trace.to_str().unwrap()]),
+        "not available with --host-only",
+    );
+    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]
@@ -515,6 +586,80 @@ fn a_truncated_stream_leaves_no_output_file() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["chunks"], 16);
     assert!(report["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+/// `--trace` and `--svg` on a stream: a span per (stage, chunk), each
+/// chunk's latency on its own row, and the latency figures in the trace.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_stream_writes_its_trace_with_latency() {
+    let d = tmp_dir("stream-trace");
+    let input = d.join("in.bin");
+    std::fs::write(&input, vec![0u8; 1 << 20]).unwrap();
+    let (trace, svg) = (d.join("t.json"), d.join("t.svg"));
+    let args = [
+        "pipeline",
+        "-w",
+        "stream",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    let out = host(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = t["traceEvents"].as_array().unwrap();
+    let spans = |prefix: &str| events.iter().filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with(prefix)).count();
+    assert_eq!((spans("h2d chunk"), spans("consumer chunk"), spans("d2h chunk"), spans("read chunk"), spans("latency chunk")), (16, 16, 16, 16, 16));
+    assert!(events.iter().any(|e| e["args"]["name"] == "host: chunk latency"));
+    assert!(events.iter().any(|e| e["args"]["name"] == "host: chunk read"));
+    assert!(t["otherData"]["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("host: chunk latency"));
+}
+
+/// A file paced far above what any stream sustains, under --drop-oldest:
+/// chunks are dropped (unread, or overtaken in the ring) and counted,
+/// delivered + dropped = every chunk, what is delivered verifies, and the
+/// last partial chunk's mid-element end is still reported.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_paced_file_under_drop_oldest_counts_its_drops() {
+    let d = tmp_dir("live-drop");
+    let input = d.join("in.bin");
+    let chunks = 512u64;
+    std::fs::write(&input, (0..(chunks * 16384) as u32).flat_map(|i| (i as f32).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let json = d.join("r.json");
+    let args = [
+        "pipeline",
+        "-w",
+        "stream",
+        "--chunk",
+        "64KiB",
+        "--input",
+        input.to_str().unwrap(),
+        "--rate",
+        "1000",
+        "--drop-oldest",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let out = host(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (got, dropped) = (r["chunks"].as_u64().unwrap(), r["dropped_chunks"].as_u64().unwrap());
+    assert!(dropped > 0, "{r}");
+    assert_eq!(got + dropped, chunks, "{r}");
+    assert_eq!(r["dropped_bytes"].as_u64().unwrap(), dropped * 65536);
+    assert_eq!(r["verified"], true);
+    // Two bytes more: the end is read whatever was dropped before it.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&input).unwrap();
+    std::io::Write::write_all(&mut f, &[1, 2]).unwrap();
+    assert_one_line_error(&host(&args), &format!("the stream ended mid-element: {} bytes", chunks * 65536 + 2));
 }
 
 // ---- grains (issue 11) ----

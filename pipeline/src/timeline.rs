@@ -41,17 +41,33 @@ impl PendingSpan {
     }
 }
 
-/// Every span of a run, with the stage names.
+/// Every span of a run, with the stage names. Rows past the stages (added
+/// by [`Timeline::push_row`], such as a stream's per-chunk latency) are not
+/// GPU work: they count in the extent but not in the overlap factor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
+    /// One name per row: the stages, then any rows pushed.
     pub stages: Vec<String>,
     pub gpus: usize,
     pub spans: Vec<Span>,
+    /// Each row's label in the trace and the chart.
+    pub labels: Vec<String>,
+    /// Rows that are GPU stages (the first ones).
+    pub gpu_rows: usize,
 }
 
 impl Timeline {
     pub fn new(stages: Vec<String>, gpus: usize, spans: Vec<Span>) -> Timeline {
-        Timeline { stages, gpus, spans }
+        let labels = stages.iter().enumerate().map(|(s, name)| format!("stream {s}: {name}")).collect();
+        Timeline { gpu_rows: stages.len(), stages, gpus, spans, labels }
+    }
+
+    /// Adds a row named `name` (span names: "NAME chunk C"), labelled
+    /// `label`; returns its index, the `stage` of its spans.
+    pub fn push_row(&mut self, name: &str, label: &str) -> usize {
+        self.stages.push(name.to_string());
+        self.labels.push(label.to_string());
+        self.stages.len() - 1
     }
 
     /// Time from the first start to the last end.
@@ -62,7 +78,7 @@ impl Timeline {
     /// Sum over stages of their busy time divided by the extent: 1.0 means no
     /// overlap at all, the stage count means perfect overlap.
     pub fn overlap_factor(&self) -> f64 {
-        let busy: f64 = self.spans.iter().map(|s| s.end_ms - s.start_ms).sum();
+        let busy: f64 = self.spans.iter().filter(|s| s.stage < self.gpu_rows).map(|s| s.end_ms - s.start_ms).sum();
         busy / self.extent_ms().max(f64::MIN_POSITIVE) / self.gpus.max(1) as f64
     }
 
@@ -72,8 +88,8 @@ impl Timeline {
         let mut events = Vec::new();
         for g in 0..self.gpus {
             events.push(json!({"ph": "M", "name": "process_name", "pid": g, "args": {"name": format!("GPU {g}")}}));
-            for (s, name) in self.stages.iter().enumerate() {
-                events.push(json!({"ph": "M", "name": "thread_name", "pid": g, "tid": s, "args": {"name": format!("stream {s}: {name}")}}));
+            for (s, label) in self.labels.iter().enumerate() {
+                events.push(json!({"ph": "M", "name": "thread_name", "pid": g, "tid": s, "args": {"name": label}}));
             }
         }
         for sp in &self.spans {
@@ -105,7 +121,7 @@ impl Timeline {
         for g in 0..self.gpus {
             for (s, name) in self.stages.iter().enumerate() {
                 let y = top + (g * self.stages.len() + s) as f64 * row_h;
-                let label = if self.gpus > 1 { format!("GPU {g} · {name}") } else { format!("stream {s}: {name}") };
+                let label = if self.gpus > 1 { format!("GPU {g} · {name}") } else { self.labels[s].clone() };
                 doc = doc.add(Text::new(label).set("x", 10).set("y", y + row_h * 0.65));
             }
         }
@@ -142,7 +158,18 @@ impl Timeline {
     /// Writes the Chrome trace to `path` (via a temporary file, renamed when
     /// complete, so a failed write leaves no partial file).
     pub fn write_chrome_trace(&self, path: &Path) -> Result<(), PipelineError> {
-        write_atomically(path, |f| serde_json::to_writer(f, &self.chrome_trace()).map_err(std::io::Error::other))
+        self.write_chrome_trace_with(path, serde_json::Value::Null)
+    }
+
+    /// As [`Timeline::write_chrome_trace`], with `other` (unless null) as
+    /// the trace's `otherData` (the run's figures, shown by trace viewers
+    /// as metadata).
+    pub fn write_chrome_trace_with(&self, path: &Path, other: serde_json::Value) -> Result<(), PipelineError> {
+        let mut trace = self.chrome_trace();
+        if !other.is_null() {
+            trace["otherData"] = other;
+        }
+        write_atomically(path, |f| serde_json::to_writer(f, &trace).map_err(std::io::Error::other))
     }
 
     /// Writes the SVG to `path`, likewise atomically.

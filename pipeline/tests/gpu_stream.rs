@@ -206,3 +206,81 @@ fn fir_in_a_stream_equals_the_whole_stream_filter() {
         assert_eq!(got[i].to_bits(), want[i].to_bits(), "u8 -> moving-average -> fir: element {i}");
     }
 }
+
+/// A traced stream: every chunk's operations, in their order on the GPU
+/// clock, and every chunk's read and latency spans on the rows after the
+/// stages.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_traced_stream_has_every_chunk_and_its_latency() {
+    let gpu = Gpu::open(0).unwrap();
+    let (n, chunk) = (100_000usize, 4096u64);
+    let input: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let (got, sink) = collect::<f32>();
+    let opts = StreamOptions { trace: true, ..Default::default() };
+    let r = stream::run(&gpu, &spec("h2d,consumer,d2h", 3, chunk), stream::from_iter(vec![input]), sink, opts).unwrap();
+    assert_eq!(got.lock().unwrap().len(), n);
+    let tl = r.timeline.expect("a timeline");
+    let chunks = r.chunks as usize;
+    assert_eq!(tl.stages, ["h2d", "consumer", "d2h", "read", "latency"]);
+    assert_eq!(tl.gpu_rows, 3);
+    assert_eq!(tl.spans.len(), chunks * 5);
+    for c in 0..chunks {
+        let span = |stage: usize| tl.spans.iter().find(|s| s.chunk == c && s.stage == stage).unwrap_or_else(|| panic!("chunk {c} stage {stage}"));
+        let (h2d, consumer, d2h, read, latency) = (span(0), span(1), span(2), span(3), span(4));
+        for s in [h2d, consumer, d2h, read, latency] {
+            assert!(s.start_ms <= s.end_ms && s.start_ms >= 0.0, "{s:?}");
+        }
+        // On the GPU clock: each stage starts after the previous one ended.
+        assert!(h2d.end_ms <= consumer.start_ms && consumer.end_ms <= d2h.start_ms, "chunk {c}: {h2d:?} {consumer:?} {d2h:?}");
+        // On the host clock: the latency counts from the read's end.
+        assert!(read.end_ms <= latency.start_ms, "chunk {c}: {read:?} {latency:?}");
+        // The latency span (host clock) covers the GPU work, up to the
+        // clocks' alignment (the origin event's wake-up): 1 ms is plenty.
+        assert!(latency.start_ms <= h2d.start_ms + 1.0 && d2h.end_ms <= latency.end_ms + 1.0, "chunk {c}: {latency:?} {h2d:?} {d2h:?}");
+    }
+}
+
+/// A source read at any offset whose reads finish out of order (each
+/// sleeps a pseudo-random time): several chunks are read at once, and the
+/// GPU still sees them, and the sink gets them, in stream order.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn chunks_read_out_of_order_reach_the_sink_in_order() {
+    struct Jittery(Vec<u8>);
+    impl stream::ReadAt for Jittery {
+        fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+            let x = (at / 4096).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+            std::thread::sleep(std::time::Duration::from_micros(x));
+            let a = (at as usize).min(self.0.len());
+            let n = buf.len().min(self.0.len() - a);
+            buf[..n].copy_from_slice(&self.0[a..a + n]);
+            Ok(n)
+        }
+    }
+    struct Positional(Arc<Jittery>);
+    impl stream::StreamSource for Positional {
+        fn fill(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("read through positional()"))
+        }
+        fn positional(&self) -> Option<Arc<dyn stream::ReadAt>> {
+            Some(self.0.clone())
+        }
+    }
+    let gpu = Gpu::open(0).unwrap();
+    let n = 300_001usize;
+    let input: Vec<f32> = (0..n).map(|i| i as f32 - 1000.0).collect();
+    let bytes: Vec<u8> = input.iter().flat_map(|x| x.to_le_bytes()).collect();
+    for (k, readers) in [(1, 2), (2, 5), (3, 16)] {
+        let (got, sink) = collect::<f32>();
+        let opts = StreamOptions { verify: true, readers: Some(readers), ..Default::default() };
+        let r = stream::run(&gpu, &spec("h2d,consumer,d2h", k, 4096), Positional(Arc::new(Jittery(bytes.clone()))), sink, opts).unwrap();
+        assert!(r.verification.as_ref().is_some_and(|v| v.passed()), "K={k} readers={readers}");
+        assert_eq!(r.chunks, (n as u64).div_ceil(4096));
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), n);
+        if let Some(i) = (0..n).find(|&i| got[i].to_bits() != (input[i] * 2.0).to_bits()) {
+            panic!("K={k} readers={readers}: element {i} = {}, want {}", got[i], input[i] * 2.0);
+        }
+    }
+}

@@ -15,6 +15,26 @@ pub trait StreamSource: Send + 'static {
     fn elem(&self) -> Option<ElemType> {
         None
     }
+    /// Where the stream's bytes can be read at any offset from several
+    /// threads at once (a regular file): the stream then reads several
+    /// chunks at once through it, from the source's current position
+    /// (chunk `i` at byte `i x chunk`), instead of calling `fill`.
+    fn positional(&self) -> Option<std::sync::Arc<dyn ReadAt>> {
+        None
+    }
+}
+
+/// Reads at any offset, from several threads at once.
+pub trait ReadAt: Send + Sync + 'static {
+    /// Fills `buf` from byte `at` of the stream and returns the bytes
+    /// written: fewer than `buf.len()` only at the stream's end.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize>;
+    /// The stream's length in bytes, where known when it starts (a
+    /// regular file's size): a paced stream under drop-oldest may then
+    /// drop whole chunks it has not read.
+    fn known_len(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A stream's output, written on its own thread.
@@ -37,6 +57,9 @@ impl<S: StreamSource + ?Sized> StreamSource for Box<S> {
     }
     fn elem(&self) -> Option<ElemType> {
         (**self).elem()
+    }
+    fn positional(&self) -> Option<std::sync::Arc<dyn ReadAt>> {
+        (**self).positional()
     }
 }
 
@@ -122,19 +145,26 @@ impl<T: Element, I: Iterator<Item = Vec<T>> + Send + 'static> StreamSource for I
     }
 }
 
-/// A regular file read with several positional reads at once (pieces of
-/// at least 256 KiB on rayon's pool): one thread copies from the page cache
-/// at a few GB/s, far below a GPU's host link.
+/// A regular file read with several positional reads at once: each chunk
+/// in pieces of at least 256 KiB on rayon's pool, and (in a stream) several
+/// chunks at once ([`StreamSource::positional`]). One thread copies from
+/// the page cache at a few GB/s, far below a GPU's host link.
 pub struct FileSource {
-    file: std::fs::File,
+    file: std::sync::Arc<FilePieces>,
     pos: u64,
+}
+
+/// A file and its byte offset 0 for the stream, read in pieces.
+struct FilePieces {
+    file: std::fs::File,
+    origin: u64,
     threads: usize,
 }
 
 impl FileSource {
-    /// Reads `file` from its start with `threads` readers per chunk.
+    /// Reads `file` from its start with up to `threads` pieces per chunk.
     pub fn new(file: std::fs::File, threads: usize) -> FileSource {
-        FileSource { file, pos: 0, threads: threads.max(1) }
+        FileSource { file: std::sync::Arc::new(FilePieces { file, origin: 0, threads: threads.max(1) }), pos: 0 }
     }
 }
 
@@ -159,11 +189,19 @@ fn read_full_at(file: &std::fs::File, mut buf: &mut [u8], mut at: u64) -> io::Re
 /// pool's hand-off costs more than a second thread gains.
 const MIN_PIECE: usize = 256 << 10;
 
-impl StreamSource for FileSource {
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl ReadAt for FilePieces {
+    fn known_len(&self) -> Option<u64> {
+        self.file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len().saturating_sub(self.origin))
+    }
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
         use rayon::prelude::*;
         let piece = buf.len().div_ceil(self.threads).max(MIN_PIECE);
-        let (file, pos) = (&self.file, self.pos);
+        let pos = at.checked_add(self.origin).ok_or_else(|| io::Error::other("a file offset past 2^64"))?;
+        let file = &self.file;
+        if buf.len() <= piece {
+            // One piece: read on this thread, no hand-off to the pool.
+            return read_full_at(file, buf, pos);
+        }
         // On rayon's pool: no thread is started per chunk.
         let got: Vec<io::Result<usize>> = buf.par_chunks_mut(piece).enumerate().map(|(i, b)| read_full_at(file, b, pos + (i * piece) as u64)).collect();
         // The bytes up to the first short piece (the file's end).
@@ -175,8 +213,25 @@ impl StreamSource for FileSource {
                 break;
             }
         }
+        Ok(n)
+    }
+}
+
+impl StreamSource for FileSource {
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+    fn positional(&self) -> Option<std::sync::Arc<dyn ReadAt>> {
+        // From the current position on (0 unless `fill` was called).
+        let f = &self.file;
+        if self.pos == 0 {
+            return Some(f.clone());
+        }
+        // No second handle: read in order through `fill`.
+        let file = f.file.try_clone().ok()?;
+        Some(std::sync::Arc::new(FilePieces { file, origin: f.origin + self.pos, threads: f.threads }))
     }
 }
 

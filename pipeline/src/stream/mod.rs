@@ -5,9 +5,12 @@
 //!
 //! The host side is a producer/consumer pipeline itself, with the same
 //! filled/freed rule as the GPU rings:
-//! - a **reader thread** fills pinned input staging slots from the source
+//! - **reader threads** fill pinned input staging slots from the source
 //!   (a slot is *filled* when read; *freed* once the chunk's last GPU
-//!   operation finished, which follows its h2d copy);
+//!   operation finished, which follows its h2d copy): one for a source read
+//!   in order, several for one read at any offset (a regular file), whose
+//!   chunks are then handed on in chunk order whatever order their reads
+//!   finish in (`input`);
 //! - the **calling thread** enqueues each chunk on the GPU stages exactly
 //!   as [`crate::exec::plan::stream_chunk`] lists (the waits of the event
 //!   graph, one chunk at a time) and records a done event after its d2h;
@@ -29,9 +32,12 @@
 //! println!("{} chunks, latency p99 {:.0} us", report.chunks, report.latency.p99_us);
 //! # Ok::<(), pc_pipeline::PipelineError>(())
 //! ```
+mod input;
 mod io;
 
-pub use io::{Discard, FileSink, FileSource, FnSink, IterSource, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn};
+pub use io::{
+    Discard, FileSink, FileSource, FnSink, IterSource, ReadAt, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn,
+};
 
 use crate::PipelineError;
 use crate::elem::ElemType;
@@ -41,13 +47,14 @@ use crate::host_mem::PinnedBuffer;
 use crate::reference::Verification;
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, Sink};
+use crate::timeline::{Span, Timeline};
 use cudarc::driver::CudaEvent;
+use input::{Input, Pace, Reading};
 use pc_runtime::gpu::Gpu;
-use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -59,6 +66,14 @@ pub enum Backpressure {
     #[default]
     Block,
     /// Drop the oldest chunk read but not yet on the GPU, and count it.
+    /// A paced source read at any offset with a known length (a regular
+    /// file with [`StreamOptions::rate_bytes_per_s`]) also drops, unread,
+    /// every whole chunk that more than the staging slots' worth of newer
+    /// chunks has overtaken before a reader took it: a rate above what the
+    /// readers sustain then shows as drops, as for a live source whose
+    /// oldest data is overwritten, not as latency growing with the run. The
+    /// last chunk is always read (the end is exact); a read error inside a
+    /// chunk dropped unread goes unseen.
     DropOldest,
 }
 
@@ -66,8 +81,13 @@ pub enum Backpressure {
 #[derive(Debug, Clone, Default)]
 pub struct StreamOptions {
     /// Pinned staging slots per direction (default: enough for every chunk
-    /// the GPU rings can hold at once, plus one being read and one written).
+    /// the GPU rings can hold at once, plus one per reader and one written).
     pub host_slots: Option<usize>,
+    /// Chunks read at once from a source read at any offset
+    /// ([`StreamSource::positional`], a regular file); default: one piece
+    /// of 256 KiB per core, at least 4 and at most 16 chunks; at most the
+    /// staging slots less one. A source read in order has one reader.
+    pub readers: Option<usize>,
     pub backpressure: Backpressure,
     /// Pace the source to this many input bytes per second (a live source):
     /// chunk `i` counts as arrived when its last byte is due, and latency
@@ -79,6 +99,10 @@ pub struct StreamOptions {
     /// GPU work already queued finishes, and the run returns
     /// [`PipelineError::StreamInterrupted`].
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Keep a timeline ([`StreamReport::timeline`]): per chunk, its GPU
+    /// operations (timing events around each) and its latency span. One
+    /// record per chunk, so memory grows with the stream: for bounded runs.
+    pub trace: bool,
 }
 
 /// Per-chunk latency: from the moment the source had the chunk to the
@@ -109,6 +133,14 @@ pub struct StreamReport {
     pub host_slots: usize,
     /// When asked for: every delivered chunk checked.
     pub verification: Option<Verification>,
+    /// When asked for ([`StreamOptions::trace`]): one row per GPU stage, its
+    /// operations as spans, then a row with each chunk's read (into its
+    /// staging slot) and a last row with each chunk's latency span (source
+    /// had it -> sink took it), in ms from the stream's start. GPU
+    /// times are placed on the host clock through an origin event recorded
+    /// and waited for before the first chunk: they may sit a few
+    /// microseconds late (the wait's wake-up).
+    pub timeline: Option<Timeline>,
 }
 
 impl StreamReport {
@@ -118,58 +150,15 @@ impl StreamReport {
     }
 }
 
-/// A FIFO that can be closed, and whose oldest item can be taken back (drop-oldest).
-struct Queue<T> {
-    inner: Mutex<(VecDeque<T>, bool)>,
-    cv: Condvar,
-}
-
-impl<T> Queue<T> {
-    fn new() -> Self {
-        Queue { inner: Mutex::new((VecDeque::new(), false)), cv: Condvar::new() }
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<T>, bool)> {
-        // A thread that panicked holding the lock left a consistent deque.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    /// False once closed (the item is dropped).
-    fn push(&self, item: T) -> bool {
-        let mut g = self.lock();
-        if g.1 {
-            return false;
-        }
-        g.0.push_back(item);
-        self.cv.notify_all();
-        true
-    }
-    fn close(&self) {
-        self.lock().1 = true;
-        self.cv.notify_all();
-    }
-    /// The next item; `None` when closed and empty. Waits at most `tick`
-    /// at a time, calling `poll` between waits (`poll` false: give up).
-    fn pop(&self, tick: Duration, mut poll: impl FnMut() -> bool) -> Option<T> {
-        let mut g = self.lock();
-        loop {
-            if let Some(x) = g.0.pop_front() {
-                return Some(x);
-            }
-            if g.1 || !poll() {
-                return None;
-            }
-            g = self.cv.wait_timeout(g, tick).unwrap_or_else(|p| p.into_inner()).0;
-        }
-    }
-    fn steal_oldest(&self) -> Option<T> {
-        self.lock().0.pop_front()
-    }
-}
-
 /// A filled input slot.
 struct Filled {
     slot: usize,
     bytes: usize,
+    /// When the source had the chunk: its read done, or its due time
+    /// when paced (latency counts from here).
     ready: Instant,
+    /// When its read began and ended (the trace's read row).
+    read: (Instant, Instant),
 }
 
 /// A chunk on the GPU, for the writer.
@@ -180,35 +169,27 @@ struct Job {
     in_bytes: usize,
     out_bytes: usize,
     ready: Instant,
+    read: (Instant, Instant),
+    /// With a trace: (stage, start, end) timing events around each operation.
+    ops: Vec<(usize, CudaEvent, CudaEvent)>,
 }
 
 /// The pinned staging rings and what the threads share.
 struct Shared {
-    input: PinnedBuffer,
+    /// The input slots, their readers' queue and the drop counts.
+    input: Arc<Input>,
     output: PinnedBuffer,
-    in_slot_bytes: usize,
     out_slot_bytes: usize,
-    filled: Queue<Filled>,
     stop: AtomicBool,
-    dropped_chunks: AtomicU64,
-    dropped_bytes: AtomicU64,
-    reader_error: Mutex<Option<PipelineError>>,
 }
 
 impl Shared {
     /// # Safety
-    /// The caller holds slot `i`'s token (it came through the free queue
-    /// and no GPU copy uses the slot): nobody else reads or writes it.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn in_slot(&self, i: usize) -> &mut [u8] {
-        // SAFETY: in bounds (i < slots); exclusive by the caller's token.
-        unsafe { std::slice::from_raw_parts_mut(self.input.base().add(i * self.in_slot_bytes), self.in_slot_bytes) }
-    }
-    /// # Safety
-    /// As [`Shared::in_slot`]; `len` at most the slot's size.
+    /// The caller holds input slot `i`'s token and no copy writes into it;
+    /// `len` at most the slot's size.
     unsafe fn in_view(&self, i: usize, len: usize) -> &[u8] {
-        // SAFETY: in bounds; no writer while the caller holds the token.
-        unsafe { std::slice::from_raw_parts(self.input.base().add(i * self.in_slot_bytes), len.min(self.in_slot_bytes)) }
+        // SAFETY: the caller's token (as required).
+        unsafe { self.input.view(i, len) }
     }
     /// # Safety
     /// The caller holds output slot `i`'s token and the GPU copy into it
@@ -218,18 +199,41 @@ impl Shared {
         unsafe { std::slice::from_raw_parts(self.output.base().add(i * self.out_slot_bytes), len.min(self.out_slot_bytes)) }
     }
     fn in_ptr(&self, i: usize) -> *const u8 {
-        self.input.base().wrapping_add(i * self.in_slot_bytes)
+        self.input.ptr(i)
     }
     fn out_ptr(&self, i: usize) -> *mut u8 {
         self.output.base().wrapping_add(i * self.out_slot_bytes)
     }
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.filled.close();
+        self.input.close();
     }
 }
 
 const TICK: Duration = Duration::from_millis(20);
+
+/// Asks Linux to end this thread's sleeps within 1 us of their due time.
+/// The default slack (50 us) would add up to 50 us to chunks' latency: the
+/// writer waits for the GPU in sleeps of 20 us, and a paced reader sleeps
+/// until its chunk is due. Elsewhere, or if refused, nothing changes.
+pub(crate) fn tight_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer and changes only this
+    // thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
+    }
+}
+
+/// Chunks read at once from a positional source by default: enough for a
+/// piece of 256 KiB per core (a file reads each chunk in such pieces on a
+/// pool of one thread per core), and at least 4, so a few chunks in flight
+/// keep the pool busy across one chunk's fixed costs (its pieces' start and
+/// join, the hand-off); at most 16, each holding a slot while it reads.
+fn default_readers(chunk_bytes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * (256 << 10) / chunk_bytes.max(1)).clamp(4, 16)
+}
 
 /// Runs `spec` (from `h2d` to `d2h`; its total is ignored: the stream is as
 /// long as the source) over everything `source` yields, writing every
@@ -255,7 +259,10 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         }
     }
     let stages = spec.stages.len();
-    let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 2).max(2);
+    let mut reading = Reading::of(source, opts.readers.unwrap_or_else(|| default_readers((chunk as usize).saturating_mul(in_t.size()))));
+    let host_slots = opts.host_slots.unwrap_or((stages - 1) * k + 1 + reading.readers()).max(2);
+    // A reader holds a slot while it reads: leave one for the GPU side.
+    reading.limit_readers(host_slots - 1);
     let slot_bytes = |t: ElemType| (chunk as usize).checked_mul(t.size()).map(|b| b.next_multiple_of(256));
     let too_big = || PipelineError::Runtime(pc_runtime::Error::HostMemory { elements: chunk, needed: chunk as u128 * 16 * host_slots as u128 });
     let (in_slot_bytes, out_slot_bytes) = (slot_bytes(in_t).ok_or_else(too_big)?, slot_bytes(out_t).ok_or_else(too_big)?);
@@ -263,24 +270,28 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
     // (below); the GPU copies that use a slot finish before its token is
     // passed on (the writer waits for the chunk's done event).
     let ctx = unsafe { gpu.context() };
+    let in_mem = PinnedBuffer::new(ctx, in_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?;
     let shared = Arc::new(Shared {
-        input: PinnedBuffer::new(ctx, in_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
+        input: Arc::new(Input::new(Box::new(in_mem), host_slots, in_slot_bytes, chunk as usize * in_t.size(), in_t.size())),
         output: PinnedBuffer::new(ctx, out_slot_bytes.checked_mul(host_slots).ok_or_else(too_big)?)?,
-        in_slot_bytes,
         out_slot_bytes,
-        filled: Queue::new(),
         stop: AtomicBool::new(false),
-        dropped_chunks: AtomicU64::new(0),
-        dropped_bytes: AtomicU64::new(0),
-        reader_error: Mutex::new(None),
     });
     let mut part = Part::new(gpu, &spec, &types, 0..k)?;
     let done: Arc<Vec<CudaEvent>> = Arc::new((0..host_slots).map(|_| ctx.new_event(None)).collect::<Result<_, _>>().map_err(cuda("creating an event"))?);
+    let start = Instant::now();
+    // The trace's GPU clock: an origin event, waited for, taken as now.
+    let origin = match opts.trace {
+        true => {
+            let e = part.streams[0].record_event(TIMING).map_err(cuda("recording the trace's origin event"))?;
+            e.synchronize().map_err(cuda("waiting for the trace's origin event"))?;
+            Some(Origin { offset_ms: start.elapsed().as_secs_f64() * 1e3, event: e, start, host_row: stages })
+        }
+        false => None,
+    };
 
-    let (in_free_tx, in_free_rx) = mpsc::channel::<usize>();
     let (out_free_tx, out_free_rx) = mpsc::channel::<usize>();
     for i in 0..host_slots {
-        let _ = in_free_tx.send(i);
         let _ = out_free_tx.send(i);
     }
     let (job_tx, job_rx) = mpsc::channel::<Job>();
@@ -288,32 +299,39 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         let flag = opts.interrupt.clone();
         move || flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     };
-    let start = Instant::now();
 
-    // The reader is detached: it may be blocked in a read that never
-    // returns (a quiet pipe) when the run stops. It owns a reference to
-    // the staging memory, so nothing it touches is freed under it.
-    let reader = {
-        let shared = shared.clone();
-        let (in_size, chunk_bytes) = (in_t.size(), chunk as usize * in_t.size());
-        let (rate, policy) = (opts.rate_bytes_per_s, opts.backpressure);
-        std::thread::Builder::new()
-            .name("stream-reader".into())
-            .spawn(move || read_loop(&shared, source, in_free_rx, (in_size, chunk_bytes), rate, policy, start))
-    }
-    .map_err(|e| PipelineError::BadInput(format!("starting the reader thread: {e}")))?;
+    // The readers are joined only at a normal end: one may be blocked in
+    // a read that never returns (a quiet pipe) when the run stops. Each
+    // owns a reference to the input slots, so nothing it touches is freed
+    // under it.
+    let pace = Pace { start, rate: opts.rate_bytes_per_s };
+    let readers = shared.input.spawn_readers(reading, opts.backpressure, pace);
+    let readers = match readers {
+        Ok(r) => r,
+        Err(e) => {
+            shared.stop();
+            return Err(PipelineError::BadInput(format!("starting a reader thread: {e}")));
+        }
+    };
 
     let writer = {
         let (shared, done) = (shared.clone(), done.clone());
         let check = opts.verify.then(|| spec.clone());
         let interrupted = interrupted.clone();
-        std::thread::Builder::new()
-            .name("stream-writer".into())
-            .spawn(move || write_loop(&shared, &done, sink, job_rx, in_free_tx, out_free_tx, check, interrupted))
-    }
-    .map_err(|e| PipelineError::BadInput(format!("starting the writer thread: {e}")))?;
+        std::thread::Builder::new().name("stream-writer".into()).spawn(move || {
+            tight_timer_slack();
+            write_loop(&shared, &done, sink, job_rx, out_free_tx, check, origin, interrupted)
+        })
+    };
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            shared.stop();
+            return Err(PipelineError::BadInput(format!("starting the writer thread: {e}")));
+        }
+    };
 
-    let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, &interrupted);
+    let enqueued = enqueue_loop(&mut part, &spec, &shared, &done, &out_free_rx, &job_tx, opts.trace, &interrupted);
     drop(job_tx);
     if enqueued.is_err() {
         shared.stop();
@@ -330,14 +348,18 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         shared.stop();
         return Err(PipelineError::StreamInterrupted { chunks: w.chunks });
     }
-    // The reader closed the queue and ended (it is not blocked).
-    let _ = reader.join();
-    if let Some(e) = shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    // The input reached its end, so the readers are ending (none is
+    // blocked: the end stops every claim).
+    for r in readers {
+        let _ = r.join();
+    }
+    if let Some(e) = shared.input.take_error() {
         return Err(e);
     }
     if w.chunks != chunks {
         return Err(PipelineError::BadInput(format!("{chunks} chunks went to the GPU but {} reached the sink", w.chunks)));
     }
+    let (dropped_chunks, dropped_bytes) = shared.input.dropped();
     let verification = w.check.map(|mut v| {
         v.chunks_expected = chunks as usize;
         v
@@ -346,91 +368,126 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
         chunks,
         bytes_in,
         bytes_out: w.bytes_out,
-        dropped_chunks: shared.dropped_chunks.load(Ordering::SeqCst),
-        dropped_bytes: shared.dropped_bytes.load(Ordering::SeqCst),
+        dropped_chunks,
+        dropped_bytes,
         wall_s: start.elapsed().as_secs_f64(),
         latency: w.latency,
         host_slots,
         verification,
+        timeline: w.spans.map(|spans| {
+            let mut t = Timeline::new(spec.stages.iter().map(|s| s.name().to_string()).collect(), 1, spans);
+            t.push_row(READ_ROW, "host: chunk read");
+            t.push_row(LATENCY_ROW, "host: chunk latency");
+            t
+        }),
     })
+}
+
+/// The names of a stream trace's host rows, after the stages (their
+/// spans: "read chunk C", "latency chunk C"): each chunk's read into its
+/// staging slot, and its latency.
+const READ_ROW: &str = "read";
+const LATENCY_ROW: &str = "latency";
+
+/// Timing events (the done events need none).
+const TIMING: Option<cudarc::driver::sys::CUevent_flags> = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+
+/// A trace's clock: `event` completed `offset_ms` after `start` (host
+/// clock); the read spans go on row `host_row` (after the stages), the
+/// latency spans on the next.
+struct Origin {
+    event: CudaEvent,
+    start: Instant,
+    offset_ms: f64,
+    host_row: usize,
+}
+
+/// The host side alone, no GPU: reads `source` with the stream's readers
+/// (several at once for a positional source) into staging slots of
+/// ordinary memory, `chunk_bytes` (whole elements of `elem_size` bytes)
+/// per chunk, hands each chunk, in order, as it is to `sink` ([`Discard`]:
+/// to nothing) on this thread, and gives its slot back. Its throughput is
+/// the ceiling the host side puts on a stream from this source to this
+/// sink (`host pipeline --host-only`); latency runs from the read to the
+/// sink. Slots: `host_slots`, by default the readers plus two. The errors
+/// are those of [`run`].
+pub fn host_only(source: impl StreamSource, sink: impl StreamSink, chunk_bytes: usize, elem_size: usize, opts: StreamOptions) -> Result<StreamReport> {
+    if elem_size == 0 || chunk_bytes == 0 || !chunk_bytes.is_multiple_of(elem_size) {
+        return Err(PipelineError::BadInput(format!("a chunk of {chunk_bytes} bytes is not whole elements of {elem_size} bytes")));
+    }
+    let source: Box<dyn StreamSource> = Box::new(source);
+    let mut reading = Reading::of(source, opts.readers.unwrap_or_else(|| default_readers(chunk_bytes)));
+    let slots = opts.host_slots.unwrap_or(reading.readers() + 2).max(2);
+    reading.limit_readers(slots - 1);
+    let bytes = chunk_bytes.checked_mul(slots).ok_or(PipelineError::BadInput(format!("{slots} slots of {chunk_bytes} bytes")))?;
+    let input = Arc::new(Input::new(Box::new(input::HeapMemory::new(bytes)), slots, chunk_bytes, chunk_bytes, elem_size));
+    let start = Instant::now();
+    let handles = match input.spawn_readers(reading, opts.backpressure, Pace { start, rate: opts.rate_bytes_per_s }) {
+        Ok(h) => h,
+        Err(e) => {
+            input.close();
+            return Err(PipelineError::BadInput(format!("starting a reader thread: {e}")));
+        }
+    };
+    let interrupted = || opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+    let mut hist = latency_histogram()?;
+    let mut sink = sink;
+    let (mut chunks, mut bytes_in) = (0u64, 0u64);
+    while let Some(f) = input.pop(TICK, || !interrupted()) {
+        // SAFETY: `pop` handed this thread the slot until it frees it.
+        let written = sink.write_chunk(unsafe { input.view(f.slot, f.bytes) });
+        input.free(f.slot);
+        if let Err(e) = written {
+            input.close();
+            return Err(PipelineError::StreamOutput(e));
+        }
+        hist.saturating_record(f.ready.elapsed().as_micros() as u64);
+        chunks += 1;
+        bytes_in += f.bytes as u64;
+    }
+    if interrupted() {
+        input.close();
+        return Err(PipelineError::StreamInterrupted { chunks });
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(e) = input.take_error() {
+        return Err(e);
+    }
+    sink.finish().map_err(PipelineError::StreamOutput)?;
+    let (dropped_chunks, dropped_bytes) = input.dropped();
+    Ok(StreamReport {
+        chunks,
+        bytes_in,
+        bytes_out: bytes_in,
+        dropped_chunks,
+        dropped_bytes,
+        wall_s: start.elapsed().as_secs_f64(),
+        latency: latency_of(&hist),
+        host_slots: slots,
+        verification: None,
+        timeline: None,
+    })
+}
+
+/// 1 us to one hour, 3 significant digits: constant memory for any length.
+fn latency_histogram() -> Result<hdrhistogram::Histogram<u64>> {
+    hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))
+}
+
+fn latency_of(hist: &hdrhistogram::Histogram<u64>) -> Latency {
+    let us = |q: f64| hist.value_at_quantile(q) as f64;
+    Latency { chunks: hist.len(), p50_us: us(0.5), p99_us: us(0.99), max_us: hist.max() as f64, mean_us: hist.mean() }
 }
 
 fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
     move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_loop(
-    shared: &Shared,
-    mut source: Box<dyn StreamSource>,
-    free: mpsc::Receiver<usize>,
-    (in_size, chunk_bytes): (usize, usize),
-    rate: Option<f64>,
-    policy: Backpressure,
-    start: Instant,
-) {
-    let mut total: u64 = 0;
-    let fail = |e: PipelineError| {
-        *shared.reader_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    };
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let slot = match policy {
-            Backpressure::Block => free.recv().ok(),
-            Backpressure::DropOldest => match free.try_recv() {
-                Ok(s) => Some(s),
-                Err(mpsc::TryRecvError::Disconnected) => None,
-                Err(mpsc::TryRecvError::Empty) => match shared.filled.steal_oldest() {
-                    Some(old) => {
-                        shared.dropped_chunks.fetch_add(1, Ordering::SeqCst);
-                        shared.dropped_bytes.fetch_add(old.bytes as u64, Ordering::SeqCst);
-                        Some(old.slot)
-                    }
-                    None => free.recv().ok(),
-                },
-            },
-        };
-        let Some(slot) = slot else { break };
-        // SAFETY: the slot's token came through the free queue (or back
-        // from the filled queue, before the GPU saw it).
-        let buf = &mut unsafe { shared.in_slot(slot) }[..chunk_bytes];
-        let n = match source.fill(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                fail(PipelineError::StreamInput { at: total, source: e });
-                break;
-            }
-        };
-        if n % in_size != 0 {
-            fail(PipelineError::StreamEndsMidElement { bytes: total + n as u64, size: in_size, partial: n % in_size });
-            // The whole elements before the cut still go through.
-        }
-        let whole = n - n % in_size;
-        total += whole as u64;
-        let ready = match rate {
-            Some(r) if r > 0.0 => {
-                let due = start + Duration::from_secs_f64(total as f64 / r);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                due
-            }
-            _ => Instant::now(),
-        };
-        if whole > 0 && !shared.filled.push(Filled { slot, bytes: whole, ready }) {
-            break;
-        }
-        if n < buf.len() {
-            break;
-        }
-    }
-    shared.filled.close();
-}
-
 /// The calling thread: each filled chunk onto the GPU. Returns (input
 /// bytes, chunks) enqueued.
+#[allow(clippy::too_many_arguments)]
 fn enqueue_loop(
     part: &mut Part<'_>,
     spec: &PipelineSpec,
@@ -438,6 +495,7 @@ fn enqueue_loop(
     done: &[CudaEvent],
     out_free: &mpsc::Receiver<usize>,
     jobs: &mpsc::Sender<Job>,
+    trace: bool,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<(u64, u64)> {
     let stages = spec.stages.len();
@@ -449,7 +507,7 @@ fn enqueue_loop(
     }
     let (mut bytes, mut c, mut first) = (0u64, 0u64, 0u64);
     let h = done.len();
-    while let Some(f) = shared.filled.pop(TICK, || !interrupted()) {
+    while let Some(f) = shared.input.pop(TICK, || !interrupted()) {
         // The output slot: the writer frees them in chunk order, so holding
         // one for chunk c means chunk c - H is written and its done event
         // waited for: re-recording `done[c % H]` below is safe.
@@ -464,6 +522,7 @@ fn enqueue_loop(
         let n = (f.bytes / in_size) as u64;
         let chunk = ChunkInfo { index: c as usize, range: first..first + n, seed: spec.seed };
         let local = c as usize;
+        let mut ops = Vec::new();
         for action in stream_chunk(stages, part.streams.len(), k, local) {
             match action {
                 Action::Wait { stream, event } => part.streams[stream].wait(part.event(event)).map_err(cuda("waiting on an event"))?,
@@ -472,14 +531,20 @@ fn enqueue_loop(
                     let st = part.streams[stream].clone();
                     let host_in = (stage == 0).then(|| shared.in_ptr(f.slot));
                     let host_out = (stage + 1 == stages).then(|| shared.out_ptr(out_slot));
+                    let begin = if trace { Some(st.record_event(TIMING).map_err(cuda("recording a timeline event"))?) } else { None };
                     part.op_at(stage, chunk.clone(), lc % k, slot, &st, (host_in, host_out), (spec.spin_of(stage), spec.block_size))?;
+                    // The end before the next action's event, as in a run's
+                    // timeline, so the chunk's done event follows it.
+                    if let Some(begin) = begin {
+                        ops.push((stage, begin, st.record_event(TIMING).map_err(cuda("recording a timeline event"))?));
+                    }
                 }
                 Action::BeginRun { .. } => {}
             }
         }
         let last = part.streams[crate::exec::plan::stream_of(stages - 1, part.streams.len())].clone();
         done[(c % h as u64) as usize].record(&last).map_err(cuda("recording a chunk's done event"))?;
-        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready };
+        let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready, read: f.read, ops };
         if jobs.send(job).is_err() {
             break;
         }
@@ -495,6 +560,7 @@ struct Written {
     bytes_out: u64,
     latency: Latency,
     check: Option<Verification>,
+    spans: Option<Vec<Span>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -503,17 +569,17 @@ fn write_loop(
     done: &[CudaEvent],
     mut sink: Box<dyn StreamSink>,
     jobs: mpsc::Receiver<Job>,
-    in_free: mpsc::Sender<usize>,
     out_free: mpsc::Sender<usize>,
     check: Option<PipelineSpec>,
+    origin: Option<Origin>,
     interrupted: impl Fn() -> bool,
 ) -> Result<Written> {
-    // 1 us to one hour, 3 significant digits: constant memory for any length.
-    let mut hist =
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| PipelineError::BadInput(format!("latency histogram: {e}")))?;
+    let mut hist = latency_histogram()?;
     let (mut chunks, mut bytes_out) = (0u64, 0u64);
     let mut checker = check.map(Checker::new).transpose()?;
     let mut verification = checker.as_ref().map(|_| Verification::default());
+    let mut spans = origin.as_ref().map(|_| Vec::new());
+    let ms_since_start = |t: Instant, o: &Origin| t.saturating_duration_since(o.start).as_secs_f64() * 1e3;
     let result = (|| -> Result<()> {
         for job in jobs {
             let e = &done[(job.chunk % done.len() as u64) as usize];
@@ -529,12 +595,29 @@ fn write_loop(
             if let (Some(checker), Some(v)) = (checker.as_mut(), verification.as_mut()) {
                 checker.check(job.chunk, inp, out, v);
             }
-            let _ = in_free.send(job.in_slot);
+            shared.input.free(job.in_slot);
             if shared.stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
             sink.write_chunk(out).map_err(PipelineError::StreamOutput)?;
-            hist.saturating_record(job.ready.elapsed().as_micros() as u64);
+            let delivered = Instant::now();
+            hist.saturating_record(delivered.saturating_duration_since(job.ready).as_micros() as u64);
+            if let (Some(spans), Some(o)) = (spans.as_mut(), origin.as_ref()) {
+                // Every operation's events precede the done event just waited for.
+                let at = |e: &CudaEvent| o.event.elapsed_ms(e).map(|ms| o.offset_ms + f64::from(ms)).map_err(cuda("reading timeline events"));
+                for (stage, begin, end) in &job.ops {
+                    spans.push(Span { gpu: 0, stage: *stage, chunk: job.chunk as usize, start_ms: at(begin)?, end_ms: at(end)? });
+                }
+                let (began, read) = job.read;
+                spans.push(Span { gpu: 0, stage: o.host_row, chunk: job.chunk as usize, start_ms: ms_since_start(began, o), end_ms: ms_since_start(read, o) });
+                spans.push(Span {
+                    gpu: 0,
+                    stage: o.host_row + 1,
+                    chunk: job.chunk as usize,
+                    start_ms: ms_since_start(job.ready, o),
+                    end_ms: ms_since_start(delivered, o),
+                });
+            }
             chunks += 1;
             bytes_out += job.out_bytes as u64;
             let _ = out_free.send(job.out_slot);
@@ -542,14 +625,13 @@ fn write_loop(
         sink.finish().map_err(PipelineError::StreamOutput)
     })();
     if result.is_err() {
-        // Dropping the free queues' senders stops the reader and the
-        // enqueuing thread.
+        // Stops the readers; dropping the output free queue's sender stops
+        // the enqueuing thread.
         shared.stop();
     }
     result?;
-    let us = |q: f64| hist.value_at_quantile(q) as f64;
-    let latency = Latency { chunks: hist.len(), p50_us: us(0.5), p99_us: us(0.99), max_us: hist.max() as f64, mean_us: hist.mean() };
-    Ok(Written { chunks, bytes_out, latency, check: verification })
+    let latency = latency_of(&hist);
+    Ok(Written { chunks, bytes_out, latency, check: verification, spans })
 }
 
 /// What the writer keeps to check chunks: the last `halo` input elements

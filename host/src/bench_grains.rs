@@ -194,7 +194,7 @@ pub type Timer<'t> = dyn FnMut(&Arc<CudaStream>, &mut dyn FnMut() -> Result<()>)
 
 /// The warp-specialized ring on a memory-bound map (`out = consume(in)`,
 /// 8 bytes moved per element) over `bytes` of f32: `ring_consumer_kernel`
-/// with K = 2, 3, 4 slots of 16 KiB, against the plain 16-byte kernel
+/// with K slots of 16, 32 or 64 KiB and 4 to 16 consumer warps, against the plain 16-byte kernel
 /// (`consumer_vec_kernel`, resident grid) and the device copy (the
 /// ceiling), each timed by `time` (median of repetitions). Every element of
 /// each output is checked against the CPU reference; a mismatch is an error.
@@ -245,7 +245,7 @@ pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
     out.push(("plain 16-byte map (consumer_vec_kernel, resident grid)".to_string(), 8 * n as u64, plain_ms, format!("grid {}", full.grid_dim.0)));
 
     let ring = hopper.kernel::<RingConsumerKernel>()?;
-    // The default shape (16 KiB slots, 8 consumer warps) at K = 2..4, then
+    // 16 KiB slots (the old default), 8 consumer warps, K = 2..4, then
     // larger slots and other consumer counts: the kernel takes its slot
     // size and derives its consumers from the block.
     let shapes = [(2usize, 16u32, 8u32), (3, 16, 8), (4, 16, 8), (4, 16, 16), (3, 32, 8), (4, 32, 8), (4, 32, 16), (2, 64, 8), (3, 64, 16)];

@@ -40,11 +40,16 @@ pub struct RingShape {
 }
 
 impl RingShape {
-    /// 16 KiB tiles and 8 consumer warps (a 4-slot ring of 16 KiB tiles
-    /// ran at the plain kernel's bandwidth on an H200, see
-    /// TOOLCHAIN-NOTES.md); `slots` clamped to `1..=MAX_SLOTS`.
+    /// 8 consumer warps and the largest tile of 64, 32 or 16 KiB whose K
+    /// slots fit in 192 KiB of shared memory: on an H200 (2026-11-26, `host
+    /// bench`) 64 KiB tiles ran the map at 96.7% of the plain 16-byte
+    /// kernel's bandwidth (K = 2), 32 KiB at 94.1% (K = 3), 16 KiB at
+    /// 90-91.5%: fewer, larger bulk copies keep more bytes in flight per
+    /// block. `slots` clamped to `1..=MAX_SLOTS`.
     pub fn new(slots: usize) -> RingShape {
-        RingShape { slots: (slots as u32).clamp(1, MAX_SLOTS), slot_bytes: 16 << 10, consumer_warps: 8 }
+        let slots = (slots as u32).clamp(1, MAX_SLOTS);
+        let slot_bytes = [64u32 << 10, 32 << 10].into_iter().find(|&b| slots * b <= 192 << 10).unwrap_or(16 << 10);
+        RingShape { slots, slot_bytes, consumer_warps: 8 }
     }
 
     /// Threads a block: the producer warp and the consumer warps.
@@ -280,6 +285,7 @@ mod tests {
             assert!(s.blocks_per_sm(2048) >= 1);
             assert_eq!(s.block() % 32, 0);
         }
-        assert_eq!(RingShape::new(4).blocks_per_sm(2048), 3);
+        assert_eq!((RingShape::new(2).slot_bytes, RingShape::new(4).slot_bytes, RingShape::new(8).slot_bytes), (64 << 10, 32 << 10, 16 << 10));
+        assert_eq!(RingShape::new(8).blocks_per_sm(2048), 1);
     }
 }

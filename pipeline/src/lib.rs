@@ -107,6 +107,8 @@ pub enum PipelineError {
     Nccl(String),
     #[error("bad rank placement: {0}")]
     BadRanks(String),
+    #[error("bad NCCL id: {0}")]
+    BadNcclId(String),
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

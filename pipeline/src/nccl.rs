@@ -10,6 +10,7 @@
 //! [`PipelineError::NcclMissing`]. The types (`ncclUniqueId`, `ncclComm_t`)
 //! are cudarc's (its `nccl` feature).
 use crate::PipelineError;
+use cudarc::driver::{CudaStream, DevicePtrMut};
 use cudarc::nccl::sys::{ncclComm_t, ncclUniqueId};
 use pc_runtime::gpu::Gpu;
 use std::ffi::{c_char, c_int, c_void};
@@ -25,6 +26,8 @@ const NCCL_UINT8: c_int = 1;
 /// `ncclSuccess` (`ncclInProgress` comes only from nonblocking
 /// communicators, which these are not).
 const NCCL_SUCCESS: NcclResult = 0;
+/// `ncclSum`.
+const NCCL_SUM: c_int = 0;
 
 /// The functions this crate calls, resolved once.
 struct Lib {
@@ -38,6 +41,7 @@ struct Lib {
     comm_abort: unsafe extern "C" fn(ncclComm_t) -> NcclResult,
     send: unsafe extern "C" fn(*const c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
     recv: unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
+    all_reduce: unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
     error_string: unsafe extern "C" fn(NcclResult) -> *const c_char,
 }
 
@@ -82,6 +86,7 @@ fn load() -> Result<Lib, String> {
             comm_abort: sym!("ncclCommAbort"),
             send: sym!("ncclSend"),
             recv: sym!("ncclRecv"),
+            all_reduce: sym!("ncclAllReduce"),
             error_string: sym!("ncclGetErrorString"),
             name,
             _lib: lib,
@@ -141,7 +146,7 @@ impl NcclId {
     /// From [`NcclId::to_hex`]'s form (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<NcclId> {
         let t = text.trim();
-        let bad = |why: String| PipelineError::BadRanks(format!("NCCL id: {why}"));
+        let bad = PipelineError::BadNcclId;
         if t.len() != 256 {
             return Err(bad(format!("{} characters, want 256 hex digits", t.len())));
         }
@@ -227,6 +232,23 @@ impl Comm {
         let lib = lib()?;
         // SAFETY: per the caller's contract; the communicator is live.
         check(lib, unsafe { (lib.recv)(buf as *mut c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclRecv")
+    }
+
+    /// Returns once every rank has called it (a one-byte all-reduce on
+    /// `stream`, then a synchronize). Called after a run has synchronized,
+    /// so that no rank tears down buffers a peer's transfer may still use.
+    pub(crate) fn barrier(&self, stream: &std::sync::Arc<CudaStream>) -> Result<()> {
+        let lib = lib()?;
+        let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
+        stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
+        let mut word = stream.alloc_zeros::<u8>(1).map_err(cuda("allocating the barrier's byte"))?;
+        let (p, _) = word.device_ptr_mut(stream);
+        // SAFETY: one byte of device memory on this GPU, summed in place
+        // (NCCL allows in-place all-reduce); the stream is synchronized
+        // before the byte is freed.
+        let r = unsafe { (lib.all_reduce)(p as *const c_void, p as *mut c_void, 1, NCCL_UINT8, NCCL_SUM, self.raw, stream.cu_stream().cast()) };
+        check(lib, r, "ncclAllReduce (the barrier at the end of a run)")?;
+        stream.synchronize().map_err(cuda("waiting for the other ranks"))
     }
 }
 

@@ -288,6 +288,8 @@ pub struct RankedPipeline<'g> {
     /// Dropped first: its streams are synchronized before the communicator goes.
     pipeline: Pipeline<'g>,
     layout: RankLayout,
+    /// The end-of-run barrier's stream.
+    barrier: Option<Arc<cudarc::driver::CudaStream>>,
     comm: Option<Arc<Comm>>,
 }
 
@@ -306,13 +308,18 @@ impl<'g> RankedPipeline<'g> {
             (true, Some(id)) => Some(Arc::new(Comm::init(gpu, id, rank, nranks)?)),
             (true, None) => return Err(PipelineError::BadRanks(format!("rank {rank} exchanges chunks with other ranks and needs the job's NCCL id"))),
         };
-        let local = local_spec(&spec, &layout, comm.clone(), &input)?;
-        let pipeline = Pipeline::new(&[gpu], local, input).inspect_err(|_| {
+        let failed = |e: PipelineError| {
             if let Some(c) = &comm {
                 c.mark_failed();
             }
-        })?;
-        Ok(RankedPipeline { pipeline, layout, comm })
+            e
+        };
+        let local = local_spec(&spec, &layout, comm.clone(), &input)?;
+        let pipeline = Pipeline::new(&[gpu], local, input).map_err(failed)?;
+        // SAFETY: the stream only runs the barrier's all-reduce, on a byte
+        // of its own, after the pipeline's streams have synchronized.
+        let barrier = comm.as_ref().map(|_| unsafe { gpu.stream() }).transpose().map_err(|e| failed(e.into()))?;
+        Ok(RankedPipeline { pipeline, layout, barrier, comm })
     }
 
     pub fn layout(&self) -> &RankLayout {
@@ -331,9 +338,16 @@ impl<'g> RankedPipeline<'g> {
     }
 
     /// Runs `runs` times with stream launches (every rank must run the
-    /// same number of times: each run's sends meet the peer's receives).
+    /// same number of times: each run's sends meet the peer's receives),
+    /// then waits for every rank to finish (a barrier through NCCL): no
+    /// rank frees or reuses buffers a peer's transfer may still touch.
     pub fn run(&mut self, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
-        let r = self.pipeline.run_with_progress(crate::Launch::Streams, runs, timeline, progress);
+        let r = self.pipeline.run_with_progress(crate::Launch::Streams, runs, timeline, progress).and_then(|report| {
+            if let (Some(c), Some(s)) = (&self.comm, &self.barrier) {
+                c.barrier(s)?;
+            }
+            Ok(report)
+        });
         if r.is_err() {
             if let Some(c) = &self.comm {
                 c.mark_failed();

@@ -70,6 +70,9 @@ pub struct RankEnv {
 pub enum IdSource {
     Hex(String),
     File(PathBuf),
+    /// NCCL's own `NCCL_COMM_ID` (host:port of rank 0's bootstrap root):
+    /// every rank makes the same id from it, and rank 0 opens the root.
+    NcclCommId(String),
     None,
 }
 
@@ -103,7 +106,7 @@ impl RankEnv {
             (Some(_), Some(_)) => bail!("both {NCCL_ID} and {NCCL_ID_FILE} are set: give one"),
             (Some(hex), None) => IdSource::Hex(hex),
             (None, Some(path)) => IdSource::File(path.into()),
-            (None, None) => IdSource::None,
+            (None, None) => get("NCCL_COMM_ID").map_or(IdSource::None, IdSource::NcclCommId),
         };
         Ok(Some(RankEnv { rank, nprocs, device, id }))
     }
@@ -111,9 +114,11 @@ impl RankEnv {
     /// The job's id (read and checked only when a rank needs it).
     pub fn nccl_id(&self) -> Result<NcclId> {
         match &self.id {
-            IdSource::Hex(hex) => NcclId::from_hex(hex).with_context(|| format!("{NCCL_ID}")),
+            IdSource::Hex(hex) => NcclId::from_hex(hex).context(NCCL_ID),
             IdSource::File(path) => read_id_file(path, ID_FILE_WAIT),
-            IdSource::None => bail!("rank {} exchanges chunks through NCCL and needs the job's id: set {NCCL_ID} or {NCCL_ID_FILE}", self.rank),
+            // NCCL reads NCCL_COMM_ID itself: the id holds that address.
+            IdSource::NcclCommId(_) => Ok(NcclId::new()?),
+            IdSource::None => bail!("rank {} exchanges chunks through NCCL and needs the job's id: set {NCCL_ID}, {NCCL_ID_FILE} or NCCL_COMM_ID", self.rank),
         }
     }
 }
@@ -184,6 +189,9 @@ pub fn rank_commands(exe: &Path, args: &[OsString], nprocs: usize, ranks: &[usiz
         .collect()
 }
 
+/// Where [`supervise`] passes each line.
+pub type LineSink = Arc<dyn Fn(Line) + Send + Sync>;
+
 /// One line a rank wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -216,7 +224,7 @@ pub fn describe(status: &ExitStatus) -> String {
 /// Starts every command (stdout and stderr piped, each line passed to
 /// `line`), and waits: the first that exits non-zero has every other killed
 /// and waited for; so does `stop`, once set.
-pub fn supervise(procs: Vec<(usize, Command)>, line: Arc<dyn Fn(Line) + Send + Sync>, stop: &AtomicBool) -> Result<Ended> {
+pub fn supervise(procs: Vec<(usize, Command)>, line: LineSink, stop: &AtomicBool) -> Result<Ended> {
     let mut children: Vec<(usize, Child)> = Vec::new();
     let mut readers = Vec::new();
     for (rank, mut cmd) in procs {
@@ -321,13 +329,20 @@ pub fn run(a: &LaunchArgs) -> Result<bool> {
         let id = NcclId::new()?;
         if let Some(path) = &a.id_file {
             write_id_file(path, &id)?;
+            // The id holds this process's address: NCCL's bootstrap root
+            // runs here, so this launcher must live until every rank joined.
+            println!("launch: wrote the job's NCCL id to {} (start the other machines' ranks with it)", path.display());
         }
         Some(id)
     } else {
         Some(match (&a.id_file, std::env::var(NCCL_ID)) {
             (Some(path), _) => read_id_file(path, ID_FILE_WAIT)?,
             (None, Ok(hex)) => NcclId::from_hex(&hex).with_context(|| NCCL_ID.to_string())?,
-            (None, Err(_)) => bail!("ranks {ranks:?} do not include rank 0, so the job's id comes from rank 0's machine: give --id-file or set {NCCL_ID}"),
+            // NCCL_COMM_ID: the id is the address itself (see IdSource).
+            (None, Err(_)) if std::env::var_os("NCCL_COMM_ID").is_some() => NcclId::new()?,
+            (None, Err(_)) => {
+                bail!("ranks {ranks:?} do not include rank 0, so the job's id comes from rank 0's machine: give --id-file or set {NCCL_ID} (or NCCL_COMM_ID)")
+            }
         })
     };
     let exe = std::env::current_exe().context("finding this program to start the ranks")?;
@@ -381,6 +396,8 @@ mod tests {
             let e = env(&vars).unwrap_err().to_string();
             assert!(e.contains(want) && !e.contains('\n'), "{vars:?}: {e}");
         }
+        let e = env(&[(RANK, "1"), (NPROCS, "2"), ("NCCL_COMM_ID", "10.0.0.1:29500")]).unwrap().unwrap();
+        assert_eq!(e.id, IdSource::NcclCommId("10.0.0.1:29500".into()));
         let none = env(&[(RANK, "1"), (NPROCS, "2")]).unwrap().unwrap();
         assert!(none.nccl_id().unwrap_err().to_string().contains("needs the job's id"));
     }
@@ -441,7 +458,7 @@ mod tests {
         assert_eq!(cmds.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [2, 3]);
     }
 
-    fn collect() -> (Arc<Mutex<Vec<Line>>>, Arc<dyn Fn(Line) + Send + Sync>) {
+    fn collect() -> (Arc<Mutex<Vec<Line>>>, LineSink) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l2 = lines.clone();
         (lines, Arc::new(move |l| l2.lock().unwrap().push(l)))

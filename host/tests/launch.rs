@@ -1,6 +1,7 @@
 //! `host launch` and `host pipeline` as a rank, from the outside. The tests
-//! marked "needs a CUDA device" need two GPUs and NCCL (libnccl.so.2);
-//! every run has a deadline, so a hang is a failure, not a stuck test.
+//! marked "needs a CUDA device" need two GPUs and NCCL (libnccl.so.2), and
+//! say SKIPPED where either is missing; every run has a deadline, so a
+//! hang is a failure, not a stuck test.
 use std::io::BufRead;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +23,20 @@ fn host_within(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output 
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().expect("reading host's output")
+}
+
+/// Whether this machine has `gpus` GPUs and NCCL; says why not.
+fn ready(gpus: usize) -> bool {
+    let have = pc_runtime::gpu::device_count().unwrap_or(0);
+    if have < gpus {
+        eprintln!("SKIPPED: needs {gpus} GPU(s), this machine has {have}");
+        return false;
+    }
+    if let Err(e) = pc_pipeline::nccl::version() {
+        eprintln!("SKIPPED: {e}");
+        return false;
+    }
+    true
 }
 
 fn text(b: &[u8]) -> String {
@@ -81,6 +96,9 @@ fn two_ranks(place: &str, extra: &[&str]) {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn two_ranks_through_nccl_verify_every_chunk() {
+    if !ready(2) {
+        return;
+    }
     for k in ["1", "2", "3"] {
         let common = ["-k", k, "--chunk", "1MiB", "--total", "13MiB", "--runs", "2"];
         two_ranks("producer:0,consumer:1,reduce:1", &common);
@@ -102,6 +120,9 @@ fn two_ranks_through_nccl_verify_every_chunk() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_rank_that_fails_stops_the_others() {
+    if !ready(1) {
+        return;
+    }
     let args = ["launch", "--nprocs", "2", "--", "pipeline", "--place", "0,1,1"];
     let out = host_within(&args, &[("CUDA_VISIBLE_DEVICES", "0")], Duration::from_secs(120));
     let err = text(&out.stderr);
@@ -115,6 +136,9 @@ fn a_rank_that_fails_stops_the_others() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_killed_rank_stops_the_others() {
+    if !ready(2) {
+        return;
+    }
     let mut child = Command::new(bin())
         .args(["launch", "--nprocs", "2", "--", "pipeline", "--place", "0,1,1", "--chunk", "1MiB", "--total", "1GiB", "--runs", "100000"])
         .stdout(Stdio::piped())
@@ -148,5 +172,12 @@ fn a_killed_rank_stops_the_others() {
     let out = child.wait_with_output().expect("output");
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().last(), Some("error: rank 1 failed (killed by signal 9); stopped the other 1 rank(s)"), "{err}");
+    // Rank 0 may see its peer vanish (NCCL reports the closed connection)
+    // and fail on its own in the same instant: either is one line.
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        ["error: rank 1 failed (killed by signal 9); stopped the other 1 rank(s)", "error: rank 0 failed (exit 1); stopped the other 1 rank(s)"]
+            .contains(&last),
+        "{err}"
+    );
 }

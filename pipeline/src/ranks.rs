@@ -348,10 +348,8 @@ impl<'g> RankedPipeline<'g> {
             }
             Ok(report)
         });
-        if r.is_err() {
-            if let Some(c) = &self.comm {
-                c.mark_failed();
-            }
+        if let (Err(_), Some(c)) = (&r, &self.comm) {
+            c.mark_failed();
         }
         r
     }

@@ -544,7 +544,8 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
         bytes(spec.chunk_elements as u128 * size),
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {v} ({lib})"))
+        // NCCL's code: major * 10000 + minor * 100 + patch (2.9 on).
+        nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {}.{}.{} ({lib})", v / 10000, v % 10000 / 100, v % 100))
     );
     let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
     p.set_interrupt(fresh_interrupt_flag());

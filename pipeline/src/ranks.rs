@@ -439,6 +439,19 @@ mod tests {
                 let got = expected_chunk(&local, c, None).unwrap_or_else(|e| panic!("{list} {placement:?} chunk {c}: {e}"));
                 assert!(got.elem() == want.elem() && got.bytes() == want.bytes(), "{list} {placement:?} chunk {c}");
             }
+            // Every other rank's send carries the whole pipeline's values
+            // after that rank's last stage.
+            let types = s.ring_types().unwrap();
+            for r in 0..n - 1 {
+                let l = RankLayout::new(&s, r, n).unwrap();
+                let local = local_spec(&s, &l, None, &Input::Generated).unwrap();
+                let end = l.stages.end;
+                let cut = s.clone().stages(s.stages[..end].iter().cloned().chain([send_stage(types[end - 1], r + 1, None)]).collect());
+                for c in [0, s.chunks() - 1] {
+                    let (got, want) = (expected_chunk(&local, c, Some(&host)).unwrap(), expected_chunk(&cut, c, Some(&host)).unwrap());
+                    assert!(got.bytes() == want.bytes(), "{list} {placement:?} rank {r} chunk {c}");
+                }
+            }
             // Input given as data or as a file gives the same.
             let dir = std::env::temp_dir().join(format!("pc-ranks-{}-{}", std::process::id(), list.len()));
             std::fs::write(&dir, &host).unwrap();
@@ -449,6 +462,20 @@ mod tests {
             }
             let _ = std::fs::remove_file(&dir);
         }
+    }
+
+    /// The composition is not vacuous: with the consumer upstream of the
+    /// boundary, what rank 1 expects is the consumer's output, not the
+    /// producer's.
+    #[test]
+    fn recv_references_run_the_upstream_maps() {
+        let s = spec("producer,consumer,reduce", vec![0, 0, 1]);
+        let local = local_spec(&s, &RankLayout::new(&s, 1, 2).unwrap(), None, &Input::Generated).unwrap();
+        let got = expected_chunk(&local, 2, None).unwrap();
+        let raw: Vec<f32> = s.chunk_range(2).map(|i| kernel_math::produce(i, s.seed)).collect();
+        let doubled: Vec<f32> = raw.iter().map(|&x| kernel_math::consume(x)).collect();
+        assert_eq!(got.view::<f32>().unwrap(), &doubled[..]);
+        assert_ne!(got.view::<f32>().unwrap(), &raw[..]);
     }
 
     /// A rank that ends in a send checks nothing; its sink's check passes by

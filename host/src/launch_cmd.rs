@@ -205,8 +205,9 @@ pub struct Line {
 pub enum Ended {
     /// Every rank exited 0.
     Passed,
-    /// This rank exited so (the first seen); the others were killed.
-    Failed { rank: usize, status: ExitStatus },
+    /// This rank exited so (the first seen); `stopped` others were still
+    /// running and were killed.
+    Failed { rank: usize, status: ExitStatus, stopped: usize },
     /// `stop` was set; every rank was killed.
     Stopped,
 }
@@ -270,7 +271,7 @@ pub fn supervise(procs: Vec<(usize, Command)>, line: LineSink, stop: &AtomicBool
                 Ok(Some(status)) => {
                     running[i] = false;
                     if !status.success() && failed.is_none() {
-                        failed = Some(Ended::Failed { rank: *rank, status });
+                        failed = Some((*rank, status));
                     }
                 }
                 Ok(None) => {}
@@ -281,9 +282,9 @@ pub fn supervise(procs: Vec<(usize, Command)>, line: LineSink, stop: &AtomicBool
             kill_all(&mut children);
             bail!("{e}");
         }
-        if let Some(f) = failed {
-            kill_all(&mut children);
-            break f;
+        if let Some((rank, status)) = failed {
+            let stopped = kill_all(&mut children);
+            break Ended::Failed { rank, status, stopped };
         }
         if running.iter().all(|r| !r) {
             break Ended::Passed;
@@ -297,16 +298,20 @@ pub fn supervise(procs: Vec<(usize, Command)>, line: LineSink, stop: &AtomicBool
     Ok(ended)
 }
 
-/// Kills every child still running and reaps all of them.
-fn kill_all(children: &mut [(usize, Child)]) {
+/// Kills every child still running and reaps all of them; returns how
+/// many were running.
+fn kill_all(children: &mut [(usize, Child)]) -> usize {
+    let mut killed = 0;
     for (_, c) in children.iter_mut() {
         if matches!(c.try_wait(), Ok(None)) {
             let _ = c.kill();
+            killed += 1;
         }
     }
     for (_, c) in children.iter_mut() {
         let _ = c.wait();
     }
+    killed
 }
 
 /// Set by SIGINT while the launcher waits: every rank is killed.
@@ -356,9 +361,8 @@ pub fn run(a: &LaunchArgs) -> Result<bool> {
     });
     match supervise(procs, print, &stop_flag())? {
         Ended::Passed => Ok(true),
-        Ended::Failed { rank, status } => {
-            let others = ranks.len() - 1;
-            bail!("rank {rank} failed ({}){}", describe(&status), if others > 0 { format!("; stopped the other {others} rank(s)") } else { String::new() })
+        Ended::Failed { rank, status, stopped } => {
+            bail!("rank {rank} failed ({}){}", describe(&status), if stopped > 0 { format!("; stopped the other {stopped} rank(s)") } else { String::new() })
         }
         Ended::Stopped => {
             // As any interrupted command: one line, exit 130.
@@ -482,7 +486,11 @@ mod tests {
         let ended = supervise(procs, sink, &AtomicBool::new(false)).unwrap();
         assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
         match ended {
-            Ended::Failed { rank, status } => assert_eq!((rank, describe(&status)), (1, "exit 3".to_string())),
+            // The sleeper was killed; `true` had ended by itself (or was killed too).
+            Ended::Failed { rank, status, stopped } => {
+                assert_eq!((rank, describe(&status)), (1, "exit 3".to_string()));
+                assert!((1..=2).contains(&stopped), "{stopped}");
+            }
             other => panic!("{other:?}"),
         }
         assert!(lines.lock().unwrap().contains(&Line { rank: 1, stderr: true, text: "going down".into() }));
@@ -502,7 +510,7 @@ mod tests {
     fn killed_ranks_and_stops_are_reported() {
         let (_, sink) = collect();
         let ended = supervise(vec![(0, sh("kill -9 $$"))], sink.clone(), &AtomicBool::new(false)).unwrap();
-        let Ended::Failed { rank: 0, status } = ended else { panic!("{ended:?}") };
+        let Ended::Failed { rank: 0, status, stopped: 0 } = ended else { panic!("{ended:?}") };
         assert_eq!(describe(&status), "killed by signal 9");
         let mut sleeper = Command::new("sleep");
         sleeper.arg("60");

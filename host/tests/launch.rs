@@ -175,9 +175,5 @@ fn a_killed_rank_stops_the_others() {
     // Rank 0 may see its peer vanish (NCCL reports the closed connection)
     // and fail on its own in the same instant: either is one line.
     let last = err.lines().last().unwrap_or_default();
-    assert!(
-        ["error: rank 1 failed (killed by signal 9); stopped the other 1 rank(s)", "error: rank 0 failed (exit 1); stopped the other 1 rank(s)"]
-            .contains(&last),
-        "{err}"
-    );
+    assert!(last == "error: rank 1 failed (killed by signal 9); stopped the other 1 rank(s)" || last.starts_with("error: rank 0 failed (exit 1)"), "{err}");
 }

@@ -18,6 +18,7 @@ mod bench_grains;
 mod bench_multi;
 mod bench_plots;
 mod gen_cmd;
+mod launch_cmd;
 mod new_project;
 mod pipeline_cmd;
 mod stream_cmd;
@@ -62,6 +63,11 @@ enum Command {
     /// Write a deterministic stream of elements (the pipeline's generated
     /// input) to standard output, for `host gen ... | host pipeline --input - ...`.
     Gen(gen_cmd::GenArgs),
+    /// Start a job of ranks, one process per GPU, this program each time:
+    /// `host launch --nprocs 2 -- pipeline --place producer:0,consumer:1,reduce:1`.
+    /// The stage hand-offs between ranks go through NCCL; each rank's output
+    /// is printed prefixed `[rank r]`; a rank that fails stops the others.
+    Launch(launch_cmd::LaunchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +190,7 @@ where
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::New(args)) => new_project::run(args),
         Some(Command::Gen(args)) => gen_cmd::run(args),
+        Some(Command::Launch(args)) => launch_cmd::run(args),
         None => run(&cli.demo),
     };
     match result {

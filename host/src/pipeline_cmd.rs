@@ -124,6 +124,8 @@ pub struct PipelineArgs {
     /// Each stage on a GPU of its own, in stage order: "producer:0,consumer:1,reduce:1"
     /// (or "0,1,1"). Where neighbours sit on different GPUs a peer copy goes
     /// between them (over NVLink where the GPUs have it). Instead of --gpus.
+    /// In a rank of `host launch` (PC_RANK set) the numbers are ranks, one
+    /// process each, the hand-offs between them NCCL send/recv.
     #[arg(long, conflicts_with = "gpus")]
     pub(crate) place: Option<String>,
     /// Stream from this file, or standard input with "-": little-endian
@@ -342,6 +344,9 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
             _ => {}
         }
     }
+    if let Some(env) = crate::launch_cmd::RankEnv::from_env()? {
+        return run_rank(a, spec, launch, env);
+    }
     if let Some(input) = &a.input {
         return crate::stream_cmd::run(a, &spec, input, fresh_interrupt_flag());
     }
@@ -492,6 +497,100 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         let ok = serial.verify(&s).passed();
         passed &= ok;
         println!("speed-up: pipelined / serial = {:.2}x (serial run verification: {})", s.gpu_ms / report.gpu_ms, if ok { "PASS" } else { "FAIL" });
+    }
+    Ok(passed)
+}
+
+/// `path` with `.rankR` before its extension: every rank gets the same
+/// arguments, and each writes its own timeline.
+pub(crate) fn rank_path(path: &std::path::Path, rank: usize) -> PathBuf {
+    let stem = path.file_stem().map_or_else(Default::default, |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.rank{rank}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.rank{rank}"),
+    };
+    path.with_file_name(name)
+}
+
+/// `host pipeline` as rank `env.rank` of a job (`PC_RANK` set, say by
+/// `host launch`): `--place` names a rank per stage; this process runs its
+/// own stages on GPU `PC_DEVICE`, the chunks crossing to the next rank by
+/// NCCL; the last rank checks every chunk.
+fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::launch_cmd::RankEnv) -> Result<bool> {
+    use pc_pipeline::ranks::{RankLayout, RankedPipeline};
+    let (rank, n) = (env.rank, env.nprocs);
+    if a.input.is_some() {
+        bail!("--input streams through one process; the ranks of a job run generated input");
+    }
+    if a.check_sync || a.compare_serial {
+        bail!("--check-sync and --compare-serial run in one process; drop them in a job of ranks");
+    }
+    if launch != Launch::Streams {
+        bail!("the ranks of a job run with stream launches, not --grain {}", launch.name());
+    }
+    let Some(text) = &a.place else {
+        bail!("this is rank {rank} of {n} (PC_RANK is set): give --place with a rank per stage, e.g. producer:0,consumer:1,reduce:1")
+    };
+    let (used, index) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
+    let spec = spec.placement(index.iter().map(|&i| used[i]).collect());
+    // Checked alike on every rank, before any joins NCCL.
+    let layout = RankLayout::new(&spec, rank, n)?;
+    let nccl = if layout.exchanges() { Some(pc_pipeline::nccl::version()?) } else { None };
+    let trace = a.trace.as_deref().map(|p| rank_path(p, rank));
+    let svg = a.svg.as_deref().map(|p| rank_path(p, rank));
+    check_writable(&trace, "--trace")?;
+    check_writable(&svg, "--svg")?;
+    let gpu = Gpu::open(env.device)?;
+    let id = if layout.exchanges() { Some(env.nccl_id()?) } else { None };
+    let mine: Vec<&str> = layout.stages.clone().map(|s| spec.stages[s].name()).collect();
+    let size = spec.input_type()?.size() as u128;
+    println!(
+        "rank {rank} of {n} (pid {}): stages {} on GPU {} ({}){}{}; K={}, chunk {}, total {} in {} chunks{}",
+        std::process::id(),
+        mine.join(" -> "),
+        gpu.info().index,
+        gpu.info().name,
+        layout.from.map_or(String::new(), |r| format!(", chunks from rank {r}")),
+        layout.to.map_or(String::new(), |r| format!(", chunks to rank {r}")),
+        spec.slots,
+        bytes(spec.chunk_elements as u128 * size),
+        bytes(spec.total_elements as u128 * size),
+        spec.chunks(),
+        // NCCL's code: major * 10000 + minor * 100 + patch (2.9 on).
+        nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {}.{}.{} ({lib})", v / 10000, v % 10000 / 100, v % 100))
+    );
+    let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
+    p.set_interrupt(fresh_interrupt_flag());
+    let want_timeline = trace.is_some() || svg.is_some();
+    let report = p.run(a.runs, want_timeline, |_| {})?;
+    print_run(&format!("rank {rank}"), p.pipeline().spec(), &report);
+    let passed = match p.verify(&report) {
+        Some(check) => {
+            let how = if !check.passed() {
+                ""
+            } else if spec.reduces() {
+                " (reductions exact, against the whole pipeline's CPU reference)"
+            } else {
+                " (every element, against the whole pipeline's CPU reference)"
+            };
+            println!("verification: {}{how}", check.summary());
+            check.passed()
+        }
+        None => {
+            println!("verification: none on this rank: its chunks leave for rank {} and are checked on the last rank", layout.to.unwrap_or(0));
+            true
+        }
+    };
+    if let Some(tl) = &report.timeline {
+        let title = format!("rank {rank}: {}, K={}, {} chunks: {:.3} ms", mine.join(","), spec.slots, spec.chunks(), report.gpu_ms);
+        if let Some(path) = &trace {
+            tl.write_chrome_trace(path)?;
+            println!("timeline: wrote Chrome trace {}", path.display());
+        }
+        if let Some(path) = &svg {
+            tl.write_svg(path, &title)?;
+            println!("timeline: wrote SVG {}", path.display());
+        }
     }
     Ok(passed)
 }
@@ -703,7 +802,14 @@ mod tests {
 
 #[cfg(test)]
 mod place_tests {
-    use super::parse_place;
+    use super::{parse_place, rank_path};
+
+    #[test]
+    fn each_rank_writes_its_own_timeline() {
+        use std::path::Path;
+        assert_eq!(rank_path(Path::new("out/t.json"), 1), Path::new("out/t.rank1.json"));
+        assert_eq!(rank_path(Path::new("trace"), 0), Path::new("trace.rank0"));
+    }
 
     #[test]
     fn place_lists_parse_to_devices_and_indices() {

@@ -23,7 +23,9 @@
 //! - [`exec`]: allocation, enqueueing, CUDA graph capture and replay, several GPUs;
 //! - [`reference`](mod@reference): the CPU reference and chunk-by-chunk verification;
 //! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart;
-//! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents.
+//! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents;
+//! - [`ranks`]: one pipeline over several processes (one GPU each), stage
+//!   hand-offs between them through NCCL ([`nccl`], loaded at run time).
 //!
 //! See [`Pipeline`] for an example.
 pub mod builtin;
@@ -34,6 +36,8 @@ pub mod flags;
 pub mod graph;
 mod halo;
 mod host_mem;
+pub mod nccl;
+pub mod ranks;
 pub mod reference;
 pub mod spec;
 pub mod stage;
@@ -97,6 +101,14 @@ pub enum PipelineError {
         "the flags grain stopped: stage {stage} waited more than {ms} ms for slot {slot} of ring {ring} to be {waited_for} (chunk {chunk}; counter {have}, waiting for {want})"
     )]
     RingStuck { stage: String, waited_for: &'static str, ring: String, slot: u32, chunk: u64, have: u32, want: u32, ms: u64 },
+    #[error("NCCL is not installed (libnccl.so.2 could not be loaded): {0}")]
+    NcclMissing(String),
+    #[error("NCCL: {0}")]
+    Nccl(String),
+    #[error("bad rank placement: {0}")]
+    BadRanks(String),
+    #[error("bad NCCL id: {0}")]
+    BadNcclId(String),
     #[error("cannot write {path}: {source}")]
     Output { path: PathBuf, source: std::io::Error },
 }

@@ -1,0 +1,523 @@
+//! `host launch --nprocs N -- pipeline ...`: a job of N ranks, one process
+//! per GPU, this binary each time. The launcher makes the job's NCCL id
+//! (rank 0's role) or reads it, starts the ranks it owns with their
+//! environment (`PC_RANK`, `PC_NPROCS`, `PC_NCCL_ID`, `PC_DEVICE`), prints
+//! their output line by line prefixed `[rank r]`, and waits. A rank that
+//! exits non-zero gets the others killed at once (a peer waiting in NCCL for
+//! a dead rank would wait for ever) and the launcher fails with one line.
+//!
+//! A rank reads the same variables ([`RankEnv::from_env`]), so a job can be
+//! started without the launcher too (another machine, Slurm, mpirun).
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use pc_pipeline::nccl::NcclId;
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// This process's rank (0..PC_NPROCS).
+pub const RANK: &str = "PC_RANK";
+/// Ranks in the job, over every machine.
+pub const NPROCS: &str = "PC_NPROCS";
+/// The job's NCCL id, 256 hex digits.
+pub const NCCL_ID: &str = "PC_NCCL_ID";
+/// A file holding the job's NCCL id (instead of PC_NCCL_ID).
+pub const NCCL_ID_FILE: &str = "PC_NCCL_ID_FILE";
+/// The CUDA device index of this rank on its machine (default 0).
+pub const DEVICE: &str = "PC_DEVICE";
+
+/// How long a rank or launcher waits for an id file that rank 0's machine
+/// has not written yet.
+const ID_FILE_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Ranks in the job, over every machine (one process, one GPU each).
+    #[arg(long)]
+    pub(crate) nprocs: usize,
+    /// The ranks to start on this machine: "0-1", "0", "2,3" [default: all].
+    /// Rank i of this list gets GPU i of this machine (PC_DEVICE).
+    #[arg(long)]
+    pub(crate) ranks: Option<String>,
+    /// The job's NCCL id file. Where this machine starts rank 0 the id is
+    /// made here and written to it; elsewhere it is read from it (waiting
+    /// up to 120 s for it to appear, say on a shared file system), or from
+    /// PC_NCCL_ID when not given.
+    #[arg(long)]
+    pub(crate) id_file: Option<PathBuf>,
+    /// What each rank runs: this program's arguments, after `--`, e.g.
+    /// `-- pipeline --place producer:0,consumer:1,reduce:1`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// A rank's environment, as the launcher sets it (or a person, on a
+/// machine without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankEnv {
+    pub rank: usize,
+    pub nprocs: usize,
+    pub device: usize,
+    pub id: IdSource,
+}
+
+/// Where a rank finds the job's NCCL id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSource {
+    Hex(String),
+    File(PathBuf),
+    /// NCCL's own `NCCL_COMM_ID` (host:port of rank 0's bootstrap root):
+    /// every rank makes the same id from it, and rank 0 opens the root.
+    NcclCommId(String),
+    None,
+}
+
+impl RankEnv {
+    /// From the process environment; `None` when `PC_RANK` is not set (an
+    /// ordinary run).
+    pub fn from_env() -> Result<Option<RankEnv>> {
+        RankEnv::from_vars(|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// From `get(name)`; every error is one line naming the variable.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<RankEnv>> {
+        let num = |k: &str| -> Result<Option<usize>> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| anyhow::anyhow!("{k}={v:?}: want a number like 0 or 1")),
+            }
+        };
+        let Some(rank) = num(RANK)? else {
+            if get(NPROCS).is_some() {
+                bail!("{NPROCS} is set but {RANK} is not: set both (or neither, for an ordinary run)");
+            }
+            return Ok(None);
+        };
+        let Some(nprocs) = num(NPROCS)? else { bail!("{RANK} is set but {NPROCS} is not: set both") };
+        if nprocs == 0 || rank >= nprocs {
+            bail!("{RANK}={rank} with {NPROCS}={nprocs}: ranks are 0..{}", nprocs.saturating_sub(1));
+        }
+        let device = num(DEVICE)?.unwrap_or(0);
+        let id = match (get(NCCL_ID), get(NCCL_ID_FILE)) {
+            (Some(_), Some(_)) => bail!("both {NCCL_ID} and {NCCL_ID_FILE} are set: give one"),
+            (Some(hex), None) => IdSource::Hex(hex),
+            (None, Some(path)) => IdSource::File(path.into()),
+            (None, None) => get("NCCL_COMM_ID").map_or(IdSource::None, IdSource::NcclCommId),
+        };
+        Ok(Some(RankEnv { rank, nprocs, device, id }))
+    }
+
+    /// The job's id (read and checked only when a rank needs it).
+    pub fn nccl_id(&self) -> Result<NcclId> {
+        match &self.id {
+            IdSource::Hex(hex) => NcclId::from_hex(hex).context(NCCL_ID),
+            IdSource::File(path) => read_id_file(path, ID_FILE_WAIT),
+            // NCCL reads NCCL_COMM_ID itself: the id holds that address.
+            IdSource::NcclCommId(_) => Ok(NcclId::new()?),
+            IdSource::None => bail!("rank {} exchanges chunks through NCCL and needs the job's id: set {NCCL_ID}, {NCCL_ID_FILE} or NCCL_COMM_ID", self.rank),
+        }
+    }
+}
+
+/// Reads an id file, waiting up to `wait` for it to appear.
+pub fn read_id_file(path: &Path, wait: Duration) -> Result<NcclId> {
+    let start = Instant::now();
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return NcclId::from_hex(&text).with_context(|| format!("id file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && start.elapsed() < wait => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => bail!("id file {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Writes an id file whole or not at all (a temporary file, renamed), so a
+/// reader waiting for it never reads half an id.
+pub fn write_id_file(path: &Path, id: &NcclId) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("id file {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, format!("{}\n", id.to_hex()).as_bytes()).with_context(|| format!("id file {}", path.display()))?;
+    tmp.persist(path).map_err(|e| anyhow::anyhow!("id file {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// `--ranks`: "0-3", "1", "0,2" to distinct ranks below `nprocs`, in order.
+pub fn parse_ranks(text: Option<&str>, nprocs: usize) -> Result<Vec<usize>> {
+    let Some(text) = text else { return Ok((0..nprocs).collect()) };
+    let mut out: Vec<usize> = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--ranks {text:?}: {item:?} is not a rank or a range like 0-3"));
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(item)?, num(item)?),
+        };
+        if a > b {
+            bail!("--ranks {text:?}: the range {item} is empty");
+        }
+        for r in a..=b {
+            if r >= nprocs {
+                bail!("--ranks {text:?}: rank {r}, but --nprocs {nprocs} has ranks 0..{}", nprocs - 1);
+            }
+            if out.contains(&r) {
+                bail!("--ranks {text:?}: rank {r} is listed twice");
+            }
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The command of each rank started here: `exe` with `args`, and the
+/// rank's environment; the i-th rank started here gets GPU i.
+pub fn rank_commands(exe: &Path, args: &[OsString], nprocs: usize, ranks: &[usize], id: Option<&NcclId>) -> Vec<(usize, Command)> {
+    ranks
+        .iter()
+        .enumerate()
+        .map(|(local, &rank)| {
+            let mut c = Command::new(exe);
+            c.args(args).env(RANK, rank.to_string()).env(NPROCS, nprocs.to_string()).env(DEVICE, local.to_string()).env_remove(NCCL_ID_FILE);
+            match id {
+                Some(id) => c.env(NCCL_ID, id.to_hex()),
+                None => c.env_remove(NCCL_ID),
+            };
+            (rank, c)
+        })
+        .collect()
+}
+
+/// Where [`supervise`] passes each line.
+pub type LineSink = Arc<dyn Fn(Line) + Send + Sync>;
+
+/// One line a rank wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub rank: usize,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Every rank exited 0.
+    Passed,
+    /// This rank exited so (the first seen); `stopped` others were still
+    /// running and were killed.
+    Failed { rank: usize, status: ExitStatus, stopped: usize },
+    /// `stop` was set; every rank was killed.
+    Stopped,
+}
+
+/// "exit 1", "killed by signal 9".
+pub fn describe(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// Starts every command (stdout and stderr piped, each line passed to
+/// `line`), and waits: the first that exits non-zero has every other killed
+/// and waited for; so does `stop`, once set.
+pub fn supervise(procs: Vec<(usize, Command)>, line: LineSink, stop: &AtomicBool) -> Result<Ended> {
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    let mut readers = Vec::new();
+    for (rank, mut cmd) in procs {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                kill_all(&mut children);
+                bail!("starting rank {rank} ({}): {e}", cmd.get_program().to_string_lossy());
+            }
+        };
+        let pipes: [(Option<Box<dyn std::io::Read + Send>>, bool); 2] =
+            [(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), false), (child.stderr.take().map(|p| Box::new(p) as _), true)];
+        for (pipe, stderr) in pipes {
+            let Some(pipe) = pipe else { continue };
+            let line = line.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(pipe);
+                let mut buf = Vec::new();
+                // Bytes, not String lines: a rank's output need not be UTF-8.
+                while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                    let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                    line(Line { rank, stderr, text });
+                    buf.clear();
+                }
+            }));
+        }
+        children.push((rank, child));
+    }
+    let mut running: Vec<bool> = vec![true; children.len()];
+    let ended = loop {
+        if stop.load(Ordering::SeqCst) {
+            kill_all(&mut children);
+            break Ended::Stopped;
+        }
+        let mut failed = None;
+        let mut wait_error = None;
+        for (i, (rank, child)) in children.iter_mut().enumerate() {
+            if !running[i] {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    running[i] = false;
+                    if !status.success() && failed.is_none() {
+                        failed = Some((*rank, status));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => wait_error = Some(format!("waiting for rank {rank}: {e}")),
+            }
+        }
+        if let Some(e) = wait_error {
+            kill_all(&mut children);
+            bail!("{e}");
+        }
+        if let Some((rank, status)) = failed {
+            let stopped = kill_all(&mut children);
+            break Ended::Failed { rank, status, stopped };
+        }
+        if running.iter().all(|r| !r) {
+            break Ended::Passed;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The pipes close when the ranks are gone: every line is passed on.
+    for r in readers {
+        let _ = r.join();
+    }
+    Ok(ended)
+}
+
+/// Kills every child still running and reaps all of them; returns how
+/// many were running.
+fn kill_all(children: &mut [(usize, Child)]) -> usize {
+    let mut killed = 0;
+    for (_, c) in children.iter_mut() {
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+            killed += 1;
+        }
+    }
+    for (_, c) in children.iter_mut() {
+        let _ = c.wait();
+    }
+    killed
+}
+
+/// Set by SIGINT while the launcher waits: every rank is killed.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    flag
+}
+
+pub fn run(a: &LaunchArgs) -> Result<bool> {
+    if a.nprocs == 0 {
+        bail!("--nprocs must be at least 1");
+    }
+    let ranks = parse_ranks(a.ranks.as_deref(), a.nprocs)?;
+    // One rank needs no NCCL: it runs every stage itself.
+    let id = if a.nprocs == 1 {
+        None
+    } else if ranks.contains(&0) {
+        let id = NcclId::new()?;
+        if let Some(path) = &a.id_file {
+            write_id_file(path, &id)?;
+            // The id holds this process's address: NCCL's bootstrap root
+            // runs here, so this launcher must live until every rank joined.
+            println!("launch: wrote the job's NCCL id to {} (start the other machines' ranks with it)", path.display());
+        }
+        Some(id)
+    } else {
+        Some(match (&a.id_file, std::env::var(NCCL_ID)) {
+            (Some(path), _) => read_id_file(path, ID_FILE_WAIT)?,
+            (None, Ok(hex)) => NcclId::from_hex(&hex).with_context(|| NCCL_ID.to_string())?,
+            // NCCL_COMM_ID: the id is the address itself (see IdSource).
+            (None, Err(_)) if std::env::var_os("NCCL_COMM_ID").is_some() => NcclId::new()?,
+            (None, Err(_)) => {
+                bail!("ranks {ranks:?} do not include rank 0, so the job's id comes from rank 0's machine: give --id-file or set {NCCL_ID} (or NCCL_COMM_ID)")
+            }
+        })
+    };
+    let exe = std::env::current_exe().context("finding this program to start the ranks")?;
+    let procs = rank_commands(&exe, &a.command, a.nprocs, &ranks, id.as_ref());
+    let print = Arc::new(|l: Line| {
+        if l.stderr {
+            eprintln!("[rank {}] {}", l.rank, l.text);
+        } else {
+            println!("[rank {}] {}", l.rank, l.text);
+        }
+    });
+    match supervise(procs, print, &stop_flag())? {
+        Ended::Passed => Ok(true),
+        Ended::Failed { rank, status, stopped } => {
+            bail!("rank {rank} failed ({}){}", describe(&status), if stopped > 0 { format!("; stopped the other {stopped} rank(s)") } else { String::new() })
+        }
+        Ended::Stopped => {
+            // As any interrupted command: one line, exit 130.
+            eprintln!("error: interrupted: every rank was killed");
+            std::process::exit(130)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Option<RankEnv>> {
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        RankEnv::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn rank_environment_parses_and_refuses_in_one_line() {
+        assert_eq!(env(&[]).unwrap(), None);
+        let e = env(&[(RANK, "1"), (NPROCS, "2"), (NCCL_ID, "ab"), (DEVICE, "3")]).unwrap().unwrap();
+        assert_eq!(e, RankEnv { rank: 1, nprocs: 2, device: 3, id: IdSource::Hex("ab".into()) });
+        let e = env(&[(RANK, "0"), (NPROCS, "2"), (NCCL_ID_FILE, "/x/id")]).unwrap().unwrap();
+        assert_eq!((e.device, e.id), (0, IdSource::File("/x/id".into())));
+        for (vars, want) in [
+            (vec![(NPROCS, "2")], "PC_NPROCS is set but PC_RANK is not"),
+            (vec![(RANK, "0")], "PC_RANK is set but PC_NPROCS is not"),
+            (vec![(RANK, "2"), (NPROCS, "2")], "ranks are 0..1"),
+            (vec![(RANK, "x"), (NPROCS, "2")], "PC_RANK=\"x\""),
+            (vec![(RANK, "0"), (NPROCS, "2"), (NCCL_ID, "a"), (NCCL_ID_FILE, "b")], "both PC_NCCL_ID and PC_NCCL_ID_FILE"),
+        ] {
+            let e = env(&vars).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{vars:?}: {e}");
+        }
+        let e = env(&[(RANK, "1"), (NPROCS, "2"), ("NCCL_COMM_ID", "10.0.0.1:29500")]).unwrap().unwrap();
+        assert_eq!(e.id, IdSource::NcclCommId("10.0.0.1:29500".into()));
+        let none = env(&[(RANK, "1"), (NPROCS, "2")]).unwrap().unwrap();
+        assert!(none.nccl_id().unwrap_err().to_string().contains("needs the job's id"));
+    }
+
+    #[test]
+    fn ids_pass_through_files_and_the_environment() {
+        let id = NcclId([7u8; 128]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.id");
+        write_id_file(&path, &id).unwrap();
+        assert_eq!(read_id_file(&path, Duration::ZERO).unwrap(), id);
+        let e = RankEnv { rank: 1, nprocs: 2, device: 0, id: IdSource::File(path.clone()) };
+        assert_eq!(e.nccl_id().unwrap(), id);
+        let e = RankEnv { id: IdSource::Hex(id.to_hex()), ..e };
+        assert_eq!(e.nccl_id().unwrap(), id);
+        // A file that never appears: one line, after the wait.
+        let missing = read_id_file(&dir.path().join("none"), Duration::from_millis(300)).unwrap_err().to_string();
+        assert!(missing.contains("none") && !missing.contains('\n'), "{missing}");
+        // A file written later is waited for.
+        let later = dir.path().join("later.id");
+        let (l2, id2) = (later.clone(), id.clone());
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            write_id_file(&l2, &id2).unwrap();
+        });
+        assert_eq!(read_id_file(&later, Duration::from_secs(10)).unwrap(), id);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn rank_lists() {
+        assert_eq!(parse_ranks(None, 3).unwrap(), [0, 1, 2]);
+        assert_eq!(parse_ranks(Some("0-1,3"), 4).unwrap(), [0, 1, 3]);
+        assert_eq!(parse_ranks(Some("2"), 4).unwrap(), [2]);
+        for (bad, want) in [("4", "rank 4, but --nprocs 4"), ("1,1", "listed twice"), ("x", "is not a rank"), ("3-1", "is empty")] {
+            let e = parse_ranks(Some(bad), 4).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn each_rank_gets_its_environment() {
+        let id = NcclId([0xab; 128]);
+        let args: Vec<OsString> = ["pipeline", "--place", "0,1,1"].iter().map(OsString::from).collect();
+        let cmds = rank_commands(Path::new("/bin/host"), &args, 4, &[2, 3], Some(&id));
+        for (local, (rank, c)) in cmds.iter().enumerate() {
+            let envs: HashMap<String, Option<String>> =
+                c.get_envs().map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned()))).collect();
+            assert_eq!(c.get_program(), "/bin/host");
+            assert_eq!(c.get_args().collect::<Vec<_>>(), ["pipeline", "--place", "0,1,1"]);
+            assert_eq!(envs[RANK].as_deref(), Some(rank.to_string().as_str()));
+            assert_eq!(envs[NPROCS].as_deref(), Some("4"));
+            assert_eq!(envs[DEVICE].as_deref(), Some(local.to_string().as_str()));
+            assert_eq!(envs[NCCL_ID].as_deref(), Some(id.to_hex().as_str()));
+            // The launcher's own id file setting does not reach the ranks.
+            assert_eq!(envs[NCCL_ID_FILE], None);
+        }
+        assert_eq!(cmds.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    fn collect() -> (Arc<Mutex<Vec<Line>>>, LineSink) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        (lines, Arc::new(move |l| l2.lock().unwrap().push(l)))
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    /// A rank that fails gets the others killed at once: the launcher does
+    /// not wait out a rank that would wait for ever on the dead one.
+    #[test]
+    fn a_failing_rank_kills_the_others_promptly() {
+        let (lines, sink) = collect();
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("60");
+        let start = Instant::now();
+        let procs = vec![(0, sleeper), (1, sh("echo going down >&2; exit 3")), (2, Command::new("true"))];
+        let ended = supervise(procs, sink, &AtomicBool::new(false)).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+        match ended {
+            // The sleeper was killed; `true` had ended by itself (or was killed too).
+            Ended::Failed { rank, status, stopped } => {
+                assert_eq!((rank, describe(&status)), (1, "exit 3".to_string()));
+                assert!((1..=2).contains(&stopped), "{stopped}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(lines.lock().unwrap().contains(&Line { rank: 1, stderr: true, text: "going down".into() }));
+    }
+
+    #[test]
+    fn every_line_of_every_rank_is_passed_on() {
+        let (lines, sink) = collect();
+        let procs = vec![(0, sh("echo a; echo b >&2; printf 'no newline'")), (1, sh("sleep 0.2; echo c"))];
+        assert!(matches!(supervise(procs, sink, &AtomicBool::new(false)).unwrap(), Ended::Passed));
+        let mut got: Vec<(usize, bool, String)> = lines.lock().unwrap().iter().map(|l| (l.rank, l.stderr, l.text.clone())).collect();
+        got.sort();
+        assert_eq!(got, [(0, false, "a".into()), (0, false, "no newline".into()), (0, true, "b".into()), (1, false, "c".into())]);
+    }
+
+    #[test]
+    fn killed_ranks_and_stops_are_reported() {
+        let (_, sink) = collect();
+        let ended = supervise(vec![(0, sh("kill -9 $$"))], sink.clone(), &AtomicBool::new(false)).unwrap();
+        let Ended::Failed { rank: 0, status, stopped: 0 } = ended else { panic!("{ended:?}") };
+        assert_eq!(describe(&status), "killed by signal 9");
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("60");
+        let start = Instant::now();
+        assert!(matches!(supervise(vec![(0, sleeper)], sink.clone(), &AtomicBool::new(true)).unwrap(), Ended::Stopped));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let e = supervise(vec![(0, Command::new("/nonexistent/rank"))], sink, &AtomicBool::new(false)).unwrap_err().to_string();
+        assert!(e.contains("starting rank 0") && !e.contains('\n'), "{e}");
+    }
+}

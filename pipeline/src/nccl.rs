@@ -1,0 +1,315 @@
+//! NCCL, loaded at run time: the library probe, the unique id that joins
+//! the ranks of a job (as 256 hex digits, for an environment variable or a
+//! file), and a communicator.
+//!
+//! NCCL is opened here with `libloading`, not through cudarc's loader:
+//! cudarc's looks for `libnccl.so`, `libnccl.so.12` and the like but not
+//! `libnccl.so.2`, the name NCCL's runtime package installs (the plain
+//! `.so` comes only with the development package), and it panics where no
+//! candidate loads. Here a missing library or symbol is one line,
+//! [`PipelineError::NcclMissing`]. The types (`ncclUniqueId`, `ncclComm_t`)
+//! are cudarc's (its `nccl` feature).
+use crate::PipelineError;
+use cudarc::driver::{CudaStream, DevicePtrMut};
+use cudarc::nccl::sys::{ncclComm_t, ncclUniqueId};
+use pc_runtime::gpu::Gpu;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::OnceLock;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// `ncclResult_t`, as the integer NCCL returns: a value that a newer NCCL
+/// adds is then a number to report, not an invalid enum.
+type NcclResult = c_int;
+/// `ncclUint8`: every transfer is counted in bytes, whatever the element type.
+const NCCL_UINT8: c_int = 1;
+/// `ncclSuccess` (`ncclInProgress` comes only from nonblocking
+/// communicators, which these are not).
+const NCCL_SUCCESS: NcclResult = 0;
+/// `ncclSum`.
+const NCCL_SUM: c_int = 0;
+
+/// The functions this crate calls, resolved once.
+struct Lib {
+    /// Kept loaded for the life of the process: the pointers below are into it.
+    _lib: libloading::Library,
+    name: String,
+    get_version: unsafe extern "C" fn(*mut c_int) -> NcclResult,
+    get_unique_id: unsafe extern "C" fn(*mut ncclUniqueId) -> NcclResult,
+    comm_init_rank: unsafe extern "C" fn(*mut ncclComm_t, c_int, ncclUniqueId, c_int) -> NcclResult,
+    comm_destroy: unsafe extern "C" fn(ncclComm_t) -> NcclResult,
+    comm_abort: unsafe extern "C" fn(ncclComm_t) -> NcclResult,
+    send: unsafe extern "C" fn(*const c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
+    recv: unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
+    all_reduce: unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
+    error_string: unsafe extern "C" fn(NcclResult) -> *const c_char,
+}
+
+/// The names tried, in order: the runtime package's soname first, then
+/// cudarc's list (`libnccl.so`, ...).
+pub fn library_names() -> Vec<String> {
+    let mut names = vec!["libnccl.so.2".to_string()];
+    names.extend(cudarc::get_lib_name_candidates("nccl").into_iter().filter(|n| n != "libnccl.so.2"));
+    names
+}
+
+fn lib() -> Result<&'static Lib> {
+    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+    LIB.get_or_init(load).as_ref().map_err(|e| PipelineError::NcclMissing(e.clone()))
+}
+
+fn load() -> Result<Lib, String> {
+    let mut first_error = None;
+    for name in library_names() {
+        // SAFETY: loading runs NCCL's initializers, which make no demands on
+        // the caller; any library of this name is NCCL.
+        let lib = match unsafe { libloading::Library::new(&name) } {
+            Ok(lib) => lib,
+            Err(e) => {
+                // libloading's Display is "dlopen failed"; dlerror's text is its source.
+                first_error.get_or_insert_with(|| std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()));
+                continue;
+            }
+        };
+        macro_rules! sym {
+            ($name:literal) => {
+                // SAFETY: the type is the symbol's C signature in nccl.h
+                // (results as int, data types as int, streams as void*).
+                *unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|e| format!("{name} has no {}: {e} (NCCL 2.7 or newer is needed)", $name))?
+            };
+        }
+        return Ok(Lib {
+            get_version: sym!("ncclGetVersion"),
+            get_unique_id: sym!("ncclGetUniqueId"),
+            comm_init_rank: sym!("ncclCommInitRank"),
+            comm_destroy: sym!("ncclCommDestroy"),
+            comm_abort: sym!("ncclCommAbort"),
+            send: sym!("ncclSend"),
+            recv: sym!("ncclRecv"),
+            all_reduce: sym!("ncclAllReduce"),
+            error_string: sym!("ncclGetErrorString"),
+            name,
+            _lib: lib,
+        });
+    }
+    Err(first_error.unwrap_or_else(|| "no library name to try".into()))
+}
+
+/// Whether NCCL loads: its version (e.g. 22703 for 2.27.3) and the library
+/// name that loaded, or [`PipelineError::NcclMissing`].
+pub fn version() -> Result<(i32, String)> {
+    let lib = lib()?;
+    let mut v: c_int = 0;
+    // SAFETY: writes one int.
+    check(lib, unsafe { (lib.get_version)(&mut v) }, "ncclGetVersion")?;
+    Ok((v, lib.name.clone()))
+}
+
+fn check(lib: &Lib, r: NcclResult, what: &str) -> Result<()> {
+    if r == NCCL_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: ncclGetErrorString returns a static string for any code.
+    let text = unsafe { (lib.error_string)(r) };
+    // SAFETY: a NUL-terminated static string, when not null.
+    let text = if text.is_null() { String::new() } else { unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned() };
+    Err(PipelineError::Nccl(format!("{what} failed: {text} (ncclResult {r})")))
+}
+
+/// The id that joins the ranks of one job: made once (by rank 0's side),
+/// handed to every rank.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NcclId(pub [u8; 128]);
+
+impl std::fmt::Debug for NcclId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NcclId({}...)", &self.to_hex()[..16])
+    }
+}
+
+impl NcclId {
+    /// A new id from NCCL (`ncclGetUniqueId`; it also opens the bootstrap
+    /// socket the ranks connect to, so make it on the machine of rank 0).
+    pub fn new() -> Result<NcclId> {
+        let lib = lib()?;
+        let mut id = ncclUniqueId { internal: [0; 128] };
+        // SAFETY: writes the 128-byte id.
+        check(lib, unsafe { (lib.get_unique_id)(&mut id) }, "ncclGetUniqueId")?;
+        Ok(NcclId(id.internal.map(|c| c as u8)))
+    }
+
+    /// 256 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// From [`NcclId::to_hex`]'s form (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<NcclId> {
+        let t = text.trim();
+        let bad = PipelineError::BadNcclId;
+        if t.len() != 256 {
+            return Err(bad(format!("{} characters, want 256 hex digits", t.len())));
+        }
+        let mut out = [0u8; 128];
+        for (i, pair) in t.as_bytes().chunks_exact(2).enumerate() {
+            let s = std::str::from_utf8(pair).map_err(|_| bad("not hex".into()))?;
+            out[i] = u8::from_str_radix(s, 16).map_err(|_| bad(format!("{s:?} at {} is not hex", 2 * i)))?;
+        }
+        Ok(NcclId(out))
+    }
+
+    fn raw(&self) -> ncclUniqueId {
+        ncclUniqueId { internal: self.0.map(|b| b as c_char) }
+    }
+}
+
+/// One rank's communicator, on one GPU.
+pub struct Comm {
+    raw: ncclComm_t,
+    rank: usize,
+    nranks: usize,
+    /// Set when a run failed: dropping aborts (a destroy would wait for
+    /// transfers whose peer may never come).
+    failed: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: NCCL forbids concurrent calls on one communicator. Calls on it are
+// crate-private (`send`, `recv`, Drop) and made by the pipeline's executor,
+// which enqueues from one thread at a time (`&mut` on the pipeline); the
+// handle is shared only between that pipeline's send and recv stages.
+unsafe impl Send for Comm {}
+// SAFETY: as for Send: no method takes `&self` to NCCL concurrently.
+unsafe impl Sync for Comm {}
+
+impl Comm {
+    /// Joins the job as `rank` of `nranks` on `gpu` (`ncclCommInitRank`):
+    /// blocks until every rank has joined.
+    pub fn init(gpu: &Gpu, id: &NcclId, rank: usize, nranks: usize) -> Result<Comm> {
+        let lib = lib()?;
+        if rank >= nranks {
+            return Err(PipelineError::BadRanks(format!("rank {rank} of {nranks}: ranks are 0..{}", nranks.saturating_sub(1))));
+        }
+        let (r, n) = (c_int::try_from(rank), c_int::try_from(nranks));
+        let (Ok(r), Ok(n)) = (r, n) else { return Err(PipelineError::BadRanks(format!("{nranks} ranks are too many"))) };
+        // NCCL takes the device from the thread's current context.
+        // SAFETY: the context is only made current.
+        unsafe { gpu.context() }.bind_to_thread().map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("binding the GPU for NCCL")(e)))?;
+        let mut raw: ncclComm_t = std::ptr::null_mut();
+        // SAFETY: writes the communicator handle; the id is passed by value.
+        check(lib, unsafe { (lib.comm_init_rank)(&mut raw, n, id.raw(), r) }, "ncclCommInitRank")?;
+        Ok(Comm { raw, rank, nranks, failed: false.into() })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    pub fn nranks(&self) -> usize {
+        self.nranks
+    }
+
+    /// Makes Drop abort the communicator instead of destroying it.
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `ncclSend` of `bytes` at `buf` to `peer`, on `stream`.
+    ///
+    /// # Safety
+    /// `buf` addresses `bytes` of device memory on this communicator's GPU
+    /// that nothing writes until the send completes on `stream`.
+    pub(crate) unsafe fn send(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+        let lib = lib()?;
+        // SAFETY: per the caller's contract; the communicator is live.
+        check(lib, unsafe { (lib.send)(buf as *const c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclSend")
+    }
+
+    /// `ncclRecv` of `bytes` into `buf` from `peer`, on `stream`.
+    ///
+    /// # Safety
+    /// `buf` addresses `bytes` of device memory on this communicator's GPU
+    /// that nothing else reads or writes until the receive completes on `stream`.
+    pub(crate) unsafe fn recv(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+        let lib = lib()?;
+        // SAFETY: per the caller's contract; the communicator is live.
+        check(lib, unsafe { (lib.recv)(buf as *mut c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclRecv")
+    }
+
+    /// Returns once every rank has called it (a one-byte all-reduce on
+    /// `stream`, then a synchronize). Called after a run has synchronized,
+    /// so that no rank tears down buffers a peer's transfer may still use.
+    pub(crate) fn barrier(&self, stream: &std::sync::Arc<CudaStream>) -> Result<()> {
+        let lib = lib()?;
+        let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
+        stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
+        let mut word = stream.alloc_zeros::<u8>(1).map_err(cuda("allocating the barrier's byte"))?;
+        let (p, _) = word.device_ptr_mut(stream);
+        // SAFETY: one byte of device memory on this GPU, summed in place
+        // (NCCL allows in-place all-reduce); the stream is synchronized
+        // before the byte is freed.
+        let r = unsafe { (lib.all_reduce)(p as *const c_void, p as *mut c_void, 1, NCCL_UINT8, NCCL_SUM, self.raw, stream.cu_stream().cast()) };
+        check(lib, r, "ncclAllReduce (the barrier at the end of a run)")?;
+        stream.synchronize().map_err(cuda("waiting for the other ranks"))
+    }
+}
+
+impl Drop for Comm {
+    fn drop(&mut self) {
+        let Ok(lib) = lib() else { return };
+        let failed = self.failed.load(std::sync::atomic::Ordering::SeqCst) || std::thread::panicking();
+        // SAFETY: the handle came from ncclCommInitRank and is released once.
+        // Errors are ignored: nothing is left to do with the communicator.
+        unsafe {
+            if failed {
+                let _ = (lib.comm_abort)(self.raw);
+            } else {
+                let _ = (lib.comm_destroy)(self.raw);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_hex() {
+        let mut b = [0u8; 128];
+        b.iter_mut().enumerate().for_each(|(i, x)| *x = (i * 37 + 5) as u8);
+        let id = NcclId(b);
+        let hex = id.to_hex();
+        assert_eq!(hex.len(), 256);
+        assert_eq!(NcclId::from_hex(&format!("  {hex}\n")).unwrap(), id);
+        assert_eq!(NcclId::from_hex(&hex.to_uppercase()).unwrap(), id);
+        assert_eq!(id.raw().internal.map(|c| c as u8), b);
+        for (bad, want) in [("abc", "3 characters"), (&"zz".repeat(128)[..], "is not hex")] {
+            let e = NcclId::from_hex(bad).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{e}");
+        }
+        // A multi-byte character in the middle is refused, not a panic.
+        let odd = format!("é{}", &hex[2..]);
+        assert!(NcclId::from_hex(&odd).is_err());
+    }
+
+    #[test]
+    fn the_runtime_soname_is_tried_first() {
+        let names = library_names();
+        assert_eq!(names[0], "libnccl.so.2");
+        assert!(names.iter().any(|n| n == "libnccl.so"));
+        assert_eq!(names.iter().filter(|n| *n == "libnccl.so.2").count(), 1);
+    }
+
+    /// Where NCCL is missing (CI), every entry point is one line, no panic;
+    /// where it is installed, the version reads.
+    #[test]
+    fn a_missing_library_is_one_line() {
+        match version() {
+            Ok((v, name)) => assert!(v > 0, "{name}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.starts_with("NCCL is not installed (libnccl.so.2 could not be loaded): ") && !e.contains('\n'), "{e}");
+                assert_eq!(NcclId::new().unwrap_err().to_string(), e);
+            }
+        }
+    }
+}

@@ -159,9 +159,9 @@ impl State {
 pub(crate) struct Live {
     pub start: Instant,
     pub rate: f64,
-    /// Chunks wholly inside the source: only these are dropped unread, so
-    /// the last (maybe partial) chunk is always read and the stream's end
-    /// and its errors are exactly those of an unpaced run.
+    /// Chunks before the source's last one: only these are dropped unread,
+    /// so the last chunk (whole or partial) is always read and the stream's
+    /// end and its errors are exactly those of an unpaced run.
     pub whole_chunks: u64,
 }
 
@@ -452,7 +452,10 @@ impl Input {
                 // one read at any offset drops unread.
                 let live = match (policy, pace.rate, reader.known_len()) {
                     (Backpressure::DropOldest, Some(rate), Some(len)) if rate > 0.0 => {
-                        Some(Live { start: pace.start, rate, whole_chunks: len / self.chunk_bytes as u64 })
+                        // The last chunk is never dropped unread, whole or
+                        // partial: it carries the stream's end (and a
+                        // stream of one chunk delivers it).
+                        Some(Live { start: pace.start, rate, whole_chunks: len.saturating_sub(1) / self.chunk_bytes as u64 })
                     }
                     _ => None,
                 };

@@ -535,7 +535,8 @@ fn stream_16_gib_through_pipes_with_flat_rss() {
     let (checked, rss) = stream_through_pipes(total, "4MiB", &["--no-verify"]);
     assert_eq!(checked, total);
     assert!(rss.len() >= 4, "too few RSS samples: {rss:?}");
-    // Flat: after warm-up, the last sample is within 16 MiB of the first.
+    // Flat: after warm-up it does not grow (the last sample may be taken
+    // while the process frees its buffers at the end, so lower is fine).
     let (first, last, max) = (rss[rss.len() / 4], rss[rss.len() - 1], rss.iter().copied().max().unwrap());
     eprintln!(
         "streamed {} GiB in {:.1} s, every element checked; host RSS (MiB) after warm-up {}, last {}, max {} over {} samples",
@@ -546,7 +547,7 @@ fn stream_16_gib_through_pipes_with_flat_rss() {
         max >> 20,
         rss.len()
     );
-    assert!(last.abs_diff(first) < 16 << 20 && max < first + (64 << 20), "RSS not flat: {rss:?}");
+    assert!(last < first + (16 << 20) && max < first + (64 << 20), "RSS not flat: {rss:?}");
 }
 
 #[test]

@@ -360,7 +360,15 @@ pub fn run(a: &LaunchArgs) -> Result<bool> {
         }
     });
     match supervise(procs, print, &stop_flag())? {
-        Ended::Passed => Ok(true),
+        Ended::Passed => {
+            // The ranks' traces (`--trace T` writes T.rank0, T.rank1, ...)
+            // merged into T, one process row per rank and GPU.
+            if let Some(path) = trace_arg(&a.command) {
+                merge_traces(&path, &ranks)?;
+                println!("launch: merged the ranks' traces into {}", path.display());
+            }
+            Ok(true)
+        }
         Ended::Failed { rank, status, stopped } => {
             bail!("rank {rank} failed ({}){}", describe(&status), if stopped > 0 { format!("; stopped the other {stopped} rank(s)") } else { String::new() })
         }
@@ -369,6 +377,97 @@ pub fn run(a: &LaunchArgs) -> Result<bool> {
             eprintln!("error: interrupted: every rank was killed");
             std::process::exit(130)
         }
+    }
+}
+
+/// The value of `--trace` in a rank's command line, if any.
+fn trace_arg(command: &[OsString]) -> Option<std::path::PathBuf> {
+    let args: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--trace=") {
+        Some(v) => Some(v.into()),
+        None if a == "--trace" => args.get(i + 1).map(Into::into),
+        None => None,
+    })
+}
+
+/// Merges the Chrome traces the ranks wrote (`T.rankR`, see
+/// `pipeline_cmd::rank_path`) into `path`: each rank's GPUs become process
+/// rows "rank R · GPU G", and its times are shifted by its run's start on
+/// the host clock (`otherData.origin_unix_ns`) against the earliest rank's,
+/// so they line up to within the launch latency (microseconds on one
+/// machine; across machines, to within their clocks' agreement).
+pub(crate) fn merge_traces(path: &std::path::Path, ranks: &[usize]) -> Result<()> {
+    let mut traces = Vec::new();
+    for &r in ranks {
+        let p = crate::pipeline_cmd::rank_path(path, r);
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading rank {r}'s trace {}", p.display()))?;
+        let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing rank {r}'s trace {}", p.display()))?;
+        let origin = t["otherData"]["origin_unix_ns"].as_u64().with_context(|| format!("rank {r}'s trace {} has no origin time", p.display()))?;
+        traces.push((r, origin, t));
+    }
+    let t0 = traces.iter().map(|(_, o, _)| *o).min().unwrap_or(0);
+    let mut events = Vec::new();
+    for (r, origin, t) in &traces {
+        let shift_us = (origin - t0) as f64 / 1e3;
+        for e in t["traceEvents"].as_array().into_iter().flatten() {
+            let mut e = e.clone();
+            let pid = e["pid"].as_u64().unwrap_or(0);
+            e["pid"] = serde_json::json!(*r as u64 * 1000 + pid);
+            if e["ph"] == "M" && e["name"] == "process_name" {
+                let name = e["args"]["name"].as_str().unwrap_or("").to_string();
+                e["args"]["name"] = serde_json::json!(format!("rank {r} · {name}"));
+            }
+            if let Some(ts) = e["ts"].as_f64() {
+                e["ts"] = serde_json::json!(ts + shift_us);
+            }
+            events.push(e);
+        }
+    }
+    let merged = serde_json::json!({
+        "traceEvents": events,
+        "otherData": {"ranks": ranks, "aligned_by": "each rank's host clock at its run's start (origin_unix_ns)", "origin_unix_ns": t0},
+    });
+    let tmp = path.with_extension("merging");
+    std::fs::write(&tmp, serde_json::to_vec(&merged)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn the_ranks_traces_merge_into_one_aligned_by_their_origins() {
+        let d = std::env::temp_dir().join(format!("pc-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("t.json");
+        let trace = |rank: u64, origin: u64| {
+            serde_json::json!({
+                "traceEvents": [
+                    {"ph": "M", "name": "process_name", "pid": 0, "args": {"name": "GPU 0"}},
+                    {"ph": "X", "pid": 0, "tid": 0, "name": "x chunk 0", "ts": 10.0, "dur": 5.0},
+                ],
+                "otherData": {"rank": rank, "origin_unix_ns": origin},
+            })
+        };
+        for (r, origin) in [(0u64, 1_000_000u64), (1, 1_003_000)] {
+            std::fs::write(crate::pipeline_cmd::rank_path(&path, r as usize), trace(r, origin).to_string()).unwrap();
+        }
+        merge_traces(&path, &[0, 1]).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let ev = m["traceEvents"].as_array().unwrap();
+        let xs: Vec<(u64, f64)> = ev.iter().filter(|e| e["ph"] == "X").map(|e| (e["pid"].as_u64().unwrap(), e["ts"].as_f64().unwrap())).collect();
+        // Rank 1 started 3 us later: its span moves 3 us on; pids differ.
+        assert_eq!(xs, vec![(0, 10.0), (1000, 13.0)]);
+        assert!(ev.iter().any(|e| e["args"]["name"] == "rank 1 · GPU 0"));
+        assert_eq!(trace_arg(&["pipeline".into(), "--trace".into(), "a.json".into()]), Some("a.json".into()));
+        assert_eq!(trace_arg(&["--trace=b.json".into()]), Some("b.json".into()));
+        assert_eq!(trace_arg(&["pipeline".into()]), None);
+        // A rank's trace missing: one line naming it.
+        let e = merge_traces(&d.join("none.json"), &[0]).unwrap_err().to_string();
+        assert!(e.contains("rank 0's trace") && !e.contains('\n'), "{e}");
+        std::fs::remove_dir_all(&d).ok();
     }
 }
 

@@ -562,6 +562,10 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
     let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
     p.set_interrupt(fresh_interrupt_flag());
     let want_timeline = trace.is_some() || svg.is_some();
+    // The host clock when the run starts, next to the origin event it
+    // records first: what lines the ranks' traces up when the launcher
+    // merges them (to within the launch latency, microseconds).
+    let origin_unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let report = p.run(a.runs, want_timeline, |_| {})?;
     print_run(&format!("rank {rank}"), p.pipeline().spec(), &report);
     let passed = match p.verify(&report) {
@@ -584,7 +588,7 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
     if let Some(tl) = &report.timeline {
         let title = format!("rank {rank}: {}, K={}, {} chunks: {:.3} ms", mine.join(","), spec.slots, spec.chunks(), report.gpu_ms);
         if let Some(path) = &trace {
-            tl.write_chrome_trace(path)?;
+            tl.write_chrome_trace_with(path, serde_json::json!({"rank": rank, "nprocs": n, "origin_unix_ns": origin_unix_ns}))?;
             println!("timeline: wrote Chrome trace {}", path.display());
         }
         if let Some(path) = &svg {

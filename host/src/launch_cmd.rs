@@ -414,7 +414,11 @@ pub(crate) fn merge_traces(path: &std::path::Path, ranks: &[usize]) -> Result<()
             let pid = e["pid"].as_u64().unwrap_or(0);
             e["pid"] = serde_json::json!(*r as u64 * 1000 + pid);
             if e["ph"] == "M" && e["name"] == "process_name" {
-                let name = e["args"]["name"].as_str().unwrap_or("").to_string();
+                // A rank's trace numbers its one GPU 0: name the device.
+                let name = match t["otherData"]["device"].as_u64() {
+                    Some(d) => format!("GPU {d}"),
+                    None => e["args"]["name"].as_str().unwrap_or("").to_string(),
+                };
                 e["args"]["name"] = serde_json::json!(format!("rank {r} · {name}"));
             }
             if let Some(ts) = e["ts"].as_f64() {
@@ -448,7 +452,7 @@ mod merge_tests {
                     {"ph": "M", "name": "process_name", "pid": 0, "args": {"name": "GPU 0"}},
                     {"ph": "X", "pid": 0, "tid": 0, "name": "x chunk 0", "ts": 10.0, "dur": 5.0},
                 ],
-                "otherData": {"rank": rank, "origin_unix_ns": origin},
+                "otherData": {"rank": rank, "device": rank + 4, "origin_unix_ns": origin},
             })
         };
         for (r, origin) in [(0u64, 1_000_000u64), (1, 1_003_000)] {
@@ -460,7 +464,7 @@ mod merge_tests {
         let xs: Vec<(u64, f64)> = ev.iter().filter(|e| e["ph"] == "X").map(|e| (e["pid"].as_u64().unwrap(), e["ts"].as_f64().unwrap())).collect();
         // Rank 1 started 3 us later: its span moves 3 us on; pids differ.
         assert_eq!(xs, vec![(0, 10.0), (1000, 13.0)]);
-        assert!(ev.iter().any(|e| e["args"]["name"] == "rank 1 · GPU 0"));
+        assert!(ev.iter().any(|e| e["args"]["name"] == "rank 1 · GPU 5"), "{ev:?}");
         assert_eq!(trace_arg(&["pipeline".into(), "--trace".into(), "a.json".into()]), Some("a.json".into()));
         assert_eq!(trace_arg(&["--trace=b.json".into()]), Some("b.json".into()));
         assert_eq!(trace_arg(&["pipeline".into()]), None);

@@ -588,7 +588,7 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
     if let Some(tl) = &report.timeline {
         let title = format!("rank {rank}: {}, K={}, {} chunks: {:.3} ms", mine.join(","), spec.slots, spec.chunks(), report.gpu_ms);
         if let Some(path) = &trace {
-            tl.write_chrome_trace_with(path, serde_json::json!({"rank": rank, "nprocs": n, "origin_unix_ns": origin_unix_ns}))?;
+            tl.write_chrome_trace_with(path, serde_json::json!({"rank": rank, "nprocs": n, "device": gpu.info().index, "origin_unix_ns": origin_unix_ns}))?;
             println!("timeline: wrote Chrome trace {}", path.display());
         }
         if let Some(path) = &svg {

@@ -277,7 +277,8 @@ unsafe impl OnGpu for SendOnGpu {
 /// # let (rank, id) = (0, NcclId::new()?);
 /// let gpu = Gpu::open(rank)?;
 /// let spec = PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]);
-/// let mut p = RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id))?;
+/// // SAFETY: every rank runs this same program with the same spec.
+/// let mut p = unsafe { RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id)) }?;
 /// let report = p.run(1, false, |_| {})?;
 /// if let Some(v) = p.verify(&report) {
 ///     assert!(v.passed());
@@ -298,7 +299,14 @@ impl<'g> RankedPipeline<'g> {
     /// for every rank) where this rank exchanges chunks, and allocates its
     /// pipeline on `gpu`. `id` is the job's id; a rank with every stage
     /// (one rank) needs none.
-    pub fn new(gpu: &'g Gpu, spec: PipelineSpec, input: Input, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
+    ///
+    /// # Safety
+    /// Every rank of the job is made with the same `spec` (stages, K,
+    /// chunk and total sizes) and `nranks`: each `ncclSend` is matched by
+    /// an `ncclRecv` of the same byte count on the peer, which NCCL
+    /// requires and nothing here can check (a mismatch corrupts or hangs
+    /// the transfers). `host launch` gives every rank the same arguments.
+    pub unsafe fn new(gpu: &'g Gpu, spec: PipelineSpec, input: Input, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
         let layout = RankLayout::new(&spec, rank, nranks)?;
         // The local spec is checked before joining: a bad one fails every
         // rank alike, none left waiting in NCCL.

@@ -234,6 +234,38 @@ impl Comm {
         check(lib, unsafe { (lib.recv)(buf as *mut c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclRecv")
     }
 
+    /// Opens NCCL's connections to `from` and `to` before the first run:
+    /// one transfer of `bytes` from `from` and one to `to`, on `stream`,
+    /// then a synchronize. NCCL connects a peer at the first transfer with
+    /// it (about 100 ms on two H200s), which would otherwise land in the
+    /// first run's time and trace. A transfer of a whole chunk (up to 64
+    /// MiB, which spreads over every channel) opens every channel the
+    /// chunks will use. `from` and `to` (peer, bytes) must pair with the
+    /// peers' own calls: `to`'s rank names this rank as its `from`, with
+    /// the same bytes.
+    pub(crate) fn connect(&self, stream: &std::sync::Arc<CudaStream>, from: Option<(usize, usize)>, to: Option<(usize, usize)>) -> Result<()> {
+        let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
+        stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
+        let (from, to) = (from.map(|(p, b)| (p, b.clamp(1, 64 << 20))), to.map(|(p, b)| (p, b.clamp(1, 64 << 20))));
+        let bytes = from.iter().chain(&to).map(|&(_, b)| b).max().unwrap_or(1);
+        let mut buf = stream.alloc_zeros::<u8>(bytes).map_err(cuda("allocating the connection warm-up buffer"))?;
+        let (p, _) = buf.device_ptr_mut(stream);
+        // SAFETY: `bytes` of device memory on this GPU, used only by these
+        // two transfers, which are ordered on `stream`; the stream is
+        // synchronized before the buffer is freed. The receive comes first:
+        // in a chain of ranks, each rank's send meets the next rank's
+        // receive, which is queued before that rank's own send.
+        unsafe {
+            if let Some((peer, b)) = from {
+                self.recv(p, b, peer, stream.cu_stream().cast())?;
+            }
+            if let Some((peer, b)) = to {
+                self.send(p, b, peer, stream.cu_stream().cast())?;
+            }
+        }
+        stream.synchronize().map_err(cuda("waiting for NCCL's connections to the neighbour ranks"))
+    }
+
     /// Returns once every rank has called it (a one-byte all-reduce on
     /// `stream`, then a synchronize). Called after a run has synchronized,
     /// so that no rank tears down buffers a peer's transfer may still use.

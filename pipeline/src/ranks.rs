@@ -327,6 +327,14 @@ impl<'g> RankedPipeline<'g> {
         // SAFETY: the stream only runs the barrier's all-reduce, on a byte
         // of its own, after the pipeline's streams have synchronized.
         let barrier = comm.as_ref().map(|_| unsafe { gpu.stream() }).transpose().map_err(|e| failed(e.into()))?;
+        if let (Some(c), Some(s)) = (&comm, &barrier) {
+            // Chunk bytes at each boundary: the types of the rings that cross it.
+            let types = spec.ring_types()?;
+            let bytes = |ring: usize| spec.chunk_elements as usize * types[ring].size();
+            let from = layout.from.map(|peer| (peer, bytes(layout.stages.start - 1)));
+            let to = layout.to.map(|peer| (peer, bytes(layout.stages.end - 1)));
+            c.connect(s, from, to).map_err(failed)?;
+        }
         Ok(RankedPipeline { pipeline, layout, barrier, comm })
     }
 

@@ -646,12 +646,7 @@ fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<boo
         report.faults.len(),
         if clean { "zero corruption" } else { "CORRUPTION" }
     );
-    // The waits must be needed; an early release may go unseen on a given
-    // run (the block's other warps usually finish first), which the lines
-    // above say.
-    use kernel_math::ring::fault;
-    let waits_detected = report.faults.iter().filter(|r| matches!(r.fault, fault::SKIP_FILLED_WAIT | fault::SKIP_FREED_WAIT)).all(|r| r.detected());
-    Ok(clean && waits_detected)
+    Ok(clean && detected == report.faults.len())
 }
 
 fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {

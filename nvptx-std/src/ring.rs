@@ -260,6 +260,18 @@ fn block_publish(counter: &AtomicU32, early: bool) {
     }
 }
 
+/// A writing stage's delay of `spin` ns before it writes a chunk. Under
+/// the early-filled fault only warps other than warp 0 wait: thread 0's
+/// early release then comes while they have yet to write, which is the
+/// race that fault leaves open (with every warp delayed alike, they would
+/// all be done by the time it shows).
+#[inline(always)]
+fn spin_writer(ctx: &StageCtx<'_>, spin: u64) {
+    if ctx.faults & fault::EARLY_FILLED == 0 || sreg::tid() >= 32 {
+        spin_ns(spin);
+    }
+}
+
 /// A source stage: element `i` (its index in the whole stream) of each of
 /// this block's chunks becomes `f(i)`; `spin` ns of delay before each chunk.
 #[inline(always)]
@@ -274,7 +286,7 @@ pub fn source<T: Element>(ctx: &StageCtx<'_>, out: (RingSlots<'_, T>, &RingFlags
             return;
         }
         ctx.stamp(c, 1);
-        spin_ns(spin);
+        spin_writer(ctx, spin);
         let (first, n) = ctx.plan.chunk(c);
         let w = work(ctx, n, size_of::<T>() == 4);
         // SAFETY: slot s of chunk c is this block's until it publishes
@@ -321,7 +333,7 @@ pub fn map<I: Element, O: Element>(
         {
             return;
         }
-        spin_ns(spin);
+        spin_writer(ctx, spin);
         let w = work(ctx, ctx.plan.chunk(c).1, size_of::<I>() == 4 && size_of::<O>() == 4);
         // SAFETY: both slots are this block's now (the protocol), in bounds,
         // and each index goes to one thread.

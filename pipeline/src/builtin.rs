@@ -419,10 +419,8 @@ impl SinkStage for Reduce {
     fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
         let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ReduceKernel>()?;
         kernel.check_block(setup.block_size())?;
-        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
-        let empty = setup.upload(&template)?;
-        let records = setup.upload(&template)?;
-        Ok(Box::new(ReduceOnGpu { kernel, records, empty }))
+        let records = Records::new(setup)?;
+        Ok(Box::new(ReduceOnGpu { kernel, records }))
     }
     fn check(&self, expected: &HostChunk, got: Sink<'_>) -> Option<(u64, String)> {
         let Some(values) = expected.view::<f32>() else { return Some((1, format!("reduce reads f32, the reference reached it as {}", expected.elem()))) };
@@ -449,11 +447,52 @@ impl SinkStage for Reduce {
     }
 }
 
+/// A reduce sink's records on the GPU: one per local chunk, as 8-byte
+/// words, and the `Reduction::EMPTY` template they are reset from each run
+/// (shared by the stream and the flags forms of `reduce`).
+struct Records {
+    words: CudaSlice<u64>,
+    empty: CudaSlice<u64>,
+}
+
+impl Records {
+    fn new(setup: &mut Setup<'_>) -> Result<Records> {
+        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
+        Ok(Records { empty: setup.upload(&template)?, words: setup.upload(&template)? })
+    }
+
+    /// Back to `EMPTY`, on `stream`.
+    fn reset(&mut self, stream: &CudaStream) -> Result<()> {
+        let bytes = self.words.len() * 8;
+        let (dst, _) = self.words.device_ptr_mut(stream);
+        let (src, _) = self.empty.device_ptr(stream);
+        // SAFETY: both buffers hold `bytes`.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+    }
+
+    fn chunks(&self) -> usize {
+        self.words.len() / RECORD_WORDS
+    }
+
+    /// The records from `first`, `n` of them, as the kernels' `AtomicReduction`s.
+    fn atomic(&self, first: usize, n: usize) -> Result<cudarc::driver::CudaView<'_, AtomicReduction>> {
+        let words = self.words.slice(first * RECORD_WORDS..(first + n) * RECORD_WORDS);
+        // SAFETY: 80 bytes of u64 words per record, 8-byte aligned, viewed
+        // as the AtomicReduction of the same layout (checked in kernel-math).
+        unsafe { words.transmute::<AtomicReduction>(n) }.ok_or_else(|| PipelineError::BadStages("reduce: record slots too small".into()))
+    }
+
+    /// Every record, after the streams that wrote them synchronized.
+    fn read(&self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        let words = stream.clone_dtoh(&self.words).map_err(cuda("copying the reductions back"))?;
+        stream.synchronize().map_err(cuda("copying the reductions back"))?;
+        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+    }
+}
+
 struct ReduceOnGpu {
     kernel: Kernel<ReduceKernel>,
-    /// One record per local chunk, as 8-byte words, and the EMPTY template they are reset from.
-    records: CudaSlice<u64>,
-    empty: CudaSlice<u64>,
+    records: Records,
 }
 
 // SAFETY: the reset, each launch and the read-back touch only this stage's
@@ -461,29 +500,20 @@ struct ReduceOnGpu {
 // runs after every stream synchronized).
 unsafe impl OnGpu for ReduceOnGpu {
     fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
-        let bytes = self.records.len() * 8;
-        let (dst, _) = self.records.device_ptr_mut(stream);
-        let (src, _) = self.empty.device_ptr(stream);
-        // SAFETY: both buffers hold `bytes`.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+        self.records.reset(stream)
     }
 
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         let (cfg, stream, lc) = (op.cfg, op.stream, op.local_chunk);
         let input = op.input::<f32>()?;
-        let words = self.records.slice(lc * RECORD_WORDS..(lc + 1) * RECORD_WORDS);
-        // SAFETY: 80 bytes of u64 words, 8-byte aligned, viewed as the
-        // AtomicReduction of the same layout (checked in kernel-math).
-        let record = unsafe { words.transmute::<AtomicReduction>(1) }.ok_or_else(|| PipelineError::BadStages("reduce: record slot too small".into()))?;
+        let record = self.records.atomic(lc, 1)?;
         // SAFETY: ordered by the pipeline's events; the record is this chunk's alone.
         unsafe { ReduceKernel::launch(&self.kernel, stream, cfg, &input, &record, 0) }?;
         Ok(())
     }
 
     fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
-        let words = stream.clone_dtoh(&self.records).map_err(cuda("copying the reductions back"))?;
-        stream.synchronize().map_err(cuda("copying the reductions back"))?;
-        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+        self.records.read(stream)
     }
 }
 
@@ -548,36 +578,25 @@ impl FlagForm for ReduceFlags {
     fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn FlagOnGpu>> {
         let kernel = setup.module(self.ptx, ORIGIN)?.kernel::<ReduceFlagsKernel>()?;
         kernel.check_block(setup.block_size())?;
-        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
-        let empty = setup.upload(&template)?;
-        let records = setup.upload(&template)?;
-        Ok(Box::new(ReduceFlagsOnGpu { kernel, records, empty }))
+        let records = Records::new(setup)?;
+        Ok(Box::new(ReduceFlagsOnGpu { kernel, records }))
     }
 }
 
 struct ReduceFlagsOnGpu {
     kernel: Kernel<ReduceFlagsKernel>,
-    records: CudaSlice<u64>,
-    empty: CudaSlice<u64>,
+    records: Records,
 }
 
 // SAFETY: the reset, the launch and the read-back touch only this stage's
 // records and its input ring, on the stage's stream.
 unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
     fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
-        let bytes = self.records.len() * 8;
-        let (dst, _) = self.records.device_ptr_mut(stream);
-        let (src, _) = self.empty.device_ptr(stream);
-        // SAFETY: both buffers hold `bytes`.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+        self.records.reset(stream)
     }
     fn launch(&mut self, l: &mut FlagLaunch<'_>) -> Result<()> {
         let FlagLaunch { stream, cfg, plan, ctl, input, stamps, stage, spin, faults, stage_name, .. } = l;
-        let chunks = self.records.len() / RECORD_WORDS;
-        // SAFETY: `chunks` records of 80 bytes of u64 words, viewed as the
-        // AtomicReduction of the same layout (checked in kernel-math).
-        let records =
-            unsafe { self.records.transmute::<AtomicReduction>(chunks) }.ok_or_else(|| PipelineError::BadStages("reduce: records too small".into()))?;
+        let records = self.records.atomic(0, self.records.chunks())?;
         let (mut input, flags) = crate::flags::ring_as::<f32>(stage_name, "input", input.as_mut())?;
         // SAFETY: the flags executor's launch; the records are this stage's.
         unsafe { ReduceFlagsKernel::launch(&self.kernel, stream, *cfg, plan, ctl, &mut input, flags, &records, stamps, *stage, *spin, *faults) }?;
@@ -587,9 +606,7 @@ unsafe impl FlagOnGpu for ReduceFlagsOnGpu {
         Ok(self.kernel.max_active_blocks_per_sm(block)?)
     }
     fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
-        let words = stream.clone_dtoh(&self.records).map_err(cuda("copying the reductions back"))?;
-        stream.synchronize().map_err(cuda("copying the reductions back"))?;
-        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+        self.records.read(stream)
     }
     fn kernel_name(&self) -> &'static str {
         "reduce_flags_kernel"

@@ -449,20 +449,26 @@ impl SinkStage for Reduce {
 
 /// A reduce sink's records on the GPU: one per local chunk, as 8-byte
 /// words, and the `Reduction::EMPTY` template they are reset from each run
-/// (shared by the stream and the flags forms of `reduce`).
-struct Records {
+/// (shared by the stream, flags and warps forms of `reduce`).
+pub(crate) struct Records {
     words: CudaSlice<u64>,
     empty: CudaSlice<u64>,
 }
 
 impl Records {
     fn new(setup: &mut Setup<'_>) -> Result<Records> {
-        let template: Vec<u64> = (0..setup.local_chunks()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
-        Ok(Records { empty: setup.upload(&template)?, words: setup.upload(&template)? })
+        Records::on(setup.stream, setup.local_chunks())
+    }
+
+    /// `chunks` records, uploaded on `stream` (synchronize it before use).
+    pub(crate) fn on(stream: &Arc<CudaStream>, chunks: usize) -> Result<Records> {
+        let template: Vec<u64> = (0..chunks).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
+        let upload = || stream.clone_htod(&template).map_err(cuda("allocating a reduce stage's records"));
+        Ok(Records { empty: upload()?, words: upload()? })
     }
 
     /// Back to `EMPTY`, on `stream`.
-    fn reset(&mut self, stream: &CudaStream) -> Result<()> {
+    pub(crate) fn reset(&mut self, stream: &CudaStream) -> Result<()> {
         let bytes = self.words.len() * 8;
         let (dst, _) = self.words.device_ptr_mut(stream);
         let (src, _) = self.empty.device_ptr(stream);
@@ -475,7 +481,7 @@ impl Records {
     }
 
     /// The records from `first`, `n` of them, as the kernels' `AtomicReduction`s.
-    fn atomic(&self, first: usize, n: usize) -> Result<cudarc::driver::CudaView<'_, AtomicReduction>> {
+    pub(crate) fn atomic(&self, first: usize, n: usize) -> Result<cudarc::driver::CudaView<'_, AtomicReduction>> {
         let words = self.words.slice(first * RECORD_WORDS..(first + n) * RECORD_WORDS);
         // SAFETY: 80 bytes of u64 words per record, 8-byte aligned, viewed
         // as the AtomicReduction of the same layout (checked in kernel-math).
@@ -483,7 +489,7 @@ impl Records {
     }
 
     /// Every record, after the streams that wrote them synchronized.
-    fn read(&self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+    pub(crate) fn read(&self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
         let words = stream.clone_dtoh(&self.words).map_err(cuda("copying the reductions back"))?;
         stream.synchronize().map_err(cuda("copying the reductions back"))?;
         Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())

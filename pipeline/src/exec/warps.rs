@@ -11,12 +11,12 @@
 //! events, verification) serves every grain.
 use super::part::Part;
 use super::{Result, err};
-use crate::builtin::{RECORD_WORDS, reduction_from_words, reduction_words};
+use crate::builtin::Records;
 use crate::spec::PipelineSpec;
 use crate::stage::{OnGpu, Op};
 use crate::{Pipeline, PipelineError};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig};
-use kernel_math::{AtomicReduction, Reduction};
+use cudarc::driver::{CudaStream, LaunchConfig};
+use kernel_math::Reduction;
 use nvptx_std::hopper::ring::{MAX_SLOTS, shared_bytes};
 use pc_runtime::gpu::DeviceInfo;
 use pc_runtime::launch::Kernel;
@@ -152,10 +152,8 @@ impl Part<'_> {
                     let kernel = module.kernel::<RingReduceKernel>()?;
                     kernel.check_block(shape.block())?;
                     kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
-                    let template: Vec<u64> = (0..self.chunks.len()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
-                    let empty = s0.clone_htod(&template).map_err(err("allocating the ring reduce's records"))?;
-                    let records = s0.clone_htod(&template).map_err(err("allocating the ring reduce's records"))?;
-                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records, empty }))
+                    let records = Records::on(&s0, self.chunks.len())?;
+                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records }))
                 }
                 _ => None,
             });
@@ -239,8 +237,7 @@ struct RingReduceOnGpu {
     gpu: DeviceInfo,
     shape: RingShape,
     knobs: Arc<RingKnobs>,
-    records: CudaSlice<u64>,
-    empty: CudaSlice<u64>,
+    records: Records,
 }
 
 // SAFETY: the reset, each launch and the read-back touch only this stage's
@@ -248,20 +245,13 @@ struct RingReduceOnGpu {
 // runs after every stream synchronized).
 unsafe impl OnGpu for RingReduceOnGpu {
     fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
-        let bytes = self.records.len() * 8;
-        let (dst, _) = self.records.device_ptr_mut(stream);
-        let (src, _) = self.empty.device_ptr(stream);
-        // SAFETY: both buffers hold `bytes`.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(err("resetting the ring reductions"))
+        self.records.reset(stream)
     }
 
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         let (stream, lc, len) = (op.stream, op.local_chunk, op.len());
         let input = op.input::<f32>()?;
-        let words = self.records.slice(lc * RECORD_WORDS..(lc + 1) * RECORD_WORDS);
-        // SAFETY: 80 bytes of u64 words, 8-byte aligned, viewed as the
-        // AtomicReduction of the same layout (checked in kernel-math).
-        let record = unsafe { words.transmute::<AtomicReduction>(1) }.ok_or_else(|| PipelineError::BadStages("ring reduce: record slot too small".into()))?;
+        let record = self.records.atomic(lc, 1)?;
         let cfg = chunk_config(&self.gpu, &self.shape, len);
         let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
         let RingShape { slots, slot_bytes, .. } = self.shape;
@@ -271,9 +261,7 @@ unsafe impl OnGpu for RingReduceOnGpu {
     }
 
     fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
-        let words = stream.clone_dtoh(&self.records).map_err(err("copying the ring reductions back"))?;
-        stream.synchronize().map_err(err("copying the ring reductions back"))?;
-        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+        self.records.read(stream)
     }
 }
 

@@ -7,14 +7,8 @@ use kernel_math::ring::fault;
 use pc_pipeline::{Input, Launch, Pipeline, PipelineError, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::Gpu;
 
-fn seed() -> u32 {
-    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        kernel_math::hash32(t.subsec_nanos())
-    });
-    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
-    s
-}
+mod common;
+use common::seed;
 
 fn spec(list: &str, k: usize, chunk: u64, total: u64, seed: u32) -> PipelineSpec {
     PipelineSpec::new(Workload::Generate).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(chunk).total_elements(total).seed(seed)

@@ -10,14 +10,8 @@ use pc_runtime::gpu::Gpu;
 use pc_runtime::launch::LaunchConfig;
 use ptx_kernels::hopper::PdlChainKernel;
 
-fn seed() -> u32 {
-    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        kernel_math::hash32(t.subsec_nanos())
-    });
-    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
-    s
-}
+mod common;
+use common::seed;
 
 /// The GPU, or `None` (after checking the one-line refusal) when it is older than sm_90.
 fn hopper() -> Option<Gpu> {

@@ -7,14 +7,8 @@ use pc_pipeline::sync_check::check_edges_on;
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::{Gpu, device_count};
 
-fn seed() -> u32 {
-    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        kernel_math::hash32(t.subsec_nanos())
-    });
-    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
-    s
-}
+mod common;
+use common::seed;
 
 fn check(gpus: &[&Gpu], list: &str, placement: Vec<usize>, k: usize, launch: Launch) {
     let workload = if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate };

@@ -6,14 +6,8 @@ use kernel_math::{Element, Stereo, hash32};
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, StageRegistry, Workload};
 use pc_runtime::gpu::Gpu;
 
-fn seed() -> u32 {
-    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        hash32(t.subsec_nanos())
-    });
-    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
-    s
-}
+mod common;
+use common::seed;
 
 /// Runs `list` over `input` for K = 1..3, both launch modes, chunks that do
 /// not divide the total; the host output must equal `want` bit for bit.

@@ -1,4 +1,4 @@
-//! Helpers shared by the randomized GPU tests.
+//! Helpers shared by the GPU tests.
 #![allow(dead_code)]
 
 /// splitmix64: a small, seedable generator (no dependency needed).
@@ -31,4 +31,15 @@ pub fn seed_from_env() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64))
+}
+
+/// A 32-bit seed for one test's inputs: `PC_TEST_SEED`, or one from the
+/// clock; printed so a failure can be replayed.
+pub fn seed() -> u32 {
+    let s = std::env::var("PC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        kernel_math::hash32(t.subsec_nanos())
+    });
+    eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
+    s
 }

@@ -235,6 +235,9 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         for (name, moved, ms, note) in crate::bench_grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
             add("ring", &name, a.large, moved, ms, &note);
         }
+        for (name, moved, ms, note) in crate::bench_grains::ring_fir(&gpu, a.large / 16 * 16, &mut time)? {
+            add("ring", &name, a.large, moved, ms, &note);
+        }
     }
 
     // ---- pipelines ----

@@ -265,3 +265,98 @@ pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
     }
     Ok(out)
 }
+
+/// The FIR (default 63 taps) on the warp-specialized ring against the
+/// plain `fir_kernel` over `bytes` of f32 from zero history, each timed by
+/// `time`: every output of each kernel is checked bit for bit against the
+/// CPU reference (`kernel_math::fir`, on every core). Bytes moved: the
+/// input read and the output written once (8 per element).
+pub fn ring_fir(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figure>> {
+    use pc_pipeline::exec::warps::RingShape;
+    use ptx_kernels::hopper::{FIR_RING_OUTPUTS, RingFirKernel};
+    use ptx_kernels::{FIR_OUTPUTS_PER_THREAD, FirKernel, ProducerVecKernel};
+    let n = (bytes / 4) as usize;
+    let plain = ptx_kernels::load(gpu)?;
+    let hopper = ptx_kernels::hopper::load(gpu)?;
+    // SAFETY: one stream, synchronized (by `time` and the checks) before
+    // the buffers are dropped.
+    let s: Arc<CudaStream> = unsafe { gpu.stream()? };
+    // SAFETY: filled by the producer right below, on the same stream.
+    let mut input: CudaSlice<f32> = unsafe { s.alloc(n)? };
+    let mut output: CudaSlice<f32> = unsafe { s.alloc(n)? };
+    let cfg = gpu.launch_config(n as u64, 256, None)?;
+    // SAFETY: one stream.
+    unsafe { ProducerVecKernel::launch(&plain.kernel::<ProducerVecKernel>()?, &s, cfg, &mut input, 0, 0x5eed, 0)? };
+    let taps = pc_pipeline::fir::default_taps();
+    let taps_d = s.clone_htod(&taps)?;
+    let history: CudaSlice<f32> = s.alloc_zeros(taps.len() - 1)?;
+    // The ring kernel's: the halo rounded up to 4 elements, as the ring keeps it.
+    let ring_history: CudaSlice<f32> = s.alloc_zeros((taps.len() - 1).div_ceil(4) * 4)?;
+    let x = s.clone_dtoh(&input)?;
+    s.synchronize()?;
+    let want = cpu_fir(&taps, &x);
+    let check = |what: &str, output: &mut CudaSlice<f32>| -> Result<()> {
+        let got = s.clone_dtoh(&*output)?;
+        s.synchronize()?;
+        if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+            let wrong = (0..n).filter(|&i| got[i].to_bits() != want[i].to_bits()).count();
+            bail!("{what}: {wrong} of {n} outputs differ from the CPU reference (first: [{i}] = {}, want {})", got[i], want[i]);
+        }
+        // SAFETY: one stream; the next kernel rewrites every element.
+        unsafe { pc_runtime::gpu::poison(&s, output)? };
+        Ok(())
+    };
+    let mut out = Vec::new();
+    let fir = plain.kernel::<FirKernel>()?;
+    let mut fcfg = cfg;
+    fcfg.grid_dim.0 = fcfg.grid_dim.0.min((n as u64).div_ceil(FIR_OUTPUTS_PER_THREAD as u64).div_ceil(256).max(1) as u32);
+    // SAFETY: one stream.
+    let plain_ms = time(&s, &mut || Ok(unsafe { FirKernel::launch(&fir, &s, fcfg, &history, &input, &mut output, &taps_d) }?))?;
+    check("fir_kernel", &mut output)?;
+    out.push((
+        format!("plain fir_kernel, {} taps ({FIR_OUTPUTS_PER_THREAD} outputs per thread)", taps.len()),
+        8 * n as u64,
+        plain_ms,
+        format!("grid {}", fcfg.grid_dim.0),
+    ));
+    let ring = hopper.kernel::<RingFirKernel>()?;
+    let info = gpu.info();
+    for (k, kib, warps) in [(3usize, 16u32, 4u32), (2, 16, 4), (4, 16, 4), (3, 16, 7), (3, 16, 14), (3, 32, 7), (2, 8, 4)] {
+        let shape = RingShape { slot_bytes: kib << 10, consumer_warps: warps, ..RingShape::new(k) };
+        ring.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+        let rcfg = shape.config(info, 4 * n as u64, 1.0);
+        // SAFETY: one stream.
+        let ms = time(&s, &mut || {
+            Ok(unsafe { RingFirKernel::launch(&ring, &s, rcfg, &ring_history, &input, &mut output, &taps_d, shape.slots, shape.slot_bytes, 0) }?)
+        })?;
+        check("ring_fir_kernel", &mut output)?;
+        out.push((
+            format!("fir on the warp-specialized ring (K={k}, {kib} KiB slots, {warps} consumer warps, {FIR_RING_OUTPUTS} outputs per thread)"),
+            8 * n as u64,
+            ms,
+            format!("grid {} x {} threads; {:.2}x the plain fir_kernel", rcfg.grid_dim.0, rcfg.block_dim.0, plain_ms / ms),
+        ));
+    }
+    Ok(out)
+}
+
+/// `kernel_math::fir` over `x` from zero history, split over every core
+/// (each part's history is the `T - 1` inputs before it).
+fn cpu_fir(taps: &[f32], x: &[f32]) -> Vec<f32> {
+    let h = taps.len() - 1;
+    let mut y = vec![0.0f32; x.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let part = x.len().div_ceil(threads).max(1);
+    std::thread::scope(|sc| {
+        for (p, out) in y.chunks_mut(part).enumerate() {
+            sc.spawn(move || {
+                let a = p * part;
+                let mut hist = vec![0.0f32; h];
+                let from = a.saturating_sub(h);
+                hist[h - (a - from)..].copy_from_slice(&x[from..a]);
+                kernel_math::fir(taps, &hist, &x[a..a + out.len()], out);
+            });
+        }
+    });
+    y
+}

@@ -33,7 +33,7 @@ pub enum GrainArg {
     Pdl,
     /// The pdl grain captured once as a CUDA graph and replayed.
     PdlGraph,
-    /// Stream launches with the consumer and reduce stages on the
+    /// Stream launches with the consumer, reduce and fir stages on the
     /// warp-specialized mbarrier ring inside each kernel (sm_90).
     Warps,
     /// Every stage one kernel for the whole run, all running at once, slots
@@ -107,7 +107,7 @@ pub struct PipelineArgs {
     /// How stages hand chunks over: streams (events between per-stage
     /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
     /// (programmatic dependent launch on one stream, sm_90, the generate
-    /// pipeline only), warps (consumer and reduce on the warp-specialized
+    /// pipeline only), warps (consumer, reduce and fir on the warp-specialized
     /// mbarrier ring, sm_90) [default: streams].
     #[arg(long, value_enum)]
     pub(crate) grain: Option<GrainArg>,
@@ -378,7 +378,7 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
             Launch::Graph => "CUDA graph replay",
             Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
             Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
-            Launch::Warps => "stream launches, consumer and reduce on the warp-specialized mbarrier ring",
+            Launch::Warps => "stream launches, consumer, reduce and fir on the warp-specialized mbarrier ring",
             Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
         },
         names.join(", ")

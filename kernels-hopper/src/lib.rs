@@ -22,7 +22,7 @@
 
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use nvptx_std::hopper::pdl::launch_dependents;
-use nvptx_std::hopper::ring::{Ring, Role, fault::SKIP_FULL_WAIT};
+use nvptx_std::hopper::ring::{GroupMap, Ring, Role, fault::SKIP_FULL_WAIT};
 use nvptx_std::{Out, OutQuads, OutTiles, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
@@ -144,5 +144,98 @@ pub fn ring_reduce_kernel(input: &[f32], out: &AtomicReduction, slots: u32, slot
             unsafe { nvptx_std::add_warp_totals(r, out) };
         }
         Role::Idle => {}
+    }
+}
+
+/// Outputs each consumer thread of `ring_fir_kernel` computes at a time:
+/// consecutive, so each tap costs one shared-memory load per thread, not
+/// one per output; odd, so a warp's loads fall in distinct banks.
+pub const FIR_RING_OUTPUTS: usize = 9;
+
+/// kernels-gpu's `fir_kernel` on the warp-specialized ring: `output[i] =
+/// sum_{j<T} taps[j] * x[i-j]`, `x` being `input` with `history` (at least
+/// `T - 1` elements) before it, added in the order of `kernel_math::fir`
+/// (the CPU reference) so every output matches it bit for bit. The
+/// producer lane brings each tile with the `T - 1` elements before it into
+/// a shared-memory slot (`Ring::init_with_halo`, `commit_halo_copy`; the
+/// first tile's from the end of `history`, which takes them from shared
+/// memory too when it holds `T - 1` rounded up to 4 elements); the
+/// consumers compute groups of [`FIR_RING_OUTPUTS`] outputs from the slot
+/// (`ConsumerSlot::halo_groups_into`). `spin` and `faults` as
+/// `ring_consumer_kernel`'s.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn ring_fir_kernel(history: &[f32], input: &[f32], mut output: OutTiles<f32>, taps: &[f32], slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+    launch_dependents();
+    // SAFETY: as in ring_consumer_kernel.
+    let ring = unsafe { Ring::<f32>::init_with_halo(input.len(), slots, slot_bytes, taps.len().saturating_sub(1)) };
+    match ring.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                spin_ns(spin);
+                producer = slot.commit_halo_copy(history, input);
+            }
+        }
+        Role::Consumer(mut consumer) => loop {
+            // SAFETY (the fault): as in ring_consumer_kernel.
+            let next = if faults & SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+            let Some(slot) = next else { break };
+            slot.halo_groups_into(history, input, &mut output, &Fir { taps });
+            consumer = slot.release();
+        },
+        Role::Idle => {}
+    }
+}
+
+/// The FIR as a group map: `R` consecutive outputs, the inputs of the
+/// current tap in `R` registers used as a circular buffer (`c[(r - j) %
+/// R]` holds `x[first + r - j]`), so that moving to the next tap loads one
+/// element into the register the oldest one leaves, and nothing moves.
+struct Fir<'a> {
+    taps: &'a [f32],
+}
+
+impl GroupMap<f32, f32, FIR_RING_OUTPUTS> for Fir<'_> {
+    fn halo(&self) -> usize {
+        self.taps.len().saturating_sub(1)
+    }
+
+    #[inline(always)]
+    fn group(&self, w: &[f32]) -> [f32; FIR_RING_OUTPUTS] {
+        const R: usize = FIR_RING_OUTPUTS;
+        let (t, h) = (self.taps, self.halo());
+        let mut c = [0.0f32; R];
+        for (r, x) in c.iter_mut().enumerate() {
+            *x = w[h + r];
+        }
+        let mut acc = [0.0f32; R];
+        // Taps in blocks of R: within a block the tap's offset u is known
+        // at compile time, so every register index is.
+        let mut j0 = 0;
+        while j0 < t.len() {
+            for u in 0..R {
+                let j = j0 + u;
+                if j >= t.len() {
+                    break;
+                }
+                let tap = t[j];
+                for r in 0..R {
+                    acc[r] = kernel_math::fir_step(acc[r], tap, c[(r + R - u) % R]);
+                }
+                if j + 1 < t.len() {
+                    // x[first - (j + 1)] replaces x[first + R - 1 - j].
+                    c[(R - 1 - u) % R] = w[h - (j + 1)];
+                }
+            }
+            j0 += R;
+        }
+        acc
+    }
+
+    fn one(&self, x: impl Fn(usize) -> f32) -> f32 {
+        let mut acc = 0.0f32;
+        for (j, &tap) in self.taps.iter().enumerate() {
+            acc = kernel_math::fir_step(acc, tap, x(j));
+        }
+        acc
     }
 }

@@ -97,7 +97,8 @@ pub(crate) fn default_stage_in(ptx: Ptx<KernelCrate>) -> Stage {
 /// `taps` passed [`check_taps`].
 fn checked_stage_in(ptx: Ptx<KernelCrate>, taps: Vec<f32>) -> Stage {
     let about = format!("f32 -> f32: causal FIR filter of {} taps (halo {}), kernel fir_kernel", taps.len(), taps.len() - 1);
-    Stage::new("fir", about, Kind::Map(Arc::new(Fir { ptx, taps: taps.into() })))
+    let taps: Arc<[f32]> = taps.into();
+    Stage::new("fir", about, Kind::Map(Arc::new(Fir { ptx, taps: taps.clone() }))).with_warp_form(Arc::new(crate::exec::warps::FirRing { taps }))
 }
 
 struct Fir {

@@ -62,6 +62,8 @@ pub struct Stage {
     kind: Kind,
     /// How it runs in the flags grain, if it can (see [`crate::flags`]).
     flags: Option<Arc<dyn crate::flags::FlagForm>>,
+    /// How it runs in the warps grain, if not by its name (see [`crate::exec::warps`]).
+    warps: Option<Arc<dyn crate::exec::warps::WarpForm>>,
 }
 
 /// What a stage is.
@@ -75,7 +77,18 @@ pub enum Kind {
 impl Stage {
     /// A stage from its parts.
     pub fn new(name: impl Into<Arc<str>>, about: impl Into<Arc<str>>, kind: Kind) -> Stage {
-        Stage { name: name.into(), about: about.into(), kind, flags: None }
+        Stage { name: name.into(), about: about.into(), kind, flags: None, warps: None }
+    }
+
+    /// This stage with `form` as its warps-grain form.
+    pub(crate) fn with_warp_form(mut self, form: Arc<dyn crate::exec::warps::WarpForm>) -> Stage {
+        self.warps = Some(form);
+        self
+    }
+
+    /// Its warps-grain form, if it has one.
+    pub(crate) fn warp_form(&self) -> Option<&Arc<dyn crate::exec::warps::WarpForm>> {
+        self.warps.as_ref()
     }
 
     /// This stage with `form` as its flags-grain form (see [`crate::flags`]).

@@ -166,6 +166,9 @@ pub struct Ring<T> {
     slot_bytes: u32,
     consumers: u32,
     len: usize,
+    /// Elements each slot keeps before its tile for a halo (see
+    /// [`Ring::init_with_halo`]; 0 otherwise): a multiple of 16 bytes.
+    halo: usize,
     _t: PhantomData<*const T>,
 }
 
@@ -206,6 +209,9 @@ pub struct Consumer<'r, T> {
 pub struct ConsumerSlot<'r, T> {
     consumer: Consumer<'r, T>,
     tile: Tile,
+    /// Taken by the sync checker's fault without the full wait: `release`
+    /// waits first (see [`Consumer::wait_skipped`]).
+    skipped: bool,
 }
 
 impl<T: Element> Ring<T> {
@@ -222,9 +228,29 @@ impl<T: Element> Ring<T> {
     /// of the block's dynamic shared memory, which the ring then owns for
     /// the rest of the kernel.
     pub unsafe fn init(len: usize, slots: u32, slot_bytes: u32) -> Ring<T> {
+        // SAFETY: the caller's contract.
+        unsafe { Ring::init_with_halo(len, slots, slot_bytes, 0) }
+    }
+
+    /// [`Ring::init`] for a halo map: each slot keeps `halo` elements
+    /// (rounded up to 16 bytes) before its tile, which
+    /// [`ProducerSlot::commit_halo_copy`] brings in with the tile, so the
+    /// tile's window `x[start - halo .. start + len]` is in shared memory
+    /// (see [`ConsumerSlot::halo_groups_into`]). Tiles are then that much
+    /// shorter than a slot. Traps also unless a slot holds the halo and at
+    /// least as many elements again.
+    ///
+    /// # Safety
+    /// As [`Ring::init`].
+    pub unsafe fn init_with_halo(len: usize, slots: u32, slot_bytes: u32, halo: usize) -> Ring<T> {
         let threads = sreg::ntid();
         let elem = core::mem::size_of::<T>() as u32;
         if slots == 0 || slots > MAX_SLOTS || slot_bytes == 0 || !slot_bytes.is_multiple_of(16) || elem == 0 || slot_bytes < elem {
+            crate::trap();
+        }
+        // The halo in whole 16-byte units (bulk copies move multiples of 16).
+        let halo = (halo * elem as usize).div_ceil(16) * 16 / elem as usize;
+        if halo > 0 && 2 * halo > (slot_bytes / elem) as usize {
             crate::trap();
         }
         if !threads.is_multiple_of(32) || threads < 2 * PRODUCER_WARP || dev::dynamic_smem_bytes() < shared_bytes(slots, slot_bytes) {
@@ -244,12 +270,17 @@ impl<T: Element> Ring<T> {
             dev::fence_mbarrier_init();
         }
         dev::sync_block();
-        Ring { full, slot0: full + HEADER_BYTES, slot_ptr: base.wrapping_add(HEADER_BYTES as usize), slots, slot_bytes, consumers, len, _t: PhantomData }
+        Ring { full, slot0: full + HEADER_BYTES, slot_ptr: base.wrapping_add(HEADER_BYTES as usize), slots, slot_bytes, consumers, len, halo, _t: PhantomData }
     }
 
-    /// Elements of `T` one slot holds: the tile size.
+    /// Elements of `T` one tile has: what a slot holds less the halo.
     pub fn tile_elements(&self) -> usize {
-        (self.slot_bytes as usize) / core::mem::size_of::<T>()
+        (self.slot_bytes as usize) / core::mem::size_of::<T>() - self.halo
+    }
+
+    /// Slot `index`'s tile (after its halo), as a generic pointer.
+    fn tile_ptr(&self, index: u32) -> *const T {
+        self.slot_ptr.wrapping_add((index * self.slot_bytes) as usize + self.halo * core::mem::size_of::<T>()) as *const T
     }
 
     /// Consumer threads (the block less warp 0).
@@ -336,7 +367,7 @@ impl<'r, T: Element> ProducerSlot<'r, T> {
     pub fn commit_copy(self, input: &[T]) -> Producer<'r, T> {
         let this = core::mem::ManuallyDrop::new(self);
         let (tile, ring, s) = (this.tile, this.producer.ring, this.producer.state);
-        if input.len() < ring.len {
+        if input.len() < ring.len || ring.halo != 0 {
             crate::trap();
         }
         let src = input[tile.start..].as_ptr();
@@ -359,6 +390,63 @@ impl<'r, T: Element> ProducerSlot<'r, T> {
     }
 }
 
+impl<'r, T: Element> ProducerSlot<'r, T> {
+    /// `producer_commit` on a halo ring ([`Ring::init_with_halo`]): fills
+    /// the slot with the tile and, before it, the ring's halo of `x` (the
+    /// `input` with `history`, the stream just before it, in front): from
+    /// `input` for a later tile, from the end of `history` for the first.
+    /// Where that part is not 16-byte aligned in global memory (or
+    /// `history` is too short) the halo is left out and consumers read it
+    /// from global memory. Traps if `input` is shorter than the ring's length.
+    pub fn commit_halo_copy(self, history: &[T], input: &[T]) -> Producer<'r, T> {
+        let this = core::mem::ManuallyDrop::new(self);
+        let (tile, ring, s) = (this.tile, this.producer.ring, this.producer.state);
+        if input.len() < ring.len {
+            crate::trap();
+        }
+        let src = input[tile.start..].as_ptr();
+        let n = bulk_elements::<T>(src as usize, tile.len);
+        let size = core::mem::size_of::<T>();
+        let halo = halo_source(history, input, tile.start, ring.halo);
+        let (tile_bytes, halo_bytes) = ((n * size) as u32, if halo.is_some() { (ring.halo * size) as u32 } else { 0 });
+        let full = ring.full_barrier(s.index);
+        let slot = ring.slot0 + s.index * ring.slot_bytes;
+        // SAFETY: the slot is this producer's (its empty phase completed in
+        // `acquire`); the halo fills its first `halo` elements and the tile
+        // the `n <= tile_elements` after them, within slot_bytes; both
+        // sources are 16-byte aligned with their bytes readable.
+        unsafe {
+            dev::arrive_expect_tx(full, tile_bytes + halo_bytes);
+            if let Some(h) = halo {
+                dev::bulk_copy(slot, h as *const u8, halo_bytes, full);
+            }
+            if tile_bytes > 0 {
+                dev::bulk_copy(slot + (ring.halo * size) as u32, src as *const u8, tile_bytes, full);
+            }
+        }
+        // SAFETY: read once out of the ManuallyDrop, which is never used again.
+        let mut producer = unsafe { core::ptr::read(&this.producer) };
+        producer.state.advance();
+        producer
+    }
+}
+
+/// Where the `halo` elements before the tile at `start` of `x` (`input`
+/// with `history` in front) are in global memory as one 16-byte aligned
+/// run, if they are: producer and consumers decide alike from this.
+fn halo_source<T>(history: &[T], input: &[T], start: usize, halo: usize) -> Option<*const T> {
+    let p = if halo == 0 {
+        return None;
+    } else if start >= halo {
+        input[start - halo..].as_ptr()
+    } else if start == 0 && history.len() >= halo {
+        history[history.len() - halo..].as_ptr()
+    } else {
+        return None;
+    };
+    (p as usize).is_multiple_of(16).then_some(p)
+}
+
 impl<T> Drop for ProducerSlot<'_, T> {
     /// A slot dropped without its commit: the consumers would wait for it
     /// forever; trap instead (the host sees a launch error).
@@ -378,10 +466,11 @@ impl<'r, T: Element> Consumer<'r, T> {
     pub fn wait(mut self) -> Option<ConsumerSlot<'r, T>> {
         let tile = self.tiles.next()?;
         dev::wait_parity(self.ring.full_barrier(self.state.index), self.state.phase);
-        Some(ConsumerSlot { consumer: self, tile })
+        Some(ConsumerSlot { consumer: self, tile, skipped: false })
     }
 
-    /// The sync checker's fault: [`Consumer::wait`] without the wait.
+    /// The sync checker's fault: [`Consumer::wait`] without the wait (the
+    /// slot's release still waits for the copy, so the ring stays in step).
     ///
     /// # Safety
     /// The slot's shared memory may still be written by the bulk copy while
@@ -390,7 +479,7 @@ impl<'r, T: Element> Consumer<'r, T> {
     /// only by verification.
     pub unsafe fn wait_skipped(mut self) -> Option<ConsumerSlot<'r, T>> {
         let tile = self.tiles.next()?;
-        Some(ConsumerSlot { consumer: self, tile })
+        Some(ConsumerSlot { consumer: self, tile, skipped: true })
     }
 }
 
@@ -409,7 +498,7 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
         let start = self.tile.start;
         let n = bulk_elements::<T>(input[start..].as_ptr() as usize, self.tile.len);
         if i < n {
-            let base = ring.slot_ptr.wrapping_add((self.consumer.state.index * ring.slot_bytes) as usize) as *const T;
+            let base = ring.tile_ptr(self.consumer.state.index);
             // SAFETY: i < n <= tile_elements: inside this slot, which holds
             // the copy's `n` elements (full phase completed in `wait`) and
             // which no copy writes until this slot is released.
@@ -450,7 +539,7 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
             return self.map_into(input, out, f);
         }
         let ring = self.consumer.ring;
-        let quads = ring.slot_ptr.wrapping_add((self.consumer.state.index * ring.slot_bytes) as usize) as *const crate::Quad<T>;
+        let quads = ring.tile_ptr(self.consumer.state.index) as *const crate::Quad<T>;
         let (rank, step) = (self.consumer.rank as usize, ring.consumers.max(1) as usize);
         for q in (rank..n / 4).step_by(step) {
             // SAFETY: 4q + 4 <= n: inside the copied part of this slot,
@@ -470,6 +559,13 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
     pub fn release(self) -> Consumer<'r, T> {
         let this = core::mem::ManuallyDrop::new(self);
         let ring = this.consumer.ring;
+        if this.skipped {
+            // The fault skipped the wait before the reads, not before the
+            // release: a slot released before its copy landed would let
+            // the consumers run a phase ahead of the producer, whose
+            // `acquire` would then wait for a phase that never completes.
+            dev::wait_parity(ring.full_barrier(this.consumer.state.index), this.consumer.state.phase);
+        }
         // SAFETY: an arrival on this slot's empty barrier, counted once per
         // consumer thread per phase.
         unsafe { dev::arrive(ring.empty_barrier(this.consumer.state.index)) };
@@ -477,6 +573,98 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
         let mut consumer = unsafe { core::ptr::read(&this.consumer) };
         consumer.state.advance();
         consumer
+    }
+}
+
+impl<'r, T: Element> ConsumerSlot<'r, T> {
+    /// A halo map over the tile: each group of `R` consecutive outputs this
+    /// thread owns (groups `rank, rank + consumers, ...` of the tile) from
+    /// `g`, written into `out` at the same global indices. `x` is the ring's
+    /// `input` with `history` (at least `g.halo()` elements: the stream just
+    /// before the input) in front. A group whose window lies in the slot
+    /// reads it from shared memory, loaded once by the bulk copy; the few
+    /// that reach before the tile (or past what the copy moved) read the
+    /// rest from global memory. The tile plus its halo is thus read from
+    /// global memory once, the halo twice (it is the tile before's end).
+    /// Every output of the tile belongs to one group and each group to one
+    /// thread, so no two threads write one element. Traps if `history` is
+    /// shorter than the halo.
+    ///
+    /// With `R` odd, the threads of a warp start their groups `R` elements
+    /// apart and so read distinct shared-memory banks at every step.
+    pub fn halo_groups_into<U: Element, const R: usize, G: GroupMap<T, U, R>>(&self, history: &[T], input: &[T], out: &mut crate::OutTiles<'_, U>, g: &G) {
+        let halo = g.halo();
+        if history.len() < halo || R == 0 {
+            crate::trap();
+        }
+        let ring = self.consumer.ring;
+        let Tile { start, len } = self.tile;
+        let n = bulk_elements::<T>(input[start..].as_ptr() as usize, len);
+        // The slot's halo part holds x[start - ring.halo .. start] when the
+        // producer could copy it (the same test as its own).
+        let kept = if halo <= ring.halo && halo_source(history, input, start, ring.halo).is_some() { ring.halo } else { 0 };
+        let tile = ring.tile_ptr(self.consumer.state.index);
+        // SAFETY: the slot holds the copy's n elements after its halo part,
+        // and the halo part `kept` elements before them (full phase
+        // completed in `wait`); nothing writes the slot until it is
+        // released, and `release` takes `self`, so this borrow ends first.
+        let x = unsafe { core::slice::from_raw_parts(tile.wrapping_sub(kept), kept + n) };
+        let slot = &x[kept..];
+        let (rank, step) = (self.consumer.rank as usize, ring.consumers.max(1) as usize);
+        for gi in (rank..len.div_ceil(R)).step_by(step) {
+            let off = gi * R;
+            if off + kept >= halo && off + R <= n {
+                let v = g.group(&x[off + kept - halo..off + kept + R]);
+                for (r, &y) in v.iter().enumerate() {
+                    out.write(start + off + r, y);
+                }
+            } else {
+                // Rare (a tile's first groups where its halo is not in the
+                // slot, its last group, what the copy did not move): one
+                // output at a time, so this path adds few registers.
+                let edge = EdgeWindow { slot, start, input, history };
+                for r in 0..R.min(len - off) {
+                    let i = start + off + r;
+                    out.write(i, g.one(|back| edge.at(i, back)));
+                }
+            }
+        }
+    }
+}
+
+/// A halo map computed in groups of `R` consecutive outputs, on the ring
+/// by [`ConsumerSlot::halo_groups_into`]: output `i` from `x[i - halo ..=
+/// i]`. `group` and `one` must give the same outputs.
+pub trait GroupMap<T, U, const R: usize> {
+    /// Elements before each output the map reads.
+    fn halo(&self) -> usize;
+    /// Outputs `first .. first + R` from `w`, which is `x[first - halo ..
+    /// first + R]` (so `x[first + r - back]` is `w[halo + r - back]`).
+    fn group(&self, w: &[T]) -> [U; R];
+    /// Output `i` from `x`, where `x(back)` is `x[i - back]`, `back <= halo`.
+    fn one(&self, x: impl Fn(usize) -> T) -> U;
+}
+
+/// Elements around a tile that reach before it or past what the copy
+/// moved: each from the slot, from the input in global memory, or (before
+/// the input's start) from the history.
+struct EdgeWindow<'a, T> {
+    slot: &'a [T],
+    start: usize,
+    input: &'a [T],
+    history: &'a [T],
+}
+
+impl<T: Copy> EdgeWindow<'_, T> {
+    /// `x[i - back]`.
+    #[inline(always)]
+    fn at(&self, i: usize, back: usize) -> T {
+        if back > i {
+            // x[-m] is history[len - m]; m <= halo <= len (checked).
+            return self.history[(self.history.len() + i).wrapping_sub(back)];
+        }
+        let k = i - back;
+        if k >= self.start && k - self.start < self.slot.len() { self.slot[k - self.start] } else { self.input[k] }
     }
 }
 

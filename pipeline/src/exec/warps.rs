@@ -1,10 +1,11 @@
 //! The warps grain (`Launch::Warps`, sm_90): the pipeline run with stream
-//! launches and its events as always, but with the built-in `consumer` and
-//! `reduce` stages' kernels replaced by kernels-hopper's `ring_consumer_kernel`
-//! and `ring_reduce_kernel`, which hand each chunk over inside the block
-//! through the warp-specialized mbarrier ring (`nvptx_std::hopper::ring`):
-//! one producer lane bulk-copies tiles into shared-memory slots, the other
-//! warps compute on them.
+//! launches and its events as always, but with the built-in `consumer`,
+//! `reduce` and `fir` stages' kernels replaced by kernels-hopper's
+//! `ring_consumer_kernel`, `ring_reduce_kernel` and `ring_fir_kernel`, which
+//! hand each chunk over inside the block through the warp-specialized
+//! mbarrier ring (`nvptx_std::hopper::ring`): one producer lane
+//! bulk-copies tiles (the fir's with its halo) into shared-memory slots,
+//! the other warps compute on them.
 //!
 //! The replacement stages are prepared at the first warps run and swapped
 //! with the plain ones around each such run, so the same pipeline (rings,
@@ -12,15 +13,19 @@
 use super::part::Part;
 use super::{Result, err};
 use crate::builtin::Records;
+use crate::elem::ElemType;
+use crate::halo::History;
 use crate::spec::PipelineSpec;
-use crate::stage::{OnGpu, Op};
+use crate::stage::{OnGpu, Op, Setup};
 use crate::{Pipeline, PipelineError};
+use cudarc::driver::CudaSlice;
 use cudarc::driver::{CudaStream, LaunchConfig};
 use kernel_math::Reduction;
 use nvptx_std::hopper::ring::{MAX_SLOTS, shared_bytes};
 use pc_runtime::gpu::DeviceInfo;
 use pc_runtime::launch::Kernel;
-use ptx_kernels::hopper::{RingConsumerKernel, RingReduceKernel};
+use pc_runtime::launch::Module;
+use ptx_kernels::hopper::{KernelCrate as HopperCrate, RingConsumerKernel, RingFirKernel, RingReduceKernel};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -64,6 +69,13 @@ impl RingShape {
             [big.slot_bytes, 32 << 10, 16 << 10].into_iter().filter(|&b| b <= big.slot_bytes).find(|&b| chunk_bytes / b as u64 >= 64).unwrap_or(16 << 10);
         RingShape { slot_bytes, ..big }
     }
+
+    /// The fir stage's ring: 3 slots of 16 KiB (each its 64-element halo
+    /// and a tile of 4032 f32, 448 groups of 9 outputs), 4 consumer warps.
+    /// On the H200 (2026-11-26, `host bench`, 256 MiB, 63 taps) the fastest
+    /// of the shapes tried: 543 GB/s moved, 1.32x the plain `fir_kernel`;
+    /// 7 consumer warps 1.25x, 14 warps 1.16x, 32 KiB slots at most 0.99x.
+    pub const FIR: RingShape = RingShape { slots: 3, slot_bytes: 16 << 10, consumer_warps: 4 };
 
     /// Threads a block: the producer warp and the consumer warps.
     pub fn block(&self) -> u32 {
@@ -109,19 +121,33 @@ pub(crate) struct WarpStages {
     swapped: bool,
 }
 
-/// The stages the warps grain replaces, by name.
+/// The stages the warps grain replaces by name; a stage may also bring its
+/// own form (the `fir` stage does).
 pub const WARP_STAGES: [&str; 2] = ["consumer", "reduce"];
+
+/// What a stage's warps form is given to prepare itself: the Hopper module,
+/// the GPU and the sync checker's knobs.
+pub(crate) struct WarpCtx<'a> {
+    module: &'a Module<HopperCrate>,
+    info: &'a DeviceInfo,
+    knobs: &'a Arc<RingKnobs>,
+}
+
+/// A stage's form in the warps grain, for a stage not replaced by name.
+pub(crate) trait WarpForm: Send + Sync {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>>;
+}
 
 /// Refuses, in one line, a pipeline with nothing for the warps grain to replace.
 pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
     if spec.serial {
         return Err(PipelineError::GrainUnsupported { grain: "warps", why: "drop the serial baseline".into() });
     }
-    if !spec.stages.iter().any(|s| WARP_STAGES.contains(&s.name())) {
+    if !spec.stages.iter().any(|s| WARP_STAGES.contains(&s.name()) || s.warp_form().is_some()) {
         let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
         return Err(PipelineError::GrainUnsupported {
             grain: "warps",
-            why: format!("it runs the consumer and reduce stages on the warp-specialized ring, and {} has neither", names.join(",")),
+            why: format!("it runs the consumer, reduce and fir stages on the warp-specialized ring, and {} has none of them", names.join(",")),
         });
     }
     Ok(())
@@ -155,7 +181,15 @@ impl Part<'_> {
                     let records = Records::on(&s0, self.chunks.len())?;
                     Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records }))
                 }
-                _ => None,
+                _ => match st.warp_form() {
+                    Some(form) => {
+                        let mut modules = Vec::new();
+                        let mut setup =
+                            Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
+                        Some(form.prepare(&mut setup, &WarpCtx { module: &module, info: self.gpu.info(), knobs: &knobs })?)
+                    }
+                    None => None,
+                },
             });
         }
         s0.synchronize().map_err(err("preparing the warps grain"))?;
@@ -262,6 +296,71 @@ unsafe impl OnGpu for RingReduceOnGpu {
 
     fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
         self.records.read(stream)
+    }
+}
+
+/// The `fir` stage's warps form: `ring_fir_kernel` with the stage's taps.
+pub(crate) struct FirRing {
+    pub taps: Arc<[f32]>,
+}
+
+impl WarpForm for FirRing {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let shape = RingShape::FIR;
+        // A slot holds the halo and a tile at least as long (Ring::init_with_halo).
+        let most = shape.slot_bytes as usize / 4 / 2;
+        if self.taps.len() > most {
+            return Err(PipelineError::GrainUnsupported {
+                grain: "warps",
+                why: format!("its fir stage has {} taps and the ring's slots fit at most {most}; run it with another grain", self.taps.len()),
+            });
+        }
+        let kernel = ctx.module.kernel::<RingFirKernel>()?;
+        kernel.check_block(shape.block())?;
+        kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+        let taps = setup.upload(&self.taps)?;
+        // The halo as the ring keeps it (whole 16-byte units): then the
+        // first tile of a chunk takes it into shared memory too.
+        let history = History::new(setup, ElemType::of::<f32>(), (self.taps.len() - 1).div_ceil(4) * 4)?;
+        Ok(Box::new(RingFirOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), taps, history }))
+    }
+}
+
+struct RingFirOnGpu {
+    kernel: Kernel<RingFirKernel>,
+    gpu: DeviceInfo,
+    shape: RingShape,
+    knobs: Arc<RingKnobs>,
+    taps: CudaSlice<f32>,
+    history: History,
+}
+
+// SAFETY: the kernel and the history's shift run on the op's stream, over
+// the op's input and output slots and this stage's own taps and history.
+unsafe impl OnGpu for RingFirOnGpu {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        self.history.begin_run(stream)
+    }
+
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (stream, len) = (op.stream, op.len());
+        // All of the GPU, unlike the map's half: the fir computes far more
+        // than the stages around it. On an H100 (2026-11-26, producer ->
+        // fir -> reduce, 1 GiB) 16 MiB chunks ran at 164.7 GB/s against
+        // 118.0 with half (streams grain: 150.1), 64 MiB at 174.4 against 131.4.
+        let cfg = self.shape.config(&self.gpu, len as u64 * 4, 1.0);
+        let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
+        let RingShape { slots, slot_bytes, .. } = self.shape;
+        {
+            let history = self.history.current::<f32>()?;
+            let (input, mut output) = op.slots::<f32, f32>()?;
+            // SAFETY: ordered by the pipeline's events; the history and taps
+            // are this stage's; fault bits only from `Pipeline::set_ring_knobs`.
+            unsafe {
+                RingFirKernel::launch_with_faults(&self.kernel, stream, cfg, false, &history, &input, &mut output, &self.taps, slots, slot_bytes, spin, faults)
+            }?;
+        }
+        self.history.advance(op)
     }
 }
 

@@ -254,7 +254,7 @@ pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
         ring.allow_dynamic_shared_bytes(shape.shared_bytes())?;
         let rcfg = shape.config(info, 4 * n as u64, 1.0);
         // SAFETY: one stream.
-        let ms = time(&s, &mut || Ok(unsafe { RingConsumerKernel::launch(&ring, &s, rcfg, &input, &mut output, shape.slots, shape.slot_bytes, 0) }?))?;
+        let ms = time(&s, &mut || Ok(unsafe { RingConsumerKernel::launch(&ring, &s, rcfg, &input, &mut output, shape.slots, shape.slot_bytes, 0, 0, 0) }?))?;
         check("ring_consumer_kernel", &mut output)?;
         out.push((
             format!("warp-specialized ring map (K={k}, {kib} KiB slots, {warps} consumer warps)"),
@@ -327,7 +327,7 @@ pub fn ring_fir(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
         let rcfg = shape.config(info, 4 * n as u64, 1.0);
         // SAFETY: one stream.
         let ms = time(&s, &mut || {
-            Ok(unsafe { RingFirKernel::launch(&ring, &s, rcfg, &ring_history, &input, &mut output, &taps_d, shape.slots, shape.slot_bytes, 0) }?)
+            Ok(unsafe { RingFirKernel::launch(&ring, &s, rcfg, &ring_history, &input, &mut output, &taps_d, shape.slots, shape.slot_bytes, 0, 0, 0) }?)
         })?;
         check("ring_fir_kernel", &mut output)?;
         out.push((

@@ -111,8 +111,9 @@ pub struct PipelineArgs {
     /// mbarrier ring, sm_90) [default: streams].
     #[arg(long, value_enum)]
     pub(crate) grain: Option<GrainArg>,
-    /// Flags grain: a wait on a ring counter longer than this (ms) stops the
-    /// run with an error naming the stage and slot, instead of hanging.
+    /// Flags and warps grains: a wait on a ring counter or a warp ring's
+    /// barrier longer than this (ms) stops the run with an error naming the
+    /// stage and slot, instead of hanging.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) watchdog_ms: u64,
     /// Runs of the same pipeline, back to back (frames of a stream).

@@ -134,3 +134,45 @@ pub mod fault {
     /// *freed* is published before the block's reads are done.
     pub const EARLY_FREED: u32 = 8;
 }
+
+/// The warps grain's watchdog record, one per ring stage, in host memory
+/// the GPU maps (`nvptx_std::hopper::ring`): a ring wait that outlives its
+/// timeout writes where it waited, `fired` last, then traps; the host
+/// reads it after the launch error and names the stage and slot.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarpWatch {
+    /// Non-zero once a wait fired.
+    pub fired: u32,
+    /// What it waited for ([`warp_wait`]).
+    pub what: u32,
+    /// The slot, and the barrier phase parity it waited for.
+    pub slot: u32,
+    pub parity: u32,
+    /// The block, and the first element of its tile (of the chunk).
+    pub block: u32,
+    pub _pad: u32,
+    pub tile_start: u64,
+    /// How long it had waited, in ns.
+    pub waited_ns: u64,
+}
+
+/// [`WarpWatch::what`]: who waited for what.
+pub mod warp_wait {
+    /// The producer lane, for the consumers to release a slot (empty barrier).
+    pub const RELEASED: u32 = 1;
+    /// The producer lane, for a slot's earlier copy to land (full barrier).
+    pub const LANDED: u32 = 2;
+    /// A consumer thread, for a slot to fill (full barrier).
+    pub const FILLED: u32 = 3;
+
+    /// In words, for the host's error.
+    pub fn describe(what: u32) -> &'static str {
+        match what {
+            RELEASED => "the producer lane waited for the consumers to release",
+            LANDED => "the producer lane waited for the bulk copy into",
+            FILLED => "a consumer thread waited for the bulk copy to fill",
+            _ => "a thread waited on",
+        }
+    }
+}

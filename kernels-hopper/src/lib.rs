@@ -8,7 +8,13 @@
 //! (`nvptx_std::hopper::ring`): warp 0's lane 0 copies tiles of the input
 //! into `slots` shared-memory slots of `slot_bytes` with bulk copies, the
 //! other warps compute on them. They need `shared_bytes(slots, slot_bytes)`
-//! of dynamic shared memory and whole warps, at least two, a block.
+//! of dynamic shared memory and whole warps, at least two, a block. Their
+//! watchdog (`Ring::watched`): a ring wait longer than `timeout_ns` (0: 10
+//! s) writes where it waited to `watch` and traps. `watch` is 0 or the
+//! device address of a `kernel_math::ring::WarpWatch` that stays valid for
+//! the kernel's life and that nothing else uses meanwhile (host memory the
+//! GPU maps, which outlives a trap): a contract of their launchers, beside
+//! the `# Safety` of `launch`.
 //!
 //! Every kernel here is `#[kernel(pdl)]`: its entry executes
 //! `griddepcontrol.wait` before the body, so it may be launched with the
@@ -22,7 +28,8 @@
 
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use nvptx_std::hopper::pdl::launch_dependents;
-use nvptx_std::hopper::ring::{GroupMap, Ring, Role, fault::SKIP_FULL_WAIT};
+use nvptx_std::hopper::ring::fault::{SKIP_FULL_WAIT, STALL_PRODUCER};
+use nvptx_std::hopper::ring::{GroupMap, Ring, Role};
 use nvptx_std::{Out, OutQuads, OutTiles, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
@@ -87,17 +94,25 @@ pub fn pdl_chain_kernel(input: &[u32], mut output: Out<u32>) {
 /// consume(input[i])`. The producer lane spins `spin` nanoseconds before
 /// each copy (a slow producer on purpose, for the sync checker). `faults`:
 /// `pdl::fault::SKIP_WAIT` skips the PDL wait, `ring::fault::SKIP_FULL_WAIT`
-/// makes consumers read slots without waiting for them to fill.
+/// makes consumers read slots without waiting for them to fill,
+/// `ring::fault::STALL_PRODUCER` leaves the first slot unfilled (a stuck
+/// ring, for the watchdog).
 #[kernel(pdl, faults = faults, same_len(input, output))]
-pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
     launch_dependents();
     // SAFETY: every thread calls it once, first thing; nothing else uses
-    // the dynamic shared memory.
-    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    // the dynamic shared memory; `watch` is the launcher's to get right
+    // (see the module docs).
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes).watched(timeout_ns, watch) };
     match ring.role() {
         Role::Producer(mut producer) => {
             while let Some(slot) = producer.acquire() {
                 spin_ns(spin);
+                if faults & STALL_PRODUCER != 0 {
+                    // The fault: no copy, no arrival (forgotten, not dropped: a drop traps at once).
+                    core::mem::forget(slot);
+                    break;
+                }
                 producer = slot.commit_copy(input);
             }
         }
@@ -116,10 +131,10 @@ pub fn ring_consumer_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32
 /// same record as `reduce_kernel`'s; `*out` starts as `Reduction::EMPTY`).
 /// `spin` and `faults` as `ring_consumer_kernel`'s.
 #[kernel(pdl, faults = faults)]
-pub fn ring_reduce_kernel(input: &[f32], out: &AtomicReduction, slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+pub fn ring_reduce_kernel(input: &[f32], out: &AtomicReduction, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
     launch_dependents();
     // SAFETY: as in ring_consumer_kernel.
-    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes) };
+    let ring = unsafe { Ring::<f32>::init(input.len(), slots, slot_bytes).watched(timeout_ns, watch) };
     match ring.role() {
         Role::Producer(mut producer) => {
             while let Some(slot) = producer.acquire() {
@@ -164,10 +179,21 @@ pub const FIR_RING_OUTPUTS: usize = 9;
 /// (`ConsumerSlot::halo_groups_into`). `spin` and `faults` as
 /// `ring_consumer_kernel`'s.
 #[kernel(pdl, faults = faults, same_len(input, output))]
-pub fn ring_fir_kernel(history: &[f32], input: &[f32], mut output: OutTiles<f32>, taps: &[f32], slots: u32, slot_bytes: u32, spin: u64, faults: u32) {
+pub fn ring_fir_kernel(
+    history: &[f32],
+    input: &[f32],
+    mut output: OutTiles<f32>,
+    taps: &[f32],
+    slots: u32,
+    slot_bytes: u32,
+    timeout_ns: u64,
+    watch: u64,
+    spin: u64,
+    faults: u32,
+) {
     launch_dependents();
     // SAFETY: as in ring_consumer_kernel.
-    let ring = unsafe { Ring::<f32>::init_with_halo(input.len(), slots, slot_bytes, taps.len().saturating_sub(1)) };
+    let ring = unsafe { Ring::<f32>::init_with_halo(input.len(), slots, slot_bytes, taps.len().saturating_sub(1)).watched(timeout_ns, watch) };
     match ring.role() {
         Role::Producer(mut producer) => {
             while let Some(slot) = producer.acquire() {

@@ -101,6 +101,10 @@ pub enum PipelineError {
         "the flags grain stopped: stage {stage} waited more than {ms} ms for slot {slot} of ring {ring} to be {waited_for} (chunk {chunk}; counter {have}, waiting for {want})"
     )]
     RingStuck { stage: String, waited_for: &'static str, ring: String, slot: u32, chunk: u64, have: u32, want: u32, ms: u64 },
+    #[error(
+        "the warps grain stopped: in stage {stage}'s ring, {what} slot {slot} (phase parity {parity}) for {ms} ms, past the watchdog's {timeout_ms} ms (block {block}, {tile})"
+    )]
+    WarpRingStuck { stage: String, what: &'static str, slot: u32, parity: u32, block: u32, tile: String, ms: u64, timeout_ms: u64 },
     #[error("NCCL is not installed (libnccl.so.2 could not be loaded): {0}")]
     NcclMissing(String),
     #[error("NCCL: {0}")]

@@ -43,8 +43,9 @@ pub struct PipelineSpec {
     /// purpose: a one-thread spin kernel goes on the stage's stream ahead of
     /// each of its operations.
     pub spin_ns: Vec<u64>,
-    /// The flags grain's watchdog: a wait on a ring counter longer than
-    /// this stops the run with an error naming the stage and slot.
+    /// The flags and warps grains' watchdog: a wait on a ring counter (or a
+    /// warp ring's barrier) longer than this stops the run with an error
+    /// naming the stage and slot.
     pub watchdog_ms: u64,
     /// Each stage's GPU, as an index into the GPUs given to
     /// [`crate::Pipeline::new`] (empty: every stage on every GPU, chunks
@@ -99,7 +100,7 @@ impl PipelineSpec {
         self.spin_ns = ns;
         self
     }
-    /// The flags grain's watchdog (see [`PipelineSpec::watchdog_ms`]).
+    /// The flags and warps grains' watchdog (see [`PipelineSpec::watchdog_ms`]).
     pub fn watchdog_ms(mut self, ms: u64) -> Self {
         self.watchdog_ms = ms;
         self

@@ -170,7 +170,7 @@ fn the_ring_kernel_alone_handles_misaligned_and_tiny_inputs() {
             let cfg = shape.config(gpu.info(), 4 * n as u64, 1.0);
             let view = input.slice(offset..offset + n);
             // SAFETY: one stream.
-            unsafe { RingConsumerKernel::launch(&k, &s, cfg, &view, &mut out, shape.slots, shape.slot_bytes, 0) }.unwrap();
+            unsafe { RingConsumerKernel::launch(&k, &s, cfg, &view, &mut out, shape.slots, shape.slot_bytes, 0, 0, 0) }.unwrap();
             let got = s.clone_dtoh(&out).unwrap();
             s.synchronize().unwrap();
             let wrong: Vec<usize> = (0..n).filter(|&i| got[i].to_bits() != kernel_math::consume(host[offset + i]).to_bits()).collect();
@@ -222,10 +222,10 @@ fn ring_kernels_survive_a_slow_producer_with_several_tiles_per_block() {
             // SAFETY: one stream; the spin only slows the producer lane.
             let r = if fir {
                 unsafe {
-                    RingFirKernel::launch_with_faults(&kf, &s, cfg, false, &history, &input, &mut out, &taps_d, shape.slots, shape.slot_bytes, 100_000, 0)
+                    RingFirKernel::launch_with_faults(&kf, &s, cfg, false, &history, &input, &mut out, &taps_d, shape.slots, shape.slot_bytes, 0, 0, 100_000, 0)
                 }
             } else {
-                unsafe { RingConsumerKernel::launch_with_faults(&kc, &s, cfg, false, &input, &mut out, shape.slots, shape.slot_bytes, 100_000, 0) }
+                unsafe { RingConsumerKernel::launch_with_faults(&kc, &s, cfg, false, &input, &mut out, shape.slots, shape.slot_bytes, 0, 0, 100_000, 0) }
             };
             r.unwrap_or_else(|e| panic!("{label}: {e}"));
             let got = s.clone_dtoh(&out).unwrap_or_else(|e| panic!("{label}: {e}"));

@@ -30,6 +30,7 @@
 //! bodies type check there, and [`RingState`] and [`Tiles`] are tested there.
 use crate::sreg;
 use core::marker::PhantomData;
+use kernel_math::ring::{WarpWatch, warp_wait};
 use kernel_math::{Element, Word};
 
 /// Most slots a ring has (its barriers fit [`HEADER_BYTES`]).
@@ -58,6 +59,10 @@ pub mod fault {
     /// Consumers skip the full barrier's wait: they read a slot before the
     /// producer's copy has landed in it.
     pub const SKIP_FULL_WAIT: u32 = 2;
+    /// The producer lane drops its first slot without the copy (and stops):
+    /// the consumers wait for it until the watchdog fires. A stuck ring on
+    /// purpose, to test the watchdog's report.
+    pub const STALL_PRODUCER: u32 = 4;
 }
 
 /// Where one side of a ring of `slots` slots stands: the slot it works on
@@ -169,6 +174,10 @@ pub struct Ring<T> {
     /// Elements each slot keeps before its tile for a halo (see
     /// [`Ring::init_with_halo`]; 0 otherwise): a multiple of 16 bytes.
     halo: usize,
+    /// The watchdog: its timeout, and where a wait that outlives it
+    /// reports (null: nowhere; see [`Ring::watched`]).
+    timeout_ns: u64,
+    watch: *mut WarpWatch,
     _t: PhantomData<*const T>,
 }
 
@@ -270,7 +279,65 @@ impl<T: Element> Ring<T> {
             dev::fence_mbarrier_init();
         }
         dev::sync_block();
-        Ring { full, slot0: full + HEADER_BYTES, slot_ptr: base.wrapping_add(HEADER_BYTES as usize), slots, slot_bytes, consumers, len, halo, _t: PhantomData }
+        Ring {
+            full,
+            slot0: full + HEADER_BYTES,
+            slot_ptr: base.wrapping_add(HEADER_BYTES as usize),
+            slots,
+            slot_bytes,
+            consumers,
+            len,
+            halo,
+            timeout_ns: WAIT_TIMEOUT_NS,
+            watch: core::ptr::null_mut(),
+            _t: PhantomData,
+        }
+    }
+
+    /// This ring with its watchdog's timeout (0: [`WAIT_TIMEOUT_NS`]) and
+    /// report: a wait that outlives the timeout writes a [`WarpWatch`] at
+    /// `watch` (unless 0), then traps, so the host can say which stage,
+    /// slot and side was stuck.
+    ///
+    /// # Safety
+    /// `watch` is 0 or the device address of a `WarpWatch` that stays
+    /// valid for the kernel's life and that nothing else uses meanwhile
+    /// (host memory mapped for the device: it must outlive a trap).
+    pub unsafe fn watched(mut self, timeout_ns: u64, watch: u64) -> Ring<T> {
+        if timeout_ns > 0 {
+            self.timeout_ns = timeout_ns;
+        }
+        self.watch = watch as *mut WarpWatch;
+        self
+    }
+
+    /// Waits for the phase of parity `parity` of barrier `bar` (slot
+    /// `slot`'s), or reports to the watchdog record and traps once the
+    /// timeout passes (a ring that can no longer move becomes a launch
+    /// error naming the slot, not a hang).
+    #[inline(always)]
+    fn wait(&self, bar: u32, parity: u32, what: u32, slot: u32, tile_start: usize) {
+        let waited = dev::wait_parity(bar, parity, self.timeout_ns);
+        if waited == 0 {
+            return;
+        }
+        if !self.watch.is_null() {
+            let w = WarpWatch { fired: 0, what, slot, parity, block: sreg::ctaid(), _pad: 0, tile_start: tile_start as u64, waited_ns: waited };
+            // SAFETY: `watch` is a WarpWatch for the kernel's life
+            // (`watched`'s contract). Volatile: host memory, read by the
+            // host after the trap; `fired` goes last, after a system fence.
+            // Blocks that time out together may each write it: the host
+            // reads one whole report only if they wrote the same fields,
+            // which is why `fired` is written last (a torn report still
+            // names a stuck slot).
+            unsafe {
+                core::ptr::write_volatile(self.watch, w);
+                dev::fence_system();
+                core::ptr::write_volatile(core::ptr::addr_of_mut!((*self.watch).fired), 1);
+                dev::fence_system();
+            }
+        }
+        crate::trap();
     }
 
     /// Elements of `T` one tile has: what a slot holds less the halo.
@@ -326,12 +393,12 @@ impl<'r, T: Element> Producer<'r, T> {
             return None;
         };
         let s = self.state;
-        dev::wait_parity(self.ring.empty_barrier(s.index), s.phase ^ 1);
+        self.ring.wait(self.ring.empty_barrier(s.index), s.phase ^ 1, warp_wait::RELEASED, s.index, tile.start);
         // The slot's previous copy has landed: always so when the consumers
         // waited for it before releasing; with the sync checker's
         // SKIP_FULL_WAIT it keeps two copies (and two expect_tx arrivals)
         // from being in flight on one slot and its barrier.
-        dev::wait_parity(self.ring.full_barrier(s.index), s.phase ^ 1);
+        self.ring.wait(self.ring.full_barrier(s.index), s.phase ^ 1, warp_wait::LANDED, s.index, tile.start);
         Some(ProducerSlot { producer: self, tile })
     }
 
@@ -346,7 +413,7 @@ impl<'r, T: Element> Producer<'r, T> {
         }
         for _ in 0..outstanding {
             // The state `slots` steps back has the same index and the other phase.
-            dev::wait_parity(self.ring.full_barrier(s.index), s.phase ^ 1);
+            self.ring.wait(self.ring.full_barrier(s.index), s.phase ^ 1, warp_wait::LANDED, s.index, usize::MAX);
             s.advance();
         }
     }
@@ -465,7 +532,7 @@ impl<'r, T: Element> Consumer<'r, T> {
     /// `None` when this block has no tile left.
     pub fn wait(mut self) -> Option<ConsumerSlot<'r, T>> {
         let tile = self.tiles.next()?;
-        dev::wait_parity(self.ring.full_barrier(self.state.index), self.state.phase);
+        self.ring.wait(self.ring.full_barrier(self.state.index), self.state.phase, warp_wait::FILLED, self.state.index, tile.start);
         Some(ConsumerSlot { consumer: self, tile, skipped: false })
     }
 
@@ -564,7 +631,7 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
             // release: a slot released before its copy landed would let
             // the consumers run a phase ahead of the producer, whose
             // `acquire` would then wait for a phase that never completes.
-            dev::wait_parity(ring.full_barrier(this.consumer.state.index), this.consumer.state.phase);
+            ring.wait(ring.full_barrier(this.consumer.state.index), this.consumer.state.phase, warp_wait::FILLED, this.consumer.state.index, this.tile.start);
         }
         // SAFETY: an arrival on this slot's empty barrier, counted once per
         // consumer thread per phase.
@@ -725,10 +792,9 @@ mod dev {
     }
 
     /// Spins until the phase of parity `parity` of barrier `bar` has
-    /// completed; traps after [`super::WAIT_TIMEOUT_NS`] (a ring that can
-    /// no longer move becomes a launch error on the host, not a hang).
+    /// completed (0), or until `timeout_ns` passed (how long it waited).
     #[inline(always)]
-    pub fn wait_parity(bar: u32, parity: u32) {
+    pub fn wait_parity(bar: u32, parity: u32, timeout_ns: u64) -> u64 {
         let mut start = 0u64;
         loop {
             let done: u32;
@@ -741,16 +807,23 @@ mod dev {
                 )
             };
             if done != 0 {
-                return;
+                return 0;
             }
             // The clock is read only once the first try failed.
             let now = crate::globaltimer_ns();
             if start == 0 {
                 start = now;
-            } else if now.wrapping_sub(start) > super::WAIT_TIMEOUT_NS {
-                crate::trap();
+            } else if now.wrapping_sub(start) > timeout_ns {
+                return now.wrapping_sub(start);
             }
         }
+    }
+
+    /// `fence.sc.sys`: writes before it are seen by the host before those after.
+    #[inline(always)]
+    pub fn fence_system() {
+        // SAFETY: a fence.
+        unsafe { asm!("fence.sc.sys;", options(nostack)) };
     }
 
     /// # Safety
@@ -805,7 +878,10 @@ mod dev {
     pub fn sync_block() {
         panic!("{DEVICE_ONLY}")
     }
-    pub fn wait_parity(_: u32, _: u32) {
+    pub fn wait_parity(_: u32, _: u32, _: u64) -> u64 {
+        panic!("{DEVICE_ONLY}")
+    }
+    pub fn fence_system() {
         panic!("{DEVICE_ONLY}")
     }
     pub unsafe fn arrive(_: u32) {

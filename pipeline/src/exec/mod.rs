@@ -386,8 +386,11 @@ impl<'g> Pipeline<'g> {
         // The ring stages in for a warps run, the plain ones otherwise
         // (records included: the sink's are read at the end of the run).
         self.parts.iter_mut().for_each(|p| p.swap_warps(warps));
+        if warps {
+            self.parts.iter().for_each(|p| p.clear_watches());
+        }
         self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
-        let result = self.run_inner(launch, runs, timeline, progress);
+        let mut result = self.run_inner(launch, runs, timeline, progress);
         // Nothing may still run on the rings or copy into host memory when
         // this returns: the caller may drop or read them. (Success ends
         // synchronized; an error is settled here; an unwinding panic leaves
@@ -396,6 +399,10 @@ impl<'g> Pipeline<'g> {
         if result.is_err() {
             for p in &self.parts {
                 p.synchronize_quietly();
+            }
+            // A ring wait that timed out trapped (a launch error): say where.
+            if warps && let Some(e) = self.parts.iter().find_map(|p| p.fired_watch(&p.names, self.spec.watchdog_ms)) {
+                result = Err(e);
             }
         }
         result

@@ -21,6 +21,7 @@ use crate::{Pipeline, PipelineError};
 use cudarc::driver::CudaSlice;
 use cudarc::driver::{CudaStream, LaunchConfig};
 use kernel_math::Reduction;
+use kernel_math::ring::{WarpWatch, warp_wait};
 use nvptx_std::hopper::ring::{MAX_SLOTS, shared_bytes};
 use pc_runtime::gpu::DeviceInfo;
 use pc_runtime::launch::Kernel;
@@ -111,6 +112,14 @@ impl RingShape {
 pub(crate) struct RingKnobs {
     faults: AtomicU32,
     spin_ns: AtomicU64,
+    /// The ring waits' watchdog (`--watchdog-ms`; 0: the kernels' 10 s).
+    timeout_ns: AtomicU64,
+}
+
+impl RingKnobs {
+    fn timeout_ns(&self) -> u64 {
+        self.timeout_ns.load(Ordering::Relaxed)
+    }
 }
 
 /// A part's ring stages: `alt[s]` is stage `s`'s replacement (`None`: kept),
@@ -118,7 +127,64 @@ pub(crate) struct RingKnobs {
 pub(crate) struct WarpStages {
     alt: Vec<Option<Box<dyn OnGpu>>>,
     knobs: Arc<RingKnobs>,
+    /// Each ring stage's watchdog record (`None`: a plain stage).
+    watches: Vec<Option<Arc<Watch>>>,
     swapped: bool,
+}
+
+/// A ring stage's watchdog record ([`WarpWatch`]): pinned host memory the
+/// GPU maps, so that the report of a wait that timed out can be read after
+/// the trap left the context unusable.
+pub(crate) struct Watch {
+    host: *mut WarpWatch,
+    device: u64,
+}
+
+// SAFETY: the pointer is to host memory this value owns; it is only read
+// and written with volatile accesses, from one thread at a time (`&mut`
+// for writes; reads may race only the GPU's own writes).
+unsafe impl Send for Watch {}
+// SAFETY: as Send.
+unsafe impl Sync for Watch {}
+
+impl Watch {
+    fn new(gpu: &pc_runtime::gpu::Gpu) -> Result<Watch> {
+        use cudarc::driver::{result, sys};
+        // SAFETY: only made current.
+        unsafe { gpu.context() }.bind_to_thread().map_err(err("binding the GPU"))?;
+        let bytes = std::mem::size_of::<WarpWatch>();
+        // SAFETY: a fresh allocation of `bytes`, mapped for the device.
+        let host = unsafe { result::malloc_host(bytes, sys::CU_MEMHOSTALLOC_DEVICEMAP) }.map_err(err("allocating a ring's watchdog record"))? as *mut WarpWatch;
+        let mut device: sys::CUdeviceptr = 0;
+        // SAFETY: `host` is a mapped host allocation of this context.
+        let r = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) };
+        let w = Watch { host, device };
+        r.result().map_err(err("mapping a ring's watchdog record"))?;
+        w.clear();
+        Ok(w)
+    }
+
+    /// Nothing fired. Called before a run, when no ring kernel runs.
+    fn clear(&self) {
+        // SAFETY: this value's host memory, holding a WarpWatch (any bits valid).
+        unsafe { std::ptr::write_volatile(self.host, WarpWatch::default()) }
+    }
+
+    /// The report, if a wait fired (read after the run's streams stopped).
+    fn fired(&self) -> Option<WarpWatch> {
+        // SAFETY: as `clear`.
+        let w = unsafe { std::ptr::read_volatile(self.host) };
+        (w.fired != 0).then_some(w)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by malloc_host, freed once; the stages that
+        // pass its address have synchronized (Part's drop) or their context
+        // failed, when the free may fail, which is ignored.
+        let _ = unsafe { cudarc::driver::result::free_host(self.host.cast()) };
+    }
 }
 
 /// The stages the warps grain replaces by name; a stage may also bring its
@@ -131,6 +197,8 @@ pub(crate) struct WarpCtx<'a> {
     module: &'a Module<HopperCrate>,
     info: &'a DeviceInfo,
     knobs: &'a Arc<RingKnobs>,
+    /// The stage's watchdog record.
+    watch: &'a Arc<Watch>,
 }
 
 /// A stage's form in the warps grain, for a stage not replaced by name.
@@ -164,36 +232,42 @@ impl Part<'_> {
         let chunk_bytes = spec.chunk_elements.min(spec.total_elements) * 4;
         let shape = RingShape::for_chunk(spec.slots, chunk_bytes);
         let knobs = Arc::new(RingKnobs::default());
+        knobs.timeout_ns.store(spec.watchdog_ms.saturating_mul(1_000_000), Ordering::Relaxed);
         let s0 = self.streams[0].clone();
         let mut alt: Vec<Option<Box<dyn OnGpu>>> = Vec::new();
+        let mut watches = Vec::new();
         for st in &spec.stages {
-            alt.push(match st.name() {
-                "consumer" => {
+            let ring = WARP_STAGES.contains(&st.name()) || st.warp_form().is_some();
+            let watch = if ring { Some(Arc::new(Watch::new(self.gpu)?)) } else { None };
+            alt.push(match (st.name(), &watch) {
+                (_, None) => None,
+                ("consumer", Some(watch)) => {
                     let kernel = module.kernel::<RingConsumerKernel>()?;
                     kernel.check_block(shape.block())?;
                     kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
-                    Some(Box::new(RingConsumerOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone() }))
+                    Some(Box::new(RingConsumerOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), watch: watch.clone() }))
                 }
-                "reduce" => {
+                ("reduce", Some(watch)) => {
                     let kernel = module.kernel::<RingReduceKernel>()?;
                     kernel.check_block(shape.block())?;
                     kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
                     let records = Records::on(&s0, self.chunks.len())?;
-                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records }))
+                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records, watch: watch.clone() }))
                 }
-                _ => match st.warp_form() {
+                (_, Some(watch)) => match st.warp_form() {
                     Some(form) => {
                         let mut modules = Vec::new();
                         let mut setup =
                             Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
-                        Some(form.prepare(&mut setup, &WarpCtx { module: &module, info: self.gpu.info(), knobs: &knobs })?)
+                        Some(form.prepare(&mut setup, &WarpCtx { module: &module, info: self.gpu.info(), knobs: &knobs, watch })?)
                     }
                     None => None,
                 },
             });
+            watches.push(watch);
         }
         s0.synchronize().map_err(err("preparing the warps grain"))?;
-        self.warps = Some(WarpStages { alt, knobs, swapped: false });
+        self.warps = Some(WarpStages { alt, knobs, watches, swapped: false });
         Ok(())
     }
 
@@ -209,6 +283,31 @@ impl Part<'_> {
             }
         }
         w.swapped = on;
+    }
+
+    /// Before a warps run (nothing runs): no watchdog has fired.
+    pub(crate) fn clear_watches(&self) {
+        self.warps.iter().flat_map(|w| w.watches.iter().flatten()).for_each(|w| w.clear());
+    }
+
+    /// After a warps run failed and its streams stopped: the first ring
+    /// stage whose watchdog fired, as the error naming it.
+    pub(crate) fn fired_watch(&self, names: &[String], timeout_ms: u64) -> Option<PipelineError> {
+        let w = self.warps.as_ref()?;
+        w.watches.iter().zip(names).find_map(|(watch, stage)| {
+            let r = watch.as_ref()?.fired()?;
+            let tile = if r.tile_start == u64::MAX { "its last tiles".to_string() } else { format!("the tile from element {} of the chunk", r.tile_start) };
+            Some(PipelineError::WarpRingStuck {
+                stage: stage.clone(),
+                what: warp_wait::describe(r.what),
+                slot: r.slot,
+                parity: r.parity,
+                block: r.block,
+                tile,
+                ms: r.waited_ns / 1_000_000,
+                timeout_ms,
+            })
+        })
     }
 }
 
@@ -241,6 +340,7 @@ struct RingConsumerOnGpu {
     gpu: DeviceInfo,
     shape: RingShape,
     knobs: Arc<RingKnobs>,
+    watch: Arc<Watch>,
 }
 
 /// The launch for a chunk of `len` f32: at most half of what the GPU
@@ -261,7 +361,22 @@ unsafe impl OnGpu for RingConsumerOnGpu {
         let RingShape { slots, slot_bytes, .. } = self.shape;
         // SAFETY: ordered by the pipeline's events; fault bits only from
         // `Pipeline::set_ring_knobs`, whose caller accepted the race.
-        unsafe { RingConsumerKernel::launch_with_faults(&self.kernel, stream, cfg, false, &input, &mut output, slots, slot_bytes, spin, faults) }?;
+        unsafe {
+            RingConsumerKernel::launch_with_faults(
+                &self.kernel,
+                stream,
+                cfg,
+                false,
+                &input,
+                &mut output,
+                slots,
+                slot_bytes,
+                self.knobs.timeout_ns(),
+                self.watch.device,
+                spin,
+                faults,
+            )
+        }?;
         Ok(())
     }
 }
@@ -272,6 +387,7 @@ struct RingReduceOnGpu {
     shape: RingShape,
     knobs: Arc<RingKnobs>,
     records: Records,
+    watch: Arc<Watch>,
 }
 
 // SAFETY: the reset, each launch and the read-back touch only this stage's
@@ -290,7 +406,22 @@ unsafe impl OnGpu for RingReduceOnGpu {
         let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
         let RingShape { slots, slot_bytes, .. } = self.shape;
         // SAFETY: as RingConsumerOnGpu's; the record is this chunk's alone.
-        unsafe { RingReduceKernel::launch_with_faults(&self.kernel, stream, cfg, false, &input, &record, slots, slot_bytes, spin, faults) }?;
+        unsafe {
+            RingReduceKernel::launch_with_faults(
+                &self.kernel,
+                stream,
+                cfg,
+                false,
+                &input,
+                &record,
+                slots,
+                slot_bytes,
+                self.knobs.timeout_ns(),
+                self.watch.device,
+                spin,
+                faults,
+            )
+        }?;
         Ok(())
     }
 
@@ -322,7 +453,7 @@ impl WarpForm for FirRing {
         // The halo as the ring keeps it (whole 16-byte units): then the
         // first tile of a chunk takes it into shared memory too.
         let history = History::new(setup, ElemType::of::<f32>(), (self.taps.len() - 1).div_ceil(4) * 4)?;
-        Ok(Box::new(RingFirOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), taps, history }))
+        Ok(Box::new(RingFirOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), taps, history, watch: ctx.watch.clone() }))
     }
 }
 
@@ -333,6 +464,7 @@ struct RingFirOnGpu {
     knobs: Arc<RingKnobs>,
     taps: CudaSlice<f32>,
     history: History,
+    watch: Arc<Watch>,
 }
 
 // SAFETY: the kernel and the history's shift run on the op's stream, over
@@ -357,7 +489,22 @@ unsafe impl OnGpu for RingFirOnGpu {
             // SAFETY: ordered by the pipeline's events; the history and taps
             // are this stage's; fault bits only from `Pipeline::set_ring_knobs`.
             unsafe {
-                RingFirKernel::launch_with_faults(&self.kernel, stream, cfg, false, &history, &input, &mut output, &self.taps, slots, slot_bytes, spin, faults)
+                RingFirKernel::launch_with_faults(
+                    &self.kernel,
+                    stream,
+                    cfg,
+                    false,
+                    &history,
+                    &input,
+                    &mut output,
+                    &self.taps,
+                    slots,
+                    slot_bytes,
+                    self.knobs.timeout_ns(),
+                    self.watch.device,
+                    spin,
+                    faults,
+                )
             }?;
         }
         self.history.advance(op)

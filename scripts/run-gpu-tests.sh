@@ -27,10 +27,12 @@ step demo-same-settings-synced "$HOST_BIN" --spin-us 2000
 step grain-pdl "$HOST_BIN" pipeline --grain pdl --chunk 64KiB --total 64MiB --runs 3
 step grain-pdl-graph "$HOST_BIN" pipeline --grain pdl-graph --chunk 64KiB --total 64MiB --runs 3
 step grain-pdl-check-sync "$HOST_BIN" pipeline --grain pdl --check-sync -k 2 --chunk 1MiB --total 6MiB --delay-us 1000
-# The warps grain (sm_90): consumer and reduce on the mbarrier ring, and its
-# sync checker (consumers without the full barrier's wait).
+# The warps grain (sm_90): consumer, reduce and fir on the mbarrier ring, and
+# its sync checker (consumers without the full barrier's wait).
 step grain-warps "$HOST_BIN" pipeline --grain warps -w stream --chunk 1MiB --total 64MiB --runs 3
 step grain-warps-check-sync "$HOST_BIN" pipeline --grain warps --check-sync -k 2 --chunk 1MiB --total 6MiB --delay-us 200
+step grain-warps-fir "$HOST_BIN" pipeline --grain warps -w generate --stages producer,fir,reduce --chunk 16MiB --total 1GiB --runs 3
+step grain-warps-fir-check-sync "$HOST_BIN" pipeline --grain warps --check-sync -w stream --stages h2d,fir,d2h -k 2 --chunk 1MiB --total 6MiB --delay-us 200
 step example-moving-average "$here/example-moving_average"
 # A WAV file through h2d,fir,d2h; exits 1 when GPU and CPU differ in any bit.
 wav=$(mktemp -d)

@@ -42,6 +42,7 @@ for tool in ${TOOLS-memcheck racecheck synccheck initcheck}; do
   check $tool grain-pdl-graph "$H" pipeline --grain pdl-graph -k 2 --chunk 256KiB --total 3MiB --runs 2
   check $tool grain-warps "$H" pipeline --grain warps -k 3 --chunk 1MiB --total 4MiB
   check $tool grain-warps-stream "$H" pipeline --grain warps -w stream -k 2 --chunk 256KiB --total 3MiB
+  check $tool grain-warps-fir "$H" pipeline --grain warps -w stream --stages h2d,fir,d2h -k 2 --chunk 256KiB --total 3MiB
   # The flags grain: every stage one kernel, all at once, flag rings.
   check $tool grain-flags "$H" pipeline --grain flags -k 4 --chunk 64KiB --total 4MiB --runs 2
   check $tool grain-flags-pieces "$H" pipeline --grain flags -k 2 --chunk 1MiB --total 8MiB
@@ -77,6 +78,9 @@ body = ptx.index("\n{", at) + 2
 open(sys.argv[2], "w").write(ptx[:body] + "\ttrap;\n" + ptx[body:])
 PY
 fault trap-mid-pipeline 1 "$H" pipeline -w generate -k 3 --chunk 1MiB --total 8MiB --ptx "$trap_ptx"
+# A warp ring that cannot move (its producer lane drops a slot): the
+# watchdog's report names the stage and slot; the test passes (exit 0).
+fault warp-ring-stuck 0 "$here/test-pc-pipeline-gpu_warps_stuck" --include-ignored
 # A stream whose input ends mid-element: the whole chunks before the cut go
 # through the GPU, then a one-line error, exit 1, no output file.
 head -c 1000001 /dev/urandom > "$log/short.bin"

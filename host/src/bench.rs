@@ -8,7 +8,9 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, result as c
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
-use ptx_kernels::{ConsumerKernel, ConsumerVecKernel, FIR_OUTPUTS_PER_THREAD, FirKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel};
+use ptx_kernels::{
+    ConsumerKernel, ConsumerVecKernel, FIR_OUTPUTS_PER_THREAD, FirKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel, ReduceKernel,
+};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,6 +211,17 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         fcfg.grid_dim.0 = fcfg.grid_dim.0.min(n.div_ceil(FIR_OUTPUTS_PER_THREAD as u64).div_ceil(block as u64).max(1) as u32);
         // SAFETY: one stream, and time_ms synchronizes it.
         let f = time_ms(&s, a.reps, size, || Ok(unsafe { FirKernel::launch(&fir, &s, fcfg, &history, &buf, &mut out, &taps_d) }?))?;
+        // The reduce stage's kernel: reads the input once into one record
+        // (sum, min, max, 16-bin histogram), as in the generate pipeline.
+        let words: CudaSlice<u64> = s.alloc_zeros(std::mem::size_of::<kernel_math::Reduction>() / 8)?;
+        let words = words.slice(..);
+        // SAFETY: u64 words of the Reduction's size, 8-byte aligned, viewed
+        // as the AtomicReduction of the same layout (checked in kernel-math).
+        let record = unsafe { words.transmute::<kernel_math::AtomicReduction>(1) }.ok_or_else(|| anyhow::anyhow!("the reduce record is too small"))?;
+        let reduce = module.kernel::<ReduceKernel>()?;
+        // SAFETY: one stream, and time_ms synchronizes it.
+        let r = time_ms(&s, a.reps, size, || Ok(unsafe { ReduceKernel::launch(&reduce, &s, cfg, &buf, &record, 0) }?))?;
+        add("kernel", "reduce (sum, min, max, 16-bin histogram)", size, 4 * n, r, &format!("grid {}", cfg.grid_dim.0));
         add(
             "kernel",
             &format!("fir, {} taps ({} outputs per thread)", taps.len(), FIR_OUTPUTS_PER_THREAD),

@@ -221,7 +221,11 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         let reduce = module.kernel::<ReduceKernel>()?;
         // SAFETY: one stream, and time_ms synchronizes it.
         let r = time_ms(&s, a.reps, size, || Ok(unsafe { ReduceKernel::launch(&reduce, &s, cfg, &buf, &record, 0) }?))?;
-        add("kernel", "reduce (sum, min, max, 16-bin histogram)", size, 4 * n, r, &format!("grid {}", cfg.grid_dim.0));
+        add("kernel", "reduce (sum, min, max, 16-bin histogram), an atomic add a warp", size, 4 * n, r, &format!("grid {}", cfg.grid_dim.0));
+        let bcfg = LaunchConfig { shared_mem_bytes: ptx_kernels::REDUCE_SHARED_BYTES, ..cfg };
+        // SAFETY: as above.
+        let r = time_ms(&s, a.reps, size, || Ok(unsafe { ReduceKernel::launch(&reduce, &s, bcfg, &buf, &record, 0) }?))?;
+        add("kernel", "reduce (sum, min, max, 16-bin histogram), an atomic add a block", size, 4 * n, r, &format!("grid {}", cfg.grid_dim.0));
         add(
             "kernel",
             &format!("fir, {} taps ({} outputs per thread)", taps.len(), FIR_OUTPUTS_PER_THREAD),

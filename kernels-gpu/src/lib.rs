@@ -19,6 +19,9 @@ use nvptx_std::{Out, OutGroups, OutQuads, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
 
+/// Dynamic shared memory `reduce_kernel` combines a block's warps in.
+pub use nvptx_std::REDUCE_SHARED_BYTES;
+
 /// Fills `buffer` with `produce(first + i, seed)`: element `i` of a chunk
 /// that starts at global index `first`.
 ///
@@ -216,8 +219,9 @@ pub fn double_f64_kernel(input: &[f64], mut output: Out<f64>) {
 /// `kernel_math::Reduction`), after a spin of `spin` nanoseconds. `*out` must
 /// start as `Reduction::EMPTY`. The body is `nvptx_std::reduce_f32`
 /// (shared with kernels-hopper's PDL reduce): per-thread shares, warp
-/// shuffles, one atomic add per warp, so the record is the same whatever
-/// the order.
+/// shuffles, then one atomic add per block when launched with
+/// [`REDUCE_SHARED_BYTES`] of dynamic shared memory (per warp without), so
+/// the record is the same whatever the order.
 #[kernel]
 pub fn reduce_kernel(input: &[f32], out: &AtomicReduction, spin: u64) {
     spin_ns(spin);

@@ -38,9 +38,10 @@
 //! ```
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(stdarch_nvptx, asm_experimental_arch))]
-// The warp-specialized ring's dynamic shared memory (PTX 8.0 builds only).
-#![cfg_attr(all(target_arch = "nvptx64", target_feature = "ptx80"), feature(core_intrinsics, gpu_intrinsics, gpu_launch_sized_workgroup_mem))]
-#![cfg_attr(all(target_arch = "nvptx64", target_feature = "ptx80"), allow(internal_features))]
+// Dynamic shared memory: the warp-specialized ring's slots, the reduce's
+// per-warp partial records.
+#![cfg_attr(target_arch = "nvptx64", feature(core_intrinsics, gpu_intrinsics, gpu_launch_sized_workgroup_mem))]
+#![cfg_attr(target_arch = "nvptx64", allow(internal_features))]
 
 #[cfg(target_arch = "nvptx64")]
 use core::arch::nvptx;
@@ -55,7 +56,7 @@ pub mod ring;
 pub use kernel_macros::kernel;
 pub use kernel_math::{Element, Scalar, Shared, Word};
 pub use out::{GroupIter, GroupMut, Out, OutGroups, OutIter, OutQuads, OutTiles, Quad, QuadIter, QuadMut, Quads, quad_at};
-pub use reduce::{add_warp_totals, reduce_f32};
+pub use reduce::{REDUCE_SHARED_BYTES, add_warp_totals, reduce_f32};
 
 /// Once at the root of a kernel crate: defines `KernelCrate`, the marker
 /// that ties the crate's `#[kernel]` launchers to PTX built from it
@@ -167,6 +168,22 @@ impl Iterator for GridStride {
             None
         }
     }
+}
+
+/// `%dynamic_smem_size`: the dynamic shared memory the launch gave, in
+/// bytes (0 off the GPU).
+#[inline(always)]
+#[cfg_attr(not(target_arch = "nvptx64"), allow(dead_code))]
+pub(crate) fn dynamic_smem_bytes() -> u32 {
+    #[cfg(target_arch = "nvptx64")]
+    {
+        let n: u32;
+        // SAFETY: reads a special register.
+        unsafe { core::arch::asm!("mov.u32 {}, %dynamic_smem_size;", out(reg32) n, options(nomem, nostack)) };
+        n
+    }
+    #[cfg(not(target_arch = "nvptx64"))]
+    0
 }
 
 /// This thread's lane in its warp (0..32).

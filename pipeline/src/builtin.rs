@@ -511,6 +511,9 @@ unsafe impl OnGpu for ReduceOnGpu {
 
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         let (cfg, stream, lc) = (op.cfg, op.stream, op.local_chunk);
+        // Shared memory for each block to combine its warps: one atomic
+        // addition to the record a block, not a warp.
+        let cfg = cudarc::driver::LaunchConfig { shared_mem_bytes: nvptx_std::REDUCE_SHARED_BYTES, ..cfg };
         let input = op.input::<f32>()?;
         let record = self.records.atomic(lc, 1)?;
         // SAFETY: ordered by the pipeline's events; the record is this chunk's alone.

@@ -106,14 +106,20 @@ fn serial_baseline_verifies() {
 
 /// The timeline is what the event graph promises: a stage starts a chunk
 /// after the stage before finished it (filled), and writes chunk c + K only
-/// after the next stage finished chunk c (freed).
+/// after the next stage finished chunk c (freed); and the stages overlap.
+/// Every stage is slowed (200 us ahead of each operation, inside its span),
+/// so overlap does not hang on how fast the kernels are against the host's
+/// launches (with the reduce's block-level combine, 1 MiB chunks of the
+/// plain stages took less time than their launches).
 #[test]
 #[ignore = "needs a CUDA device"]
 fn timeline_honours_filled_and_freed_edges() {
     let gpu = Gpu::open(0).unwrap();
     for list in ["producer,consumer,reduce", "h2d,consumer,consumer,d2h"] {
         let k = 2;
-        let spec = PipelineSpec::new(workload(list)).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(1 << 20).total_elements(12 << 20).seed(seed());
+        let stages = parse_stages(list).unwrap();
+        let slowed = vec![200_000; stages.len()];
+        let spec = PipelineSpec::new(workload(list)).stages(stages).delays(slowed).slots(k).chunk_elements(1 << 20).total_elements(12 << 20).seed(seed());
         let stages = spec.stages.len();
         let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
         let r = p.run(Launch::Streams, 1, true).unwrap();

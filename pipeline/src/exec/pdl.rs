@@ -133,7 +133,8 @@ impl Part<'_> {
                 let produced = produced.slice(..);
                 PdlConsumerKernel::launch_with_faults(&chain.consumer, &s0, cfg, true, &produced, &mut consumed, chain.faults)?;
                 let consumed = consumed.slice(..);
-                PdlReduceKernel::launch_pdl(&chain.reduce, &s0, cfg, &consumed, &record)?;
+                let rcfg = cudarc::driver::LaunchConfig { shared_mem_bytes: nvptx_std::REDUCE_SHARED_BYTES, ..cfg };
+                PdlReduceKernel::launch_pdl(&chain.reduce, &s0, rcfg, &consumed, &record)?;
             }
         }
         Ok(())

@@ -322,6 +322,9 @@ impl Pipeline<'_> {
     /// still write them, a data race (wrong `f32` values, any bits valid,
     /// which verification reports). Set it only to show that race, and
     /// judge the results only through [`Pipeline::verify`].
+    /// `STALL_PRODUCER` races nothing: the run ends in the watchdog's trap
+    /// ([`PipelineError::WarpRingStuck`]), after which the GPU's context
+    /// stays unusable for the rest of the process.
     pub unsafe fn set_ring_knobs(&mut self, faults: u32, producer_spin_ns: u64) -> Result<()> {
         self.settle();
         for p in &mut self.parts {

@@ -19,7 +19,10 @@
 //!   `80.8% (= 299.2 / 370.2)` (a `%` figure is the value times 100): the
 //!   operands with a decimal point are checked against the logs (integers
 //!   are constants: counts, bytes per element), the result against the
-//!   computation, to the digits shown.
+//!   computation, to the digits shown. A unit may stand between the figure
+//!   and its computation (`1.01 us (= 12.429 * 1000 / 4096 / 3)`).
+//! - A number right after `>=` or `<=` is a goal (`Rust/nvcc <= 1.02`), not
+//!   a figure.
 //! - A block without a citation may hold configuration (sizes, counts, flag
 //!   values) but no measured-looking number: none with a decimal point, a
 //!   `%` or an `x` (a ratio), a unit of time, rate or frequency, or a count
@@ -332,6 +335,13 @@ fn suffix(s: &str, n: &Num) -> String {
     rest.split(|c: char| c.is_whitespace() || ",;:()|*".contains(c)).next().unwrap_or("").trim_end_matches('.').to_string()
 }
 
+/// A number right after `>=` or `<=` is a goal a figure is held against
+/// (`Rust/nvcc <= 1.02`, `>= 90%`), not a figure.
+fn is_goal(s: &str, n: &Num) -> bool {
+    let before = s[..n.start].trim_end();
+    before.ends_with(">=") || before.ends_with("<=")
+}
+
 fn measured_looking(s: &str, n: &Num) -> bool {
     let suf = suffix(s, n);
     n.text.contains('.') || suf == "%" || suf == "x" || MEASURED_UNITS.contains(&suf.as_str())
@@ -487,6 +497,9 @@ fn check(name: &str, md: &str, read_log: &dyn Fn(&str) -> Option<String>) -> Vec
             };
             let expr = s[open + 3..end].to_string();
             let before = s[..open].trim_end();
+            // A unit may stand between the figure and its computation
+            // (`1.01 us (= ...)`); the computation is in that unit.
+            let before = MEASURED_UNITS.iter().find_map(|u| before.strip_suffix(u).filter(|b| b.ends_with(' '))).map_or(before, str::trim_end);
             let percent = before.ends_with('%');
             let before = before.strip_suffix('%').or_else(|| before.strip_suffix('x')).unwrap_or(before);
             let shown = numbers(before).into_iter().last().filter(|n| n.end == before.len());
@@ -513,7 +526,7 @@ fn check(name: &str, md: &str, read_log: &dyn Fn(&str) -> Option<String>) -> Vec
             s.replace_range(open..=end, &" ".repeat(end + 1 - open));
         }
         for n in numbers(&s) {
-            if derived.contains(&n.start) {
+            if derived.contains(&n.start) || is_goal(&s, &n) {
                 continue;
             }
             if cites.is_empty() {
@@ -586,6 +599,15 @@ fn a_wrong_computation_fails() {
     assert_eq!(p.len(), 1, "{p:?}");
     let p = problems("Two ranks reach 80.8% (= 299.3 / 370.2) (log: docs/run.txt).\n");
     assert!(p.iter().any(|p| p.contains("299.3")), "{p:?}");
+}
+
+#[test]
+fn a_computation_may_follow_a_unit_and_goals_are_not_figures() {
+    let md = "Per stage: 0.19 ms (= 58.009 / 100 / 3), 1.24x (= 370.2 / 299.2); goal >= 95.5% and <= 1.02 us (log: docs/run.txt).\n";
+    assert_eq!(problems(md), Vec::<String>::new());
+    // The unit does not hide a wrong result, and a goal is only what follows `>=`/`<=`.
+    assert_eq!(problems("Per stage: 0.20 ms (= 58.009 / 100 / 3) (log: docs/run.txt).\n").len(), 1);
+    assert_eq!(problems("Goal 95.5% (log: docs/run.txt).\n").len(), 1);
 }
 
 #[test]

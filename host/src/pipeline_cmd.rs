@@ -560,10 +560,8 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
         // NCCL's code: major * 10000 + minor * 100 + patch (2.9 on).
         nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {}.{}.{} ({lib})", v / 10000, v % 10000 / 100, v % 100))
     );
-    // SAFETY: `host launch` starts every rank with these same arguments;
-    // ranks started by hand must be given the same ones (README, "Several
-    // processes and machines"), which nothing can check from here.
-    let mut p = unsafe { RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref()) }?;
+    // Ranks given other arguments are refused here, on every rank.
+    let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
     p.set_interrupt(fresh_interrupt_flag());
     let want_timeline = trace.is_some() || svg.is_some();
     // The host clock when the run starts, next to the origin event it

@@ -22,7 +22,8 @@
 //! and fails every rank where one differs), [`local_spec`] builds send and
 //! recv stages only from a spec with the communicator's digest and this
 //! rank's own layout, and those stages make each transfer only as the next
-//! chunk of that plan, on the communicator's GPU (see [`Comm::send_nth`]).
+//! chunk of that plan (numbered in order through a lock on the
+//! communicator), on the communicator's GPU.
 //!
 //! Verification happens where the pipeline's sink is, on the last rank: the
 //! `recv` source's CPU reference is the original upstream stages' references

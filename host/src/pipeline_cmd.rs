@@ -290,7 +290,9 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
             return Ok(n);
         }
         if !bytes.is_multiple_of(size) {
-            bail!("{flag} {bytes} bytes is not a whole number of {elem} ({size} bytes each)");
+            bail!(
+                "{flag} {bytes} bytes is not a whole number of {elem} ({size} bytes each): give the size in elements with {flag}-elements, or a multiple of {size} bytes"
+            );
         }
         Ok(bytes / size)
     };
@@ -305,6 +307,9 @@ fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<PipelineSpec> {
     spec.validate()?;
     if a.input.is_some() && !spec.reads_host() {
         bail!("--input needs a pipeline that starts with h2d (use --workload stream)");
+    }
+    if a.input.is_some() && !spec.writes_host() {
+        bail!("--input needs a pipeline that ends with d2h: a stream's output goes to the host (use --workload stream)");
     }
     if a.runs == 0 {
         bail!("--runs must be at least 1");
@@ -338,12 +343,9 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
     let spec = spec_of(a, &registry)?;
     let launch = launch_of(a.grain, a.graph)?;
+    // A stream refuses every grain but streams itself (stream_cmd).
     if a.input.is_none() {
-        match launch {
-            Launch::Pdl { .. } => pc_pipeline::exec::pdl::check_pdl_spec(&spec)?,
-            Launch::Warps => pc_pipeline::exec::warps::check_warps_spec(&spec)?,
-            _ => {}
-        }
+        spec.check_launch(launch)?;
     }
     if let Some(env) = crate::launch_cmd::RankEnv::from_env()? {
         return run_rank(a, spec, launch, env);
@@ -353,13 +355,21 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     }
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
+    // The GPU list, without the driver where it is a list of indices.
     let (indices, spec) = match &a.place {
         Some(text) => {
             let (devices, placement) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
-            (devices, spec.placement(placement))
+            (Some(devices), spec.placement(placement))
         }
-        None => (gpu_indices(&a.gpus)?, spec),
+        None if a.gpus.trim() == "all" => (None, spec),
+        None => (Some(gpu_indices(&a.gpus)?), spec),
     };
+    check_before_the_driver(a, &spec, launch, indices.as_ref().map(Vec::len))?;
+    let indices = match indices {
+        Some(i) => i,
+        None => gpu_indices(&a.gpus)?,
+    };
+    check_before_the_driver(a, &spec, launch, Some(indices.len()))?;
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
     let input = Input::Generated;
@@ -384,16 +394,11 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         },
         names.join(", ")
     );
+    // Checked before the driver was opened (check_before_the_driver).
     if a.check_sync && !spec.placement.is_empty() {
-        if launch != Launch::Streams {
-            bail!("--check-sync with --place runs with stream launches");
-        }
         return check_sync(&refs, &spec, input, a.delay_us);
     }
     if a.check_sync {
-        if gpus.len() != 1 {
-            bail!("--check-sync runs on one GPU (give one --gpus index, or --place)");
-        }
         return match launch {
             Launch::Streams => check_sync(&refs[..1], &spec, input, a.delay_us),
             Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
@@ -403,11 +408,6 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
         };
     }
     let want_timeline = a.trace.is_some() || a.svg.is_some();
-    if want_timeline && !matches!(launch, Launch::Streams | Launch::Warps | Launch::Flags) {
-        bail!(
-            "--trace/--svg record events around every operation on each stage's stream (or, for flags, device timestamps), which only --grain streams, warps and flags have; drop --graph/--grain"
-        );
-    }
     // The flags grain always records its device timestamps for the report.
     let want_timeline = want_timeline || launch == Launch::Flags;
 
@@ -502,6 +502,45 @@ pub fn run(a: &PipelineArgs, registry: &StageRegistry) -> Result<bool> {
     Ok(passed)
 }
 
+/// Every refusal of a one-process pipeline that needs no GPU, so that it
+/// comes before the driver is opened (and on a machine without one): the
+/// grain against the stages and the placement, the sync checker's and the
+/// timeline's grains, the serial baseline against a placement, and a halo
+/// stage against chunks split over `gpus` GPUs (`None`: not known without
+/// the driver, `--gpus all`).
+fn check_before_the_driver(a: &PipelineArgs, spec: &PipelineSpec, launch: Launch, gpus: Option<usize>) -> Result<()> {
+    spec.check_launch(launch)?;
+    let placed = !spec.placement.is_empty();
+    if a.check_sync {
+        if placed && launch != Launch::Streams {
+            bail!("--check-sync with --place runs with stream launches");
+        }
+        if !placed && gpus.is_some_and(|n| n != 1) {
+            bail!("--check-sync runs on one GPU (give one --gpus index, or --place)");
+        }
+        if launch == Launch::Graph {
+            bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph");
+        }
+    }
+    if (a.trace.is_some() || a.svg.is_some()) && !matches!(launch, Launch::Streams | Launch::Warps | Launch::Flags) {
+        bail!(
+            "--trace/--svg record events around every operation on each stage's stream (or, for flags, device timestamps), which only --grain streams, warps and flags have; drop --graph/--grain"
+        );
+    }
+    if a.compare_serial && placed {
+        bail!("--compare-serial runs the serial baseline on one stream, which cannot span the GPUs of --place; drop one of them");
+    }
+    let parts = match (placed, gpus) {
+        (true, _) => Some(1),
+        (false, Some(n)) => Some(pc_pipeline::exec::split::split_chunks(spec.chunks(), n).len()),
+        (false, None) => None,
+    };
+    if let Some(parts) = parts {
+        spec.check_split(parts)?;
+    }
+    Ok(())
+}
+
 /// `path` with `.rankR` before its extension: every rank gets the same
 /// arguments, and each writes its own timeline.
 pub(crate) fn rank_path(path: &std::path::Path, rank: usize) -> PathBuf {
@@ -536,6 +575,7 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
     let spec = spec.placement(index.iter().map(|&i| used[i]).collect());
     // Checked alike on every rank, before any joins NCCL.
     let layout = RankLayout::new(&spec, rank, n)?;
+    pc_pipeline::ranks::local_spec(&spec, &layout, None, &Input::Generated)?;
     let nccl = if layout.exchanges() { Some(pc_pipeline::nccl::version()?) } else { None };
     let trace = a.trace.as_deref().map(|p| rank_path(p, rank));
     let svg = a.svg.as_deref().map(|p| rank_path(p, rank));
@@ -560,10 +600,8 @@ fn run_rank(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: crate::la
         // NCCL's code: major * 10000 + minor * 100 + patch (2.9 on).
         nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {}.{}.{} ({lib})", v / 10000, v % 10000 / 100, v % 100))
     );
-    // SAFETY: `host launch` starts every rank with these same arguments;
-    // ranks started by hand must be given the same ones (README, "Several
-    // processes and machines"), which nothing can check from here.
-    let mut p = unsafe { RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref()) }?;
+    // Ranks given other arguments are refused here, on every rank.
+    let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
     p.set_interrupt(fresh_interrupt_flag());
     let want_timeline = trace.is_some() || svg.is_some();
     // The host clock when the run starts, next to the origin event it

@@ -153,6 +153,89 @@ fn pipeline_refuses_bad_shapes_before_touching_a_gpu() {
     assert_one_line_error(&host(&["pipeline", "--input", "/tmp/x.bin"]), "--input needs a pipeline that starts with h2d");
 }
 
+/// Every refusal that needs no GPU comes before the driver is opened: on a
+/// machine without one (CI) the refusal, not "no NVIDIA driver".
+#[test]
+fn refusals_that_need_no_gpu_come_before_the_driver() {
+    for (args, want) in [
+        (&["--stages", "h2d,consumer,d2h", "--grain", "flags"][..], "stage h2d has no flags form"),
+        (&["-w", "stream", "--grain", "flags", "--gpus", "all"], "stage h2d has no flags form"),
+        (&["--grain", "flags", "-k", "300"], "at most 256 slots per ring"),
+        (&["--place", "0,1,1", "--grain", "flags"], "placed on several GPUs runs with stream launches or graph replay"),
+        (&["--grain", "graph", "--trace", "/tmp/t.json"], "only --grain streams, warps and flags have"),
+        (&["--grain", "graph", "--check-sync"], "which a captured graph cannot"),
+        (&["--check-sync", "--gpus", "0,1"], "--check-sync runs on one GPU"),
+        (&["--check-sync", "--place", "0,1,1", "--grain", "warps"], "placed on several GPUs"),
+        (&["--place", "0,1,1", "--compare-serial"], "--compare-serial runs the serial baseline on one stream"),
+        (&["--stages", "h2d,moving-average,d2h", "--gpus", "0,1"], "cannot run split over 2 GPUs"),
+        (&["-w", "stream", "--stages", "h2d,consumer,reduce", "--input", "/dev/null"], "needs a pipeline that ends with d2h"),
+    ] {
+        let out = host(&[&["pipeline"][..], args].concat());
+        assert_one_line_error(&out, want);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("driver"), "{args:?}");
+    }
+}
+
+/// A source element whose size does not divide the default `--chunk` (or
+/// `--total`): the error names the flag that takes elements. Run in a
+/// child (this test binary again) with a 3-byte stage registered, so that
+/// its standard error can be read.
+#[test]
+fn sizes_that_are_not_whole_elements_name_the_elements_flag() {
+    if std::env::var_os("HOST_CLI_THREE_BYTES").is_some() {
+        return;
+    }
+    let run = |args: &str| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "three_byte_child", "--nocapture", "--include-ignored", "--test-threads=1"])
+            .env("HOST_CLI_THREE_BYTES", args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args}: {stderr}");
+        lines[0].to_string()
+    };
+    let e = run("");
+    assert!(e.starts_with("error: --chunk 4194304 bytes is not a whole number of [u8; 3] (3 bytes each)") && e.contains("--chunk-elements"), "{e}");
+    let e = run("--chunk-elements 1000");
+    assert!(e.starts_with("error: --total 268435456 bytes is not a whole number of [u8; 3]") && e.contains("--total-elements"), "{e}");
+    let e = run("--chunk 3MiB --total 3001");
+    assert!(e.contains("--total 3001 bytes") && e.contains("--total-elements"), "{e}");
+}
+
+/// The child of the test above: `host pipeline --stages h2d,rgb,d2h` with
+/// a map stage on 3-byte elements and the arguments it was given.
+#[test]
+#[ignore = "run by sizes_that_are_not_whole_elements_name_the_elements_flag"]
+fn three_byte_child() {
+    use pc_pipeline::stage::{Kind, MapStage, OnGpu, Setup};
+    use pc_pipeline::{ElemType, HostChunk, PipelineError, Stage};
+    let Some(extra) = std::env::var_os("HOST_CLI_THREE_BYTES") else { return };
+    struct Rgb;
+    impl MapStage for Rgb {
+        fn input(&self) -> ElemType {
+            ElemType::of::<[u8; 3]>()
+        }
+        fn output(&self) -> ElemType {
+            ElemType::of::<[u8; 3]>()
+        }
+        fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>, PipelineError> {
+            Err(PipelineError::BadStages("rgb: not run in this test".into()))
+        }
+        fn reference(&self, _: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
+            Ok(input.clone())
+        }
+    }
+    let mut registry = pc_pipeline::StageRegistry::builtin();
+    registry.register(Stage::new("rgb", "map: [u8; 3] as it is", Kind::Map(std::sync::Arc::new(Rgb)))).unwrap();
+    let extra = extra.to_string_lossy().into_owned();
+    let args = ["host", "pipeline", "-w", "stream", "--stages", "h2d,rgb,d2h"].into_iter().chain(extra.split_whitespace());
+    let code = host::main_with_args(registry, args);
+    std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+}
+
 #[test]
 fn pipeline_input_file_must_exist_and_be_long_enough() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "/nonexistent/in.bin"]), "No such file");

@@ -10,11 +10,11 @@
 //! [`PipelineError::NcclMissing`]. The types (`ncclUniqueId`, `ncclComm_t`)
 //! are cudarc's (its `nccl` feature).
 use crate::PipelineError;
-use cudarc::driver::{CudaStream, DevicePtrMut};
+use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
 use cudarc::nccl::sys::{ncclComm_t, ncclUniqueId};
 use pc_runtime::gpu::Gpu;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
@@ -42,6 +42,7 @@ struct Lib {
     send: unsafe extern "C" fn(*const c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
     recv: unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
     all_reduce: unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, c_int, ncclComm_t, *mut c_void) -> NcclResult,
+    all_gather: unsafe extern "C" fn(*const c_void, *mut c_void, usize, c_int, ncclComm_t, *mut c_void) -> NcclResult,
     error_string: unsafe extern "C" fn(NcclResult) -> *const c_char,
 }
 
@@ -87,6 +88,7 @@ fn load() -> Result<Lib, String> {
             send: sym!("ncclSend"),
             recv: sym!("ncclRecv"),
             all_reduce: sym!("ncclAllReduce"),
+            all_gather: sym!("ncclAllGather"),
             error_string: sym!("ncclGetErrorString"),
             name,
             _lib: lib,
@@ -163,28 +165,51 @@ impl NcclId {
     }
 }
 
+/// Bytes of the digest the ranks of a job agree on when they join (see
+/// [`Comm::init`]).
+pub const DIGEST_BYTES: usize = 16;
+
 /// One rank's communicator, on one GPU.
 pub struct Comm {
     raw: ncclComm_t,
     rank: usize,
     nranks: usize,
+    /// The CUDA device the communicator was made on.
+    device: usize,
+    /// What every rank of the job passed to [`Comm::init`] (checked equal).
+    digest: [u8; DIGEST_BYTES],
+    /// Taken for every call on the communicator (NCCL forbids concurrent
+    /// ones); holds the number of the next transfer each way.
+    calls: Mutex<Cursor>,
     /// Set when a run failed: dropping aborts (a destroy would wait for
     /// transfers whose peer may never come).
     failed: std::sync::atomic::AtomicBool,
 }
 
-// SAFETY: NCCL forbids concurrent calls on one communicator. Calls on it are
-// crate-private (`send`, `recv`, Drop) and made by the pipeline's executor,
-// which enqueues from one thread at a time (`&mut` on the pipeline); the
-// handle is shared only between that pipeline's send and recv stages.
+/// The number of the next send and of the next receive, in the order every
+/// rank makes them (see [`Comm::send_nth`]).
+#[derive(Debug, Default)]
+struct Cursor {
+    send: usize,
+    recv: usize,
+}
+
+// SAFETY: NCCL forbids concurrent calls on one communicator; every call
+// here is made with `calls` locked, so calls from several threads (or
+// several pipelines sharing the handle) are serialized.
 unsafe impl Send for Comm {}
-// SAFETY: as for Send: no method takes `&self` to NCCL concurrently.
+// SAFETY: as for Send: every NCCL call through `&self` holds the lock.
 unsafe impl Sync for Comm {}
 
 impl Comm {
-    /// Joins the job as `rank` of `nranks` on `gpu` (`ncclCommInitRank`):
-    /// blocks until every rank has joined.
-    pub fn init(gpu: &Gpu, id: &NcclId, rank: usize, nranks: usize) -> Result<Comm> {
+    /// Joins the job as `rank` of `nranks` on `gpu` (`ncclCommInitRank`,
+    /// which blocks until every rank has joined), then checks that every
+    /// rank passed the same `digest` (an all-gather of it): where one
+    /// differs, every rank gets the same error and the communicator is
+    /// aborted. `digest` says what the ranks will transfer (for a pipeline,
+    /// [`crate::ranks::transfer_digest`]); the stages that transfer check
+    /// their plan against [`Comm::digest`] before they use the communicator.
+    pub fn init(gpu: &Gpu, id: &NcclId, rank: usize, nranks: usize, digest: [u8; DIGEST_BYTES]) -> Result<Comm> {
         let lib = lib()?;
         if rank >= nranks {
             return Err(PipelineError::BadRanks(format!("rank {rank} of {nranks}: ranks are 0..{}", nranks.saturating_sub(1))));
@@ -197,7 +222,54 @@ impl Comm {
         let mut raw: ncclComm_t = std::ptr::null_mut();
         // SAFETY: writes the communicator handle; the id is passed by value.
         check(lib, unsafe { (lib.comm_init_rank)(&mut raw, n, id.raw(), r) }, "ncclCommInitRank")?;
-        Ok(Comm { raw, rank, nranks, failed: false.into() })
+        let comm = Comm { raw, rank, nranks, device: gpu.info().index, digest, calls: Mutex::new(Cursor::default()), failed: false.into() };
+        // SAFETY: the stream runs only the all-gather below, on buffers of
+        // its own, and is synchronized before they are freed.
+        let stream = unsafe { gpu.stream() }.map_err(PipelineError::Runtime)?;
+        let all = comm.all_gather_digest(&stream).inspect_err(|_| comm.mark_failed())?;
+        if let Some((r, _)) = all.chunks_exact(DIGEST_BYTES).enumerate().find(|(_, d)| *d != &all[..DIGEST_BYTES]) {
+            comm.mark_failed();
+            return Err(PipelineError::BadRanks(format!(
+                "rank {r} was given another pipeline than rank 0 (the stage list, chunk or total size, or placement differ), so their NCCL transfers would not match; give every rank the same arguments"
+            )));
+        }
+        Ok(comm)
+    }
+
+    /// Every rank's digest, in rank order (`ncclAllGather` of
+    /// [`DIGEST_BYTES`] from each: the same count on every rank, whatever
+    /// the digests hold).
+    fn all_gather_digest(&self, stream: &std::sync::Arc<CudaStream>) -> Result<Vec<u8>> {
+        let lib = lib()?;
+        let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
+        let _calls = self.lock();
+        stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
+        let mine = stream.clone_htod(&self.digest).map_err(cuda("uploading the spec digest"))?;
+        let mut all = stream.alloc_zeros::<u8>(DIGEST_BYTES * self.nranks).map_err(cuda("allocating the ranks' digests"))?;
+        let (src, _) = mine.device_ptr(stream);
+        let (dst, _) = all.device_ptr_mut(stream);
+        // SAFETY: `src` holds DIGEST_BYTES and `dst` nranks times that, on
+        // this GPU, used by nothing else; both are ordered on `stream`,
+        // which is synchronized (by the copy back) before they are freed.
+        let r = unsafe { (lib.all_gather)(src as *const c_void, dst as *mut c_void, DIGEST_BYTES, NCCL_UINT8, self.raw, stream.cu_stream().cast()) };
+        check(lib, r, "ncclAllGather (the ranks' spec digests)")?;
+        stream.clone_dtoh(&all).map_err(cuda("waiting for the other ranks' spec digests"))
+    }
+
+    /// The lock every NCCL call holds (a panic while it was held leaves
+    /// nothing half-done on the host side: the cursor is plain numbers).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cursor> {
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What every rank passed to [`Comm::init`].
+    pub fn digest(&self) -> [u8; DIGEST_BYTES] {
+        self.digest
+    }
+
+    /// The CUDA device (its index) the communicator runs on.
+    pub fn device(&self) -> usize {
+        self.device
     }
 
     pub fn rank(&self) -> usize {
@@ -212,12 +284,43 @@ impl Comm {
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// `ncclSend` of `bytes` at `buf` to `peer`, on `stream`.
+    /// `ncclSend` of `bytes` at `buf` to `peer`, on `stream`, as transfer
+    /// `n` of a cycle of `period` (a run's chunks): refused unless `n` is
+    /// the next in the order 0, 1, .., period - 1, 0, .. that every user of
+    /// this communicator shares, so that the sends leave in the order the
+    /// peer's receives are made in, whatever pipelines share the handle.
     ///
     /// # Safety
     /// `buf` addresses `bytes` of device memory on this communicator's GPU
-    /// that nothing writes until the send completes on `stream`.
-    pub(crate) unsafe fn send(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+    /// that nothing writes until the send completes on `stream`, and
+    /// `bytes` is what the peer's receive numbered `n` takes (the digest
+    /// the ranks agreed on fixes both sides' plan).
+    pub(crate) unsafe fn send_nth(&self, n: usize, period: usize, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+        let mut calls = self.lock();
+        next_in_order(&mut calls.send, n, period, "send")?;
+        // SAFETY: per the caller's contract; the lock is held.
+        unsafe { self.send(buf, bytes, peer, stream) }
+    }
+
+    /// `ncclRecv` of `bytes` into `buf` from `peer`, on `stream`, as
+    /// transfer `n` of a cycle of `period`; see [`Comm::send_nth`].
+    ///
+    /// # Safety
+    /// `buf` addresses `bytes` of device memory on this communicator's GPU
+    /// that nothing else reads or writes until the receive completes on
+    /// `stream`, and `bytes` is what the peer's send numbered `n` carries.
+    pub(crate) unsafe fn recv_nth(&self, n: usize, period: usize, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+        let mut calls = self.lock();
+        next_in_order(&mut calls.recv, n, period, "receive")?;
+        // SAFETY: per the caller's contract; the lock is held.
+        unsafe { self.recv(buf, bytes, peer, stream) }
+    }
+
+    /// `ncclSend` of `bytes` at `buf` to `peer`, on `stream`.
+    ///
+    /// # Safety
+    /// As [`Comm::send_nth`], and the caller holds the lock.
+    unsafe fn send(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
         let lib = lib()?;
         // SAFETY: per the caller's contract; the communicator is live.
         check(lib, unsafe { (lib.send)(buf as *const c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclSend")
@@ -226,9 +329,8 @@ impl Comm {
     /// `ncclRecv` of `bytes` into `buf` from `peer`, on `stream`.
     ///
     /// # Safety
-    /// `buf` addresses `bytes` of device memory on this communicator's GPU
-    /// that nothing else reads or writes until the receive completes on `stream`.
-    pub(crate) unsafe fn recv(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
+    /// As [`Comm::recv_nth`], and the caller holds the lock.
+    unsafe fn recv(&self, buf: u64, bytes: usize, peer: usize, stream: *mut c_void) -> Result<()> {
         let lib = lib()?;
         // SAFETY: per the caller's contract; the communicator is live.
         check(lib, unsafe { (lib.recv)(buf as *mut c_void, bytes, NCCL_UINT8, peer as c_int, self.raw, stream) }, "ncclRecv")
@@ -240,11 +342,16 @@ impl Comm {
     /// it (about 100 ms on two H200s), which would otherwise land in the
     /// first run's time and trace. A transfer of a whole chunk (up to 64
     /// MiB, which spreads over every channel) opens every channel the
-    /// chunks will use. `from` and `to` (peer, bytes) must pair with the
-    /// peers' own calls: `to`'s rank names this rank as its `from`, with
-    /// the same bytes.
-    pub(crate) fn connect(&self, stream: &std::sync::Arc<CudaStream>, from: Option<(usize, usize)>, to: Option<(usize, usize)>) -> Result<()> {
+    /// chunks will use.
+    ///
+    /// # Safety
+    /// `from` and `to` (peer, bytes) pair with the peers' own calls: `to`'s
+    /// rank names this rank as its `from`, with the same bytes; and no
+    /// transfer of a pipeline has been made yet (these come before the
+    /// numbered ones on both sides).
+    pub(crate) unsafe fn connect(&self, stream: &std::sync::Arc<CudaStream>, from: Option<(usize, usize)>, to: Option<(usize, usize)>) -> Result<()> {
         let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
+        let _calls = self.lock();
         stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
         let (from, to) = (from.map(|(p, b)| (p, b.clamp(1, 64 << 20))), to.map(|(p, b)| (p, b.clamp(1, 64 << 20))));
         let bytes = from.iter().chain(&to).map(|&(_, b)| b).max().unwrap_or(1);
@@ -271,6 +378,7 @@ impl Comm {
     /// so that no rank tears down buffers a peer's transfer may still use.
     pub(crate) fn barrier(&self, stream: &std::sync::Arc<CudaStream>) -> Result<()> {
         let lib = lib()?;
+        let _calls = self.lock();
         let cuda = |what: &'static str| move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e));
         stream.context().bind_to_thread().map_err(cuda("binding the GPU for NCCL"))?;
         let mut word = stream.alloc_zeros::<u8>(1).map_err(cuda("allocating the barrier's byte"))?;
@@ -282,6 +390,18 @@ impl Comm {
         check(lib, r, "ncclAllReduce (the barrier at the end of a run)")?;
         stream.synchronize().map_err(cuda("waiting for the other ranks"))
     }
+}
+
+/// Moves `next` on past transfer `n` of a cycle of `period`, or refuses
+/// (one line) where `n` is not the next one.
+fn next_in_order(next: &mut usize, n: usize, period: usize, what: &str) -> Result<()> {
+    if period == 0 || n != *next {
+        return Err(PipelineError::BadRanks(format!(
+            "NCCL {what} number {n} (of {period} a run) refused: the next one must be number {next}, or the peer's transfers would not match these"
+        )));
+    }
+    *next = (n + 1) % period;
+    Ok(())
 }
 
 impl Drop for Comm {
@@ -321,6 +441,24 @@ mod tests {
         // A multi-byte character in the middle is refused, not a panic.
         let odd = format!("é{}", &hex[2..]);
         assert!(NcclId::from_hex(&odd).is_err());
+    }
+
+    /// Transfers are numbered 0..period in a cycle, shared by every user of
+    /// a communicator: one out of turn is refused, and leaves the count as
+    /// it was.
+    #[test]
+    fn transfers_go_in_order() {
+        let mut next = 0;
+        for n in [0, 1, 2, 0, 1] {
+            next_in_order(&mut next, n, 3, "send").unwrap();
+        }
+        assert_eq!(next, 2);
+        for (n, period) in [(0, 3), (1, 3), (2, 0)] {
+            let e = next_in_order(&mut next, n, period, "send").unwrap_err().to_string();
+            assert!(e.contains(&format!("send number {n}")) && e.contains("must be number 2") && !e.contains('\n'), "{e}");
+        }
+        next_in_order(&mut next, 2, 3, "send").unwrap();
+        assert_eq!(next, 0);
     }
 
     #[test]

@@ -15,6 +15,16 @@
 //! n-th receive; the local event graphs are unchanged, and the sync
 //! checker's proofs of them still hold on each rank.
 //!
+//! NCCL requires each send to meet a receive of the same byte count, and
+//! cannot check it: a mismatch corrupts memory or hangs. So ranks given
+//! different pipelines are refused, not run: each rank joins the job with
+//! [`transfer_digest`] of its spec ([`Comm::init`] all-gathers the digests
+//! and fails every rank where one differs), [`local_spec`] builds send and
+//! recv stages only from a spec with the communicator's digest and this
+//! rank's own layout, and those stages make each transfer only as the next
+//! chunk of that plan (numbered in order through a lock on the
+//! communicator), on the communicator's GPU.
+//!
 //! Verification happens where the pipeline's sink is, on the last rank: the
 //! `recv` source's CPU reference is the original upstream stages' references
 //! applied to the original source's reference (halos included), so every
@@ -24,7 +34,7 @@
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
 use crate::exec::{Input, Pipeline, RunReport, generated_bytes};
-use crate::nccl::{Comm, NcclId};
+use crate::nccl::{Comm, DIGEST_BYTES, NcclId};
 use crate::reference::{Verification, expected_chunk_from};
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
@@ -97,23 +107,149 @@ impl RankLayout {
     }
 }
 
+/// A digest of everything that fixes the sizes and the order of the NCCL
+/// transfers of `spec` run over `nranks` ranks: the rank count, the stage
+/// list (names), every ring's element type (name, size, alignment), the
+/// placement, and the chunk and total sizes. Equal digests mean that each
+/// rank's sends meet receives of the same byte count, in the same order.
+/// The seed, K, block size, delays and watchdog change no transfer and are
+/// left out. FNV-1a (128 bits) of a canonical encoding of those fields:
+/// the same on every machine and build, and a pure function of the spec.
+pub fn transfer_digest(spec: &PipelineSpec, nranks: usize) -> Result<[u8; DIGEST_BYTES]> {
+    let mut key = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        // Length first: no two field lists encode the same.
+        key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        key.extend_from_slice(bytes);
+    };
+    put(b"pc-pipeline ranks v1");
+    put(&(nranks as u64).to_le_bytes());
+    put(&spec.chunk_elements.to_le_bytes());
+    put(&spec.total_elements.to_le_bytes());
+    put(&(spec.stages.len() as u64).to_le_bytes());
+    for s in &spec.stages {
+        put(s.name().as_bytes());
+    }
+    let types = spec.ring_types()?;
+    put(&(types.len() as u64).to_le_bytes());
+    for t in types {
+        put(t.name().as_bytes());
+        put(&(t.size() as u64).to_le_bytes());
+        put(&(t.align() as u64).to_le_bytes());
+    }
+    put(&(spec.placement.len() as u64).to_le_bytes());
+    for &r in &spec.placement {
+        put(&(r as u64).to_le_bytes());
+    }
+    Ok(fnv1a_128(&key).to_le_bytes())
+}
+
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    bytes.iter().fold(OFFSET, |h, &b| (h ^ b as u128).wrapping_mul(PRIME))
+}
+
+/// The transfers at a boundary between two ranks, as both sides make them:
+/// in each run, chunk `c` (in order, from 0) carries the elements of
+/// [`PipelineSpec::chunk_range`]`(c)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    chunk_elements: u64,
+    total_elements: u64,
+    chunks: usize,
+}
+
+impl Plan {
+    fn of(spec: &PipelineSpec) -> Plan {
+        Plan { chunk_elements: spec.chunk_elements, total_elements: spec.total_elements, chunks: spec.chunks() }
+    }
+
+    /// Refuses an operation that is not a chunk of this plan (a send or
+    /// recv stage moved into another spec): its byte count would not be
+    /// the peer's.
+    fn check(&self, stage: &str, chunk: &ChunkInfo) -> Result<()> {
+        let start = chunk.index as u64 * self.chunk_elements;
+        let want = start..start.saturating_add(self.chunk_elements).min(self.total_elements);
+        if chunk.index >= self.chunks || chunk.range != want {
+            return Err(PipelineError::BadRanks(format!(
+                "{stage}: chunk {} of elements {:?} is not chunk {} of the plan the ranks agreed on ({} elements in chunks of {})",
+                chunk.index, chunk.range, chunk.index, self.total_elements, self.chunk_elements
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses to prepare a transfer stage on another GPU than the
+    /// communicator's, or on a share of the chunks (a pipeline split over
+    /// several GPUs): the transfers would not be the plan's.
+    fn check_setup(&self, stage: &str, setup: &Setup<'_>, comm: &Comm) -> Result<()> {
+        if setup.gpu().info().index != comm.device() {
+            return Err(PipelineError::BadRanks(format!(
+                "stage {stage} runs on GPU {}, but its NCCL communicator is on GPU {}",
+                setup.gpu().info().index,
+                comm.device()
+            )));
+        }
+        if setup.local_chunks() != self.chunks {
+            return Err(PipelineError::BadRanks(format!(
+                "stage {stage} would run {} of the {} chunks: a rank's pipeline runs on one GPU, every chunk",
+                setup.local_chunks(),
+                self.chunks
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a communicator for another rank, another job size, or another
+/// pipeline than `spec` (its digest is not the one the ranks agreed on).
+fn check_comm(spec: &PipelineSpec, layout: &RankLayout, comm: &Comm) -> Result<()> {
+    if (comm.rank(), comm.nranks()) != (layout.rank, layout.nranks) {
+        return Err(PipelineError::BadRanks(format!(
+            "the NCCL communicator is rank {} of {}, but the layout is rank {} of {}",
+            comm.rank(),
+            comm.nranks(),
+            layout.rank,
+            layout.nranks
+        )));
+    }
+    if comm.digest() != transfer_digest(spec, layout.nranks)? {
+        return Err(PipelineError::BadRanks(
+            "this pipeline is not the one the ranks agreed on when they joined (the stage list, chunk or total size, or placement differ)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// This rank's pipeline: a `recv` source in front of its stages where they
 /// do not start the pipeline, a `send` sink after them where they do not
 /// end it; no placement (one GPU). `comm` may be `None` to compute
-/// references only (preparing a send or recv stage then fails). `input` is
-/// the pipeline's host input as every rank knows it: a `recv` whose
-/// upstream source reads host input computes its reference from it.
+/// references only (preparing a send or recv stage then fails); a `comm`
+/// must be this rank's, made with [`transfer_digest`] of this `spec`, and
+/// `layout` must be [`RankLayout::new`]'s for this spec: anything else is
+/// refused. `input` is the pipeline's host input as every rank knows it: a
+/// `recv` whose upstream source reads host input computes its reference
+/// from it.
 pub fn local_spec(spec: &PipelineSpec, layout: &RankLayout, comm: Option<Arc<Comm>>, input: &Input) -> Result<PipelineSpec> {
+    // The layout's fields are public: the peers and stages must be the spec's own.
+    if RankLayout::new(spec, layout.rank, layout.nranks)? != *layout {
+        return Err(PipelineError::BadRanks(format!("the layout given is not rank {}'s of this spec over {} ranks", layout.rank, layout.nranks)));
+    }
+    if let Some(c) = &comm {
+        check_comm(spec, layout, c)?;
+    }
+    let plan = Plan::of(spec);
     let types = spec.ring_types()?;
     let Range { start: lo, end } = layout.stages.clone();
     let mut stages = Vec::new();
     let mut spins = Vec::new();
     if let Some(peer) = layout.from {
         let elem = types[lo - 1];
-        let mut upstream = spec.clone().stages(spec.stages[..lo].iter().cloned().chain([send_stage(elem, layout.rank, None)]).collect());
+        let mut upstream = spec.clone().stages(spec.stages[..lo].iter().cloned().chain([send_stage(elem, layout.rank, None, plan.clone())]).collect());
         upstream.placement = Vec::new();
         upstream.spin_ns = Vec::new();
-        let recv = RecvSource { elem, peer, comm: comm.clone(), upstream, input: input.clone() };
+        let recv = RecvSource { elem, peer, comm: comm.clone(), plan: plan.clone(), upstream, input: input.clone() };
         stages.push(Stage::new(format!("recv-from-rank{peer}"), format!("source: {elem} by ncclRecv from rank {peer}"), Kind::Source(Arc::new(recv))));
         spins.push(0);
     }
@@ -122,7 +258,7 @@ pub fn local_spec(spec: &PipelineSpec, layout: &RankLayout, comm: Option<Arc<Com
         spins.push(spec.spin_of(s));
     }
     if let Some(peer) = layout.to {
-        stages.push(send_stage(types[end - 1], peer, comm));
+        stages.push(send_stage(types[end - 1], peer, comm, plan));
         spins.push(0);
     }
     let mut local = spec.clone().stages(stages);
@@ -132,8 +268,8 @@ pub fn local_spec(spec: &PipelineSpec, layout: &RankLayout, comm: Option<Arc<Com
     Ok(local)
 }
 
-fn send_stage(elem: ElemType, peer: usize, comm: Option<Arc<Comm>>) -> Stage {
-    Stage::new(format!("send-to-rank{peer}"), format!("sink: {elem} by ncclSend to rank {peer}"), Kind::Sink(Arc::new(SendSink { elem, peer, comm })))
+fn send_stage(elem: ElemType, peer: usize, comm: Option<Arc<Comm>>, plan: Plan) -> Stage {
+    Stage::new(format!("send-to-rank{peer}"), format!("sink: {elem} by ncclSend to rank {peer}"), Kind::Sink(Arc::new(SendSink { elem, peer, comm, plan })))
 }
 
 fn no_comm(stage: &str) -> PipelineError {
@@ -145,6 +281,7 @@ struct RecvSource {
     elem: ElemType,
     peer: usize,
     comm: Option<Arc<Comm>>,
+    plan: Plan,
     /// The original stages up to the boundary, ending in a send: its
     /// reference is what arrives here.
     upstream: PipelineSpec,
@@ -181,9 +318,10 @@ impl SourceStage for RecvSource {
     fn output(&self) -> Port {
         Port::Elem(self.elem)
     }
-    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
         let comm = self.comm.clone().ok_or_else(|| no_comm("recv"))?;
-        Ok(Box::new(RecvOnGpu { comm, peer: self.peer, elem: self.elem }))
+        self.plan.check_setup("recv", setup, &comm)?;
+        Ok(Box::new(RecvOnGpu { comm, peer: self.peer, elem: self.elem, plan: self.plan.clone() }))
     }
     /// The upstream stages' references over the chunk's range (which the
     /// caller extends by the halos after this rank's source): the values
@@ -205,20 +343,25 @@ struct RecvOnGpu {
     comm: Arc<Comm>,
     peer: usize,
     elem: ElemType,
+    plan: Plan,
 }
 
 // SAFETY: one ncclRecv on the op's stream, into the op's output slot.
 unsafe impl OnGpu for RecvOnGpu {
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let (stream, bytes) = (op.stream, op.len() * self.elem.size());
+        self.plan.check(op.stage, &op.chunk)?;
+        let (stream, bytes, chunk) = (op.stream, op.len() * self.elem.size(), op.chunk.index);
         let Some((_, slot)) = op.output.as_mut() else { return Err(PipelineError::BadStages(format!("{}: no output slot", op.stage))) };
         if bytes > slot.len() {
             return Err(PipelineError::BadStages(format!("{}: slot too small", op.stage)));
         }
         let (dst, _) = slot.device_ptr_mut(stream);
-        // SAFETY: the slot holds `bytes` on this rank's GPU; the event graph
-        // orders every other access to it around this stream's operation.
-        unsafe { self.comm.recv(dst, bytes, self.peer, stream.cu_stream().cast()) }
+        // SAFETY: the slot holds `bytes` on this rank's GPU (the
+        // communicator's, checked at prepare); the event graph orders every
+        // other access to it around this stream's operation. The chunk is
+        // the plan's (checked above), whose digest every rank agreed on, so
+        // the peer's send numbered `chunk` carries these `bytes`.
+        unsafe { self.comm.recv_nth(chunk, self.plan.chunks, dst, bytes, self.peer, stream.cu_stream().cast()) }
     }
 }
 
@@ -227,15 +370,17 @@ struct SendSink {
     elem: ElemType,
     peer: usize,
     comm: Option<Arc<Comm>>,
+    plan: Plan,
 }
 
 impl SinkStage for SendSink {
     fn input(&self) -> Port {
         Port::Elem(self.elem)
     }
-    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
         let comm = self.comm.clone().ok_or_else(|| no_comm("send"))?;
-        Ok(Box::new(SendOnGpu { comm, peer: self.peer, elem: self.elem }))
+        self.plan.check_setup("send", setup, &comm)?;
+        Ok(Box::new(SendOnGpu { comm, peer: self.peer, elem: self.elem, plan: self.plan.clone() }))
     }
     /// Nothing comes back to this rank: the chunk is checked on the last
     /// rank, where the pipeline's sink is.
@@ -248,20 +393,25 @@ struct SendOnGpu {
     comm: Arc<Comm>,
     peer: usize,
     elem: ElemType,
+    plan: Plan,
 }
 
 // SAFETY: one ncclSend on the op's stream, from the op's input slot.
 unsafe impl OnGpu for SendOnGpu {
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let (stream, bytes) = (op.stream, op.len() * self.elem.size());
+        self.plan.check(op.stage, &op.chunk)?;
+        let (stream, bytes, chunk) = (op.stream, op.len() * self.elem.size(), op.chunk.index);
         let Some((_, slot)) = op.input.as_ref() else { return Err(PipelineError::BadStages(format!("{}: no input slot", op.stage))) };
         if bytes > slot.len() {
             return Err(PipelineError::BadStages(format!("{}: slot too small", op.stage)));
         }
         let (src, _) = slot.device_ptr(stream);
-        // SAFETY: the slot holds `bytes` on this rank's GPU; nothing writes
-        // it before this stream's done event (the freed edge).
-        unsafe { self.comm.send(src, bytes, self.peer, stream.cu_stream().cast()) }
+        // SAFETY: the slot holds `bytes` on this rank's GPU (the
+        // communicator's, checked at prepare); nothing writes it before this
+        // stream's done event (the freed edge). The chunk is the plan's
+        // (checked above), whose digest every rank agreed on, so the peer's
+        // receive numbered `chunk` takes these `bytes`.
+        unsafe { self.comm.send_nth(chunk, self.plan.chunks, src, bytes, self.peer, stream.cu_stream().cast()) }
     }
 }
 
@@ -277,8 +427,8 @@ unsafe impl OnGpu for SendOnGpu {
 /// # let (rank, id) = (0, NcclId::new()?);
 /// let gpu = Gpu::open(rank)?;
 /// let spec = PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]);
-/// // SAFETY: every rank runs this same program with the same spec.
-/// let mut p = unsafe { RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id)) }?;
+/// // Every rank runs this with the same spec (a rank given another is refused).
+/// let mut p = RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id))?;
 /// let report = p.run(1, false, |_| {})?;
 /// if let Some(v) = p.verify(&report) {
 ///     assert!(v.passed());
@@ -300,20 +450,20 @@ impl<'g> RankedPipeline<'g> {
     /// pipeline on `gpu`. `id` is the job's id; a rank with every stage
     /// (one rank) needs none.
     ///
-    /// # Safety
-    /// Every rank of the job is made with the same `spec` (stages, K,
-    /// chunk and total sizes) and `nranks`: each `ncclSend` is matched by
-    /// an `ncclRecv` of the same byte count on the peer, which NCCL
-    /// requires and nothing here can check (a mismatch corrupts or hangs
-    /// the transfers). `host launch` gives every rank the same arguments.
-    pub unsafe fn new(gpu: &'g Gpu, spec: PipelineSpec, input: Input, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
+    /// Every rank must be made with the same stage list, chunk and total
+    /// sizes, placement and `nranks`, or its NCCL transfers would not match
+    /// its peers': joining compares [`transfer_digest`] across the ranks
+    /// and, where one differs, every rank returns
+    /// [`PipelineError::BadRanks`] (no transfer is made). `host launch`
+    /// gives every rank the same arguments.
+    pub fn new(gpu: &'g Gpu, spec: PipelineSpec, input: Input, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
         let layout = RankLayout::new(&spec, rank, nranks)?;
         // The local spec is checked before joining: a bad one fails every
         // rank alike, none left waiting in NCCL.
         local_spec(&spec, &layout, None, &input)?;
         let comm = match (layout.exchanges(), id) {
             (false, _) => None,
-            (true, Some(id)) => Some(Arc::new(Comm::init(gpu, id, rank, nranks)?)),
+            (true, Some(id)) => Some(Arc::new(Comm::init(gpu, id, rank, nranks, transfer_digest(&spec, nranks)?)?)),
             (true, None) => return Err(PipelineError::BadRanks(format!("rank {rank} exchanges chunks with other ranks and needs the job's NCCL id"))),
         };
         let failed = |e: PipelineError| {
@@ -333,7 +483,10 @@ impl<'g> RankedPipeline<'g> {
             let bytes = |ring: usize| spec.chunk_elements as usize * types[ring].size();
             let from = layout.from.map(|peer| (peer, bytes(layout.stages.start - 1)));
             let to = layout.to.map(|peer| (peer, bytes(layout.stages.end - 1)));
-            c.connect(s, from, to).map_err(failed)?;
+            // SAFETY: every rank's spec has this digest (checked when it
+            // joined), so the peer computes the same bytes for the ring
+            // between us; no chunk has been sent or received yet.
+            unsafe { c.connect(s, from, to) }.map_err(failed)?;
         }
         Ok(RankedPipeline { pipeline, layout, barrier, comm })
     }
@@ -462,7 +615,7 @@ mod tests {
                 let l = RankLayout::new(&s, r, n).unwrap();
                 let local = local_spec(&s, &l, None, &Input::Generated).unwrap();
                 let end = l.stages.end;
-                let cut = s.clone().stages(s.stages[..end].iter().cloned().chain([send_stage(types[end - 1], r + 1, None)]).collect());
+                let cut = s.clone().stages(s.stages[..end].iter().cloned().chain([send_stage(types[end - 1], r + 1, None, Plan::of(&s))]).collect());
                 for c in [0, s.chunks() - 1] {
                     let (got, want) = (expected_chunk(&local, c, Some(&host)).unwrap(), expected_chunk(&cut, c, Some(&host)).unwrap());
                     assert!(got.bytes() == want.bytes(), "{list} {placement:?} rank {r} chunk {c}");
@@ -506,6 +659,101 @@ mod tests {
         let Kind::Sink(sink) = local.stages[1].kind() else { panic!("not a sink") };
         assert!(sink.check(&HostChunk::zeroed(ElemType::of::<f32>(), 3), Sink::Record(None)).is_none());
         assert!(!sink.writes_host());
+    }
+
+    /// Equal specs give equal digests; every field that changes the size or
+    /// the order of a transfer changes it; fields that change no transfer
+    /// do not (a rank may differ there and still be run).
+    #[test]
+    fn digests_cover_what_fixes_the_transfers() {
+        let base = || spec("producer,consumer,reduce", vec![0, 1, 1]);
+        let d = |s: &PipelineSpec, n: usize| transfer_digest(s, n).unwrap();
+        assert_eq!(d(&base(), 2), d(&base(), 2));
+        assert_eq!(d(&base(), 2), d(&base().clone(), 2));
+        let changed: Vec<(&str, PipelineSpec, usize)> = vec![
+            ("chunk size", base().chunk_elements(999), 2),
+            ("total size", base().total_elements(5 * 1000 + 8), 2),
+            ("total size in the last chunk only", base().total_elements(5 * 1000 + 6), 2),
+            ("placement", base().placement(vec![0, 0, 1]), 2),
+            ("rank count", base(), 3),
+            ("stage list", base().stages(parse_stages("producer,moving-average,reduce").unwrap()), 2),
+            ("ring types", spec("h2d,u8-to-f32,d2h", vec![0, 1, 1]), 2),
+            ("ring types", spec("h2d,abs-i32,d2h", vec![0, 1, 1]), 2),
+        ];
+        let mut seen = vec![d(&base(), 2)];
+        for (what, s, n) in &changed {
+            let x = d(s, *n);
+            assert_ne!(x, d(&base(), 2), "{what}");
+            seen.push(x);
+        }
+        // The ring type alone (a stage of the same name on another element
+        // type, as a program of its own may register) changes it.
+        struct Typed(ElemType);
+        impl crate::stage::MapStage for Typed {
+            fn input(&self) -> ElemType {
+                self.0
+            }
+            fn output(&self) -> ElemType {
+                self.0
+            }
+            fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+                Err(PipelineError::BadStages("not run".into()))
+            }
+            fn reference(&self, _: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
+                Ok(input.clone())
+            }
+        }
+        let typed = |t: ElemType| {
+            let mine = Stage::new("mine", "", Kind::Map(Arc::new(Typed(t))));
+            base().stages(vec![crate::builtin::h2d(), mine, crate::builtin::d2h()])
+        };
+        assert_eq!(d(&typed(ElemType::of::<u32>()), 2), d(&typed(ElemType::of::<u32>()), 2));
+        assert_ne!(d(&typed(ElemType::of::<u32>()), 2), d(&typed(ElemType::of::<f32>()), 2));
+        assert_ne!(d(&typed(ElemType::of::<u32>()), 2), d(&typed(ElemType::of::<[u8; 4]>()), 2));
+        for same in [base().seed(7), base().slots(5), base().block_size(128), base().delays(vec![1, 2, 3]), base().watchdog_ms(1)] {
+            assert_eq!(d(&same, 2), d(&base(), 2), "{same:?}");
+        }
+        // FNV-1a's published 128-bit value of "a": the digest is stable across builds.
+        assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
+    }
+
+    /// `local_spec` takes only the spec's own layout for the rank: a layout
+    /// with other peers or stages (its fields are public) is refused.
+    #[test]
+    fn forged_layouts_are_refused() {
+        let s = spec("producer,consumer,consumer,reduce", vec![0, 1, 1, 2]);
+        let good = RankLayout::new(&s, 1, 3).unwrap();
+        assert!(local_spec(&s, &good, None, &Input::Generated).is_ok());
+        for bad in [
+            RankLayout { to: Some(0), ..good.clone() },
+            RankLayout { from: Some(2), ..good.clone() },
+            RankLayout { stages: 1..2, ..good.clone() },
+            RankLayout { nranks: 4, ..good.clone() },
+        ] {
+            let e = local_spec(&s, &bad, None, &Input::Generated).unwrap_err().to_string();
+            assert!(e.contains("rank") && !e.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+
+    /// The send and recv stages make a transfer only for a chunk of the
+    /// plan they were made with: moved into a spec with other sizes, they
+    /// refuse the op instead of sending another byte count.
+    #[test]
+    fn transfer_plans_refuse_other_chunks() {
+        let s = spec("producer,consumer,reduce", vec![0, 1, 1]);
+        let plan = Plan::of(&s);
+        let chunk = |index: usize, range: Range<u64>| ChunkInfo { index, range, seed: 0 };
+        for c in 0..s.chunks() {
+            plan.check("send", &chunk(c, s.chunk_range(c))).unwrap();
+        }
+        let last = s.chunks() - 1;
+        for (c, r) in [(0, 0..999), (1, 1000..2001), (last, s.chunk_range(last).start..s.chunk_range(last).end + 1), (last + 1, 6000..6007), (2, 1000..2000)] {
+            let e = plan.check("send-to-rank1", &chunk(c, r.clone())).unwrap_err().to_string();
+            assert!(e.contains("not chunk") && e.contains("send-to-rank1") && !e.contains('\n'), "{c} {r:?}: {e}");
+        }
+        // A spec with other chunk sizes: its chunks are not the plan's.
+        let other = s.clone().chunk_elements(500);
+        assert!((0..other.chunks()).any(|c| plan.check("send", &chunk(c, other.chunk_range(c))).is_err()));
     }
 
     #[test]

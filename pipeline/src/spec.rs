@@ -192,6 +192,28 @@ impl PipelineSpec {
         }
     }
 
+    /// Refuses, before anything is opened or allocated, what `launch`
+    /// cannot run of this spec: the PDL grains anything but the generate
+    /// pipeline, the warps grain a pipeline with no ring stage, the flags
+    /// grain a stage with no flags form, a halo or K over its limit, and a
+    /// placed pipeline any launch but streams or graph replay. The same
+    /// checks run again when the pipeline runs.
+    pub fn check_launch(&self, launch: crate::Launch) -> Result<(), PipelineError> {
+        use crate::Launch;
+        if !self.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
+            return Err(PipelineError::BadStages(format!(
+                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
+                launch.name()
+            )));
+        }
+        match launch {
+            Launch::Pdl { .. } => crate::exec::pdl::check_pdl_spec(self),
+            Launch::Warps => crate::exec::warps::check_warps_spec(self),
+            Launch::Flags => crate::exec::flags::check(self),
+            Launch::Streams | Launch::Graph => Ok(()),
+        }
+    }
+
     /// Refuses shapes that cannot run, with a message naming the problem.
     pub fn validate(&self) -> Result<(), PipelineError> {
         use PipelineError::*;
@@ -244,3 +266,30 @@ impl PipelineSpec {
 }
 
 pub use crate::builtin::parse_stages;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Launch;
+
+    /// Every grain's refusal comes from the spec alone (no GPU), one line.
+    #[test]
+    fn launches_a_spec_cannot_run_are_refused_from_the_spec() {
+        let stream = PipelineSpec::new(Workload::Stream);
+        let generate = PipelineSpec::new(Workload::Generate);
+        for (spec, launch, want) in [
+            (&stream, Launch::Flags, "stage h2d has no flags form"),
+            (&stream, Launch::Pdl { graph: false }, "the pdl grain cannot run this pipeline"),
+            (&generate.clone().slots(1000), Launch::Flags, "at most"),
+            (&generate.clone().placement(vec![0, 1, 1]), Launch::Warps, "placed on several GPUs"),
+            (&stream.clone().stages(vec![builtin::h2d(), builtin::d2h()]), Launch::Warps, "the warps grain cannot run this pipeline"),
+        ] {
+            let e = spec.check_launch(launch).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{launch:?}: {e}");
+        }
+        for launch in [Launch::Streams, Launch::Graph, Launch::Flags, Launch::Warps, Launch::Pdl { graph: true }] {
+            generate.check_launch(launch).unwrap();
+        }
+        generate.clone().placement(vec![0, 1, 1]).check_launch(Launch::Graph).unwrap();
+    }
+}

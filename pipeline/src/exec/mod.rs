@@ -14,7 +14,7 @@
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
-mod flags;
+pub(crate) mod flags;
 pub(crate) mod part;
 pub mod pdl;
 pub mod plan;

@@ -801,3 +801,121 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
         }
     }
 }
+
+/// `#[derive(Element)]`: implements `Element` for a struct that is one.
+///
+/// ```ignore
+/// use nvptx_std::Element; // or kernel_math::Element: the trait and the derive
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, Element)]
+/// pub struct Sample { left: i16, right: i16 }
+/// ```
+///
+/// What makes a struct an `Element` is checked at compile time instead of
+/// promised: it must be `#[repr(C)]` or `#[repr(transparent)]` (the default
+/// layout may reorder fields, so host and device could disagree), every
+/// field must be an `Element` (so no `bool`, `char`, enum or reference: bit
+/// patterns that are not valid values), and the struct's size must be the
+/// sum of its fields' (no padding, whose bytes are uninitialized). The
+/// trait is named through the crate that provides it: `kernel-math` if the
+/// deriving crate depends on it, else `nvptx-std`.
+#[proc_macro_derive(Element)]
+pub fn derive_element(item: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(item as syn::DeriveInput);
+    match derive_element_impl(&input) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The path of the crate that defines `Element`, as the deriving crate names it.
+fn element_crate() -> syn::Result<Tokens> {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let found = |c: FoundCrate| match c {
+        // kernel-math itself has `extern crate self as kernel_math`, and its
+        // doctests and tests name it so.
+        FoundCrate::Itself => quote! { ::kernel_math },
+        FoundCrate::Name(n) => {
+            let n = Ident::new(&n, Span::call_site());
+            quote! { ::#n }
+        }
+    };
+    if let Ok(c) = crate_name("kernel-math") {
+        return Ok(found(c));
+    }
+    match crate_name("nvptx-std") {
+        Ok(FoundCrate::Itself) => Ok(quote! { crate }),
+        Ok(c) => Ok(found(c)),
+        Err(_) => Err(syn::Error::new(Span::call_site(), "#[derive(Element)] implements `kernel_math::Element`: depend on nvptx-std or kernel-math")),
+    }
+}
+
+fn derive_element_impl(input: &syn::DeriveInput) -> syn::Result<Tokens> {
+    let name = &input.ident;
+    let fields = match &input.data {
+        syn::Data::Struct(s) => &s.fields,
+        syn::Data::Enum(_) => {
+            return Err(syn::Error::new(
+                name.span(),
+                "#[derive(Element)] is for structs: device memory may hold any bits, and most bit patterns are not a valid enum (use its integer instead)",
+            ));
+        }
+        syn::Data::Union(_) => return Err(syn::Error::new(name.span(), "#[derive(Element)] is for structs, not unions")),
+    };
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[derive(Element)] takes no generic structs (padding depends on the parameters); write `unsafe impl Element` per instance",
+        ));
+    }
+    let mut layout_ok = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
+                layout_ok = true;
+            }
+            // Other hints (`packed`, `align(n)`) are accepted: the size check
+            // below catches any padding they add.
+            if meta.input.peek(syn::token::Paren) {
+                let _content;
+                syn::parenthesized!(_content in meta.input);
+            }
+            Ok(())
+        })?;
+    }
+    if !layout_ok {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "#[derive(Element)] needs `#[repr(C)]` (or `#[repr(transparent)]`) on `{name}`: Rust's default layout may reorder fields, so the host and the GPU could disagree on where each one is"
+            ),
+        ));
+    }
+    if fields.is_empty() {
+        return Err(syn::Error::new(name.span(), "#[derive(Element)] needs at least one field: an element of no bytes carries nothing"));
+    }
+    let krate = element_crate()?;
+    let tys: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
+    let field_checks = tys.iter().map(|t| quote_spanned! {t.span()=> __field_is_element::<#t>(); });
+    let padding = format!(
+        "`{name}` has padding (its size is more than the sum of its fields'): padding bytes are uninitialized, so it cannot be an Element; reorder the fields largest first or add explicit fields for the gaps"
+    );
+    Ok(quote! {
+        // SAFETY: checked just below at compile time: a C (or transparent)
+        // layout, every field an `Element` (any bits valid, no pointers), and
+        // no padding (the size is the sum of the fields'). Copy, Send, Sync
+        // and 'static are the trait's own bounds.
+        unsafe impl #krate::Element for #name {}
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __field_is_element<T: #krate::Element>() {}
+            #[allow(dead_code)]
+            fn __fields_are_elements() {
+                #(#field_checks)*
+            }
+            ::core::assert!(::core::mem::size_of::<#name>() == 0 #(+ ::core::mem::size_of::<#tys>())*, #padding);
+        };
+    })
+}

@@ -128,6 +128,30 @@ pub struct Stereo {
     pub right: i16,
 }
 
+/// A u8 sample times a run-time `scale`, as f32: one IEEE multiply, the
+/// same on GPU and CPU (the `scale_u8_kernel` stage's value).
+#[inline(always)]
+pub fn scale_u8(x: u8, scale: f32) -> f32 {
+    x as f32 * scale
+}
+
+/// Per-channel gains of a stereo sample: a derived struct element, passed to
+/// a kernel as a `&Gain` run-time parameter (`stereo_gain_kernel`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Element)]
+pub struct Gain {
+    pub left: f32,
+    pub right: f32,
+}
+
+/// A stereo sample mixed to mono with per-channel gains: `left * g.left`,
+/// plus `right * g.right`; two rounded multiplies, then a rounded add (no
+/// FMA: see [`fir_step`]).
+#[inline(always)]
+pub fn stereo_gain(s: Stereo, g: Gain) -> f32 {
+    s.left as f32 * g.left + s.right as f32 * g.right
+}
+
 /// The mean of a stereo sample's channels, as f32 (exact: integers below 2^24, halved).
 #[inline(always)]
 pub fn mono(s: Stereo) -> f32 {

@@ -33,10 +33,19 @@
 //! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
 //! every thread of the grid would get the same `&mut`.
 //!
-//! A kernel of the map shape `(input: &[I], output: Out<O>)` also implements
-//! `MapKernel`, and one of the halo shape `(history: &[I], input: &[I],
-//! output: Out<O>)` (the first parameter named `history`, both slices of
-//! one type) `HaloKernel`: a pipeline runs either as a stage.
+//! A kernel of the map shape `(input: &[I], output: Out<O>, ..)` also
+//! implements `MapKernel`, and one of the halo shape `(history: &[I], input:
+//! &[I], output: Out<O>, ..)` (the first parameter named `history`, both
+//! slices of one type) `HaloKernel`: a pipeline runs either as a stage.
+//! Parameters after `output` (scalars, `&T`, `&[T]`) are the stage's
+//! run-time values: the macro generates `<Launcher>Params`, one public field
+//! each (`&T` as `T`, `&[T]` as `Vec<T>`), which the stage owns and passes
+//! at every launch; a `spin: u64` there is passed 0. Both impls are bounded
+//! by their element types being `Element`s, so a kernel over atomics
+//! (`&[AtomicU32]` in) compiles but is no stage.
+//!
+//! `#[derive(Element)]` makes a `#[repr(C)]` struct an `Element`, checking
+//! its layout, fields and padding at compile time (see [`macro@Element`]).
 //!
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.

@@ -24,5 +24,5 @@ cargo test --workspace --locked "$@"
 project=$(mktemp -d)/my-pipeline
 cargo run -q --locked -p host -- new "$project"
 if rustup default >/dev/null 2>&1; then toolchain=(); else toolchain=("+$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"); fi
-(cd "$project" && cargo "${toolchain[@]}" build && cargo "${toolchain[@]}" run -q -- pipeline --help >/dev/null)
-echo "host new: $project builds"
+(cd "$project" && cargo "${toolchain[@]}" build && cargo "${toolchain[@]}" clippy -q -- -D warnings && cargo "${toolchain[@]}" run -q -- pipeline --help >/dev/null)
+echo "host new: $project builds, clippy-clean"

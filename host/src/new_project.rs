@@ -1,9 +1,10 @@
 //! `host new DIR`: a ready project of your own outside this repository: a
-//! kernel crate (a u32 map kernel written once with `#[kernel]`, and its
-//! per-element math shared with the CPU reference) and an app that builds it
-//! to PTX, registers it as a stage and runs this CLI. `cargo build` in DIR
-//! works with no other step; `cargo run` there (on a GPU) runs and verifies
-//! a u32 pipeline through the new stage.
+//! kernel crate (map kernels written once with `#[kernel]`: u32 -> u32, u8
+//! -> f32 with a run-time `scale`, and one over a derived struct element;
+//! their per-element math shared with the CPU references) and an app that
+//! builds it to PTX, registers the stages and runs this CLI. `cargo build`
+//! in DIR works with no other step and is clippy-clean; `cargo run` there
+//! (on a GPU) runs and verifies a pipeline through the `scale` stage.
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ nvptx-std.workspace = true
 #![no_std]
 #![cfg_attr(target_arch = "nvptx64", feature(abi_ptx))]
 
-use nvptx_std::{Out, kernel};
+use nvptx_std::{Element, Out, kernel};
 
 // This crate, as a type: its launchers load only PTX built from it.
 nvptx_std::kernel_crate!();
@@ -166,6 +167,43 @@ pub fn scramble(x: u32) -> u32 {
 pub fn scramble_kernel(input: &[u32], mut output: Out<u32>) {
     for (i, o) in output.iter_mut() {
         *o = scramble(input[i]);
+    }
+}
+
+/// A u8 sample times `factor`: one rounded multiply, the same on GPU and CPU.
+pub fn scale(x: u8, factor: f32) -> f32 {
+    x as f32 * factor
+}
+
+/// u8 -> f32 with a run-time parameter: `scale` comes after `output`, so it
+/// is the stage's value (`ScaleKernelParams { scale }`, made by `#[kernel]`),
+/// passed at every launch and to the CPU reference.
+#[kernel(same_len(input, output))]
+pub fn scale_kernel(input: &[u8], mut output: Out<f32>, scale: f32) {
+    for (i, o) in output.iter_mut() {
+        *o = crate::scale(input[i], scale);
+    }
+}
+
+/// A struct element: `#[repr(C)]`, every field an `Element`, no padding;
+/// `#[derive(Element)]` checks all three at compile time.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Element)]
+pub struct Sample {
+    pub left: i16,
+    pub right: i16,
+}
+
+/// The mean of a sample's two channels (exact: small integers, halved).
+pub fn mono(s: Sample) -> f32 {
+    (s.left as i32 + s.right as i32) as f32 * 0.5
+}
+
+/// `Sample` -> f32: a stage over the struct element.
+#[kernel(same_len(input, output))]
+pub fn mono_kernel(input: &[Sample], mut output: Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = mono(input[i]);
     }
 }
 "#
@@ -196,32 +234,71 @@ fn main() {
     .to_string();
     let app_main = format!(
         r#"//! This project's command line: the project's own CLI (`host`) with my
-//! stage registered. With no arguments it runs and verifies a u32 pipeline
-//! through it: h2d -> scramble -> mix-u32 -> d2h.
+//! stages registered. With no arguments it runs and verifies a pipeline
+//! through them: h2d -> scale -> d2h over u8 samples.
 use pc_pipeline::{{Ptx, Stage, StageRegistry}};
 use std::process::ExitCode;
+use {kernels_rs}::{{MonoKernel, ScaleKernel, ScaleKernelParams, ScrambleKernel}};
 
 /// My kernels' PTX, built by build.rs.
 // SAFETY: build.rs built this file from ../kernels, the crate whose host
 // build gives the launchers used below, from the same source.
 const MY_PTX: Ptx<{kernels_rs}::KernelCrate> = unsafe {{ Ptx::new(include_str!(env!("MY_KERNELS_PTX"))) }};
 
+/// The `scale` stage's factor unless `--scale X` says otherwise.
+const DEFAULT_SCALE: f32 = 1.0 / 255.0;
+
+/// Takes this app's own option, `--scale X`, out of `args`: `Ok(None)`
+/// when it is not there.
+fn take_scale(args: &mut Vec<String>) -> Result<Option<f32>, String> {{
+    let Some(at) = args.iter().position(|a| a == "--scale") else {{ return Ok(None) }};
+    let value = args.get(at + 1).ok_or("--scale needs a value")?;
+    let scale: f32 = value.parse().map_err(|_| format!("--scale {{value}}: not a number"))?;
+    if !scale.is_finite() {{
+        return Err(format!("--scale {{value}}: not a finite number"));
+    }}
+    args.drain(at..at + 2);
+    Ok(Some(scale))
+}}
+
 fn main() -> ExitCode {{
     host::install_panic_hook();
+    let mut args: Vec<String> = std::env::args().collect();
+    let given = match take_scale(&mut args) {{
+        Ok(given) => given,
+        Err(e) => {{
+            eprintln!("error: {{e}}");
+            return ExitCode::from(2);
+        }}
+    }};
     let mut stages = StageRegistry::builtin();
-    // The stage: its name, its kernel (typed by #[kernel]), its module, and
+    // Each stage: its name, its kernel (typed by #[kernel]), its module, and
     // its CPU reference from the same per-element function.
-    let scramble = Stage::map::<{kernels_rs}::ScrambleKernel>("scramble", MY_PTX, |input, output| {{
+    let scramble = Stage::map::<ScrambleKernel>("scramble", MY_PTX, |input, output| {{
         output.iter_mut().zip(input).for_each(|(o, &x)| *o = {kernels_rs}::scramble(x))
     }});
-    if let Err(e) = stages.register(scramble) {{
-        eprintln!("error: {{e}}");
-        return ExitCode::from(1);
+    // A run-time value: the stage owns `ScaleKernelParams`, passes it to the
+    // kernel at every launch and to the reference as `p`.
+    let params = ScaleKernelParams {{ scale: given.unwrap_or(DEFAULT_SCALE) }};
+    let scale = Stage::map_with::<ScaleKernel>("scale", MY_PTX, params, |p, input, output| {{
+        output.iter_mut().zip(input).for_each(|(o, &x)| *o = {kernels_rs}::scale(x, p.scale))
+    }});
+    // A struct element: rings and host input carry `Sample`s.
+    let mono = Stage::map::<MonoKernel>("mono", MY_PTX, |input, output| {{
+        output.iter_mut().zip(input).for_each(|(o, &s)| *o = {kernels_rs}::mono(s))
+    }});
+    for stage in [scramble, scale, mono] {{
+        if let Err(e) = stages.register(stage) {{
+            eprintln!("error: {{e}}");
+            return ExitCode::from(1);
+        }}
     }}
-    if std::env::args().len() > 1 {{
-        return host::main_with(stages);
+    if args.len() > 1 {{
+        // With `--scale` taken out these are no longer the process's own
+        // arguments, which `main_with` would read.
+        return if given.is_some() {{ host::main_with_args(stages, args) }} else {{ host::main_with(stages) }};
     }}
-    let demo = ["{name}", "pipeline", "--stages", "h2d,scramble,mix-u32,d2h", "-k", "3", "--chunk", "4MiB", "--total", "64MiB"];
+    let demo = ["{name}", "pipeline", "--stages", "h2d,scale,d2h", "-k", "3", "--chunk", "4MiB", "--total", "64MiB"];
     host::main_with_args(stages, demo)
 }}
 "#
@@ -232,21 +309,44 @@ fn main() -> ExitCode {{
 Written by `host new`. Two crates:
 
 - `kernels/` ({kernels}): kernels in Rust, each written once with
-  `#[kernel]`; `scramble_kernel` maps u32 to u32 with `scramble`, the
-  per-element function the CPU reference calls too.
+  `#[kernel]`, and the per-element functions the CPU references call too:
+  `scramble_kernel` (u32 -> u32), `scale_kernel` (u8 -> f32 times a
+  run-time `scale`) and `mono_kernel` (`Sample`, a struct element, -> f32).
 - `app/` ({name}): `build.rs` builds `kernels/` to PTX with nvptx-builder;
-  `main.rs` registers the stage `scramble` and runs the project's CLI.
+  `main.rs` registers the stages `scramble`, `scale` and `mono` and runs
+  the project's CLI.
 
 ```sh
 cargo build                 # any machine (the PTX build needs the pinned nightly with rust-src)
-cargo run                   # on an NVIDIA GPU: h2d -> scramble -> mix-u32 -> d2h, every chunk verified
-cargo run -- pipeline --stages h2d,scramble,d2h --total 1GiB -k 3
+cargo run                   # on an NVIDIA GPU: h2d -> scale -> d2h, every chunk verified
+cargo run -- --scale 0.5 pipeline --stages h2d,scale,d2h --total 1GiB -k 3
+cargo run -- pipeline --stages h2d,mono,d2h
+cargo run -- pipeline --stages h2d,scramble,mix-u32,d2h
 cargo run -- pipeline --help
 ```
 
-To add a kernel: write it in `kernels/src/lib.rs` with `#[kernel]` (the
-map shape `fn(input: &[I], output: Out<O>)`), and register a `Stage::map`
-for it in `app/src/main.rs` with its CPU reference.
+## Adding a stage
+
+Write the kernel in `kernels/src/lib.rs` with `#[kernel]`, in the map shape
+`fn(input: &[I], output: Out<O>)`, and register a stage for it in
+`app/src/main.rs` with its CPU reference: `Stage::map::<MyKernel>("name",
+MY_PTX, |input, output| ..)`. Verification compares the two bit for bit.
+
+**A parameter.** Add it after `output`: `fn(input: &[u8], output:
+Out<f32>, scale: f32)`. A scalar, a `&T` (one value) or a `&[T]` (a
+table) may follow. `#[kernel]` then generates `MyKernelParams` with one
+public field per parameter (`&T` as a `T`, `&[T]` as a `Vec<T>`); make the
+stage with `Stage::map_with::<MyKernel>("name", MY_PTX, MyKernelParams {{
+scale }}, |p, input, output| ..)`. The stage owns the value: every launch
+passes it (a `&T`/`&[T]` is copied to the GPU once) and the reference gets
+it as `p`, so the two cannot disagree. `scale` here takes its value from
+`--scale`.
+
+**A struct element.** Write it `#[repr(C)]` and derive `Element`
+(`use nvptx_std::Element;`) beside `Clone, Copy`, as `Sample`. The derive
+refuses a struct without `#[repr(C)]`, a field that is not an `Element`
+(`bool`, `char`, an enum, a reference: device memory may hold any bits),
+and padding (reorder the fields largest first, or add explicit ones).
 "#
     );
     vec![

@@ -33,10 +33,19 @@
 //! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
 //! every thread of the grid would get the same `&mut`.
 //!
-//! A kernel of the map shape `(input: &[I], output: Out<O>)` also implements
-//! `MapKernel`, and one of the halo shape `(history: &[I], input: &[I],
-//! output: Out<O>)` (the first parameter named `history`, both slices of
-//! one type) `HaloKernel`: a pipeline runs either as a stage.
+//! A kernel of the map shape `(input: &[I], output: Out<O>, ..)` also
+//! implements `MapKernel`, and one of the halo shape `(history: &[I], input:
+//! &[I], output: Out<O>, ..)` (the first parameter named `history`, both
+//! slices of one type) `HaloKernel`: a pipeline runs either as a stage.
+//! Parameters after `output` (scalars, `&T`, `&[T]`) are the stage's
+//! run-time values: the macro generates `<Launcher>Params`, one public field
+//! each (`&T` as `T`, `&[T]` as `Vec<T>`), which the stage owns and passes
+//! at every launch; a `spin: u64` there is passed 0. Both impls are bounded
+//! by their element types being `Element`s, so a kernel over atomics
+//! (`&[AtomicU32]` in) compiles but is no stage.
+//!
+//! `#[derive(Element)]` makes a `#[repr(C)]` struct an `Element`, checking
+//! its layout, fields and padding at compile time (see [`macro@Element`]).
 //!
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.
@@ -368,8 +377,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          they must have been launched with the same plan, flags and K."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
-    let map_impl = map_kernel_impl(&params, &launcher);
-    let halo_impl = halo_kernel_impl(&params, &launcher);
+    let map_impl = map_kernel_impl(&params, &launcher, vis, attr.faults.as_ref());
+    let halo_impl = halo_kernel_impl(&params, &launcher, vis, attr.faults.as_ref());
     let flag_map_impl = flag_map_kernel_impl(&params, &launcher);
     let body_fn = format_ident!("__{}_body", name);
     // `pdl`: the wait comes before the parameters are even rebuilt, so no
@@ -565,63 +574,79 @@ fn pdl_launchers(
     }
 }
 
-/// A kernel of the map shape `(input: &[I], output: Out<O>)`, optionally
-/// with a trailing `spin: u64` (passed 0), also implements
-/// `nvptx_std::host::MapKernel`, so a pipeline can run it as a stage.
-fn map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
-    let (i, o, spin) = match params {
-        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }] => (i, o, false),
-        // A trailing `spin: u64` (by that name: any other u64 means something
-        // a pipeline cannot know, and passing it 0 would be wrong).
-        [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, Param { kind: Kind::Scalar(t), name, .. }]
-            if quote!(#t).to_string() == "u64" && name == "spin" =>
-        {
-            (i, o, true)
-        }
-        _ => return quote! {},
+/// A kernel of the map shape `(input: &[I], output: Out<O>, params..)`
+/// also implements `nvptx_std::host::MapKernel`, so a pipeline can run it as
+/// a stage; its parameters after `output` become the stage's run-time values
+/// (see [`stage_params`]).
+fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, faults: Option<&Ident>) -> Tokens {
+    let [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, extras @ ..] = params else {
+        return quote! {};
     };
-    let extra = if spin {
-        quote! { , 0u64 }
-    } else {
-        quote! {}
-    };
+    let Some(sp) = stage_params(extras, launcher, vis, faults) else { return quote! {} };
+    let StageParams { items, ty, bounds, bind, args } = sp;
     quote! {
+        #items
+
+        // The bounds are written `for<'a>` so that a kernel whose types are
+        // not all `Element`s (`&[AtomicU32]` in) still compiles: it is a
+        // kernel, just not a stage, and using it as one names the missing
+        // bound.
         #[cfg(not(target_arch = "nvptx64"))]
-        impl ::nvptx_std::host::MapKernel for #launcher {
+        impl ::nvptx_std::host::MapKernel for #launcher
+        where
+            for<'a> #i: ::nvptx_std::Element,
+            for<'a> #o: ::nvptx_std::Element,
+            #(#bounds,)*
+        {
             type In = #i;
             type Out = #o;
+            type Params = #ty;
             unsafe fn launch_map(
                 kernel: &::nvptx_std::host::Kernel<Self>,
                 stream: &::nvptx_std::host::CudaStream,
                 cfg: ::nvptx_std::host::LaunchConfig,
                 input: &::nvptx_std::host::CudaView<'_, #i>,
                 output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+                params: &<#ty as ::nvptx_std::host::KernelParams>::OnDevice,
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let #bind = params;
                 // SAFETY: the caller's contract is this launcher's.
-                unsafe { Self::launch(kernel, stream, cfg, input, output #extra) }
+                unsafe { Self::launch(kernel, stream, cfg, input, output #(, #args)*) }
             }
         }
     }
 }
 
 /// A kernel of the halo shape `(history: &[I], input: &[I], output:
-/// Out<O>)` also implements `nvptx_std::host::HaloKernel`, so a pipeline can
-/// run it as a stage that reads elements before each chunk. The first
-/// parameter must be named `history` (any other kernel with two input slices
-/// means something a pipeline cannot know, e.g. `a + b`), and both slices
-/// must be written as the same type.
-fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
-    let [Param { kind: Kind::Slice(h), name, .. }, Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }] = params else {
+/// Out<O>, params..)` also implements `nvptx_std::host::HaloKernel`, so a
+/// pipeline can run it as a stage that reads elements before each chunk.
+/// The first parameter must be named `history` (any other kernel with two
+/// input slices means something a pipeline cannot know, e.g. `a + b`), and
+/// both slices must be written as the same type. Parameters after `output`
+/// are as for [`map_kernel_impl`].
+fn halo_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, faults: Option<&Ident>) -> Tokens {
+    let [Param { kind: Kind::Slice(h), name, .. }, Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, extras @ ..] = params else {
         return quote! {};
     };
     if name != "history" || quote!(#h).to_string() != quote!(#i).to_string() {
         return quote! {};
     }
+    let Some(sp) = stage_params(extras, launcher, vis, faults) else { return quote! {} };
+    let StageParams { items, ty, bounds, bind, args } = sp;
     quote! {
+        #items
+
+        // `for<'a>`: as for MapKernel.
         #[cfg(not(target_arch = "nvptx64"))]
-        impl ::nvptx_std::host::HaloKernel for #launcher {
+        impl ::nvptx_std::host::HaloKernel for #launcher
+        where
+            for<'a> #i: ::nvptx_std::Element,
+            for<'a> #o: ::nvptx_std::Element,
+            #(#bounds,)*
+        {
             type In = #i;
             type Out = #o;
+            type Params = #ty;
             unsafe fn launch_halo(
                 kernel: &::nvptx_std::host::Kernel<Self>,
                 stream: &::nvptx_std::host::CudaStream,
@@ -629,12 +654,125 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
                 history: &::nvptx_std::host::CudaView<'_, #i>,
                 input: &::nvptx_std::host::CudaView<'_, #i>,
                 output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+                params: &<#ty as ::nvptx_std::host::KernelParams>::OnDevice,
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let #bind = params;
                 // SAFETY: the caller's contract is this launcher's.
-                unsafe { Self::launch(kernel, stream, cfg, history, input, output) }
+                unsafe { Self::launch(kernel, stream, cfg, history, input, output #(, #args)*) }
             }
         }
     }
+}
+
+/// What a stage kernel's parameters after `output` become.
+struct StageParams {
+    /// The generated `<Launcher>Params` struct and its impls (none without parameters).
+    items: Tokens,
+    /// `MapKernel::Params`: that struct, or `()`.
+    ty: Tokens,
+    /// Bounds the stage impl needs (`for<'a> T: Element` for each `&T`/`&[T]`).
+    bounds: Vec<Tokens>,
+    /// The pattern that takes the device values apart in the launcher.
+    bind: Tokens,
+    /// The launch's arguments after `output`, in order.
+    args: Vec<Tokens>,
+}
+
+/// The run-time parameters of a stage kernel: each parameter after
+/// `output` becomes a field of a generated `<Launcher>Params` struct (a
+/// scalar as itself, `&T` as a `T`, `&[T]` as a `Vec<T>`); the stage owns
+/// that value, uploads each `&T`/`&[T]` once per GPU (`ParamBuf`) and passes
+/// the same values at every launch and to its CPU reference. A `spin: u64`
+/// (by that name: a knob that slows the kernel) is passed 0, and the
+/// `faults` knob of a `pdl` kernel is not a parameter of `launch` at all;
+/// neither is a field. `None` when a parameter cannot be a run-time value
+/// (a second written slice).
+fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, faults: Option<&Ident>) -> Option<StageParams> {
+    let struct_name = format_ident!("{}Params", launcher);
+    let (mut fields, mut field_tys, mut device_tys, mut uploads, mut binds, mut args, mut bounds) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for Param { name, kind, .. } in extras {
+        if Some(name) == faults {
+            continue;
+        }
+        let bound = format_ident!("__{}", name);
+        match kind {
+            Kind::Scalar(t) if name == "spin" && quote!(#t).to_string() == "u64" => {
+                args.push(quote! { 0u64 });
+                continue;
+            }
+            Kind::Scalar(t) => {
+                field_tys.push(quote! { #t });
+                device_tys.push(quote! { #t });
+                uploads.push(quote! { self.#name });
+                args.push(quote! { *#bound });
+            }
+            Kind::Shared(t) => {
+                field_tys.push(quote! { #t });
+                device_tys.push(quote! { ::nvptx_std::host::ParamBuf<#t> });
+                uploads.push(quote! { ::nvptx_std::host::ParamBuf::upload(stream, ::core::slice::from_ref(&self.#name))? });
+                args.push(quote! { &#bound.view() });
+                bounds.push(quote! { for<'a> #t: ::nvptx_std::Element });
+            }
+            Kind::Slice(t) => {
+                field_tys.push(quote! { ::nvptx_std::host::__std::Vec<#t> });
+                device_tys.push(quote! { ::nvptx_std::host::ParamBuf<#t> });
+                uploads.push(quote! { ::nvptx_std::host::ParamBuf::upload(stream, &self.#name)? });
+                args.push(quote! { &#bound.view() });
+                bounds.push(quote! { for<'a> #t: ::nvptx_std::Element });
+            }
+            Kind::Out(..) => return None,
+        }
+        fields.push(name.clone());
+        binds.push(bound);
+    }
+    if fields.is_empty() {
+        return Some(StageParams { items: quote! {}, ty: quote! { () }, bounds, bind: quote! { () }, args });
+    }
+    let names: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+    let doc = format!(
+        "The run-time parameters of `{launcher}` as a pipeline stage holds them (its `MapKernel::Params` or \
+         `HaloKernel::Params`): {}. The stage passes the same values at every launch and to its CPU reference; \
+         each `&T`/`&[T]` is copied to the GPU once, when the stage is prepared.",
+        names.join(", ")
+    );
+    let field_docs = fields.iter().map(|f| format!("The kernel's `{f}`."));
+    let field_strs = fields.iter().map(|f| f.to_string());
+    let items = quote! {
+        #[cfg(not(target_arch = "nvptx64"))]
+        #[doc = #doc]
+        #vis struct #struct_name {
+            #(#[doc = #field_docs] pub #fields: #field_tys,)*
+        }
+
+        // By hand, not derived: a field that is not `Clone` (an atomic of a
+        // kernel that is no stage) must not stop the crate compiling.
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::core::clone::Clone for #struct_name where #(for<'a> #field_tys: ::core::clone::Clone,)* {
+            fn clone(&self) -> Self {
+                #struct_name { #(#fields: ::core::clone::Clone::clone(&self.#fields),)* }
+            }
+        }
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::core::fmt::Debug for #struct_name where #(for<'a> #field_tys: ::core::fmt::Debug,)* {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(::core::stringify!(#struct_name)) #(.field(#field_strs, &self.#fields))* .finish()
+            }
+        }
+
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::KernelParams for #struct_name where #(#bounds,)* {
+            type OnDevice = (#(#device_tys,)*);
+            fn upload(
+                &self,
+                stream: &::nvptx_std::host::__std::Arc<::nvptx_std::host::CudaStream>,
+            ) -> ::core::result::Result<Self::OnDevice, ::nvptx_std::host::Error> {
+                ::core::result::Result::Ok((#(#uploads,)*))
+            }
+        }
+    };
+    Some(StageParams { items, ty: quote! { #struct_name }, bounds, bind: quote! { (#(#binds,)*) }, args })
 }
 
 /// A kernel of the flag-map shape, `(plan: &RingPlan, ctl: &RingControl,
@@ -671,4 +809,122 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
             }
         }
     }
+}
+
+/// `#[derive(Element)]`: implements `Element` for a struct that is one.
+///
+/// ```ignore
+/// use nvptx_std::Element; // or kernel_math::Element: the trait and the derive
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, Element)]
+/// pub struct Sample { left: i16, right: i16 }
+/// ```
+///
+/// What makes a struct an `Element` is checked at compile time instead of
+/// promised: it must be `#[repr(C)]` or `#[repr(transparent)]` (the default
+/// layout may reorder fields, so host and device could disagree), every
+/// field must be an `Element` (so no `bool`, `char`, enum or reference: bit
+/// patterns that are not valid values), and the struct's size must be the
+/// sum of its fields' (no padding, whose bytes are uninitialized). The
+/// trait is named through the crate that provides it: `kernel-math` if the
+/// deriving crate depends on it, else `nvptx-std`.
+#[proc_macro_derive(Element)]
+pub fn derive_element(item: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(item as syn::DeriveInput);
+    match derive_element_impl(&input) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The path of the crate that defines `Element`, as the deriving crate names it.
+fn element_crate() -> syn::Result<Tokens> {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let found = |c: FoundCrate| match c {
+        // kernel-math itself has `extern crate self as kernel_math`, and its
+        // doctests and tests name it so.
+        FoundCrate::Itself => quote! { ::kernel_math },
+        FoundCrate::Name(n) => {
+            let n = Ident::new(&n, Span::call_site());
+            quote! { ::#n }
+        }
+    };
+    if let Ok(c) = crate_name("kernel-math") {
+        return Ok(found(c));
+    }
+    match crate_name("nvptx-std") {
+        Ok(FoundCrate::Itself) => Ok(quote! { crate }),
+        Ok(c) => Ok(found(c)),
+        Err(_) => Err(syn::Error::new(Span::call_site(), "#[derive(Element)] implements `kernel_math::Element`: depend on nvptx-std or kernel-math")),
+    }
+}
+
+fn derive_element_impl(input: &syn::DeriveInput) -> syn::Result<Tokens> {
+    let name = &input.ident;
+    let fields = match &input.data {
+        syn::Data::Struct(s) => &s.fields,
+        syn::Data::Enum(_) => {
+            return Err(syn::Error::new(
+                name.span(),
+                "#[derive(Element)] is for structs: device memory may hold any bits, and most bit patterns are not a valid enum (use its integer instead)",
+            ));
+        }
+        syn::Data::Union(_) => return Err(syn::Error::new(name.span(), "#[derive(Element)] is for structs, not unions")),
+    };
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[derive(Element)] takes no generic structs (padding depends on the parameters); write `unsafe impl Element` per instance",
+        ));
+    }
+    let mut layout_ok = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
+                layout_ok = true;
+            }
+            // Other hints (`packed`, `align(n)`) are accepted: the size check
+            // below catches any padding they add.
+            if meta.input.peek(syn::token::Paren) {
+                let _content;
+                syn::parenthesized!(_content in meta.input);
+            }
+            Ok(())
+        })?;
+    }
+    if !layout_ok {
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "#[derive(Element)] needs `#[repr(C)]` (or `#[repr(transparent)]`) on `{name}`: Rust's default layout may reorder fields, so the host and the GPU could disagree on where each one is"
+            ),
+        ));
+    }
+    if fields.is_empty() {
+        return Err(syn::Error::new(name.span(), "#[derive(Element)] needs at least one field: an element of no bytes carries nothing"));
+    }
+    let krate = element_crate()?;
+    let tys: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
+    let field_checks = tys.iter().map(|t| quote_spanned! {t.span()=> __field_is_element::<#t>(); });
+    let padding = format!(
+        "`{name}` has padding (its size is more than the sum of its fields'): padding bytes are uninitialized, so it cannot be an Element; reorder the fields largest first or add explicit fields for the gaps"
+    );
+    Ok(quote! {
+        // SAFETY: checked just below at compile time: a C (or transparent)
+        // layout, every field an `Element` (any bits valid, no pointers), and
+        // no padding (the size is the sum of the fields'). Copy, Send, Sync
+        // and 'static are the trait's own bounds.
+        unsafe impl #krate::Element for #name {}
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __field_is_element<T: #krate::Element>() {}
+            #[allow(dead_code)]
+            fn __fields_are_elements() {
+                #(#field_checks)*
+            }
+            ::core::assert!(::core::mem::size_of::<#name>() == 0 #(+ ::core::mem::size_of::<#tys>())*, #padding);
+        };
+    })
 }

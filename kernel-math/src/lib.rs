@@ -14,8 +14,13 @@
 //! ```
 #![no_std]
 
+// `#[derive(Element)]` names the trait as `::kernel_math::Element`, here too.
+extern crate self as kernel_math;
+
 pub mod ring;
 pub mod types;
+/// `#[derive(Element)]`: see [`types::Element`] and `kernel_macros::Element`.
+pub use kernel_macros::Element;
 pub use types::{Element, Scalar, Shared, SliceElement, Word};
 
 /// Bit pattern the host writes into buffers before a run (a quiet NaN with a
@@ -114,16 +119,38 @@ pub fn double_f64(x: f64) -> f64 {
     x * 2.0
 }
 
-/// A stereo sample of two 16-bit channels: a user-style `#[repr(C)]` element.
+/// A stereo sample of two 16-bit channels: a user-style `#[repr(C)]`
+/// element, its `Element` derived (layout, fields and padding checked).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Element)]
 pub struct Stereo {
     pub left: i16,
     pub right: i16,
 }
 
-// SAFETY: two i16, no padding, every bit pattern valid.
-unsafe impl Element for Stereo {}
+/// A u8 sample times a run-time `scale`, as f32: one IEEE multiply, the
+/// same on GPU and CPU (the `scale_u8_kernel` stage's value).
+#[inline(always)]
+pub fn scale_u8(x: u8, scale: f32) -> f32 {
+    x as f32 * scale
+}
+
+/// Per-channel gains of a stereo sample: a derived struct element, passed to
+/// a kernel as a `&Gain` run-time parameter (`stereo_gain_kernel`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Element)]
+pub struct Gain {
+    pub left: f32,
+    pub right: f32,
+}
+
+/// A stereo sample mixed to mono with per-channel gains: `left * g.left`,
+/// plus `right * g.right`; two rounded multiplies, then a rounded add (no
+/// FMA: see [`fir_step`]).
+#[inline(always)]
+pub fn stereo_gain(s: Stereo, g: Gain) -> f32 {
+    s.left as f32 * g.left + s.right as f32 * g.right
+}
 
 /// The mean of a stereo sample's channels, as f32 (exact: integers below 2^24, halved).
 #[inline(always)]

@@ -5,23 +5,27 @@
 /// A type whose values may live in a device buffer that a kernel reads as
 /// `&[T]` or writes through `Out<T>`, and that rings carry between stages.
 ///
+/// A `#[repr(C)]` struct of `Element` fields with no padding is one:
+/// derive it (`kernel_math::Element` and `nvptx_std::Element` name both the
+/// trait and the derive), which checks all three at compile time:
+///
+/// ```
+/// use kernel_math::Element;
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, Element)]
+/// struct Sample { left: i16, right: i16 }
+/// ```
+///
 /// # Safety
 /// Every bit pattern of `size_of::<T>()` bytes is a valid `T` (device memory
 /// may hold anything: poison, a partial write), `T` has no padding bytes and
-/// no pointers or references. `#[repr(C)]` structs of `Element` fields with
-/// no padding qualify:
-///
-/// ```
-/// #[repr(C)]
-/// #[derive(Clone, Copy)]
-/// struct Sample { left: i16, right: i16 }
-/// // SAFETY: two i16, no padding, any bits valid.
-/// unsafe impl kernel_math::Element for Sample {}
-/// ```
+/// no pointers or references. A hand-written `unsafe impl` promises that
+/// with nothing to check it; prefer the derive.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an `Element`: device buffers may hold any bits, so elements must accept every bit pattern and have no padding",
     label = "not an Element",
-    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding can be, with `unsafe impl Element`"
+    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding is one with `#[derive(Element)]`"
 )]
 pub unsafe trait Element: Copy + Send + Sync + 'static {}
 
@@ -60,7 +64,7 @@ const _: () = assert!(core::mem::size_of::<crate::Reduction>() == 80);
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an `Element`: device buffers may hold any bits, so elements must accept every bit pattern and have no padding",
     label = "not an Element",
-    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding can be, with `unsafe impl Element`"
+    note = "primitive numbers and arrays of them are Elements; a #[repr(C)] struct of them without padding is one with `#[derive(Element)]`"
 )]
 pub unsafe trait SliceElement: Shared {}
 // SAFETY: Elements are Shared (read-only, any bits valid).

@@ -187,6 +187,26 @@ pub fn stereo_to_mono_kernel(input: &[kernel_math::Stereo], mut output: Out<f32>
     }
 }
 
+/// u8 samples times `scale`, a run-time value (`kernel_math::scale_u8`): a
+/// stage with a parameter (`Stage::map_with` and `ScaleU8KernelParams`).
+#[kernel(same_len(input, output))]
+pub fn scale_u8_kernel(input: &[u8], mut output: Out<f32>, scale: f32) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::scale_u8(input[i], scale);
+    }
+}
+
+/// Stereo samples mixed to mono with per-channel gains
+/// (`kernel_math::stereo_gain`): a `&T` run-time parameter of a derived
+/// struct element, which the stage copies to the GPU once.
+#[kernel(same_len(input, output))]
+pub fn stereo_gain_kernel(input: &[kernel_math::Stereo], mut output: Out<f32>, gain: &kernel_math::Gain) {
+    let g = *gain;
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::stereo_gain(input[i], g);
+    }
+}
+
 /// `hash32` of each u32.
 #[kernel(same_len(input, output))]
 pub fn mix_u32_kernel(input: &[u32], mut output: OutQuads<u32>) {

@@ -10,9 +10,9 @@ use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
 use crate::halo::History;
 use crate::stage::{Kind, MapStage, OnGpu, Op, Setup, Stage};
-use cudarc::driver::{CudaSlice, CudaStream};
-use pc_runtime::launch::{Kernel, Ptx};
-use ptx_kernels::{FIR_OUTPUTS_PER_THREAD, FirKernel, KernelCrate};
+use cudarc::driver::CudaStream;
+use pc_runtime::launch::{HaloKernel, Kernel, KernelParams, Ptx};
+use ptx_kernels::{FIR_OUTPUTS_PER_THREAD, FirKernel, FirKernelParams, KernelCrate};
 use std::sync::Arc;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -97,13 +97,19 @@ pub(crate) fn default_stage_in(ptx: Ptx<KernelCrate>) -> Stage {
 /// `taps` passed [`check_taps`].
 fn checked_stage_in(ptx: Ptx<KernelCrate>, taps: Vec<f32>) -> Stage {
     let about = format!("f32 -> f32: causal FIR filter of {} taps (halo {}), kernel fir_kernel", taps.len(), taps.len() - 1);
-    let taps: Arc<[f32]> = taps.into();
-    Stage::new("fir", about, Kind::Map(Arc::new(Fir { ptx, taps: taps.clone() }))).with_warp_form(Arc::new(crate::exec::warps::FirRing { taps }))
+    let ring_taps: Arc<[f32]> = taps.as_slice().into();
+    let fir = Fir { ptx, params: FirKernelParams { taps } };
+    Stage::new("fir", about, Kind::Map(Arc::new(fir))).with_warp_form(Arc::new(crate::exec::warps::FirRing { taps: ring_taps }))
 }
 
+/// The fir stage: `fir_kernel`'s `taps: &[f32]` is a run-time parameter
+/// like any stage kernel's (`FirKernel: HaloKernel`, its values in
+/// `FirKernelParams`), uploaded once per GPU and read by the CPU reference
+/// from the same struct. Not `Stage::halo_map_with` only because a thread
+/// computes a group of outputs, so the grid is sized by groups.
 struct Fir {
     ptx: Ptx<KernelCrate>,
-    taps: Arc<[f32]>,
+    params: FirKernelParams,
 }
 
 impl MapStage for Fir {
@@ -114,14 +120,15 @@ impl MapStage for Fir {
         ElemType::of::<f32>()
     }
     fn halo(&self) -> usize {
-        self.taps.len() - 1
+        self.params.taps.len() - 1
     }
     fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
         let kernel = setup.module(self.ptx, "the kernels' PTX")?.kernel::<FirKernel>()?;
         kernel.check_block(setup.block_size())?;
-        let taps = setup.upload(&self.taps)?;
+        // On the setup stream, which the pipeline synchronizes before running.
+        let params = self.params.upload(setup.stream)?;
         let history = History::new(setup, ElemType::of::<f32>(), self.halo())?;
-        Ok(Box::new(FirOnGpu { kernel, taps, history }))
+        Ok(Box::new(FirOnGpu { kernel, params, history }))
     }
     fn reference(&self, history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let x = input.view::<f32>().ok_or_else(|| format!("fir reads f32 but got {}", input.elem()))?;
@@ -130,7 +137,7 @@ impl MapStage for Fir {
             return Err(format!("fir has a halo of {} elements but was given {}", self.halo(), h.len()));
         }
         let mut out = vec![0.0f32; x.len()];
-        kernel_math::fir(&self.taps, h, x, &mut out);
+        kernel_math::fir(&self.params.taps, h, x, &mut out);
         Ok(HostChunk::from_slice(&out))
     }
 }
@@ -138,7 +145,7 @@ impl MapStage for Fir {
 struct FirOnGpu {
     kernel: Kernel<FirKernel>,
     /// The taps on this GPU, uploaded once.
-    taps: CudaSlice<f32>,
+    params: <FirKernelParams as KernelParams>::OnDevice,
     history: History,
 }
 
@@ -160,7 +167,7 @@ unsafe impl OnGpu for FirOnGpu {
             let (input, mut output) = op.slots::<f32, f32>()?;
             // SAFETY: the pipeline orders this stream against every other
             // access to the slots; taps and history are this stage's own.
-            unsafe { FirKernel::launch(&self.kernel, stream, cfg, &history, &input, &mut output, &self.taps) }?;
+            unsafe { FirKernel::launch_halo(&self.kernel, stream, cfg, &history, &input, &mut output, &self.params) }?;
         }
         self.history.advance(op)
     }

@@ -9,10 +9,10 @@
 //! ([`crate::PipelineSpec::check_split`]).
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
-use crate::stage::{HaloReference, MapStage, OnGpu, Op, Setup};
+use crate::stage::{HaloParamsReference, MapStage, OnGpu, Op, Setup};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut, LaunchConfig};
 use kernel_math::Element;
-use pc_runtime::launch::{HaloKernel, Kernel, Ptx};
+use pc_runtime::launch::{HaloKernel, Kernel, KernelParams, Ptx};
 use ptx_kernels::HaloShiftKernel;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -105,7 +105,8 @@ impl History {
 pub(crate) struct KernelHalo<K: HaloKernel> {
     pub ptx: Ptx<K::Crate>,
     pub halo: usize,
-    pub reference: HaloReference<K::In, K::Out>,
+    pub params: K::Params,
+    pub reference: HaloParamsReference<K::Params, K::In, K::Out>,
 }
 
 impl<K: HaloKernel + 'static> MapStage for KernelHalo<K> {
@@ -122,7 +123,9 @@ impl<K: HaloKernel + 'static> MapStage for KernelHalo<K> {
         let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
         kernel.check_block(setup.block_size())?;
         let history = History::new(setup, ElemType::of::<K::In>(), self.halo)?;
-        Ok(Box::new(KernelHaloOnGpu { kernel, history }))
+        // On the setup stream, which the pipeline synchronizes before running.
+        let params = self.params.upload(setup.stream)?;
+        Ok(Box::new(KernelHaloOnGpu::<K> { kernel, history, params }))
     }
     fn reference(&self, history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let wrong = |got: ElemType| format!("{} reads {} but got {got}", K::NAME, ElemType::of::<K::In>());
@@ -133,18 +136,21 @@ impl<K: HaloKernel + 'static> MapStage for KernelHalo<K> {
         }
         let mut out = HostChunk::zeroed(ElemType::of::<K::Out>(), i.len());
         let o = out.view_mut::<K::Out>().ok_or("output type")?;
-        (self.reference)(h, i, o);
+        (self.reference)(&self.params, h, i, o);
         Ok(out)
     }
 }
 
-struct KernelHaloOnGpu<K> {
+struct KernelHaloOnGpu<K: HaloKernel> {
     kernel: Kernel<K>,
     history: History,
+    /// The parameters' values on this GPU (device copies are this stage's own).
+    params: <K::Params as KernelParams>::OnDevice,
 }
 
 // SAFETY: the kernel and the shift run on the op's stream, over the op's
-// input and output slots and this stage's own history buffers.
+// input and output slots and this stage's own history buffers and
+// parameter copies (written once, on the setup stream, before the run).
 unsafe impl<K: HaloKernel + 'static> OnGpu for KernelHaloOnGpu<K> {
     fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
         self.history.begin_run(stream)
@@ -157,7 +163,7 @@ unsafe impl<K: HaloKernel + 'static> OnGpu for KernelHaloOnGpu<K> {
             let (input, mut output) = op.slots::<K::In, K::Out>()?;
             // SAFETY: the pipeline orders this stream against every other
             // access to the two slots; the history is this stage's own.
-            unsafe { K::launch_halo(&self.kernel, stream, cfg, &history, &input, &mut output) }?;
+            unsafe { K::launch_halo(&self.kernel, stream, cfg, &history, &input, &mut output, &self.params) }?;
         }
         self.history.advance(op)
     }

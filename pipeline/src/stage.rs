@@ -19,7 +19,7 @@ use crate::elem::{ElemType, HostChunk};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
 use kernel_math::{Element, Reduction};
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::{HaloKernel, MapKernel, Module, Ptx};
+use pc_runtime::launch::{HaloKernel, KernelParams, MapKernel, Module, Ptx};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -52,7 +52,16 @@ impl fmt::Display for Port {
 
 /// The CPU reference of a halo stage: `(history, input, output)`, `history`
 /// being the stage's halo of elements just before `input` in the stream.
+/// (Any `Fn` of this signature will do; see [`Stage::halo_map`].)
 pub type HaloReference<I, O> = fn(&[I], &[I], &mut [O]);
+
+/// The CPU reference of a map stage with run-time parameters: `(params,
+/// input, output)`.
+pub(crate) type MapReference<P, I, O> = Box<dyn Fn(&P, &[I], &mut [O]) + Send + Sync>;
+
+/// The CPU reference of a halo stage with run-time parameters: `(params,
+/// history, input, output)`.
+pub(crate) type HaloParamsReference<P, I, O> = Box<dyn Fn(&P, &[I], &[I], &mut [O]) + Send + Sync>;
 
 /// One stage of a pipeline: a source, a map or a sink, with its name.
 #[derive(Clone)]
@@ -105,10 +114,31 @@ impl Stage {
     /// A map stage running kernel `K` (from `#[kernel] fn(input: &[I],
     /// output: Out<O>)`) from the PTX module `ptx`, with `reference`, the
     /// same computation on the CPU over one chunk, which verification
-    /// compares with the GPU's output bit for bit.
-    pub fn map<K: MapKernel + 'static>(name: &str, ptx: Ptx<K::Crate>, reference: fn(&[K::In], &mut [K::Out])) -> Stage {
+    /// compares with the GPU's output bit for bit. A kernel with run-time
+    /// parameters after `output` is made with [`Stage::map_with`].
+    pub fn map<K: MapKernel<Params = ()> + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        reference: impl Fn(&[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
+        Stage::map_with::<K>(name, ptx, (), move |_: &(), input: &[K::In], output: &mut [K::Out]| reference(input, output))
+    }
+
+    /// A map stage running kernel `K`, whose parameters after `output`
+    /// (`#[kernel] fn(input: &[I], output: Out<O>, scale: f32)`) take the
+    /// values `params` (`K::Params`: the struct `#[kernel]` generates,
+    /// `ScaleKernelParams { scale: 2.0 }`). The stage owns them: every
+    /// launch passes them (each `&T`/`&[T]` copied to the GPU once, when
+    /// the pipeline is prepared) and `reference(params, input, output)` gets
+    /// the same values, so kernel and reference cannot disagree about them.
+    pub fn map_with<K: MapKernel + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        params: K::Params,
+        reference: impl Fn(&K::Params, &[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
         let about = format!("{} -> {}: kernel {}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
-        Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, reference })))
+        Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, params, reference: Box::new(reference) })))
     }
 
     /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],
@@ -118,10 +148,31 @@ impl Stage {
     /// `history`, so the output equals the computation over the whole
     /// stream whatever the chunk size. `reference(history, input, output)`
     /// is the same computation on the CPU. A pipeline with a halo stage
-    /// runs on one GPU.
-    pub fn halo_map<K: HaloKernel + 'static>(name: &str, ptx: Ptx<K::Crate>, halo: usize, reference: HaloReference<K::In, K::Out>) -> Stage {
+    /// runs on one GPU. A kernel with run-time parameters after `output`
+    /// is made with [`Stage::halo_map_with`].
+    pub fn halo_map<K: HaloKernel<Params = ()> + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        halo: usize,
+        reference: impl Fn(&[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
+        Stage::halo_map_with::<K>(name, ptx, halo, (), move |_: &(), history: &[K::In], input: &[K::In], output: &mut [K::Out]| {
+            reference(history, input, output)
+        })
+    }
+
+    /// [`Stage::halo_map`] for a kernel with parameters after `output`,
+    /// whose values `params` the stage owns and passes as
+    /// [`Stage::map_with`] does; `reference(params, history, input, output)`.
+    pub fn halo_map_with<K: HaloKernel + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        halo: usize,
+        params: K::Params,
+        reference: impl Fn(&K::Params, &[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
         let about = format!("{} -> {}: kernel {}, halo {halo}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
-        Stage::new(name, about, Kind::Map(Arc::new(crate::halo::KernelHalo::<K> { ptx, halo, reference })))
+        Stage::new(name, about, Kind::Map(Arc::new(crate::halo::KernelHalo::<K> { ptx, halo, params, reference: Box::new(reference) })))
     }
 
     /// Source: a copy of each chunk from pinned host input (the source's
@@ -418,10 +469,11 @@ fn typed_mut<'v, T: Element>(stage: &str, len: usize, slot: Option<&'v mut (Elem
     unsafe { view.transmute_mut::<T>(len) }.ok_or_else(|| slot_error(stage, "output slot too small".into()))
 }
 
-/// A map stage from a `#[kernel]` of the map shape.
+/// A map stage from a `#[kernel]` of the map shape, with its parameters' values.
 struct KernelMap<K: MapKernel> {
     ptx: Ptx<K::Crate>,
-    reference: fn(&[K::In], &mut [K::Out]),
+    params: K::Params,
+    reference: MapReference<K::Params, K::In, K::Out>,
 }
 
 impl<K: MapKernel + 'static> MapStage for KernelMap<K> {
@@ -434,29 +486,36 @@ impl<K: MapKernel + 'static> MapStage for KernelMap<K> {
     fn prepare(&self, setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
         let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
         kernel.check_block(setup.block_size())?;
-        Ok(Box::new(KernelMapOnGpu { kernel }))
+        // On the setup stream, which the pipeline synchronizes before running.
+        let params = self.params.upload(setup.stream)?;
+        Ok(Box::new(KernelMapOnGpu::<K> { kernel, params }))
     }
     fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
         let i = input.view::<K::In>().ok_or_else(|| format!("{} reads {} but got {}", K::NAME, ElemType::of::<K::In>(), input.elem()))?;
         let mut out = HostChunk::zeroed(ElemType::of::<K::Out>(), i.len());
         let o = out.view_mut::<K::Out>().ok_or("output type")?;
-        (self.reference)(i, o);
+        (self.reference)(&self.params, i, o);
         Ok(out)
     }
 }
 
-struct KernelMapOnGpu<K> {
+struct KernelMapOnGpu<K: MapKernel> {
     kernel: pc_runtime::launch::Kernel<K>,
+    /// The parameters' values on this GPU (device copies are this stage's own).
+    params: <K::Params as KernelParams>::OnDevice,
 }
 
-// SAFETY: launches only on the op's stream, over the op's input and output slots.
+// SAFETY: launches only on the op's stream, over the op's input and output
+// slots and this stage's own parameter copies (written once, on the setup
+// stream, before the run; freed with the stage).
 unsafe impl<K: MapKernel + 'static> OnGpu for KernelMapOnGpu<K> {
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         let (cfg, stream) = (op.cfg, op.stream);
         let (input, mut output) = op.slots::<K::In, K::Out>()?;
         // SAFETY: the pipeline orders this stream against every other
-        // access to the two slots (filled and freed events).
-        unsafe { K::launch_map(&self.kernel, stream, cfg, &input, &mut output) }?;
+        // access to the two slots (filled and freed events); the
+        // parameters' copies are never written after setup.
+        unsafe { K::launch_map(&self.kernel, stream, cfg, &input, &mut output, &self.params) }?;
         Ok(())
     }
 }

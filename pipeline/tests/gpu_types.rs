@@ -77,3 +77,54 @@ fn generated_input_of_other_types_verifies() {
         assert!(v.passed(), "{list}: {}", v.summary());
     }
 }
+
+/// Runs h2d -> `stage` -> d2h over `input` (K = 2, chunks that do not divide
+/// the total): the verification and the host output.
+fn run_stage<I: Element, O: Element>(gpu: &Gpu, stage: pc_pipeline::Stage, input: &[I]) -> (pc_pipeline::reference::Verification, Vec<O>) {
+    use pc_pipeline::builtin::{d2h, h2d};
+    let spec = PipelineSpec::new(Workload::Stream).stages(vec![h2d(), stage, d2h()]).slots(2).chunk_elements(4099).total_elements(input.len() as u64);
+    let mut p = Pipeline::new(&[gpu], spec, Input::from_slice(input)).unwrap();
+    let r = p.run(Launch::Streams, 1, false).unwrap();
+    (p.verify(&r), p.output::<O>().unwrap().to_vec())
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn run_time_parameters_reach_the_kernel() {
+    use kernel_math::Gain;
+    use pc_pipeline::Stage;
+    use ptx_kernels::{ScaleU8Kernel, ScaleU8KernelParams, StereoGainKernel, StereoGainKernelParams};
+    let gpu = Gpu::open(0).unwrap();
+    let s = seed();
+    let n = 50_003usize;
+    let h = |i: usize, salt: u32| hash32(i as u32 ^ hash32(s ^ salt));
+    let bytes: Vec<u8> = (0..n).map(|i| h(i, 11) as u8).collect();
+    // A scale from the seed: the kernel cannot have it built in.
+    let scale = (h(0, 12) % 10_000) as f32 / 64.0 - 70.0;
+    let scaled = |reference_scale: Option<f32>| {
+        Stage::map_with::<ScaleU8Kernel>("scale", ptx_kernels::PTX, ScaleU8KernelParams { scale }, move |p, i, o| {
+            let k = reference_scale.unwrap_or(p.scale);
+            o.iter_mut().zip(i).for_each(|(o, &x)| *o = kernel_math::scale_u8(x, k))
+        })
+    };
+    let (v, got) = run_stage::<u8, f32>(&gpu, scaled(None), &bytes);
+    assert!(v.passed(), "scale {scale}: {}", v.summary());
+    if let Some(i) = (0..n).find(|&i| got[i].to_bits() != (bytes[i] as f32 * scale).to_bits()) {
+        panic!("scale {scale}: element {i} = {}, want {}", got[i], bytes[i] as f32 * scale);
+    }
+    // A reference that disagrees with the kernel's value fails verification.
+    let (v, _) = run_stage::<u8, f32>(&gpu, scaled(Some(scale + 1.0)), &bytes);
+    assert!(!v.passed(), "a reference with another scale must fail: {}", v.summary());
+
+    let stereo: Vec<Stereo> = (0..n).map(|i| Stereo { left: h(i, 13) as i16, right: h(i, 14) as i16 }).collect();
+    let gain = Gain { left: (h(1, 15) % 1000) as f32 / 256.0, right: -((h(2, 16) % 1000) as f32) / 128.0 };
+    let stage = Stage::map_with::<StereoGainKernel>("gain", ptx_kernels::PTX, StereoGainKernelParams { gain }, |p, i, o| {
+        o.iter_mut().zip(i).for_each(|(o, &x)| *o = kernel_math::stereo_gain(x, p.gain))
+    });
+    let (v, got) = run_stage::<Stereo, f32>(&gpu, stage, &stereo);
+    assert!(v.passed(), "gain {gain:?}: {}", v.summary());
+    let want = |x: &Stereo| x.left as f32 * gain.left + x.right as f32 * gain.right;
+    if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want(&stereo[i]).to_bits()) {
+        panic!("gain {gain:?}: element {i} = {}, want {}", got[i], want(&stereo[i]));
+    }
+}

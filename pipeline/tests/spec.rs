@@ -19,7 +19,9 @@ static_assertions::assert_impl_all!(ptx_kernels::ConsumerVecKernel: pc_runtime::
 static_assertions::assert_impl_all!(ptx_kernels::MovingAverageKernel: pc_runtime::launch::HaloKernel);
 static_assertions::assert_not_impl_any!(ptx_kernels::MovingAverageKernel: pc_runtime::launch::MapKernel);
 static_assertions::assert_not_impl_any!(ptx_kernels::HaloShiftKernel: pc_runtime::launch::HaloKernel, pc_runtime::launch::MapKernel);
-static_assertions::assert_not_impl_any!(ptx_kernels::FirKernel: pc_runtime::launch::HaloKernel, pc_runtime::launch::MapKernel);
+// fir_kernel's `taps: &[f32]` after `output` is a run-time parameter.
+static_assertions::assert_impl_all!(ptx_kernels::FirKernel: pc_runtime::launch::HaloKernel);
+static_assertions::assert_not_impl_any!(ptx_kernels::FirKernel: pc_runtime::launch::MapKernel);
 static_assertions::assert_not_impl_any!(ptx_kernels::ConsumerVecKernel: pc_runtime::launch::HaloKernel);
 
 #[test]

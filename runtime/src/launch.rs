@@ -30,6 +30,14 @@ use kernel_math::Element;
 #[doc(hidden)]
 pub use linkme;
 
+/// What `#[kernel]`'s generated code names from `std` (a kernel crate is
+/// `no_std`, so it cannot name `std` itself).
+#[doc(hidden)]
+pub mod __std {
+    pub use std::sync::Arc;
+    pub use std::vec::Vec;
+}
+
 /// One `#[kernel]`, as every kernel crate linked into a program records it:
 /// which crate, which entry, which parameter sizes. Tests compare this list
 /// with the PTX both ways, so no list of kernel names is kept by hand.
@@ -100,43 +108,69 @@ pub trait KernelEntry {
 /// a hand-written implementation has nothing that checks it.
 pub unsafe trait PdlKernel: KernelEntry {}
 
-/// A kernel of the map shape: `#[kernel] fn(input: &[I], output: Out<O>)`
-/// (or `OutQuads<O>`), optionally with a trailing `spin: u64` that is passed 0.
-/// `#[kernel]` implements this for every kernel of that shape, so a pipeline
-/// can run it as a map stage.
+/// A kernel of the map shape: `#[kernel] fn(input: &[I], output: Out<O>,
+/// params..)` (or `OutQuads<O>`/`OutGroups<O, R>`): one slice read, one
+/// written, then any run-time parameters ([`MapKernel::Params`]). A trailing
+/// `spin: u64` is passed 0 and is no parameter of the stage. `#[kernel]`
+/// implements this for every kernel of that shape whose element types are
+/// [`Element`]s, so a pipeline can run it as a map stage.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a map kernel, so it cannot be a map stage",
+    label = "not of the map shape",
+    note = "a map stage's kernel is `#[kernel] fn(input: &[I], output: Out<O>, ..)`: one `&[I]` read, one `Out<O>` (or `OutQuads<O>`, `OutGroups<O, R>`) written, then only run-time parameters (scalars, `&T`, `&[T]`; a `spin: u64` is passed 0), `I` and `O` `Element`s",
+    note = "a kernel that also reads the elements before each chunk is a halo stage: `fn(history: &[I], input: &[I], output: Out<O>, ..)` with `Stage::halo_map`; any other kernel is launched by its own `launch`, not as a stage"
+)]
 pub trait MapKernel: KernelEntry + Sized {
     type In: Element;
     type Out: Element;
-    /// Launches with `input` and `output`.
+    /// The values of the parameters after `output`, which a stage owns and
+    /// passes at every launch and to its CPU reference: `()` for none, else
+    /// the struct `#[kernel]` generates beside the launcher (`ScaleKernel`
+    /// gets `ScaleKernelParams`), one public field per parameter (a scalar
+    /// as itself, `&T` as a `T`, `&[T]` as a `Vec<T>`).
+    type Params: KernelParams;
+    /// Launches with `input`, `output` and the parameters' device values.
     ///
     /// # Safety
     /// As the kernel's generated `launch`: no other stream or host code
     /// touches `input` (writes) or `output` (reads or writes) until this
-    /// kernel completes, and neither is freed before.
+    /// kernel completes, and neither is freed before; `params` (and
+    /// whatever it holds) is not written or freed before either.
     unsafe fn launch_map(
         kernel: &Kernel<Self>,
         stream: &CudaStream,
         cfg: LaunchConfig,
         input: &CudaView<'_, Self::In>,
         output: &mut CudaViewMut<'_, Self::Out>,
+        params: &<Self::Params as KernelParams>::OnDevice,
     ) -> Result<()>;
 }
 
 /// A kernel of the halo shape: `#[kernel] fn(history: &[I], input: &[I],
-/// output: Out<O>)` (or another written slice), the first parameter named
-/// `history`. `history` holds the elements just before `input` in the
-/// stream (zeros before its start), so the kernel can compute outputs that
-/// need earlier elements (a causal filter). `#[kernel]` implements this for
-/// every kernel of that shape, so a pipeline can run it as a halo stage.
+/// output: Out<O>, params..)` (or another written slice), the first
+/// parameter named `history`. `history` holds the elements just before
+/// `input` in the stream (zeros before its start), so the kernel can compute
+/// outputs that need earlier elements (a causal filter). Parameters after
+/// `output` are run-time values, as for [`MapKernel::Params`]. `#[kernel]`
+/// implements this for every kernel of that shape, so a pipeline can run it
+/// as a halo stage.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a halo kernel, so it cannot be a halo stage",
+    label = "not of the halo shape",
+    note = "a halo stage's kernel is `#[kernel] fn(history: &[I], input: &[I], output: Out<O>, ..)`: the first parameter named `history`, both slices of one `Element` type, one `Out<O>` (or `OutQuads<O>`, `OutGroups<O, R>`) written, then only run-time parameters (scalars, `&T`, `&[T]`)",
+    note = "a kernel that reads only its own chunk is a map stage: `fn(input: &[I], output: Out<O>, ..)` with `Stage::map`"
+)]
 pub trait HaloKernel: KernelEntry + Sized {
     type In: Element;
     type Out: Element;
-    /// Launches with `history`, `input` and `output`.
+    /// As [`MapKernel::Params`].
+    type Params: KernelParams;
+    /// Launches with `history`, `input`, `output` and the parameters' device values.
     ///
     /// # Safety
     /// As the kernel's generated `launch`: no other stream or host code
     /// writes `history` or `input`, or touches `output`, until this kernel
-    /// completes, and none is freed before.
+    /// completes, and none is freed before; nor is `params` written or freed.
     unsafe fn launch_halo(
         kernel: &Kernel<Self>,
         stream: &CudaStream,
@@ -144,7 +178,68 @@ pub trait HaloKernel: KernelEntry + Sized {
         history: &CudaView<'_, Self::In>,
         input: &CudaView<'_, Self::In>,
         output: &mut CudaViewMut<'_, Self::Out>,
+        params: &<Self::Params as KernelParams>::OnDevice,
     ) -> Result<()>;
+}
+
+/// The run-time parameters of a map or halo kernel (see
+/// [`MapKernel::Params`]), as a stage holds them on the host, and their
+/// form on one GPU: scalars as they are, each `&T` and `&[T]` as a device
+/// copy ([`ParamBuf`]) made once when the stage is prepared, so a launch
+/// only passes addresses.
+pub trait KernelParams: Send + Sync + 'static {
+    /// What a launch passes: one entry per parameter.
+    type OnDevice: Send + 'static;
+    /// Copies the values a kernel reads from device memory to the GPU of
+    /// `stream`, on `stream` (the copy is ordered before later work on it).
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<Self::OnDevice>;
+}
+
+impl KernelParams for () {
+    type OnDevice = ();
+    fn upload(&self, _stream: &Arc<CudaStream>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A device copy of a `&T` or `&[T]` kernel parameter's value, owned by the
+/// stage that passes it. Held as bytes: any [`Element`] (a struct included)
+/// can be copied, not only cudarc's `DeviceRepr` types.
+pub struct ParamBuf<T> {
+    bytes: cudarc::driver::CudaSlice<u8>,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> ParamBuf<T> {
+    /// Copies `values` to the GPU of `stream`, on `stream`.
+    pub fn upload(stream: &Arc<CudaStream>, values: &[T]) -> Result<Self> {
+        // SAFETY: an Element has no padding, so every byte of the slice is
+        // initialized; the bytes stay borrowed for the call.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+        // One byte at least: an empty slice still gets a live address.
+        let copied = if bytes.is_empty() { stream.alloc_zeros::<u8>(1) } else { stream.clone_htod(bytes) };
+        let bytes = copied.map_err(Error::cuda("copying a kernel parameter to the GPU"))?;
+        Ok(ParamBuf { bytes, len: values.len(), _t: PhantomData })
+    }
+
+    /// The copy, as `T`s: what a launch passes for the parameter.
+    pub fn view(&self) -> CudaView<'_, T> {
+        // SAFETY: the buffer holds `len` Ts' bytes (any bits are a valid
+        // Element), from an allocation aligned to 256 bytes.
+        let view = unsafe { self.bytes.transmute::<T>(self.len) };
+        // `upload` allocated `len * size_of::<T>()` bytes (or 1 for none), so
+        // the view always fits.
+        view.expect("a ParamBuf holds its len elements")
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The arguments of a flag-ring map kernel (see [`FlagMapKernel`]).

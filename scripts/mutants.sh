@@ -98,6 +98,10 @@ mutant reduce-histogram-bin-off-by-one kernel-math/src/lib.rs \
   'let b = ((v + 4.0) * 2.0) as i32;' \
   'let b = ((v + 4.0) * 2.0) as i32 + 1;' \
   'cargo test -p pc-pipeline --locked --test spec'
+mutant moving-average-off-by-a-little kernel-math/src/lib.rs \
+  '(a + b + c) / 3.0' \
+  '(a + b + c) / 3.001' \
+  'cargo test -p pc-pipeline --locked --test oracle'
 # --- past the seam: a CPU test cannot see the CUDA call itself ---
 mutant stream-cuda-wait-is-a-no-op pipeline/src/stream/mod.rs \
   'self.part.streams[stream].wait(self.part.event(event)).map_err(cuda("waiting on an event"))' \

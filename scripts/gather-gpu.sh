@@ -3,6 +3,8 @@
 # into dist/gpu/ (git-ignored), together with run-gpu-tests.sh. Copy that
 # folder to a GPU machine (no Rust needed there) and run
 #   bash dist/gpu/run-gpu-tests.sh
+# (a test that cannot run there says SKIPPED and fails the run unless
+# ALLOW_SKIP names it: see run-gpu-tests.sh).
 # NVPTX_ARCH=sm_90 picks another PTX architecture, as for any build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -96,3 +96,59 @@ fn refused_inputs_are_errors_not_launches() {
     let r = run_demo(&gpu, &DemoConfig { elements: 1000, ..Default::default() }).unwrap();
     assert!(r.check.passed());
 }
+
+/// The producer, consumer and fused kernels (plain and 16-byte stores)
+/// launched alone, each output poisoned first, every element against the
+/// independent oracle (`oracle::consume(oracle::produce(first + i))`,
+/// plain f64 from the definitions, not kernel_math), at an offset past
+/// 2^32 and lengths that are not whole quads.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn producer_consumer_and_fused_kernels_match_the_independent_oracle() {
+    use common::oracle;
+    use cudarc::driver::CudaSlice;
+    use pc_runtime::launch::LaunchConfig;
+    use ptx_kernels::{ConsumerKernel, ConsumerVecKernel, FusedKernel, FusedVecKernel, ProducerKernel, ProducerVecKernel};
+    let gpu = gpu();
+    let seed = common::seed();
+    let module = ptx_kernels::load(&gpu).unwrap();
+    // SAFETY: one stream; synchronized (by the copies back) before the buffers are dropped.
+    let s = unsafe { gpu.stream() }.unwrap();
+    for (n, first) in [(1usize, 0u64), (1003, 7), ((1 << 20) + 3, (1 << 32) - 5)] {
+        let want: Vec<f64> = (0..n as u64).map(|i| oracle::consume(oracle::produce(first + i, seed))).collect();
+        let cfg = LaunchConfig { grid_dim: (13, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let fresh = || {
+            let mut b: CudaSlice<f32> = s.alloc_zeros(n).unwrap();
+            // SAFETY: one stream: the poison lands before any kernel below.
+            unsafe { pc_runtime::gpu::poison(&s, &mut b) }.unwrap();
+            b
+        };
+        let check = |what: &str, b: &CudaSlice<f32>| {
+            let got = s.clone_dtoh(b).unwrap();
+            let wrong: Vec<usize> = (0..n).filter(|&i| got[i] as f64 != want[i]).collect();
+            assert!(wrong.is_empty(), "{what} n={n} first={first}: {} wrong; first [{}] = {}, want {}", wrong.len(), wrong[0], got[wrong[0]], want[wrong[0]]);
+        };
+        let (mut mid, mut out) = (fresh(), fresh());
+        // SAFETY: one stream orders the producer before the consumer; each writes only its output.
+        unsafe {
+            ProducerKernel::launch(&module.kernel::<ProducerKernel>().unwrap(), &s, cfg, &mut mid, first, seed, 0).unwrap();
+            ConsumerKernel::launch(&module.kernel::<ConsumerKernel>().unwrap(), &s, cfg, &mid, &mut out, 0).unwrap();
+        }
+        check("producer_kernel + consumer_kernel", &out);
+        let (mut mid, mut out) = (fresh(), fresh());
+        // SAFETY: as above.
+        unsafe {
+            ProducerVecKernel::launch(&module.kernel::<ProducerVecKernel>().unwrap(), &s, cfg, &mut mid, first, seed, 0).unwrap();
+            ConsumerVecKernel::launch(&module.kernel::<ConsumerVecKernel>().unwrap(), &s, cfg, &mid, &mut out, 0).unwrap();
+        }
+        check("producer_vec_kernel + consumer_vec_kernel", &out);
+        let mut out = fresh();
+        // SAFETY: one kernel writing its own output.
+        unsafe { FusedKernel::launch(&module.kernel::<FusedKernel>().unwrap(), &s, cfg, &mut out, first, seed) }.unwrap();
+        check("fused_kernel", &out);
+        let mut out = fresh();
+        // SAFETY: as above.
+        unsafe { FusedVecKernel::launch(&module.kernel::<FusedVecKernel>().unwrap(), &s, cfg, &mut out, first, seed) }.unwrap();
+        check("fused_vec_kernel", &out);
+    }
+}

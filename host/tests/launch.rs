@@ -1,6 +1,6 @@
 //! `host launch` and `host pipeline` as a rank, from the outside. The tests
 //! marked "needs a CUDA device" need two GPUs and NCCL (libnccl.so.2), and
-//! say SKIPPED where either is missing; every run has a deadline, so a
+//! say SKIPPED (one line, counted by scripts/run-gpu-tests.sh) where either is missing; every run has a deadline, so a
 //! hang is a failure, not a stuck test.
 use std::io::BufRead;
 use std::process::{Command, Output, Stdio};
@@ -25,15 +25,17 @@ fn host_within(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output 
     child.wait_with_output().expect("reading host's output")
 }
 
-/// Whether this machine has `gpus` GPUs and NCCL; says why not.
-fn ready(gpus: usize) -> bool {
+/// Whether this machine has `gpus` GPUs and NCCL; if not, says why in the
+/// machine-readable line `SKIPPED: launch::<test>: <reason>` that
+/// scripts/run-gpu-tests.sh counts (and fails on unless allowed).
+fn ready(test: &str, gpus: usize) -> bool {
     let have = pc_runtime::gpu::device_count().unwrap_or(0);
     if have < gpus {
-        eprintln!("SKIPPED: needs {gpus} GPU(s), this machine has {have}");
+        println!("SKIPPED: launch::{test}: needs {gpus} GPU(s), this machine has {have}");
         return false;
     }
     if let Err(e) = pc_pipeline::nccl::version() {
-        eprintln!("SKIPPED: {e}");
+        println!("SKIPPED: launch::{test}: {e}");
         return false;
     }
     true
@@ -96,7 +98,7 @@ fn two_ranks(place: &str, extra: &[&str]) {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn two_ranks_through_nccl_verify_every_chunk() {
-    if !ready(2) {
+    if !ready("two_ranks_through_nccl_verify_every_chunk", 2) {
         return;
     }
     for k in ["1", "2", "3"] {
@@ -120,7 +122,7 @@ fn two_ranks_through_nccl_verify_every_chunk() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_rank_that_fails_stops_the_others() {
-    if !ready(1) {
+    if !ready("a_rank_that_fails_stops_the_others", 1) {
         return;
     }
     let args = ["launch", "--nprocs", "2", "--", "pipeline", "--place", "0,1,1"];
@@ -136,7 +138,7 @@ fn a_rank_that_fails_stops_the_others() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_killed_rank_stops_the_others() {
-    if !ready(2) {
+    if !ready("a_killed_rank_stops_the_others", 2) {
         return;
     }
     let mut child = Command::new(bin())

@@ -392,10 +392,15 @@ mod tests {
     #[test]
     fn fir_adds_taps_in_order_with_rounding() {
         // acc = 0 + 1e8 * 1 = 1e8; + 1 * 1 rounds back to 1e8 (f32);
-        // + (-1e8) * 1 = 0. Another order would give 1.
+        // + (-1e8) * 1 = 0. Adding 1 first or last would give 1.
         let mut out = [0.0f32];
         fir(&[1e8, 1.0, -1e8], &[1.0, 1.0], &[1.0], &mut out);
         assert_eq!(out, [0.0]);
+        // Taps that are not a palindrome in magnitude, so adding them in
+        // reverse (j = T-1 down to 0) differs too: in order 1e8 - 1e8 = 0,
+        // then + 1 = 1; reversed 1 - 1e8 rounds to -1e8, then + 1e8 = 0.
+        fir(&[1e8, -1e8, 1.0], &[1.0, 1.0], &[1.0], &mut out);
+        assert_eq!(out, [1.0]);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(crate) struct History {
     halo: usize,
     bufs: [CudaSlice<u8>; 2],
     /// Which buffer holds the history of the next chunk to run.
-    current: usize,
+    flip: Flip,
     shift: Kernel<HaloShiftKernel>,
 }
 
@@ -46,7 +46,7 @@ impl History {
         shift.check_block(SHIFT_BLOCK)?;
         // At least one byte: an allocation of 0 is refused; views use `bytes`.
         let alloc = || setup.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(cuda("allocating a halo stage's history"));
-        Ok(History { elem, halo, bufs: [alloc()?, alloc()?], current: 0, shift })
+        Ok(History { elem, halo, bufs: [alloc()?, alloc()?], flip: Flip::default(), shift })
     }
 
     fn bytes(&self) -> usize {
@@ -57,9 +57,9 @@ impl History {
     /// stream's start), on the stage's stream: ordered after the previous
     /// run's last use, and captured into CUDA graphs with the rest.
     pub(crate) fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
-        self.current = 0;
+        self.flip = Flip::default();
         let bytes = self.bytes();
-        let (ptr, _no_tracking) = self.bufs[0].device_ptr_mut(stream);
+        let (ptr, _no_tracking) = self.bufs[self.flip.current()].device_ptr_mut(stream);
         // SAFETY: `ptr` addresses this buffer's `bytes` (or more); only this
         // stage's stream touches it.
         unsafe { cudarc::driver::result::memset_d8_async(ptr, 0, bytes, stream.cu_stream()) }.map_err(cuda("zeroing a halo stage's history"))
@@ -70,7 +70,7 @@ impl History {
         if !self.elem.is::<T>() {
             return Err(PipelineError::BadStages(format!("a halo history of {} viewed as {}", self.elem, ElemType::of::<T>())));
         }
-        let view = self.bufs[self.current].slice(0..self.bytes());
+        let view = self.bufs[self.flip.current()].slice(0..self.bytes());
         // SAFETY: the buffer holds `halo` elements of T (checked just above),
         // starts 256-byte aligned (a fresh allocation), and T: Element accepts any bits.
         unsafe { view.transmute::<T>(self.halo) }.ok_or_else(|| PipelineError::BadStages("halo history too small".into()))
@@ -87,7 +87,7 @@ impl History {
         }
         let input = input.slice(0..op.len() * elem.size());
         let [a, b] = &mut self.bufs;
-        let (old, next) = if self.current == 0 { (&*a, b) } else { (&*b, a) };
+        let (old, next) = if self.flip.shift() == (0, 1) { (&*a, b) } else { (&*b, a) };
         let old = old.slice(0..bytes);
         let mut next = next.slice_mut(0..bytes);
         let grid = bytes.div_ceil(SHIFT_BLOCK as usize).clamp(1, 1024) as u32;
@@ -96,8 +96,29 @@ impl History {
         // `old`; the input slot is ordered by the pipeline's events and the
         // two history buffers are this stage's alone.
         unsafe { HaloShiftKernel::launch(&self.shift, op.stream, cfg, &old, &input, &mut next) }?;
-        self.current = 1 - self.current;
         Ok(())
+    }
+}
+
+/// Which of a history's two buffers the next chunk reads. The shift after
+/// a chunk reads that one and writes the other, which becomes current: the
+/// bookkeeping of [`History`] without the GPU, so a CPU test runs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Flip {
+    current: usize,
+}
+
+impl Flip {
+    fn current(self) -> usize {
+        self.current
+    }
+
+    /// The (read, written) buffers of the shift after the current chunk;
+    /// the written one is current from now on.
+    fn shift(&mut self) -> (usize, usize) {
+        let (old, next) = (self.current, 1 - self.current);
+        self.current = next;
+        (old, next)
     }
 }
 
@@ -166,5 +187,34 @@ unsafe impl<K: HaloKernel + 'static> OnGpu for KernelHaloOnGpu<K> {
             unsafe { K::launch_halo(&self.kernel, stream, cfg, &history, &input, &mut output, &self.params) }?;
         }
         self.history.advance(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flip;
+
+    /// The history's bookkeeping on host buffers, with the shift kernel's
+    /// rule (`next` = the last `h` of `old ++ input`): before each chunk,
+    /// the buffer read holds exactly the `h` stream elements before it
+    /// (zeros before the start), for chunks longer and shorter than `h`.
+    #[test]
+    fn each_chunk_reads_the_elements_just_before_it() {
+        let h = 5;
+        let stream: Vec<u32> = (1..=200).collect();
+        let mut bufs = [vec![0u32; h], vec![0u32; h]];
+        let mut flip = Flip::default();
+        let (mut at, mut len) = (0usize, 1usize);
+        while at < stream.len() {
+            let chunk = &stream[at..(at + len).min(stream.len())];
+            let want: Vec<u32> = (0..h).map(|b| (at + b).checked_sub(h).map_or(0, |i| stream[i])).collect();
+            assert_eq!(bufs[flip.current()], want, "history before the chunk at {at}");
+            let (old, next) = flip.shift();
+            assert_ne!(old, next, "a shift reads and writes different buffers");
+            let joined: Vec<u32> = bufs[old].iter().chain(chunk).copied().collect();
+            bufs[next] = joined[joined.len() - h..].to_vec();
+            at += chunk.len();
+            len = len % 9 + 1;
+        }
     }
 }

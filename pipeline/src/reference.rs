@@ -160,7 +160,33 @@ pub fn verify(spec: &PipelineSpec, input: Option<&[u8]>, output: Option<&[u8]>, 
     });
     let mut v = parts.into_iter().fold(Verification::default(), Verification::merge);
     v.chunks_expected = chunks;
+    check_extras(spec, output, reductions, &mut v);
     v
+}
+
+/// Fails the run when more came back than the pipeline has: a record past
+/// its last chunk (or any record from a sink that writes the host), or host
+/// output past its total. Either means the run wrote where it should not,
+/// or the caller compared the wrong buffers; the per-chunk checks only
+/// look at what each chunk owns, so they cannot see it.
+fn check_extras(spec: &PipelineSpec, output: Option<&[u8]>, reductions: &[Reduction], v: &mut Verification) {
+    let chunks = spec.chunks();
+    let last = chunks.saturating_sub(1);
+    let Some(Kind::Sink(sink)) = spec.stages.last().map(|s| s.kind()) else { return };
+    let records = if sink.writes_host() { 0 } else { chunks };
+    if reductions.len() > records {
+        let extra = reductions.len() - records;
+        v.wrong(last, extra as u64, format!("{} reduction records came back, {records} expected ({extra} extra)", reductions.len()));
+    }
+    let size = match spec.ring_types() {
+        Ok(types) => types.last().map_or(1, |t| t.size()) as u64,
+        Err(_) => return,
+    };
+    let want = spec.total_elements.saturating_mul(size);
+    if let Some(out) = output.filter(|o| o.len() as u64 > want) {
+        let extra = (out.len() as u64 - want).div_ceil(size);
+        v.wrong(last, extra, format!("{} bytes of host output for {} elements ({extra} elements past the total)", out.len(), spec.total_elements));
+    }
 }
 
 fn check_chunk(spec: &PipelineSpec, c: usize, input: Option<&[u8]>, output: Option<&[u8]>, reductions: &[Reduction], v: &mut Verification) {

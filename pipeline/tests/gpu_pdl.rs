@@ -11,10 +11,11 @@ use pc_runtime::launch::LaunchConfig;
 use ptx_kernels::hopper::PdlChainKernel;
 
 mod common;
-use common::seed;
+use common::{seed, skipped};
 
-/// The GPU, or `None` (after checking the one-line refusal) when it is older than sm_90.
-fn hopper() -> Option<Gpu> {
+/// The GPU, or `None` (after checking the one-line refusal, and saying
+/// SKIPPED for `test`) when it is older than sm_90.
+fn hopper(test: &str) -> Option<Gpu> {
     let gpu = Gpu::open(0).unwrap();
     if gpu.info().compute_capability >= (9, 0) {
         return Some(gpu);
@@ -23,7 +24,7 @@ fn hopper() -> Option<Gpu> {
     let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
     let e = p.run(Launch::Pdl { graph: false }, 1, false).unwrap_err().to_string();
     assert!(e.contains("needs a GPU of compute capability 9.0") && !e.contains('\n'), "{e}");
-    eprintln!("skipped: {e}");
+    skipped!(test, "{e}");
     None
 }
 
@@ -32,7 +33,7 @@ const GRAINS: [Launch; 2] = [Launch::Pdl { graph: false }, Launch::Pdl { graph: 
 #[test]
 #[ignore = "needs a CUDA device"]
 fn pdl_grains_verify_every_chunk_for_every_k_and_odd_sizes() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("pdl_grains_verify_every_chunk_for_every_k_and_odd_sizes") else { return };
     let seed = seed();
     // (chunk, total) in elements: dividing, not dividing, one chunk, chunks of odd lengths.
     let sizes: [(u64, u64); 5] = [(1024, 1024 * 37 + 3), (1 << 14, 1 << 20), (1001, 100_003), (5, 5), (1 << 22, (1 << 24) + 7)];
@@ -56,7 +57,7 @@ fn pdl_grains_verify_every_chunk_for_every_k_and_odd_sizes() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn pdl_gives_the_records_of_streams_and_graphs() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("pdl_gives_the_records_of_streams_and_graphs") else { return };
     let spec = PipelineSpec::new(Workload::Generate).slots(3).chunk_elements(1 << 14).total_elements((1 << 20) + 11).seed(seed());
     let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
     let want = p.run(Launch::Streams, 2, false).unwrap();
@@ -71,7 +72,7 @@ fn pdl_gives_the_records_of_streams_and_graphs() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn the_sync_checker_shows_the_pdl_wait_is_needed() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("the_sync_checker_shows_the_pdl_wait_is_needed") else { return };
     // 6 chunks of 1 MiB, K=2, the producer slowed by 1 ms per chunk.
     let spec = PipelineSpec::new(Workload::Generate).slots(2).chunk_elements(1 << 18).total_elements(6 << 18).seed(seed());
     // SAFETY: the faulted runs race on purpose; their results are only verified.
@@ -86,7 +87,7 @@ fn the_sync_checker_shows_the_pdl_wait_is_needed() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn a_chain_of_pdl_kernels_counts_every_link() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("a_chain_of_pdl_kernels_counts_every_link") else { return };
     let module = ptx_kernels::hopper::load(&gpu).unwrap();
     let k = module.kernel::<PdlChainKernel>().unwrap();
     // SAFETY: one stream; synchronized before the buffers are dropped.

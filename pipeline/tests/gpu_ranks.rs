@@ -2,23 +2,59 @@
 //! of one process, one GPU each, joined through NCCL as separate processes
 //! would be (`host launch` runs them as processes: host/tests/launch.rs).
 //! Needs as many GPUs as ranks and NCCL (libnccl.so.2); where either is
-//! missing the test says so and checks nothing else.
+//! missing the test says so in a SKIPPED line (scripts/run-gpu-tests.sh
+//! fails on a skip it was not told to allow). The sink rank's results are
+//! checked twice: by `verify` (the pipeline's references) and against the
+//! independent oracle (`common/oracle.rs`), which shares no code with them.
 use pc_pipeline::nccl::{self, NcclId};
 use pc_pipeline::ranks::{RankLayout, RankedPipeline, local_spec, transfer_digest};
 use pc_pipeline::{Input, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::{Gpu, device_count};
 
-fn ready(ranks: usize) -> bool {
+mod common;
+use common::oracle;
+use common::skipped;
+
+/// Whether this machine has `ranks` GPUs and NCCL; a SKIPPED line for `test` if not.
+fn ready(test: &str, ranks: usize) -> bool {
     let gpus = device_count().unwrap_or(0);
     if gpus < ranks {
-        eprintln!("SKIPPED: {ranks} ranks need {ranks} GPUs, this machine has {gpus}");
+        skipped!(test, "{ranks} ranks need {ranks} GPUs, this machine has {gpus}");
         return false;
     }
     if let Err(e) = nccl::version() {
-        eprintln!("SKIPPED: {e}");
+        skipped!(test, "{e}");
         return false;
     }
     true
+}
+
+/// The values that reach the sink of `list` over a generated input, from
+/// the oracle alone: the producer's values, or the generated host input
+/// (f32: the producer's values; u8: the bytes of little-endian words
+/// `hash(lo(w) ^ hash(hi(w) ^ seed))`), through each map stage.
+fn oracle_values(list: &str, seed: u32, total: u64) -> Vec<f64> {
+    let stages: Vec<&str> = list.split(',').collect();
+    let mut v: Vec<f64> = if stages[1] == "u8-to-f32" {
+        (0..total)
+            .map(|j| {
+                let w = j / 4;
+                let word = oracle::hash(w as u32 ^ oracle::hash((w >> 32) as u32 ^ seed)).to_le_bytes();
+                oracle::unit_from_u8(word[(j % 4) as usize])
+            })
+            .collect()
+    } else {
+        (0..total).map(|i| oracle::produce(i, seed)).collect()
+    };
+    for stage in &stages[1..stages.len() - 1] {
+        v = match *stage {
+            "consumer" => v.iter().map(|&x| oracle::consume(x)).collect(),
+            "moving-average" => oracle::moving_average(&v),
+            "u8-to-f32" => v,
+            other => panic!("no oracle for {other}"),
+        };
+    }
+    v
 }
 
 /// Every rank on its own thread and GPU, two runs; the last rank's check must pass.
@@ -31,7 +67,7 @@ fn run(list: &str, placement: Vec<usize>, k: usize, chunk: u64, total: u64) {
     let id = NcclId::new().unwrap();
     let threads: Vec<_> = (0..n)
         .map(|rank| {
-            let (spec, id, label) = (spec.clone(), id.clone(), label.clone());
+            let (spec, id, label, list) = (spec.clone(), id.clone(), label.clone(), list.to_string());
             std::thread::spawn(move || {
                 let gpu = Gpu::open(rank).unwrap();
                 let mut p = RankedPipeline::new(&gpu, spec, Input::Generated, rank, n, Some(&id)).unwrap_or_else(|e| panic!("{label}: rank {rank}: {e}"));
@@ -42,6 +78,21 @@ fn run(list: &str, placement: Vec<usize>, k: usize, chunk: u64, total: u64) {
                 if let Some(v) = v {
                     assert!(v.passed(), "{label}: rank {rank}: {}", v.summary());
                     assert_eq!(v.chunks_checked, p.pipeline().spec().chunks());
+                    let want = oracle_values(&list, p.pipeline().spec().seed, total);
+                    if list.ends_with("d2h") {
+                        let got = p.pipeline().output::<f32>().expect("the sink rank has host output");
+                        let scale = oracle::moving_average(&want.iter().map(|x| x.abs()).collect::<Vec<_>>());
+                        let wrong = (0..want.len()).filter(|&i| !oracle::close(got[i], want[i], scale[i].max(want[i].abs()), 4.0)).count();
+                        assert_eq!((got.len(), wrong), (want.len(), 0), "{label}: elements differ from the oracle");
+                    } else {
+                        let chunks: Vec<&[f64]> = want.chunks(chunk as usize).collect();
+                        assert_eq!(report.reductions.len(), chunks.len(), "{label}: records");
+                        for (c, (r, w)) in report.reductions.iter().zip(chunks).enumerate() {
+                            if let Some(why) = oracle::record_differs(r, &oracle::record(w.iter().copied())) {
+                                panic!("{label}: chunk {c}: {why}");
+                            }
+                        }
+                    }
                 }
             })
         })
@@ -54,7 +105,7 @@ fn run(list: &str, placement: Vec<usize>, k: usize, chunk: u64, total: u64) {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn two_ranks_verify_every_chunk() {
-    if !ready(2) {
+    if !ready("two_ranks_verify_every_chunk", 2) {
         return;
     }
     for k in 1..=3 {
@@ -72,7 +123,7 @@ fn two_ranks_verify_every_chunk() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn three_ranks_pass_chunks_along() {
-    if !ready(3) {
+    if !ready("three_ranks_pass_chunks_along", 3) {
         return;
     }
     for k in 1..=3 {

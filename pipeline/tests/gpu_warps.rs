@@ -13,10 +13,11 @@ use pc_runtime::gpu::Gpu;
 use ptx_kernels::hopper::RingConsumerKernel;
 
 mod common;
-use common::seed;
+use common::{seed, skipped};
 
-/// The GPU, or `None` (after checking the one-line refusal) when it is older than sm_90.
-fn hopper() -> Option<Gpu> {
+/// The GPU, or `None` (after checking the one-line refusal, and saying
+/// SKIPPED for `test`) when it is older than sm_90.
+fn hopper(test: &str) -> Option<Gpu> {
     let gpu = Gpu::open(0).unwrap();
     if gpu.info().compute_capability >= (9, 0) {
         return Some(gpu);
@@ -25,14 +26,14 @@ fn hopper() -> Option<Gpu> {
     let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
     let e = p.run(Launch::Warps, 1, false).unwrap_err().to_string();
     assert!(e.contains("needs a GPU of compute capability 9.0") && !e.contains('\n'), "{e}");
-    eprintln!("skipped: {e}");
+    skipped!(test, "{e}");
     None
 }
 
 #[test]
 #[ignore = "needs a CUDA device"]
 fn warps_grain_verifies_every_chunk_for_every_k_and_odd_sizes() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("warps_grain_verifies_every_chunk_for_every_k_and_odd_sizes") else { return };
     let seed = seed();
     // (chunk, total) in elements: tiles of 4096 f32 whole and not, tails of
     // 1 to 3 elements past a 16-byte unit, one-element chunks.
@@ -65,7 +66,7 @@ fn warps_grain_verifies_every_chunk_for_every_k_and_odd_sizes() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn fir_on_the_ring_matches_the_whole_stream_filter() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("fir_on_the_ring_matches_the_whole_stream_filter") else { return };
     let seed = seed();
     let taps_sets: [Vec<f32>; 4] =
         [vec![1.5], vec![0.25, -0.5, 1.0, 0.125, 2.0], pc_pipeline::fir::default_taps(), (0..300).map(|i| ((i as f32) * 0.37).sin() / 300.0).collect()];
@@ -107,7 +108,7 @@ fn fir_on_the_ring_matches_the_whole_stream_filter() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn warps_gives_the_results_of_streams_and_the_stages_swap_back() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("warps_gives_the_results_of_streams_and_the_stages_swap_back") else { return };
     for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
         let workload = if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate };
         let spec = PipelineSpec::new(workload).slots(3).chunk_elements(1 << 16).total_elements((1 << 21) + 3).seed(seed());
@@ -129,7 +130,7 @@ fn warps_gives_the_results_of_streams_and_the_stages_swap_back() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn the_sync_checker_shows_the_full_wait_is_needed() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("the_sync_checker_shows_the_full_wait_is_needed") else { return };
     // The fir's tiles (4032 elements) leave two to some blocks: consumers
     // that skip the wait must still not lap the slowed producer.
     for list in ["producer,consumer,reduce", "h2d,consumer,d2h", "h2d,fir,d2h"] {
@@ -148,7 +149,7 @@ fn the_sync_checker_shows_the_full_wait_is_needed() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn the_ring_kernel_alone_handles_misaligned_and_tiny_inputs() {
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("the_ring_kernel_alone_handles_misaligned_and_tiny_inputs") else { return };
     let module = ptx_kernels::hopper::load(&gpu).unwrap();
     let k = module.kernel::<RingConsumerKernel>().unwrap();
     // SAFETY: one stream, synchronized before the buffers are dropped.
@@ -190,7 +191,7 @@ fn the_ring_kernel_alone_handles_misaligned_and_tiny_inputs() {
 #[ignore = "needs a CUDA device"]
 fn ring_kernels_survive_a_slow_producer_with_several_tiles_per_block() {
     use ptx_kernels::hopper::RingFirKernel;
-    let Some(gpu) = hopper() else { return };
+    let Some(gpu) = hopper("ring_kernels_survive_a_slow_producer_with_several_tiles_per_block") else { return };
     let module = ptx_kernels::hopper::load(&gpu).unwrap();
     let (kc, kf) = (module.kernel::<RingConsumerKernel>().unwrap(), module.kernel::<RingFirKernel>().unwrap());
     // SAFETY: one stream, synchronized before the buffers are dropped.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 fn a_stuck_warp_ring_names_its_stage_and_slot() {
     let gpu = Gpu::open(0).unwrap();
     if gpu.info().compute_capability < (9, 0) {
-        eprintln!("skipped: the warps grain needs sm_90");
+        println!("SKIPPED: gpu_warps_stuck::a_stuck_warp_ring_names_its_stage_and_slot: the warps grain needs sm_90");
         return;
     }
     let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(1 << 16).total_elements(1 << 18).watchdog_ms(300);

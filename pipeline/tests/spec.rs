@@ -2,7 +2,7 @@
 //! expected values here are computed in the test itself from the
 //! definitions (`produce`, doubling, the reduction's fields), not by the
 //! reference code under test.
-use kernel_math::{Reduction, produce};
+use kernel_math::{Reduction, order_key, produce};
 use pc_pipeline::elem::{ElemType, HostChunk};
 use pc_pipeline::reference::verify;
 use pc_pipeline::stage::{Kind, MapStage, OnGpu, Setup};
@@ -101,18 +101,46 @@ fn ring_types_follow_the_stages_and_mismatches_are_refused() {
     assert_eq!(PipelineSpec::new(Workload::Stream).stages(s("h2d,d2h")).ring_types().unwrap(), [ElemType::of::<f32>()]);
 }
 
-fn oracle_reduction(range: std::ops::Range<u64>, seed: u32) -> Reduction {
-    let mut r = Reduction::EMPTY;
-    for i in range {
-        r.add(2.0 * produce(i, seed));
+/// The reduce sink's record of `values`, from the definition of each field
+/// in plain f64 loops (not with `Reduction::add`, the code under test): the
+/// sum in 2^-22 units (exact: every value is a multiple of 2^-22 below 4 in
+/// magnitude), the smallest and largest value (as `order_key`s, the record's
+/// encoding), and counts in 16 bins of width 0.5 over [-4, 4), the outer
+/// bins open.
+fn oracle_reduction(values: impl Iterator<Item = f32>) -> Reduction {
+    let (mut sum, mut min, mut max, mut hist) = (0f64, f64::INFINITY, f64::NEG_INFINITY, [0u32; 16]);
+    for v in values.map(f64::from) {
+        sum += v;
+        min = min.min(v);
+        max = max.max(v);
+        hist[((v + 4.0) / 0.5).floor().clamp(0.0, 15.0) as usize] += 1;
     }
-    r
+    Reduction { sum_fixed: (sum * 4_194_304.0) as i64, min_key: order_key(min as f32), max_key: order_key(max as f32), hist }
+}
+
+/// The generate pipeline's record of chunk `range`: the producer's values doubled.
+fn generated_record(range: std::ops::Range<u64>, seed: u32) -> Reduction {
+    oracle_reduction(range.map(|i| 2.0 * produce(i, seed)))
+}
+
+#[test]
+fn the_oracle_record_agrees_with_the_reduction() {
+    // Guards the oracle (and `Reduction::add`) both ways: equal on the
+    // producer's values, and each field is what its definition says.
+    let values: Vec<f32> = (0..5000).map(|i| 2.0 * produce(i, 9)).collect();
+    let mut r = Reduction::EMPTY;
+    values.iter().for_each(|&v| r.add(v));
+    assert_eq!(oracle_reduction(values.iter().copied()), r);
+    let o = oracle_reduction([-4.5f32, -0.25, 0.0, 0.75, 3.5, 9.0].into_iter());
+    assert_eq!(o.hist.iter().sum::<u32>(), 6);
+    assert_eq!((o.hist[0], o.hist[7], o.hist[8], o.hist[9], o.hist[15]), (1, 1, 1, 1, 2));
+    assert_eq!((o.min(), o.max(), o.sum()), (-4.5, 9.0, 8.5));
 }
 
 #[test]
 fn verification_compares_records_and_elements() {
     let spec = PipelineSpec::new(Workload::Generate).chunk_elements(1000).total_elements(2500).seed(4);
-    let reds: Vec<Reduction> = [0..1000, 1000..2000, 2000..2500].into_iter().map(|r| oracle_reduction(r, 4)).collect();
+    let reds: Vec<Reduction> = [0..1000, 1000..2000, 2000..2500].into_iter().map(|r| generated_record(r, 4)).collect();
     assert!(verify(&spec, None, None, &reds).passed());
     let mut wrong = reds.clone();
     wrong[1].hist[3] += 1;
@@ -135,6 +163,39 @@ fn verification_compares_records_and_elements() {
     assert!(!v.passed() && v.chunks_wrong == 3, "{v:?}");
     let v = verify(&spec, None, Some(&bytes(&output)), &[]);
     assert!(!v.passed() && v.first_wrong.as_ref().is_some_and(|(_, w)| w.contains("no host input")), "{v:?}");
+}
+
+#[test]
+fn verification_fails_on_anything_past_the_end() {
+    // A record past the last chunk: the run wrote a record it does not have.
+    let spec = PipelineSpec::new(Workload::Generate).chunk_elements(1000).total_elements(2500).seed(4);
+    let mut reds: Vec<Reduction> = [0..1000, 1000..2000, 2000..2500].into_iter().map(|r| generated_record(r, 4)).collect();
+    assert!(verify(&spec, None, None, &reds).passed());
+    reds.push(Reduction::EMPTY);
+    let v = verify(&spec, None, None, &reds);
+    assert!(!v.passed() && v.first_wrong.as_ref().is_some_and(|(_, w)| w.contains("1 extra")), "{v:?}");
+
+    // Host output past the total; and any record from a sink that writes the host.
+    let spec = PipelineSpec::new(Workload::Stream).chunk_elements(1000).total_elements(2500);
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    let input: Vec<f32> = (0..2500).map(|i| i as f32).collect();
+    let mut output: Vec<f32> = input.iter().map(|x| x * 2.0).collect();
+    assert!(verify(&spec, Some(&bytes(&input)), Some(&bytes(&output)), &[]).passed());
+    let v = verify(&spec, Some(&bytes(&input)), Some(&bytes(&output)), &[Reduction::EMPTY]);
+    assert!(!v.passed(), "a record from a d2h pipeline: {v:?}");
+    output.extend([0.0, 0.0]);
+    let v = verify(&spec, Some(&bytes(&input)), Some(&bytes(&output)), &[]);
+    assert!(!v.passed() && v.items_wrong == 2 && v.first_wrong.as_ref().is_some_and(|(_, w)| w.contains("2 elements past the total")), "{v:?}");
+}
+
+#[test]
+fn a_chunk_left_unchecked_fails() {
+    // Nothing wrong, but one chunk of three never checked: not a pass.
+    let v = pc_pipeline::reference::Verification { chunks_expected: 3, chunks_checked: 2, ..Default::default() };
+    assert!(!v.passed(), "{v:?}");
+    assert!(v.summary().contains("only 2 of 3"), "{}", v.summary());
+    let all = pc_pipeline::reference::Verification { chunks_checked: 3, ..v };
+    assert!(all.passed());
 }
 
 /// A reference that panics on one chunk fails verification (fail closed).
@@ -161,13 +222,7 @@ fn a_panicking_reference_fails_closed() {
     let reg = StageRegistry::builtin();
     let stages = vec![reg.parse_one("producer").unwrap(), Stage::new("panicky", "", Kind::Map(Arc::new(Panicky))), reg.parse_one("reduce").unwrap()];
     let spec = PipelineSpec::new(Workload::Generate).stages(stages).chunk_elements(1000).total_elements(8000).seed(4);
-    let reds: Vec<Reduction> = (0..8)
-        .map(|c| {
-            let mut r = Reduction::EMPTY;
-            (c * 1000..(c + 1) * 1000).for_each(|i| r.add(produce(i, 4)));
-            r
-        })
-        .collect();
+    let reds: Vec<Reduction> = (0..8).map(|c| oracle_reduction((c * 1000..(c + 1) * 1000).map(|i| produce(i, 4)))).collect();
     let v = verify(&spec, None, None, &reds);
     assert!(!v.passed(), "{v:?}");
     assert!(v.summary().starts_with("FAIL"), "{}", v.summary());

@@ -14,3 +14,8 @@ pub fn seed() -> u32 {
     eprintln!("seed {seed} (replay with PC_TEST_SEED={seed})");
     seed
 }
+
+/// The independent oracles of the kernels' math (shared with the pipeline's
+/// tests, where `tests/oracle.rs` proves them against kernel_math).
+#[path = "../../pipeline/tests/common/oracle.rs"]
+pub mod oracle;

@@ -684,6 +684,33 @@ mod tests {
         }
     }
 
+    /// A live source of whole chunks only (no partial last one): the last
+    /// chunk, which carries the stream's end, is read and delivered however
+    /// far behind the readers are, and only chunks before it are dropped.
+    #[test]
+    fn a_live_source_always_delivers_its_last_whole_chunk() {
+        for seed in 0..3 {
+            let chunks = 120;
+            let d = data(chunks * 64);
+            let inp = input(4, 64, 4);
+            // A chunk every 20 us; the taker takes one per ms: by the end
+            // the readers are far behind, so every chunk that may be
+            // dropped unread is.
+            let p = Pace { start: Instant::now(), rate: Some(64.0 / 20e-6) };
+            let src = Arc::new(Jittery { data: d.clone(), fail_at: None, seed });
+            let hs = inp.spawn_readers(Reading::Positional(src, 2), Backpressure::DropOldest, p).unwrap();
+            let seen = drain(&inp, &d, 64, Duration::from_millis(1));
+            assert!(inp.take_error().is_none());
+            let (dropped, _) = inp.dropped();
+            assert!(dropped > 0, "seed {seed}: nothing dropped");
+            assert_eq!(seen.last(), Some(&((chunks - 1) * 64)), "seed {seed}: the last chunk was dropped; seen {seen:?}");
+            assert_eq!(seen.len() as u64 + dropped, chunks as u64);
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+    }
+
     /// The hand-off's own cost: a source that copies nothing, so the chunk
     /// rate is that of claiming, completing and taking chunks in order.
     /// `cargo test --release -p pc-pipeline --lib handoff_rate -- --ignored --nocapture`

@@ -42,7 +42,7 @@ pub use io::{
 use crate::PipelineError;
 use crate::elem::ElemType;
 use crate::exec::part::Part;
-use crate::exec::plan::{Action, stream_chunk};
+use crate::exec::plan::{Action, EventId, stream_chunk};
 use crate::host_mem::PinnedBuffer;
 use crate::reference::Verification;
 use crate::spec::PipelineSpec;
@@ -523,25 +523,8 @@ fn enqueue_loop(
         let chunk = ChunkInfo { index: c as usize, range: first..first + n, seed: spec.seed };
         let local = c as usize;
         let mut ops = Vec::new();
-        for action in stream_chunk(stages, part.streams.len(), k, local) {
-            match action {
-                Action::Wait { stream, event } => part.streams[stream].wait(part.event(event)).map_err(cuda("waiting on an event"))?,
-                Action::Record { stream, event } => part.event(event).record(&part.streams[stream]).map_err(cuda("recording an event"))?,
-                Action::Op { stream, stage, chunk: lc, slot } => {
-                    let st = part.streams[stream].clone();
-                    let host_in = (stage == 0).then(|| shared.in_ptr(f.slot));
-                    let host_out = (stage + 1 == stages).then(|| shared.out_ptr(out_slot));
-                    let begin = if trace { Some(st.record_event(TIMING).map_err(cuda("recording a timeline event"))?) } else { None };
-                    part.op_at(stage, chunk.clone(), lc % k, slot, &st, (host_in, host_out), (spec.spin_of(stage), spec.block_size))?;
-                    // The end before the next action's event, as in a run's
-                    // timeline, so the chunk's done event follows it.
-                    if let Some(begin) = begin {
-                        ops.push((stage, begin, st.record_event(TIMING).map_err(cuda("recording a timeline event"))?));
-                    }
-                }
-                Action::BeginRun { .. } => {}
-            }
-        }
+        let mut on_gpu = OnStreams { part: &mut *part, spec, chunk: &chunk, host: (shared.in_ptr(f.slot), shared.out_ptr(out_slot)), trace, ops: &mut ops };
+        enqueue_actions(stream_chunk(stages, on_gpu.part.streams.len(), k, local), &mut on_gpu)?;
         let last = part.streams[crate::exec::plan::stream_of(stages - 1, part.streams.len())].clone();
         done[(c % h as u64) as usize].record(&last).map_err(cuda("recording a chunk's done event"))?;
         let job = Job { chunk: c, in_slot: f.slot, out_slot, in_bytes: f.bytes, out_bytes: n as usize * out_size, ready: f.ready, read: f.read, ops };
@@ -553,6 +536,70 @@ fn enqueue_loop(
         c += 1;
     }
     Ok((bytes, c))
+}
+
+/// Where a chunk's actions go, one call per action: CUDA calls on the
+/// part's streams ([`OnStreams`]), or a list in a CPU test. The seam lets a
+/// test see that every action of [`stream_chunk`] (a proven protocol, see
+/// `plan_model`) is enqueued, waits included, with no GPU.
+trait EnqueueTo {
+    /// `cuStreamWaitEvent(stream, event)`.
+    fn wait(&mut self, stream: usize, event: EventId) -> Result<()>;
+    /// `cuEventRecord(event, stream)`.
+    fn record(&mut self, stream: usize, event: EventId) -> Result<()>;
+    /// Stage `stage` on local chunk `chunk`, slot `slot`, on `stream`.
+    fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<()>;
+}
+
+/// Enqueues `actions` in order, each to its call. (A stream has no per-run
+/// setup in its chunks: `BeginRun` is done once before the first.)
+fn enqueue_actions(actions: impl IntoIterator<Item = Action>, to: &mut impl EnqueueTo) -> Result<()> {
+    for action in actions {
+        match action {
+            Action::Wait { stream, event } => to.wait(stream, event)?,
+            Action::Record { stream, event } => to.record(stream, event)?,
+            Action::Op { stream, stage, chunk, slot } => to.op(stream, stage, chunk, slot)?,
+            Action::BeginRun { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// One chunk's actions as CUDA calls on a part's streams; `host`: the
+/// chunk's (input, output) staging slots; with `trace`, timing events
+/// around each operation go to `ops`.
+struct OnStreams<'a, 'p> {
+    part: &'a mut Part<'p>,
+    spec: &'a PipelineSpec,
+    chunk: &'a ChunkInfo,
+    host: (*const u8, *mut u8),
+    trace: bool,
+    ops: &'a mut Vec<(usize, CudaEvent, CudaEvent)>,
+}
+
+impl EnqueueTo for OnStreams<'_, '_> {
+    fn wait(&mut self, stream: usize, event: EventId) -> Result<()> {
+        self.part.streams[stream].wait(self.part.event(event)).map_err(cuda("waiting on an event"))
+    }
+
+    fn record(&mut self, stream: usize, event: EventId) -> Result<()> {
+        self.part.event(event).record(&self.part.streams[stream]).map_err(cuda("recording an event"))
+    }
+
+    fn op(&mut self, stream: usize, stage: usize, lc: usize, slot: usize) -> Result<()> {
+        let (stages, k) = (self.spec.stages.len(), self.spec.slots);
+        let st = self.part.streams[stream].clone();
+        let host_in = (stage == 0).then_some(self.host.0);
+        let host_out = (stage + 1 == stages).then_some(self.host.1);
+        let begin = if self.trace { Some(st.record_event(TIMING).map_err(cuda("recording a timeline event"))?) } else { None };
+        self.part.op_at(stage, self.chunk.clone(), lc % k, slot, &st, (host_in, host_out), (self.spec.spin_of(stage), self.spec.block_size))?;
+        // The end before the next action's event, as in a run's timeline,
+        // so the chunk's done event follows it.
+        if let Some(begin) = begin {
+            self.ops.push((stage, begin, st.record_event(TIMING).map_err(cuda("recording a timeline event"))?));
+        }
+        Ok(())
+    }
 }
 
 struct Written {
@@ -704,5 +751,98 @@ impl Checker {
         let keep = (self.halo * size).min(window.len());
         self.tail = window[window.len() - keep..].to_vec();
         self.first += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elem::HostChunk;
+    use crate::stage::{MapStage, OnGpu, Setup, Stage};
+    use crate::{StageRegistry, Workload};
+
+    /// Takes the actions as a list, as they reach the GPU.
+    #[derive(Default)]
+    struct Recorder(Vec<Action>);
+
+    impl EnqueueTo for Recorder {
+        fn wait(&mut self, stream: usize, event: EventId) -> Result<()> {
+            self.0.push(Action::Wait { stream, event });
+            Ok(())
+        }
+        fn record(&mut self, stream: usize, event: EventId) -> Result<()> {
+            self.0.push(Action::Record { stream, event });
+            Ok(())
+        }
+        fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<()> {
+            self.0.push(Action::Op { stream, stage, chunk, slot });
+            Ok(())
+        }
+    }
+
+    /// Every action of each chunk reaches the GPU in order, waits
+    /// included: the executor runs the protocol `plan_model` proves, not a
+    /// part of it.
+    #[test]
+    fn every_action_of_a_chunk_is_enqueued_in_order() {
+        for (stages, streams, slots) in [(2, 1, 1), (3, 3, 2), (4, 4, 3), (5, 2, 2)] {
+            for chunk in 0..2 * slots + 2 {
+                let actions = stream_chunk(stages, streams, slots, chunk);
+                let mut rec = Recorder::default();
+                enqueue_actions(actions.clone(), &mut rec).unwrap();
+                assert_eq!(rec.0, actions, "stages={stages} streams={streams} slots={slots} chunk={chunk}");
+                if stages > 1 {
+                    assert!(rec.0.iter().any(|a| matches!(a, Action::Wait { .. })), "no wait to check");
+                }
+            }
+        }
+    }
+
+    /// A map stage whose reference panics.
+    struct Panicky;
+    impl MapStage for Panicky {
+        fn input(&self) -> ElemType {
+            ElemType::of::<f32>()
+        }
+        fn output(&self) -> ElemType {
+            ElemType::of::<f32>()
+        }
+        fn prepare(&self, _: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
+            Err(PipelineError::NoGpus)
+        }
+        fn reference(&self, _: &HostChunk, _: &HostChunk) -> Result<HostChunk, String> {
+            panic!("a bug in the reference")
+        }
+    }
+
+    fn bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    /// The stream's checker: a right chunk is checked, a wrong one is
+    /// wrong, and a reference that panics fails the chunk (fail closed),
+    /// never passes it.
+    #[test]
+    fn the_stream_checker_fails_closed() {
+        let stages = StageRegistry::builtin().parse("h2d,consumer,d2h").unwrap();
+        let spec = PipelineSpec::new(Workload::Stream).stages(stages).chunk_elements(100);
+        let input: Vec<f32> = (0..100).map(|i| i as f32 - 50.0).collect();
+        let doubled: Vec<f32> = input.iter().map(|x| x * 2.0).collect();
+        let mut checker = Checker::new(spec.clone()).unwrap();
+        let mut v = Verification::default();
+        checker.check(0, &bytes(&input), &bytes(&doubled), &mut v);
+        assert_eq!((v.chunks_checked, v.chunks_wrong), (1, 0), "{v:?}");
+        let mut wrong = doubled.clone();
+        wrong[7] = 0.5;
+        checker.check(1, &bytes(&input), &bytes(&wrong), &mut v);
+        assert_eq!((v.chunks_checked, v.chunks_wrong, v.items_wrong), (1, 1, 1), "{v:?}");
+
+        let panicky = Stage::new("panicky", "", Kind::Map(Arc::new(Panicky)));
+        let spec = spec.stages(vec![Stage::h2d(), panicky, Stage::d2h()]);
+        let mut checker = Checker::new(spec).unwrap();
+        let mut v = Verification::default();
+        checker.check(0, &bytes(&input), &bytes(&input), &mut v);
+        assert_eq!((v.chunks_checked, v.chunks_wrong), (0, 1), "{v:?}");
+        assert!(v.first_wrong.as_ref().is_some_and(|(c, w)| *c == 0 && w.contains("panicked")), "{v:?}");
     }
 }

@@ -43,3 +43,18 @@ pub fn seed() -> u32 {
     eprintln!("seed {s} (replay with PC_TEST_SEED={s})");
     s
 }
+
+pub mod oracle;
+
+/// Says that `$test` (a name in this test binary) checked nothing, and
+/// why, in one machine-readable line on stdout: `SKIPPED: <binary>::<test>:
+/// <reason>`. scripts/run-gpu-tests.sh counts these lines and fails on any
+/// skip the run did not allow (ALLOW_SKIP), so a missing GPU is never a pass.
+#[allow(unused_macros)]
+macro_rules! skipped {
+    ($test:expr, $($why:tt)+) => {
+        println!("SKIPPED: {}::{}: {}", module_path!(), $test, format!($($why)+))
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use skipped;

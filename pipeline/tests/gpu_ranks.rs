@@ -138,7 +138,7 @@ fn three_ranks_pass_chunks_along() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn ranks_with_different_pipelines_are_refused() {
-    if !ready(2) {
+    if !ready("ranks_with_different_pipelines_are_refused", 2) {
         return;
     }
     let base = || PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]).chunk_elements(1 << 16).total_elements((1 << 16) * 5 + 3);

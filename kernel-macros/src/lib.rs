@@ -16,8 +16,13 @@
 //!   scale_kernel(..)`, whose PTX `.entry` has the function's name. Each slice
 //!   arrives as (address, length) and is rebuilt before the body runs, so the
 //!   body is safe Rust over slices that know their length;
+//! - on `nvptx64` too, `static scale_kernel__layout` (unmangled, kept in
+//!   the PTX as a `.global`): the size and alignment on the device of each
+//!   parameter's element type (`T` of `&[T]`, `Out<T>`, `RingSlots<T>` or
+//!   `&T`; a scalar's own type);
 //! - elsewhere (the host build of the same crate): a unit struct
-//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, and
+//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, the same layouts
+//!   as the host computes them (`PARAM_LAYOUT`), and
 //!   `unsafe fn launch(kernel, stream, cfg, input, output, factor)` whose
 //!   parameters are typed from the kernel's: `&[T]` takes any device slice of
 //!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>`/`OutGroups<T, R>` a mutable one
@@ -25,18 +30,40 @@
 //!   passed, a scalar its own type. A wrong element type or argument count
 //!   does not compile; lengths, launch shape and device are checked before
 //!   the launch. The body is compiled on the host too (never called), so
-//!   it is type-checked by ordinary host builds and lints.
+//!   it is type-checked by ordinary host builds and lints. A kernel
+//!   parameter may have any name, `kernel`, `stream` and `cfg` included: the
+//!   launcher then names its own parameter `kernel_` (and so on).
+//!
+//! Loading a kernel (`Module::kernel`) compares the PTX entry's parameter
+//! sizes and its layout record with the host's: an element type whose size
+//! or alignment depends on the target (a `cfg!(target_arch = ..)` length,
+//! say) is refused there, instead of the host sizing buffers for one layout
+//! and the kernel stepping through them with another.
 //!
 //! Parameters are recognised by their form: `&[T]` (read-only slice), `&T`
-//! (one shared value, e.g. atomics), a type named `Out`, `OutQuads` or `OutGroups`
-//! (written slice, each thread writing only the indices it owns), anything
-//! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
-//! every thread of the grid would get the same `&mut`.
+//! (one shared value, e.g. atomics), a type named `Out`, `OutQuads`,
+//! `OutGroups` or `OutTiles` (written slice, each thread writing only the
+//! indices it owns), `RingSlots` (a ring of the flags grain, below),
+//! anything else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are
+//! refused: every thread of the grid would get the same `&mut`.
+//!
+//! `RingSlots<T>` is shared with another kernel running at the same time,
+//! through `nvptx_std::ring`'s protocol, so it is accepted only in the flag
+//! shapes: `plan: &RingPlan, ctl: &RingControl`, then the rings, each
+//! followed by its flags (a source: `output: RingSlots<T>, out_flags:
+//! &RingFlags`; a map: `input`, `in_flags`, `output`, `out_flags`; a sink:
+//! `input`, `in_flags`), then any other parameters but rings. Anything else
+//! with a `RingSlots` is a compile error. Such a kernel is never a
+//! `MapKernel` or `HaloKernel`; its body reaches the ring only through the
+//! stage runners, which need the `unsafe` `nvptx_std::ring::StageCtx::new`
+//! (its contract: launched only as a stage of the flags grain).
 //!
 //! A kernel of the map shape `(input: &[I], output: Out<O>)` also implements
 //! `MapKernel`, and one of the halo shape `(history: &[I], input: &[I],
 //! output: Out<O>)` (the first parameter named `history`, both slices of
-//! one type) `HaloKernel`: a pipeline runs either as a stage.
+//! one type) `HaloKernel`: a pipeline runs either as a stage. One of the
+//! flag-map shape (`nvptx_std::host::FlagMapKernel` says which) implements it: a
+//! pipeline runs it as a map stage of the flags grain.
 //!
 //! `#[kernel(same_len(a, b, ..))]` makes the launcher refuse slices of
 //! different lengths.
@@ -202,7 +229,11 @@ fn check_flag_shape(params: &[Param]) -> syn::Result<()> {
     }
     Err(syn::Error::new(
         first_ring.span,
-        "`RingSlots` is a ring of the flags grain (`nvptx_std::ring`), shared with another kernel running at the same time:          only a kernel of a flag shape may take it: `(plan: &RingPlan, ctl: &RingControl, ` then `output: RingSlots<T>, out_flags: &RingFlags` (a source),          `input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>, out_flags: &RingFlags` (a map)          or `input: RingSlots<I>, in_flags: &RingFlags` (a sink), then other parameters but no more rings`; for an output the kernel owns, take `Out<T>`",
+        "`RingSlots` is a ring of the flags grain (`nvptx_std::ring`), shared with a kernel running at the same time: \
+         only a kernel of a flag shape may take it: `plan: &RingPlan, ctl: &RingControl`, then `output: RingSlots<T>, \
+         out_flags: &RingFlags` (a source), `input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>, out_flags: \
+         &RingFlags` (a map) or `input: RingSlots<I>, in_flags: &RingFlags` (a sink), then other parameters, no more rings; \
+         for an output the kernel owns, take `Out<T>`",
     ))
 }
 
@@ -410,7 +441,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          though the launcher borrows it shared); no buffer may be freed before this kernel completes \
          (cudarc frees a buffer on its own stream, so order that stream after this one with an event).\n\
          - `kernel` comes from the PTX built from this `#[kernel]` function: loading checks only the entry's \
-         name and parameter sizes, not what the code does with them.\n\
+         name, parameter sizes and element layouts, not what the code does with them.\n\
          - No buffer passed as `Out` overlaps any other buffer of the same launch (cudarc's types cannot, \
          by borrowing; a `DevicePtr` of your own must not hand out overlapping views).\n\
          - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \

@@ -697,14 +697,11 @@ mod tests {
     fn layout_records_are_read_from_ptx() {
         // As rustc writes them: little-endian bytes, trailing zeros left out;
         // an all-zero record (no parameters) without an initializer.
-        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};
-                   .visible .global .align 4 .b8 none_kernel__layout[4];
-                   .visible .global .align 4 .u32 w_kernel__layout[3] = {1, 16, 0x10};
-                   .visible .global .align 4 .b8 bad_kernel__layout[8] = {2, 0, 0, 0, 4};
-                   .visible .entry a_kernel(.param .u64 a)
-{
-}
-";
+        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};\n\
+                   .visible .global .align 4 .b8 none_kernel__layout[4];\n\
+                   .visible .global .align 4 .u32 w_kernel__layout[3] = {1, 16, 0x10};\n\
+                   .visible .global .align 4 .b8 bad_kernel__layout[8] = {2, 0, 0, 0, 4};\n\
+                   .visible .entry a_kernel(.param .u64 a)\n{\n}\n";
         assert_eq!(entry_layout(ptx, "a_kernel"), Some(vec![(8, 1), (4, 4)]));
         assert_eq!(entry_layout(ptx, "none_kernel"), Some(vec![]));
         assert_eq!(entry_layout(ptx, "w_kernel"), Some(vec![(16, 16)]));

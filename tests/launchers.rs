@@ -7,7 +7,7 @@
 //!
 //! kernels-gpu's own tests cannot do this: the PTX is embedded by this
 //! package, which depends on kernels-gpu.
-use pc_runtime::launch::{EntryInfo, KernelEntry, entries_of, entry_param_bytes};
+use pc_runtime::launch::{EntryInfo, KernelEntry, check_layout, entries_of, entry_param_bytes};
 use std::collections::BTreeSet;
 
 fn recorded() -> Vec<EntryInfo> {
@@ -23,6 +23,21 @@ fn every_kernel_has_its_ptx_entrys_parameters() {
     for e in &kernels {
         let found = entry_param_bytes(ptx_kernels::KERNELS, e.name).unwrap_or_else(|| panic!("the PTX has no entry {}", e.name));
         assert_eq!(found, e.param_bytes, "{}: PTX parameter sizes (left) against the launcher's PARAM_BYTES (right)", e.name);
+    }
+}
+
+#[test]
+fn every_kernel_has_the_hosts_element_layouts_in_both_modules() {
+    // What `Module::kernel` checks at load: each kernel's layout record in
+    // the PTX (the device's size_of/align_of) against the host's.
+    let _ = ptx_kernels::hopper::PdlChainKernel::NAME;
+    for (krate, ptx) in [("kernels-gpu", ptx_kernels::KERNELS), ("kernels-hopper", ptx_kernels::hopper::KERNELS)] {
+        let kernels = if krate == "kernels-gpu" { recorded() } else { entries_of(krate) };
+        assert!(!kernels.is_empty(), "{krate}");
+        for e in &kernels {
+            assert_eq!(e.param_layout.len(), e.param_layout.iter().map(|p| p.name).collect::<BTreeSet<_>>().len(), "{}", e.name);
+            check_layout(ptx, krate, e.name, e.param_layout).unwrap_or_else(|err| panic!("{err}"));
+        }
     }
 }
 

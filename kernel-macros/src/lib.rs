@@ -16,8 +16,13 @@
 //!   scale_kernel(..)`, whose PTX `.entry` has the function's name. Each slice
 //!   arrives as (address, length) and is rebuilt before the body runs, so the
 //!   body is safe Rust over slices that know their length;
+//! - on `nvptx64` too, `static scale_kernel__layout` (unmangled, kept in
+//!   the PTX as a `.global`): the size and alignment on the device of each
+//!   parameter's element type (`T` of `&[T]`, `Out<T>`, `RingSlots<T>` or
+//!   `&T`; a scalar's own type);
 //! - elsewhere (the host build of the same crate): a unit struct
-//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, and
+//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, the same layouts
+//!   as the host computes them (`PARAM_LAYOUT`), and
 //!   `unsafe fn launch(kernel, stream, cfg, input, output, factor)` whose
 //!   parameters are typed from the kernel's: `&[T]` takes any device slice of
 //!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>`/`OutGroups<T, R>` a mutable one
@@ -25,13 +30,33 @@
 //!   passed, a scalar its own type. A wrong element type or argument count
 //!   does not compile; lengths, launch shape and device are checked before
 //!   the launch. The body is compiled on the host too (never called), so
-//!   it is type-checked by ordinary host builds and lints.
+//!   it is type-checked by ordinary host builds and lints. A kernel
+//!   parameter may have any name, `kernel`, `stream` and `cfg` included: the
+//!   launcher then names its own parameter `kernel_` (and so on).
+//!
+//! Loading a kernel (`Module::kernel`) compares the PTX entry's parameter
+//! sizes and its layout record with the host's: an element type whose size
+//! or alignment depends on the target (a `cfg!(target_arch = ..)` length,
+//! say) is refused there, instead of the host sizing buffers for one layout
+//! and the kernel stepping through them with another.
 //!
 //! Parameters are recognised by their form: `&[T]` (read-only slice), `&T`
-//! (one shared value, e.g. atomics), a type named `Out`, `OutQuads` or `OutGroups`
-//! (written slice, each thread writing only the indices it owns), anything
-//! else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are refused:
-//! every thread of the grid would get the same `&mut`.
+//! (one shared value, e.g. atomics), a type named `Out`, `OutQuads`,
+//! `OutGroups` or `OutTiles` (written slice, each thread writing only the
+//! indices it owns), `RingSlots` (a ring of the flags grain, below),
+//! anything else a scalar (`nvptx_std::Scalar`). `&mut` and raw pointers are
+//! refused: every thread of the grid would get the same `&mut`.
+//!
+//! `RingSlots<T>` is shared with another kernel running at the same time,
+//! through `nvptx_std::ring`'s protocol, so it is accepted only in the flag
+//! shapes: `plan: &RingPlan, ctl: &RingControl`, then the rings, each
+//! followed by its flags (a source: `output: RingSlots<T>, out_flags:
+//! &RingFlags`; a map: `input`, `in_flags`, `output`, `out_flags`; a sink:
+//! `input`, `in_flags`), then any other parameters but rings. Anything else
+//! with a `RingSlots` is a compile error. Such a kernel is never a
+//! `MapKernel` or `HaloKernel`; its body reaches the ring only through the
+//! stage runners, which need the `unsafe` `nvptx_std::ring::StageCtx::new`
+//! (its contract: launched only as a stage of the flags grain).
 //!
 //! A kernel of the map shape `(input: &[I], output: Out<O>, ..)` also
 //! implements `MapKernel`, and one of the halo shape `(history: &[I], input:
@@ -42,7 +67,9 @@
 //! each (`&T` as `T`, `&[T]` as `Vec<T>`), which the stage owns and passes
 //! at every launch; a `spin: u64` there is passed 0. Both impls are bounded
 //! by their element types being `Element`s, so a kernel over atomics
-//! (`&[AtomicU32]` in) compiles but is no stage.
+//! (`&[AtomicU32]` in) compiles but is no stage. A kernel of the flag-map
+//! shape (`nvptx_std::host::FlagMapKernel` says which) implements that: a
+//! pipeline runs it as a map stage of the flags grain.
 //!
 //! `#[derive(Element)]` makes a `#[repr(C)]` struct an `Element`, checking
 //! its layout, fields and padding at compile time (see [`macro@Element`]).
@@ -134,8 +161,13 @@ enum Kind {
     Slice(Type),
     /// `&T`
     Shared(Type),
-    /// `Out<T>` / `OutQuads<T>` / `OutGroups<T, R>`: the whole type and `T`.
+    /// `Out<T>` / `OutQuads<T>` / `OutGroups<T, R>` / `OutTiles<T>`: the whole type and `T`.
     Out(Type, Type),
+    /// `RingSlots<T>` (the flags grain, `nvptx_std::ring`): the whole type
+    /// and `T`. Only in the flag shapes (`check_flag_shape`), and never a
+    /// `MapKernel` or `HaloKernel`: the ring is not an output the kernel
+    /// owns, the stage runners' protocol shares it with another kernel.
+    Ring(Type, Type),
     /// By value.
     Scalar(Type),
 }
@@ -164,22 +196,54 @@ fn classify(ty: &Type) -> syn::Result<Kind> {
         Type::Ptr(_) => Err(syn::Error::new(ty.span(), "raw pointers are not kernel parameters: take `&[T]` to read a slice, `Out<T>` to write one")),
         Type::Path(p) => {
             let last = p.path.segments.last().ok_or_else(|| syn::Error::new(ty.span(), "empty type path"))?;
-            if last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "OutTiles" || last.ident == "RingSlots" {
-                let PathArguments::AngleBracketed(args) = &last.arguments else {
-                    return Err(syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"));
-                };
+            let ring = last.ident == "RingSlots";
+            if ring || last.ident == "Out" || last.ident == "OutQuads" || last.ident == "OutGroups" || last.ident == "OutTiles" {
+                let needs = || syn::Error::new(ty.span(), format!("`{0}` needs its element type: `{0}<T>`", last.ident));
+                let PathArguments::AngleBracketed(args) = &last.arguments else { return Err(needs()) };
                 let elem = args.args.iter().find_map(|a| match a {
                     GenericArgument::Type(t) => Some(t.clone()),
                     _ => None,
                 });
-                let elem = elem.ok_or_else(|| syn::Error::new(ty.span(), "`Out` needs its element type: `Out<T>`"))?;
-                Ok(Kind::Out(ty.clone(), elem))
+                let elem = elem.ok_or_else(needs)?;
+                Ok(if ring { Kind::Ring(ty.clone(), elem) } else { Kind::Out(ty.clone(), elem) })
             } else {
                 Ok(Kind::Scalar(ty.clone()))
             }
         }
         _ => Ok(Kind::Scalar(ty.clone())),
     }
+}
+
+/// The flag shapes, the only kernels that may take `RingSlots` (a stage of
+/// the flags grain, `nvptx_std::ring`): `plan: &RingPlan, ctl: &RingControl`,
+/// then the rings, each `RingSlots` followed by its flags (a source:
+/// `output`, `out_flags`; a map: `input`, `in_flags`, `output`,
+/// `out_flags`; a sink: `input`, `in_flags`), then any parameters but rings.
+fn check_flag_shape(params: &[Param]) -> syn::Result<()> {
+    let Some(first_ring) = params.iter().find(|p| matches!(p.kind, Kind::Ring(..))) else { return Ok(()) };
+    let shared_named = |p: &Param, name: &str, ty: &str| {
+        p.name == name && matches!(&p.kind, Kind::Shared(Type::Path(t)) if t.path.segments.last().is_some_and(|s| s.ident == ty))
+    };
+    let ring_named = |p: &Param, name: &str| p.name == name && matches!(p.kind, Kind::Ring(..));
+    let rings_at = |names: &[&str]| {
+        names.len() + 2 <= params.len()
+            && shared_named(&params[0], "plan", "RingPlan")
+            && shared_named(&params[1], "ctl", "RingControl")
+            && names.chunks(2).zip(params[2..].chunks(2)).all(|(n, p)| ring_named(&p[0], n[0]) && shared_named(&p[1], n[1], "RingFlags"))
+            && !params[2 + names.len()..].iter().any(|p| matches!(p.kind, Kind::Ring(..)))
+    };
+    let shapes: [&[&str]; 3] = [&["output", "out_flags"], &["input", "in_flags", "output", "out_flags"], &["input", "in_flags"]];
+    if shapes.iter().any(|names| rings_at(names)) {
+        return Ok(());
+    }
+    Err(syn::Error::new(
+        first_ring.span,
+        "`RingSlots` is a ring of the flags grain (`nvptx_std::ring`), shared with a kernel running at the same time: \
+         only a kernel of a flag shape may take it: `plan: &RingPlan, ctl: &RingControl`, then `output: RingSlots<T>, \
+         out_flags: &RingFlags` (a source), `input: RingSlots<I>, in_flags: &RingFlags, output: RingSlots<O>, out_flags: \
+         &RingFlags` (a map) or `input: RingSlots<I>, in_flags: &RingFlags` (a sink), then other parameters, no more rings; \
+         for an output the kernel owns, take `Out<T>`",
+    ))
 }
 
 fn generic_param(ty: &Type) -> syn::Error {
@@ -225,6 +289,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         };
         params.push(Param { name, kind: classify(&pt.ty)?, span: pt.span() });
     }
+    check_flag_shape(&params)?;
     for n in &attr.same_len {
         match params.iter().find(|p| &p.name == n) {
             Some(Param { kind: Kind::Slice(_) | Kind::Out(..), .. }) => {}
@@ -276,6 +341,11 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let mut host_params_all = Vec::new();
     let mut pushes_all = Vec::new();
     let mut sizes = Vec::new();
+    // Each parameter's element type (`T` of `&[T]`, `Out<T>`, `RingSlots<T>`,
+    // `&T`; a scalar's own type): its size and alignment are recorded on
+    // both sides and compared when the PTX is loaded.
+    let mut layout_names = Vec::new();
+    let mut layout_types = Vec::new();
     // Slices under one `same_len` rule share one length on the device: the
     // launcher refuses unequal ones before launching (and a launch that
     // bypasses it breaks the entry's contract). The compiler then sees that
@@ -285,6 +355,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let shared_len = attr.same_len.first().map(|n| format_ident!("{}__len", n));
     let unused_lens: Vec<Ident> = attr.same_len.iter().skip(1).map(|n| format_ident!("{}__len", n)).collect();
     let len_guard = quote! { #(let _ = #unused_lens;)* };
+    let fixed = Fixed::new(&params);
+    let Fixed { kernel, stream, cfg, args, .. } = &fixed;
     for Param { name: p, kind, span: param_span } in &params {
         let ps = p.to_string();
         let ptr = format_ident!("{}__ptr", p);
@@ -293,13 +365,17 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             Some(l) if attr.same_len.contains(p) => l.clone(),
             _ => raw_len.clone(),
         };
+        layout_names.push(ps.clone());
+        layout_types.push(match kind {
+            Kind::Slice(t) | Kind::Shared(t) | Kind::Out(_, t) | Kind::Ring(_, t) | Kind::Scalar(t) => t.clone(),
+        });
         match kind {
             Kind::Slice(t) => {
                 raw.push(quote! { #ptr: *const #t, #raw_len: usize });
                 convert.push(quote! { ::nvptx_std::param::slice(#ptr, #len) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_slice_element::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
-                pushes.push(quote! { __args.slice(#p, #ps)?; });
+                pushes.push(quote! { #args.slice(#p, #ps)?; });
                 host_params_all.push(host_params[host_params.len() - 1].clone());
                 pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.extend([quote!(8usize), quote!(8usize)]);
@@ -312,7 +388,17 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 // accepts the kernel and only the PTX build refuses it.
                 checks.push(quote_spanned! { full.span()=> __out_param::<#full>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
-                pushes.push(quote! { __args.slice_mut(#p, #ps)?; });
+                pushes.push(quote! { #args.slice_mut(#p, #ps)?; });
+                host_params_all.push(host_params[host_params.len() - 1].clone());
+                pushes_all.push(pushes[pushes.len() - 1].clone());
+                sizes.extend([quote!(8usize), quote!(8usize)]);
+            }
+            Kind::Ring(full, t) => {
+                raw.push(quote! { #ptr: *mut #t, #raw_len: usize });
+                convert.push(quote! { <#full as ::nvptx_std::param::RingParam>::from_raw(#ptr, #len) });
+                checks.push(quote_spanned! { full.span()=> __ring_param::<#full>(); });
+                host_params.push(quote_spanned! {*param_span=> #p: &mut impl ::nvptx_std::host::DevicePtrMut<#t> });
+                pushes.push(quote! { #args.slice_mut(#p, #ps)?; });
                 host_params_all.push(host_params[host_params.len() - 1].clone());
                 pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.extend([quote!(8usize), quote!(8usize)]);
@@ -322,7 +408,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 convert.push(quote! { ::nvptx_std::param::shared(#ptr) });
                 checks.push(quote_spanned! { t.span()=> ::nvptx_std::param::assert_shared::<#t>(); });
                 host_params.push(quote_spanned! {*param_span=> #p: &impl ::nvptx_std::host::DevicePtr<#t> });
-                pushes.push(quote! { __args.shared(#p, #ps)?; });
+                pushes.push(quote! { #args.shared(#p, #ps)?; });
                 host_params_all.push(host_params[host_params.len() - 1].clone());
                 pushes_all.push(pushes[pushes.len() - 1].clone());
                 sizes.push(quote!(8usize));
@@ -335,12 +421,12 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 checks.push(quote_spanned! { t.span()=> #[cfg(target_arch = "nvptx64")] ::nvptx_std::param::assert_scalar::<#t>(); });
                 sizes.push(quote!(::core::mem::size_of::<#t>()));
                 host_params_all.push(quote_spanned! {*param_span=> #p: #t });
-                pushes_all.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
+                pushes_all.push(quote_spanned! {t.span()=> #args.scalar::<#t>(#p); });
                 if attr.faults.as_ref() == Some(p) {
-                    pushes.push(quote! { __args.scalar::<u32>(0u32); });
+                    pushes.push(quote! { #args.scalar::<u32>(0u32); });
                 } else {
                     host_params.push(quote_spanned! {*param_span=> #p: #t });
-                    pushes.push(quote_spanned! {t.span()=> __args.scalar::<#t>(#p); });
+                    pushes.push(quote_spanned! {t.span()=> #args.scalar::<#t>(#p); });
                 }
             }
         }
@@ -348,7 +434,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
     let same_len = if attr.same_len.len() > 1 {
         let names = attr.same_len.iter().map(|n| n.to_string());
         let lens = attr.same_len.iter().map(|n| quote! { ::nvptx_std::host::DeviceSlice::len(#n) });
-        quote! { __args.same_len(&[#((#names, #lens)),*])?; }
+        quote! { #args.same_len(&[#((#names, #lens)),*])?; }
     } else {
         quote! {}
     };
@@ -364,7 +450,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          though the launcher borrows it shared); no buffer may be freed before this kernel completes \
          (cudarc frees a buffer on its own stream, so order that stream after this one with an event).\n\
          - `kernel` comes from the PTX built from this `#[kernel]` function: loading checks only the entry's \
-         name and parameter sizes, not what the code does with them.\n\
+         name, parameter sizes and element layouts, not what the code does with them.\n\
          - No buffer passed as `Out` overlaps any other buffer of the same launch (cudarc's types cannot, \
          by borrowing; a `DevicePtr` of your own must not hand out overlapping views).\n\
          - Each buffer's `DevicePtr`/`DeviceSlice` (safe traits any type may implement) reports the true \
@@ -389,11 +475,14 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         (Some(_), None) => quote! { ::nvptx_std::hopper::pdl::wait(); },
         (Some(_), Some(f)) => quote! { ::nvptx_std::hopper::pdl::wait_unless_faulted(#f); },
     };
-    let pdl_host = pdl_launchers(&attr, &launcher, &name_str, (&host_params, &pushes), (&host_params_all, &pushes_all), &same_len);
+    let pdl_host = pdl_launchers(&attr, &launcher, &name_str, &fixed, (&host_params, &pushes), (&host_params_all, &pushes_all), &same_len);
     // Spanned at the kernel's name, so a call with the wrong arguments shows
     // the kernel's own signature ("associated function defined here").
     let launch = Ident::new("launch", name.span());
     let span = Span::call_site();
+    let layout_symbol = format_ident!("{}__layout", name);
+    let layout_len = 1 + 2 * layout_types.len();
+    let layout_count = layout_types.len() as u32;
 
     Ok(quote_spanned! {span=>
         #[cfg(target_arch = "nvptx64")]
@@ -413,6 +502,22 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             #len_guard
             unsafe { #body_fn(#(#convert),*) }
         }
+
+        // The device's layout of each parameter's element type, `[n, size_0,
+        // align_0, ..]`: a `.global` of the PTX that loading compares with
+        // the host's `PARAM_LAYOUT` (`pc_runtime::launch::check_layout`), so
+        // a type whose layout depends on the target is refused, not stepped
+        // through with the wrong stride. `used` and unmangled: it stays in
+        // the PTX under a name the host can find.
+        #[cfg(target_arch = "nvptx64")]
+        #[unsafe(no_mangle)]
+        #[used]
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #vis static #layout_symbol: [u32; #layout_len] = [
+            #layout_count,
+            #(::core::mem::size_of::<#layout_types>() as u32, ::core::mem::align_of::<#layout_types>() as u32),*
+        ];
 
         #[cfg(not(target_arch = "nvptx64"))]
         #[doc = #struct_doc]
@@ -434,6 +539,11 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             type Crate = crate::KernelCrate;
             const NAME: &'static str = #name_str;
             const PARAM_BYTES: &'static [usize] = &[#(#sizes),*];
+            const PARAM_LAYOUT: &'static [::nvptx_std::host::ParamLayout] = &[#(::nvptx_std::host::ParamLayout {
+                name: #layout_names,
+                size: ::core::mem::size_of::<#layout_types>(),
+                align: ::core::mem::align_of::<#layout_types>(),
+            }),*];
         }
 
         #[cfg(not(target_arch = "nvptx64"))]
@@ -444,6 +554,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 krate: ::core::env!("CARGO_PKG_NAME"),
                 name: #name_str,
                 param_bytes: <#launcher as ::nvptx_std::host::KernelEntry>::PARAM_BYTES,
+                param_layout: <#launcher as ::nvptx_std::host::KernelEntry>::PARAM_LAYOUT,
             };
         };
 
@@ -452,17 +563,17 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             #[doc = #launch_doc]
             #[allow(clippy::too_many_arguments)]
             #vis unsafe fn #launch(
-                kernel: &::nvptx_std::host::Kernel<Self>,
-                stream: &::nvptx_std::host::CudaStream,
-                cfg: ::nvptx_std::host::LaunchConfig,
+                #kernel: &::nvptx_std::host::Kernel<Self>,
+                #stream: &::nvptx_std::host::CudaStream,
+                #cfg: ::nvptx_std::host::LaunchConfig,
                 #(#host_params),*
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
-                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                let mut #args = ::nvptx_std::host::Args::new(#kernel, #stream, #cfg)?;
                 #(#pushes)*
                 #same_len
                 // SAFETY: the argument list was built from this kernel's own
                 // signature; ordering is the caller's contract.
-                unsafe { __args.launch() }
+                unsafe { #args.launch() }
             }
 
             /// The kernel's body compiled for the host: never called, so
@@ -485,11 +596,39 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             #[allow(dead_code)]
             fn __out_param<P: ::nvptx_std::param::OutParam>() {}
             #[allow(dead_code)]
+            fn __ring_param<P: ::nvptx_std::param::RingParam>() {}
+            #[allow(dead_code)]
             fn __param_checks() {
                 #(#checks)*
             }
         };
     })
+}
+
+/// The names of the launchers' own parameters (`kernel`, `stream`, `cfg`,
+/// `launch_with_faults`'s `pdl`) and of their argument list (`__args`):
+/// those, unless the kernel has a parameter of that name, which the
+/// launcher takes under its own name; the fixed one then gets `_`s appended
+/// until it is unique.
+struct Fixed {
+    kernel: Ident,
+    stream: Ident,
+    cfg: Ident,
+    pdl: Ident,
+    args: Ident,
+}
+
+impl Fixed {
+    fn new(params: &[Param]) -> Self {
+        let fresh = |base: &str| {
+            let mut name = base.to_string();
+            while params.iter().any(|p| p.name == name.as_str()) {
+                name.push('_');
+            }
+            Ident::new(&name, Span::call_site())
+        };
+        Fixed { kernel: fresh("kernel"), stream: fresh("stream"), cfg: fresh("cfg"), pdl: fresh("pdl"), args: fresh("__args") }
+    }
 }
 
 /// For `#[kernel(pdl)]`: the `PdlKernel` marker (only such kernels may be
@@ -500,6 +639,7 @@ fn pdl_launchers(
     attr: &KernelAttr,
     launcher: &Ident,
     name_str: &str,
+    Fixed { kernel, stream, cfg, pdl, args }: &Fixed,
     (params, pushes): (&[Tokens], &[Tokens]),
     (params_all, pushes_all): (&[Tokens], &[Tokens]),
     same_len: &Tokens,
@@ -529,18 +669,18 @@ fn pdl_launchers(
             #[doc = #doc]
             #[allow(clippy::too_many_arguments)]
             pub unsafe fn launch_with_faults(
-                kernel: &::nvptx_std::host::Kernel<Self>,
-                stream: &::nvptx_std::host::CudaStream,
-                cfg: ::nvptx_std::host::LaunchConfig,
-                pdl: bool,
+                #kernel: &::nvptx_std::host::Kernel<Self>,
+                #stream: &::nvptx_std::host::CudaStream,
+                #cfg: ::nvptx_std::host::LaunchConfig,
+                #pdl: bool,
                 #(#params_all),*
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
-                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                let mut #args = ::nvptx_std::host::Args::new(#kernel, #stream, #cfg)?;
                 #(#pushes_all)*
                 #same_len
                 // SAFETY: the argument list was built from this kernel's own
                 // signature; ordering and the fault's race are the caller's contract.
-                unsafe { if pdl { __args.launch_pdl() } else { __args.launch() } }
+                unsafe { if #pdl { #args.launch_pdl() } else { #args.launch() } }
             }
         }
     });
@@ -556,17 +696,17 @@ fn pdl_launchers(
             #[doc = #pdl_doc]
             #[allow(clippy::too_many_arguments)]
             pub unsafe fn #launch_pdl(
-                kernel: &::nvptx_std::host::Kernel<Self>,
-                stream: &::nvptx_std::host::CudaStream,
-                cfg: ::nvptx_std::host::LaunchConfig,
+                #kernel: &::nvptx_std::host::Kernel<Self>,
+                #stream: &::nvptx_std::host::CudaStream,
+                #cfg: ::nvptx_std::host::LaunchConfig,
                 #(#params),*
             ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
-                let mut __args = ::nvptx_std::host::Args::new(kernel, stream, cfg)?;
+                let mut #args = ::nvptx_std::host::Args::new(#kernel, #stream, #cfg)?;
                 #(#pushes)*
                 #same_len
                 // SAFETY: the argument list was built from this kernel's own
                 // signature; ordering is the caller's contract.
-                unsafe { __args.launch_pdl() }
+                unsafe { #args.launch_pdl() }
             }
 
             #faulty
@@ -721,7 +861,7 @@ fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, fault
                 args.push(quote! { &#bound.view() });
                 bounds.push(quote! { for<'a> #t: ::nvptx_std::Element });
             }
-            Kind::Out(..) => return None,
+            Kind::Out(..) | Kind::Ring(..) => return None,
         }
         fields.push(name.clone());
         binds.push(bound);
@@ -787,11 +927,7 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
     if names != ["plan", "ctl", "input", "in_flags", "output", "out_flags", "stamps", "stage", "spin", "faults"] {
         return quote! {};
     }
-    let is_ring = |k: &Kind| matches!(k, Kind::Out(full, _) if quote!(#full).to_string().replace(' ', "").contains("RingSlots<"));
-    let (Kind::Out(_, i), Kind::Out(_, o)) = (&params[2].kind, &params[4].kind) else { return quote! {} };
-    if !is_ring(&params[2].kind) || !is_ring(&params[4].kind) {
-        return quote! {};
-    }
+    let (Kind::Ring(_, i), Kind::Ring(_, o)) = (&params[2].kind, &params[4].kind) else { return quote! {} };
     quote! {
         #[cfg(not(target_arch = "nvptx64"))]
         impl ::nvptx_std::host::FlagMapKernel for #launcher {

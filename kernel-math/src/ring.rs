@@ -9,19 +9,50 @@
 //! use `u` waits for `filled[s] >= P (u + 1)`, P pieces a chunk), `freed[s]`
 //! the pieces read so far (the *freed* edge: the writer of use `u` waits
 //! for `freed[s] >= P u`).
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Most slots a flag ring has (the counters are a fixed array, so that a
 /// ring's flags are one `&RingFlags` kernel parameter).
 pub const MAX_RING_SLOTS: usize = 256;
 
 /// One ring's per-slot counters. Zeroed by the host before each run.
+///
+/// The fields are private: a kernel that takes `&RingFlags` cannot add to a
+/// counter itself (say, *filled* before it wrote the slot, which lets the
+/// reader read while it writes). Only the protocol (`nvptx_std::ring`)
+/// reaches them, through the `unsafe` accessors.
 #[repr(C)]
 pub struct RingFlags {
     /// `filled[s]`: pieces of slot `s` whose writing finished, over all uses.
-    pub filled: [AtomicU32; MAX_RING_SLOTS],
+    filled: [AtomicU32; MAX_RING_SLOTS],
     /// `freed[s]`: pieces of slot `s` whose reading finished, over all uses.
-    pub freed: [AtomicU32; MAX_RING_SLOTS],
+    freed: [AtomicU32; MAX_RING_SLOTS],
+}
+
+impl RingFlags {
+    /// Slot `slot`'s *filled* counter (panics past [`MAX_RING_SLOTS`]).
+    ///
+    /// # Safety
+    /// Only the flag ring protocol (`nvptx_std::ring`) may use it: it adds
+    /// to a counter exactly when every thread of the block is done with its
+    /// piece of the slot (with release ordering), and waits on it with
+    /// acquire ordering. An add at any other time hands the slot to the
+    /// other kernel while this one still uses it: a data race on the slot.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub unsafe fn filled(&self, slot: usize) -> &AtomicU32 {
+        &self.filled[slot]
+    }
+
+    /// Slot `slot`'s *freed* counter (panics past [`MAX_RING_SLOTS`]).
+    ///
+    /// # Safety
+    /// As [`RingFlags::filled`].
+    #[doc(hidden)]
+    #[inline(always)]
+    pub unsafe fn freed(&self, slot: usize) -> &AtomicU32 {
+        &self.freed[slot]
+    }
 }
 
 /// Why a flag pipeline stopped early ([`RingStatus::status`]).
@@ -49,18 +80,63 @@ pub mod waiting {
 /// block sees `status != 0` and leaves, so a stuck ring ends as an error
 /// naming the stage and slot, never as a hang. Zeroed by the host before
 /// each run and read after it as a [`RingStatus`] (same layout).
+///
+/// The fields are private: kernels reach it only through the protocol
+/// (`nvptx_std::ring`), which reads [`RingControl::status`] and records a
+/// stop with [`RingControl::record_stop`].
 #[repr(C)]
 pub struct RingControl {
-    pub status: AtomicU32,
-    pub stage: AtomicU32,
-    pub ring: AtomicU32,
-    pub slot: AtomicU32,
-    pub chunk: AtomicU64,
-    pub waiting_for: AtomicU32,
+    status: AtomicU32,
+    stage: AtomicU32,
+    ring: AtomicU32,
+    slot: AtomicU32,
+    chunk: AtomicU64,
+    waiting_for: AtomicU32,
     /// The counter's value when the watchdog fired, and the value waited for.
-    pub have: AtomicU32,
-    pub want: AtomicU32,
-    pub _pad: AtomicU32,
+    have: AtomicU32,
+    want: AtomicU32,
+    _pad: AtomicU32,
+}
+
+/// Where a flag ring stopped, as [`RingControl::record_stop`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopAt {
+    /// One of [`stop`] (not [`stop::NONE`]).
+    pub status: u32,
+    pub stage: u32,
+    pub ring: u32,
+    pub slot: u32,
+    pub chunk: u64,
+    /// One of [`waiting`].
+    pub waiting_for: u32,
+    pub have: u32,
+    pub want: u32,
+}
+
+impl RingControl {
+    /// One of [`stop`]: [`stop::NONE`] while the pipeline runs (a relaxed
+    /// load: waiting blocks poll it).
+    #[inline(always)]
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::Relaxed)
+    }
+
+    /// Records why the pipeline stops, unless a stop is recorded already
+    /// (the first reason wins); every waiting block then leaves. For the
+    /// protocol (`nvptx_std::ring`): not unsafe, a stop only ends the run
+    /// early with an error on the host.
+    #[doc(hidden)]
+    pub fn record_stop(&self, at: StopAt) {
+        if self.status.compare_exchange(stop::NONE, at.status, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.stage.store(at.stage, Ordering::Relaxed);
+            self.ring.store(at.ring, Ordering::Relaxed);
+            self.slot.store(at.slot, Ordering::Relaxed);
+            self.chunk.store(at.chunk, Ordering::Relaxed);
+            self.waiting_for.store(at.waiting_for, Ordering::Relaxed);
+            self.have.store(at.have, Ordering::Relaxed);
+            self.want.store(at.want, Ordering::Relaxed);
+        }
+    }
 }
 
 /// [`RingControl`] as the host reads it after a run.

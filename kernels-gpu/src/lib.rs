@@ -269,7 +269,8 @@ pub fn panic_kernel(trigger: u32) {
 // The flags grain (`nvptx_std::ring`): each stage one kernel for the whole
 // stream, all running at once, slots handed over through counters. The
 // per-element work is the same function as the stream kernels'. `faults`
-// is 0 but for the sync checker (see `StageCtx::with_faults`).
+// is 0 but for the sync checker (see `StageCtx::with_faults`). The pipeline
+// launches them only in that grain (`StageCtx::new`'s contract).
 
 /// `producer_kernel` as a flag-ring source: stage `stage`, writing ring `stage`.
 #[kernel]
@@ -285,8 +286,10 @@ pub fn producer_flags_kernel(
     spin: u64,
     faults: u32,
 ) {
-    // SAFETY: `faults` is 0 but in the sync checker's demonstrations (the
-    // launcher's contract: launched through the pipeline's unsafe fault API).
+    // SAFETY: launched only as a stage of the flags grain, by the pipeline's
+    // flags executor (`pc_pipeline::builtin`'s flag forms; the launcher's
+    // contract); `faults` is 0 but in the sync checker's demonstrations
+    // (launched through the pipeline's unsafe fault API).
     let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
     nvptx_std::ring::source(&ctx, (output, out_flags), spin, |i| produce(i, seed));
 }

@@ -50,6 +50,53 @@ pub fn compiled_out_kernel(input: &[NoSuchType]) {
     let _ = input;
 }
 
+/// Parameters named like the launchers' own (`kernel`, `stream`, `cfg`,
+/// `launch_with_faults`' `pdl`, the argument list `__args`): the launchers
+/// take them under these names and rename their own.
+#[kernel(pdl, faults = faults)]
+#[allow(clippy::too_many_arguments)]
+pub fn named_like_the_launcher_kernel(kernel: &[f32], mut stream: Out<f32>, cfg: u32, pdl: u64, __args: u8, kernel_: u32, faults: u32) {
+    for (i, o) in stream.iter_mut() {
+        *o = kernel[i] + (cfg as u64 + pdl + __args as u64 + kernel_ as u64 + faults as u64) as f32;
+    }
+}
+
+/// The launchers of `named_like_the_launcher_kernel`, called with its
+/// parameters by their names (compiled, never run).
+#[allow(dead_code, clippy::too_many_arguments)]
+unsafe fn launch_named_like_the_launcher(
+    k: &Kernel<NamedLikeTheLauncherKernel>,
+    s: &CudaStream,
+    c: LaunchConfig,
+    kernel: &CudaSlice<f32>,
+    stream: &mut CudaSlice<f32>,
+    cfg: u32,
+    pdl: u64,
+    __args: u8,
+    kernel_: u32,
+) -> Result<(), Error> {
+    unsafe {
+        NamedLikeTheLauncherKernel::launch(k, s, c, kernel, stream, cfg, pdl, __args, kernel_)?;
+        NamedLikeTheLauncherKernel::launch_pdl(k, s, c, kernel, stream, cfg, pdl, __args, kernel_)?;
+        NamedLikeTheLauncherKernel::launch_with_faults(k, s, c, true, kernel, stream, cfg, pdl, __args, kernel_, 0)
+    }
+}
+
+#[test]
+fn parameters_may_have_the_launchers_names() {
+    assert_eq!(NamedLikeTheLauncherKernel::PARAM_BYTES, &[8, 8, 8, 8, 4, 8, 1, 4, 4]);
+    let names: Vec<&str> = NamedLikeTheLauncherKernel::PARAM_LAYOUT.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["kernel", "stream", "cfg", "pdl", "__args", "kernel_", "faults"]);
+}
+
+#[test]
+fn param_layouts_are_the_element_types_on_the_host() {
+    let layout: Vec<(&str, usize, usize)> = EveryParamKernel::PARAM_LAYOUT.iter().map(|p| (p.name, p.size, p.align)).collect();
+    let total = (size_of::<AtomicReduction>(), align_of::<AtomicReduction>());
+    assert_eq!(layout, [("input", 4, 4), ("bytes", 1, 1), ("total", total.0, total.1), ("a", 4, 4), ("b", 8, 8), ("c", 8, 8)]);
+    assert!(NoParamsKernel::PARAM_LAYOUT.is_empty());
+}
+
 #[test]
 fn names_are_the_kernel_functions() {
     assert_eq!(EveryParamKernel::NAME, "every_param_kernel");

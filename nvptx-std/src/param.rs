@@ -39,6 +39,20 @@ pub trait OutParam: Sized {
     unsafe fn from_raw(ptr: *mut Self::Elem, len: usize) -> Self;
 }
 
+/// A flag ring's slots parameter (`nvptx_std::ring::RingSlots<T>`): not an
+/// [`OutParam`], so a ring cannot pass for an output the kernel owns (say,
+/// under `use RingSlots as Out`), and `#[kernel]` takes it only in the flag
+/// shapes.
+pub trait RingParam: Sized {
+    type Elem: Element;
+    /// # Safety
+    /// `ptr` addresses `len` `Self::Elem` of one live device allocation,
+    /// aligned, that only the kernels of one flag pipeline use while this
+    /// kernel runs, each through `nvptx_std::ring`'s protocol; every thread
+    /// of a one-dimensional grid gets the same `ptr` and `len`.
+    unsafe fn from_raw(ptr: *mut Self::Elem, len: usize) -> Self;
+}
+
 /// Compile-time check that a slice's element type is an [`Element`].
 pub fn assert_element<T: Element>() {}
 /// Compile-time check that a `&[T]` parameter's type may be read as a slice

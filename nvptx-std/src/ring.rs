@@ -18,9 +18,19 @@
 //! The kernels never touch the protocol: they call a stage runner
 //! ([`source`], [`map`], [`sink`]) with a per-element function, and the
 //! runner waits, hands the thread its elements, and publishes, in that
-//! order, for every chunk. A missing wait or release is not writable
-//! (the fault bits of [`StageCtx::with_faults`], for the sync checker, are
-//! behind `unsafe`). Every wait has a watchdog: past
+//! order, for every chunk. A missing wait or release is not writable: the
+//! counters of [`RingFlags`] and [`RingControl`] are private (only this
+//! module reaches them, through `unsafe` accessors), and the fault bits of
+//! [`StageCtx::with_faults`], for the sync checker, are behind `unsafe`.
+//!
+//! The protocol holds only when the kernel runs as a stage of the flags
+//! grain, launched by its executor beside the other stages: in any other
+//! launch every block would take every chunk of the ring at once. So the
+//! runners need a [`StageCtx`], which only the `unsafe` [`StageCtx::new`]
+//! makes (its contract is that launch), and `#[kernel]` takes
+//! [`RingSlots`] only in the flag shapes (a source, a map, a sink; see
+//! `nvptx_std::kernel`) and never makes such a kernel a `MapKernel` or
+//! `HaloKernel` of the default grain. Every wait has a watchdog: past
 //! [`RingPlan::timeout_ns`] it records the stage, ring, slot and chunk in
 //! [`RingControl`] and every block of every stage leaves, so a stuck ring
 //! becomes an error on the host, never a hang.
@@ -28,18 +38,21 @@
 //! ```
 //! use nvptx_std::ring::{RingSlots, StageCtx};
 //! use kernel_math::ring::{RingControl, RingFlags, RingPlan};
-//! // A map stage of the flags grain: out = 2 * in.
+//! // The body of a map stage of the flags grain: out = 2 * in.
 //! fn double(plan: &RingPlan, ctl: &RingControl, input: RingSlots<f32>, in_flags: &RingFlags, output: RingSlots<f32>, out_flags: &RingFlags) {
-//!     let ctx = StageCtx::new(plan, ctl, 1);
+//!     // SAFETY: the kernel is launched only as stage 1 of a flag pipeline
+//!     // (`pc_pipeline::Stage::with_flags_map`).
+//!     let ctx = unsafe { StageCtx::new(plan, ctl, 1) };
 //!     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), 0, |x| 2.0 * x);
 //! }
 //! ```
-use crate::param::OutParam;
+use crate::param::RingParam;
 use crate::{globaltimer_ns, spin_ns, sreg};
 use core::marker::PhantomData;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel_math::Element;
+use kernel_math::ring::StopAt;
 pub use kernel_math::ring::{MAX_RING_SLOTS, RingControl, RingFlags, RingPlan, fault, stop, waiting};
 
 /// Loads (of 16 bytes, or single elements) each thread issues before it
@@ -50,14 +63,15 @@ const BATCH: usize = 4;
 /// The K slots of one flag ring as a kernel parameter. The kernel at the
 /// ring's other end runs at the same time, so no `&[T]` of it is ever
 /// made beyond the slot a stage runner holds, between its wait
-/// and its release.
+/// and its release. A kernel can do nothing with it but hand it to a
+/// runner; `#[kernel]` takes it only in the flag shapes.
 pub struct RingSlots<'a, T> {
     ptr: *mut T,
     len: usize,
     _slots: PhantomData<&'a [T]>,
 }
 
-impl<T: Element> OutParam for RingSlots<'_, T> {
+impl<T: Element> RingParam for RingSlots<'_, T> {
     type Elem = T;
     #[inline(always)]
     unsafe fn from_raw(ptr: *mut T, len: usize) -> Self {
@@ -78,7 +92,23 @@ pub struct StageCtx<'a> {
 }
 
 impl<'a> StageCtx<'a> {
-    pub fn new(plan: &'a RingPlan, ctl: &'a RingControl, stage: u32) -> Self {
+    /// The context the stage runners ([`source`], [`map`], [`sink`]) and
+    /// [`check_records`] take.
+    ///
+    /// # Safety
+    /// The kernel calling it is launched only as stage `stage` of a flag
+    /// pipeline, by the flags grain's executor (`pc_pipeline`'s
+    /// `Launch::Flags`; its launcher's contract): `plan` and `ctl` are that
+    /// run's, every ring handed to a runner with this context is a ring of
+    /// that run (ring `stage - 1` read, ring `stage` written) whose other end
+    /// is the neighbouring stage's kernel, launched with the same plan and
+    /// K, every block of every stage resident at once, the flags and control
+    /// zeroed before the run. The runners' waits and hand-offs keep the
+    /// stages off each other's slots only then. In any other launch (say,
+    /// the default grain's launch per chunk, where each of the grid's blocks
+    /// runs the whole ring) blocks and kernels write the same slots at once:
+    /// a data race.
+    pub unsafe fn new(plan: &'a RingPlan, ctl: &'a RingControl, stage: u32) -> Self {
         StageCtx { plan: *plan, ctl, stage, faults: 0, stamps: &[] }
     }
 
@@ -120,21 +150,12 @@ impl<'a> StageCtx<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.ctl.status.load(Ordering::Relaxed) != stop::NONE
+        self.ctl.status() != stop::NONE
     }
 
     /// Records why the pipeline stops (the first reason wins).
     fn stop(&self, status: u32, at: At, (have, want): (u32, u32)) {
-        let c = self.ctl;
-        if c.status.compare_exchange(stop::NONE, status, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            c.stage.store(self.stage, Ordering::Relaxed);
-            c.ring.store(at.ring, Ordering::Relaxed);
-            c.slot.store(at.slot, Ordering::Relaxed);
-            c.chunk.store(at.chunk, Ordering::Relaxed);
-            c.waiting_for.store(at.what, Ordering::Relaxed);
-            c.have.store(have, Ordering::Relaxed);
-            c.want.store(want, Ordering::Relaxed);
-        }
+        self.ctl.record_stop(StopAt { status, stage: self.stage, ring: at.ring, slot: at.slot, chunk: at.chunk, waiting_for: at.what, have, want });
     }
 
     /// Blocks per chunk (P): each takes one piece of it.
@@ -200,6 +221,16 @@ impl<'a, T: Element> Ring<'a, T> {
             return None;
         }
         Some(Ring { base: slots.ptr, stride, flags, index })
+    }
+
+    /// Slot `s`'s counters.
+    fn filled(&self, s: usize) -> &'a AtomicU32 {
+        // SAFETY: this module is the protocol the accessor is for.
+        unsafe { self.flags.filled(s) }
+    }
+    fn freed(&self, s: usize) -> &'a AtomicU32 {
+        // SAFETY: as in `filled`.
+        unsafe { self.flags.freed(s) }
     }
 
     fn slot(&self, ctx: &StageCtx<'_>, chunk: u64) -> (usize, u32) {
@@ -281,7 +312,7 @@ pub fn source<T: Element>(ctx: &StageCtx<'_>, out: (RingSlots<'_, T>, &RingFlags
         let (s, u) = out.slot(ctx, c);
         ctx.stamp(c, 0);
         if ctx.faults & fault::SKIP_FREED_WAIT == 0
-            && !block_wait(ctx, &out.flags.freed[s], ctx.freed_target(u), At { ring: out.index, slot: s as u32, chunk: c, what: waiting::FREED })
+            && !block_wait(ctx, out.freed(s), ctx.freed_target(u), At { ring: out.index, slot: s as u32, chunk: c, what: waiting::FREED })
         {
             return;
         }
@@ -300,7 +331,7 @@ pub fn source<T: Element>(ctx: &StageCtx<'_>, out: (RingSlots<'_, T>, &RingFlags
         for i in w.singles {
             unsafe { slot.add(i as usize).write(f(first + i)) };
         }
-        block_publish(&out.flags.filled[s], ctx.faults & fault::EARLY_FILLED != 0);
+        block_publish(out.filled(s), ctx.faults & fault::EARLY_FILLED != 0);
         ctx.stamp(c, 2);
     }
 }
@@ -324,12 +355,12 @@ pub fn map<I: Element, O: Element>(
             return;
         }
         if ctx.faults & fault::EARLY_FREED != 0 && sreg::tid() == 0 {
-            inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
+            inp.freed(s).fetch_add(1, Ordering::Relaxed);
         }
         ctx.stamp(c, 1);
         let (so, uo) = out.slot(ctx, c);
         if ctx.faults & fault::SKIP_FREED_WAIT == 0
-            && !block_wait(ctx, &out.flags.freed[so], ctx.freed_target(uo), At { ring: out.index, slot: so as u32, chunk: c, what: waiting::FREED })
+            && !block_wait(ctx, out.freed(so), ctx.freed_target(uo), At { ring: out.index, slot: so as u32, chunk: c, what: waiting::FREED })
         {
             return;
         }
@@ -382,15 +413,15 @@ pub fn map<I: Element, O: Element>(
         // the input slot freed (every thread's reads and writes are done).
         let (early_filled, early_freed) = (ctx.faults & fault::EARLY_FILLED != 0, ctx.faults & fault::EARLY_FREED != 0);
         if early_filled && sreg::tid() == 0 {
-            out.flags.filled[so].fetch_add(1, Ordering::Relaxed);
+            out.filled(so).fetch_add(1, Ordering::Relaxed);
         }
         barrier();
         if sreg::tid() == 0 {
             if !early_filled {
-                add_release(&out.flags.filled[so]);
+                add_release(out.filled(so));
             }
             if !early_freed {
-                add_release(&inp.flags.freed[s]);
+                add_release(inp.freed(s));
             }
         }
         ctx.stamp(c, 2);
@@ -412,7 +443,7 @@ pub fn sink<I: Element>(ctx: &StageCtx<'_>, input: (RingSlots<'_, I>, &RingFlags
         ctx.stamp(c, 1);
         let early = ctx.faults & fault::EARLY_FREED != 0;
         if early && sreg::tid() == 0 {
-            inp.flags.freed[s].fetch_add(1, Ordering::Relaxed);
+            inp.freed(s).fetch_add(1, Ordering::Relaxed);
         }
         spin_ns(spin);
         let w = work(ctx, ctx.plan.chunk(c).1, size_of::<I>() == 4);
@@ -420,7 +451,7 @@ pub fn sink<I: Element>(ctx: &StageCtx<'_>, input: (RingSlots<'_, I>, &RingFlags
         let src = unsafe { inp.base.add(s * inp.stride) as *const I };
         f(c, Share { src, work: w, cur: None, pos: 0, _slot: PhantomData });
         if !early {
-            block_publish(&inp.flags.freed[s], false);
+            block_publish(inp.freed(s), false);
         }
         ctx.stamp(c, 2);
     }
@@ -439,7 +470,7 @@ pub fn check_records(ctx: &StageCtx<'_>, records: usize) -> bool {
 fn acquire_read<T: Element>(ctx: &StageCtx<'_>, inp: &Ring<'_, T>, c: u64) -> bool {
     let (s, u) = inp.slot(ctx, c);
     ctx.faults & fault::SKIP_FILLED_WAIT != 0
-        || block_wait(ctx, &inp.flags.filled[s], ctx.filled_target(u), At { ring: inp.index, slot: s as u32, chunk: c, what: waiting::FILLED })
+        || block_wait(ctx, inp.filled(s), ctx.filled_target(u), At { ring: inp.index, slot: s as u32, chunk: c, what: waiting::FILLED })
 }
 
 /// Four elements moved as one 16-byte access (slots are 256-byte aligned).

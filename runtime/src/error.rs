@@ -30,6 +30,8 @@ pub enum Error {
     MissingKernel { name: &'static str, origin: String, entries: String },
     #[error("kernel {name} in {origin} has parameters of {found:?} bytes, but its #[kernel] signature has {want:?}: the PTX was built from other source")]
     KernelSignature { name: &'static str, origin: String, want: Vec<usize>, found: Vec<usize> },
+    #[error("kernel {name} in {origin} does not have the host's parameter layout: {detail}")]
+    KernelLayout { name: &'static str, origin: String, detail: String },
     #[error("{kernel}: {what} belongs to another device's context than the kernel")]
     WrongContext { kernel: &'static str, what: String },
     #[error("{kernel}: launches are one-dimensional (grid {grid:?}, block {block:?}); each thread's share of an output is defined over x")]

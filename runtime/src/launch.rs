@@ -8,7 +8,7 @@
 //! # struct KernelCrate;
 //! # impl pc_runtime::launch::KernelCrateMarker for KernelCrate { const PACKAGE: &'static str = "doc"; }
 //! # struct DoubleKernel;
-//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; }
+//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; const PARAM_LAYOUT: &'static [pc_runtime::launch::ParamLayout] = &[]; }
 //! // SAFETY (in a real program): the build script built this text from the
 //! // kernel crate whose marker is `KernelCrate`.
 //! const PTX: Ptx<KernelCrate> = unsafe { Ptx::new("...") };
@@ -39,14 +39,33 @@ pub mod __std {
 }
 
 /// One `#[kernel]`, as every kernel crate linked into a program records it:
-/// which crate, which entry, which parameter sizes. Tests compare this list
-/// with the PTX both ways, so no list of kernel names is kept by hand.
+/// which crate, which entry, which parameter sizes and element layouts.
+/// Tests compare this list with the PTX both ways, so no list of kernel
+/// names is kept by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryInfo {
     /// The kernel crate's package name.
     pub krate: &'static str,
     pub name: &'static str,
     pub param_bytes: &'static [usize],
+    /// The host's layout of each parameter's element type (see [`ParamLayout`]).
+    pub param_layout: &'static [ParamLayout],
+}
+
+/// Size and alignment in bytes of one `#[kernel]` parameter's element type
+/// (`T` of `&[T]`, `Out<T>`, `RingSlots<T>` or `&T`; a scalar's own type),
+/// as one build of the kernel crate computed them. The host build records
+/// its own in [`KernelEntry::PARAM_LAYOUT`]; the PTX build records the
+/// device's in a `.global` named `<kernel>__layout` ([`entry_layout`]).
+/// They differ when a type depends on the target (a `cfg!(target_arch)`
+/// length, say): the host would then size buffers for one layout and the
+/// kernel step through them with another, so loading refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamLayout {
+    /// The parameter's name in the kernel's signature (errors name it).
+    pub name: &'static str,
+    pub size: usize,
+    pub align: usize,
 }
 
 /// Every `#[kernel]` of every kernel crate linked into this program.
@@ -93,6 +112,10 @@ pub trait KernelEntry {
     const NAME: &'static str;
     /// Size in bytes of each PTX parameter, in order (a slice is two: address and length).
     const PARAM_BYTES: &'static [usize];
+    /// The host's layout of each kernel parameter's element type, in order
+    /// (one per parameter of the signature): loading compares it with the
+    /// device's record in the PTX ([`check_layout`]).
+    const PARAM_LAYOUT: &'static [ParamLayout];
 }
 
 /// A kernel whose PTX entry executes `griddepcontrol.wait` before its body
@@ -301,8 +324,8 @@ impl<C> Ptx<C> {
     /// # Safety
     /// `text` is PTX that nvptx-builder built from the same source as the
     /// host build of the kernel crate whose `kernel_crate!` marker is `C`.
-    /// Loading checks each entry's name and parameter sizes, but not what
-    /// its code does: PTX built from other source (a kernel with the same
+    /// Loading checks each entry's name, parameter sizes and element
+    /// layouts, but not what its code does: PTX built from other source (a kernel with the same
     /// parameter sizes but other element types, or one that writes out of
     /// bounds) would run under the launchers' safe checks.
     pub const unsafe fn new(text: &'static str) -> Self {
@@ -337,8 +360,11 @@ pub(crate) struct RawModule {
 impl<C> Module<C> {
     /// Kernel `K` of this module (one of crate `C`'s `#[kernel]`s). Refused
     /// unless the module has an entry named `K::NAME` whose parameters have
-    /// the sizes of `K`'s signature: a module of another build of the crate
-    /// that lacks or changed the kernel is an error, not a bad launch.
+    /// the sizes of `K`'s signature, and a layout record whose element sizes
+    /// and alignments are the host's ([`check_layout`]): a module of another
+    /// build of the crate that lacks or changed the kernel, or a kernel
+    /// whose element types differ between host and device, is an error, not
+    /// a bad launch.
     pub fn kernel<K: KernelEntry<Crate = C>>(&self) -> Result<Kernel<K>> {
         let m = &self.raw;
         let name = K::NAME;
@@ -350,6 +376,7 @@ impl<C> Module<C> {
         if found != K::PARAM_BYTES {
             return Err(Error::KernelSignature { name, origin: m.origin.to_string(), want: K::PARAM_BYTES.to_vec(), found });
         }
+        check_layout(m.ptx, &m.origin, name, K::PARAM_LAYOUT)?;
         let func = m.module.load_function(name).map_err(|e| Error::cuda(format!("finding kernel {name}"))(e))?;
         // SAFETY: a valid function handle and an int-sized attribute.
         let max_block =
@@ -659,6 +686,85 @@ fn param_size(decl: &str) -> usize {
     bits / 8 * count
 }
 
+/// The symbol of entry `name`'s layout record: `<name>__layout`.
+pub fn layout_symbol(name: &str) -> String {
+    format!("{name}__layout")
+}
+
+/// The device's layout record of entry `name`, read from the PTX: the
+/// `(size, align)` of each parameter's element type, in order. `#[kernel]`
+/// emits it on nvptx64 as `static <name>__layout: [u32; 1 + 2n] = [n,
+/// size_0, align_0, ..]`, which the PTX holds as an initialized `.global`
+/// (`.b8 x[12] = {1, 0, 0, 0, 4, ..}`: little-endian bytes, trailing zeros
+/// left out). `None` when the module has no such record or it is malformed.
+pub fn entry_layout(ptx: &str, name: &str) -> Option<Vec<(usize, usize)>> {
+    let symbol = layout_symbol(name);
+    // The declaration: from the start of the line that names the symbol to
+    // the `;` (an initializer may go on over further lines).
+    let decl = ptx.split(';').find_map(|d| {
+        let at = d.match_indices(symbol.as_str()).map(|(i, _)| i).find(|&i| {
+            let before = d[..i].chars().next_back();
+            let after = d[i + symbol.len()..].chars().next();
+            before.is_some_and(char::is_whitespace) && matches!(after, Some('[') | Some(' ') | Some('\t'))
+        })?;
+        let decl = &d[d[..at].rfind('\n').map_or(0, |n| n + 1)..];
+        decl.contains(".global").then_some(decl)
+    })?;
+    let (head, init) = decl.split_once('=').unwrap_or((decl, ""));
+    // `.b8`, `.u32`, ...: the width of each initializer value.
+    let width: usize = head.split_whitespace().find_map(|t| {
+        let t = t.strip_prefix('.')?;
+        let bits = t.strip_prefix('b').or_else(|| t.strip_prefix('u')).or_else(|| t.strip_prefix('s'))?;
+        bits.parse::<usize>().ok().filter(|b| matches!(b, 8 | 16 | 32 | 64)).map(|b| b / 8)
+    })?;
+    let count: usize = head.split_once('[')?.1.split(']').next()?.trim().parse().ok()?;
+    let mut bytes = Vec::with_capacity(count * width);
+    let init = init.trim();
+    if !init.is_empty() {
+        let values = init.strip_prefix('{')?.strip_suffix('}')?;
+        for v in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let v: u64 = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+                None => v.parse().ok()?,
+            };
+            bytes.extend_from_slice(&v.to_le_bytes()[..width]);
+        }
+    }
+    if bytes.len() > count * width {
+        return None;
+    }
+    bytes.resize(count * width, 0);
+    let words: Vec<usize> = bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize).collect();
+    let (&n, pairs) = words.split_first()?;
+    if pairs.len() != 2 * n {
+        return None;
+    }
+    Some(pairs.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+}
+
+/// Refuses entry `name` of `ptx` (from `origin`) unless its layout record
+/// ([`entry_layout`]) gives every parameter the element size and alignment
+/// that the host gave it (`want`, from [`KernelEntry::PARAM_LAYOUT`]). What
+/// [`Module::kernel`] checks, without a GPU.
+pub fn check_layout(ptx: &str, origin: &str, name: &'static str, want: &[ParamLayout]) -> Result<()> {
+    let bad = |detail: String| Error::KernelLayout { name, origin: origin.to_string(), detail };
+    let Some(found) = entry_layout(ptx, name) else {
+        return Err(bad(format!("the PTX has no layout record {} (not built by this #[kernel])", layout_symbol(name))));
+    };
+    if found.len() != want.len() {
+        return Err(bad(format!("the device records {} parameters, the host {}", found.len(), want.len())));
+    }
+    for (p, &(size, align)) in want.iter().zip(&found) {
+        if (p.size, p.align) != (size, align) {
+            return Err(bad(format!(
+                "parameter {}'s element type is {size} bytes aligned to {align} on the device but {} bytes aligned to {} on the host (a type that depends on the target)",
+                p.name, p.size, p.align
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,5 +782,42 @@ mod tests {
     fn an_entry_without_parameters_has_none() {
         let ptx = ".visible .entry nothing_kernel()\n{\n}\n.visible .entry other(\n.param .u64 x\n)\n";
         assert_eq!(entry_param_bytes(ptx, "nothing_kernel"), Some(vec![]));
+    }
+
+    const fn pl(name: &'static str, size: usize, align: usize) -> ParamLayout {
+        ParamLayout { name, size, align }
+    }
+
+    #[test]
+    fn layout_records_are_read_from_ptx() {
+        // As rustc writes them: little-endian bytes, trailing zeros left out;
+        // an all-zero record (no parameters) without an initializer.
+        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};\n\
+                   .visible .global .align 4 .b8 none_kernel__layout[4];\n\
+                   .visible .global .align 4 .u32 w_kernel__layout[3] = {1, 16, 0x10};\n\
+                   .visible .global .align 4 .b8 bad_kernel__layout[8] = {2, 0, 0, 0, 4};\n\
+                   .visible .entry a_kernel(.param .u64 a)\n{\n}\n";
+        assert_eq!(entry_layout(ptx, "a_kernel"), Some(vec![(8, 1), (4, 4)]));
+        assert_eq!(entry_layout(ptx, "none_kernel"), Some(vec![]));
+        assert_eq!(entry_layout(ptx, "w_kernel"), Some(vec![(16, 16)]));
+        assert_eq!(entry_layout(ptx, "bad_kernel"), None, "two parameters announced, none recorded");
+        assert_eq!(entry_layout(ptx, "b_kernel"), None);
+        assert_eq!(entry_layout(ptx, "a"), None, "a prefix of another record's name");
+    }
+
+    #[test]
+    fn a_layout_other_than_the_hosts_is_refused_naming_the_parameter() {
+        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};
+";
+        check_layout(ptx, "m", "a_kernel", &[pl("input", 8, 1), pl("n", 4, 4)]).unwrap();
+        let err = check_layout(ptx, "m", "a_kernel", &[pl("input", 4, 1), pl("n", 4, 4)]).unwrap_err().to_string();
+        assert!(
+            err.contains("a_kernel") && err.contains("parameter input") && err.contains("8 bytes aligned to 1 on the device but 4 bytes aligned to 1"),
+            "{err}"
+        );
+        let err = check_layout(ptx, "m", "a_kernel", &[pl("input", 8, 1)]).unwrap_err().to_string();
+        assert!(err.contains("2 parameters, the host 1"), "{err}");
+        let err = check_layout(ptx, "m", "b_kernel", &[]).unwrap_err().to_string();
+        assert!(err.contains("no layout record b_kernel__layout"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ impl KernelEntry for NoWaitKernel {
     type Crate = Mine;
     const NAME: &'static str = "no_wait_kernel";
     const PARAM_BYTES: &'static [usize] = &[];
+    const PARAM_LAYOUT: &'static [pc_runtime::launch::ParamLayout] = &[];
 }
 
 impl PdlKernel for NoWaitKernel {}

@@ -159,8 +159,15 @@ pub fn bulk_elements<T>(tile_address: usize, len: usize) -> usize {
 }
 
 /// A ring in the block's dynamic shared memory, over an input of `len`
-/// elements of `T`. Made by [`Ring::init`]; each thread takes its [`Role`].
+/// elements of `T`. Made by [`Ring::init`]; each thread takes its [`Role`]
+/// once: [`Ring::role`] consumes the ring, so no thread can be two
+/// producers (or consumers) of it, each with a state of its own.
 pub struct Ring<T> {
+    core: RingCore<T>,
+}
+
+/// What a [`Ring`] is, copied into its [`Producer`] or [`Consumer`].
+struct RingCore<T> {
     /// Shared-window addresses (`cvta.to.shared`) of full barrier 0 (empty
     /// barrier `i` is `full + 8 * (MAX_SLOTS + i)`) and of slot 0.
     full: u32,
@@ -181,33 +188,40 @@ pub struct Ring<T> {
     _t: PhantomData<*const T>,
 }
 
+impl<T> Clone for RingCore<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for RingCore<T> {}
+
 /// What this thread does in the ring.
-pub enum Role<'r, T> {
+pub enum Role<T> {
     /// Warp 0, lane 0.
-    Producer(Producer<'r, T>),
+    Producer(Producer<T>),
     /// Every thread of warps 1 and up.
-    Consumer(Consumer<'r, T>),
+    Consumer(Consumer<T>),
     /// Warp 0's other lanes.
     Idle,
 }
 
 /// The producer side: see the module docs.
-pub struct Producer<'r, T> {
-    ring: &'r Ring<T>,
+pub struct Producer<T> {
+    ring: RingCore<T>,
     state: RingState,
     tiles: Tiles,
 }
 
 /// A slot the producer holds: empty, to be filled by [`ProducerSlot::commit_copy`].
 #[must_use = "a slot not committed leaves the consumers waiting; commit_copy gives the producer back"]
-pub struct ProducerSlot<'r, T> {
-    producer: Producer<'r, T>,
+pub struct ProducerSlot<T> {
+    producer: Producer<T>,
     tile: Tile,
 }
 
 /// The consumer side: see the module docs.
-pub struct Consumer<'r, T> {
-    ring: &'r Ring<T>,
+pub struct Consumer<T> {
+    ring: RingCore<T>,
     state: RingState,
     tiles: Tiles,
     rank: u32,
@@ -215,8 +229,8 @@ pub struct Consumer<'r, T> {
 
 /// A full slot a consumer holds; [`ConsumerSlot::release`] gives the consumer back.
 #[must_use = "a slot not released leaves the producer waiting; release gives the consumer back"]
-pub struct ConsumerSlot<'r, T> {
-    consumer: Consumer<'r, T>,
+pub struct ConsumerSlot<T> {
+    consumer: Consumer<T>,
     tile: Tile,
     /// Taken by the sync checker's fault without the full wait: `release`
     /// waits first (see [`Consumer::wait_skipped`]).
@@ -252,6 +266,50 @@ impl<T: Element> Ring<T> {
     /// # Safety
     /// As [`Ring::init`].
     pub unsafe fn init_with_halo(len: usize, slots: u32, slot_bytes: u32, halo: usize) -> Ring<T> {
+        // SAFETY: the caller's contract.
+        Ring { core: unsafe { RingCore::init_with_halo(len, slots, slot_bytes, halo) } }
+    }
+
+    /// This ring with its watchdog's timeout (0: [`WAIT_TIMEOUT_NS`]) and
+    /// report: a wait that outlives the timeout writes a [`WarpWatch`] at
+    /// `watch` (unless 0), then traps, so the host can say which stage,
+    /// slot and side was stuck.
+    ///
+    /// # Safety
+    /// `watch` is 0 or the device address of a `WarpWatch` that stays
+    /// valid for the kernel's life and that nothing else uses meanwhile
+    /// (host memory mapped for the device: it must outlive a trap).
+    pub unsafe fn watched(self, timeout_ns: u64, watch: u64) -> Ring<T> {
+        // SAFETY: the caller's contract.
+        Ring { core: unsafe { self.core.watched(timeout_ns, watch) } }
+    }
+
+    /// Elements of `T` one tile has: what a slot holds less the halo.
+    pub fn tile_elements(&self) -> usize {
+        self.core.tile_elements()
+    }
+
+    /// Consumer threads (the block less warp 0).
+    pub fn consumers(&self) -> u32 {
+        self.core.consumers()
+    }
+
+    /// This thread's role: see [`Role`].
+    ///
+    /// Taken once per thread: it consumes the ring, so a second call (a
+    /// second producer or consumer with a fresh state, waiting on phases
+    /// the first one already passed) does not compile.
+    pub fn role(self) -> Role<T> {
+        self.core.role()
+    }
+}
+
+impl<T: Element> RingCore<T> {
+    /// See [`Ring::init_with_halo`].
+    ///
+    /// # Safety
+    /// As [`Ring::init`].
+    unsafe fn init_with_halo(len: usize, slots: u32, slot_bytes: u32, halo: usize) -> RingCore<T> {
         let threads = sreg::ntid();
         let elem = core::mem::size_of::<T>() as u32;
         if slots == 0 || slots > MAX_SLOTS || slot_bytes == 0 || !slot_bytes.is_multiple_of(16) || elem == 0 || slot_bytes < elem {
@@ -279,7 +337,7 @@ impl<T: Element> Ring<T> {
             dev::fence_mbarrier_init();
         }
         dev::sync_block();
-        Ring {
+        RingCore {
             full,
             slot0: full + HEADER_BYTES,
             slot_ptr: base.wrapping_add(HEADER_BYTES as usize),
@@ -294,16 +352,11 @@ impl<T: Element> Ring<T> {
         }
     }
 
-    /// This ring with its watchdog's timeout (0: [`WAIT_TIMEOUT_NS`]) and
-    /// report: a wait that outlives the timeout writes a [`WarpWatch`] at
-    /// `watch` (unless 0), then traps, so the host can say which stage,
-    /// slot and side was stuck.
+    /// See [`Ring::watched`].
     ///
     /// # Safety
-    /// `watch` is 0 or the device address of a `WarpWatch` that stays
-    /// valid for the kernel's life and that nothing else uses meanwhile
-    /// (host memory mapped for the device: it must outlive a trap).
-    pub unsafe fn watched(mut self, timeout_ns: u64, watch: u64) -> Ring<T> {
+    /// As [`Ring::watched`].
+    unsafe fn watched(mut self, timeout_ns: u64, watch: u64) -> RingCore<T> {
         if timeout_ns > 0 {
             self.timeout_ns = timeout_ns;
         }
@@ -340,8 +393,7 @@ impl<T: Element> Ring<T> {
         crate::trap();
     }
 
-    /// Elements of `T` one tile has: what a slot holds less the halo.
-    pub fn tile_elements(&self) -> usize {
+    fn tile_elements(&self) -> usize {
         (self.slot_bytes as usize) / core::mem::size_of::<T>() - self.halo
     }
 
@@ -350,8 +402,7 @@ impl<T: Element> Ring<T> {
         self.slot_ptr.wrapping_add((index * self.slot_bytes) as usize + self.halo * core::mem::size_of::<T>()) as *const T
     }
 
-    /// Consumer threads (the block less warp 0).
-    pub fn consumers(&self) -> u32 {
+    fn consumers(&self) -> u32 {
         self.consumers
     }
 
@@ -359,8 +410,7 @@ impl<T: Element> Ring<T> {
         Tiles::new(self.len, self.tile_elements(), sreg::ctaid() as usize, sreg::nctaid() as usize)
     }
 
-    /// This thread's role: see [`Role`].
-    pub fn role(&self) -> Role<'_, T> {
+    fn role(self) -> Role<T> {
         let tid = sreg::tid();
         if tid == 0 {
             Role::Producer(Producer { ring: self, state: RingState::new(self.slots), tiles: self.tiles() })
@@ -380,14 +430,14 @@ impl<T: Element> Ring<T> {
     }
 }
 
-impl<'r, T: Element> Producer<'r, T> {
+impl<T: Element> Producer<T> {
     /// `producer_acquire`: the next tile's slot once every consumer has
     /// released it (at once for each slot's first use: a fresh barrier's
     /// previous phase counts as complete). `None` when this block has no
     /// tile left; the producer has then waited for every copy it issued to
     /// land, so the block never exits with a copy still writing its shared
     /// memory.
-    pub fn acquire(mut self) -> Option<ProducerSlot<'r, T>> {
+    pub fn acquire(mut self) -> Option<ProducerSlot<T>> {
         let Some(tile) = self.tiles.next() else {
             self.tail();
             return None;
@@ -419,7 +469,7 @@ impl<'r, T: Element> Producer<'r, T> {
     }
 }
 
-impl<'r, T: Element> ProducerSlot<'r, T> {
+impl<T: Element> ProducerSlot<T> {
     /// The tile this slot takes.
     pub fn tile(&self) -> Tile {
         self.tile
@@ -431,7 +481,7 @@ impl<'r, T: Element> ProducerSlot<'r, T> {
     /// 16-byte multiple ([`bulk_elements`]) stay in global memory, where
     /// consumers read them. Traps if `input` is shorter than the ring's
     /// length.
-    pub fn commit_copy(self, input: &[T]) -> Producer<'r, T> {
+    pub fn commit_copy(self, input: &[T]) -> Producer<T> {
         let this = core::mem::ManuallyDrop::new(self);
         let (tile, ring, s) = (this.tile, this.producer.ring, this.producer.state);
         if input.len() < ring.len || ring.halo != 0 {
@@ -457,7 +507,7 @@ impl<'r, T: Element> ProducerSlot<'r, T> {
     }
 }
 
-impl<'r, T: Element> ProducerSlot<'r, T> {
+impl<T: Element> ProducerSlot<T> {
     /// `producer_commit` on a halo ring ([`Ring::init_with_halo`]): fills
     /// the slot with the tile and, before it, the ring's halo of `x` (the
     /// `input` with `history`, the stream just before it, in front): from
@@ -465,7 +515,7 @@ impl<'r, T: Element> ProducerSlot<'r, T> {
     /// Where that part is not 16-byte aligned in global memory (or
     /// `history` is too short) the halo is left out and consumers read it
     /// from global memory. Traps if `input` is shorter than the ring's length.
-    pub fn commit_halo_copy(self, history: &[T], input: &[T]) -> Producer<'r, T> {
+    pub fn commit_halo_copy(self, history: &[T], input: &[T]) -> Producer<T> {
         let this = core::mem::ManuallyDrop::new(self);
         let (tile, ring, s) = (this.tile, this.producer.ring, this.producer.state);
         if input.len() < ring.len {
@@ -514,7 +564,7 @@ fn halo_source<T>(history: &[T], input: &[T], start: usize, halo: usize) -> Opti
     (p as usize).is_multiple_of(16).then_some(p)
 }
 
-impl<T> Drop for ProducerSlot<'_, T> {
+impl<T> Drop for ProducerSlot<T> {
     /// A slot dropped without its commit: the consumers would wait for it
     /// forever; trap instead (the host sees a launch error).
     fn drop(&mut self) {
@@ -522,7 +572,7 @@ impl<T> Drop for ProducerSlot<'_, T> {
     }
 }
 
-impl<'r, T: Element> Consumer<'r, T> {
+impl<T: Element> Consumer<T> {
     /// This thread's rank among the consumers (`0..consumers`).
     pub fn rank(&self) -> u32 {
         self.rank
@@ -530,7 +580,7 @@ impl<'r, T: Element> Consumer<'r, T> {
 
     /// `consumer_wait`: the next tile's slot once its copy has landed;
     /// `None` when this block has no tile left.
-    pub fn wait(mut self) -> Option<ConsumerSlot<'r, T>> {
+    pub fn wait(mut self) -> Option<ConsumerSlot<T>> {
         let tile = self.tiles.next()?;
         self.ring.wait(self.ring.full_barrier(self.state.index), self.state.phase, warp_wait::FILLED, self.state.index, tile.start);
         Some(ConsumerSlot { consumer: self, tile, skipped: false })
@@ -544,13 +594,13 @@ impl<'r, T: Element> Consumer<'r, T> {
     /// this thread reads it: a data race, on purpose, to show what the wait
     /// prevents. Read only `Element`s (any bits valid) and judge the results
     /// only by verification.
-    pub unsafe fn wait_skipped(mut self) -> Option<ConsumerSlot<'r, T>> {
+    pub unsafe fn wait_skipped(mut self) -> Option<ConsumerSlot<T>> {
         let tile = self.tiles.next()?;
         Some(ConsumerSlot { consumer: self, tile, skipped: true })
     }
 }
 
-impl<'r, T: Element> ConsumerSlot<'r, T> {
+impl<T: Element> ConsumerSlot<T> {
     /// The tile this slot holds.
     pub fn tile(&self) -> Tile {
         self.tile
@@ -623,7 +673,7 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
 
     /// `consumer_release`: this thread is done with the slot; once every
     /// consumer thread is, the producer may refill it.
-    pub fn release(self) -> Consumer<'r, T> {
+    pub fn release(self) -> Consumer<T> {
         let this = core::mem::ManuallyDrop::new(self);
         let ring = this.consumer.ring;
         if this.skipped {
@@ -643,7 +693,7 @@ impl<'r, T: Element> ConsumerSlot<'r, T> {
     }
 }
 
-impl<'r, T: Element> ConsumerSlot<'r, T> {
+impl<T: Element> ConsumerSlot<T> {
     /// A halo map over the tile: each group of `R` consecutive outputs this
     /// thread owns (groups `rank, rank + consumers, ...` of the tile) from
     /// `g`, written into `out` at the same global indices. `x` is the ring's
@@ -735,7 +785,7 @@ impl<T: Copy> EdgeWindow<'_, T> {
     }
 }
 
-impl<T> Drop for ConsumerSlot<'_, T> {
+impl<T> Drop for ConsumerSlot<T> {
     /// A slot dropped without its release: the producer would wait for it
     /// forever; trap instead.
     fn drop(&mut self) {

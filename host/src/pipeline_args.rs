@@ -39,7 +39,7 @@ pub enum GrainArg {
 }
 
 impl GrainArg {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GrainArg::Streams => "streams",
             GrainArg::Graph => "graph",
@@ -63,6 +63,12 @@ pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> 
         (Some(GrainArg::Flags), false) => Launch::Flags,
     })
 }
+
+/// The flags of a batch on generated input that a stream (`--input`)
+/// cannot honour: it runs once, on GPU 0, with stream launches. clap
+/// refuses them with `--input` at parse time (a usage error, exit 2, that
+/// names the flag); `--grain` is refused by its value (`stream_cmd`).
+const BATCH_ONLY: [&str; 6] = ["graph", "runs", "gpus", "place", "check_sync", "compare_serial"];
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
@@ -127,8 +133,10 @@ pub struct PipelineArgs {
     /// Stream from this file, or standard input with "-": little-endian
     /// elements of the source's type, as many as arrive (a last partial
     /// chunk is fine; a partial element is an error). Needs a pipeline from
-    /// h2d to d2h (--workload stream). Without it, input is generated.
-    #[arg(long)]
+    /// h2d to d2h (--workload stream). Without it, input is generated. A
+    /// stream runs once, on GPU 0, with stream launches: not with --graph,
+    /// --runs, --gpus, --place, --check-sync or --compare-serial.
+    #[arg(long, conflicts_with_all = BATCH_ONLY)]
     pub(crate) input: Option<PathBuf>,
     /// Where a stream's output goes: a file (written under a temporary
     /// name, renamed when the stream completed) or standard output with

@@ -33,17 +33,11 @@ pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
 }
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
-    for (given, flag) in [
-        (a.graph || a.grain.is_some_and(|g| g != GrainArg::Streams), "--graph/--grain"),
-        (a.runs != 1, "--runs"),
-        (a.gpus.trim() != "0", "--gpus"),
-        (a.place.is_some(), "--place"),
-        (a.check_sync, "--check-sync"),
-        (a.compare_serial, "--compare-serial"),
-    ] {
-        if given {
-            bail!("{flag} is not available for a stream (--input): streams run once, on GPU 0, with stream launches");
-        }
+    // The other batch-only flags (--graph, --runs, --gpus, --place,
+    // --check-sync, --compare-serial) conflict with --input at parse time
+    // (pipeline_args); a grain is refused by its value.
+    if let Some(g) = a.grain.filter(|&g| g != GrainArg::Streams) {
+        bail!("--grain {} is not available for a stream (--input): streams run with stream launches", g.name());
     }
     if let Some(r) = a.rate
         && !(r.is_finite() && r > 0.0)

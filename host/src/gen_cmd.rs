@@ -42,7 +42,7 @@ pub fn run(a: &GenArgs) -> Result<bool> {
     }
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) if p.as_os_str() != "-" => Box::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
-        _ => Box::new(crate::stream_cmd::stdout_file()?),
+        _ => Box::new(crate::common::stdout_file()?),
     };
     // Blocks generated on every core while the previous block is written:
     // two buffers go round between the generating thread and this one.

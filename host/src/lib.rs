@@ -13,22 +13,24 @@
 //!     host::main_with(stages)
 //! }
 //! ```
+// Commands: a module each, none importing another (tests/layering.rs).
 mod bench;
-mod bench_grains;
-mod bench_multi;
-mod bench_plots;
 mod gen_cmd;
 mod launch_cmd;
 mod new_project;
 mod pipeline_cmd;
+mod rank_cmd;
 mod stream_cmd;
+// What the commands share; none of these imports a command.
+mod common;
+mod pipeline_args;
+mod rank_env;
 mod units;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::Ptx;
 use ptx_kernels::demo::{DemoConfig, DemoReport, run_demo_unsynchronized, run_demo_with};
 use std::process::ExitCode;
 
@@ -52,7 +54,7 @@ struct Cli {
 enum Command {
     /// Stream chunks through a multi-stage pipeline: one stream per stage,
     /// rings of K slots, every hand-off ordered by filled/freed events.
-    Pipeline(pipeline_cmd::PipelineArgs),
+    Pipeline(pipeline_args::PipelineArgs),
     /// Measure the GPU's ceilings (copies, memset, host transfers) and the
     /// kernels and pipelines against them; write JSON, markdown and SVG plots.
     Bench(bench::BenchArgs),
@@ -98,22 +100,6 @@ struct DemoArgs {
     /// source (entries and parameter sizes are checked, the code is not).
     #[arg(long)]
     ptx: Option<std::path::PathBuf>,
-}
-
-/// The kernels' PTX: the embedded module, or the file given with `--ptx`
-/// (kept for the rest of the process, as the embedded one is).
-pub(crate) fn kernels_ptx(ptx: &Option<std::path::PathBuf>) -> Result<(Ptx<ptx_kernels::KernelCrate>, String)> {
-    Ok(match ptx {
-        None => (ptx_kernels::PTX, format!("the kernels' PTX (embedded, {})", ptx_kernels::ARCH)),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("PTX file {}: {e}", path.display()))?;
-            // SAFETY: `--ptx` is documented as taking a build of
-            // kernels-gpu's own source (a toolchain experiment); the person
-            // who passes the file vouches for that. Names and parameter
-            // sizes are still checked at load.
-            (unsafe { Ptx::new(Box::leak(text.into_boxed_str())) }, format!("the kernels' PTX ({})", path.display()))
-        }
-    })
 }
 
 /// For a program's `main`: a panic on the main thread ends as one line and
@@ -186,7 +172,7 @@ where
         }
     };
     let result = match &cli.command {
-        Some(Command::Pipeline(args)) => pipeline_cmd::run(args, &registry),
+        Some(Command::Pipeline(args)) => pipeline(args, &registry),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::New(args)) => new_project::run(args),
         Some(Command::Gen(args)) => gen_cmd::run(args),
@@ -210,6 +196,26 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// `host pipeline`: the stages, the spec and the launch from the flags,
+/// then one of three modes: a rank of a job (`PC_RANK` set), a stream
+/// (`--input`), or a batch on generated input.
+fn pipeline(a: &pipeline_args::PipelineArgs, registry: &pc_pipeline::StageRegistry) -> Result<bool> {
+    let registry = pipeline_args::registry_of(a, registry)?;
+    let spec = pipeline_args::spec_of(a, &registry)?;
+    let launch = pipeline_args::launch_of(a.grain, a.graph)?;
+    // A stream refuses every grain but streams itself (stream_cmd).
+    if a.input.is_none() {
+        spec.check_launch(launch)?;
+    }
+    if let Some(env) = rank_env::RankEnv::from_env()? {
+        return rank_cmd::run(a, spec, launch, env);
+    }
+    if let Some(input) = &a.input {
+        return stream_cmd::run(a, &spec, input, common::fresh_interrupt_flag());
+    }
+    pipeline_cmd::run(a, spec, launch)
 }
 
 /// An error and its causes as one line: each cause once (typed errors that
@@ -236,7 +242,7 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         producer_spin_us: cli.spin_us.unwrap_or(if cli.no_sync { 2000 } else { 0 }),
     };
     cfg.validate()?;
-    let (ptx, origin) = kernels_ptx(&cli.ptx)?;
+    let (ptx, origin) = common::kernels_ptx(&cli.ptx)?;
     let gpu = Gpu::open(cli.device)?;
     let info = gpu.info();
     println!(

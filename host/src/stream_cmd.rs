@@ -1,6 +1,7 @@
 //! `host pipeline --input FILE|- [--output FILE|-]`: a stream through the
 //! GPU stages, as long as its input, with latency and drops reported.
-use crate::pipeline_cmd::PipelineArgs;
+use crate::common::{check_writable, stdout_file, widen_pipe};
+use crate::pipeline_args::{GrainArg, PipelineArgs};
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
 use pc_pipeline::stream::{self, Backpressure, Discard, FileSink, FileSource, ReadSource, StreamOptions, StreamReport, StreamSink, StreamSource, WriteSink};
@@ -10,27 +11,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-/// Standard output as a plain file: no line buffering in the way of
-/// binary chunks.
-pub(crate) fn stdout_file() -> Result<std::fs::File> {
-    use std::os::fd::AsFd;
-    let fd = std::io::stdout().as_fd().try_clone_to_owned().context("standard output")?;
-    widen_pipe(&fd);
-    Ok(std::fs::File::from(fd))
-}
-
-/// Grows a pipe's kernel buffer to 1 MiB (Linux; the default 64 KiB
-/// costs a system call per 64 KiB moved). Anything but a pipe, or a
-/// refusal, leaves it as it was.
-pub(crate) fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ fails harmlessly
-    // (EBADF/EINVAL/EPERM) on non-pipes or above the system's limit.
-    unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
-    }
-}
 
 /// Positional reads or writes per chunk of a regular file: one per core.
 fn readers() -> usize {
@@ -53,17 +33,11 @@ pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
 }
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
-    for (given, flag) in [
-        (a.graph || a.grain.is_some_and(|g| g != crate::pipeline_cmd::GrainArg::Streams), "--graph/--grain"),
-        (a.runs != 1, "--runs"),
-        (a.gpus.trim() != "0", "--gpus"),
-        (a.place.is_some(), "--place"),
-        (a.check_sync, "--check-sync"),
-        (a.compare_serial, "--compare-serial"),
-    ] {
-        if given {
-            bail!("{flag} is not available for a stream (--input): streams run once, on GPU 0, with stream launches");
-        }
+    // The other batch-only flags (--graph, --runs, --gpus, --place,
+    // --check-sync, --compare-serial) conflict with --input at parse time
+    // (pipeline_args); a grain is refused by its value.
+    if let Some(g) = a.grain.filter(|&g| g != GrainArg::Streams) {
+        bail!("--grain {} is not available for a stream (--input): streams run with stream launches", g.name());
     }
     if let Some(r) = a.rate
         && !(r.is_finite() && r > 0.0)
@@ -80,8 +54,8 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     if a.host_only && tracing {
         bail!("--trace/--svg show the GPU's operations: not available with --host-only");
     }
-    crate::pipeline_cmd::check_writable(&a.trace, "--trace")?;
-    crate::pipeline_cmd::check_writable(&a.svg, "--svg")?;
+    check_writable(&a.trace, "--trace")?;
+    check_writable(&a.svg, "--svg")?;
     let to_stdout = a.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {

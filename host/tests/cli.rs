@@ -245,10 +245,15 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
         &host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]),
         "a stream (--input) is as long as its input",
     );
-    for flag in [&["--graph"][..], &["--runs", "2"], &["--compare-serial"], &["--check-sync"], &["--place", "0,0,0"]] {
+    // A batch's flags with --input: a usage error naming the flag (exit 2).
+    for flag in [&["--graph"][..], &["--runs", "2"], &["--runs", "1"], &["--gpus", "1"], &["--compare-serial"], &["--check-sync"], &["--place", "0,0,0"]] {
         let mut args = vec!["pipeline", "-w", "stream", "--input", short.to_str().unwrap()];
         args.extend_from_slice(flag);
-        assert_one_line_error(&host(&args), "is not available for a stream");
+        let out = host(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{flag:?}: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains("cannot be used with") && stderr.contains(flag[0]), "{flag:?}: {stderr}");
     }
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--rate=-1"]), "--rate -1: give a positive rate");
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--host-slots", "1"]), "--host-slots must be at least 2");

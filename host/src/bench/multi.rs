@@ -50,7 +50,7 @@ struct Side {
 }
 
 pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> Result<bool> {
-    let indices = crate::pipeline_cmd::gpu_indices(list)?;
+    let indices = crate::common::gpu_indices(list)?;
     if indices.len() < 2 {
         bail!("--gpus for the several-GPU bench needs at least two GPUs (got {list:?})");
     }

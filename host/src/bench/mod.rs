@@ -2,6 +2,10 @@
 //! pipelines come, measured in one process with CUDA events (median of
 //! repeated runs after a warm-up). Optionally merges the peers' figures
 //! (CUDA C++, CuPy, PyTorch: `bench/peers/`) measured in the same session.
+mod grains;
+mod multi;
+mod plots;
+
 use anyhow::{Context, Result};
 use clap::Args;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, result as cu, sys};
@@ -94,7 +98,7 @@ fn gbps(bytes: u64, ms: f64) -> f64 {
 
 pub fn run(a: &BenchArgs) -> Result<bool> {
     if let Some(list) = &a.gpus {
-        return crate::bench_multi::run(a.large, a.reps.min(5), list, &a.json);
+        return multi::run(a.large, a.reps.min(5), list, &a.json);
     }
     let gpu = Gpu::open(a.device)?;
     let info = gpu.info().clone();
@@ -239,7 +243,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     // ---- kernel boundaries (sm_90: PDL) ----
     let hopper = gpu.require_compute_capability(ptx_kernels::hopper::COMPUTE_CAPABILITY, "the PDL figures");
     let boundaries = match &hopper {
-        Ok(()) => crate::bench_grains::report(&crate::bench_grains::boundaries(&gpu, a.chain_links, a.reps)?),
+        Ok(()) => grains::report(&grains::boundaries(&gpu, a.chain_links, a.reps)?),
         Err(e) => {
             println!("boundary   skipped: {e}");
             Value::Null
@@ -249,10 +253,10 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     // ---- the warp-specialized ring on a memory-bound map (sm_90) ----
     if hopper.is_ok() {
         let mut time = |st: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>| time_ms(st, a.reps, a.large, f);
-        for (name, moved, ms, note) in crate::bench_grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
+        for (name, moved, ms, note) in grains::ring_map(&gpu, a.large / 16 * 16, &mut time)? {
             add("ring", &name, a.large, moved, ms, &note);
         }
-        for (name, moved, ms, note) in crate::bench_grains::ring_fir(&gpu, a.large / 16 * 16, &mut time)? {
+        for (name, moved, ms, note) in grains::ring_fir(&gpu, a.large / 16 * 16, &mut time)? {
             add("ring", &name, a.large, moved, ms, &note);
         }
     }
@@ -350,7 +354,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     std::fs::write(&a.json, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", a.json.display()))?;
     std::fs::write(&a.markdown, markdown(&all)).with_context(|| format!("writing {}", a.markdown.display()))?;
     std::fs::create_dir_all(&a.plots).ok();
-    crate::bench_plots::write_plots(&all, &a.plots)?;
+    plots::write_plots(&all, &a.plots)?;
     println!("wrote {}, {} and plots in {}", a.json.display(), a.markdown.display(), a.plots.display());
     let verified = all["pipelines"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true))
         && all["boundaries"]["rows"].as_array().is_none_or(|v| v.iter().all(|r| r["verified"] == true));
@@ -397,7 +401,7 @@ pub fn markdown(all: &Value) -> String {
             );
         }
     }
-    m += &crate::bench_grains::markdown(&all["boundaries"]);
+    m += &grains::markdown(&all["boundaries"]);
     let sweep = all["pipelines"].as_array().cloned().unwrap_or_default();
     if !sweep.is_empty() {
         m += "\n| workload | chunk | mode | ms per run | GB/s of input | of the physical bound | ideal | hand-off p50/p99 (us) | chunk latency p50/p99 (us) | verified |\n|---|---|---|---|---|---|---|---|---|---|\n";

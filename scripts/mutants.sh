@@ -102,6 +102,23 @@ mutant moving-average-off-by-a-little kernel-math/src/lib.rs \
   '(a + b + c) / 3.0' \
   '(a + b + c) / 3.001' \
   'cargo test -p pc-pipeline --locked --test oracle'
+# --- the soundness checks (issue 18): loading, ranks ---
+mutant layout-check-accepts-another-size runtime/src/launch.rs \
+  'if (p.size, p.align) != (size, align) {' \
+  'if p.align != align {' \
+  'cargo test -p nvptx-builder --locked --test layout'
+mutant layout-check-accepts-a-missing-record runtime/src/launch.rs \
+  'let Some(found) = entry_layout(ptx, name) else {' \
+  'let Some(found) = entry_layout(ptx, name).or_else(|| Some(want.iter().map(|p| (p.size, p.align)).collect())) else {' \
+  'cargo test -p pc-runtime --locked --lib'
+mutant digest-ignores-the-chunk-size pipeline/src/ranks.rs \
+  'put(&spec.chunk_elements.to_le_bytes());' \
+  '' \
+  "$lib ranks::tests"
+mutant digest-ignores-the-ring-types pipeline/src/ranks.rs \
+  'put(t.name().as_bytes());' \
+  'let _ = t.name();' \
+  "$lib ranks::tests"
 # --- past the seam: a CPU test cannot see the CUDA call itself ---
 mutant stream-cuda-wait-is-a-no-op pipeline/src/stream/mod.rs \
   'self.part.streams[stream].wait(self.part.event(event)).map_err(cuda("waiting on an event"))' \

@@ -111,6 +111,10 @@ mutant layout-check-accepts-a-missing-record runtime/src/launch.rs \
   'let Some(found) = entry_layout(ptx, name) else {' \
   'let Some(found) = entry_layout(ptx, name).or_else(|| Some(want.iter().map(|p| (p.size, p.align)).collect())) else {' \
   'cargo test -p pc-runtime --locked --lib'
+mutant signature-check-accepts-another-signature runtime/src/launch.rs \
+  'if device_signature != signature {' \
+  'if device_signature != signature && false {' \
+  'cargo test -p nvptx-builder --locked --test layout_holes'
 mutant digest-ignores-the-chunk-size pipeline/src/ranks.rs \
   'put(&spec.chunk_elements.to_le_bytes());' \
   '' \

@@ -36,7 +36,7 @@ fn every_kernel_has_the_hosts_element_layouts_in_both_modules() {
         assert!(!kernels.is_empty(), "{krate}");
         for e in &kernels {
             assert_eq!(e.param_layout.len(), e.param_layout.iter().map(|p| p.name).collect::<BTreeSet<_>>().len(), "{}", e.name);
-            check_layout(ptx, krate, e.name, e.param_layout).unwrap_or_else(|err| panic!("{err}"));
+            check_layout(ptx, krate, e.name, e.signature, e.param_layout).unwrap_or_else(|err| panic!("{err}"));
         }
     }
 }

@@ -17,12 +17,15 @@
 //!   arrives as (address, length) and is rebuilt before the body runs, so the
 //!   body is safe Rust over slices that know their length;
 //! - on `nvptx64` too, `static scale_kernel__layout` (unmangled, kept in
-//!   the PTX as a `.global`): the size and alignment on the device of each
+//!   the PTX as a `.global`): a digest of the signature as the device build
+//!   saw it (each parameter's name, kind and type as written; `same_len`,
+//!   `pdl`, `faults`), and the size and alignment on the device of each
 //!   parameter's element type (`T` of `&[T]`, `Out<T>`, `RingSlots<T>` or
 //!   `&T`; a scalar's own type);
 //! - elsewhere (the host build of the same crate): a unit struct
-//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, the same layouts
-//!   as the host computes them (`PARAM_LAYOUT`), and
+//!   `ScaleKernel` with `NAME`, the PTX parameter sizes, the same digest
+//!   (`SIGNATURE`) and layouts as the host build computes them
+//!   (`PARAM_LAYOUT`), and
 //!   `unsafe fn launch(kernel, stream, cfg, input, output, factor)` whose
 //!   parameters are typed from the kernel's: `&[T]` takes any device slice of
 //!   `T` (`&impl DevicePtr<T>`), `Out<T>`/`OutQuads<T>`/`OutGroups<T, R>` a mutable one
@@ -35,10 +38,12 @@
 //!   launcher then names its own parameter `kernel_` (and so on).
 //!
 //! Loading a kernel (`Module::kernel`) compares the PTX entry's parameter
-//! sizes and its layout record with the host's: an element type whose size
-//! or alignment depends on the target (a `cfg!(target_arch = ..)` length,
-//! say) is refused there, instead of the host sizing buffers for one layout
-//! and the kernel stepping through them with another.
+//! sizes and its layout record with the host's: a signature that `#[cfg]`
+//! or `cfg_attr` makes differ between the two builds (a `u64` read as
+//! `&u64`, `same_len` on one side only), or an element type whose size or
+//! alignment depends on the target (a `cfg!(target_arch = ..)` length,
+//! say), is refused there, instead of the host launching the kernel with
+//! its own idea of what the device does with the arguments.
 //!
 //! Parameters are recognised by their form: `&[T]` (read-only slice), `&T`
 //! (one shared value, e.g. atomics), a type named `Out`, `OutQuads`,
@@ -252,6 +257,27 @@ fn generic_param(ty: &Type) -> syn::Error {
 
 fn unsized_shared(ty: &Type) -> syn::Error {
     syn::Error::new(ty.span(), "a `&T` parameter is one `T` (element 0 of a device buffer), so `T` must be sized: take `&[T]` for many")
+}
+
+/// FNV-1a (64 bits) of a canonical text of the kernel's signature: see
+/// `KernelEntry::SIGNATURE`. The same source gives the same digest on
+/// both sides; `cfg` that changes a parameter's name, kind or type tokens,
+/// or the `same_len`, `pdl` or `faults` options, changes it.
+fn signature_digest(name: &str, params: &[Param], attr: &KernelAttr) -> u64 {
+    let mut text = format!("{name}(");
+    for Param { name, kind, .. } in params {
+        let (tag, ty) = match kind {
+            Kind::Slice(t) => ("slice", quote!(#t)),
+            Kind::Shared(t) => ("shared", quote!(#t)),
+            Kind::Out(full, _) => ("out", quote!(#full)),
+            Kind::Ring(full, _) => ("ring", quote!(#full)),
+            Kind::Scalar(t) => ("scalar", quote!(#t)),
+        };
+        text += &format!("{name}: {tag} {ty}; ");
+    }
+    let same_len: Vec<String> = attr.same_len.iter().map(Ident::to_string).collect();
+    text += &format!(") same_len({}) pdl {} faults {:?}", same_len.join(","), attr.pdl.is_some(), attr.faults.as_ref().map(Ident::to_string));
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 fn camel(name: &str) -> String {
@@ -475,13 +501,23 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         (Some(_), None) => quote! { ::nvptx_std::hopper::pdl::wait(); },
         (Some(_), Some(f)) => quote! { ::nvptx_std::hopper::pdl::wait_unless_faulted(#f); },
     };
+    // Everything of the signature that decides what the entry does with
+    // its arguments (each parameter's name, kind and type as written, the
+    // `same_len` groups, `pdl`, `faults`), hashed the same way on both
+    // sides: a `#[cfg]` or `cfg_attr` that gives the device another
+    // signature than the host (a `u64` read as `&u64`, `same_len` on one
+    // side only, a read slice written) changes it, and loading refuses
+    // the kernel. The layout record below catches what tokens cannot
+    // show (a type whose size depends on the target).
+    let signature = signature_digest(&name_str, &params, &attr);
+    let (signature_lo, signature_hi) = (signature as u32, (signature >> 32) as u32);
     let pdl_host = pdl_launchers(&attr, &launcher, &name_str, &fixed, (&host_params, &pushes), (&host_params_all, &pushes_all), &same_len);
     // Spanned at the kernel's name, so a call with the wrong arguments shows
     // the kernel's own signature ("associated function defined here").
     let launch = Ident::new("launch", name.span());
     let span = Span::call_site();
     let layout_symbol = format_ident!("{}__layout", name);
-    let layout_len = 1 + 2 * layout_types.len();
+    let layout_len = 3 + 2 * layout_types.len();
     let layout_count = layout_types.len() as u32;
 
     Ok(quote_spanned! {span=>
@@ -503,11 +539,12 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             unsafe { #body_fn(#(#convert),*) }
         }
 
-        // The device's layout of each parameter's element type, `[n, size_0,
-        // align_0, ..]`: a `.global` of the PTX that loading compares with
-        // the host's `PARAM_LAYOUT` (`pc_runtime::launch::check_layout`), so
-        // a type whose layout depends on the target is refused, not stepped
-        // through with the wrong stride. `used` and unmangled: it stays in
+        // The device's signature digest and layout of each parameter's
+        // element type, `[n, digest_lo, digest_hi, size_0, align_0, ..]`: a
+        // `.global` of the PTX that loading compares with the host's
+        // `SIGNATURE` and `PARAM_LAYOUT` (`pc_runtime::launch::check_layout`),
+        // so a signature or a type that depends on the target is refused,
+        // not launched with the host's idea of it. `used` and unmangled: it stays in
         // the PTX under a name the host can find.
         #[cfg(target_arch = "nvptx64")]
         #[unsafe(no_mangle)]
@@ -516,6 +553,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
         #[allow(non_upper_case_globals)]
         #vis static #layout_symbol: [u32; #layout_len] = [
             #layout_count,
+            #signature_lo,
+            #signature_hi,
             #(::core::mem::size_of::<#layout_types>() as u32, ::core::mem::align_of::<#layout_types>() as u32),*
         ];
 
@@ -539,6 +578,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
             type Crate = crate::KernelCrate;
             const NAME: &'static str = #name_str;
             const PARAM_BYTES: &'static [usize] = &[#(#sizes),*];
+            const SIGNATURE: u64 = #signature;
             const PARAM_LAYOUT: &'static [::nvptx_std::host::ParamLayout] = &[#(::nvptx_std::host::ParamLayout {
                 name: #layout_names,
                 size: ::core::mem::size_of::<#layout_types>(),
@@ -555,6 +595,7 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
                 name: #name_str,
                 param_bytes: <#launcher as ::nvptx_std::host::KernelEntry>::PARAM_BYTES,
                 param_layout: <#launcher as ::nvptx_std::host::KernelEntry>::PARAM_LAYOUT,
+                signature: <#launcher as ::nvptx_std::host::KernelEntry>::SIGNATURE,
             };
         };
 

@@ -50,7 +50,7 @@ fn a_kernel_whose_element_type_depends_on_the_target_is_refused_at_load() {
     // size check alone would load it.
     assert_eq!(entry_param_bytes(&ptx, WideKernel::NAME).as_deref(), Some(WideKernel::PARAM_BYTES));
     assert_eq!(WideKernel::PARAM_LAYOUT.iter().map(|p| (p.name, p.size, p.align)).collect::<Vec<_>>(), [("input", 4, 1), ("output", 4, 1)]);
-    let err = check_layout(&ptx, "layout_kernels.ptx", WideKernel::NAME, WideKernel::PARAM_LAYOUT).unwrap_err().to_string();
+    let err = check_layout(&ptx, "layout_kernels.ptx", WideKernel::NAME, WideKernel::SIGNATURE, WideKernel::PARAM_LAYOUT).unwrap_err().to_string();
     assert!(
         err.contains("wide_kernel")
             && err.contains("parameter input's element type is 8 bytes aligned to 1 on the device but 4 bytes aligned to 1 on the host"),
@@ -59,5 +59,5 @@ fn a_kernel_whose_element_type_depends_on_the_target_is_refused_at_load() {
     assert!(!err.contains('\n'), "{err}");
 
     assert_eq!(entry_param_bytes(&ptx, PlainKernel::NAME).as_deref(), Some(PlainKernel::PARAM_BYTES));
-    check_layout(&ptx, "layout_kernels.ptx", PlainKernel::NAME, PlainKernel::PARAM_LAYOUT).unwrap_or_else(|e| panic!("{e}"));
+    check_layout(&ptx, "layout_kernels.ptx", PlainKernel::NAME, PlainKernel::SIGNATURE, PlainKernel::PARAM_LAYOUT).unwrap_or_else(|e| panic!("{e}"));
 }

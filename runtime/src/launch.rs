@@ -8,7 +8,7 @@
 //! # struct KernelCrate;
 //! # impl pc_runtime::launch::KernelCrateMarker for KernelCrate { const PACKAGE: &'static str = "doc"; }
 //! # struct DoubleKernel;
-//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; const PARAM_LAYOUT: &'static [pc_runtime::launch::ParamLayout] = &[]; }
+//! # impl pc_runtime::launch::KernelEntry for DoubleKernel { type Crate = KernelCrate; const NAME: &'static str = "double_kernel"; const PARAM_BYTES: &'static [usize] = &[8, 8, 8, 8]; const PARAM_LAYOUT: &'static [pc_runtime::launch::ParamLayout] = &[]; const SIGNATURE: u64 = 0; }
 //! // SAFETY (in a real program): the build script built this text from the
 //! // kernel crate whose marker is `KernelCrate`.
 //! const PTX: Ptx<KernelCrate> = unsafe { Ptx::new("...") };
@@ -50,6 +50,8 @@ pub struct EntryInfo {
     pub param_bytes: &'static [usize],
     /// The host's layout of each parameter's element type (see [`ParamLayout`]).
     pub param_layout: &'static [ParamLayout],
+    /// The host's signature digest (see [`KernelEntry::SIGNATURE`]).
+    pub signature: u64,
 }
 
 /// Size and alignment in bytes of one `#[kernel]` parameter's element type
@@ -116,6 +118,13 @@ pub trait KernelEntry {
     /// (one per parameter of the signature): loading compares it with the
     /// device's record in the PTX ([`check_layout`]).
     const PARAM_LAYOUT: &'static [ParamLayout];
+    /// A digest of the `#[kernel]` signature as this build saw it: each
+    /// parameter's name, kind (`&[T]`, `&T`, written slice, ring, scalar)
+    /// and type as written, and the `same_len`, `pdl` and `faults` options.
+    /// The PTX build records its own beside the layout ([`entry_signature`]);
+    /// loading refuses a kernel whose two builds saw different signatures
+    /// (a `#[cfg]` or `cfg_attr` on the target), which sizes alone miss.
+    const SIGNATURE: u64;
 }
 
 /// A kernel whose PTX entry executes `griddepcontrol.wait` before its body
@@ -376,7 +385,7 @@ impl<C> Module<C> {
         if found != K::PARAM_BYTES {
             return Err(Error::KernelSignature { name, origin: m.origin.to_string(), want: K::PARAM_BYTES.to_vec(), found });
         }
-        check_layout(m.ptx, &m.origin, name, K::PARAM_LAYOUT)?;
+        check_layout(m.ptx, &m.origin, name, K::SIGNATURE, K::PARAM_LAYOUT)?;
         let func = m.module.load_function(name).map_err(|e| Error::cuda(format!("finding kernel {name}"))(e))?;
         // SAFETY: a valid function handle and an int-sized attribute.
         let max_block =
@@ -693,11 +702,25 @@ pub fn layout_symbol(name: &str) -> String {
 
 /// The device's layout record of entry `name`, read from the PTX: the
 /// `(size, align)` of each parameter's element type, in order. `#[kernel]`
-/// emits it on nvptx64 as `static <name>__layout: [u32; 1 + 2n] = [n,
-/// size_0, align_0, ..]`, which the PTX holds as an initialized `.global`
-/// (`.b8 x[12] = {1, 0, 0, 0, 4, ..}`: little-endian bytes, trailing zeros
+/// emits it on nvptx64 as `static <name>__layout: [u32; 3 + 2n] = [n,
+/// digest_lo, digest_hi, size_0, align_0, ..]` (the digest:
+/// [`entry_signature`]), which the PTX holds as an initialized `.global`
+/// (`.b8 x[20] = {1, 0, 0, 0, ..}`: little-endian bytes, trailing zeros
 /// left out). `None` when the module has no such record or it is malformed.
 pub fn entry_layout(ptx: &str, name: &str) -> Option<Vec<(usize, usize)>> {
+    let (_, pairs) = layout_record(ptx, name)?;
+    Some(pairs)
+}
+
+/// The signature digest the PTX build of entry `name` recorded (see
+/// [`KernelEntry::SIGNATURE`]), from its layout record; `None` as for
+/// [`entry_layout`].
+pub fn entry_signature(ptx: &str, name: &str) -> Option<u64> {
+    Some(layout_record(ptx, name)?.0)
+}
+
+/// The record of [`entry_layout`]: the signature digest and the pairs.
+fn layout_record(ptx: &str, name: &str) -> Option<(u64, Vec<(usize, usize)>)> {
     let symbol = layout_symbol(name);
     // The declaration: from the start of the line that names the symbol to
     // the `;` (an initializer may go on over further lines).
@@ -735,22 +758,29 @@ pub fn entry_layout(ptx: &str, name: &str) -> Option<Vec<(usize, usize)>> {
     }
     bytes.resize(count * width, 0);
     let words: Vec<usize> = bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize).collect();
-    let (&n, pairs) = words.split_first()?;
+    let [n, lo, hi, pairs @ ..] = &words[..] else { return None };
     if pairs.len() != 2 * n {
         return None;
     }
-    Some(pairs.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+    Some(((*hi as u64) << 32 | *lo as u64, pairs.chunks_exact(2).map(|p| (p[0], p[1])).collect()))
 }
 
 /// Refuses entry `name` of `ptx` (from `origin`) unless its layout record
-/// ([`entry_layout`]) gives every parameter the element size and alignment
-/// that the host gave it (`want`, from [`KernelEntry::PARAM_LAYOUT`]). What
+/// holds the host's signature digest (`signature`, from
+/// [`KernelEntry::SIGNATURE`]; [`entry_signature`]) and gives every
+/// parameter the element size and alignment that the host gave it (`want`,
+/// from [`KernelEntry::PARAM_LAYOUT`]; [`entry_layout`]). What
 /// [`Module::kernel`] checks, without a GPU.
-pub fn check_layout(ptx: &str, origin: &str, name: &'static str, want: &[ParamLayout]) -> Result<()> {
+pub fn check_layout(ptx: &str, origin: &str, name: &'static str, signature: u64, want: &[ParamLayout]) -> Result<()> {
     let bad = |detail: String| Error::KernelLayout { name, origin: origin.to_string(), detail };
-    let Some(found) = entry_layout(ptx, name) else {
+    let Some((device_signature, found)) = layout_record(ptx, name) else {
         return Err(bad(format!("the PTX has no layout record {} (not built by this #[kernel])", layout_symbol(name))));
     };
+    if device_signature != signature {
+        return Err(bad(format!(
+            "the PTX was built from another signature than the host's (signature digest {device_signature:#018x} on the device, {signature:#018x} on the host): a `#[cfg]` or `cfg_attr` that gives the two builds different parameters, kinds or options?"
+        )));
+    }
     if found.len() != want.len() {
         return Err(bad(format!("the device records {} parameters, the host {}", found.len(), want.len())));
     }
@@ -792,10 +822,10 @@ mod tests {
     fn layout_records_are_read_from_ptx() {
         // As rustc writes them: little-endian bytes, trailing zeros left out;
         // an all-zero record (no parameters) without an initializer.
-        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};\n\
-                   .visible .global .align 4 .b8 none_kernel__layout[4];\n\
-                   .visible .global .align 4 .u32 w_kernel__layout[3] = {1, 16, 0x10};\n\
-                   .visible .global .align 4 .b8 bad_kernel__layout[8] = {2, 0, 0, 0, 4};\n\
+        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[28] = {2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};\n\
+                   .visible .global .align 4 .b8 none_kernel__layout[12];\n\
+                   .visible .global .align 4 .u32 w_kernel__layout[5] = {1, 7, 0, 16, 0x10};\n\
+                   .visible .global .align 4 .b8 bad_kernel__layout[16] = {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4};\n\
                    .visible .entry a_kernel(.param .u64 a)\n{\n}\n";
         assert_eq!(entry_layout(ptx, "a_kernel"), Some(vec![(8, 1), (4, 4)]));
         assert_eq!(entry_layout(ptx, "none_kernel"), Some(vec![]));
@@ -803,21 +833,28 @@ mod tests {
         assert_eq!(entry_layout(ptx, "bad_kernel"), None, "two parameters announced, none recorded");
         assert_eq!(entry_layout(ptx, "b_kernel"), None);
         assert_eq!(entry_layout(ptx, "a"), None, "a prefix of another record's name");
+        assert_eq!(entry_signature(ptx, "a_kernel"), Some(0x0000_0002_0000_0001));
+        assert_eq!(entry_signature(ptx, "w_kernel"), Some(7));
+        assert_eq!(entry_signature(ptx, "none_kernel"), Some(0));
+        assert_eq!(entry_signature(ptx, "bad_kernel"), None);
     }
 
     #[test]
     fn a_layout_other_than_the_hosts_is_refused_naming_the_parameter() {
-        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[20] = {2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};
+        let ptx = ".visible .global .align 4 .b8 a_kernel__layout[28] = {2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4};
 ";
-        check_layout(ptx, "m", "a_kernel", &[pl("input", 8, 1), pl("n", 4, 4)]).unwrap();
-        let err = check_layout(ptx, "m", "a_kernel", &[pl("input", 4, 1), pl("n", 4, 4)]).unwrap_err().to_string();
+        const SIG: u64 = 0x0000_0002_0000_0001;
+        check_layout(ptx, "m", "a_kernel", SIG, &[pl("input", 8, 1), pl("n", 4, 4)]).unwrap();
+        let err = check_layout(ptx, "m", "a_kernel", SIG + 1, &[pl("input", 8, 1), pl("n", 4, 4)]).unwrap_err().to_string();
+        assert!(err.contains("a_kernel") && err.contains("another signature"), "{err}");
+        let err = check_layout(ptx, "m", "a_kernel", SIG, &[pl("input", 4, 1), pl("n", 4, 4)]).unwrap_err().to_string();
         assert!(
             err.contains("a_kernel") && err.contains("parameter input") && err.contains("8 bytes aligned to 1 on the device but 4 bytes aligned to 1"),
             "{err}"
         );
-        let err = check_layout(ptx, "m", "a_kernel", &[pl("input", 8, 1)]).unwrap_err().to_string();
+        let err = check_layout(ptx, "m", "a_kernel", SIG, &[pl("input", 8, 1)]).unwrap_err().to_string();
         assert!(err.contains("2 parameters, the host 1"), "{err}");
-        let err = check_layout(ptx, "m", "b_kernel", &[]).unwrap_err().to_string();
+        let err = check_layout(ptx, "m", "b_kernel", SIG, &[]).unwrap_err().to_string();
         assert!(err.contains("no layout record b_kernel__layout"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ impl KernelEntry for NoWaitKernel {
     const NAME: &'static str = "no_wait_kernel";
     const PARAM_BYTES: &'static [usize] = &[];
     const PARAM_LAYOUT: &'static [pc_runtime::launch::ParamLayout] = &[];
+    const SIGNATURE: u64 = 0;
 }
 
 impl PdlKernel for NoWaitKernel {}

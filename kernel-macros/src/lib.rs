@@ -1064,8 +1064,9 @@ fn derive_element_impl(input: &syn::DeriveInput) -> syn::Result<Tokens> {
             // Other hints (`packed`, `align(n)`) are accepted: the size check
             // below catches any padding they add.
             if meta.input.peek(syn::token::Paren) {
-                let _content;
-                syn::parenthesized!(_content in meta.input);
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let _: Tokens = content.parse()?;
             }
             Ok(())
         })?;

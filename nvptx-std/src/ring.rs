@@ -19,8 +19,10 @@
 //! ([`source`], [`map`], [`sink`]) with a per-element function, and the
 //! runner waits, hands the thread its elements, and publishes, in that
 //! order, for every chunk. A missing wait or release is not writable: the
-//! counters of [`RingFlags`] and [`RingControl`] are private (only this
-//! module reaches them, through `unsafe` accessors), and the fault bits of
+//! counters of [`RingFlags`] are private (only this module reaches them,
+//! through `unsafe` accessors); of [`RingControl`], safe code can only read
+//! the status and record a stop, which ends the run early with an error
+//! (never a race on a slot); and the fault bits of
 //! [`StageCtx::with_faults`], for the sync checker, are behind `unsafe`.
 //!
 //! The protocol holds only when the kernel runs as a stage of the flags

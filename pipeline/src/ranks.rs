@@ -350,6 +350,7 @@ struct RecvOnGpu {
 unsafe impl OnGpu for RecvOnGpu {
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         self.plan.check(op.stage, &op.chunk)?;
+        refuse_capture(op)?;
         let (stream, bytes, chunk) = (op.stream, op.len() * self.elem.size(), op.chunk.index);
         let Some((_, slot)) = op.output.as_mut() else { return Err(PipelineError::BadStages(format!("{}: no output slot", op.stage))) };
         if bytes > slot.len() {
@@ -363,6 +364,21 @@ unsafe impl OnGpu for RecvOnGpu {
         // the peer's send numbered `chunk` carries these `bytes`.
         unsafe { self.comm.recv_nth(chunk, self.plan.chunks, dst, bytes, self.peer, stream.cu_stream().cast()) }
     }
+}
+
+/// Refuses to enqueue a transfer into a CUDA graph capture: a replay makes
+/// its NCCL call again without [`Comm::send_nth`]'s numbering, so after a
+/// run that failed mid-cycle it would pair with the wrong transfer of the
+/// peer (another size for the last chunk). Ranks run with stream launches.
+fn refuse_capture(op: &Op<'_>) -> Result<()> {
+    let status = op.stream.capture_status().map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading the stream's capture status")(e)))?;
+    if status != cudarc::driver::sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+        return Err(PipelineError::BadStages(format!(
+            "{}: rank transfers cannot be captured in a CUDA graph (a replay would skip their numbering); run ranks with stream launches",
+            op.stage
+        )));
+    }
+    Ok(())
 }
 
 /// The `send-to-rankB` sink.
@@ -400,6 +416,7 @@ struct SendOnGpu {
 unsafe impl OnGpu for SendOnGpu {
     fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
         self.plan.check(op.stage, &op.chunk)?;
+        refuse_capture(op)?;
         let (stream, bytes, chunk) = (op.stream, op.len() * self.elem.size(), op.chunk.index);
         let Some((_, slot)) = op.input.as_ref() else { return Err(PipelineError::BadStages(format!("{}: no input slot", op.stage))) };
         if bytes > slot.len() {

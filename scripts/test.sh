@@ -35,5 +35,6 @@ cargo package --workspace --exclude host --exclude ptx-kernels --exclude pc-pipe
 project=$(mktemp -d)/my-pipeline
 cargo run -q --locked -p host -- new "$project"
 if rustup default >/dev/null 2>&1; then toolchain=(); else toolchain=("+$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"); fi
-(cd "$project" && cargo "${toolchain[@]}" build && cargo "${toolchain[@]}" clippy -q -- -D warnings && cargo "${toolchain[@]}" run -q -- pipeline --help >/dev/null)
+# --locked: the Cargo.lock `host new` ships pins what this clone's lockfile pins.
+(cd "$project" && cargo "${toolchain[@]}" build --locked && cargo "${toolchain[@]}" clippy -q --locked -- -D warnings && cargo "${toolchain[@]}" run -q --locked -- pipeline --help >/dev/null)
 echo "host new: $project builds, clippy-clean"

@@ -5,8 +5,16 @@
 //! is always sm_90 with PTX 8.0 (its instructions exist nowhere older).
 use nvptx_builder::{Arch, Builder};
 
+/// Where the kernel crate behind `links` is: its build script says (see
+/// kernels-gpu/build.rs), since a packaged ptx-kernels has no sibling
+/// directories to look in.
+fn source_of(links: &str) -> std::path::PathBuf {
+    let var = format!("DEP_{}_SOURCE", links.to_uppercase().replace('-', "_"));
+    std::env::var_os(&var).unwrap_or_else(|| panic!("{var} is not set: {links}'s build script names its source directory")).into()
+}
+
 fn main() {
-    let result = Builder::new("kernels-gpu")
+    let result = Builder::new(source_of("kernels-gpu"))
         .name("kernels")
         .arch(Arch::Sm70)
         .arch_env("NVPTX_ARCH")
@@ -20,7 +28,8 @@ fn main() {
 
     // rustc says `.version 7.8` for sm_90; mbarrier expect_tx and bulk
     // copies need 8.0. (`ptx80` is an unstable target feature: rustc warns.)
-    let hopper = Builder::new("kernels-hopper").name("hopper").arch(Arch::Sm90).target_feature("+ptx80").build().unwrap_or_else(|e| nvptx_builder::fail(&e));
+    let hopper =
+        Builder::new(source_of("kernels-hopper")).name("hopper").arch(Arch::Sm90).target_feature("+ptx80").build().unwrap_or_else(|e| nvptx_builder::fail(&e));
     println!("cargo:rustc-env=HOPPER_PTX_PATH={}", hopper.ptx_path.display());
     println!("cargo:rustc-env=HOPPER_PTX_ARCH={}", hopper.arch);
     println!("cargo:rustc-env=HOPPER_PTX_ENTRIES={}", hopper.entries.join(","));

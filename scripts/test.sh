@@ -17,6 +17,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked "$@"
 
+# Every library crate packages (docs/crates.md). `--workspace` resolves each
+# one's siblings from the crates just packaged, so none needs to be on
+# crates.io; --allow-dirty: a check, not an upload, so it also runs on edits
+# not yet committed. Verification (building each unpacked crate) runs for
+# all but ptx-kernels and pc-pipeline: ptx-kernels' build script builds
+# kernels-gpu to PTX with a nested cargo, which resolves nvptx-std and
+# kernel-math from crates.io and cannot see the packaged ones; pc-pipeline
+# depends on ptx-kernels.
+cargo package --workspace --exclude host --locked --allow-dirty --no-verify
+cargo package --workspace --exclude host --exclude ptx-kernels --exclude pc-pipeline --locked --allow-dirty
+
 # A user's project, outside this clone: `host new` writes it, and its
 # `cargo build` must work with no other step (its kernels go through
 # nvptx-builder, which pins its own toolchain). Built with the machine's
@@ -24,5 +35,6 @@ cargo test --workspace --locked "$@"
 project=$(mktemp -d)/my-pipeline
 cargo run -q --locked -p host -- new "$project"
 if rustup default >/dev/null 2>&1; then toolchain=(); else toolchain=("+$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"); fi
-(cd "$project" && cargo "${toolchain[@]}" build && cargo "${toolchain[@]}" clippy -q -- -D warnings && cargo "${toolchain[@]}" run -q -- pipeline --help >/dev/null)
+# --locked: the Cargo.lock `host new` ships pins what this clone's lockfile pins.
+(cd "$project" && cargo "${toolchain[@]}" build --locked && cargo "${toolchain[@]}" clippy -q --locked -- -D warnings && cargo "${toolchain[@]}" run -q --locked -- pipeline --help >/dev/null)
 echo "host new: $project builds, clippy-clean"

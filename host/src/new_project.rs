@@ -5,6 +5,13 @@
 //! builds it to PTX, registers the stages and runs this CLI. `cargo build`
 //! in DIR works with no other step and is clippy-clean; `cargo run` there
 //! (on a GPU) runs and verifies a pipeline through the `scale` stage.
+//!
+//! With path dependencies (the default) the project also gets a `Cargo.lock`
+//! pinning every crates.io dependency to the version this repository's own
+//! lockfile has, so its first `cargo build` (even `--locked`) builds what
+//! CI built. It is `host/new-project.Cargo.lock`, written for a project
+//! named `my-pipeline` and renamed here; a test regenerates it with cargo
+//! and fails when it is stale.
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -97,7 +104,12 @@ pub fn run(a: &NewArgs) -> Result<bool> {
     }
     let kernels = format!("{name}-kernels");
     let kernels_rs = kernels.replace('-', "_");
-    let files = template(&name, &kernels, &kernels_rs, &source);
+    let mut files = template(&name, &kernels, &kernels_rs, &source);
+    // A lockfile names path dependencies without their place, so it serves
+    // any --repo; a git dependency is locked to a commit it cannot know.
+    if let Source::Path(_) = source {
+        files.push(("Cargo.lock", lockfile(&name, &kernels)));
+    }
     for (path, text) in &files {
         let p = a.dir.join(path);
         if let Some(parent) = p.parent() {
@@ -108,6 +120,63 @@ pub fn run(a: &NewArgs) -> Result<bool> {
     println!("created {} ({} files): crates {kernels} (kernels) and {name} (app)", a.dir.display(), files.len());
     println!("next: cd {} && cargo build && cargo run    # the run needs an NVIDIA GPU", a.dir.display());
     Ok(true)
+}
+
+/// The lockfile of a project named [`LOCK_NAME`], as cargo writes it (see
+/// `lockfile_is_current`).
+const TEMPLATE_LOCK: &str = include_str!("../new-project.Cargo.lock");
+const LOCK_NAME: &str = "my-pipeline";
+
+/// [`TEMPLATE_LOCK`] for the project `name` (kernel crate `kernels`): the
+/// two names replaced, and put back in cargo's order (packages and each
+/// one's dependencies sorted by name), which `cargo build --locked` checks
+/// byte for byte.
+fn lockfile(name: &str, kernels: &str) -> String {
+    let rename = |n: &str| -> String {
+        if n == LOCK_NAME {
+            name.to_string()
+        } else if n == format!("{LOCK_NAME}-kernels") {
+            kernels.to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let mut blocks = TEMPLATE_LOCK.split("\n[[package]]\n");
+    let header = blocks.next().unwrap_or_default();
+    let mut packages: Vec<(String, String)> = blocks
+        .map(|block| {
+            let mut package_name = String::new();
+            let mut deps: Vec<String> = Vec::new();
+            let mut out: Vec<String> = Vec::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("name = \"").and_then(|l| l.strip_suffix('"')) {
+                    package_name = rename(n);
+                    out.push(format!("name = \"{package_name}\""));
+                } else if let Some(d) = line.strip_prefix(" \"").and_then(|l| l.strip_suffix("\",")) {
+                    // A dependency: "name" or "name version (source)".
+                    let (n, rest) = d.split_once(' ').map_or((d, ""), |(n, r)| (n, r));
+                    deps.push(if rest.is_empty() { rename(n) } else { format!("{} {rest}", rename(n)) });
+                } else {
+                    if line == "]" {
+                        // Cargo sorts by name, then version and source, in
+                        // the order already here: a stable sort on the name.
+                        deps.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
+                        out.extend(deps.drain(..).map(|d| format!(" \"{d}\",")));
+                    }
+                    out.push(line.to_string());
+                }
+            }
+            (package_name, out.join("\n"))
+        })
+        .collect();
+    packages.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut text = header.to_string();
+    for (_, block) in packages {
+        text.push_str("\n[[package]]\n");
+        text.push_str(&block);
+        text.push('\n');
+    }
+    text
 }
 
 fn template(name: &str, kernels: &str, kernels_rs: &str, source: &Source) -> Vec<(&'static str, String)> {
@@ -364,6 +433,52 @@ and padding (reorder the fields largest first, or add explicit ones).
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes the project `dir` with path dependencies on this repository
+    /// and lets cargo write its lockfile, starting from this repository's
+    /// own (so every version is the one CI builds; offline, nothing new is
+    /// resolved).
+    fn cargo_lockfile(dir: &Path) -> String {
+        let repo = built_from();
+        assert!(run(&NewArgs { dir: dir.to_path_buf(), repo: Some(repo.clone()), git: None }).unwrap());
+        std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(dir.join("Cargo.lock")).unwrap()
+    }
+
+    /// `host/new-project.Cargo.lock` is what cargo writes for the template
+    /// today; `HOST_NEW_LOCK=overwrite` rewrites it after a dependency or
+    /// template change.
+    #[test]
+    fn lockfile_is_current() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = cargo_lockfile(&tmp.path().join(LOCK_NAME));
+        if fresh != TEMPLATE_LOCK {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("new-project.Cargo.lock");
+            if std::env::var_os("HOST_NEW_LOCK").is_some_and(|v| v == "overwrite") {
+                std::fs::write(&path, &fresh).unwrap();
+            } else {
+                panic!("{} is stale: rerun this test with HOST_NEW_LOCK=overwrite", path.display());
+            }
+        }
+    }
+
+    /// Renamed, the lockfile is byte for byte what cargo writes for that
+    /// name, for names sorted before, among and after the dependencies.
+    #[test]
+    fn lockfile_is_cargo_s_for_any_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["aa", "pipes", "zz"] {
+            let fresh = cargo_lockfile(&tmp.path().join(dir));
+            assert_eq!(lockfile(dir, &format!("{dir}-kernels")), fresh, "{dir}");
+        }
+    }
 
     #[test]
     fn names_come_from_the_directory() {

@@ -534,7 +534,6 @@ const KNOWN_VIOLATIONS: &[(&str, &str, &str)] = &[
     // grain's check.
     ("stage", "flags", "Stage stores a flags::FlagForm"),
     ("stage", "exec::warps", "Stage stores an exec::warps::WarpForm"),
-    ("spec", "exec", "PipelineSpec::check_launch takes exec's Launch"),
     ("spec", "exec::flags", "PipelineSpec::check_launch calls the flags grain's check"),
     ("spec", "exec::pdl", "PipelineSpec::check_launch calls the pdl grain's check"),
     ("spec", "exec::warps", "PipelineSpec::check_launch calls the warps grain's check"),

@@ -38,6 +38,7 @@ mod halo;
 mod host_mem;
 pub mod nccl;
 pub mod ranks;
+mod records;
 pub mod reference;
 pub mod spec;
 pub mod stage;

@@ -198,8 +198,7 @@ impl PipelineSpec {
     /// grain a stage with no flags form, a halo or K over its limit, and a
     /// placed pipeline any launch but streams or graph replay. The same
     /// checks run again when the pipeline runs.
-    pub fn check_launch(&self, launch: crate::Launch) -> Result<(), PipelineError> {
-        use crate::Launch;
+    pub fn check_launch(&self, launch: Launch) -> Result<(), PipelineError> {
         if !self.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
             return Err(PipelineError::BadStages(format!(
                 "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
@@ -266,6 +265,43 @@ impl PipelineSpec {
 }
 
 pub use crate::builtin::parse_stages;
+
+/// How a run is launched: the grain of its hand-offs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// Every operation enqueued on the streams, each run.
+    Streams,
+    /// The launch sequence captured once as a CUDA graph and replayed.
+    Graph,
+    /// The flags grain: each stage one kernel for the whole run, all
+    /// running at once, slots handed over through counters in device
+    /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
+    /// form (see [`crate::flags`]).
+    Flags,
+    /// Programmatic dependent launch (sm_90; see [`pdl`](crate::exec::pdl)): the generate
+    /// pipeline's kernels on one stream, each starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the built-in consumer
+    /// and reduce stages on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`](crate::exec::warps)).
+    Warps,
+}
+
+impl Launch {
+    /// The grain's name on the command line (`--grain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Launch::Streams => "streams",
+            Launch::Graph => "graph",
+            Launch::Pdl { graph: false } => "pdl",
+            Launch::Pdl { graph: true } => "pdl-graph",
+            Launch::Warps => "warps",
+            Launch::Flags => "flags",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@ use crate::elem::{ElemType, HostChunk};
 use crate::graph::EventGraph;
 use crate::host_mem::PinnedBuffer;
 use crate::reference::{Verification, verify};
+pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
 use cudarc::driver::{CudaEvent, sys};
@@ -55,43 +56,6 @@ impl Input {
     /// Input from a slice of elements.
     pub fn from_slice<T: Element>(v: &[T]) -> Input {
         Input::Data(HostChunk::from_slice(v))
-    }
-}
-
-/// How a run is launched: the grain of its hand-offs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Launch {
-    /// Every operation enqueued on the streams, each run.
-    Streams,
-    /// The launch sequence captured once as a CUDA graph and replayed.
-    Graph,
-    /// The flags grain: each stage one kernel for the whole run, all
-    /// running at once, slots handed over through counters in device
-    /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
-    /// form (see [`crate::flags`]).
-    Flags,
-    /// Programmatic dependent launch (sm_90; see [`pdl`]): the generate
-    /// pipeline's kernels on one stream, each starting while the one ahead
-    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
-    /// enqueued each run, or with `graph` captured once and replayed.
-    Pdl { graph: bool },
-    /// Stream launches as [`Launch::Streams`], with the built-in consumer
-    /// and reduce stages on the warp-specialized mbarrier ring (sm_90; see
-    /// [`warps`]).
-    Warps,
-}
-
-impl Launch {
-    /// The grain's name on the command line (`--grain`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Launch::Streams => "streams",
-            Launch::Graph => "graph",
-            Launch::Pdl { graph: false } => "pdl",
-            Launch::Pdl { graph: true } => "pdl-graph",
-            Launch::Warps => "warps",
-            Launch::Flags => "flags",
-        }
     }
 }
 

@@ -18,7 +18,7 @@
 //! before they are written.
 use super::part::Part;
 use super::{Result, err};
-use crate::builtin::{RECORD_WORDS, reduction_from_words, reduction_words};
+use crate::records::{RECORD_WORDS, reduction_from_words, reduction_words};
 use crate::spec::PipelineSpec;
 use crate::{Pipeline, PipelineError};
 use cudarc::driver::{CudaGraph, CudaSlice, DevicePtr, DevicePtrMut, sys};

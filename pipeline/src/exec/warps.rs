@@ -12,9 +12,9 @@
 //! events, verification) serves every grain.
 use super::part::Part;
 use super::{Result, err};
-use crate::builtin::Records;
 use crate::elem::ElemType;
 use crate::halo::History;
+use crate::records::Records;
 use crate::spec::PipelineSpec;
 use crate::stage::{OnGpu, Op, Setup};
 use crate::{Pipeline, PipelineError};

@@ -19,7 +19,7 @@ use crate::elem::{ElemType, HostChunk};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
 use kernel_math::{Element, Reduction};
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::{HaloKernel, KernelParams, MapKernel, Module, Ptx};
+use pc_runtime::launch::{KernelParams, MapKernel, Module, Ptx};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -139,40 +139,6 @@ impl Stage {
     ) -> Stage {
         let about = format!("{} -> {}: kernel {}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
         Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, params, reference: Box::new(reference) })))
-    }
-
-    /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],
-    /// input: &[I], output: Out<O>)`): it reads the `halo` elements before
-    /// each chunk too. The pipeline keeps them on the GPU (the stage's own
-    /// history, zeros before the stream's start) and passes them as
-    /// `history`, so the output equals the computation over the whole
-    /// stream whatever the chunk size. `reference(history, input, output)`
-    /// is the same computation on the CPU. A pipeline with a halo stage
-    /// runs on one GPU. A kernel with run-time parameters after `output`
-    /// is made with [`Stage::halo_map_with`].
-    pub fn halo_map<K: HaloKernel<Params = ()> + 'static>(
-        name: &str,
-        ptx: Ptx<K::Crate>,
-        halo: usize,
-        reference: impl Fn(&[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
-    ) -> Stage {
-        Stage::halo_map_with::<K>(name, ptx, halo, (), move |_: &(), history: &[K::In], input: &[K::In], output: &mut [K::Out]| {
-            reference(history, input, output)
-        })
-    }
-
-    /// [`Stage::halo_map`] for a kernel with parameters after `output`,
-    /// whose values `params` the stage owns and passes as
-    /// [`Stage::map_with`] does; `reference(params, history, input, output)`.
-    pub fn halo_map_with<K: HaloKernel + 'static>(
-        name: &str,
-        ptx: Ptx<K::Crate>,
-        halo: usize,
-        params: K::Params,
-        reference: impl Fn(&K::Params, &[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
-    ) -> Stage {
-        let about = format!("{} -> {}: kernel {}, halo {halo}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
-        Stage::new(name, about, Kind::Map(Arc::new(crate::halo::KernelHalo::<K> { ptx, halo, params, reference: Box::new(reference) })))
     }
 
     /// Source: a copy of each chunk from pinned host input (the source's

@@ -1,8 +1,8 @@
 //! One run's launch sequence captured as a CUDA graph on stream 0, then
 //! replayed: the same operations and waits, launched with one call.
 use super::enqueue::HostBuffers;
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::spec::PipelineSpec;
 use cudarc::driver::sys;
 

@@ -12,8 +12,8 @@
 //! the first launch (loading one lazily can need the context idle). A wait
 //! that still fails has the device-side watchdog: the run ends with
 //! [`PipelineError::RingStuck`] naming the stage, ring, slot and chunk.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::PipelineError;
 use crate::flags::{FlagLaunch, FlagOnGpu};
 use crate::spec::PipelineSpec;

@@ -6,6 +6,7 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - `error`: the executor's `Result` and CUDA error helper;
 //! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
 //!   programmatic dependent launches, plain or captured as a graph;
 //! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
@@ -14,6 +15,7 @@
 //! - [`split`]: chunks spread over GPUs.
 mod capture;
 mod enqueue;
+mod error;
 pub(crate) mod flags;
 pub(crate) mod part;
 pub mod pdl;
@@ -30,14 +32,13 @@ pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
 use cudarc::driver::{CudaEvent, sys};
+use error::{Result, err};
 use kernel_math::{Element, POISON_BITS, Reduction};
 use part::Part;
 use pc_runtime::Error;
 use pc_runtime::gpu::Gpu;
 use std::path::PathBuf;
 use std::time::Instant;
-
-type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 /// Where host input (an `h2d` source) comes from.
 #[derive(Debug, Clone)]
@@ -159,10 +160,6 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
     let mut placed = spec.stages(stages);
     placed.placement = placement;
     Ok((placed, stage_gpus))
-}
-
-fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
-    move |e| PipelineError::Runtime(Error::cuda(what)(e))
 }
 
 impl<'g> Pipeline<'g> {

@@ -16,8 +16,8 @@
 //! The sync checker's fault knob ([`Pipeline::set_pdl_faults`]) makes the
 //! consumer skip its wait; with the producer slowed, it then reads slots
 //! before they are written.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::records::{RECORD_WORDS, reduction_from_words, reduction_words};
 use crate::spec::PipelineSpec;
 use crate::{Pipeline, PipelineError};

@@ -10,8 +10,8 @@
 //! The replacement stages are prepared at the first warps run and swapped
 //! with the plain ones around each such run, so the same pipeline (rings,
 //! events, verification) serves every grain.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::elem::ElemType;
 use crate::halo::History;
 use crate::records::Records;

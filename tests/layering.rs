@@ -530,11 +530,8 @@ const KNOWN_VIOLATIONS: &[(&str, &str, &str)] = &[
     // `builtin`; `Workload` lists built-in stages.
     ("stage", "builtin", "Stage::h2d and Stage::d2h delegate to builtin"),
     ("spec", "builtin", "Workload's stage lists are built-in stages"),
-    // The model knows the executor: `Stage` stores the flags and warps
-    // forms, whose traits live in the grains; `check_launch` names each
-    // grain's check.
-    ("stage", "flags", "Stage stores a flags::FlagForm"),
-    ("stage", "exec::warps", "Stage stores an exec::warps::WarpForm"),
+    // The model knows the executor: `check_launch` names each grain's
+    // check.
     ("spec", "exec::flags", "PipelineSpec::check_launch calls the flags grain's check"),
     ("spec", "exec::pdl", "PipelineSpec::check_launch calls the pdl grain's check"),
     ("spec", "exec::warps", "PipelineSpec::check_launch calls the warps grain's check"),

@@ -145,6 +145,16 @@ pub(crate) fn ring_as<'s, 'a, T: kernel_math::Element>(
 }
 
 impl Stage {
+    /// This stage with `form` as its flags-grain form.
+    pub fn with_flag_form(self, form: Arc<dyn FlagForm>) -> Stage {
+        self.with_form(form)
+    }
+
+    /// Its flags-grain form, if it has one.
+    pub fn flag_form(&self) -> Option<&Arc<dyn FlagForm>> {
+        self.form::<Arc<dyn FlagForm>>()
+    }
+
     /// This stage with a flag form from kernel `K` (a `#[kernel]` of the
     /// flag-map shape, see [`FlagMapKernel`]) in `ptx`: the stage can then
     /// run in the flags grain. Its per-element work must equal the stage's

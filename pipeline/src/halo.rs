@@ -22,7 +22,7 @@ fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError
     move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
 }
 
-/// Halo stages are made here, next to the [`KernelHalo`] they wrap: the
+/// Halo stages are made here, next to the `KernelHalo` they wrap: the
 /// stage model does not import its halo history.
 impl Stage {
     /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],

@@ -16,7 +16,7 @@ use crate::elem::ElemType;
 use crate::halo::History;
 use crate::records::Records;
 use crate::spec::PipelineSpec;
-use crate::stage::{OnGpu, Op, Setup};
+use crate::stage::{OnGpu, Op, Setup, Stage};
 use crate::{Pipeline, PipelineError};
 use cudarc::driver::CudaSlice;
 use cudarc::driver::{CudaStream, LaunchConfig};
@@ -204,6 +204,18 @@ pub(crate) struct WarpCtx<'a> {
 /// A stage's form in the warps grain, for a stage not replaced by name.
 pub(crate) trait WarpForm: Send + Sync {
     fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>>;
+}
+
+impl Stage {
+    /// This stage with `form` as its warps-grain form.
+    pub(crate) fn with_warp_form(self, form: Arc<dyn WarpForm>) -> Stage {
+        self.with_form(form)
+    }
+
+    /// Its warps-grain form, if it has one.
+    pub(crate) fn warp_form(&self) -> Option<&Arc<dyn WarpForm>> {
+        self.form::<Arc<dyn WarpForm>>()
+    }
 }
 
 /// Refuses, in one line, a pipeline with nothing for the warps grain to replace.

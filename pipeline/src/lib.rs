@@ -29,6 +29,7 @@
 //!
 //! See [`Pipeline`] for an example.
 pub mod builtin;
+mod copy;
 pub mod elem;
 pub mod exec;
 pub mod fir;

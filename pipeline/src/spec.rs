@@ -1,6 +1,5 @@
 //! What a pipeline is: its stages, ring size, chunking and launch shape.
 use crate::PipelineError;
-use crate::builtin;
 use crate::elem::ElemType;
 use crate::stage::{Kind, Port, Stage};
 
@@ -11,15 +10,6 @@ pub enum Workload {
     Generate,
     /// h2d -> consumer -> d2h: pinned host input through the GPU to pinned host output.
     Stream,
-}
-
-impl Workload {
-    pub fn default_stages(self) -> Vec<Stage> {
-        match self {
-            Workload::Generate => vec![builtin::producer(), builtin::consumer(), builtin::reduce()],
-            Workload::Stream => vec![builtin::h2d(), builtin::consumer(), builtin::d2h()],
-        }
-    }
 }
 
 /// A pipeline's shape. Build with [`PipelineSpec::new`] and the setters;
@@ -306,7 +296,7 @@ impl Launch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Launch;
+    use crate::{Launch, builtin};
 
     /// Every grain's refusal comes from the spec alone (no GPU), one line.
     #[test]

@@ -138,17 +138,6 @@ impl Stage {
         Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, params, reference: Box::new(reference) })))
     }
 
-    /// Source: a copy of each chunk from pinned host input (the source's
-    /// element type is the next stage's).
-    pub fn h2d() -> Stage {
-        crate::builtin::h2d()
-    }
-
-    /// Sink: a copy of each chunk into pinned host output.
-    pub fn d2h() -> Stage {
-        crate::builtin::d2h()
-    }
-
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -492,7 +481,7 @@ mod tests {
         struct A(u32);
         #[derive(Debug, PartialEq)]
         struct B(&'static str);
-        let s = crate::builtin::d2h();
+        let s = crate::copy::d2h();
         assert_eq!(s.form::<A>(), None);
         let s = s.with_form(A(1)).with_form(B("b")).with_form(A(2));
         assert_eq!(s.form::<A>(), Some(&A(2)));

@@ -146,10 +146,10 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
         let (prev, here) = (s.checked_sub(1).map(|p| spec.placement[p]), spec.placement[s]);
         // A peer copy between, unless this stage is one already (a placed
         // spec given again).
-        if let Some(prev) = prev.filter(|&p| p != here && !crate::builtin::is_peer_copy(&spec.stages[s])) {
+        if let Some(prev) = prev.filter(|&p| p != here && !crate::copy::is_peer_copy(&spec.stages[s])) {
             let (a, b) = (gpus[prev], gpus[here]);
             let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
-            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
+            stages.push(crate::copy::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
             placement.push(here);
             stage_gpus.push(b);
         }

@@ -72,7 +72,7 @@ impl<'g> Part<'g> {
 
     /// A part whose stage `s` runs on `stage_gpus[s]`: its stream, its
     /// kernels and the ring it writes live there (a stage reading a ring on
-    /// another GPU is a peer copy, see `builtin::peer_copy`).
+    /// another GPU is a peer copy, see `copy::peer_copy`).
     pub fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         let stages = spec.stages.len();
         let gpu = stage_gpus[0];

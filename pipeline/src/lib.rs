@@ -34,6 +34,7 @@ pub mod elem;
 pub mod exec;
 pub mod fir;
 pub mod flags;
+mod grains;
 pub mod graph;
 mod halo;
 mod host_mem;

@@ -182,27 +182,6 @@ impl PipelineSpec {
         }
     }
 
-    /// Refuses, before anything is opened or allocated, what `launch`
-    /// cannot run of this spec: the PDL grains anything but the generate
-    /// pipeline, the warps grain a pipeline with no ring stage, the flags
-    /// grain a stage with no flags form, a halo or K over its limit, and a
-    /// placed pipeline any launch but streams or graph replay. The same
-    /// checks run again when the pipeline runs.
-    pub fn check_launch(&self, launch: Launch) -> Result<(), PipelineError> {
-        if !self.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
-            return Err(PipelineError::BadStages(format!(
-                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
-                launch.name()
-            )));
-        }
-        match launch {
-            Launch::Pdl { .. } => crate::exec::pdl::check_pdl_spec(self),
-            Launch::Warps => crate::exec::warps::check_warps_spec(self),
-            Launch::Flags => crate::exec::flags::check(self),
-            Launch::Streams | Launch::Graph => Ok(()),
-        }
-    }
-
     /// Refuses shapes that cannot run, with a message naming the problem.
     pub fn validate(&self) -> Result<(), PipelineError> {
         use PipelineError::*;

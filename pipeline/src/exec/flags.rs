@@ -66,6 +66,15 @@ pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
     Ok(())
 }
 
+/// The flags grain ([`crate::Launch::Flags`]).
+pub(crate) struct FlagsGrain;
+
+impl super::Grain for FlagsGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check(spec)
+    }
+}
+
 impl Part<'_> {
     /// Prepares the flag forms and the counters (once), and checks that
     /// every block fits on the GPU at once.

@@ -13,7 +13,7 @@
 //!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
-mod capture;
+pub(crate) mod capture;
 mod enqueue;
 mod error;
 pub(crate) mod flags;
@@ -124,6 +124,25 @@ pub struct Pipeline<'g> {
     in_flight: std::sync::atomic::AtomicBool,
     /// Fault bits per stage in the flags grain (the sync checker's).
     flag_faults: Vec<u32>,
+}
+
+/// One way of launching a pipeline's work (`--grain`), implemented by
+/// each grain's module; the table of grains binds a [`Launch`] to its
+/// grain ([`PipelineSpec::check_launch`] asks it).
+pub(crate) trait Grain: Sync {
+    /// Refuses, before anything is opened or allocated, what this grain
+    /// cannot run of `spec`.
+    fn check(&self, spec: &PipelineSpec) -> Result<()>;
+}
+
+/// Stream launches ([`Launch::Streams`]): every operation enqueued on the
+/// streams, each run; any spec.
+pub(crate) struct StreamsGrain;
+
+impl Grain for StreamsGrain {
+    fn check(&self, _spec: &PipelineSpec) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A placed spec (see [`PipelineSpec::placement`]) with a peer copy where

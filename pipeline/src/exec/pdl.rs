@@ -59,6 +59,15 @@ pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
     Ok(())
 }
 
+/// The PDL grains ([`crate::Launch::Pdl`], plain or captured as a graph).
+pub(crate) struct PdlGrain;
+
+impl super::Grain for PdlGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check_pdl_spec(spec)
+    }
+}
+
 impl Part<'_> {
     /// Loads the PDL kernels (refusing GPUs older than sm_90) and allocates
     /// the records, once.

@@ -233,6 +233,15 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
     Ok(())
 }
 
+/// The warps grain ([`crate::Launch::Warps`]).
+pub(crate) struct WarpsGrain;
+
+impl super::Grain for WarpsGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check_warps_spec(spec)
+    }
+}
+
 impl Part<'_> {
     /// Prepares the ring stages (once; refuses GPUs older than sm_90).
     pub(crate) fn prepare_warps(&mut self, spec: &PipelineSpec) -> Result<()> {

@@ -80,7 +80,7 @@ pub struct RunReport {
     pub timeline: Option<Timeline>,
     /// The flags grain's device timestamps of the last run, per GPU (when a
     /// timeline was asked for).
-    pub flag_stamps: Vec<crate::flags::FlagStamps>,
+    pub flag_stamps: Vec<crate::timeline::FlagStamps>,
 }
 
 impl RunReport {

@@ -2,11 +2,12 @@
 //! or the stage traits), and the registry that names stages for
 //! `--stages` lists.
 use crate::PipelineError;
-use crate::elem::{ElemType, HostChunk, show_elem};
+use crate::elem::{ElemType, HostChunk};
 use crate::flags::{FlagForm, FlagLaunch, FlagOnGpu};
 use crate::records::Records;
+use crate::spec::Workload;
 use crate::stage::{ChunkInfo, Kind, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
-use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, sys};
+use cudarc::driver::CudaStream;
 use kernel_math::{Reduction, consume, produce};
 use pc_runtime::launch::{Kernel, Ptx};
 use ptx_kernels::{
@@ -19,11 +20,11 @@ use ptx_kernels::{
 type Kernels = Ptx<KernelCrate>;
 use std::sync::Arc;
 
-type Result<T, E = PipelineError> = std::result::Result<T, E>;
+// The copy stages are the model's (the executor inserts peer copies); the
+// catalog lists them with the others.
+pub use crate::copy::{d2h, h2d, is_peer_copy, peer_copy};
 
-fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
-    move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
-}
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 const ORIGIN: &str = "the kernels' PTX";
 
@@ -103,14 +104,16 @@ fn reduce_in(ptx: Kernels) -> Stage {
         .with_flag_form(Arc::new(ReduceFlags { ptx }))
 }
 
-/// `h2d`: source copying each chunk from pinned host input.
-pub fn h2d() -> Stage {
-    Stage::new("h2d", "source: copy from pinned host input (the next stage's element type)", Kind::Source(Arc::new(H2d)))
-}
-
-/// `d2h`: sink copying each chunk into pinned host output.
-pub fn d2h() -> Stage {
-    Stage::new("d2h", "sink: copy into pinned host output (the stage before's element type)", Kind::Sink(Arc::new(D2h)))
+/// A workload's stages are built-in ones: the catalog, not the model, lists
+/// them.
+impl Workload {
+    /// The workload's stages, from source to sink.
+    pub fn default_stages(self) -> Vec<Stage> {
+        match self {
+            Workload::Generate => vec![producer(), consumer(), reduce()],
+            Workload::Stream => vec![h2d(), consumer(), d2h()],
+        }
+    }
 }
 
 /// CPU reference of `moving_average_kernel`: `history` is the 2 elements
@@ -256,152 +259,6 @@ unsafe impl OnGpu for ProducerOnGpu {
         let mut out = op.output::<f32>()?;
         // SAFETY: ordered by the pipeline's events.
         unsafe { ProducerVecKernel::launch(&self.kernel, stream, cfg, &mut out, first, seed, 0) }?;
-        Ok(())
-    }
-}
-
-struct H2d;
-
-impl SourceStage for H2d {
-    fn output(&self) -> Port {
-        Port::Any
-    }
-    fn reads_host(&self) -> bool {
-        true
-    }
-    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
-        Ok(Box::new(HostCopy))
-    }
-    fn reference(&self, _chunk: &ChunkInfo, elem: ElemType, host: Option<&[u8]>) -> Result<HostChunk, String> {
-        let host = host.ok_or("h2d has no host input")?;
-        Ok(HostChunk::from_bytes(elem, host))
-    }
-}
-
-struct D2h;
-
-impl SinkStage for D2h {
-    fn input(&self) -> Port {
-        Port::Any
-    }
-    fn writes_host(&self) -> bool {
-        true
-    }
-    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
-        Ok(Box::new(HostCopy))
-    }
-    fn check(&self, expected: &HostChunk, got: Sink<'_>) -> Option<(u64, String)> {
-        let Sink::Host(got) = got else { return Some((1, "d2h: no host output".into())) };
-        let size = expected.elem().size();
-        let want = expected.bytes();
-        if got.len() != want.len() {
-            return Some((expected.len() as u64, format!("{} bytes came back, {} expected", got.len(), want.len())));
-        }
-        let wrong: Vec<usize> = (0..expected.len()).filter(|&i| got[i * size..(i + 1) * size] != want[i * size..(i + 1) * size]).collect();
-        let &i = wrong.first()?;
-        let show = |b: &[u8]| show_elem(expected.elem(), &b[i * size..(i + 1) * size]);
-        Some((wrong.len() as u64, format!("{} of {} elements differ; first [+{i}] = {}, want {}", wrong.len(), expected.len(), show(got), show(want))))
-    }
-}
-
-/// A stage that copies each chunk from a ring on one GPU into a ring on
-/// another (placement: `PipelineSpec::placement`), inserted by the pipeline
-/// where two neighbouring stages run on different GPUs. It runs on the
-/// reading GPU's stream; with peer access enabled the copy goes over the link
-/// between the GPUs (NVLink or PCIe), otherwise the driver stages it through
-/// the host. Its reference is the identity.
-/// `direct`: the GPUs reach each other's memory (peer access enabled).
-pub fn peer_copy(elem: ElemType, from: usize, to: usize, direct: bool) -> Stage {
-    Stage::new(
-        format!("copy-gpu{from}-gpu{to}"),
-        format!("{elem} -> {elem}: peer copy from GPU {from} to GPU {to}"),
-        Kind::Map(Arc::new(PeerCopy { elem, direct })),
-    )
-}
-
-/// Whether `stage` is a peer copy that [`peer_copy`] made.
-pub fn is_peer_copy(stage: &Stage) -> bool {
-    // By its name and description, which only `peer_copy` writes together.
-    stage.name().starts_with("copy-gpu") && stage.about().contains(": peer copy from GPU ")
-}
-
-struct PeerCopy {
-    elem: ElemType,
-    direct: bool,
-}
-
-impl crate::stage::MapStage for PeerCopy {
-    fn input(&self) -> ElemType {
-        self.elem
-    }
-    fn output(&self) -> ElemType {
-        self.elem
-    }
-    fn prepare(&self, _setup: &mut Setup<'_>) -> Result<Box<dyn OnGpu>> {
-        Ok(Box::new(PeerCopyOnGpu { direct: self.direct }))
-    }
-    fn reference(&self, _history: &HostChunk, input: &HostChunk) -> Result<HostChunk, String> {
-        Ok(input.clone())
-    }
-}
-
-struct PeerCopyOnGpu {
-    direct: bool,
-}
-
-// SAFETY: one copy on the op's stream, from the op's input slot to its
-// output slot (on two GPUs; unified addressing names both).
-unsafe impl OnGpu for PeerCopyOnGpu {
-    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let stream = op.stream;
-        let len = op.len();
-        let (Some((elem, input)), Some((_, output))) = (op.input.as_ref(), op.output.as_mut()) else {
-            return Err(PipelineError::BadStages(format!("copy stage {} has no input or output slot", op.stage)));
-        };
-        let bytes = len * elem.size();
-        if bytes > input.len() || bytes > output.len() {
-            return Err(PipelineError::BadStages(format!("copy stage {}: slot too small", op.stage)));
-        }
-        let (src_ctx, dst_ctx) = (cudarc::driver::DeviceSlice::stream(input).context().cu_ctx(), stream.context().cu_ctx());
-        let (src, _) = input.device_ptr(stream);
-        let (dst, _) = output.device_ptr_mut(stream);
-        // SAFETY: both slots hold `bytes`, each in its own GPU's context.
-        // With peer access a plain copy (unified addresses name both GPUs;
-        // it also goes into a captured graph); without it the driver stages
-        // the copy through the host (not capturable).
-        let r = if self.direct {
-            unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }
-        } else {
-            unsafe { sys::cuMemcpyPeerAsync(dst, dst_ctx, src, src_ctx, bytes, stream.cu_stream()) }
-        };
-        r.result().map_err(cuda("enqueuing a copy between GPUs"))?;
-        Ok(())
-    }
-}
-
-/// The copy stages' work: one async copy between the slot and the chunk's
-/// place in pinned host memory.
-struct HostCopy;
-
-// SAFETY: one copy on the op's stream, between the op's slot and the
-// chunk's bytes of the pinned host buffer (which the pipeline keeps alive
-// and untouched by the host until every stream has synchronized).
-unsafe impl OnGpu for HostCopy {
-    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let stream = op.stream;
-        if let (Some(src), Some((elem, slot))) = (op.host_in, op.output.as_mut()) {
-            let bytes = op.chunk.range.clone().count() * elem.size();
-            let (dst, _) = slot.device_ptr_mut(stream);
-            // SAFETY: `src` addresses the chunk's `bytes` in pinned input; the slot holds as many.
-            unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src as *const _, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a host-to-device copy"))?;
-        } else if let (Some(dst), Some((elem, slot))) = (op.host_out, op.input.as_ref()) {
-            let bytes = op.chunk.range.clone().count() * elem.size();
-            let (src, _) = slot.device_ptr(stream);
-            // SAFETY: `dst` addresses the chunk's `bytes` in pinned output.
-            unsafe { sys::cuMemcpyDtoHAsync_v2(dst as *mut _, src, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a device-to-host copy"))?;
-        } else {
-            return Err(PipelineError::BadStages(format!("copy stage {} has no host buffer", op.stage)));
-        }
         Ok(())
     }
 }

@@ -145,6 +145,16 @@ pub(crate) fn ring_as<'s, 'a, T: kernel_math::Element>(
 }
 
 impl Stage {
+    /// This stage with `form` as its flags-grain form.
+    pub fn with_flag_form(self, form: Arc<dyn FlagForm>) -> Stage {
+        self.with_form(form)
+    }
+
+    /// Its flags-grain form, if it has one.
+    pub fn flag_form(&self) -> Option<&Arc<dyn FlagForm>> {
+        self.form::<Arc<dyn FlagForm>>()
+    }
+
     /// This stage with a flag form from kernel `K` (a `#[kernel]` of the
     /// flag-map shape, see [`FlagMapKernel`]) in `ptx`: the stage can then
     /// run in the flags grain. Its per-element work must equal the stage's
@@ -192,62 +202,8 @@ unsafe impl<K: FlagMapKernel + 'static> FlagOnGpu for FlagMapOnGpu<K> {
     }
 }
 
-/// The device timestamps of a flags run (`%globaltimer`, ns): per stage
-/// and chunk, when the block started waiting, when its input was there
-/// (*filled* seen; a source: its slot *freed*), and when it published the
-/// chunk.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlagStamps {
-    pub stages: usize,
-    pub chunks: usize,
-    /// `ns[stage * chunks + c] = [wait begins, input there, published]`.
-    pub ns: Vec<[u64; 3]>,
-}
-
-impl FlagStamps {
-    fn at(&self, stage: usize, c: usize) -> [u64; 3] {
-        self.ns[stage * self.chunks + c]
-    }
-
-    /// Hand-off times: for each (stage r, chunk c) whose reader (the next
-    /// stage) was already waiting when stage r published it, the time from
-    /// that publication to the reader seeing it (ns). A reader that arrived
-    /// later measures its own lateness, not the hand-off, and is left out.
-    pub fn handoffs_ns(&self) -> Vec<u64> {
-        let mut v = Vec::new();
-        for r in 0..self.stages.saturating_sub(1) {
-            for c in 0..self.chunks {
-                let (w, rd) = (self.at(r, c), self.at(r + 1, c));
-                if rd[0] != 0 && rd[0] < w[2] && rd[1] >= w[2] {
-                    v.push(rd[1] - w[2]);
-                }
-            }
-        }
-        v
-    }
-
-    /// Per chunk: from the source starting it (its slot free) to the sink
-    /// publishing it (ns).
-    pub fn latencies_ns(&self) -> Vec<u64> {
-        let last = self.stages.saturating_sub(1);
-        (0..self.chunks).map(|c| self.at(last, c)[2].saturating_sub(self.at(0, c)[1])).collect()
-    }
-
-    /// The run as a timeline: each (stage, chunk) from its input being
-    /// there to its publication, in ms since the first stamp.
-    pub fn timeline(&self, stage_names: Vec<String>, gpu: usize) -> crate::timeline::Timeline {
-        let t0 = self.ns.iter().map(|t| t[0].min(t[1])).filter(|&t| t != 0).min().unwrap_or(0);
-        let ms = |t: u64| t.saturating_sub(t0) as f64 / 1e6;
-        let mut spans = Vec::new();
-        for s in 0..self.stages {
-            for c in 0..self.chunks {
-                let t = self.at(s, c);
-                spans.push(crate::timeline::Span { gpu, stage: s, chunk: c, start_ms: ms(t[1]), end_ms: ms(t[2]) });
-            }
-        }
-        crate::timeline::Timeline::new(stage_names, 1, spans)
-    }
-}
+// The stamps are timeline data (the executor's report holds them).
+pub use crate::timeline::FlagStamps;
 
 /// p-th percentile (0..=100) of `v` (sorted in place); 0 for none.
 pub fn percentile(v: &mut [u64], p: f64) -> u64 {

@@ -9,16 +9,55 @@
 //! ([`crate::PipelineSpec::check_split`]).
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
-use crate::stage::{HaloParamsReference, MapStage, OnGpu, Op, Setup};
+use crate::stage::{HaloParamsReference, Kind, MapStage, OnGpu, Op, Setup, Stage};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut, LaunchConfig};
 use kernel_math::Element;
 use pc_runtime::launch::{HaloKernel, Kernel, KernelParams, Ptx};
 use ptx_kernels::HaloShiftKernel;
+use std::sync::Arc;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 fn cuda(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
     move |e| PipelineError::Runtime(pc_runtime::Error::cuda(what)(e))
+}
+
+/// Halo stages are made here, next to the `KernelHalo` they wrap: the
+/// stage model does not import its halo history.
+impl Stage {
+    /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],
+    /// input: &[I], output: Out<O>)`): it reads the `halo` elements before
+    /// each chunk too. The pipeline keeps them on the GPU (the stage's own
+    /// history, zeros before the stream's start) and passes them as
+    /// `history`, so the output equals the computation over the whole
+    /// stream whatever the chunk size. `reference(history, input, output)`
+    /// is the same computation on the CPU. A pipeline with a halo stage
+    /// runs on one GPU. A kernel with run-time parameters after `output`
+    /// is made with [`Stage::halo_map_with`].
+    pub fn halo_map<K: HaloKernel<Params = ()> + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        halo: usize,
+        reference: impl Fn(&[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
+        Stage::halo_map_with::<K>(name, ptx, halo, (), move |_: &(), history: &[K::In], input: &[K::In], output: &mut [K::Out]| {
+            reference(history, input, output)
+        })
+    }
+
+    /// [`Stage::halo_map`] for a kernel with parameters after `output`,
+    /// whose values `params` the stage owns and passes as
+    /// [`Stage::map_with`] does; `reference(params, history, input, output)`.
+    pub fn halo_map_with<K: HaloKernel + 'static>(
+        name: &str,
+        ptx: Ptx<K::Crate>,
+        halo: usize,
+        params: K::Params,
+        reference: impl Fn(&K::Params, &[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
+    ) -> Stage {
+        let about = format!("{} -> {}: kernel {}, halo {halo}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
+        Stage::new(name, about, Kind::Map(Arc::new(KernelHalo::<K> { ptx, halo, params, reference: Box::new(reference) })))
+    }
 }
 
 /// Threads per block of the shift kernel (a few hundred bytes to move).

@@ -29,10 +29,12 @@
 //!
 //! See [`Pipeline`] for an example.
 pub mod builtin;
+mod copy;
 pub mod elem;
 pub mod exec;
 pub mod fir;
 pub mod flags;
+mod grains;
 pub mod graph;
 mod halo;
 mod host_mem;

@@ -1,6 +1,5 @@
 //! What a pipeline is: its stages, ring size, chunking and launch shape.
 use crate::PipelineError;
-use crate::builtin;
 use crate::elem::ElemType;
 use crate::stage::{Kind, Port, Stage};
 
@@ -11,15 +10,6 @@ pub enum Workload {
     Generate,
     /// h2d -> consumer -> d2h: pinned host input through the GPU to pinned host output.
     Stream,
-}
-
-impl Workload {
-    pub fn default_stages(self) -> Vec<Stage> {
-        match self {
-            Workload::Generate => vec![builtin::producer(), builtin::consumer(), builtin::reduce()],
-            Workload::Stream => vec![builtin::h2d(), builtin::consumer(), builtin::d2h()],
-        }
-    }
 }
 
 /// A pipeline's shape. Build with [`PipelineSpec::new`] and the setters;
@@ -192,27 +182,6 @@ impl PipelineSpec {
         }
     }
 
-    /// Refuses, before anything is opened or allocated, what `launch`
-    /// cannot run of this spec: the PDL grains anything but the generate
-    /// pipeline, the warps grain a pipeline with no ring stage, the flags
-    /// grain a stage with no flags form, a halo or K over its limit, and a
-    /// placed pipeline any launch but streams or graph replay. The same
-    /// checks run again when the pipeline runs.
-    pub fn check_launch(&self, launch: Launch) -> Result<(), PipelineError> {
-        if !self.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
-            return Err(PipelineError::BadStages(format!(
-                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
-                launch.name()
-            )));
-        }
-        match launch {
-            Launch::Pdl { .. } => crate::exec::pdl::check_pdl_spec(self),
-            Launch::Warps => crate::exec::warps::check_warps_spec(self),
-            Launch::Flags => crate::exec::flags::check(self),
-            Launch::Streams | Launch::Graph => Ok(()),
-        }
-    }
-
     /// Refuses shapes that cannot run, with a message naming the problem.
     pub fn validate(&self) -> Result<(), PipelineError> {
         use PipelineError::*;
@@ -306,7 +275,7 @@ impl Launch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Launch;
+    use crate::{Launch, builtin};
 
     /// Every grain's refusal comes from the spec alone (no GPU), one line.
     #[test]

@@ -19,7 +19,8 @@ use crate::elem::{ElemType, HostChunk};
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig};
 use kernel_math::{Element, Reduction};
 use pc_runtime::gpu::Gpu;
-use pc_runtime::launch::{HaloKernel, KernelParams, MapKernel, Module, Ptx};
+use pc_runtime::launch::{KernelParams, MapKernel, Module, Ptx};
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -69,10 +70,10 @@ pub struct Stage {
     name: Arc<str>,
     about: Arc<str>,
     kind: Kind,
-    /// How it runs in the flags grain, if it can (see [`crate::flags`]).
-    flags: Option<Arc<dyn crate::flags::FlagForm>>,
-    /// How it runs in the warps grain, if not by its name (see [`crate::exec::warps`]).
-    warps: Option<Arc<dyn crate::exec::warps::WarpForm>>,
+    /// Its forms: how the grains that need more than its stream kernel run
+    /// it (a flags form, a warps form, ...), at most one per type. Each grain
+    /// looks up its own form type ([`Stage::form`]); the model names none.
+    forms: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 /// What a stage is.
@@ -86,29 +87,25 @@ pub enum Kind {
 impl Stage {
     /// A stage from its parts.
     pub fn new(name: impl Into<Arc<str>>, about: impl Into<Arc<str>>, kind: Kind) -> Stage {
-        Stage { name: name.into(), about: about.into(), kind, flags: None, warps: None }
+        Stage { name: name.into(), about: about.into(), kind, forms: Vec::new() }
     }
 
-    /// This stage with `form` as its warps-grain form.
-    pub(crate) fn with_warp_form(mut self, form: Arc<dyn crate::exec::warps::WarpForm>) -> Stage {
-        self.warps = Some(form);
+    /// This stage with `form` as its form of type `F` (replacing one of
+    /// that type it had): how a grain that needs more than the stage's
+    /// stream kernel runs it. A grain's own methods wrap this for its form
+    /// type (see [`Stage::with_flag_form`]).
+    pub fn with_form<F: Any + Send + Sync>(mut self, form: F) -> Stage {
+        let form: Arc<dyn Any + Send + Sync> = Arc::new(form);
+        match self.forms.iter_mut().find(|(t, _)| *t == TypeId::of::<F>()) {
+            Some(slot) => slot.1 = form,
+            None => self.forms.push((TypeId::of::<F>(), form)),
+        }
         self
     }
 
-    /// Its warps-grain form, if it has one.
-    pub(crate) fn warp_form(&self) -> Option<&Arc<dyn crate::exec::warps::WarpForm>> {
-        self.warps.as_ref()
-    }
-
-    /// This stage with `form` as its flags-grain form (see [`crate::flags`]).
-    pub fn with_flag_form(mut self, form: Arc<dyn crate::flags::FlagForm>) -> Stage {
-        self.flags = Some(form);
-        self
-    }
-
-    /// Its flags-grain form, if it has one.
-    pub fn flag_form(&self) -> Option<&Arc<dyn crate::flags::FlagForm>> {
-        self.flags.as_ref()
+    /// Its form of type `F`, if it has one.
+    pub fn form<F: Any>(&self) -> Option<&F> {
+        self.forms.iter().find(|(t, _)| *t == TypeId::of::<F>()).and_then(|(_, f)| (**f).downcast_ref::<F>())
     }
 
     /// A map stage running kernel `K` (from `#[kernel] fn(input: &[I],
@@ -139,51 +136,6 @@ impl Stage {
     ) -> Stage {
         let about = format!("{} -> {}: kernel {}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
         Stage::new(name, about, Kind::Map(Arc::new(KernelMap::<K> { ptx, params, reference: Box::new(reference) })))
-    }
-
-    /// A halo stage running kernel `K` (from `#[kernel] fn(history: &[I],
-    /// input: &[I], output: Out<O>)`): it reads the `halo` elements before
-    /// each chunk too. The pipeline keeps them on the GPU (the stage's own
-    /// history, zeros before the stream's start) and passes them as
-    /// `history`, so the output equals the computation over the whole
-    /// stream whatever the chunk size. `reference(history, input, output)`
-    /// is the same computation on the CPU. A pipeline with a halo stage
-    /// runs on one GPU. A kernel with run-time parameters after `output`
-    /// is made with [`Stage::halo_map_with`].
-    pub fn halo_map<K: HaloKernel<Params = ()> + 'static>(
-        name: &str,
-        ptx: Ptx<K::Crate>,
-        halo: usize,
-        reference: impl Fn(&[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
-    ) -> Stage {
-        Stage::halo_map_with::<K>(name, ptx, halo, (), move |_: &(), history: &[K::In], input: &[K::In], output: &mut [K::Out]| {
-            reference(history, input, output)
-        })
-    }
-
-    /// [`Stage::halo_map`] for a kernel with parameters after `output`,
-    /// whose values `params` the stage owns and passes as
-    /// [`Stage::map_with`] does; `reference(params, history, input, output)`.
-    pub fn halo_map_with<K: HaloKernel + 'static>(
-        name: &str,
-        ptx: Ptx<K::Crate>,
-        halo: usize,
-        params: K::Params,
-        reference: impl Fn(&K::Params, &[K::In], &[K::In], &mut [K::Out]) + Send + Sync + 'static,
-    ) -> Stage {
-        let about = format!("{} -> {}: kernel {}, halo {halo}", ElemType::of::<K::In>(), ElemType::of::<K::Out>(), K::NAME);
-        Stage::new(name, about, Kind::Map(Arc::new(crate::halo::KernelHalo::<K> { ptx, halo, params, reference: Box::new(reference) })))
-    }
-
-    /// Source: a copy of each chunk from pinned host input (the source's
-    /// element type is the next stage's).
-    pub fn h2d() -> Stage {
-        crate::builtin::h2d()
-    }
-
-    /// Sink: a copy of each chunk into pinned host output.
-    pub fn d2h() -> Stage {
-        crate::builtin::d2h()
     }
 
     pub fn name(&self) -> &str {
@@ -517,5 +469,26 @@ unsafe impl<K: MapKernel + 'static> OnGpu for KernelMapOnGpu<K> {
         // parameters' copies are never written after setup.
         unsafe { K::launch_map(&self.kernel, stream, cfg, &input, &mut output, &self.params) }?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Forms are found by their type, one per type, the last given winning.
+    #[test]
+    fn a_stage_keeps_one_form_per_type() {
+        #[derive(Debug, PartialEq)]
+        struct A(u32);
+        #[derive(Debug, PartialEq)]
+        struct B(&'static str);
+        let s = crate::copy::d2h();
+        assert_eq!(s.form::<A>(), None);
+        let s = s.with_form(A(1)).with_form(B("b")).with_form(A(2));
+        assert_eq!(s.form::<A>(), Some(&A(2)));
+        assert_eq!(s.form::<B>(), Some(&B("b")));
+        assert_eq!(s.forms.len(), 2);
+        // A clone shares its forms.
+        assert_eq!(s.clone().form::<B>(), Some(&B("b")));
+        assert_eq!(s.form::<u32>(), None);
     }
 }

@@ -1,9 +1,9 @@
 //! One run's operations on the GPU: the actions of [`super::plan`] (fork,
 //! per-stage setup, every (stage, chunk) with exactly its graph waits, join),
 //! each turned into its CUDA call.
+use super::error::{Result, err};
 use super::part::Part;
 use super::plan::{Action, EventId, plan};
-use super::{Result, err};
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Op};
 use crate::timeline::PendingSpan;

@@ -12,8 +12,8 @@
 //! the first launch (loading one lazily can need the context idle). A wait
 //! that still fails has the device-side watchdog: the run ends with
 //! [`PipelineError::RingStuck`] naming the stage, ring, slot and chunk.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::PipelineError;
 use crate::flags::{FlagLaunch, FlagOnGpu};
 use crate::spec::PipelineSpec;
@@ -64,6 +64,15 @@ pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
         return Err(PipelineError::BadStages(format!("the flags grain has at most {MAX_RING_SLOTS} slots per ring; K is {}", spec.slots)));
     }
     Ok(())
+}
+
+/// The flags grain ([`crate::Launch::Flags`]).
+pub(crate) struct FlagsGrain;
+
+impl super::Grain for FlagsGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check(spec)
+    }
 }
 
 impl Part<'_> {

@@ -6,14 +6,16 @@
 //! - `part`: one GPU's share: allocation, the memory budget, teardown;
 //! - `enqueue`: one run's operations with their waits;
 //! - `capture`: a run captured as a CUDA graph, replayed;
+//! - `error`: the executor's `Result` and CUDA error helper;
 //! - [`pdl`]: the PDL grains (sm_90): the generate pipeline on one stream,
 //!   programmatic dependent launches, plain or captured as a graph;
 //! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
 //!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
 //! - [`split`]: chunks spread over GPUs.
-mod capture;
+pub(crate) mod capture;
 mod enqueue;
+mod error;
 pub(crate) mod flags;
 pub(crate) mod part;
 pub mod pdl;
@@ -30,14 +32,13 @@ pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
 use cudarc::driver::{CudaEvent, sys};
+use error::{Result, err};
 use kernel_math::{Element, POISON_BITS, Reduction};
 use part::Part;
 use pc_runtime::Error;
 use pc_runtime::gpu::Gpu;
 use std::path::PathBuf;
 use std::time::Instant;
-
-type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 /// Where host input (an `h2d` source) comes from.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ pub struct RunReport {
     pub timeline: Option<Timeline>,
     /// The flags grain's device timestamps of the last run, per GPU (when a
     /// timeline was asked for).
-    pub flag_stamps: Vec<crate::flags::FlagStamps>,
+    pub flag_stamps: Vec<crate::timeline::FlagStamps>,
 }
 
 impl RunReport {
@@ -125,6 +126,25 @@ pub struct Pipeline<'g> {
     flag_faults: Vec<u32>,
 }
 
+/// One way of launching a pipeline's work (`--grain`), implemented by
+/// each grain's module; the table of grains binds a [`Launch`] to its
+/// grain ([`PipelineSpec::check_launch`] asks it).
+pub(crate) trait Grain: Sync {
+    /// Refuses, before anything is opened or allocated, what this grain
+    /// cannot run of `spec`.
+    fn check(&self, spec: &PipelineSpec) -> Result<()>;
+}
+
+/// Stream launches ([`Launch::Streams`]): every operation enqueued on the
+/// streams, each run; any spec.
+pub(crate) struct StreamsGrain;
+
+impl Grain for StreamsGrain {
+    fn check(&self, _spec: &PipelineSpec) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// A placed spec (see [`PipelineSpec::placement`]) with a peer copy where
 /// two neighbouring stages sit on different GPUs (peer access enabled both
 /// ways where the GPUs allow it), and each stage's GPU.
@@ -145,10 +165,10 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
         let (prev, here) = (s.checked_sub(1).map(|p| spec.placement[p]), spec.placement[s]);
         // A peer copy between, unless this stage is one already (a placed
         // spec given again).
-        if let Some(prev) = prev.filter(|&p| p != here && !crate::builtin::is_peer_copy(&spec.stages[s])) {
+        if let Some(prev) = prev.filter(|&p| p != here && !crate::copy::is_peer_copy(&spec.stages[s])) {
             let (a, b) = (gpus[prev], gpus[here]);
             let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
-            stages.push(crate::builtin::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
+            stages.push(crate::copy::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
             placement.push(here);
             stage_gpus.push(b);
         }
@@ -159,10 +179,6 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
     let mut placed = spec.stages(stages);
     placed.placement = placement;
     Ok((placed, stage_gpus))
-}
-
-fn err(what: &str) -> impl FnOnce(cudarc::driver::DriverError) -> PipelineError + '_ {
-    move |e| PipelineError::Runtime(Error::cuda(what)(e))
 }
 
 impl<'g> Pipeline<'g> {

@@ -1,7 +1,7 @@
 //! One GPU's share of a pipeline: its streams, rings, prepared stages and
 //! events, the device memory budget they are checked against before
 //! anything is allocated, and a teardown that waits for the GPU.
-use super::{Result, err};
+use super::error::{Result, err};
 use crate::PipelineError;
 use crate::elem::ElemType;
 use crate::graph::EventGraph;
@@ -72,7 +72,7 @@ impl<'g> Part<'g> {
 
     /// A part whose stage `s` runs on `stage_gpus[s]`: its stream, its
     /// kernels and the ring it writes live there (a stage reading a ring on
-    /// another GPU is a peer copy, see `builtin::peer_copy`).
+    /// another GPU is a peer copy, see `copy::peer_copy`).
     pub fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         let stages = spec.stages.len();
         let gpu = stage_gpus[0];
@@ -175,9 +175,9 @@ impl<'g> Part<'g> {
 
     /// The sink's per-chunk records (reduce), after the run synchronized;
     /// from its flag form after a flags run.
-    pub fn records(&mut self, launch: super::Launch) -> Result<Vec<Reduction>> {
+    pub fn records(&mut self, launch: crate::spec::Launch) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
-        if launch == super::Launch::Flags {
+        if launch == crate::spec::Launch::Flags {
             return match self.flags.as_mut().and_then(|f| f.sink()) {
                 Some(sink) => sink.records(&s0),
                 None => Err(PipelineError::BadStages("no flags run".into())),

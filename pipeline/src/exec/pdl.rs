@@ -16,8 +16,8 @@
 //! The sync checker's fault knob ([`Pipeline::set_pdl_faults`]) makes the
 //! consumer skip its wait; with the producer slowed, it then reads slots
 //! before they are written.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::records::{RECORD_WORDS, reduction_from_words, reduction_words};
 use crate::spec::PipelineSpec;
 use crate::{Pipeline, PipelineError};
@@ -57,6 +57,15 @@ pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
         return Err(PipelineError::GrainUnsupported { grain: "pdl", why: "it runs on one stream already; drop the serial baseline".into() });
     }
     Ok(())
+}
+
+/// The PDL grains ([`crate::Launch::Pdl`], plain or captured as a graph).
+pub(crate) struct PdlGrain;
+
+impl super::Grain for PdlGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check_pdl_spec(spec)
+    }
 }
 
 impl Part<'_> {

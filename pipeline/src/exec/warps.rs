@@ -10,13 +10,13 @@
 //! The replacement stages are prepared at the first warps run and swapped
 //! with the plain ones around each such run, so the same pipeline (rings,
 //! events, verification) serves every grain.
+use super::error::{Result, err};
 use super::part::Part;
-use super::{Result, err};
 use crate::elem::ElemType;
 use crate::halo::History;
 use crate::records::Records;
 use crate::spec::PipelineSpec;
-use crate::stage::{OnGpu, Op, Setup};
+use crate::stage::{OnGpu, Op, Setup, Stage};
 use crate::{Pipeline, PipelineError};
 use cudarc::driver::CudaSlice;
 use cudarc::driver::{CudaStream, LaunchConfig};
@@ -206,6 +206,18 @@ pub(crate) trait WarpForm: Send + Sync {
     fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>>;
 }
 
+impl Stage {
+    /// This stage with `form` as its warps-grain form.
+    pub(crate) fn with_warp_form(self, form: Arc<dyn WarpForm>) -> Stage {
+        self.with_form(form)
+    }
+
+    /// Its warps-grain form, if it has one.
+    pub(crate) fn warp_form(&self) -> Option<&Arc<dyn WarpForm>> {
+        self.form::<Arc<dyn WarpForm>>()
+    }
+}
+
 /// Refuses, in one line, a pipeline with nothing for the warps grain to replace.
 pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
     if spec.serial {
@@ -219,6 +231,15 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The warps grain ([`crate::Launch::Warps`]).
+pub(crate) struct WarpsGrain;
+
+impl super::Grain for WarpsGrain {
+    fn check(&self, spec: &PipelineSpec) -> Result<()> {
+        check_warps_spec(spec)
+    }
 }
 
 impl Part<'_> {

@@ -18,13 +18,54 @@
 //! This part needs no GPU: the slots may be pinned memory (the GPU copies
 //! from them) or ordinary memory (tests, [`super::host_only`]).
 use super::io::{ReadAt, StreamSource};
-use super::{Backpressure, Filled};
 use crate::PipelineError;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// What the reader does when every input slot is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait for a slot (nothing is lost; a live source falls behind).
+    #[default]
+    Block,
+    /// Drop the oldest chunk read but not yet on the GPU, and count it.
+    /// A paced source read at any offset with a known length (a regular
+    /// file with [`StreamOptions::rate_bytes_per_s`](super::StreamOptions::rate_bytes_per_s)) also drops, unread,
+    /// every whole chunk that more than the staging slots' worth of newer
+    /// chunks has overtaken before a reader took it: a rate above what the
+    /// readers sustain then shows as drops, as for a live source whose
+    /// oldest data is overwritten, not as latency growing with the run. The
+    /// last chunk is always read (the end is exact); a read error inside a
+    /// chunk dropped unread goes unseen.
+    DropOldest,
+}
+
+/// A filled input slot.
+pub(crate) struct Filled {
+    pub(crate) slot: usize,
+    pub(crate) bytes: usize,
+    /// When the source had the chunk: its read done, or its due time
+    /// when paced (latency counts from here).
+    pub(crate) ready: Instant,
+    /// When its read began and ended (the trace's read row).
+    pub(crate) read: (Instant, Instant),
+}
+
+/// Asks Linux to end this thread's sleeps within 1 us of their due time.
+/// The default slack (50 us) would add up to 50 us to chunks' latency: the
+/// writer waits for the GPU in sleeps of 20 us, and a paced reader sleeps
+/// until its chunk is due. Elsewhere, or if refused, nothing changes.
+pub(crate) fn tight_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer and changes only this
+    // thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
+    }
+}
 
 /// Memory holding the slots: `base()` points at `slots x slot_bytes` bytes
 /// that live as long as the value.
@@ -431,7 +472,7 @@ impl Input {
             Reading::Sequential(mut source) => {
                 let input = self.clone();
                 let h = std::thread::Builder::new().name("stream-reader".into()).spawn(move || {
-                    super::tight_timer_slack();
+                    tight_timer_slack();
                     while let Some((c, slot)) = input.claim(policy, None) {
                         // SAFETY: the slot's token was just claimed.
                         let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];
@@ -463,7 +504,7 @@ impl Input {
                     .map(|i| {
                         let (input, reader) = (self.clone(), reader.clone());
                         std::thread::Builder::new().name(format!("stream-reader-{i}")).spawn(move || {
-                            super::tight_timer_slack();
+                            tight_timer_slack();
                             while let Some((c, slot)) = input.claim(policy, live) {
                                 // SAFETY: the slot's token was just claimed.
                                 let buf = &mut unsafe { input.slot_mut(slot) }[..input.chunk_bytes];

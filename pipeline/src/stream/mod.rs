@@ -35,6 +35,7 @@
 mod input;
 mod io;
 
+pub use input::Backpressure;
 pub use io::{
     Discard, FileSink, FileSource, FnSink, IterSource, ReadAt, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn,
 };
@@ -49,7 +50,7 @@ use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind, Sink};
 use crate::timeline::{Span, Timeline};
 use cudarc::driver::CudaEvent;
-use input::{Input, Pace, Reading};
+use input::{Input, Pace, Reading, tight_timer_slack};
 use pc_runtime::gpu::Gpu;
 use std::ops::Range;
 use std::sync::Arc;
@@ -58,24 +59,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
-
-/// What the reader does when every input slot is busy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backpressure {
-    /// Wait for a slot (nothing is lost; a live source falls behind).
-    #[default]
-    Block,
-    /// Drop the oldest chunk read but not yet on the GPU, and count it.
-    /// A paced source read at any offset with a known length (a regular
-    /// file with [`StreamOptions::rate_bytes_per_s`]) also drops, unread,
-    /// every whole chunk that more than the staging slots' worth of newer
-    /// chunks has overtaken before a reader took it: a rate above what the
-    /// readers sustain then shows as drops, as for a live source whose
-    /// oldest data is overwritten, not as latency growing with the run. The
-    /// last chunk is always read (the end is exact); a read error inside a
-    /// chunk dropped unread goes unseen.
-    DropOldest,
-}
 
 /// How a stream runs.
 #[derive(Debug, Clone, Default)]
@@ -150,17 +133,6 @@ impl StreamReport {
     }
 }
 
-/// A filled input slot.
-struct Filled {
-    slot: usize,
-    bytes: usize,
-    /// When the source had the chunk: its read done, or its due time
-    /// when paced (latency counts from here).
-    ready: Instant,
-    /// When its read began and ended (the trace's read row).
-    read: (Instant, Instant),
-}
-
 /// A chunk on the GPU, for the writer.
 struct Job {
     chunk: u64,
@@ -211,19 +183,6 @@ impl Shared {
 }
 
 const TICK: Duration = Duration::from_millis(20);
-
-/// Asks Linux to end this thread's sleeps within 1 us of their due time.
-/// The default slack (50 us) would add up to 50 us to chunks' latency: the
-/// writer waits for the GPU in sleeps of 20 us, and a paced reader sleeps
-/// until its chunk is due. Elsewhere, or if refused, nothing changes.
-pub(crate) fn tight_timer_slack() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes one integer and changes only this
-    // thread's timer slack.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong);
-    }
-}
 
 /// Chunks read at once from a positional source by default: enough for a
 /// piece of 256 KiB per core (a file reads each chunk in such pieces on a

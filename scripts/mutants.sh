@@ -108,8 +108,8 @@ mutant layout-check-accepts-another-size runtime/src/launch.rs \
   'if p.align != align {' \
   'cargo test -p nvptx-builder --locked --test layout'
 mutant layout-check-accepts-a-missing-record runtime/src/launch.rs \
-  'let Some(found) = entry_layout(ptx, name) else {' \
-  'let Some(found) = entry_layout(ptx, name).or_else(|| Some(want.iter().map(|p| (p.size, p.align)).collect())) else {' \
+  'let Some((device_signature, found)) = layout_record(ptx, name) else {' \
+  'let Some((device_signature, found)) = layout_record(ptx, name).or_else(|| Some((signature, want.iter().map(|p| (p.size, p.align)).collect()))) else {' \
   'cargo test -p pc-runtime --locked --lib'
 mutant signature-check-accepts-another-signature runtime/src/launch.rs \
   'if device_signature != signature {' \

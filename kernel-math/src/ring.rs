@@ -55,6 +55,42 @@ impl RingFlags {
     }
 }
 
+/// Slot and use of local chunk `chunk` in a ring of `slots` (K) slots:
+/// chunk `c` is use `c / K` of slot `c % K`. The flag ring's stage runners
+/// and its loom model (`tests/loom_rings.rs`) both decide with it.
+#[inline(always)]
+pub fn slot_use(chunk: u64, slots: u64) -> (usize, u32) {
+    ((chunk % slots) as usize, (chunk / slots) as u32)
+}
+
+/// The *filled* value the reader of use `u` of a slot waits for: every one
+/// of the `pieces` (P) pieces of use `u` written, `P (u + 1)`.
+#[inline(always)]
+pub fn filled_target(u: u32, pieces: u64) -> u32 {
+    (u + 1).wrapping_mul(pieces as u32)
+}
+
+/// The *freed* value the writer of use `u` of a slot waits for: every
+/// piece of use `u - 1` read, `P u` (0 for the first use: no wait).
+#[inline(always)]
+pub fn freed_target(u: u32, pieces: u64) -> u32 {
+    u.wrapping_mul(pieces as u32)
+}
+
+/// Piece `j` of `pieces` (P) of a chunk of `n` elements: `(start, end)`.
+/// Block `j` of a chunk's group writes (or reads) exactly this part.
+#[inline(always)]
+pub fn piece(n: u64, pieces: u64, j: u64) -> (u64, u64) {
+    (n * j / pieces, n * (j + 1) / pieces)
+}
+
+/// The chunks group `group` of `groups` takes, in order: `group, group +
+/// groups, ...` below `chunks`.
+#[inline(always)]
+pub fn group_chunks(group: u64, groups: u64, chunks: u64) -> core::iter::StepBy<core::ops::Range<u64>> {
+    (group..chunks).step_by(groups as usize)
+}
+
 /// Why a flag pipeline stopped early ([`RingStatus::status`]).
 pub mod stop {
     /// Still running, or finished normally.
@@ -209,6 +245,74 @@ pub mod fault {
     pub const EARLY_FILLED: u32 = 4;
     /// *freed* is published before the block's reads are done.
     pub const EARLY_FREED: u32 = 8;
+}
+
+/// Where one side of a warp ring (`nvptx_std::hopper::ring`) of `slots`
+/// slots stands: the slot it works on next, the phase bit that slot's
+/// barriers are in for this side, and how many slots it has passed. The
+/// phase flips each time the index wraps. In the ring, only its verbs
+/// advance their side's state (a copy advanced elsewhere changes nothing);
+/// the ring's loom model (`tests/loom_rings.rs`) drives it the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingState {
+    index: u32,
+    phase: u32,
+    count: u32,
+    slots: u32,
+}
+
+impl RingState {
+    /// Slot 0, phase 0, nothing passed.
+    pub const fn new(slots: u32) -> Self {
+        RingState { index: 0, phase: 0, count: 0, slots }
+    }
+
+    #[inline(always)]
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    #[inline(always)]
+    pub fn phase(&self) -> u32 {
+        self.phase
+    }
+
+    #[inline(always)]
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    #[inline(always)]
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The parity the consumers wait for on the slot's *full* barrier: the
+    /// phase this side is in, completed once the producer's copy landed.
+    #[inline(always)]
+    pub fn consumer_parity(&self) -> u32 {
+        self.phase
+    }
+
+    /// The parity the producer waits for on the slot's *empty* barrier (and
+    /// on its *full* barrier, for the slot's previous copy): the phase
+    /// before this side's. A fresh barrier's phase before phase 0 counts as
+    /// complete, so each slot's first use does not wait.
+    #[inline(always)]
+    pub fn producer_parity(&self) -> u32 {
+        self.phase ^ 1
+    }
+
+    /// One slot further; past the last slot, slot 0 with the phase flipped.
+    #[inline(always)]
+    pub fn advance(&mut self) {
+        self.index += 1;
+        self.count += 1;
+        if self.index >= self.slots {
+            self.index = 0;
+            self.phase ^= 1;
+        }
+    }
 }
 
 /// The warps grain's watchdog record, one per ring stage, in host memory

@@ -54,7 +54,7 @@ use core::marker::PhantomData;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel_math::Element;
-use kernel_math::ring::StopAt;
+use kernel_math::ring::{self, StopAt};
 pub use kernel_math::ring::{MAX_RING_SLOTS, RingControl, RingFlags, RingPlan, fault, stop, waiting};
 
 /// Loads (of 16 bytes, or single elements) each thread issues before it
@@ -170,22 +170,21 @@ impl<'a> StageCtx<'a> {
     fn my_chunks(&self) -> impl Iterator<Item = u64> {
         let p = self.pieces();
         let groups = (sreg::nctaid() as u64 / p).max(1);
-        (sreg::ctaid() as u64 / p..self.plan.chunks).step_by(groups as usize)
+        ring::group_chunks(sreg::ctaid() as u64 / p, groups, self.plan.chunks)
     }
 
     /// This block's piece of a chunk of `n` elements: `(start, end)`.
     fn my_piece(&self, n: u64) -> (u64, u64) {
-        let (p, j) = (self.pieces(), sreg::ctaid() as u64 % self.pieces());
-        (n * j / p, n * (j + 1) / p)
+        ring::piece(n, self.pieces(), sreg::ctaid() as u64 % self.pieces())
     }
 
     /// The counter values that mean use `u` of a slot was written by all
     /// P blocks (*filled*) and that use `u - 1` was read by all (*freed*).
     fn filled_target(&self, u: u32) -> u32 {
-        (u + 1).wrapping_mul(self.pieces() as u32)
+        ring::filled_target(u, self.pieces())
     }
     fn freed_target(&self, u: u32) -> u32 {
-        u.wrapping_mul(self.pieces() as u32)
+        ring::freed_target(u, self.pieces())
     }
 
     fn k(&self) -> u64 {
@@ -236,8 +235,7 @@ impl<'a, T: Element> Ring<'a, T> {
     }
 
     fn slot(&self, ctx: &StageCtx<'_>, chunk: u64) -> (usize, u32) {
-        let s = (chunk % ctx.k()) as usize;
-        (s, (chunk / ctx.k()) as u32)
+        ring::slot_use(chunk, ctx.k())
     }
 }
 

@@ -65,50 +65,9 @@ pub mod fault {
     pub const STALL_PRODUCER: u32 = 4;
 }
 
-/// Where one side of a ring of `slots` slots stands: the slot it works on
-/// next, the phase bit that slot's barrier is in for this side, and how
-/// many slots it has passed. The phase flips each time the index wraps.
-/// Only the verbs advance it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RingState {
-    index: u32,
-    phase: u32,
-    count: u32,
-    slots: u32,
-}
-
-impl RingState {
-    /// Slot 0, phase 0, nothing passed.
-    pub const fn new(slots: u32) -> Self {
-        RingState { index: 0, phase: 0, count: 0, slots }
-    }
-
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
-    pub fn phase(&self) -> u32 {
-        self.phase
-    }
-
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
-    pub fn slots(&self) -> u32 {
-        self.slots
-    }
-
-    /// One slot further; past the last slot, slot 0 with the phase flipped.
-    pub(crate) fn advance(&mut self) {
-        self.index += 1;
-        self.count += 1;
-        if self.index >= self.slots {
-            self.index = 0;
-            self.phase ^= 1;
-        }
-    }
-}
+/// Where one side of a ring stands (slot, phase, count): shared with the
+/// ring's loom model, which drives the same state (see `docs/loom.md`).
+pub use kernel_math::ring::RingState;
 
 /// One tile of the schedule: elements `start..start + len` of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,12 +402,12 @@ impl<T: Element> Producer<T> {
             return None;
         };
         let s = self.state;
-        self.ring.wait(self.ring.empty_barrier(s.index), s.phase ^ 1, warp_wait::RELEASED, s.index, tile.start);
+        self.ring.wait(self.ring.empty_barrier(s.index()), s.producer_parity(), warp_wait::RELEASED, s.index(), tile.start);
         // The slot's previous copy has landed: always so when the consumers
         // waited for it before releasing; with the sync checker's
         // SKIP_FULL_WAIT it keeps two copies (and two expect_tx arrivals)
         // from being in flight on one slot and its barrier.
-        self.ring.wait(self.ring.full_barrier(s.index), s.phase ^ 1, warp_wait::LANDED, s.index, tile.start);
+        self.ring.wait(self.ring.full_barrier(s.index()), s.producer_parity(), warp_wait::LANDED, s.index(), tile.start);
         Some(ProducerSlot { producer: self, tile })
     }
 
@@ -456,14 +415,14 @@ impl<T: Element> Producer<T> {
     /// tiles issued: their copies have landed.
     fn tail(&self) {
         let mut s = self.state;
-        let outstanding = s.count.min(s.slots);
+        let outstanding = s.count().min(s.slots());
         // Back to the oldest outstanding tile, then forward over each.
-        for _ in 0..(s.slots - outstanding) {
+        for _ in 0..(s.slots() - outstanding) {
             s.advance();
         }
         for _ in 0..outstanding {
             // The state `slots` steps back has the same index and the other phase.
-            self.ring.wait(self.ring.full_barrier(s.index), s.phase ^ 1, warp_wait::LANDED, s.index, usize::MAX);
+            self.ring.wait(self.ring.full_barrier(s.index()), s.producer_parity(), warp_wait::LANDED, s.index(), usize::MAX);
             s.advance();
         }
     }
@@ -490,14 +449,14 @@ impl<T: Element> ProducerSlot<T> {
         let src = input[tile.start..].as_ptr();
         let n = bulk_elements::<T>(src as usize, tile.len);
         let bytes = (n * core::mem::size_of::<T>()) as u32;
-        let full = ring.full_barrier(s.index);
+        let full = ring.full_barrier(s.index());
         // SAFETY: the slot is this producer's (its empty phase completed in
         // `acquire`), `bytes` <= slot_bytes (n <= tile.len <= tile_elements),
         // `src` is 16-byte aligned with `bytes` readable (n > 0 only then).
         unsafe {
             dev::arrive_expect_tx(full, bytes);
             if bytes > 0 {
-                dev::bulk_copy(ring.slot0 + s.index * ring.slot_bytes, src as *const u8, bytes, full);
+                dev::bulk_copy(ring.slot0 + s.index() * ring.slot_bytes, src as *const u8, bytes, full);
             }
         }
         // SAFETY: read once out of the ManuallyDrop, which is never used again.
@@ -526,8 +485,8 @@ impl<T: Element> ProducerSlot<T> {
         let size = core::mem::size_of::<T>();
         let halo = halo_source(history, input, tile.start, ring.halo);
         let (tile_bytes, halo_bytes) = ((n * size) as u32, if halo.is_some() { (ring.halo * size) as u32 } else { 0 });
-        let full = ring.full_barrier(s.index);
-        let slot = ring.slot0 + s.index * ring.slot_bytes;
+        let full = ring.full_barrier(s.index());
+        let slot = ring.slot0 + s.index() * ring.slot_bytes;
         // SAFETY: the slot is this producer's (its empty phase completed in
         // `acquire`); the halo fills its first `halo` elements and the tile
         // the `n <= tile_elements` after them, within slot_bytes; both
@@ -582,7 +541,7 @@ impl<T: Element> Consumer<T> {
     /// `None` when this block has no tile left.
     pub fn wait(mut self) -> Option<ConsumerSlot<T>> {
         let tile = self.tiles.next()?;
-        self.ring.wait(self.ring.full_barrier(self.state.index), self.state.phase, warp_wait::FILLED, self.state.index, tile.start);
+        self.ring.wait(self.ring.full_barrier(self.state.index()), self.state.consumer_parity(), warp_wait::FILLED, self.state.index(), tile.start);
         Some(ConsumerSlot { consumer: self, tile, skipped: false })
     }
 
@@ -615,7 +574,7 @@ impl<T: Element> ConsumerSlot<T> {
         let start = self.tile.start;
         let n = bulk_elements::<T>(input[start..].as_ptr() as usize, self.tile.len);
         if i < n {
-            let base = ring.tile_ptr(self.consumer.state.index);
+            let base = ring.tile_ptr(self.consumer.state.index());
             // SAFETY: i < n <= tile_elements: inside this slot, which holds
             // the copy's `n` elements (full phase completed in `wait`) and
             // which no copy writes until this slot is released.
@@ -656,7 +615,7 @@ impl<T: Element> ConsumerSlot<T> {
             return self.map_into(input, out, f);
         }
         let ring = self.consumer.ring;
-        let quads = ring.tile_ptr(self.consumer.state.index) as *const crate::Quad<T>;
+        let quads = ring.tile_ptr(self.consumer.state.index()) as *const crate::Quad<T>;
         let (rank, step) = (self.consumer.rank as usize, ring.consumers.max(1) as usize);
         for q in (rank..n / 4).step_by(step) {
             // SAFETY: 4q + 4 <= n: inside the copied part of this slot,
@@ -681,11 +640,17 @@ impl<T: Element> ConsumerSlot<T> {
             // release: a slot released before its copy landed would let
             // the consumers run a phase ahead of the producer, whose
             // `acquire` would then wait for a phase that never completes.
-            ring.wait(ring.full_barrier(this.consumer.state.index), this.consumer.state.phase, warp_wait::FILLED, this.consumer.state.index, this.tile.start);
+            ring.wait(
+                ring.full_barrier(this.consumer.state.index()),
+                this.consumer.state.consumer_parity(),
+                warp_wait::FILLED,
+                this.consumer.state.index(),
+                this.tile.start,
+            );
         }
         // SAFETY: an arrival on this slot's empty barrier, counted once per
         // consumer thread per phase.
-        unsafe { dev::arrive(ring.empty_barrier(this.consumer.state.index)) };
+        unsafe { dev::arrive(ring.empty_barrier(this.consumer.state.index())) };
         // SAFETY: read once out of the ManuallyDrop, which is never used again.
         let mut consumer = unsafe { core::ptr::read(&this.consumer) };
         consumer.state.advance();
@@ -720,7 +685,7 @@ impl<T: Element> ConsumerSlot<T> {
         // The slot's halo part holds x[start - ring.halo .. start] when the
         // producer could copy it (the same test as its own).
         let kept = if halo <= ring.halo && halo_source(history, input, start, ring.halo).is_some() { ring.halo } else { 0 };
-        let tile = ring.tile_ptr(self.consumer.state.index);
+        let tile = ring.tile_ptr(self.consumer.state.index());
         // SAFETY: the slot holds the copy's n elements after its halo part,
         // and the halo part `kept` elements before them (full phase
         // completed in `wait`); nothing writes the slot until it is

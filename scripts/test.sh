@@ -30,6 +30,11 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p kernel-math --
 # kernel-math from crates.io and cannot see the packaged ones; pc-pipeline
 # depends on ptx-kernels.
 cargo package --workspace --exclude host --locked --allow-dirty --no-verify
+# Cargo unpacks the just-packaged crates under $CARGO_HOME/registry/src/-<hash>
+# (a hash of target/package/tmp-registry's path) and, the version being the
+# same 0.1.0, would reuse an earlier run's unpacked sources: remove those
+# local-registry copies (never crates.io's) so each run verifies what it packed.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-* "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/-*
 cargo package --workspace --exclude host --exclude ptx-kernels --exclude pc-pipeline --locked --allow-dirty
 
 # A user's project, outside this clone: `host new` writes it, and its

@@ -17,13 +17,14 @@
 //!   (`bytes` from the address, or `count` words) lies inside one
 //!   allocation, until the operation has completed on the GPU;
 //! - no other stream accesses the written range, nor writes the read range,
-//!   until the operation has completed (order it with events), and the host
-//!   neither reads nor writes a host range the operation touches until then;
-//! - host addresses are pinned (page-locked) memory, so the copy is
-//!   asynchronous (pageable memory would make the driver stage it);
-//! - the stream's context is the thread's current one where the driver
-//!   call needs it (the device-only calls with unified addresses do not;
-//!   bind it with `CudaContext::bind_to_thread` where in doubt).
+//!   until the operation has completed (order it with events); nor does the
+//!   host (it may read a range the operation only reads).
+//!
+//! Host memory is meant to be pinned (page-locked): with pageable memory
+//! the driver stages the copy and it does not overlap the host's work. The
+//! calls are made in the thread's current context: where several GPUs are
+//! open, bind the stream's first (`CudaContext::bind_to_thread`), as the
+//! callers do today.
 use cudarc::driver::{CudaContext, CudaStream, DriverError, sys};
 
 /// A device address (CUDA's `CUdeviceptr`), as cudarc's
@@ -31,7 +32,7 @@ use cudarc::driver::{CudaContext, CudaStream, DriverError, sys};
 pub type DeviceAddr = sys::CUdeviceptr;
 
 /// Copies `bytes` from pinned host memory at `src` to the device at `dst`
-/// on `stream` ([`cuMemcpyHtoDAsync`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g1572263fe2597d7ba4f6964597a354a3)).
+/// on `stream` ([`cuMemcpyHtoDAsync`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html)).
 ///
 /// # Safety
 /// As the [module's contract](crate::copy#safety-every-function-here).
@@ -62,10 +63,11 @@ pub unsafe fn dtod_async(dst: DeviceAddr, src: DeviceAddr, bytes: usize, stream:
 
 /// Copies `bytes` from `src` to `dst`, which unified addressing places on
 /// any device (or pinned host memory), on `stream`
-/// ([`cuMemcpyAsync`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g5f26aaf5582ade791e5688727a178d78)).
-/// Between two GPUs it needs peer access
-/// ([`Gpu::enable_peer_access`](crate::gpu::Gpu::enable_peer_access)), and
-/// unlike [`peer_async`] it can be captured in a CUDA graph.
+/// ([`cuMemcpyAsync`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html)).
+/// The pipeline copies between two GPUs with it where they have peer access
+/// ([`Gpu::enable_peer_access`](crate::gpu::Gpu::enable_peer_access)): a
+/// direct copy that, unlike [`peer_async`] staged through the host, can be
+/// captured in a CUDA graph.
 ///
 /// # Safety
 /// As the [module's contract](crate::copy#safety-every-function-here).
@@ -95,7 +97,7 @@ pub unsafe fn peer_async(
 }
 
 /// Sets `count` 32-bit words from `dst` (4-byte aligned) to `value` on
-/// `stream` ([`cuMemsetD32Async`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g58229da5d30f1c0cdf667b320ec2c0f5)).
+/// `stream` ([`cuMemsetD32Async`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html)).
 ///
 /// # Safety
 /// As the [module's contract](crate::copy#safety-every-function-here); `dst` is

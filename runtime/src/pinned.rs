@@ -17,7 +17,7 @@ pub enum HostAlloc {
     DeviceMapped,
 }
 
-/// `bytes` of pinned host memory (at least one), uninitialized, allocated
+/// `bytes` of pinned host memory, uninitialized, allocated
 /// in the thread's current context ([`cuMemHostAlloc`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g572ca4011bfcb25034888a14d4e035b9)):
 /// bind the context first (`CudaContext::bind_to_thread`). The caller owns
 /// it and frees it with [`free`].
@@ -33,7 +33,7 @@ pub fn alloc(bytes: usize, kind: HostAlloc) -> Result<*mut u8, DriverError> {
 }
 
 /// The device's address of the [`HostAlloc::DeviceMapped`] memory at `host`
-/// in the current context ([`cuMemHostGetDevicePointer`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g57a39e5cba26af4d06be67fc77cc62f0));
+/// in the current context ([`cuMemHostGetDevicePointer`](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html));
 /// an error for memory that is not mapped. The address is valid until
 /// `host` is freed.
 pub fn device_address(host: *mut u8) -> Result<DeviceAddr, DriverError> {

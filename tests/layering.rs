@@ -23,6 +23,11 @@
 //! working and is not an edge. For `pipeline/src`, `#[cfg(test)]` items
 //! are left out too: unit tests may build their fixtures from any layer.
 //! References inside one module are not edges.
+//!
+//! And "driver calls in `pc_runtime` only" (issue 19, item 4): no file of
+//! `host/src` names cudarc's `driver::sys` or `driver::result`; the files
+//! of `pipeline/src` that still do are listed in [`KNOWN_DRIVER_CALLERS`]
+//! (to be emptied).
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -605,6 +610,121 @@ fn pipeline_layers_point_one_way() {
     }
     let b = pipeline_breaches(&g, KNOWN_VIOLATIONS);
     assert!(b.is_empty(), "pipeline/src's layering is broken:\n{}", b.join("\n"));
+}
+
+// ----- driver calls in pc_runtime only ------------------------------------
+
+/// The raw driver paths one file's code names, in order: a `sys::` path
+/// (cudarc's bindings, imported or spelled out), a `result::` path other
+/// than `std::result::`/`core::result::` (cudarc's `driver::result` layer,
+/// whatever it was imported as is caught at the import), and a `use` of
+/// `cudarc::driver::sys` or `cudarc::driver::result` (`result as cu`
+/// included). NCCL's bindings (`nccl::sys`, types only: `nccl.rs` loads the
+/// library itself) are not the driver.
+fn driver_paths(src: &str) -> Vec<String> {
+    let t = tokens(&code_only(src));
+    let tok = |k: usize| t.get(k).map_or("", String::as_str);
+    let before = |k: usize| if k >= 2 && tok(k - 1) == "::" { tok(k - 2) } else { "" };
+    let mut out = Vec::new();
+    for k in 0..t.len() {
+        if tok(k) == "use" {
+            let (paths, _) = path_tree(&t, k + 1);
+            for p in paths {
+                if p.len() >= 3 && p[0] == "cudarc" && p[1] == "driver" && matches!(p[2].as_str(), "sys" | "result") {
+                    out.push(format!("use {}", p.join("::")));
+                }
+            }
+        }
+        let driver_sys = tok(k) == "sys" && before(k) != "nccl";
+        let driver_result = tok(k) == "result" && !matches!(before(k), "std" | "core");
+        if (driver_sys || driver_result) && tok(k + 1) == "::" {
+            out.push(format!("{}::{}", tok(k), tok(k + 2)));
+        }
+    }
+    out
+}
+
+/// Each Rust file under `dir` (path relative to the package root) that
+/// names a raw driver path, with those paths.
+fn driver_callers(dir: &str) -> BTreeMap<String, Vec<String>> {
+    let mut files = Vec::new();
+    rust_files(&manifest_dir().join(dir), &mut files);
+    let mut out = BTreeMap::new();
+    for f in files {
+        let src = std::fs::read_to_string(&f).expect("reading a source file");
+        let found = driver_paths(&src);
+        if !found.is_empty() {
+            let name = f.strip_prefix(manifest_dir()).expect("a file under the package").to_string_lossy().replace('\\', "/");
+            out.insert(name, found);
+        }
+    }
+    out
+}
+
+/// Files of `pipeline/src` that still make raw driver calls or name the
+/// driver's types (issue 19, item 4: each moves to `pc_runtime`'s `copy`,
+/// `pinned` and `stream` modules; the goal is an empty list). A file that
+/// gains one fails the test, and so does a listed file that no longer has
+/// any (remove it then).
+const KNOWN_DRIVER_CALLERS: &[(&str, &str)] = &[
+    ("pipeline/src/builtin.rs", "copy stages: cuMemcpyAsync, cuMemcpyPeerAsync, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync (copy::*)"),
+    ("pipeline/src/exec/capture.rs", "graph capture's mode and flags (stream::begin_capture, end_capture)"),
+    ("pipeline/src/exec/enqueue.rs", "timing events' flags (stream::TIMING)"),
+    ("pipeline/src/exec/mod.rs", "timing events' flags (stream::TIMING)"),
+    ("pipeline/src/exec/pdl.rs", "record reset by memcpy_dtod_async, graph capture (copy::dtod_async, stream::*_capture)"),
+    ("pipeline/src/exec/warps.rs", "watchdog record: malloc_host, cuMemHostGetDevicePointer, free_host (pinned::*)"),
+    ("pipeline/src/halo.rs", "history zeroed by memset_d8_async (copy::memset_d8_async)"),
+    ("pipeline/src/host_mem.rs", "pinned buffers: malloc_host, free_host (pinned::alloc, pinned::free)"),
+    ("pipeline/src/records.rs", "reductions reset by memcpy_dtod_async (copy::dtod_async)"),
+    ("pipeline/src/ranks.rs", "capture status compared to the driver's enum (stream::is_capturing)"),
+    ("pipeline/src/stream/mod.rs", "timing events' flags (stream::TIMING)"),
+];
+
+/// What breaks "driver calls in pc_runtime only", one line each: a file
+/// with driver paths that is not `known`, and a `known` file without any.
+fn driver_breaches(found: &BTreeMap<String, Vec<String>>, known: &[(&str, &str)]) -> Vec<String> {
+    let mut out: Vec<String> = found
+        .iter()
+        .filter(|(f, _)| !known.iter().any(|(k, _)| k == f))
+        .map(|(f, paths)| format!("{f} makes raw driver calls ({}): use pc_runtime's copy, pinned and stream modules", paths.join(", ")))
+        .collect();
+    for (k, _) in known.iter().filter(|(k, _)| !found.contains_key(*k)) {
+        out.push(format!("{k} makes no raw driver call any more: remove it from KNOWN_DRIVER_CALLERS"));
+    }
+    out
+}
+
+#[test]
+fn driver_calls_live_in_pc_runtime() {
+    let host = driver_callers("host/src");
+    let b = driver_breaches(&host, &[]);
+    assert!(b.is_empty(), "host/src reaches the CUDA driver directly:\n{}", b.join("\n"));
+    let pipeline = driver_callers("pipeline/src");
+    for (f, paths) in &pipeline {
+        eprintln!("{f}: {}", paths.join(", "));
+    }
+    let b = driver_breaches(&pipeline, KNOWN_DRIVER_CALLERS);
+    assert!(b.is_empty(), "pipeline/src's raw driver calls changed:\n{}", b.join("\n"));
+}
+
+#[test]
+fn the_driver_reader_finds_calls_imports_and_aliases_but_not_comments() {
+    assert_eq!(driver_paths("fn f() { unsafe { sys::cuMemsetD32Async(p, 0, n, s) }.result()?; }"), ["sys::cuMemsetD32Async"]);
+    assert_eq!(driver_paths("use cudarc::driver::{CudaSlice, result as cu, sys};"), ["use cudarc::driver::result", "use cudarc::driver::sys"]);
+    assert_eq!(driver_paths("let _ = unsafe { cudarc::driver::result::free_host(p) };"), ["result::free_host"]);
+    assert_eq!(driver_paths("const T: Option<cudarc::driver::sys::CUevent_flags> = None;"), ["sys::CUevent_flags"]);
+    // Not the driver: std's Result, NCCL's types, comments, strings.
+    assert!(driver_paths("type R<T> = std::result::Result<T, E>;\nuse cudarc::nccl::sys::{ncclComm_t};").is_empty());
+    assert!(driver_paths("// sys::cuMemcpyAsync\nconst S: &str = \"result::free_host\";\n/* use cudarc::driver::sys; */").is_empty());
+    let found = BTreeMap::from([("a.rs".to_string(), vec!["sys::x".to_string()])]);
+    assert_eq!(driver_breaches(&found, &[("a.rs", "why")]), Vec::<String>::new());
+    assert_eq!(
+        driver_breaches(&found, &[("b.rs", "why")]),
+        [
+            "a.rs makes raw driver calls (sys::x): use pc_runtime's copy, pinned and stream modules",
+            "b.rs makes no raw driver call any more: remove it from KNOWN_DRIVER_CALLERS"
+        ]
+    );
 }
 
 // ----- the reader itself ---------------------------------------------------

@@ -5,7 +5,7 @@
 //! were captured with PDL (programmatic edges). The chain's GPU time over N
 //! is the cost of one kernel boundary.
 use anyhow::{Result, bail};
-use cudarc::driver::{CudaSlice, CudaStream, sys};
+use cudarc::driver::{CudaSlice, CudaStream};
 use pc_runtime::gpu::Gpu;
 use pc_runtime::launch::{Kernel, LaunchConfig};
 use ptx_kernels::hopper::PdlChainKernel;
@@ -89,17 +89,17 @@ pub fn boundaries(gpu: &Gpu, links: usize, reps: usize) -> Result<Vec<Boundary>>
     // of each mode).
     let s: Arc<CudaStream> = unsafe { gpu.stream()? };
     let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (LINK_ELEMENTS as u32, 1, 1), shared_mem_bytes: 0 };
-    let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let timing = pc_runtime::stream::TIMING;
     let mut out = Vec::new();
     for mode in [Mode::Streams, Mode::StreamsPdl, Mode::Graph, Mode::GraphPdl] {
         let mut a: CudaSlice<u32> = s.alloc_zeros(LINK_ELEMENTS)?;
         let mut b: CudaSlice<u32> = s.alloc_zeros(LINK_ELEMENTS)?;
         let pdl = matches!(mode, Mode::StreamsPdl | Mode::GraphPdl);
         let graph = if matches!(mode, Mode::Graph | Mode::GraphPdl) {
-            s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
+            pc_runtime::stream::begin_capture(&s)?;
             // SAFETY: as in `enqueue_chain`, captured on `s`.
             let enqueued = unsafe { enqueue_chain(&k, &s, cfg, &mut a, &mut b, links, pdl) };
-            let g = s.end_capture(sys::CUgraphInstantiate_flags(0));
+            let g = pc_runtime::stream::end_capture(&s);
             enqueued?;
             let Some(g) = g? else { bail!("capturing the chain produced no graph") };
             g.upload()?;
@@ -199,7 +199,7 @@ pub type Timer<'t> = dyn FnMut(&Arc<CudaStream>, &mut dyn FnMut() -> Result<()>)
 /// ceiling), each timed by `time` (median of repetitions). Every element of
 /// each output is checked against the CPU reference; a mismatch is an error.
 pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figure>> {
-    use cudarc::driver::{DevicePtr, result as cu};
+    use cudarc::driver::DevicePtr;
     use pc_pipeline::exec::warps::RingShape;
     use ptx_kernels::hopper::RingConsumerKernel;
     use ptx_kernels::{ConsumerVecKernel, ProducerVecKernel};
@@ -235,7 +235,7 @@ pub fn ring_map(gpu: &Gpu, bytes: u64, time: &mut Timer<'_>) -> Result<Vec<Figur
     let (ip, _) = input.device_ptr(&s);
     let (op, _) = output.device_ptr(&s);
     // SAFETY: both buffers hold `4n` bytes; one stream.
-    let copy = time(&s, &mut || Ok(unsafe { cu::memcpy_dtod_async(op, ip, 4 * n, s.cu_stream()) }?))?;
+    let copy = time(&s, &mut || Ok(unsafe { pc_runtime::copy::dtod_async(op, ip, 4 * n, &s) }?))?;
     out.push(("device-to-device copy (the ceiling)".to_string(), 8 * n as u64, copy, String::new()));
 
     let vec = plain.kernel::<ConsumerVecKernel>()?;

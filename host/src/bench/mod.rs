@@ -8,8 +8,9 @@ mod plots;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, result as cu, sys};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig};
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_runtime::copy;
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use ptx_kernels::{
@@ -74,7 +75,7 @@ fn batch_for(size: u64) -> usize {
 /// Median over `reps` of the event-timed time of `f`, run `batch_for(size)`
 /// times back to back and divided, after one warm-up.
 fn time_ms(stream: &Arc<CudaStream>, reps: usize, size: u64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let timing = pc_runtime::stream::TIMING;
     let batch = batch_for(size);
     f()?;
     stream.synchronize()?;
@@ -122,9 +123,12 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let dst: CudaSlice<u8> = s.alloc_zeros(large)?;
     let (sp, _) = src.device_ptr(&s);
     let (dp, _) = dst.device_ptr(&s);
-    let d2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { cu::memcpy_dtod_async(dp, sp, large, s.cu_stream()) }?))?;
+    // SAFETY (the copies and fills below): `large` bytes in each device
+    // and pinned buffer, alive until `run` ends synchronized; two streams
+    // only where ordered by `fork` and `join`.
+    let d2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { copy::dtod_async(dp, sp, large, &s) }?))?;
     add("ceiling", "device-to-device copy (read+write)", large as u64, 2 * large as u64, d2d, "");
-    let memset = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemsetD32Async(dp, 0x3f80_0000, n_large, s.cu_stream()) }.result()?))?;
+    let memset = time_ms(&s, a.reps, large as u64, || Ok(unsafe { copy::memset_d32_async(dp, 0x3f80_0000, n_large, &s) }?))?;
     add("ceiling", "write-only (driver memset)", large as u64, large as u64, memset, "");
     // Pinned buffers, every page touched so first-use costs stay out of the timings.
     // SAFETY: filled right away; freed (at the end of `run`) after every stream synchronized.
@@ -132,16 +136,18 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     h_in_buf.as_mut_slice()?.fill(1.0);
     h_out_buf.as_mut_slice()?.fill(1.0);
     let (h_in, h_out) = (h_in_buf.as_ptr()?, h_out_buf.as_mut_ptr()?);
-    let h2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?))?;
+    let h2d = time_ms(&s, a.reps, large as u64, || Ok(unsafe { copy::htod_async(dp, h_in, large, &s) }?))?;
     add("ceiling", "pinned host-to-device", large as u64, large as u64, h2d, "");
-    let d2h = time_ms(&s, a.reps, large as u64, || Ok(unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s.cu_stream()) }.result()?))?;
+    let d2h = time_ms(&s, a.reps, large as u64, || Ok(unsafe { copy::dtoh_async(h_out, sp, large, &s) }?))?;
     add("ceiling", "pinned device-to-host", large as u64, large as u64, d2h, "");
     let (fork, join) = (ctx.new_event(None)?, ctx.new_event(None)?);
     let both = time_ms(&s, a.reps, large as u64, || {
         fork.record(&s)?;
         s2.wait(&fork)?;
-        unsafe { sys::cuMemcpyHtoDAsync_v2(dp, h_in as *const _, large, s.cu_stream()) }.result()?;
-        unsafe { sys::cuMemcpyDtoHAsync_v2(h_out as *mut _, sp, large, s2.cu_stream()) }.result()?;
+        unsafe {
+            copy::htod_async(dp, h_in, large, &s)?;
+            copy::dtoh_async(h_out, sp, large, &s2)?;
+        }
         join.record(&s2)?;
         s.wait(&join)?;
         Ok(())

@@ -6,8 +6,9 @@
 //! Copies on several devices are timed by the host clock around a batch
 //! that every stream finishes (events time one context's stream only).
 use anyhow::{Result, bail};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, sys};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_runtime::copy;
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use serde_json::{Value, json};
@@ -92,8 +93,10 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
             let (dp, _) = sd.dst.device_ptr(&sd.s_in);
             let (sp, _) = sd.src.device_ptr(&sd.s_out);
             // SAFETY: pinned and device buffers of `large` bytes each, alive until the batch is synchronized.
-            unsafe { sys::cuMemcpyHtoDAsync_v2(dp, sd.h_in as *const _, large, sd.s_in.cu_stream()) }.result()?;
-            unsafe { sys::cuMemcpyDtoHAsync_v2(sd.h_out as *mut _, sp, large, sd.s_out.cu_stream()) }.result()?;
+            unsafe {
+                copy::htod_async(dp, sd.h_in, large, &sd.s_in)?;
+                copy::dtoh_async(sd.h_out, sp, large, &sd.s_out)?;
+            }
         }
         Ok(())
     };
@@ -115,29 +118,30 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
             let (ga, gb) = (&gpus[a], &gpus[b]);
             let can = enable_peer(ga, gb)? && enable_peer(gb, ga)?;
             let note = if can { "" } else { " (no peer access: staged by the driver)" };
-            let copy_n = |from: &Side, fg: &Gpu, to: &Side, tg: &Gpu, on: &Arc<CudaStream>, n: usize| -> Result<()> {
+            let copy_n = |from: &Side, to: &Side, on: &Arc<CudaStream>, n: usize| -> Result<()> {
                 on.context().bind_to_thread()?;
                 let (sp, _) = from.src.device_ptr(on);
                 let (dp, _) = to.dst.device_ptr(on);
-                // SAFETY: device buffers of `large >= n` bytes on their own contexts, alive until synchronized.
-                unsafe { sys::cuMemcpyPeerAsync(dp, ctx_of(tg), sp, ctx_of(fg), n, on.cu_stream()) }.result()?;
+                // SAFETY: device buffers of `large >= n` bytes, each in its
+                // own GPU's context (its streams'), alive until synchronized.
+                unsafe { copy::peer_async(dp, to.s_in.context(), sp, from.s_in.context(), n, on) }?;
                 Ok(())
             };
-            let copy = |from: &Side, fg: &Gpu, to: &Side, tg: &Gpu, on: &Arc<CudaStream>| copy_n(from, fg, to, tg, on, large);
+            let copy = |from: &Side, to: &Side, on: &Arc<CudaStream>| copy_n(from, to, on, large);
             let (sa, sb) = (&sides[a], &sides[b]);
-            let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, batch, || copy(sa, ga, sb, gb, &sa.s_out))?;
+            let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, batch, || copy(sa, sb, &sa.s_out))?;
             let ab = add(format!("peer copy GPU {} -> GPU {}{note}", indices[a], indices[b]), large as u64, ms);
-            let ms = wall_ms(std::slice::from_ref(&sb.s_out), reps, batch, || copy(sb, gb, sa, ga, &sb.s_out))?;
+            let ms = wall_ms(std::slice::from_ref(&sb.s_out), reps, batch, || copy(sb, sa, &sb.s_out))?;
             let ba = add(format!("peer copy GPU {} -> GPU {}{note}", indices[b], indices[a]), large as u64, ms);
             let ss = [sa.s_out.clone(), sb.s_out.clone()];
             let ms = wall_ms(&ss, reps, batch, || {
-                copy(sa, ga, sb, gb, &sa.s_out)?;
-                copy(sb, gb, sa, ga, &sb.s_out)
+                copy(sa, sb, &sa.s_out)?;
+                copy(sb, sa, &sb.s_out)
             })?;
             let bb = add(format!("peer copy both ways, GPU {} <-> GPU {}{note}", indices[a], indices[b]), 2 * large as u64, ms);
             // At the placement figure's chunk size: 16 MiB copies back to back.
             let chunk = (16usize << 20).min(large);
-            let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, 64, || copy_n(sa, ga, sb, gb, &sa.s_out, chunk))?;
+            let ms = wall_ms(std::slice::from_ref(&sa.s_out), reps, 64, || copy_n(sa, sb, &sa.s_out, chunk))?;
             let ab16 = add(format!("peer copy GPU {} -> GPU {}, {} copies{note}", indices[a], indices[b], bytes(chunk as u128)), chunk as u64, ms);
             peer.push(json!({"a": indices[a], "b": indices[b], "peer_access": can, "a_to_b": ab, "b_to_a": ba, "both": bb, "a_to_b_16mib": ab16}));
         }
@@ -200,12 +204,6 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
     std::fs::write(json_path, serde_json::to_string_pretty(&out)?)?;
     println!("wrote {}{}", json_path.display(), if ok { "" } else { " (VERIFICATION FAILED)" });
     Ok(ok)
-}
-
-/// The raw context handle of `g` (for peer copies).
-fn ctx_of(g: &Gpu) -> sys::CUcontext {
-    // SAFETY: only its handle is read.
-    unsafe { g.context() }.cu_ctx()
 }
 
 fn enable_peer(from: &Gpu, to: &Gpu) -> Result<bool> {

@@ -667,7 +667,6 @@ fn driver_callers(dir: &str) -> BTreeMap<String, Vec<String>> {
 /// gains one fails the test, and so does a listed file that no longer has
 /// any (remove it then).
 const KNOWN_DRIVER_CALLERS: &[(&str, &str)] = &[
-    ("pipeline/src/builtin.rs", "copy stages: cuMemcpyAsync, cuMemcpyPeerAsync, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync (copy::*)"),
     ("pipeline/src/exec/capture.rs", "graph capture's mode and flags (stream::begin_capture, end_capture)"),
     ("pipeline/src/exec/enqueue.rs", "timing events' flags (stream::TIMING)"),
     ("pipeline/src/exec/mod.rs", "timing events' flags (stream::TIMING)"),

@@ -5,7 +5,8 @@
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk, show_elem};
 use crate::stage::{ChunkInfo, Kind, MapStage, OnGpu, Op, Port, Setup, Sink, SinkStage, SourceStage, Stage};
-use cudarc::driver::{DevicePtr, DevicePtrMut, sys};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use pc_runtime::copy;
 use std::sync::Arc;
 
 type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -139,7 +140,7 @@ unsafe impl OnGpu for PeerCopyOnGpu {
         if bytes > input.len() || bytes > output.len() {
             return Err(PipelineError::BadStages(format!("copy stage {}: slot too small", op.stage)));
         }
-        let (src_ctx, dst_ctx) = (cudarc::driver::DeviceSlice::stream(input).context().cu_ctx(), stream.context().cu_ctx());
+        let (src_ctx, dst_ctx) = (cudarc::driver::DeviceSlice::stream(input).context(), stream.context());
         let (src, _) = input.device_ptr(stream);
         let (dst, _) = output.device_ptr_mut(stream);
         // SAFETY: both slots hold `bytes`, each in its own GPU's context.
@@ -147,11 +148,11 @@ unsafe impl OnGpu for PeerCopyOnGpu {
         // it also goes into a captured graph); without it the driver stages
         // the copy through the host (not capturable).
         let r = if self.direct {
-            unsafe { sys::cuMemcpyAsync(dst, src, bytes, stream.cu_stream()) }
+            unsafe { copy::unified_async(dst, src, bytes, stream) }
         } else {
-            unsafe { sys::cuMemcpyPeerAsync(dst, dst_ctx, src, src_ctx, bytes, stream.cu_stream()) }
+            unsafe { copy::peer_async(dst, dst_ctx, src, src_ctx, bytes, stream) }
         };
-        r.result().map_err(cuda("enqueuing a copy between GPUs"))?;
+        r.map_err(cuda("enqueuing a copy between GPUs"))?;
         Ok(())
     }
 }
@@ -170,12 +171,12 @@ unsafe impl OnGpu for HostCopy {
             let bytes = op.chunk.range.clone().count() * elem.size();
             let (dst, _) = slot.device_ptr_mut(stream);
             // SAFETY: `src` addresses the chunk's `bytes` in pinned input; the slot holds as many.
-            unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src as *const _, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a host-to-device copy"))?;
+            unsafe { copy::htod_async(dst, src, bytes, stream) }.map_err(cuda("enqueuing a host-to-device copy"))?;
         } else if let (Some(dst), Some((elem, slot))) = (op.host_out, op.input.as_ref()) {
             let bytes = op.chunk.range.clone().count() * elem.size();
             let (src, _) = slot.device_ptr(stream);
             // SAFETY: `dst` addresses the chunk's `bytes` in pinned output.
-            unsafe { sys::cuMemcpyDtoHAsync_v2(dst as *mut _, src, bytes, stream.cu_stream()) }.result().map_err(cuda("enqueuing a device-to-host copy"))?;
+            unsafe { copy::dtoh_async(dst, src, bytes, stream) }.map_err(cuda("enqueuing a device-to-host copy"))?;
         } else {
             return Err(PipelineError::BadStages(format!("copy stage {} has no host buffer", op.stage)));
         }

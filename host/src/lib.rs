@@ -54,7 +54,7 @@ struct Cli {
 enum Command {
     /// Stream chunks through a multi-stage pipeline: one stream per stage,
     /// rings of K slots, every hand-off ordered by filled/freed events.
-    Pipeline(pipeline_args::PipelineArgs),
+    Pipeline(Box<pipeline_args::PipelineArgs>),
     /// Measure the GPU's ceilings (copies, memset, host transfers) and the
     /// kernels and pipelines against them; write JSON, markdown and SVG plots.
     Bench(bench::BenchArgs),
@@ -164,10 +164,13 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
-        // A usage error: clap's first line (it already starts "error: "), exit 2.
+        // A usage error: clap's first paragraph (it already starts
+        // "error: ") on one line, exit 2. One line, not the first: a
+        // missing argument is named on the lines after "not provided:".
         Err(e) => {
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("{}", if first.is_empty() { "error: bad arguments".to_string() } else { first.join(" ") });
             return ExitCode::from(2);
         }
     };
@@ -204,15 +207,15 @@ where
 fn pipeline(a: &pipeline_args::PipelineArgs, registry: &pc_pipeline::StageRegistry) -> Result<bool> {
     let registry = pipeline_args::registry_of(a, registry)?;
     let spec = pipeline_args::spec_of(a, &registry)?;
-    let launch = pipeline_args::launch_of(a.grain, a.graph)?;
+    let launch = pipeline_args::launch_of(a.grain, a.batch.graph)?;
     // A stream refuses every grain but streams itself (stream_cmd).
-    if a.input.is_none() {
+    if a.stream.input.is_none() {
         spec.check_launch(launch)?;
     }
     if let Some(env) = rank_env::RankEnv::from_env()? {
         return rank_cmd::run(a, spec, launch, env);
     }
-    if let Some(input) = &a.input {
+    if let Some(input) = &a.stream.input {
         return stream_cmd::run(a, &spec, input, common::fresh_interrupt_flag());
     }
     pipeline_cmd::run(a, spec, launch)

@@ -64,12 +64,17 @@ pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> 
     })
 }
 
-/// The flags of a batch on generated input that a stream (`--input`)
-/// cannot honour: it runs once, on GPU 0, with stream launches. clap
-/// refuses them with `--input` at parse time (a usage error, exit 2, that
-/// names the flag); `--grain` is refused by its value (`stream_cmd`).
-const BATCH_ONLY: [&str; 6] = ["graph", "runs", "gpus", "place", "check_sync", "compare_serial"];
+/// The ids of [`BatchArgs`]' flags, which `--input` conflicts with. One
+/// by one, not the `batch` group: clap's error for a conflict with a group
+/// lists all of its flags, not the one given. A test holds this list to
+/// the group's members.
+const BATCH: [&str; 9] = ["total", "total_elements", "graph", "runs", "gpus", "place", "compare_serial", "check_sync", "delay_us"];
 
+/// The flags of `host pipeline`, by mode: those every mode takes, then
+/// a batch's on generated input, then a stream's (`--input`). clap refuses
+/// a flag of the other mode at parse time (a usage error, exit 2, that
+/// names it); the rank mode (`PC_RANK` set) is chosen by the environment,
+/// which clap does not see, so `rank_cmd` refuses what it cannot run.
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     /// Built-in workload (its default stage list).
@@ -88,23 +93,12 @@ pub struct PipelineArgs {
     /// 256MiB...); need not divide the total.
     #[arg(short, long, default_value = "4MiB", value_parser = parse_bytes)]
     pub(crate) chunk: u64,
-    /// Total size in bytes of the source's element type [default: 256MiB].
-    /// A stream (--input) has no declared total: it is what arrives.
-    #[arg(short, long, value_parser = parse_bytes)]
-    pub(crate) total: Option<u64>,
     /// Chunk size in elements (instead of --chunk).
     #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "chunk")]
     pub(crate) chunk_elements: Option<u64>,
-    /// Total size in elements (instead of --total).
-    #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "total")]
-    pub(crate) total_elements: Option<u64>,
     /// Threads per block of every kernel stage.
     #[arg(short, long, default_value_t = 256)]
     pub(crate) block_size: u32,
-    /// Capture the launch sequence once as a CUDA graph and replay it
-    /// (the same as --grain graph).
-    #[arg(long)]
-    pub(crate) graph: bool,
     /// How stages hand chunks over: streams (events between per-stage
     /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
     /// (programmatic dependent launch on one stream, sm_90, the generate
@@ -117,6 +111,47 @@ pub struct PipelineArgs {
     /// stage and slot, instead of hanging.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) watchdog_ms: u64,
+    /// Write a Chrome trace (open in Perfetto) of the last run; for a
+    /// stream, each chunk's GPU operations and its latency (own row).
+    #[arg(long)]
+    pub(crate) trace: Option<PathBuf>,
+    /// Write an SVG Gantt chart (one row per stream) of the last run.
+    #[arg(long)]
+    pub(crate) svg: Option<PathBuf>,
+    /// Seed of the producer's values and of generated input.
+    #[arg(long, default_value_t = 0x5eed)]
+    pub(crate) seed: u32,
+    /// Taps of the `fir` stage from this text file (numbers separated by
+    /// spaces, commas or newlines; `#` comments) instead of the default
+    /// 63-tap low-pass.
+    #[arg(long)]
+    pub(crate) fir_taps: Option<PathBuf>,
+    /// Load the kernels from this PTX file instead of the embedded module.
+    #[arg(long)]
+    pub(crate) ptx: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Batch (generated input)")]
+    pub(crate) batch: BatchArgs,
+    #[command(flatten, next_help_heading = "Stream (--input)")]
+    pub(crate) stream: StreamArgs,
+}
+
+/// A batch on generated input: its size, launches, runs and GPUs. A stream
+/// runs once, on GPU 0, with stream launches, as long as its input: none
+/// of these with `--input` ([`BATCH`]).
+#[derive(Debug, Args)]
+#[group(id = "batch", multiple = true)]
+pub struct BatchArgs {
+    /// Total size in bytes of the source's element type [default: 256MiB].
+    /// A stream (--input) has no declared total: it is what arrives.
+    #[arg(short, long, value_parser = parse_bytes)]
+    pub(crate) total: Option<u64>,
+    /// Total size in elements (instead of --total).
+    #[arg(long, value_parser = crate::units::parse_count, conflicts_with = "total")]
+    pub(crate) total_elements: Option<u64>,
+    /// Capture the launch sequence once as a CUDA graph and replay it
+    /// (the same as --grain graph).
+    #[arg(long)]
+    pub(crate) graph: bool,
     /// Runs of the same pipeline, back to back (frames of a stream).
     #[arg(short, long, default_value_t = 1)]
     pub(crate) runs: usize,
@@ -130,63 +165,10 @@ pub struct PipelineArgs {
     /// process each, the hand-offs between them NCCL send/recv.
     #[arg(long, conflicts_with = "gpus")]
     pub(crate) place: Option<String>,
-    /// Stream from this file, or standard input with "-": little-endian
-    /// elements of the source's type, as many as arrive (a last partial
-    /// chunk is fine; a partial element is an error). Needs a pipeline from
-    /// h2d to d2h (--workload stream). Without it, input is generated. A
-    /// stream runs once, on GPU 0, with stream launches: not with --graph,
-    /// --runs, --gpus, --place, --check-sync or --compare-serial.
-    #[arg(long, conflicts_with_all = BATCH_ONLY)]
-    pub(crate) input: Option<PathBuf>,
-    /// Where a stream's output goes: a file (written under a temporary
-    /// name, renamed when the stream completed) or standard output with
-    /// "-" (then every message goes to standard error). Default: checked,
-    /// then dropped.
-    #[arg(long, requires = "input")]
-    pub(crate) output: Option<PathBuf>,
-    /// Streams: pinned staging slots per direction (default: what the GPU
-    /// rings hold at once, plus one per reader and one for the writer).
-    #[arg(long)]
-    pub(crate) host_slots: Option<usize>,
-    /// Streams from a regular file: chunks read at once, each by its own
-    /// reader thread, in pieces of at least 256 KiB on a pool of one
-    /// thread per core (default: a piece per core, from 4 to 16 chunks).
-    #[arg(long, requires = "input")]
-    pub(crate) readers: Option<usize>,
-    /// Streams: only the host side, with no GPU and no stage: the input
-    /// through the readers and staging slots (ordinary memory) to the
-    /// output as it is; the ceiling the host side puts on a stream from
-    /// this input to this output (throughput, latency, drops).
-    #[arg(long, requires = "input")]
-    pub(crate) host_only: bool,
-    /// Streams: when every staging slot is busy, drop the oldest chunk not
-    /// yet on the GPU (counted and reported) instead of waiting.
-    #[arg(long, requires = "input")]
-    pub(crate) drop_oldest: bool,
-    /// Streams: pace the input to this rate in GB/s (decimal), as a live
-    /// source; latency is measured from each chunk's due time.
-    #[arg(long, requires = "input")]
-    pub(crate) rate: Option<f64>,
-    /// Streams: skip checking each chunk against the CPU reference.
-    #[arg(long, requires = "input")]
-    pub(crate) no_verify: bool,
-    /// Streams: write the run report (throughput, latency, drops) as JSON.
-    #[arg(long, requires = "input")]
-    pub(crate) json: Option<PathBuf>,
-    /// Write a Chrome trace (open in Perfetto) of the last run; for a
-    /// stream, each chunk's GPU operations and its latency (own row).
-    #[arg(long)]
-    pub(crate) trace: Option<PathBuf>,
-    /// Write an SVG Gantt chart (one row per stream) of the last run.
-    #[arg(long)]
-    pub(crate) svg: Option<PathBuf>,
     /// Also run the serial baseline (K=1, every stage on one stream, no events)
     /// on the same data, and print the speed-up.
     #[arg(long)]
     pub(crate) compare_serial: bool,
-    /// Seed of the producer's values and of generated input.
-    #[arg(long, default_value_t = 0x5eed)]
-    pub(crate) seed: u32,
     /// Sync checker: run once per event-graph edge with only that edge
     /// removed and its source stage slowed; report whether the corruption
     /// it prevents was detected. Use few chunks (e.g. --chunk 1MiB --total 6MiB).
@@ -195,14 +177,57 @@ pub struct PipelineArgs {
     /// How long the slowed stage waits before each operation (sync checker).
     #[arg(long, default_value_t = 2000)]
     pub(crate) delay_us: u64,
-    /// Taps of the `fir` stage from this text file (numbers separated by
-    /// spaces, commas or newlines; `#` comments) instead of the default
-    /// 63-tap low-pass.
+}
+
+/// A stream (`--input`): its source, sink, staging and report; each needs
+/// `--input`.
+#[derive(Debug, Args)]
+#[group(id = "stream", multiple = true, requires = "input")]
+pub struct StreamArgs {
+    /// Stream from this file, or standard input with "-": little-endian
+    /// elements of the source's type, as many as arrive (a last partial
+    /// chunk is fine; a partial element is an error). Needs a pipeline from
+    /// h2d to d2h (--workload stream). Without it, input is generated. A
+    /// stream runs once, on GPU 0, with stream launches, as long as its
+    /// input: not with a batch's flags (--total, --total-elements, --graph,
+    /// --runs, --gpus, --place, --compare-serial, --check-sync, --delay-us).
+    #[arg(long, conflicts_with_all = BATCH)]
+    pub(crate) input: Option<PathBuf>,
+    /// Where a stream's output goes: a file (written under a temporary
+    /// name, renamed when the stream completed) or standard output with
+    /// "-" (then every message goes to standard error). Default: checked,
+    /// then dropped.
     #[arg(long)]
-    pub(crate) fir_taps: Option<PathBuf>,
-    /// Load the kernels from this PTX file instead of the embedded module.
+    pub(crate) output: Option<PathBuf>,
+    /// Streams: pinned staging slots per direction (default: what the GPU
+    /// rings hold at once, plus one per reader and one for the writer).
     #[arg(long)]
-    pub(crate) ptx: Option<PathBuf>,
+    pub(crate) host_slots: Option<usize>,
+    /// Streams from a regular file: chunks read at once, each by its own
+    /// reader thread, in pieces of at least 256 KiB on a pool of one
+    /// thread per core (default: a piece per core, from 4 to 16 chunks).
+    #[arg(long)]
+    pub(crate) readers: Option<usize>,
+    /// Streams: only the host side, with no GPU and no stage: the input
+    /// through the readers and staging slots (ordinary memory) to the
+    /// output as it is; the ceiling the host side puts on a stream from
+    /// this input to this output (throughput, latency, drops).
+    #[arg(long)]
+    pub(crate) host_only: bool,
+    /// Streams: when every staging slot is busy, drop the oldest chunk not
+    /// yet on the GPU (counted and reported) instead of waiting.
+    #[arg(long)]
+    pub(crate) drop_oldest: bool,
+    /// Streams: pace the input to this rate in GB/s (decimal), as a live
+    /// source; latency is measured from each chunk's due time.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Streams: skip checking each chunk against the CPU reference.
+    #[arg(long)]
+    pub(crate) no_verify: bool,
+    /// Streams: write the run report (throughput, latency, drops) as JSON.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
 }
 
 /// The stages `--stages` may name: `registry`, its built-ins loaded from
@@ -243,22 +268,40 @@ pub(crate) fn spec_of(a: &PipelineArgs, registry: &StageRegistry) -> Result<Pipe
         Ok(bytes / size)
     };
     let chunk = elements("--chunk", a.chunk, a.chunk_elements)?;
-    let declared = a.total.is_some() || a.total_elements.is_some();
-    let total = match (a.input.is_some(), declared) {
-        (true, true) => bail!("--total: a stream (--input) is as long as its input; drop --total"),
-        (true, false) => chunk,
-        (false, _) => elements("--total", a.total.unwrap_or(256 << 20), a.total_elements)?,
+    // A stream is as long as its input (clap refuses --total with --input).
+    let total = match a.stream.input {
+        Some(_) => chunk,
+        None => elements("--total", a.batch.total.unwrap_or(256 << 20), a.batch.total_elements)?,
     };
     let spec = spec.chunk_elements(chunk).total_elements(total);
     spec.validate()?;
-    if a.input.is_some() && !spec.reads_host() {
+    if a.stream.input.is_some() && !spec.reads_host() {
         bail!("--input needs a pipeline that starts with h2d (use --workload stream)");
     }
-    if a.input.is_some() && !spec.writes_host() {
+    if a.stream.input.is_some() && !spec.writes_host() {
         bail!("--input needs a pipeline that ends with d2h: a stream's output goes to the host (use --workload stream)");
     }
-    if a.runs == 0 {
+    if a.batch.runs == 0 {
         bail!("--runs must be at least 1");
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command};
+
+    /// `BATCH`, what `--input` conflicts with, is every flag of the batch
+    /// group and nothing else.
+    #[test]
+    fn input_conflicts_with_exactly_the_batch_flags() {
+        let cmd = PipelineArgs::augment_args(Command::new("pipeline"));
+        let group = cmd.get_groups().find(|g| g.get_id() == "batch").expect("the batch group");
+        let mut members: Vec<&str> = group.get_args().map(|id| id.as_str()).collect();
+        let mut listed = BATCH.to_vec();
+        members.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(members, listed);
+    }
 }

@@ -17,18 +17,18 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
     // The GPU list, without the driver where it is a list of indices.
-    let (indices, spec) = match &a.place {
+    let (indices, spec) = match &a.batch.place {
         Some(text) => {
             let (devices, placement) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
             (Some(devices), spec.placement(placement))
         }
-        None if a.gpus.trim() == "all" => (None, spec),
-        None => (Some(gpu_indices(&a.gpus)?), spec),
+        None if a.batch.gpus.trim() == "all" => (None, spec),
+        None => (Some(gpu_indices(&a.batch.gpus)?), spec),
     };
     check_before_the_driver(a, &spec, launch, indices.as_ref().map(Vec::len))?;
     let indices = match indices {
         Some(i) => i,
-        None => gpu_indices(&a.gpus)?,
+        None => gpu_indices(&a.batch.gpus)?,
     };
     check_before_the_driver(a, &spec, launch, Some(indices.len()))?;
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
@@ -56,15 +56,15 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
         names.join(", ")
     );
     // Checked before the driver was opened (check_before_the_driver).
-    if a.check_sync && !spec.placement.is_empty() {
-        return check_sync(&refs, &spec, input, a.delay_us);
+    if a.batch.check_sync && !spec.placement.is_empty() {
+        return check_sync(&refs, &spec, input, a.batch.delay_us);
     }
-    if a.check_sync {
+    if a.batch.check_sync {
         return match launch {
-            Launch::Streams => check_sync(&refs[..1], &spec, input, a.delay_us),
-            Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.delay_us),
-            Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.delay_us),
-            Launch::Flags => check_sync_flags(&gpus[0], &spec, a.delay_us),
+            Launch::Streams => check_sync(&refs[..1], &spec, input, a.batch.delay_us),
+            Launch::Pdl { .. } => check_sync_pdl(&gpus[0], &spec, input, a.batch.delay_us),
+            Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.batch.delay_us),
+            Launch::Flags => check_sync_flags(&gpus[0], &spec, a.batch.delay_us),
             Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
         };
     }
@@ -78,10 +78,10 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
     if pipeline.gpus() < gpus.len() {
         println!("note: {} chunk(s) spread over {} of the {} GPUs given", spec.chunks(), pipeline.gpus(), gpus.len());
     }
-    let bar = progress_bar(a.runs);
+    let bar = progress_bar(a.batch.runs);
     // Memory after the first run (setup and warm-up done) and at the end.
     let mut first: Option<(Option<u64>, usize)> = None;
-    let report = pipeline.run_with_progress(launch, a.runs, want_timeline, |done| {
+    let report = pipeline.run_with_progress(launch, a.batch.runs, want_timeline, |done| {
         bar.set_position(done as u64);
         if first.is_none() {
             first = Some((host_rss_bytes(), device_used(&gpus)));
@@ -101,7 +101,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
             us(pc_pipeline::flags::percentile(&mut l, 99.0)),
         );
     }
-    if a.runs > 1 {
+    if a.batch.runs > 1 {
         let (rss0, dev0) = first.unwrap_or((None, 0));
         let (rss1, dev1) = (host_rss_bytes(), device_used(&gpus));
         let show = |v: Option<u64>| v.map_or("unknown".to_string(), |b| bytes(b as u128));
@@ -111,7 +111,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
         };
         println!(
             "memory over {} runs: host RSS {} -> {} (growth {growth} bytes), device memory in use {} -> {}",
-            a.runs,
+            a.batch.runs,
             show(rss0),
             show(rss1),
             bytes(dev0 as u128),
@@ -147,13 +147,13 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
         );
     }
 
-    if a.compare_serial {
+    if a.batch.compare_serial {
         let serial_spec = spec.clone().slots(1).serial(true);
         drop(pipeline);
         let mut serial = Pipeline::new(&refs, serial_spec.clone(), input)?;
         serial.set_interrupt(interrupt);
-        let bar = progress_bar(a.runs);
-        let s = serial.run_with_progress(Launch::Streams, a.runs, false, |done| bar.set_position(done as u64))?;
+        let bar = progress_bar(a.batch.runs);
+        let s = serial.run_with_progress(Launch::Streams, a.batch.runs, false, |done| bar.set_position(done as u64))?;
         bar.finish_and_clear();
         print_run("serial (K=1, one stream)", &serial_spec, &s);
         let ok = serial.verify(&s).passed();
@@ -172,7 +172,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
 fn check_before_the_driver(a: &PipelineArgs, spec: &PipelineSpec, launch: Launch, gpus: Option<usize>) -> Result<()> {
     spec.check_launch(launch)?;
     let placed = !spec.placement.is_empty();
-    if a.check_sync {
+    if a.batch.check_sync {
         if placed && launch != Launch::Streams {
             bail!("--check-sync with --place runs with stream launches");
         }
@@ -188,7 +188,7 @@ fn check_before_the_driver(a: &PipelineArgs, spec: &PipelineSpec, launch: Launch
             "--trace/--svg record events around every operation on each stage's stream (or, for flags, device timestamps), which only --grain streams, warps and flags have; drop --graph/--grain"
         );
     }
-    if a.compare_serial && placed {
+    if a.batch.compare_serial && placed {
         bail!("--compare-serial runs the serial baseline on one stream, which cannot span the GPUs of --place; drop one of them");
     }
     let parts = match (placed, gpus) {

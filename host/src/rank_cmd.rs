@@ -16,16 +16,16 @@ use pc_runtime::gpu::Gpu;
 pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: RankEnv) -> Result<bool> {
     use pc_pipeline::ranks::{RankLayout, RankedPipeline};
     let (rank, n) = (env.rank, env.nprocs);
-    if a.input.is_some() {
+    if a.stream.input.is_some() {
         bail!("--input streams through one process; the ranks of a job run generated input");
     }
-    if a.check_sync || a.compare_serial {
+    if a.batch.check_sync || a.batch.compare_serial {
         bail!("--check-sync and --compare-serial run in one process; drop them in a job of ranks");
     }
     if launch != Launch::Streams {
         bail!("the ranks of a job run with stream launches, not --grain {}", launch.name());
     }
-    let Some(text) = &a.place else {
+    let Some(text) = &a.batch.place else {
         bail!("this is rank {rank} of {n} (PC_RANK is set): give --place with a rank per stage, e.g. producer:0,consumer:1,reduce:1")
     };
     let (used, index) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
@@ -65,7 +65,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: RankEnv) -
     // records first: what lines the ranks' traces up when the launcher
     // merges them (to within the launch latency, microseconds).
     let origin_unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let report = p.run(a.runs, want_timeline, |_| {})?;
+    let report = p.run(a.batch.runs, want_timeline, |_| {})?;
     print_run(&format!("rank {rank}"), p.pipeline().spec(), &report);
     let passed = match p.verify(&report) {
         Some(check) => {

@@ -33,30 +33,30 @@ pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
 }
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
-    // The other batch-only flags (--graph, --runs, --gpus, --place,
-    // --check-sync, --compare-serial) conflict with --input at parse time
-    // (pipeline_args); a grain is refused by its value.
+    // A batch's flags conflict with --input at parse time (pipeline_args);
+    // --grain is taken by every mode, so a stream refuses it by its value
+    // here (clap has no conflict on a value).
     if let Some(g) = a.grain.filter(|&g| g != GrainArg::Streams) {
         bail!("--grain {} is not available for a stream (--input): streams run with stream launches", g.name());
     }
-    if let Some(r) = a.rate
+    if let Some(r) = a.stream.rate
         && !(r.is_finite() && r > 0.0)
     {
         bail!("--rate {r}: give a positive rate in GB/s");
     }
-    if a.host_slots == Some(0) || a.host_slots == Some(1) {
+    if a.stream.host_slots == Some(0) || a.stream.host_slots == Some(1) {
         bail!("--host-slots must be at least 2 (one being read, one on the GPU)");
     }
-    if a.readers == Some(0) {
+    if a.stream.readers == Some(0) {
         bail!("--readers must be at least 1");
     }
     let tracing = a.trace.is_some() || a.svg.is_some();
-    if a.host_only && tracing {
+    if a.stream.host_only && tracing {
         bail!("--trace/--svg show the GPU's operations: not available with --host-only");
     }
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
-    let to_stdout = a.output.as_deref().is_some_and(is_dash);
+    let to_stdout = a.stream.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {
         if to_stdout {
@@ -76,11 +76,11 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         if regular { Box::new(FileSource::new(f, readers())) } else { Box::new(ReadSource(f)) }
     };
     let opts = StreamOptions {
-        host_slots: a.host_slots,
-        readers: a.readers,
-        backpressure: if a.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
-        rate_bytes_per_s: a.rate.map(|g| g * 1e9),
-        verify: !a.no_verify,
+        host_slots: a.stream.host_slots,
+        readers: a.stream.readers,
+        backpressure: if a.stream.drop_oldest { Backpressure::DropOldest } else { Backpressure::Block },
+        rate_bytes_per_s: a.stream.rate.map(|g| g * 1e9),
+        verify: !a.stream.no_verify,
         interrupt: Some(interrupt),
         trace: tracing,
     };
@@ -88,7 +88,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     // An existing file that is not a regular one (a device such as
     // /dev/null, a named pipe) is written in place, never replaced.
     let special = |p: &Path| std::fs::metadata(p).is_ok_and(|m| !m.is_file());
-    let sink: Box<dyn StreamSink> = match &a.output {
+    let sink: Box<dyn StreamSink> = match &a.stream.output {
         None => Box::new(Discard),
         Some(p) if is_dash(p) => Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 20, stdout_file()?))),
         Some(p) if special(p) => {
@@ -102,12 +102,12 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             Box::new(FileSink::new(f, readers()))
         }
     };
-    if a.host_only {
+    if a.stream.host_only {
         let report = host_only(a, spec, input, source, sink, opts, &say)?;
         if let Some((t, path)) = staged {
             t.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
         }
-        if let Some(p) = &a.json {
+        if let Some(p) = &a.stream.json {
             write_json(p, spec, &report)?;
             say(format!("report: wrote {}", p.display()));
         }
@@ -123,7 +123,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         bytes(spec.chunk_elements as u128 * size),
         spec.chunk_elements,
         if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
-        match &a.output {
+        match &a.stream.output {
             None => "nowhere (checked, then dropped)".to_string(),
             Some(p) if is_dash(p) => "standard output".to_string(),
             Some(p) => p.display().to_string(),
@@ -157,7 +157,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             say(format!("timeline: wrote SVG {}", p.display()));
         }
     }
-    if let Some(p) = &a.json {
+    if let Some(p) = &a.stream.json {
         write_json(p, spec, &report)?;
         say(format!("report: wrote {}", p.display()));
     }
@@ -183,7 +183,7 @@ fn host_only(
         bytes(chunk_bytes as u128),
         spec.chunk_elements,
         spec.input_type()?.name(),
-        match &a.output {
+        match &a.stream.output {
             None => "nowhere".to_string(),
             Some(p) if is_dash(p) => "standard output".to_string(),
             Some(p) => p.display().to_string(),

@@ -241,24 +241,120 @@ fn pipeline_input_file_must_exist_and_be_long_enough() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "/nonexistent/in.bin"]), "No such file");
     let short = tmp_dir("short").join("short-input.bin");
     std::fs::write(&short, [0u8; 100]).unwrap();
-    assert_one_line_error(
-        &host(&["pipeline", "-w", "stream", "--total", "4KiB", "--input", short.to_str().unwrap()]),
-        "a stream (--input) is as long as its input",
-    );
-    // A batch's flags with --input: a usage error naming the flag (exit 2).
-    for flag in [&["--graph"][..], &["--runs", "2"], &["--runs", "1"], &["--gpus", "1"], &["--compare-serial"], &["--check-sync"], &["--place", "0,0,0"]] {
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--rate=-1"]), "--rate -1: give a positive rate");
+    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--host-slots", "1"]), "--host-slots must be at least 2");
+}
+
+/// A usage error: exit 2, one line starting `error: ` with every needle.
+fn assert_usage_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{needles:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{needles:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{needles:?}: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "want {needle:?} in: {stderr}");
+    }
+}
+
+/// The stream mode (`--input`) refuses every batch flag at parse time, a
+/// value equal to the default included: a usage error naming the flag.
+#[test]
+fn a_stream_refuses_a_batchs_flags_at_parse_time() {
+    let short = tmp_dir("stream-mode").join("in.bin");
+    std::fs::write(&short, [0u8; 64]).unwrap();
+    for flag in [
+        &["--total", "4KiB"][..],
+        &["--total-elements", "16"],
+        &["--graph"],
+        &["--runs", "2"],
+        &["--runs", "1"],
+        &["--gpus", "0"],
+        &["--place", "0,0,0"],
+        &["--compare-serial"],
+        &["--check-sync"],
+        &["--delay-us", "5"],
+    ] {
         let mut args = vec!["pipeline", "-w", "stream", "--input", short.to_str().unwrap()];
         args.extend_from_slice(flag);
         let out = host(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{flag:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains("cannot be used with") && stderr.contains(flag[0]), "{flag:?}: {stderr}");
+        assert_usage_error(&out, &["cannot be used with", "--input", flag[0]]);
+        // That flag alone, not every flag of the batch.
+        assert_eq!(String::from_utf8_lossy(&out.stderr).matches("'--").count(), 2, "{flag:?}");
     }
-    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--rate=-1"]), "--rate -1: give a positive rate");
-    assert_one_line_error(&host(&["pipeline", "-w", "stream", "--input", "-", "--host-slots", "1"]), "--host-slots must be at least 2");
-    // --output needs a stream: a usage error.
-    assert_eq!(host(&["pipeline", "--output", "x.bin"]).status.code(), Some(2));
+}
+
+/// The batch mode (no `--input`) refuses every stream flag at parse time:
+/// a usage error naming the missing `--input`.
+#[test]
+fn a_batch_refuses_a_streams_flags_at_parse_time() {
+    for flag in [
+        &["--output", "x.bin"][..],
+        &["--host-slots", "4"],
+        &["--readers", "2"],
+        &["--host-only"],
+        &["--drop-oldest"],
+        &["--rate", "1"],
+        &["--no-verify"],
+        &["--json", "r.json"],
+    ] {
+        let args = [&["pipeline", "-w", "stream"][..], flag].concat();
+        assert_usage_error(&host(&args), &["not provided", "--input"]);
+    }
+}
+
+/// The rank mode (`PC_RANK` set) is chosen by the environment, after
+/// parsing: what it cannot run is one line, exit 1, before any GPU.
+#[test]
+fn a_rank_refuses_a_stream_and_the_single_process_checks() {
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let rank = |args: &[&str]| Command::new(&bin).args(args).env("PC_RANK", "0").env("PC_NPROCS", "1").output().expect("running host");
+    assert_one_line_error(&rank(&["pipeline", "-w", "stream", "--input", "/dev/null"]), "--input streams through one process");
+    assert_one_line_error(&rank(&["pipeline", "--check-sync"]), "run in one process");
+    assert_one_line_error(&rank(&["pipeline", "--compare-serial"]), "run in one process");
+}
+
+/// `--help` lists the flags by mode: those of every mode, then a batch's,
+/// then a stream's, each under its heading.
+#[test]
+fn pipeline_help_groups_the_flags_by_mode() {
+    let text = stdout(&host(&["pipeline", "--help"]));
+    let lines: Vec<&str> = text.lines().collect();
+    // The line where a heading, or a flag's entry ("-r, --runs <RUNS>"), is.
+    let at = |name: &str| {
+        lines
+            .iter()
+            .position(|l| {
+                let l = l.trim_start();
+                let entry = l.split_once(", ").filter(|(short, _)| short.len() == 2).map_or(l, |(_, long)| long);
+                l == name || entry.split([' ', '=']).next() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("{name:?} missing:\n{text}"))
+    };
+    let (batch, stream) = (at("Batch (generated input):"), at("Stream (--input):"));
+    assert!(batch < stream, "{text}");
+    for flag in [
+        "--workload",
+        "--stages",
+        "--slots",
+        "--chunk",
+        "--chunk-elements",
+        "--block-size",
+        "--grain",
+        "--watchdog-ms",
+        "--trace",
+        "--svg",
+        "--seed",
+        "--fir-taps",
+        "--ptx",
+    ] {
+        assert!(at(flag) < batch, "{flag} not before the batch flags:\n{text}");
+    }
+    for flag in ["--total", "--total-elements", "--graph", "--runs", "--gpus", "--place", "--compare-serial", "--check-sync", "--delay-us"] {
+        assert!((batch..stream).contains(&at(flag)), "{flag} not under the batch heading:\n{text}");
+    }
+    for flag in ["--input", "--output", "--host-slots", "--readers", "--host-only", "--drop-oldest", "--rate", "--no-verify", "--json"] {
+        assert!(at(flag) > stream, "{flag} not under the stream heading:\n{text}");
+    }
 }
 
 #[test]

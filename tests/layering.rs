@@ -532,9 +532,6 @@ const KNOWN_VIOLATIONS: &[(&str, &str, &str)] = &[
     // The executor names its grains (the `Grain` trait only checks specs
     // so far).
     ("exec", "exec::flags", "the pipeline calls the flags grain directly"),
-    ("exec::part", "exec::flags", "Part holds the flags grain's state in a field of its own"),
-    ("exec::part", "exec::pdl", "Part holds the pdl grain's state in a field of its own"),
-    ("exec::part", "exec::warps", "Part holds the warps grain's state in a field of its own"),
     // A grain reaches into the catalog.
     ("exec::flags", "builtin", "the flags grain finds flag forms in StageRegistry::builtin()"),
 ];

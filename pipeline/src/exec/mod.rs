@@ -267,10 +267,7 @@ impl<'g> Pipeline<'g> {
         self.settle();
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
-            p.cuda_graph = None;
-            if let Some(chain) = p.pdl.as_mut() {
-                chain.graph = None;
-            }
+            p.delays_changed();
         }
     }
 
@@ -419,7 +416,7 @@ impl<'g> Pipeline<'g> {
             Launch::Pdl { graph } => {
                 for p in &mut self.parts {
                     p.prepare_pdl(&self.spec)?;
-                    if graph && p.pdl.as_ref().is_some_and(|c| c.graph.is_none()) {
+                    if graph && p.pdl_uncaptured() {
                         p.capture_pdl(&self.spec)?;
                     }
                 }
@@ -457,10 +454,7 @@ impl<'g> Pipeline<'g> {
                     },
                     Launch::Flags => p.enqueue_flags(&self.spec, &self.flag_faults)?,
                     Launch::Pdl { graph: false } => p.enqueue_pdl(&self.spec)?,
-                    Launch::Pdl { graph: true } => match p.pdl.as_ref().and_then(|c| c.graph.as_ref()) {
-                        Some(g) => g.launch().map_err(err("launching the captured PDL graph"))?,
-                        None => return Err(PipelineError::EmptyCapture),
-                    },
+                    Launch::Pdl { graph: true } => p.launch_pdl_graph()?,
                 }
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
@@ -496,7 +490,13 @@ impl<'g> Pipeline<'g> {
         }
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records(launch)? });
+            reductions.extend(if matches!(launch, Launch::Pdl { .. }) {
+                p.pdl_records()?
+            } else if launch == Launch::Flags {
+                p.flags_records()?
+            } else {
+                p.records()?
+            });
         }
         let mut flag_stamps = Vec::new();
         if timeline && launch == Launch::Flags {

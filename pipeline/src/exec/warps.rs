@@ -132,6 +132,21 @@ pub(crate) struct WarpStages {
     swapped: bool,
 }
 
+impl super::part::GrainState for WarpStages {
+    /// Swaps the ring stages in (`on`) or back out.
+    fn select(&mut self, stages: &mut [Box<dyn OnGpu>], on: bool) {
+        if self.swapped == on {
+            return;
+        }
+        for (stage, alt) in stages.iter_mut().zip(self.alt.iter_mut()) {
+            if let Some(alt) = alt {
+                std::mem::swap(stage, alt);
+            }
+        }
+        self.swapped = on;
+    }
+}
+
 /// A ring stage's watchdog record ([`WarpWatch`]): pinned host memory the
 /// GPU maps, so that the report of a wait that timed out can be read after
 /// the trap left the context unusable.
@@ -246,7 +261,7 @@ impl Part<'_> {
     /// Prepares the ring stages (once; refuses GPUs older than sm_90).
     pub(crate) fn prepare_warps(&mut self, spec: &PipelineSpec) -> Result<()> {
         check_warps_spec(spec)?;
-        if self.warps.is_some() {
+        if self.state::<WarpStages>().is_some() {
             return Ok(());
         }
         let module = ptx_kernels::hopper::load(self.gpu)?;
@@ -288,33 +303,24 @@ impl Part<'_> {
             watches.push(watch);
         }
         s0.synchronize().map_err(err("preparing the warps grain"))?;
-        self.warps = Some(WarpStages { alt, knobs, watches, swapped: false });
+        self.set_state(WarpStages { alt, knobs, watches, swapped: false });
         Ok(())
     }
 
     /// Swaps the ring stages in (`on`) or back out.
     pub(crate) fn swap_warps(&mut self, on: bool) {
-        let Some(w) = self.warps.as_mut() else { return };
-        if w.swapped == on {
-            return;
-        }
-        for (stage, alt) in self.stages.iter_mut().zip(w.alt.iter_mut()) {
-            if let Some(alt) = alt {
-                std::mem::swap(stage, alt);
-            }
-        }
-        w.swapped = on;
+        self.select_stages(on.then(std::any::TypeId::of::<WarpStages>));
     }
 
     /// Before a warps run (nothing runs): no watchdog has fired.
     pub(crate) fn clear_watches(&self) {
-        self.warps.iter().flat_map(|w| w.watches.iter().flatten()).for_each(|w| w.clear());
+        self.state::<WarpStages>().iter().flat_map(|w| w.watches.iter().flatten()).for_each(|w| w.clear());
     }
 
     /// After a warps run failed and its streams stopped: the first ring
     /// stage whose watchdog fired, as the error naming it.
     pub(crate) fn fired_watch(&self, names: &[String], timeout_ms: u64) -> Option<PipelineError> {
-        let w = self.warps.as_ref()?;
+        let w = self.state::<WarpStages>()?;
         w.watches.iter().zip(names).find_map(|(watch, stage)| {
             let r = watch.as_ref()?.fired()?;
             let tile = if r.tile_start == u64::MAX { "its last tiles".to_string() } else { format!("the tile from element {} of the chunk", r.tile_start) };
@@ -350,7 +356,7 @@ impl Pipeline<'_> {
         self.settle();
         for p in &mut self.parts {
             p.prepare_warps(&self.spec)?;
-            if let Some(w) = &p.warps {
+            if let Some(w) = p.state::<WarpStages>() {
                 w.knobs.faults.store(faults, Ordering::Relaxed);
                 w.knobs.spin_ns.store(producer_spin_ns, Ordering::Relaxed);
             }

@@ -1,17 +1,24 @@
 //! The table of grains: which [`Grain`] runs each [`Launch`]. It sits
 //! above the grains (which import no other grain), so the model and the
 //! executor name none of them.
-use crate::PipelineError;
-use crate::exec::{Grain, StreamsGrain, capture::GraphGrain, flags::FlagsGrain, pdl::PdlGrain, warps::WarpsGrain};
+use crate::builtin::StageRegistry;
+use crate::exec::{Grain, RunReport, StreamsGrain, capture::GraphGrain, flags::FlagsGrain, pdl::PdlGrain, warps::WarpsGrain};
 use crate::spec::{Launch, PipelineSpec};
+use crate::{Pipeline, PipelineError};
+
+/// The built-in stages with a flags form (the flags grain's error names them).
+fn flag_stage_names() -> Vec<String> {
+    StageRegistry::builtin().stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name().to_string()).collect()
+}
 
 /// The grain that runs `launch`.
 pub(crate) fn grain(launch: Launch) -> &'static dyn Grain {
     match launch {
         Launch::Streams => &StreamsGrain,
         Launch::Graph => &GraphGrain,
-        Launch::Flags => &FlagsGrain,
-        Launch::Pdl { .. } => &PdlGrain,
+        Launch::Flags => &FlagsGrain { with_form: flag_stage_names },
+        Launch::Pdl { graph: false } => &PdlGrain { graph: false },
+        Launch::Pdl { graph: true } => &PdlGrain { graph: true },
         Launch::Warps => &WarpsGrain,
     }
 }
@@ -31,5 +38,21 @@ impl PipelineSpec {
             )));
         }
         grain(launch).check(self)
+    }
+}
+
+impl Pipeline<'_> {
+    /// Runs the pipeline `runs` times back to back (no host synchronization
+    /// between runs: each run's streams wait on the previous run's end),
+    /// then synchronizes once. `timeline` records start/end events of every
+    /// (stage, chunk) of the last run (stream launches and the warps grain;
+    /// the flags grain's from device timestamps).
+    pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport, PipelineError> {
+        self.run_with_progress(launch, runs, timeline, |_| {})
+    }
+
+    /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
+    pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport, PipelineError> {
+        self.run_grain(grain(launch), launch.name(), runs, timeline, progress)
     }
 }

@@ -40,12 +40,12 @@ pub(crate) struct FlagsPart {
 
 impl super::part::GrainState for FlagsPart {}
 
-/// Refuses what the flags grain cannot run, before anything is allocated.
-pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
+/// Refuses what the flags grain cannot run, before anything is allocated;
+/// `with_form` names the stages that have a flags form (for the error).
+pub(crate) fn check(spec: &PipelineSpec, with_form: fn() -> Vec<String>) -> Result<()> {
     for s in &spec.stages {
         if s.flag_form().is_none() {
-            let registry = crate::builtin::StageRegistry::builtin();
-            let with: Vec<&str> = registry.stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name()).collect();
+            let with = with_form();
             return Err(PipelineError::BadStages(format!(
                 "stage {} has no flags form, so the flags grain cannot run it (stages with one: {}; a map stage of yours gets one with Stage::with_flags_map)",
                 s.name(),
@@ -63,11 +63,35 @@ pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
 }
 
 /// The flags grain ([`crate::Launch::Flags`]).
-pub(crate) struct FlagsGrain;
+pub(crate) struct FlagsGrain {
+    /// The names of the stages with a flags form (the catalog's), for
+    /// the error that refuses a stage without one.
+    pub with_form: fn() -> Vec<String>,
+}
 
 impl super::Grain for FlagsGrain {
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
-        check(spec)
+        check(spec, self.with_form)
+    }
+
+    fn check_run(&self, spec: &PipelineSpec) -> Result<()> {
+        check(spec, self.with_form)
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.enqueue_flags(run.spec, run.flag_faults)
+    }
+
+    fn status(&self, part: &mut Part<'_>) -> Result<()> {
+        part.flags_status()
+    }
+
+    fn records(&self, part: &mut Part<'_>) -> Result<Vec<kernel_math::Reduction>> {
+        part.flags_records()
+    }
+
+    fn stamps(&self, part: &mut Part<'_>, stages: usize) -> Result<Option<crate::flags::FlagStamps>> {
+        part.flag_stamps(stages).map(Some)
     }
 }
 

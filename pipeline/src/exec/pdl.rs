@@ -67,11 +67,31 @@ pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
 }
 
 /// The PDL grains ([`crate::Launch::Pdl`], plain or captured as a graph).
-pub(crate) struct PdlGrain;
+pub(crate) struct PdlGrain {
+    /// Captured once as a CUDA graph and replayed.
+    pub graph: bool,
+}
 
 impl super::Grain for PdlGrain {
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_pdl_spec(spec)
+    }
+
+    /// The chain prepared (once), and captured (once) for the graph grain.
+    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, _host: &super::enqueue::HostBuffers) -> Result<()> {
+        part.prepare_pdl(spec)?;
+        if self.graph && part.pdl_uncaptured() {
+            part.capture_pdl(spec)?;
+        }
+        Ok(())
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        if self.graph { part.launch_pdl_graph() } else { part.enqueue_pdl(run.spec) }
+    }
+
+    fn records(&self, part: &mut Part<'_>) -> Result<Vec<Reduction>> {
+        part.pdl_records()
     }
 }
 

@@ -133,17 +133,20 @@ pub(crate) struct WarpStages {
 }
 
 impl super::part::GrainState for WarpStages {
-    /// Swaps the ring stages in (`on`) or back out.
+    /// Swaps the ring stages in (`on`) or back out; before a warps run
+    /// (nothing runs), no watchdog has fired.
     fn select(&mut self, stages: &mut [Box<dyn OnGpu>], on: bool) {
-        if self.swapped == on {
-            return;
-        }
-        for (stage, alt) in stages.iter_mut().zip(self.alt.iter_mut()) {
-            if let Some(alt) = alt {
-                std::mem::swap(stage, alt);
+        if self.swapped != on {
+            for (stage, alt) in stages.iter_mut().zip(self.alt.iter_mut()) {
+                if let Some(alt) = alt {
+                    std::mem::swap(stage, alt);
+                }
             }
+            self.swapped = on;
         }
-        self.swapped = on;
+        if on {
+            self.watches.iter().flatten().for_each(|w| w.clear());
+        }
     }
 }
 
@@ -255,6 +258,27 @@ impl super::Grain for WarpsGrain {
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_warps_spec(spec)
     }
+
+    fn prepare(&self, part: &mut Part<'_>, spec: &PipelineSpec) -> Result<()> {
+        part.prepare_warps(spec)
+    }
+
+    /// The ring stages run in place of the plain ones.
+    fn stages(&self) -> Option<std::any::TypeId> {
+        Some(std::any::TypeId::of::<WarpStages>())
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.enqueue(run.spec, run.part, run.host, run.spans.take())
+    }
+
+    fn event_spans(&self) -> bool {
+        true
+    }
+
+    fn failure(&self, part: &Part<'_>, spec: &PipelineSpec) -> Option<PipelineError> {
+        part.fired_watch(&part.names, spec.watchdog_ms)
+    }
 }
 
 impl Part<'_> {
@@ -305,16 +329,6 @@ impl Part<'_> {
         s0.synchronize().map_err(err("preparing the warps grain"))?;
         self.set_state(WarpStages { alt, knobs, watches, swapped: false });
         Ok(())
-    }
-
-    /// Swaps the ring stages in (`on`) or back out.
-    pub(crate) fn swap_warps(&mut self, on: bool) {
-        self.select_stages(on.then(std::any::TypeId::of::<WarpStages>));
-    }
-
-    /// Before a warps run (nothing runs): no watchdog has fired.
-    pub(crate) fn clear_watches(&self) {
-        self.state::<WarpStages>().iter().flat_map(|w| w.watches.iter().flatten()).for_each(|w| w.clear());
     }
 
     /// After a warps run failed and its streams stopped: the first ring

@@ -11,6 +11,29 @@ fn flag_stage_names() -> Vec<String> {
     StageRegistry::builtin().stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name().to_string()).collect()
 }
 
+/// Every launch, in the order `--grain` lists them.
+pub(crate) const LAUNCHES: [Launch; 6] =
+    [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
+
+impl Launch {
+    /// The grain's name on the command line (`--grain`), its grain's.
+    pub fn name(self) -> &'static str {
+        grain(self).name()
+    }
+}
+
+impl std::str::FromStr for Launch {
+    type Err = PipelineError;
+
+    /// The launch whose grain is named `s` (see [`Launch::name`]).
+    fn from_str(s: &str) -> Result<Launch, PipelineError> {
+        LAUNCHES.into_iter().find(|l| l.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = LAUNCHES.iter().map(|l| l.name()).collect();
+            PipelineError::BadStages(format!("no grain {s:?}; the grains are {}", names.join(", ")))
+        })
+    }
+}
+
 /// The grain that runs `launch`.
 pub(crate) fn grain(launch: Launch) -> &'static dyn Grain {
     match launch {
@@ -54,5 +77,23 @@ impl Pipeline<'_> {
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport, PipelineError> {
         self.run_grain(grain(launch), launch.name(), runs, timeline, progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every launch is listed once, has a name of its own, and reads back
+    /// from it.
+    #[test]
+    fn every_launch_reads_back_from_its_name() {
+        let names: Vec<&str> = LAUNCHES.iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["streams", "graph", "pdl", "pdl-graph", "warps", "flags"]);
+        for l in LAUNCHES {
+            assert_eq!(l.name().parse::<Launch>().unwrap(), l);
+        }
+        let e = "pdl_graph".parse::<Launch>().unwrap_err().to_string();
+        assert!(e.contains("no grain \"pdl_graph\"") && e.contains("streams, graph, pdl, pdl-graph, warps, flags"), "{e}");
     }
 }

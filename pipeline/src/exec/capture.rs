@@ -26,6 +26,10 @@ impl Part<'_> {
 pub(crate) struct GraphGrain;
 
 impl super::Grain for GraphGrain {
+    fn name(&self) -> &'static str {
+        "graph"
+    }
+
     fn check(&self, _spec: &PipelineSpec) -> Result<()> {
         Ok(())
     }

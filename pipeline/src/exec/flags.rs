@@ -70,6 +70,10 @@ pub(crate) struct FlagsGrain {
 }
 
 impl super::Grain for FlagsGrain {
+    fn name(&self) -> &'static str {
+        "flags"
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check(spec, self.with_form)
     }

@@ -135,6 +135,10 @@ pub struct Pipeline<'g> {
 /// `status`, `records` and `stamps` (per part); `failure` after a failed
 /// run.
 pub(crate) trait Grain: Sync {
+    /// Its name on the command line (`--grain`), which [`Launch::name`]
+    /// gives and [`Launch`]'s `FromStr` reads.
+    fn name(&self) -> &'static str;
+
     /// Refuses, before anything is opened or allocated, what this grain
     /// cannot run of `spec`.
     fn check(&self, spec: &PipelineSpec) -> Result<()>;
@@ -214,6 +218,10 @@ pub(crate) struct RunCtx<'a> {
 pub(crate) struct StreamsGrain;
 
 impl Grain for StreamsGrain {
+    fn name(&self) -> &'static str {
+        "streams"
+    }
+
     fn check(&self, _spec: &PipelineSpec) -> Result<()> {
         Ok(())
     }

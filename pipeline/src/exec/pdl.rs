@@ -73,6 +73,10 @@ pub(crate) struct PdlGrain {
 }
 
 impl super::Grain for PdlGrain {
+    fn name(&self) -> &'static str {
+        if self.graph { "pdl-graph" } else { "pdl" }
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_pdl_spec(spec)
     }

@@ -255,6 +255,10 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
 pub(crate) struct WarpsGrain;
 
 impl super::Grain for WarpsGrain {
+    fn name(&self) -> &'static str {
+        "warps"
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_warps_spec(spec)
     }

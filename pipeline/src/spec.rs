@@ -258,20 +258,6 @@ pub enum Launch {
     Warps,
 }
 
-impl Launch {
-    /// The grain's name on the command line (`--grain`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Launch::Streams => "streams",
-            Launch::Graph => "graph",
-            Launch::Pdl { graph: false } => "pdl",
-            Launch::Pdl { graph: true } => "pdl-graph",
-            Launch::Warps => "warps",
-            Launch::Flags => "flags",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

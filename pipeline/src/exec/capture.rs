@@ -26,7 +26,30 @@ impl Part<'_> {
 pub(crate) struct GraphGrain;
 
 impl super::Grain for GraphGrain {
+    fn name(&self) -> &'static str {
+        "graph"
+    }
+
     fn check(&self, _spec: &PipelineSpec) -> Result<()> {
         Ok(())
+    }
+
+    fn runs_placed(&self) -> bool {
+        true
+    }
+
+    /// Captures the run once (again after the graph was dropped).
+    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
+        if part.cuda_graph.is_none() {
+            part.capture(spec, host)?;
+        }
+        Ok(())
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, _run: &mut super::RunCtx<'_>) -> Result<()> {
+        match &part.cuda_graph {
+            Some(g) => g.launch().map_err(err("launching the captured graph")),
+            None => Err(crate::PipelineError::EmptyCapture),
+        }
     }
 }

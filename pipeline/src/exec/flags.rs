@@ -38,18 +38,14 @@ pub(crate) struct FlagsPart {
     stamps: CudaSlice<u64>,
 }
 
-impl FlagsPart {
-    pub(crate) fn sink(&mut self) -> Option<&mut Box<dyn FlagOnGpu>> {
-        self.stages.last_mut()
-    }
-}
+impl super::part::GrainState for FlagsPart {}
 
-/// Refuses what the flags grain cannot run, before anything is allocated.
-pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
+/// Refuses what the flags grain cannot run, before anything is allocated;
+/// `with_form` names the stages that have a flags form (for the error).
+pub(crate) fn check(spec: &PipelineSpec, with_form: fn() -> Vec<String>) -> Result<()> {
     for s in &spec.stages {
         if s.flag_form().is_none() {
-            let registry = crate::builtin::StageRegistry::builtin();
-            let with: Vec<&str> = registry.stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name()).collect();
+            let with = with_form();
             return Err(PipelineError::BadStages(format!(
                 "stage {} has no flags form, so the flags grain cannot run it (stages with one: {}; a map stage of yours gets one with Stage::with_flags_map)",
                 s.name(),
@@ -67,19 +63,47 @@ pub(crate) fn check(spec: &PipelineSpec) -> Result<()> {
 }
 
 /// The flags grain ([`crate::Launch::Flags`]).
-pub(crate) struct FlagsGrain;
+pub(crate) struct FlagsGrain {
+    /// The names of the stages with a flags form (the catalog's), for
+    /// the error that refuses a stage without one.
+    pub with_form: fn() -> Vec<String>,
+}
 
 impl super::Grain for FlagsGrain {
+    fn name(&self) -> &'static str {
+        "flags"
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
-        check(spec)
+        check(spec, self.with_form)
+    }
+
+    fn check_run(&self, spec: &PipelineSpec) -> Result<()> {
+        check(spec, self.with_form)
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.enqueue_flags(run.spec, run.flag_faults)
+    }
+
+    fn status(&self, part: &mut Part<'_>) -> Result<()> {
+        part.flags_status()
+    }
+
+    fn records(&self, part: &mut Part<'_>) -> Result<Vec<kernel_math::Reduction>> {
+        part.flags_records()
+    }
+
+    fn stamps(&self, part: &mut Part<'_>, stages: usize) -> Result<Option<crate::flags::FlagStamps>> {
+        part.flag_stamps(stages).map(Some)
     }
 }
 
 impl Part<'_> {
     /// Prepares the flag forms and the counters (once), and checks that
     /// every block fits on the GPU at once.
-    fn flags_setup(&mut self, spec: &PipelineSpec) -> Result<&mut FlagsPart> {
-        if self.flags.is_none() {
+    fn flags_setup(&mut self, spec: &PipelineSpec) -> Result<()> {
+        if self.state::<FlagsPart>().is_none() {
             let s0 = self.streams[0].clone();
             let mut modules = Vec::new();
             let mut setup = Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
@@ -139,9 +163,9 @@ impl Part<'_> {
             s0.memcpy_htod(bytes, &mut plan_dev).map_err(err("uploading the flags plan"))?;
             let stamps = s0.alloc_zeros::<u64>(3 * stages.len() * self.chunks.len()).map_err(err("allocating the flags timestamps"))?;
             s0.synchronize().map_err(err("setting up the flags grain"))?;
-            self.flags = Some(FlagsPart { stages, plan: plan_dev, ctl, flags, blocks, timeout_ms: spec.watchdog_ms, stamps });
+            self.set_state(FlagsPart { stages, plan: plan_dev, ctl, flags, blocks, timeout_ms: spec.watchdog_ms, stamps });
         }
-        self.flags.as_mut().ok_or(PipelineError::EmptyCapture)
+        Ok(())
     }
 
     /// Enqueues one flags-grain run: reset, fork, one launch per stage, join.
@@ -151,16 +175,20 @@ impl Part<'_> {
         if self.streams.len() != spec.stages.len() {
             return Err(PipelineError::BadStages("the flags grain runs each stage on its own stream (not --serial)".into()));
         }
-        let Some(fp) = self.flags.as_mut() else { return Err(PipelineError::EmptyCapture) };
+        self.with_state(|p, fp: &mut FlagsPart| p.enqueue_flags_with(fp, &s0, spec, faults)).unwrap_or(Err(PipelineError::EmptyCapture))
+    }
+
+    /// [`Part::enqueue_flags`] once the state is there.
+    fn enqueue_flags_with(&mut self, fp: &mut FlagsPart, s0: &std::sync::Arc<cudarc::driver::CudaStream>, spec: &PipelineSpec, faults: &[u32]) -> Result<()> {
         // Counters and control back to zero, stages reset, on stream 0.
         for buf in fp.flags.iter_mut().chain(std::iter::once(&mut fp.ctl)) {
             s0.memset_zeros(buf).map_err(err("resetting the ring flags"))?;
         }
         s0.memset_zeros(&mut fp.stamps).map_err(err("resetting the flags timestamps"))?;
         for st in &mut fp.stages {
-            st.begin_run(&s0)?;
+            st.begin_run(s0)?;
         }
-        self.fork.record(&s0).map_err(err("recording an event"))?;
+        self.fork.record(s0).map_err(err("recording an event"))?;
         for st in &self.streams[1..] {
             st.wait(&self.fork).map_err(err("waiting on an event"))?;
         }
@@ -213,10 +241,20 @@ impl Part<'_> {
         Ok(())
     }
 
+    /// The sink's per-chunk records from its flags form, after a flags
+    /// run synchronized.
+    pub(crate) fn flags_records(&mut self) -> Result<Vec<kernel_math::Reduction>> {
+        let s0 = self.streams[0].clone();
+        match self.state_mut::<FlagsPart>().and_then(|f| f.stages.last_mut()) {
+            Some(sink) => sink.records(&s0),
+            None => Err(PipelineError::BadStages("no flags run".into())),
+        }
+    }
+
     /// The last flags run's timestamps (after it synchronized).
     pub(crate) fn flag_stamps(&mut self, stages: usize) -> Result<crate::flags::FlagStamps> {
         let s0 = self.streams[0].clone();
-        let Some(fp) = self.flags.as_mut() else { return Err(PipelineError::BadStages("no flags run".into())) };
+        let Some(fp) = self.state::<FlagsPart>() else { return Err(PipelineError::BadStages("no flags run".into())) };
         let words = s0.clone_dtoh(&fp.stamps).map_err(err("reading the flags timestamps"))?;
         s0.synchronize().map_err(err("reading the flags timestamps"))?;
         let ns = words.chunks_exact(3).map(|w| [w[0], w[1], w[2]]).collect();
@@ -226,7 +264,7 @@ impl Part<'_> {
     /// After a synchronized flags run: the error the device recorded, if any.
     pub(crate) fn flags_status(&mut self) -> Result<()> {
         let s0 = self.streams[0].clone();
-        let Some(fp) = self.flags.as_mut() else { return Ok(()) };
+        let Some(fp) = self.state::<FlagsPart>() else { return Ok(()) };
         let bytes = s0.clone_dtoh(&fp.ctl).map_err(err("reading the flags control"))?;
         s0.synchronize().map_err(err("reading the flags control"))?;
         let mut st = RingStatus::default();

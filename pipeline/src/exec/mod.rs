@@ -127,12 +127,90 @@ pub struct Pipeline<'g> {
 }
 
 /// One way of launching a pipeline's work (`--grain`), implemented by
-/// each grain's module; the table of grains binds a [`Launch`] to its
-/// grain ([`PipelineSpec::check_launch`] asks it).
+/// each grain's module; the table of grains (`grains::grain`) binds a
+/// [`Launch`] to its grain, and the executor runs a pipeline through this
+/// trait alone. The hooks run in this order: `prepare` (per part), the
+/// stages selected, then in flight `check_run`, `before_runs` (per part),
+/// `enqueue_run` (per run, per part), and after the final synchronize
+/// `status`, `records` and `stamps` (per part); `failure` after a failed
+/// run.
 pub(crate) trait Grain: Sync {
+    /// Its name on the command line (`--grain`), which [`Launch::name`]
+    /// gives and [`Launch`]'s `FromStr` reads.
+    fn name(&self) -> &'static str;
+
     /// Refuses, before anything is opened or allocated, what this grain
     /// cannot run of `spec`.
     fn check(&self, spec: &PipelineSpec) -> Result<()>;
+
+    /// Whether it runs a pipeline placed on several GPUs.
+    fn runs_placed(&self) -> bool {
+        false
+    }
+
+    /// Before the run is in flight: what the part keeps between runs
+    /// (made once).
+    fn prepare(&self, _part: &mut Part<'_>, _spec: &PipelineSpec) -> Result<()> {
+        Ok(())
+    }
+
+    /// The type of the part's state whose stages this grain runs instead
+    /// of the part's own (see [`part::GrainState::select`]).
+    fn stages(&self) -> Option<std::any::TypeId> {
+        None
+    }
+
+    /// Refuses, when the run starts, what [`Grain::prepare`] does not.
+    fn check_run(&self, _spec: &PipelineSpec) -> Result<()> {
+        Ok(())
+    }
+
+    /// In flight, once per run call, before the first run: captures.
+    fn before_runs(&self, _part: &mut Part<'_>, _spec: &PipelineSpec, _host: &enqueue::HostBuffers) -> Result<()> {
+        Ok(())
+    }
+
+    /// Enqueues one run on one part.
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut RunCtx<'_>) -> Result<()>;
+
+    /// After the runs synchronized: the error the device recorded, if any.
+    fn status(&self, _part: &mut Part<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the runs synchronized: the sink's per-chunk records.
+    fn records(&self, part: &mut Part<'_>) -> Result<Vec<Reduction>> {
+        part.records()
+    }
+
+    /// After the runs synchronized, when a timeline was asked for: device
+    /// timestamps (`None`: this grain has none).
+    fn stamps(&self, _part: &mut Part<'_>, _stages: usize) -> Result<Option<crate::timeline::FlagStamps>> {
+        Ok(None)
+    }
+
+    /// Whether its timeline comes from the spans [`RunCtx::spans`] collects.
+    fn event_spans(&self) -> bool {
+        false
+    }
+
+    /// After a failed run whose streams stopped: an error saying where
+    /// it stopped, if this grain knows better than the one returned.
+    fn failure(&self, _part: &Part<'_>, _spec: &PipelineSpec) -> Option<PipelineError> {
+        None
+    }
+}
+
+/// What [`Grain::enqueue_run`] is given for one run on one part.
+pub(crate) struct RunCtx<'a> {
+    pub spec: &'a PipelineSpec,
+    /// The part's index.
+    pub part: usize,
+    pub host: &'a enqueue::HostBuffers,
+    /// Where event spans go (the last run of a timeline run; `None` otherwise).
+    pub spans: Option<&'a mut Vec<PendingSpan>>,
+    /// The sync checker's fault bits per stage for the flags grain.
+    pub flag_faults: &'a [u32],
 }
 
 /// Stream launches ([`Launch::Streams`]): every operation enqueued on the
@@ -140,8 +218,24 @@ pub(crate) trait Grain: Sync {
 pub(crate) struct StreamsGrain;
 
 impl Grain for StreamsGrain {
+    fn name(&self) -> &'static str {
+        "streams"
+    }
+
     fn check(&self, _spec: &PipelineSpec) -> Result<()> {
         Ok(())
+    }
+
+    fn runs_placed(&self) -> bool {
+        true
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut RunCtx<'_>) -> Result<()> {
+        part.enqueue(run.spec, run.part, run.host, run.spans.take())
+    }
+
+    fn event_spans(&self) -> bool {
+        true
     }
 }
 
@@ -267,10 +361,7 @@ impl<'g> Pipeline<'g> {
         self.settle();
         self.spec.spin_ns = ns;
         for p in &mut self.parts {
-            p.cuda_graph = None;
-            if let Some(chain) = p.pdl.as_mut() {
-                chain.graph = None;
-            }
+            p.delays_changed();
         }
     }
 
@@ -346,31 +437,20 @@ impl<'g> Pipeline<'g> {
         self.input.as_ref().filter(|_| self.input_type.is::<T>()).map(|b| b.view::<T>())
     }
 
-    /// Runs the pipeline `runs` times back to back (no host synchronization
-    /// between runs: each run's streams wait on the previous run's end),
-    /// then synchronizes once. `timeline` records start/end events of every
-    /// (stage, chunk) of the last run (stream launches and the warps grain only).
-    pub fn run(&mut self, launch: Launch, runs: usize, timeline: bool) -> Result<RunReport> {
-        self.run_with_progress(launch, runs, timeline, |_| {})
-    }
-
-    /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
-    pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
+    /// Runs the pipeline `runs` times with `grain` (named `name` in
+    /// errors): the body of [`Pipeline::run_with_progress`].
+    pub(crate) fn run_grain(&mut self, grain: &dyn Grain, name: &str, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport> {
         self.settle();
-        let warps = launch == Launch::Warps;
-        if warps {
-            for p in &mut self.parts {
-                p.prepare_warps(&self.spec)?;
-            }
+        for p in &mut self.parts {
+            grain.prepare(p, &self.spec)?;
         }
-        // The ring stages in for a warps run, the plain ones otherwise
-        // (records included: the sink's are read at the end of the run).
-        self.parts.iter_mut().for_each(|p| p.swap_warps(warps));
-        if warps {
-            self.parts.iter().for_each(|p| p.clear_watches());
-        }
+        // The grain's stages in (the warps grain's ring stages), every
+        // other grain's out (records included: the sink's are read at the
+        // end of the run).
+        let stages = grain.stages();
+        self.parts.iter_mut().for_each(|p| p.select_stages(stages));
         self.in_flight.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut result = self.run_inner(launch, runs, timeline, progress);
+        let mut result = self.run_inner(grain, name, runs, timeline, progress);
         // Nothing may still run on the rings or copy into host memory when
         // this returns: the caller may drop or read them. (Success ends
         // synchronized; an error is settled here; an unwinding panic leaves
@@ -381,24 +461,19 @@ impl<'g> Pipeline<'g> {
                 p.synchronize_quietly();
             }
             // A ring wait that timed out trapped (a launch error): say where.
-            if warps && let Some(e) = self.parts.iter().find_map(|p| p.fired_watch(&p.names, self.spec.watchdog_ms)) {
+            if let Some(e) = self.parts.iter().find_map(|p| grain.failure(p, &self.spec)) {
                 result = Err(e);
             }
         }
         result
     }
 
-    fn run_inner(&mut self, launch: Launch, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
+    fn run_inner(&mut self, grain: &dyn Grain, name: &str, runs: usize, timeline: bool, mut progress: impl FnMut(usize)) -> Result<RunReport> {
         let runs = runs.max(1);
-        if !self.spec.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
-            return Err(PipelineError::BadStages(format!(
-                "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
-                launch.name()
-            )));
+        if !self.spec.placement.is_empty() && !grain.runs_placed() {
+            return Err(PipelineError::BadStages(format!("a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {name}")));
         }
-        if launch == Launch::Flags {
-            flags::check(&self.spec)?;
-        }
+        grain.check_run(&self.spec)?;
         if let Some(out) = &mut self.output {
             // Poison, so that an element no copy wrote cannot pass.
             let mut words = out.bytes_mut().chunks_exact_mut(4);
@@ -408,23 +483,8 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        match launch {
-            Launch::Graph => {
-                for p in &mut self.parts {
-                    if p.cuda_graph.is_none() {
-                        p.capture(&self.spec, &host)?;
-                    }
-                }
-            }
-            Launch::Pdl { graph } => {
-                for p in &mut self.parts {
-                    p.prepare_pdl(&self.spec)?;
-                    if graph && p.pdl.as_ref().is_some_and(|c| c.graph.is_none()) {
-                        p.capture_pdl(&self.spec)?;
-                    }
-                }
-            }
-            Launch::Streams | Launch::Warps | Launch::Flags => {}
+        for p in &mut self.parts {
+            grain.before_runs(p, &self.spec, &host)?;
         }
         let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
         let wall = Instant::now();
@@ -446,22 +506,8 @@ impl<'g> Pipeline<'g> {
                 if run == 0 {
                     origins.push(s0.record_event(timing).map_err(err("recording the origin event"))?);
                 }
-                match launch {
-                    Launch::Streams | Launch::Warps => {
-                        let tl = if timeline && last { Some(&mut spans) } else { None };
-                        p.enqueue(&self.spec, pi, &host, tl)?;
-                    }
-                    Launch::Graph => match &p.cuda_graph {
-                        Some(g) => g.launch().map_err(err("launching the captured graph"))?,
-                        None => return Err(PipelineError::EmptyCapture),
-                    },
-                    Launch::Flags => p.enqueue_flags(&self.spec, &self.flag_faults)?,
-                    Launch::Pdl { graph: false } => p.enqueue_pdl(&self.spec)?,
-                    Launch::Pdl { graph: true } => match p.pdl.as_ref().and_then(|c| c.graph.as_ref()) {
-                        Some(g) => g.launch().map_err(err("launching the captured PDL graph"))?,
-                        None => return Err(PipelineError::EmptyCapture),
-                    },
-                }
+                let spans = if timeline && last { Some(&mut spans) } else { None };
+                grain.enqueue_run(p, &mut RunCtx { spec: &self.spec, part: pi, host: &host, spans, flag_faults: &self.flag_faults })?;
                 run_done.push(s0.record_event(timing).map_err(err("recording the end event"))?);
             }
             pending.push_back(run_done);
@@ -489,24 +535,22 @@ impl<'g> Pipeline<'g> {
         let part_ms: Vec<f32> = origins.iter().zip(ends).map(|(o, e)| o.elapsed_ms(e)).collect::<Result<_, _>>().map_err(err("timing the run"))?;
         let gpu_ms = part_ms.iter().copied().fold(0.0, f32::max);
 
-        if launch == Launch::Flags {
-            for p in &mut self.parts {
-                p.flags_status()?;
-            }
+        for p in &mut self.parts {
+            grain.status(p)?;
         }
         let mut reductions = Vec::new();
         for p in &mut self.parts {
-            reductions.extend(if matches!(launch, Launch::Pdl { .. }) { p.pdl_records()? } else { p.records(launch)? });
+            reductions.extend(grain.records(p)?);
         }
         let mut flag_stamps = Vec::new();
-        if timeline && launch == Launch::Flags {
+        if timeline {
             for p in &mut self.parts {
-                flag_stamps.push(p.flag_stamps(self.spec.stages.len())?);
+                flag_stamps.extend(grain.stamps(p, self.spec.stages.len())?);
             }
         }
         let timeline = if let Some(st) = flag_stamps.first() {
             Some(st.timeline(self.spec.stages.iter().map(|s| s.name().to_string()).collect(), 0))
-        } else if timeline && matches!(launch, Launch::Streams | Launch::Warps) {
+        } else if timeline && grain.event_spans() {
             let mut out = Vec::with_capacity(spans.len());
             for s in &spans {
                 out.push(s.resolve(&origins[s.part])?);

@@ -13,6 +13,7 @@ use pc_runtime::Error;
 use pc_runtime::gpu::Gpu;
 use pc_runtime::launch::Kernel;
 use ptx_kernels::DelayKernel;
+use std::any::{Any, TypeId};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -47,13 +48,27 @@ pub(crate) struct Part<'g> {
     pub joins: Vec<CudaEvent>,
     pub graph: EventGraph,
     pub cuda_graph: Option<CudaGraph>,
-    /// The flags grain's kernels and counters, from its first run.
-    pub flags: Option<super::flags::FlagsPart>,
-    /// The PDL grains' kernels and records, loaded at their first run.
-    pub pdl: Option<super::pdl::PdlChain>,
-    /// The warps grain's ring stages, prepared at its first run.
-    pub warps: Option<super::warps::WarpStages>,
+    /// Each grain's own state on this part (kernels, counters, records,
+    /// replacement stages), made by the grain at its first run and kept
+    /// for the next, keyed by the state's type: the part names no grain.
+    grain_state: Vec<(TypeId, Box<dyn GrainState>)>,
 }
+
+/// A grain's state on one part, which only that grain reads (through
+/// [`Part::state`]); the part reaches it through these hooks alone.
+pub(crate) trait GrainState: Any {
+    /// Before every run: put this grain's replacement stages into
+    /// `stages` when `on` (the run is this grain's), the part's own back
+    /// otherwise. Host work only.
+    fn select(&mut self, _stages: &mut [Box<dyn OnGpu>], _on: bool) {}
+    /// The per-stage delays changed: drop what captured them (a graph).
+    fn delays_changed(&mut self) {}
+}
+
+/// What stands in for a state while [`Part::with_state`] lends it out.
+struct Taken;
+
+impl GrainState for Taken {}
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
 /// elements, each slot rounded up to [`SLOT_ALIGN`].
@@ -151,9 +166,7 @@ impl<'g> Part<'g> {
             joins,
             graph,
             cuda_graph: None,
-            flags: None,
-            pdl: None,
-            warps: None,
+            grain_state: Vec::new(),
         })
     }
 
@@ -173,16 +186,52 @@ impl<'g> Part<'g> {
         Ok(())
     }
 
-    /// The sink's per-chunk records (reduce), after the run synchronized;
-    /// from its flag form after a flags run.
-    pub fn records(&mut self, launch: crate::spec::Launch) -> Result<Vec<Reduction>> {
-        let s0 = self.streams[0].clone();
-        if launch == crate::spec::Launch::Flags {
-            return match self.flags.as_mut().and_then(|f| f.sink()) {
-                Some(sink) => sink.records(&s0),
-                None => Err(PipelineError::BadStages("no flags run".into())),
-            };
+    /// The state of type `T` (one grain's), if that grain made it.
+    pub(crate) fn state<T: GrainState>(&self) -> Option<&T> {
+        let (_, s) = self.grain_state.iter().find(|(id, _)| *id == TypeId::of::<T>())?;
+        (&**s as &dyn Any).downcast_ref()
+    }
+
+    /// [`Part::state`], mutable.
+    pub(crate) fn state_mut<T: GrainState>(&mut self) -> Option<&mut T> {
+        let (_, s) = self.grain_state.iter_mut().find(|(id, _)| *id == TypeId::of::<T>())?;
+        (&mut **s as &mut dyn Any).downcast_mut()
+    }
+
+    /// Keeps `state`, replacing one of its type.
+    pub(crate) fn set_state<T: GrainState>(&mut self, state: T) {
+        let id = TypeId::of::<T>();
+        self.grain_state.retain(|(k, _)| *k != id);
+        self.grain_state.push((id, Box::new(state)));
+    }
+
+    /// `f` with the part and its state of type `T` both borrowed (`None`:
+    /// no such state). The state is out of the part while `f` runs.
+    pub(crate) fn with_state<T: GrainState, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> Option<R> {
+        let i = self.grain_state.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
+        let mut s = std::mem::replace(&mut self.grain_state[i].1, Box::new(Taken));
+        let r = (&mut *s as &mut dyn Any).downcast_mut::<T>().map(|t| f(self, t));
+        self.grain_state[i].1 = s;
+        r
+    }
+
+    /// Before a run: the stages of the state of type `active` in, every
+    /// other state's out (see [`GrainState::select`]).
+    pub(crate) fn select_stages(&mut self, active: Option<TypeId>) {
+        for (id, s) in &mut self.grain_state {
+            s.select(&mut self.stages, Some(*id) == active);
         }
+    }
+
+    /// The per-stage delays changed (see [`GrainState::delays_changed`]).
+    pub(crate) fn delays_changed(&mut self) {
+        self.cuda_graph = None;
+        self.grain_state.iter_mut().for_each(|(_, s)| s.delays_changed());
+    }
+
+    /// The sink's per-chunk records (reduce), after the run synchronized.
+    pub fn records(&mut self) -> Result<Vec<Reduction>> {
+        let s0 = self.streams[0].clone();
         match self.stages.last_mut() {
             Some(sink) => sink.records(&s0),
             None => Err(PipelineError::BadStages("no stages".into())),

@@ -44,6 +44,13 @@ pub(crate) struct PdlChain {
     pub faults: u32,
 }
 
+impl super::part::GrainState for PdlChain {
+    /// The captured graph holds the old delays.
+    fn delays_changed(&mut self) {
+        self.graph = None;
+    }
+}
+
 /// Refuses, in one line, a pipeline the PDL grains cannot run.
 pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
     let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
@@ -60,11 +67,35 @@ pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
 }
 
 /// The PDL grains ([`crate::Launch::Pdl`], plain or captured as a graph).
-pub(crate) struct PdlGrain;
+pub(crate) struct PdlGrain {
+    /// Captured once as a CUDA graph and replayed.
+    pub graph: bool,
+}
 
 impl super::Grain for PdlGrain {
+    fn name(&self) -> &'static str {
+        if self.graph { "pdl-graph" } else { "pdl" }
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_pdl_spec(spec)
+    }
+
+    /// The chain prepared (once), and captured (once) for the graph grain.
+    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, _host: &super::enqueue::HostBuffers) -> Result<()> {
+        part.prepare_pdl(spec)?;
+        if self.graph && part.pdl_uncaptured() {
+            part.capture_pdl(spec)?;
+        }
+        Ok(())
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        if self.graph { part.launch_pdl_graph() } else { part.enqueue_pdl(run.spec) }
+    }
+
+    fn records(&self, part: &mut Part<'_>) -> Result<Vec<Reduction>> {
+        part.pdl_records()
     }
 }
 
@@ -73,7 +104,7 @@ impl Part<'_> {
     /// the records, once.
     pub(crate) fn prepare_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
         check_pdl_spec(spec)?;
-        if self.pdl.is_some() {
+        if self.state::<PdlChain>().is_some() {
             return Ok(());
         }
         let module = ptx_kernels::hopper::load(self.gpu)?;
@@ -86,7 +117,7 @@ impl Part<'_> {
         let empty = s0.clone_htod(&template).map_err(err("allocating the PDL records"))?;
         let records = s0.clone_htod(&template).map_err(err("allocating the PDL records"))?;
         s0.synchronize().map_err(err("allocating the PDL records"))?;
-        self.pdl = Some(PdlChain { producer, consumer, reduce, records, empty, graph: None, faults: 0 });
+        self.set_state(PdlChain { producer, consumer, reduce, records, empty, graph: None, faults: 0 });
         Ok(())
     }
 
@@ -94,8 +125,12 @@ impl Part<'_> {
     /// producer, consumer and reduce, each launched with PDL (the first
     /// producer plainly: ahead of it is a copy, not a kernel).
     pub(crate) fn enqueue_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
+        self.with_state(|p, chain: &mut PdlChain| p.enqueue_pdl_with(chain, spec)).unwrap_or(Err(PipelineError::EmptyCapture))
+    }
+
+    /// [`Part::enqueue_pdl`] once the chain is there.
+    fn enqueue_pdl_with(&mut self, chain: &mut PdlChain, spec: &PipelineSpec) -> Result<()> {
         let s0 = self.streams[0].clone();
-        let chain = self.pdl.as_mut().ok_or(PipelineError::EmptyCapture)?;
         let bytes = chain.records.len() * 8;
         // Raw driver calls act on the current context (another part's, on several GPUs).
         s0.context().bind_to_thread().map_err(err("binding the GPU"))?;
@@ -149,6 +184,19 @@ impl Part<'_> {
         Ok(())
     }
 
+    /// Whether the chain is prepared and not yet captured.
+    pub(crate) fn pdl_uncaptured(&self) -> bool {
+        self.state::<PdlChain>().is_some_and(|c| c.graph.is_none())
+    }
+
+    /// Replays the captured PDL run.
+    pub(crate) fn launch_pdl_graph(&self) -> Result<()> {
+        match self.state::<PdlChain>().and_then(|c| c.graph.as_ref()) {
+            Some(g) => g.launch().map_err(err("launching the captured PDL graph")),
+            None => Err(PipelineError::EmptyCapture),
+        }
+    }
+
     /// Captures one PDL run as a CUDA graph (programmatic edges), once.
     pub(crate) fn capture_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
         let s0 = self.streams[0].clone();
@@ -158,7 +206,7 @@ impl Part<'_> {
         enqueued?;
         let graph = ended?.ok_or(PipelineError::EmptyCapture)?;
         graph.upload().map_err(err("uploading the PDL graph"))?;
-        if let Some(chain) = self.pdl.as_mut() {
+        if let Some(chain) = self.state_mut::<PdlChain>() {
             chain.graph = Some(graph);
         }
         Ok(())
@@ -167,7 +215,7 @@ impl Part<'_> {
     /// The PDL run's per-chunk records, after the run synchronized.
     pub(crate) fn pdl_records(&mut self) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
-        let chain = self.pdl.as_ref().ok_or(PipelineError::EmptyCapture)?;
+        let chain = self.state::<PdlChain>().ok_or(PipelineError::EmptyCapture)?;
         let words = s0.clone_dtoh(&chain.records).map_err(err("copying the PDL reductions back"))?;
         s0.synchronize().map_err(err("copying the PDL reductions back"))?;
         Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
@@ -189,7 +237,7 @@ impl Pipeline<'_> {
         self.settle();
         for p in &mut self.parts {
             p.prepare_pdl(&self.spec)?;
-            if let Some(chain) = p.pdl.as_mut() {
+            if let Some(chain) = p.state_mut::<PdlChain>() {
                 chain.faults = spec_faults;
                 chain.graph = None;
             }

@@ -132,6 +132,24 @@ pub(crate) struct WarpStages {
     swapped: bool,
 }
 
+impl super::part::GrainState for WarpStages {
+    /// Swaps the ring stages in (`on`) or back out; before a warps run
+    /// (nothing runs), no watchdog has fired.
+    fn select(&mut self, stages: &mut [Box<dyn OnGpu>], on: bool) {
+        if self.swapped != on {
+            for (stage, alt) in stages.iter_mut().zip(self.alt.iter_mut()) {
+                if let Some(alt) = alt {
+                    std::mem::swap(stage, alt);
+                }
+            }
+            self.swapped = on;
+        }
+        if on {
+            self.watches.iter().flatten().for_each(|w| w.clear());
+        }
+    }
+}
+
 /// A ring stage's watchdog record ([`WarpWatch`]): pinned host memory the
 /// GPU maps, so that the report of a wait that timed out can be read after
 /// the trap left the context unusable.
@@ -237,8 +255,33 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
 pub(crate) struct WarpsGrain;
 
 impl super::Grain for WarpsGrain {
+    fn name(&self) -> &'static str {
+        "warps"
+    }
+
     fn check(&self, spec: &PipelineSpec) -> Result<()> {
         check_warps_spec(spec)
+    }
+
+    fn prepare(&self, part: &mut Part<'_>, spec: &PipelineSpec) -> Result<()> {
+        part.prepare_warps(spec)
+    }
+
+    /// The ring stages run in place of the plain ones.
+    fn stages(&self) -> Option<std::any::TypeId> {
+        Some(std::any::TypeId::of::<WarpStages>())
+    }
+
+    fn enqueue_run(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.enqueue(run.spec, run.part, run.host, run.spans.take())
+    }
+
+    fn event_spans(&self) -> bool {
+        true
+    }
+
+    fn failure(&self, part: &Part<'_>, spec: &PipelineSpec) -> Option<PipelineError> {
+        part.fired_watch(&part.names, spec.watchdog_ms)
     }
 }
 
@@ -246,7 +289,7 @@ impl Part<'_> {
     /// Prepares the ring stages (once; refuses GPUs older than sm_90).
     pub(crate) fn prepare_warps(&mut self, spec: &PipelineSpec) -> Result<()> {
         check_warps_spec(spec)?;
-        if self.warps.is_some() {
+        if self.state::<WarpStages>().is_some() {
             return Ok(());
         }
         let module = ptx_kernels::hopper::load(self.gpu)?;
@@ -288,33 +331,14 @@ impl Part<'_> {
             watches.push(watch);
         }
         s0.synchronize().map_err(err("preparing the warps grain"))?;
-        self.warps = Some(WarpStages { alt, knobs, watches, swapped: false });
+        self.set_state(WarpStages { alt, knobs, watches, swapped: false });
         Ok(())
-    }
-
-    /// Swaps the ring stages in (`on`) or back out.
-    pub(crate) fn swap_warps(&mut self, on: bool) {
-        let Some(w) = self.warps.as_mut() else { return };
-        if w.swapped == on {
-            return;
-        }
-        for (stage, alt) in self.stages.iter_mut().zip(w.alt.iter_mut()) {
-            if let Some(alt) = alt {
-                std::mem::swap(stage, alt);
-            }
-        }
-        w.swapped = on;
-    }
-
-    /// Before a warps run (nothing runs): no watchdog has fired.
-    pub(crate) fn clear_watches(&self) {
-        self.warps.iter().flat_map(|w| w.watches.iter().flatten()).for_each(|w| w.clear());
     }
 
     /// After a warps run failed and its streams stopped: the first ring
     /// stage whose watchdog fired, as the error naming it.
     pub(crate) fn fired_watch(&self, names: &[String], timeout_ms: u64) -> Option<PipelineError> {
-        let w = self.warps.as_ref()?;
+        let w = self.state::<WarpStages>()?;
         w.watches.iter().zip(names).find_map(|(watch, stage)| {
             let r = watch.as_ref()?.fired()?;
             let tile = if r.tile_start == u64::MAX { "its last tiles".to_string() } else { format!("the tile from element {} of the chunk", r.tile_start) };
@@ -350,7 +374,7 @@ impl Pipeline<'_> {
         self.settle();
         for p in &mut self.parts {
             p.prepare_warps(&self.spec)?;
-            if let Some(w) = &p.warps {
+            if let Some(w) = p.state::<WarpStages>() {
                 w.knobs.faults.store(faults, Ordering::Relaxed);
                 w.knobs.spin_ns.store(producer_spin_ns, Ordering::Relaxed);
             }

@@ -16,51 +16,22 @@ pub enum WorkloadArg {
     Stream,
 }
 
-/// The grain of the hand-offs between stages (issue 11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GrainArg {
-    /// One stream per stage, filled/freed events between them (the default).
-    Streams,
-    /// The same launch sequence captured once as a CUDA graph and replayed (= --graph).
-    Graph,
-    /// Programmatic dependent launch (sm_90): the generate pipeline on one
-    /// stream, each kernel waiting on the GPU for the one before.
-    Pdl,
-    /// The pdl grain captured once as a CUDA graph and replayed.
-    PdlGraph,
-    /// Stream launches with the consumer, reduce and fir stages on the
-    /// warp-specialized mbarrier ring inside each kernel (sm_90).
-    Warps,
-    /// Every stage one kernel for the whole run, all running at once, slots
-    /// handed over through counters in device memory (stages with a flags
-    /// form: producer, consumer, reduce; K <= 256; use a deep ring, e.g.
-    /// -k 128, for small chunks).
-    Flags,
-}
-
-impl GrainArg {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            GrainArg::Streams => "streams",
-            GrainArg::Graph => "graph",
-            GrainArg::Pdl => "pdl",
-            GrainArg::PdlGraph => "pdl-graph",
-            GrainArg::Warps => "warps",
-            GrainArg::Flags => "flags",
-        }
-    }
+/// `--grain`'s parser: the names of the pipeline's table of grains
+/// (`pc_pipeline::LAUNCHES`, each [`Launch::name`]), read back with
+/// `Launch`'s `FromStr`, so a grain's name is spelled once, by its grain.
+/// clap lists them in `--help` and refuses any other (a usage error).
+fn grain_parser() -> impl clap::builder::TypedValueParser<Value = Launch> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(pc_pipeline::LAUNCHES.map(Launch::name)).try_map(|name| name.parse::<Launch>())
 }
 
 /// The launch a `--grain` (or the older `--graph`) asks for.
-pub(crate) fn launch_of(grain: Option<GrainArg>, graph: bool) -> Result<Launch> {
+pub(crate) fn launch_of(grain: Option<Launch>, graph: bool) -> Result<Launch> {
     Ok(match (grain, graph) {
-        (None, false) | (Some(GrainArg::Streams), false) => Launch::Streams,
-        (None, true) | (Some(GrainArg::Graph), _) => Launch::Graph,
+        (None, false) => Launch::Streams,
+        (None, true) | (Some(Launch::Graph), _) => Launch::Graph,
         (Some(g), true) => bail!("--graph is --grain graph; it does not combine with --grain {}", g.name()),
-        (Some(GrainArg::Pdl), false) => Launch::Pdl { graph: false },
-        (Some(GrainArg::PdlGraph), false) => Launch::Pdl { graph: true },
-        (Some(GrainArg::Warps), false) => Launch::Warps,
-        (Some(GrainArg::Flags), false) => Launch::Flags,
+        (Some(g), false) => g,
     })
 }
 
@@ -103,9 +74,12 @@ pub struct PipelineArgs {
     /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
     /// (programmatic dependent launch on one stream, sm_90, the generate
     /// pipeline only), warps (consumer, reduce and fir on the warp-specialized
-    /// mbarrier ring, sm_90) [default: streams].
-    #[arg(long, value_enum)]
-    pub(crate) grain: Option<GrainArg>,
+    /// mbarrier ring, sm_90), flags (every stage one kernel for the whole
+    /// run, all at once, slots handed over through counters in device
+    /// memory; stages with a flags form, K <= 256; use a deep ring, e.g.
+    /// -k 128, for small chunks) [default: streams].
+    #[arg(long, value_parser = grain_parser())]
+    pub(crate) grain: Option<Launch>,
     /// Flags and warps grains: a wait on a ring counter or a warp ring's
     /// barrier longer than this (ms) stops the run with an error naming the
     /// stage and slot, instead of hanging.
@@ -303,5 +277,24 @@ mod tests {
         members.sort_unstable();
         listed.sort_unstable();
         assert_eq!(members, listed);
+    }
+
+    /// `--grain` takes each name of the pipeline's table, as that launch,
+    /// lists them all in `--help`, and refuses any other name.
+    #[test]
+    fn grain_takes_the_names_of_the_table_of_grains() {
+        let mut cmd = PipelineArgs::augment_args(Command::new("pipeline"));
+        for launch in pc_pipeline::LAUNCHES {
+            let m = cmd.clone().try_get_matches_from(["pipeline", "--grain", launch.name()]).unwrap();
+            assert_eq!(m.get_one::<Launch>("grain"), Some(&launch));
+            assert_eq!(launch_of(Some(launch), false).unwrap(), launch);
+        }
+        let e = cmd.clone().try_get_matches_from(["pipeline", "--grain", "threads"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        let help = cmd.render_long_help().to_string();
+        assert!(help.contains("[possible values: streams, graph, pdl, pdl-graph, warps, flags]"), "{help}");
+        assert_eq!(launch_of(None, false).unwrap(), Launch::Streams);
+        assert_eq!(launch_of(None, true).unwrap(), Launch::Graph);
+        assert!(launch_of(Some(Launch::Warps), true).unwrap_err().to_string().contains("--graph is --grain graph"));
     }
 }

@@ -1,7 +1,7 @@
 //! `host pipeline --input FILE|- [--output FILE|-]`: a stream through the
 //! GPU stages, as long as its input, with latency and drops reported.
 use crate::common::{check_writable, stdout_file, widen_pipe};
-use crate::pipeline_args::{GrainArg, PipelineArgs};
+use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
 use pc_pipeline::stream::{self, Backpressure, Discard, FileSink, FileSource, ReadSource, StreamOptions, StreamReport, StreamSink, StreamSource, WriteSink};
@@ -36,7 +36,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     // A batch's flags conflict with --input at parse time (pipeline_args);
     // --grain is taken by every mode, so a stream refuses it by its value
     // here (clap has no conflict on a value).
-    if let Some(g) = a.grain.filter(|&g| g != GrainArg::Streams) {
+    if let Some(g) = a.grain.filter(|&g| g != pc_pipeline::Launch::Streams) {
         bail!("--grain {} is not available for a stream (--input): streams run with stream launches", g.name());
     }
     if let Some(r) = a.stream.rate

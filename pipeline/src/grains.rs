@@ -11,9 +11,10 @@ fn flag_stage_names() -> Vec<String> {
     StageRegistry::builtin().stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name().to_string()).collect()
 }
 
-/// Every launch, in the order `--grain` lists them.
-pub(crate) const LAUNCHES: [Launch; 6] =
-    [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
+/// Every launch, in the order `--grain` lists them: a command line's
+/// values are their [`Launch::name`]s (host builds its `--grain` parser
+/// from this list, so a grain's name is spelled once).
+pub const LAUNCHES: [Launch; 6] = [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
 
 impl Launch {
     /// The grain's name on the command line (`--grain`), its grain's.
@@ -95,5 +96,45 @@ mod tests {
         }
         let e = "pdl_graph".parse::<Launch>().unwrap_err().to_string();
         assert!(e.contains("no grain \"pdl_graph\"") && e.contains("streams, graph, pdl, pdl-graph, warps, flags"), "{e}");
+    }
+
+    /// What a grain's module holds, shown by the smallest useful grain:
+    /// stream launches with one slot per ring (the serial baseline as a
+    /// grain). A name, what it refuses, and how it enqueues a run; the
+    /// other hooks have defaults. To be named by `--grain` it would also
+    /// take a `Launch` variant, an entry in [`LAUNCHES`] and an arm in
+    /// [`grain`] (ARCHITECTURE.md, "Where a change goes").
+    struct SerialGrain;
+
+    impl Grain for SerialGrain {
+        fn name(&self) -> &'static str {
+            "serial"
+        }
+
+        fn check(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
+            if spec.slots != 1 {
+                return Err(PipelineError::BadStages(format!("the serial grain runs one slot per ring, not -k {}", spec.slots)));
+            }
+            Ok(())
+        }
+
+        fn enqueue_run(&self, part: &mut crate::exec::part::Part<'_>, run: &mut crate::exec::RunCtx<'_>) -> Result<(), PipelineError> {
+            part.enqueue(run.spec, run.part, run.host, run.spans.take())
+        }
+    }
+
+    /// The small grain's name and refusals reach the executor through the
+    /// trait alone; it runs nothing placed (the default) and is no grain of
+    /// the table, whose names stay the six built-ins'.
+    #[test]
+    fn a_grain_is_a_name_a_check_and_an_enqueue() {
+        let g: &dyn Grain = &SerialGrain;
+        assert_eq!(g.name(), "serial");
+        let spec = |k: usize| PipelineSpec::new(crate::Workload::Generate).slots(k);
+        g.check(&spec(1)).unwrap();
+        let e = g.check(&spec(3)).unwrap_err().to_string();
+        assert!(e.contains("one slot per ring, not -k 3"), "{e}");
+        assert!(!g.runs_placed() && !g.event_spans() && g.stages().is_none());
+        assert!("serial".parse::<Launch>().is_err());
     }
 }

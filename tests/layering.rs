@@ -658,11 +658,8 @@ fn driver_callers(dir: &str) -> BTreeMap<String, Vec<String>> {
 /// gains one fails the test, and so does a listed file that no longer has
 /// any (remove it then).
 const KNOWN_DRIVER_CALLERS: &[(&str, &str)] = &[
-    ("pipeline/src/exec/pdl.rs", "record reset by memcpy_dtod_async, graph capture (copy::dtod_async, stream::*_capture)"),
     ("pipeline/src/exec/warps.rs", "watchdog record: malloc_host, cuMemHostGetDevicePointer, free_host (pinned::*)"),
-    ("pipeline/src/halo.rs", "history zeroed by memset_d8_async (copy::memset_d8_async)"),
     ("pipeline/src/host_mem.rs", "pinned buffers: malloc_host, free_host (pinned::alloc, pinned::free)"),
-    ("pipeline/src/records.rs", "reductions reset by memcpy_dtod_async (copy::dtod_async)"),
 ];
 
 /// What breaks "driver calls in pc_runtime only", one line each: a file

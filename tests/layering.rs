@@ -25,9 +25,8 @@
 //! References inside one module are not edges.
 //!
 //! And "driver calls in `pc_runtime` only" (issue 19, item 4): no file of
-//! `host/src` names cudarc's `driver::sys` or `driver::result`; the files
-//! of `pipeline/src` that still do are listed in [`KNOWN_DRIVER_CALLERS`]
-//! (to be emptied).
+//! `host/src` names cudarc's `driver::sys` or `driver::result`, nor does
+//! one of `pipeline/src` outside [`KNOWN_DRIVER_CALLERS`] (now empty).
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -652,23 +651,12 @@ fn driver_callers(dir: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// Files of `pipeline/src` that still make raw driver calls or name the
-/// driver's types (issue 19, item 4: each moves to `pc_runtime`'s `copy`,
-/// `pinned` and `stream` modules; the goal is an empty list). A file that
-/// gains one fails the test, and so does a listed file that no longer has
-/// any (remove it then).
-const KNOWN_DRIVER_CALLERS: &[(&str, &str)] = &[
-    ("pipeline/src/exec/capture.rs", "graph capture's mode and flags (stream::begin_capture, end_capture)"),
-    ("pipeline/src/exec/enqueue.rs", "timing events' flags (stream::TIMING)"),
-    ("pipeline/src/exec/mod.rs", "timing events' flags (stream::TIMING)"),
-    ("pipeline/src/exec/pdl.rs", "record reset by memcpy_dtod_async, graph capture (copy::dtod_async, stream::*_capture)"),
-    ("pipeline/src/exec/warps.rs", "watchdog record: malloc_host, cuMemHostGetDevicePointer, free_host (pinned::*)"),
-    ("pipeline/src/halo.rs", "history zeroed by memset_d8_async (copy::memset_d8_async)"),
-    ("pipeline/src/host_mem.rs", "pinned buffers: malloc_host, free_host (pinned::alloc, pinned::free)"),
-    ("pipeline/src/records.rs", "reductions reset by memcpy_dtod_async (copy::dtod_async)"),
-    ("pipeline/src/ranks.rs", "capture status compared to the driver's enum (stream::is_capturing)"),
-    ("pipeline/src/stream/mod.rs", "timing events' flags (stream::TIMING)"),
-];
+/// Files of `pipeline/src` allowed to make raw driver calls or name the
+/// driver's types, each with the `pc_runtime` wrapper to move to: none
+/// since issue 19, item 4 moved them all to `pc_runtime`'s `copy`, `pinned`
+/// and `stream` modules. A file that gains one fails the test, and so does
+/// a listed file that no longer has any (remove it then).
+const KNOWN_DRIVER_CALLERS: &[(&str, &str)] = &[];
 
 /// What breaks "driver calls in pc_runtime only", one line each: a file
 /// with driver paths that is not `known`, and a `known` file without any.

@@ -101,7 +101,7 @@ impl History {
         let (ptr, _no_tracking) = self.bufs[self.flip.current()].device_ptr_mut(stream);
         // SAFETY: `ptr` addresses this buffer's `bytes` (or more); only this
         // stage's stream touches it.
-        unsafe { cudarc::driver::result::memset_d8_async(ptr, 0, bytes, stream.cu_stream()) }.map_err(cuda("zeroing a halo stage's history"))
+        unsafe { pc_runtime::copy::memset_d8_async(ptr, 0, bytes, stream) }.map_err(cuda("zeroing a halo stage's history"))
     }
 
     /// The history of the chunk about to run, as `T` (the stage's input type).

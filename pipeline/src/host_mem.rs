@@ -1,8 +1,9 @@
 //! Pinned (page-locked) host memory, so host/device copies run on the copy
 //! engines asynchronously, at full speed, overlapped with kernels.
-use cudarc::driver::{CudaContext, result, sys};
+use cudarc::driver::CudaContext;
 use kernel_math::Element;
 use pc_runtime::Error;
+use pc_runtime::pinned::{self, HostAlloc};
 use std::sync::Arc;
 
 /// `len` bytes of pinned host memory, freed on drop. Allocated PORTABLE, so
@@ -25,9 +26,8 @@ unsafe impl Sync for PinnedBuffer {}
 impl PinnedBuffer {
     pub(crate) fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<PinnedBuffer, Error> {
         ctx.bind_to_thread().map_err(Error::cuda("binding the context"))?;
-        // SAFETY: a fresh allocation of at least one byte; freed in Drop.
-        let ptr =
-            unsafe { result::malloc_host(len.max(1), sys::CU_MEMHOSTALLOC_PORTABLE) }.map_err(|_| Error::PinnedMemory { needed: len as u128 })? as *mut u8;
+        // At least one byte, so the pointer is a real allocation; freed in Drop.
+        let ptr = pinned::alloc(len.max(1), HostAlloc::Portable).map_err(|_| Error::PinnedMemory { needed: len as u128 })?;
         // Initialized once, so the buffer never exposes uninitialized bytes.
         // SAFETY: `len` bytes just allocated.
         unsafe { std::ptr::write_bytes(ptr, 0, len) };
@@ -71,8 +71,8 @@ impl PinnedBuffer {
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
         let _ = self.ctx.bind_to_thread();
-        // SAFETY: allocated by malloc_host in `new`, freed once; the owner
+        // SAFETY: allocated by `pinned::alloc` in `new`, freed once; the owner
         // (the pipeline) synchronized every stream that copied to or from it.
-        let _ = unsafe { result::free_host(self.ptr as *mut _) };
+        let _ = unsafe { pinned::free(self.ptr) };
     }
 }

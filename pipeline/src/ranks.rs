@@ -371,8 +371,9 @@ unsafe impl OnGpu for RecvOnGpu {
 /// run that failed mid-cycle it would pair with the wrong transfer of the
 /// peer (another size for the last chunk). Ranks run with stream launches.
 fn refuse_capture(op: &Op<'_>) -> Result<()> {
-    let status = op.stream.capture_status().map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading the stream's capture status")(e)))?;
-    if status != cudarc::driver::sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+    let capturing =
+        pc_runtime::stream::is_capturing(op.stream).map_err(|e| PipelineError::Runtime(pc_runtime::Error::cuda("reading the stream's capture status")(e)))?;
+    if capturing {
         return Err(PipelineError::BadStages(format!(
             "{}: rank transfers cannot be captured in a CUDA graph (a replay would skip their numbering); run ranks with stream launches",
             op.stage

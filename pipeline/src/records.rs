@@ -42,7 +42,7 @@ impl Records {
         let (dst, _) = self.words.device_ptr_mut(stream);
         let (src, _) = self.empty.device_ptr(stream);
         // SAFETY: both buffers hold `bytes`.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, stream.cu_stream()) }.map_err(cuda("resetting the reductions"))
+        unsafe { pc_runtime::copy::dtod_async(dst, src, bytes, stream) }.map_err(cuda("resetting the reductions"))
     }
 
     pub(crate) fn chunks(&self) -> usize {

@@ -4,14 +4,14 @@ use super::enqueue::HostBuffers;
 use super::error::{Result, err};
 use super::part::Part;
 use crate::spec::PipelineSpec;
-use cudarc::driver::sys;
+use pc_runtime::stream;
 
 impl Part<'_> {
     pub fn capture(&mut self, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
         let s0 = self.streams[0].clone();
-        s0.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(err("starting the graph capture"))?;
+        stream::begin_capture(&s0).map_err(err("starting the graph capture"))?;
         let enqueued = self.enqueue(spec, 0, host, None);
-        let ended = s0.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(err("ending the graph capture"));
+        let ended = stream::end_capture(&s0).map_err(err("ending the graph capture"));
         enqueued?;
         self.cuda_graph = ended?;
         if let Some(g) = &self.cuda_graph {

@@ -7,7 +7,7 @@ use super::plan::{Action, EventId, plan};
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Op};
 use crate::timeline::PendingSpan;
-use cudarc::driver::{CudaEvent, CudaStream, LaunchConfig, sys};
+use cudarc::driver::{CudaEvent, CudaStream, LaunchConfig};
 use ptx_kernels::DelayKernel;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ impl Part<'_> {
     /// Enqueues one run: exactly the actions of [`plan`] (the tested seam),
     /// plus timeline events around each operation when asked for.
     pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
-        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let timing = pc_runtime::stream::TIMING;
         // Stages on another GPU than stream 0 time against an origin of
         // their own, recorded right after the fork (see PendingSpan).
         let s0_ctx = self.streams[0].context().cu_ctx();

@@ -31,7 +31,7 @@ use crate::reference::{Verification, verify};
 pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
-use cudarc::driver::{CudaEvent, sys};
+use cudarc::driver::CudaEvent;
 use error::{Result, err};
 use kernel_math::{Element, POISON_BITS, Reduction};
 use part::Part;
@@ -486,7 +486,7 @@ impl<'g> Pipeline<'g> {
         for p in &mut self.parts {
             grain.before_runs(p, &self.spec, &host)?;
         }
-        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let timing = pc_runtime::stream::TIMING;
         let wall = Instant::now();
         let mut origins = Vec::new();
         let mut spans: Vec<PendingSpan> = Vec::new();

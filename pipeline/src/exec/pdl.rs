@@ -21,9 +21,10 @@ use super::part::Part;
 use crate::records::{RECORD_WORDS, reduction_from_words, reduction_words};
 use crate::spec::PipelineSpec;
 use crate::{Pipeline, PipelineError};
-use cudarc::driver::{CudaGraph, CudaSlice, DevicePtr, DevicePtrMut, sys};
+use cudarc::driver::{CudaGraph, CudaSlice, DevicePtr, DevicePtrMut};
 use kernel_math::{AtomicReduction, Reduction};
 use pc_runtime::launch::Kernel;
+use pc_runtime::{copy, stream};
 use ptx_kernels::hopper::{PdlConsumerKernel, PdlProducerKernel, PdlReduceKernel};
 
 /// The stages the PDL grains run, in order: the generate pipeline.
@@ -139,7 +140,7 @@ impl Part<'_> {
             let (src, _) = chain.empty.device_ptr(&s0);
             // SAFETY: both buffers hold `bytes`; stream 0 is the only one
             // that touches them.
-            unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, s0.cu_stream()) }.map_err(err("resetting the PDL records"))?;
+            unsafe { copy::dtod_async(dst, src, bytes, &s0) }.map_err(err("resetting the PDL records"))?;
         }
         let slots = self.rings.first().map_or(1, |r| r.buf.len() / r.slot_bytes.max(1)).max(1);
         let spin = spec.spin_of(0);
@@ -200,9 +201,9 @@ impl Part<'_> {
     /// Captures one PDL run as a CUDA graph (programmatic edges), once.
     pub(crate) fn capture_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
         let s0 = self.streams[0].clone();
-        s0.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(err("starting the PDL graph capture"))?;
+        stream::begin_capture(&s0).map_err(err("starting the PDL graph capture"))?;
         let enqueued = self.enqueue_pdl(spec);
-        let ended = s0.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(err("ending the PDL graph capture"));
+        let ended = stream::end_capture(&s0).map_err(err("ending the PDL graph capture"));
         enqueued?;
         let graph = ended?.ok_or(PipelineError::EmptyCapture)?;
         graph.upload().map_err(err("uploading the PDL graph"))?;

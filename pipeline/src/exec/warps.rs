@@ -167,17 +167,15 @@ unsafe impl Sync for Watch {}
 
 impl Watch {
     fn new(gpu: &pc_runtime::gpu::Gpu) -> Result<Watch> {
-        use cudarc::driver::{result, sys};
+        use pc_runtime::pinned::{self, HostAlloc};
         // SAFETY: only made current.
         unsafe { gpu.context() }.bind_to_thread().map_err(err("binding the GPU"))?;
         let bytes = std::mem::size_of::<WarpWatch>();
-        // SAFETY: a fresh allocation of `bytes`, mapped for the device.
-        let host = unsafe { result::malloc_host(bytes, sys::CU_MEMHOSTALLOC_DEVICEMAP) }.map_err(err("allocating a ring's watchdog record"))? as *mut WarpWatch;
-        let mut device: sys::CUdeviceptr = 0;
-        // SAFETY: `host` is a mapped host allocation of this context.
-        let r = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) };
-        let w = Watch { host, device };
-        r.result().map_err(err("mapping a ring's watchdog record"))?;
+        // A fresh allocation of `bytes`, mapped for the device.
+        let host = pinned::alloc(bytes, HostAlloc::DeviceMapped).map_err(err("allocating a ring's watchdog record"))?.cast::<WarpWatch>();
+        // Owned before the mapping is asked for, so a failure frees it.
+        let mut w = Watch { host, device: 0 };
+        w.device = pinned::device_address(host.cast()).map_err(err("mapping a ring's watchdog record"))?;
         w.clear();
         Ok(w)
     }
@@ -198,10 +196,10 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // SAFETY: allocated by malloc_host, freed once; the stages that
+        // SAFETY: allocated by `pinned::alloc`, freed once; the stages that
         // pass its address have synchronized (Part's drop) or their context
         // failed, when the free may fail, which is ignored.
-        let _ = unsafe { cudarc::driver::result::free_host(self.host.cast()) };
+        let _ = unsafe { pc_runtime::pinned::free(self.host.cast()) };
     }
 }
 

@@ -52,6 +52,8 @@ use crate::timeline::{Span, Timeline};
 use cudarc::driver::CudaEvent;
 use input::{Input, Pace, Reading, tight_timer_slack};
 use pc_runtime::gpu::Gpu;
+// Timing events' flags (the done events need none).
+use pc_runtime::stream::TIMING;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -347,9 +349,6 @@ pub fn run(gpu: &Gpu, spec: &PipelineSpec, source: impl StreamSource, sink: impl
 /// staging slot, and its latency.
 const READ_ROW: &str = "read";
 const LATENCY_ROW: &str = "latency";
-
-/// Timing events (the done events need none).
-const TIMING: Option<cudarc::driver::sys::CUevent_flags> = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
 
 /// A trace's clock: `event` completed `offset_ms` after `start` (host
 /// clock); the read spans go on row `host_row` (after the stages), the

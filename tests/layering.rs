@@ -511,6 +511,7 @@ const PIPELINE_LAYERS: &[(&str, Layer)] = &[
     ("exec::error", Layer::Exec),
     ("exec::part", Layer::Exec),
     ("exec::enqueue", Layer::Exec),
+    ("exec::device", Layer::Exec),
     ("exec::split", Layer::Exec),
     ("stream", Layer::Exec),
     ("stream::input", Layer::Exec),

@@ -42,6 +42,7 @@ pub mod nccl;
 pub mod ranks;
 mod records;
 pub mod reference;
+pub mod sim;
 pub mod spec;
 pub mod stage;
 pub mod stream;

@@ -279,3 +279,62 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
     }
     println!("{configs} random pipelines verified, {edges_checked} edges removed and reported, in {:.1} s", start.elapsed().as_secs_f64());
 }
+
+/// CUDA's event semantics on the simulated device, action by action: a
+/// wait enqueued before any record is no wait; a wait takes the latest
+/// record at enqueue time, and a re-record does not move it.
+#[test]
+fn events_capture_at_enqueue_time() {
+    use pc_pipeline::exec::device::EnqueueTo;
+    use pc_pipeline::exec::plan::EventId;
+    let spec = spec("producer,reduce", 2, 4, 8);
+    let e = EventId::Done { stage: 0, index: 0 };
+    let device = || sim::SimDevice::new(&spec, 2, 2, None, 1).unwrap();
+    let ready = |d: &mut sim::SimDevice| -> Vec<Race> {
+        d.synchronize().unwrap();
+        d.races().to_vec()
+    };
+
+    // Record, then wait, then read: ordered.
+    let mut d = device();
+    d.op(0, 0, 0, 0).unwrap();
+    d.record(0, e).unwrap();
+    d.wait(1, e).unwrap();
+    d.op(1, 1, 0, 0).unwrap();
+    assert_eq!(ready(&mut d), vec![]);
+
+    // The wait before the record waits for nothing.
+    let mut d = device();
+    d.op(0, 0, 0, 0).unwrap();
+    d.wait(1, e).unwrap();
+    d.record(0, e).unwrap();
+    d.op(1, 1, 0, 0).unwrap();
+    let races = ready(&mut d);
+    assert_eq!(races.len(), 1, "{races:?}");
+    assert_eq!(races[0].hazard, Hazard::Filled);
+    assert!(races[0].to_string().contains("missing filled edge from (0, 0) to (1, 0)"), "{}", races[0]);
+
+    // A wait keeps the record it saw: chunk 1's record comes later.
+    let mut d = device();
+    d.op(0, 0, 0, 0).unwrap();
+    d.record(0, e).unwrap();
+    d.wait(1, e).unwrap();
+    d.op(0, 0, 1, 1).unwrap();
+    d.record(0, e).unwrap();
+    d.op(1, 1, 0, 0).unwrap();
+    d.op(1, 1, 1, 1).unwrap();
+    let races = ready(&mut d);
+    assert_eq!(races.iter().map(|r| (r.hazard, r.slot)).collect::<Vec<_>>(), vec![(Hazard::Filled, 1)], "{races:?}");
+
+    // Reading a slot another chunk wrote (or none did) is a wrong slot.
+    let mut d = device();
+    d.op(0, 0, 0, 0).unwrap();
+    d.record(0, e).unwrap();
+    d.wait(1, e).unwrap();
+    d.op(1, 1, 1, 0).unwrap();
+    d.op(1, 1, 0, 1).unwrap();
+    let races = ready(&mut d);
+    assert_eq!(races.iter().map(|r| r.hazard).collect::<Vec<_>>(), vec![Hazard::WrongSlot, Hazard::WrongSlot], "{races:?}");
+    assert!(races[0].to_string().contains("reads a slot last written by producer chunk 0"), "{}", races[0]);
+    assert!(races[1].to_string().contains("never written"), "{}", races[1]);
+}

@@ -228,7 +228,7 @@ impl SimDevice {
         self.run = run;
     }
 
-    /// Every race found so far (the first [`MAX_RACES`]), in enqueue order.
+    /// Every race found so far (the first 64), in enqueue order.
     pub fn races(&self) -> &[Race] {
         &self.races
     }

@@ -152,8 +152,9 @@ const MAX_RACES: usize = 64;
 /// vector clock per stream (stream order), joined through record -> wait.
 /// Each slot keeps its last write and the reads since; an access not
 /// ordered after them is a [`Race`]. Enqueue order is one order the device
-/// may run, and every race shows in every order, so the report does not
-/// depend on the scheduler's seed.
+/// may run, and an unordered pair of accesses leaves at least one race in
+/// the report whatever order is checked; checking in enqueue order makes
+/// the report independent of the scheduler's seed.
 pub struct SimDevice {
     spec: PipelineSpec,
     names: Vec<String>,

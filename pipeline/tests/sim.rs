@@ -87,7 +87,7 @@ fn other_grains_are_refused() {
     let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), Input::Generated).unwrap();
     for launch in [Launch::Flags, Launch::Warps, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
         let e = p.run(launch, 1).unwrap_err();
-        assert!(matches!(e, SimError::Pipeline(PipelineError::GrainUnsupported { .. })), "{e}");
+        assert!(matches!(e, SimError::Failed(PipelineError::GrainUnsupported { .. })), "{e}");
         assert!(e.to_string().contains("stream launches and graph replay"), "{e}");
     }
 }
@@ -192,7 +192,7 @@ fn streams_verify() {
         }
     }
     let spec = spec("h2d,consumer,d2h", 2, 16, 1);
-    assert!(matches!(sim::stream(&spec, &[0u8; 7], 0), Err(SimError::Pipeline(PipelineError::StreamEndsMidElement { .. }))));
+    assert!(matches!(sim::stream(&spec, &[0u8; 7], 0), Err(SimError::Failed(PipelineError::StreamEndsMidElement { .. }))));
 }
 
 /// splitmix64, for the random pipelines.

@@ -16,13 +16,13 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Failed(#[from] PipelineError),
     /// The race detector's first report, and how many there were.
     #[error("race: {first} ({count} race(s) in all)")]
     Race { first: Box<Race>, count: usize, all: Vec<Race> },
     /// A stage's CPU reference failed while the device ran it.
     #[error("the simulated device failed: {0}")]
-    Stage(String),
+    Reference(String),
 }
 
 impl SimError {
@@ -214,7 +214,7 @@ fn check_device(d: &SimDevice) -> Result<(), SimError> {
         return Err(SimError::Race { first: Box::new(first.clone()), count: d.race_count(), all: d.races().to_vec() });
     }
     if let Some(why) = d.failure() {
-        return Err(SimError::Stage(why.to_string()));
+        return Err(SimError::Reference(why.to_string()));
     }
     Ok(())
 }

@@ -24,6 +24,8 @@
 //! - [`reference`](mod@reference): the CPU reference and chunk-by-chunk verification;
 //! - [`timeline`]: per-(stage, chunk) times, Chrome trace and SVG Gantt chart;
 //! - [`sync_check`]: removes each edge in turn and shows the corruption it prevents;
+//! - [`sim`]: the simulated device: stream launches, graph replay and streams
+//!   on the CPU through the executor's own walk, with a race detector;
 //! - [`ranks`]: one pipeline over several processes (one GPU each), stage
 //!   hand-offs between them through NCCL ([`nccl`], loaded at run time).
 //!
@@ -42,6 +44,7 @@ pub mod nccl;
 pub mod ranks;
 mod records;
 pub mod reference;
+pub mod sim;
 pub mod spec;
 pub mod stage;
 pub mod stream;

@@ -1,9 +1,10 @@
 //! One run's operations on the GPU: the actions of [`super::plan`] (fork,
 //! per-stage setup, every (stage, chunk) with exactly its graph waits, join),
 //! each turned into its CUDA call.
+use super::device::{EnqueueTo, enqueue_actions};
 use super::error::{Result, err};
 use super::part::Part;
-use super::plan::{Action, EventId, plan};
+use super::plan::{EventId, plan};
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Op};
 use crate::timeline::PendingSpan;
@@ -21,50 +22,13 @@ pub(crate) struct HostBuffers {
 
 impl Part<'_> {
     /// Enqueues one run: exactly the actions of [`plan`] (the tested seam),
-    /// plus timeline events around each operation when asked for.
-    pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
-        let timing = pc_runtime::stream::TIMING;
-        // Stages on another GPU than stream 0 time against an origin of
-        // their own, recorded right after the fork (see PendingSpan).
-        let s0_ctx = self.streams[0].context().cu_ctx();
-        let mut local_origins: Vec<Option<Arc<CudaEvent>>> = vec![None; self.streams.len()];
-        for action in plan(&self.graph, self.streams.len()) {
-            match action {
-                Action::Record { stream, event } => {
-                    let st = &self.streams[stream];
-                    self.event(event).record(st).map_err(err("recording an event"))?;
-                }
-                Action::Wait { stream, event } => {
-                    let st = &self.streams[stream];
-                    st.wait(self.event(event)).map_err(err("waiting on an event"))?;
-                    if timeline.is_some() && event == EventId::Fork && st.context().cu_ctx() != s0_ctx {
-                        local_origins[stream] = Some(Arc::new(st.record_event(timing).map_err(err("recording a timeline origin"))?));
-                    }
-                }
-                Action::BeginRun { stream, stage } => {
-                    let st = self.streams[stream].clone();
-                    st.context().bind_to_thread().map_err(err("binding the stage's GPU"))?;
-                    self.stages[stage].begin_run(&st)?;
-                }
-                Action::Op { stream, stage, chunk, slot } => {
-                    let st = self.streams[stream].clone();
-                    let start = match timeline {
-                        Some(_) => Some(st.record_event(timing).map_err(err("recording a timeline event"))?),
-                        None => None,
-                    };
-                    self.op(spec, stage, chunk, slot, &st, host)?;
-                    // The end timestamp before the done event (the next
-                    // action): a waiter released by the done event then
-                    // never appears to start before it.
-                    if let (Some(tl), Some(start)) = (timeline.as_deref_mut(), start) {
-                        let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
-                        let local_origin = local_origins[stream].clone();
-                        tl.push(PendingSpan { part, gpu: part, stage, chunk: self.chunks.start + chunk, start, end, local_origin });
-                    }
-                }
-            }
-        }
-        Ok(())
+    /// walked by [`enqueue_actions`], plus timeline events around each
+    /// operation when asked for.
+    pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
+        let local_origins: Vec<Option<Arc<CudaEvent>>> = vec![None; self.streams.len()];
+        let actions = plan(&self.graph, self.streams.len());
+        let mut on = OnPart { part: self, spec, index: part, host, timeline, local_origins };
+        enqueue_actions(actions, &mut on)
     }
 
     pub(crate) fn event(&self, id: EventId) -> &CudaEvent {
@@ -120,5 +84,59 @@ impl Part<'_> {
         let name = self.names[s].clone();
         let mut op = Op { stream: st, cfg, chunk, local_chunk: lc, input, output, host_in, host_out, stage: &name };
         self.stages[s].enqueue(&mut op)
+    }
+}
+
+/// One run's actions as CUDA calls on a part's streams (the CUDA side of
+/// the seam), with timeline events when `timeline` is given.
+struct OnPart<'a, 'p> {
+    part: &'a mut Part<'p>,
+    spec: &'a PipelineSpec,
+    /// The part's index (timeline spans).
+    index: usize,
+    host: &'a HostBuffers,
+    timeline: Option<&'a mut Vec<PendingSpan>>,
+    local_origins: Vec<Option<Arc<CudaEvent>>>,
+}
+
+impl EnqueueTo for OnPart<'_, '_> {
+    fn wait(&mut self, stream: usize, event: EventId) -> Result<()> {
+        let st = &self.part.streams[stream];
+        st.wait(self.part.event(event)).map_err(err("waiting on an event"))?;
+        // Stages on another GPU than stream 0 time against an origin of
+        // their own, recorded right after the fork (see PendingSpan).
+        if self.timeline.is_some() && event == EventId::Fork && st.context().cu_ctx() != self.part.streams[0].context().cu_ctx() {
+            self.local_origins[stream] = Some(Arc::new(st.record_event(pc_runtime::stream::TIMING).map_err(err("recording a timeline origin"))?));
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, stream: usize, event: EventId) -> Result<()> {
+        self.part.event(event).record(&self.part.streams[stream]).map_err(err("recording an event"))
+    }
+
+    fn begin_run(&mut self, stream: usize, stage: usize) -> Result<()> {
+        let st = self.part.streams[stream].clone();
+        st.context().bind_to_thread().map_err(err("binding the stage's GPU"))?;
+        self.part.stages[stage].begin_run(&st)
+    }
+
+    fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<()> {
+        let timing = pc_runtime::stream::TIMING;
+        let st = self.part.streams[stream].clone();
+        let start = match self.timeline {
+            Some(_) => Some(st.record_event(timing).map_err(err("recording a timeline event"))?),
+            None => None,
+        };
+        self.part.op(self.spec, stage, chunk, slot, &st, self.host)?;
+        // The end timestamp before the done event (the next action): a
+        // waiter released by the done event then never appears to start
+        // before it.
+        if let (Some(tl), Some(start)) = (self.timeline.as_deref_mut(), start) {
+            let end = st.record_event(timing).map_err(err("recording a timeline event"))?;
+            let local_origin = self.local_origins[stream].clone();
+            tl.push(PendingSpan { part: self.index, gpu: self.index, stage, chunk: self.part.chunks.start + chunk, start, end, local_origin });
+        }
+        Ok(())
     }
 }

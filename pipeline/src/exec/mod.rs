@@ -12,8 +12,11 @@
 //! - [`warps`]: the warps grain (sm_90): consumer and reduce on the
 //!   warp-specialized mbarrier ring;
 //! - [`plan`]: one run's stream operations as data (what `enqueue` walks);
+//! - [`device`]: the seam: the one walk of an action list, to CUDA or to
+//!   the simulated device ([`crate::sim`]);
 //! - [`split`]: chunks spread over GPUs.
 pub(crate) mod capture;
+pub mod device;
 mod enqueue;
 mod error;
 pub(crate) mod flags;

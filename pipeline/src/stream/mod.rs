@@ -42,6 +42,7 @@ pub use io::{
 
 use crate::PipelineError;
 use crate::elem::ElemType;
+use crate::exec::device::{EnqueueTo, enqueue_actions};
 use crate::exec::part::Part;
 use crate::exec::plan::{Action, EventId, stream_chunk};
 use crate::host_mem::PinnedBuffer;
@@ -459,12 +460,18 @@ fn enqueue_loop(
     let stages = spec.stages.len();
     let k = spec.slots;
     let (in_size, out_size) = (part.rings.first().map_or(4, |r| r.elem.size()), part.rings.last().map_or(4, |r| r.elem.size()));
-    for (s, st) in part.stages.iter_mut().enumerate() {
-        let stream = part.streams[crate::exec::plan::stream_of(s, part.streams.len())].clone();
-        st.begin_run(&stream)?;
-    }
     let (mut bytes, mut c, mut first) = (0u64, 0u64, 0u64);
     let h = done.len();
+    // Per-stage setup once, before the first chunk (a stream's chunks
+    // carry none), through the same seam.
+    {
+        let chunk = ChunkInfo { index: 0, range: 0..0, seed: spec.seed };
+        let mut on_gpu =
+            OnStreams { part: &mut *part, spec, chunk: &chunk, host: (std::ptr::null(), std::ptr::null_mut()), trace: false, ops: &mut Vec::new() };
+        let streams = on_gpu.part.streams.len();
+        let begins = (0..stages).map(|stage| Action::BeginRun { stream: crate::exec::plan::stream_of(stage, streams), stage });
+        enqueue_actions(begins, &mut on_gpu)?;
+    }
     while let Some(f) = shared.input.pop(TICK, || !interrupted()) {
         // The output slot: the writer frees them in chunk order, so holding
         // one for chunk c means chunk c - H is written and its done event
@@ -496,33 +503,6 @@ fn enqueue_loop(
     Ok((bytes, c))
 }
 
-/// Where a chunk's actions go, one call per action: CUDA calls on the
-/// part's streams ([`OnStreams`]), or a list in a CPU test. The seam lets a
-/// test see that every action of [`stream_chunk`] (a proven protocol, see
-/// `plan_model`) is enqueued, waits included, with no GPU.
-trait EnqueueTo {
-    /// `cuStreamWaitEvent(stream, event)`.
-    fn wait(&mut self, stream: usize, event: EventId) -> Result<()>;
-    /// `cuEventRecord(event, stream)`.
-    fn record(&mut self, stream: usize, event: EventId) -> Result<()>;
-    /// Stage `stage` on local chunk `chunk`, slot `slot`, on `stream`.
-    fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<()>;
-}
-
-/// Enqueues `actions` in order, each to its call. (A stream has no per-run
-/// setup in its chunks: `BeginRun` is done once before the first.)
-fn enqueue_actions(actions: impl IntoIterator<Item = Action>, to: &mut impl EnqueueTo) -> Result<()> {
-    for action in actions {
-        match action {
-            Action::Wait { stream, event } => to.wait(stream, event)?,
-            Action::Record { stream, event } => to.record(stream, event)?,
-            Action::Op { stream, stage, chunk, slot } => to.op(stream, stage, chunk, slot)?,
-            Action::BeginRun { .. } => {}
-        }
-    }
-    Ok(())
-}
-
 /// One chunk's actions as CUDA calls on a part's streams; `host`: the
 /// chunk's (input, output) staging slots; with `trace`, timing events
 /// around each operation go to `ops`.
@@ -542,6 +522,11 @@ impl EnqueueTo for OnStreams<'_, '_> {
 
     fn record(&mut self, stream: usize, event: EventId) -> Result<()> {
         self.part.event(event).record(&self.part.streams[stream]).map_err(cuda("recording an event"))
+    }
+
+    fn begin_run(&mut self, stream: usize, stage: usize) -> Result<()> {
+        let st = self.part.streams[stream].clone();
+        self.part.stages[stage].begin_run(&st)
     }
 
     fn op(&mut self, stream: usize, stage: usize, lc: usize, slot: usize) -> Result<()> {
@@ -730,6 +715,10 @@ mod tests {
         }
         fn record(&mut self, stream: usize, event: EventId) -> Result<()> {
             self.0.push(Action::Record { stream, event });
+            Ok(())
+        }
+        fn begin_run(&mut self, stream: usize, stage: usize) -> Result<()> {
+            self.0.push(Action::BeginRun { stream, stage });
             Ok(())
         }
         fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<()> {

@@ -1,0 +1,23 @@
+//! The simulated device: the executor's stream launches and graph replay
+//! on the CPU, with a race detector, so the executor's protocol and every
+//! edge of the event graph are checked with no GPU.
+//!
+//! The executor walks one action list per run ([`crate::exec::plan::plan`])
+//! or per stream chunk ([`crate::exec::plan::stream_chunk`]) with one walker
+//! ([`crate::exec::device::enqueue_actions`]) into a device
+//! ([`crate::exec::device::EnqueueTo`]). CUDA is one device; [`SimDevice`]
+//! is the other: streams as ordered queues, events with CUDA's capture
+//! semantics (a wait takes the event's latest record at enqueue time; none:
+//! no wait), each ring `K` slots of host bytes, each operation its stage's
+//! CPU reference on the slot's bytes, a seeded scheduler running ready
+//! stream heads in random order, and a vector-clock race detector that
+//! names the ring, slot, both operations and the missing edge.
+//!
+//! Not modeled: GPU timing and memory model (operations run one at a time,
+//! whole), several GPUs, the flags, PDL and warps grains, ranks. See
+//! `docs/sim.md`.
+mod device;
+mod pipeline;
+
+pub use device::{Hazard, OpRef, Race, SimDevice};
+pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};

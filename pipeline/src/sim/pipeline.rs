@@ -1,0 +1,281 @@
+//! A pipeline on the simulated device: the executor's action lists
+//! ([`plan`], [`stream_chunk`]) walked by the executor's walker
+//! ([`enqueue_actions`]) into a [`SimDevice`], for runs (stream launches,
+//! graph replay) and for streams.
+use super::device::{Race, SimDevice};
+use crate::PipelineError;
+use crate::exec::device::{EnqueueTo, enqueue_actions};
+use crate::exec::plan::{Action, EventId, plan, stream_chunk, stream_of};
+use crate::exec::{Input, RunReport, generated_bytes};
+use crate::graph::EventGraph;
+use crate::reference::{Verification, verify};
+use crate::spec::{Launch, PipelineSpec};
+use std::time::Instant;
+
+/// What a run on the simulated device can hit.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Failed(#[from] PipelineError),
+    /// The race detector's first report, and how many there were.
+    #[error("race: {first} ({count} race(s) in all)")]
+    Race { first: Box<Race>, count: usize, all: Vec<Race> },
+    /// A stage's CPU reference failed while the device ran it.
+    #[error("the simulated device failed: {0}")]
+    Reference(String),
+}
+
+impl SimError {
+    /// The races reported, if this is a race.
+    pub fn races(&self) -> &[Race] {
+        match self {
+            SimError::Race { all, .. } => all,
+            _ => &[],
+        }
+    }
+}
+
+/// The launches the simulated device runs: stream launches and graph replay.
+pub const SIM_LAUNCHES: [Launch; 2] = [Launch::Streams, Launch::Graph];
+
+/// Takes the actions as a list: a graph capture.
+#[derive(Default)]
+struct Capture(Vec<Action>);
+
+impl EnqueueTo for Capture {
+    fn wait(&mut self, stream: usize, event: EventId) -> Result<(), PipelineError> {
+        self.0.push(Action::Wait { stream, event });
+        Ok(())
+    }
+    fn record(&mut self, stream: usize, event: EventId) -> Result<(), PipelineError> {
+        self.0.push(Action::Record { stream, event });
+        Ok(())
+    }
+    fn begin_run(&mut self, stream: usize, stage: usize) -> Result<(), PipelineError> {
+        self.0.push(Action::BeginRun { stream, stage });
+        Ok(())
+    }
+    fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<(), PipelineError> {
+        self.0.push(Action::Op { stream, stage, chunk, slot });
+        Ok(())
+    }
+}
+
+/// A pipeline on the simulated device, built and run like
+/// [`crate::Pipeline`] on one GPU: one stream per stage (one when serial),
+/// rings of `min(K, chunks)` slots, exactly the waits of its
+/// [`EventGraph`]. Results are checked with [`SimPipeline::verify`], the
+/// same [`crate::reference::verify`] a GPU run is checked with.
+///
+/// ```
+/// use pc_pipeline::sim::SimPipeline;
+/// use pc_pipeline::{Input, Launch, PipelineSpec, Workload};
+/// let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(64).total_elements(1000);
+/// let mut sim = SimPipeline::new(spec, Input::Generated)?.scheduler_seed(7);
+/// let report = sim.run(Launch::Graph, 2)?;
+/// assert!(sim.verify(&report).passed());
+/// # Ok::<(), pc_pipeline::sim::SimError>(())
+/// ```
+pub struct SimPipeline {
+    spec: PipelineSpec,
+    graph: EventGraph,
+    streams: usize,
+    device: SimDevice,
+    capture: Option<Vec<Action>>,
+    seed: u64,
+    /// Runs enqueued so far (numbers each run's operations).
+    runs_done: usize,
+}
+
+impl SimPipeline {
+    /// Validates `spec` and loads its host input (h2d sources). Placement
+    /// over several GPUs is refused (the simulated device is one GPU).
+    pub fn new(spec: PipelineSpec, input: Input) -> Result<SimPipeline, PipelineError> {
+        spec.validate()?;
+        if !spec.placement.is_empty() {
+            return Err(PipelineError::BadStages("the simulated device is one GPU: a placed pipeline does not run on it".into()));
+        }
+        let host_in = if spec.reads_host() { Some(input_bytes(&spec, input)?) } else { None };
+        let chunks = spec.chunks();
+        let stages = spec.stages.len();
+        let slots = spec.slots.min(chunks).max(1);
+        let streams = if spec.serial { 1 } else { stages };
+        let graph = if spec.serial { EventGraph::unordered(stages, chunks, slots) } else { EventGraph::new(stages, chunks, slots) };
+        let seed = 0;
+        let device = SimDevice::new(&spec, streams, slots, host_in, seed)?;
+        Ok(SimPipeline { spec, graph, streams, device, capture: None, seed, runs_done: 0 })
+    }
+
+    /// The scheduler's seed (default 0): which of the orders CUDA allows
+    /// the device runs. Resets the device (rings, races).
+    pub fn scheduler_seed(mut self, seed: u64) -> SimPipeline {
+        let host_in = self.device.input_bytes().map(<[u8]>::to_vec);
+        if let Ok(d) = SimDevice::new(&self.spec, self.streams, self.graph.slots(), host_in, seed) {
+            self.device = d;
+            self.seed = seed;
+            self.runs_done = 0;
+        }
+        self
+    }
+
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The event graph the runs enqueue.
+    pub fn event_graph(&self) -> &EventGraph {
+        &self.graph
+    }
+
+    /// Replaces the event graph (say, one edge removed, to see the race
+    /// detector report it); drops the captured graph. Safe here: the
+    /// simulated device has no undefined behaviour to fear.
+    pub fn set_event_graph(&mut self, f: impl Fn(&EventGraph) -> EventGraph) -> Result<(), PipelineError> {
+        let g = f(&self.graph);
+        let (have, want) = ((g.stages(), g.chunks(), g.slots()), (self.graph.stages(), self.graph.chunks(), self.graph.slots()));
+        if have != want {
+            return Err(PipelineError::BadStages(format!("event graph of (stages, chunks, K) = {have:?} for a pipeline of {want:?}")));
+        }
+        self.graph = g;
+        self.capture = None;
+        Ok(())
+    }
+
+    /// The scheduler's seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The device (its races, the order it ran the operations in).
+    pub fn device(&self) -> &SimDevice {
+        &self.device
+    }
+
+    /// Runs the pipeline `runs` times back to back with `launch` (stream
+    /// launches or graph replay; the other grains are refused), then
+    /// synchronizes. Any race is an error ([`SimError::Race`]). The report's
+    /// times are the simulation's: `gpu_ms` is 0 and `part_ms` empty (no
+    /// GPU time is simulated); `wall_ms` is the host's time simulating.
+    pub fn run(&mut self, launch: Launch, runs: usize) -> Result<RunReport, SimError> {
+        if !SIM_LAUNCHES.contains(&launch) {
+            return Err(PipelineError::GrainUnsupported {
+                grain: launch.name(),
+                why: "the simulated device runs stream launches and graph replay (streams, graph) only; flags, pdl and warps need a GPU".into(),
+            }
+            .into());
+        }
+        let runs = runs.max(1);
+        let wall = Instant::now();
+        self.device.clear_reports();
+        self.device.poison_output();
+        if launch == Launch::Graph && self.capture.is_none() {
+            // The capture: the run's actions as enqueued, kept and replayed.
+            let mut c = Capture::default();
+            enqueue_actions(plan(&self.graph, self.streams), &mut c)?;
+            self.capture = Some(c.0);
+        }
+        for run in 0..runs {
+            self.device.set_run(self.runs_done + run);
+            match (&self.capture, launch) {
+                (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut self.device)?,
+                _ => enqueue_actions(plan(&self.graph, self.streams), &mut self.device)?,
+            }
+        }
+        self.runs_done += runs;
+        self.device.synchronize()?;
+        check_device(&self.device)?;
+        let reductions = self.device.records().iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
+        let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
+        Ok(RunReport {
+            runs,
+            gpu_ms: 0.0,
+            wall_ms: wall.elapsed().as_secs_f64() * 1e3,
+            part_ms: Vec::new(),
+            reductions,
+            timeline: None,
+            flag_stamps: Vec::new(),
+        })
+    }
+
+    /// Checks the last run's results against the CPU reference, as
+    /// [`crate::Pipeline::verify`] does.
+    pub fn verify(&self, report: &RunReport) -> Verification {
+        verify(&self.spec, self.device.input_bytes(), self.device.output_bytes(), &report.reductions)
+    }
+
+    /// The host output's bytes (d2h sinks), as of the last run.
+    pub fn output_bytes(&self) -> Option<&[u8]> {
+        self.device.output_bytes()
+    }
+}
+
+fn check_device(d: &SimDevice) -> Result<(), SimError> {
+    if let Some(first) = d.races().first() {
+        return Err(SimError::Race { first: Box::new(first.clone()), count: d.race_count(), all: d.races().to_vec() });
+    }
+    if let Some(why) = d.failure() {
+        return Err(SimError::Reference(why.to_string()));
+    }
+    Ok(())
+}
+
+/// The host input's bytes for `spec`, as [`crate::Pipeline::new`] loads them.
+fn input_bytes(spec: &PipelineSpec, input: Input) -> Result<Vec<u8>, PipelineError> {
+    let elem = spec.input_type()?;
+    let n = spec.total_elements as usize;
+    let bytes = n * elem.size();
+    match input {
+        Input::Generated => {
+            let mut b = vec![0u8; bytes];
+            generated_bytes(elem, spec.seed, 0, &mut b);
+            Ok(b)
+        }
+        Input::File(path) => {
+            let b = std::fs::read(&path).map_err(|source| PipelineError::Input { path: path.clone(), source })?;
+            if b.len() < bytes {
+                return Err(PipelineError::InputTooShort { path, have: b.len() as u64, want: bytes as u64, elements: n as u64, elem: elem.name() });
+            }
+            Ok(b[..bytes].to_vec())
+        }
+        Input::Data(chunk) => {
+            if chunk.elem() != elem {
+                return Err(PipelineError::BadInput(format!("the data holds {} but the source writes {elem}", chunk.elem())));
+            }
+            if chunk.len() < n {
+                return Err(PipelineError::BadInput(format!("the data has {} elements, fewer than the {n} declared", chunk.len())));
+            }
+            Ok(chunk.bytes()[..bytes].to_vec())
+        }
+    }
+}
+
+/// The stream mode on the simulated device: `input` (whole elements of
+/// the pipeline's input type) through `spec` (from `h2d` to `d2h`; its
+/// total is ignored) one chunk at a time, each chunk's actions from
+/// [`stream_chunk`] walked as [`crate::stream::run`] walks them. Returns
+/// the output bytes; any race is an error.
+pub fn stream(spec: &PipelineSpec, input: &[u8], seed: u64) -> Result<Vec<u8>, SimError> {
+    if !spec.reads_host() || !spec.writes_host() {
+        return Err(PipelineError::BadStages("a stream needs a pipeline from a host source (h2d) to a host sink (d2h)".into()).into());
+    }
+    let size = spec.input_type()?.size();
+    if !input.len().is_multiple_of(size) {
+        return Err(PipelineError::StreamEndsMidElement { bytes: input.len() as u64, size, partial: input.len() % size }.into());
+    }
+    let n = (input.len() / size) as u64;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let spec = spec.clone().total_elements(n);
+    let stages = spec.stages.len();
+    let (k, streams) = (spec.slots, if spec.serial { 1 } else { stages });
+    let mut device = SimDevice::new(&spec, streams, k, Some(input.to_vec()), seed)?;
+    let begins = (0..stages).map(|stage| Action::BeginRun { stream: stream_of(stage, streams), stage });
+    enqueue_actions(begins, &mut device)?;
+    for c in 0..spec.chunks() {
+        enqueue_actions(stream_chunk(stages, streams, k, c), &mut device)?;
+    }
+    device.synchronize()?;
+    check_device(&device)?;
+    Ok(device.output_bytes().unwrap_or_default().to_vec())
+}

@@ -201,6 +201,17 @@ fn negate_kernel(input: &[f32], mut output: nvptx_std::Out<f32>) {
     }
 }
 
+/// The hand-written module carries the layout record of this file's
+/// `negate_kernel`, which `Module::kernel` checks when the GPU test below
+/// loads it; checked here with no GPU, so CI sees a record gone stale.
+#[test]
+fn the_hand_written_module_carries_the_hosts_layout_record() {
+    use pc_runtime::launch::{KernelEntry, check_layout, layout_record_ptx};
+    let (sig, layout) = (NegateKernel::SIGNATURE, NegateKernel::PARAM_LAYOUT);
+    check_layout(include_str!("negate.ptx"), "negate.ptx", "negate_kernel", sig, layout)
+        .unwrap_or_else(|e| panic!("{e}\nnegate.ptx needs the line\n{}", layout_record_ptx("negate_kernel", sig, layout)));
+}
+
 /// A map stage from a module of the user's own (not the embedded PTX),
 /// between the built-in stages, verified against its CPU reference.
 #[test]

@@ -336,7 +336,9 @@ impl<C> Ptx<C> {
     /// Loading checks each entry's name, parameter sizes and element
     /// layouts, but not what its code does: PTX built from other source (a kernel with the same
     /// parameter sizes but other element types, or one that writes out of
-    /// bounds) would run under the launchers' safe checks.
+    /// bounds) would run under the launchers' safe checks. PTX that
+    /// `#[kernel]` did not build carries each entry's record itself
+    /// ([`layout_record_ptx`]), or [`Module::kernel`] refuses the entry.
     pub const unsafe fn new(text: &'static str) -> Self {
         Ptx { text, _crate: PhantomData }
     }
@@ -719,6 +721,19 @@ pub fn entry_signature(ptx: &str, name: &str) -> Option<u64> {
     Some(layout_record(ptx, name)?.0)
 }
 
+/// The layout record of entry `name` as one PTX declaration, what a module
+/// that `#[kernel]` did not build (PTX written by hand or by another
+/// compiler) must carry for [`Module::kernel`] to accept it: `signature` and
+/// `layout` are the host's ([`KernelEntry::SIGNATURE`],
+/// [`KernelEntry::PARAM_LAYOUT`]). Adding it vouches, as [`Ptx::new`]'s
+/// contract asks, that the entry takes exactly those parameters.
+pub fn layout_record_ptx(name: &str, signature: u64, layout: &[ParamLayout]) -> String {
+    let mut words = vec![layout.len() as u64, signature & 0xffff_ffff, signature >> 32];
+    words.extend(layout.iter().flat_map(|p| [p.size as u64, p.align as u64]));
+    let values: Vec<String> = words.iter().map(u64::to_string).collect();
+    format!(".visible .global .align 4 .u32 {}[{}] = {{{}}};", layout_symbol(name), words.len(), values.join(", "))
+}
+
 /// The record of [`entry_layout`]: the signature digest and the pairs.
 fn layout_record(ptx: &str, name: &str) -> Option<(u64, Vec<(usize, usize)>)> {
     let symbol = layout_symbol(name);
@@ -837,6 +852,17 @@ mod tests {
         assert_eq!(entry_signature(ptx, "w_kernel"), Some(7));
         assert_eq!(entry_signature(ptx, "none_kernel"), Some(0));
         assert_eq!(entry_signature(ptx, "bad_kernel"), None);
+    }
+
+    #[test]
+    fn a_formatted_record_is_read_back_and_accepted() {
+        let want = [pl("input", 4, 4), pl("output", 8, 8)];
+        let decl = layout_record_ptx("x_kernel", 0x1234_5678_9abc_def0, &want);
+        let ptx = format!(".version 7.0\n{decl}\n");
+        assert_eq!(entry_signature(&ptx, "x_kernel"), Some(0x1234_5678_9abc_def0));
+        assert_eq!(entry_layout(&ptx, "x_kernel"), Some(vec![(4, 4), (8, 8)]));
+        check_layout(&ptx, "test", "x_kernel", 0x1234_5678_9abc_def0, &want).unwrap();
+        assert!(check_layout(&ptx, "test", "x_kernel", 0x1234_5678_9abc_def1, &want).is_err());
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
             Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
             Launch::Warps => "stream launches, consumer, reduce and fir on the warp-specialized mbarrier ring",
             Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+            Launch::Grain(g) => g.name(),
         },
         names.join(", ")
     );
@@ -66,6 +67,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
             Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.batch.delay_us),
             Launch::Flags => check_sync_flags(&gpus[0], &spec, a.batch.delay_us),
             Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
+            Launch::Grain(g) => bail!("--check-sync has no faults to inject into the {} grain; use --grain streams, pdl, pdl-graph, warps or flags", g.name()),
         };
     }
     let want_timeline = a.trace.is_some() || a.svg.is_some();

@@ -22,7 +22,7 @@ pub(crate) struct HostBuffers {
 impl Part<'_> {
     /// Enqueues one run: exactly the actions of [`plan`] (the tested seam),
     /// plus timeline events around each operation when asked for.
-    pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
+    pub(crate) fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, mut timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
         let timing = pc_runtime::stream::TIMING;
         // Stages on another GPU than stream 0 time against an origin of
         // their own, recorded right after the fork (see PendingSpan).

@@ -18,6 +18,7 @@ mod enqueue;
 mod error;
 pub(crate) mod flags;
 pub(crate) mod part;
+pub use part::{GrainState, Part};
 pub mod pdl;
 pub mod plan;
 pub mod split;
@@ -28,13 +29,12 @@ use crate::elem::{ElemType, HostChunk};
 use crate::graph::EventGraph;
 use crate::host_mem::PinnedBuffer;
 use crate::reference::{Verification, verify};
-pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
 use cudarc::driver::CudaEvent;
 use error::{Result, err};
 use kernel_math::{Element, POISON_BITS, Reduction};
-use part::Part;
+
 use pc_runtime::Error;
 use pc_runtime::gpu::Gpu;
 use std::path::PathBuf;
@@ -126,15 +126,78 @@ pub struct Pipeline<'g> {
     flag_faults: Vec<u32>,
 }
 
-/// One way of launching a pipeline's work (`--grain`), implemented by
-/// each grain's module; the table of grains (`grains::grain`) binds a
-/// [`Launch`] to its grain, and the executor runs a pipeline through this
-/// trait alone. The hooks run in this order: `prepare` (per part), the
-/// stages selected, then in flight `check_run`, `before_runs` (per part),
+/// How a run is launched: the grain of its hand-offs. The named variants
+/// are the built-in grains (`grains::GRAINS`, the table, binds each to its
+/// [`Grain`]); [`Launch::Grain`] runs any other grain, one of the table or
+/// one of yours. Two launches are equal when their grains have the same
+/// name.
+#[derive(Clone, Copy)]
+pub enum Launch {
+    /// Every operation enqueued on the streams, each run.
+    Streams,
+    /// The launch sequence captured once as a CUDA graph and replayed.
+    Graph,
+    /// The flags grain: each stage one kernel for the whole run, all
+    /// running at once, slots handed over through counters in device
+    /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
+    /// form (see [`crate::flags`]).
+    Flags,
+    /// Programmatic dependent launch (sm_90; see [`pdl`](crate::exec::pdl)): a
+    /// chain of stages with PDL forms (the generate pipeline's built-ins
+    /// have theirs) on one stream, each kernel starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the stages that have a
+    /// warps form ([`warps::WarpForm`]; the built-in consumer, reduce and
+    /// fir do) on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`](crate::exec::warps)).
+    Warps,
+    /// Any grain: one added to the table since the named ones, or one of
+    /// yours (a `'static` value of a type implementing [`Grain`]).
+    Grain(&'static dyn Grain),
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launch::Streams => f.write_str("Streams"),
+            Launch::Graph => f.write_str("Graph"),
+            Launch::Flags => f.write_str("Flags"),
+            Launch::Pdl { graph } => f.debug_struct("Pdl").field("graph", graph).finish(),
+            Launch::Warps => f.write_str("Warps"),
+            Launch::Grain(g) => f.debug_tuple("Grain").field(&g.name()).finish(),
+        }
+    }
+}
+
+/// Launches are their grains: equal when the grains' names are.
+impl PartialEq for Launch {
+    fn eq(&self, other: &Launch) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Launch {}
+
+/// One way of launching a pipeline's work (`--grain`): a grain. Each
+/// built-in grain is a module implementing it and one line in the table of
+/// grains (`grains::GRAINS`, from which [`crate::LAUNCHES`],
+/// [`Launch::name`] and [`Launch`]'s `FromStr` come); a grain of yours runs
+/// with [`Launch::Grain`]. The executor runs a pipeline through this trait
+/// alone. The hooks run in this order: `prepare` (per part), the stages
+/// selected, then in flight `check_run`, `before_runs` (per part),
 /// `enqueue_run` (per run, per part), and after the final synchronize
 /// `status`, `records` and `stamps` (per part); `failure` after a failed
 /// run.
-pub(crate) trait Grain: Sync {
+///
+/// The hooks are safe to implement: a [`Part`] hands a grain of another
+/// crate its own state ([`Part::state`]) and the run's stream launches
+/// ([`RunCtx::enqueue_streams`]), nothing that enqueues raw GPU work.
+/// A grain whose GPU work is its stages' own takes it from their forms
+/// (as the flags, PDL and warps grains do), whose GPU side is an `unsafe`
+/// trait with its contract.
+pub trait Grain: Sync {
     /// Its name on the command line (`--grain`), which [`Launch::name`]
     /// gives and [`Launch`]'s `FromStr` reads.
     fn name(&self) -> &'static str;
@@ -165,8 +228,9 @@ pub(crate) trait Grain: Sync {
         Ok(())
     }
 
-    /// In flight, once per run call, before the first run: captures.
-    fn before_runs(&self, _part: &mut Part<'_>, _spec: &PipelineSpec, _host: &enqueue::HostBuffers) -> Result<()> {
+    /// In flight, once per run call, before the first run: captures
+    /// (`run.spans()` is empty).
+    fn before_runs(&self, _part: &mut Part<'_>, _run: &mut RunCtx<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -201,16 +265,37 @@ pub(crate) trait Grain: Sync {
     }
 }
 
-/// What [`Grain::enqueue_run`] is given for one run on one part.
-pub(crate) struct RunCtx<'a> {
-    pub spec: &'a PipelineSpec,
+/// What [`Grain::enqueue_run`] (and [`Grain::before_runs`]) is given for
+/// one run on one part, while the run is in flight.
+pub struct RunCtx<'a> {
+    pub(crate) spec: &'a PipelineSpec,
     /// The part's index.
-    pub part: usize,
-    pub host: &'a enqueue::HostBuffers,
+    pub(crate) part: usize,
+    pub(crate) host: &'a enqueue::HostBuffers,
     /// Where event spans go (the last run of a timeline run; `None` otherwise).
-    pub spans: Option<&'a mut Vec<PendingSpan>>,
+    pub(crate) spans: Option<&'a mut Vec<PendingSpan>>,
     /// The sync checker's fault bits per stage for the flags grain.
-    pub flag_faults: &'a [u32],
+    pub(crate) flag_faults: &'a [u32],
+}
+
+impl RunCtx<'_> {
+    /// The pipeline's spec.
+    pub fn spec(&self) -> &PipelineSpec {
+        self.spec
+    }
+
+    /// The index of the part (GPU) this run is enqueued on.
+    pub fn part(&self) -> usize {
+        self.part
+    }
+
+    /// Enqueues one run on `part` with stream launches: every (stage,
+    /// chunk) on its stage's stream with exactly the event graph's waits,
+    /// and the timeline's spans when this run collects them (what
+    /// [`Launch::Streams`] does each run).
+    pub fn enqueue_streams(&mut self, part: &mut Part<'_>) -> Result<()> {
+        part.enqueue(self.spec, self.part, self.host, self.spans.take())
+    }
 }
 
 /// Stream launches ([`Launch::Streams`]): every operation enqueued on the
@@ -231,7 +316,7 @@ impl Grain for StreamsGrain {
     }
 
     fn enqueue_run(&self, part: &mut Part<'_>, run: &mut RunCtx<'_>) -> Result<()> {
-        part.enqueue(run.spec, run.part, run.host, run.spans.take())
+        run.enqueue_streams(part)
     }
 
     fn event_spans(&self) -> bool {
@@ -483,8 +568,8 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        for p in &mut self.parts {
-            grain.before_runs(p, &self.spec, &host)?;
+        for (pi, p) in self.parts.iter_mut().enumerate() {
+            grain.before_runs(p, &mut RunCtx { spec: &self.spec, part: pi, host: &host, spans: None, flag_faults: &self.flag_faults })?;
         }
         let timing = pc_runtime::stream::TIMING;
         let wall = Instant::now();

@@ -28,26 +28,30 @@ pub(crate) struct Ring {
     pub slot_bytes: usize,
 }
 
-pub(crate) struct Part<'g> {
+/// One GPU's share of a pipeline, as a [`super::Grain`]'s hooks see it:
+/// its chunks and the grains' states ([`Part::state`]). Its streams, rings
+/// and stages stay the executor's: what runs on them is the event graph's
+/// (or a grain's of this crate, under its contract).
+pub struct Part<'g> {
     /// The GPU of stage 0 (of every stage, unless the pipeline is placed).
-    pub gpu: &'g Gpu,
+    pub(crate) gpu: &'g Gpu,
     /// Each stage's GPU (placement: see [`PipelineSpec::placement`]).
-    pub stage_gpus: Vec<&'g Gpu>,
+    pub(crate) stage_gpus: Vec<&'g Gpu>,
     /// Global chunk indices of this part.
-    pub chunks: Range<usize>,
-    pub streams: Vec<Arc<CudaStream>>,
-    pub rings: Vec<Ring>,
-    pub stages: Vec<Box<dyn OnGpu>>,
+    pub(crate) chunks: Range<usize>,
+    pub(crate) streams: Vec<Arc<CudaStream>>,
+    pub(crate) rings: Vec<Ring>,
+    pub(crate) stages: Vec<Box<dyn OnGpu>>,
     /// The stages' names (errors).
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// The delay kernel on each stage's GPU.
-    pub delay: Vec<Kernel<DelayKernel>>,
+    pub(crate) delay: Vec<Kernel<DelayKernel>>,
     /// `events[stage][c % pool]`: the "done" event of (stage, c).
-    pub events: Vec<Vec<CudaEvent>>,
-    pub fork: CudaEvent,
-    pub joins: Vec<CudaEvent>,
-    pub graph: EventGraph,
-    pub cuda_graph: Option<CudaGraph>,
+    pub(crate) events: Vec<Vec<CudaEvent>>,
+    pub(crate) fork: CudaEvent,
+    pub(crate) joins: Vec<CudaEvent>,
+    pub(crate) graph: EventGraph,
+    pub(crate) cuda_graph: Option<CudaGraph>,
     /// Each grain's own state on this part (kernels, counters, records,
     /// replacement stages), made by the grain at its first run and kept
     /// for the next, keyed by the state's type: the part names no grain.
@@ -56,10 +60,10 @@ pub(crate) struct Part<'g> {
 
 /// A grain's state on one part, which only that grain reads (through
 /// [`Part::state`]); the part reaches it through these hooks alone.
-pub(crate) trait GrainState: Any {
-    /// Before every run: put this grain's replacement stages into
-    /// `stages` when `on` (the run is this grain's), the part's own back
-    /// otherwise. Host work only.
+pub trait GrainState: Any {
+    /// Before every run, nothing running: put this grain's replacement
+    /// stages into `stages` when `on` (the run is this grain's), the
+    /// part's own back otherwise. Host work only.
     fn select(&mut self, _stages: &mut [Box<dyn OnGpu>], _on: bool) {}
     /// The per-stage delays changed: drop what captured them (a graph).
     fn delays_changed(&mut self) {}
@@ -81,14 +85,14 @@ fn slot_bytes(t: ElemType, elements: u64) -> usize {
 }
 
 impl<'g> Part<'g> {
-    pub fn new(gpu: &'g Gpu, spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
+    pub(crate) fn new(gpu: &'g Gpu, spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         Part::placed(&vec![gpu; spec.stages.len()], spec, ring_types, chunks)
     }
 
     /// A part whose stage `s` runs on `stage_gpus[s]`: its stream, its
     /// kernels and the ring it writes live there (a stage reading a ring on
     /// another GPU is a peer copy, see `copy::peer_copy`).
-    pub fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
+    pub(crate) fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         let stages = spec.stages.len();
         let gpu = stage_gpus[0];
         let local = chunks.len();
@@ -171,7 +175,7 @@ impl<'g> Part<'g> {
     }
 
     /// Poison in every ring slot, then wait for it.
-    pub fn poison_rings(&mut self) -> Result<()> {
+    pub(crate) fn poison_rings(&mut self) -> Result<()> {
         let n = self.streams.len();
         for (r, ring) in self.rings.iter_mut().enumerate() {
             // The writer's stream: the ring lives on its GPU.
@@ -186,20 +190,25 @@ impl<'g> Part<'g> {
         Ok(())
     }
 
+    /// Global indices of the chunks this part runs.
+    pub fn chunks(&self) -> Range<usize> {
+        self.chunks.clone()
+    }
+
     /// The state of type `T` (one grain's), if that grain made it.
-    pub(crate) fn state<T: GrainState>(&self) -> Option<&T> {
+    pub fn state<T: GrainState>(&self) -> Option<&T> {
         let (_, s) = self.grain_state.iter().find(|(id, _)| *id == TypeId::of::<T>())?;
         (&**s as &dyn Any).downcast_ref()
     }
 
     /// [`Part::state`], mutable.
-    pub(crate) fn state_mut<T: GrainState>(&mut self) -> Option<&mut T> {
+    pub fn state_mut<T: GrainState>(&mut self) -> Option<&mut T> {
         let (_, s) = self.grain_state.iter_mut().find(|(id, _)| *id == TypeId::of::<T>())?;
         (&mut **s as &mut dyn Any).downcast_mut()
     }
 
     /// Keeps `state`, replacing one of its type.
-    pub(crate) fn set_state<T: GrainState>(&mut self, state: T) {
+    pub fn set_state<T: GrainState>(&mut self, state: T) {
         let id = TypeId::of::<T>();
         self.grain_state.retain(|(k, _)| *k != id);
         self.grain_state.push((id, Box::new(state)));
@@ -207,7 +216,7 @@ impl<'g> Part<'g> {
 
     /// `f` with the part and its state of type `T` both borrowed (`None`:
     /// no such state). The state is out of the part while `f` runs.
-    pub(crate) fn with_state<T: GrainState, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> Option<R> {
+    pub fn with_state<T: GrainState, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> Option<R> {
         let i = self.grain_state.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
         let mut s = std::mem::replace(&mut self.grain_state[i].1, Box::new(Taken));
         let r = (&mut *s as &mut dyn Any).downcast_mut::<T>().map(|t| f(self, t));
@@ -230,7 +239,7 @@ impl<'g> Part<'g> {
     }
 
     /// The sink's per-chunk records (reduce), after the run synchronized.
-    pub fn records(&mut self) -> Result<Vec<Reduction>> {
+    pub(crate) fn records(&mut self) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
         match self.stages.last_mut() {
             Some(sink) => sink.records(&s0),
@@ -239,7 +248,7 @@ impl<'g> Part<'g> {
     }
 
     /// Waits for every stream, ignoring errors (which the caller already has).
-    pub fn synchronize_quietly(&self) {
+    pub(crate) fn synchronize_quietly(&self) {
         for s in &self.streams {
             let _ = s.synchronize();
         }

@@ -83,10 +83,10 @@ impl super::Grain for PdlGrain {
     }
 
     /// The chain prepared (once), and captured (once) for the graph grain.
-    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, _host: &super::enqueue::HostBuffers) -> Result<()> {
-        part.prepare_pdl(spec)?;
+    fn before_runs(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.prepare_pdl(run.spec)?;
         if self.graph && part.pdl_uncaptured() {
-            part.capture_pdl(spec)?;
+            part.capture_pdl(run.spec)?;
         }
         Ok(())
     }

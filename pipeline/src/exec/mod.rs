@@ -40,9 +40,13 @@ use pc_runtime::gpu::Gpu;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Where host input (an `h2d` source) comes from.
+/// The old name of [`HostInput`].
+#[deprecated(note = "renamed HostInput: a source is a stage kind (SourceStage)")]
+pub type Input = HostInput;
+
+/// Where a pipeline's host input (what its `h2d` stage copies) comes from.
 #[derive(Debug, Clone)]
-pub enum Input {
+pub enum HostInput {
     /// Generated on the host: `produce(i, seed)` for f32, hashed bytes for
     /// other element types.
     Generated,
@@ -53,10 +57,10 @@ pub enum Input {
     Data(HostChunk),
 }
 
-impl Input {
-    /// Input from a slice of elements.
-    pub fn from_slice<T: Element>(v: &[T]) -> Input {
-        Input::Data(HostChunk::from_slice(v))
+impl HostInput {
+    /// HostInput from a slice of elements.
+    pub fn from_slice<T: Element>(v: &[T]) -> HostInput {
+        HostInput::Data(HostChunk::from_slice(v))
     }
 }
 
@@ -84,7 +88,7 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Input bytes moved per second, over all runs, in decimal GB/s.
+    /// HostInput bytes moved per second, over all runs, in decimal GB/s.
     pub fn input_gbps(&self, spec: &PipelineSpec) -> f64 {
         let size = spec.input_type().map_or(4, |t| t.size());
         let bytes = spec.total_elements as f64 * size as f64 * self.runs as f64;
@@ -98,11 +102,11 @@ impl RunReport {
 /// error return of [`Pipeline::run`].
 ///
 /// ```no_run
-/// use pc_pipeline::{Pipeline, PipelineSpec, Workload, Launch, Input};
+/// use pc_pipeline::{Pipeline, PipelineSpec, Workload, Launch, HostInput};
 /// use pc_runtime::gpu::Gpu;
 /// let gpu = Gpu::open(0)?;
 /// let spec = PipelineSpec::new(Workload::Stream).slots(3).chunk_elements(1 << 20).total_elements(1 << 26);
-/// let mut pipeline = Pipeline::new(&[&gpu], spec, Input::Generated)?;
+/// let mut pipeline = Pipeline::new(&[&gpu], spec, HostInput::Generated)?;
 /// let report = pipeline.run(Launch::Streams, 1, false)?;
 /// assert!(pipeline.verify(&report).passed());
 /// println!("{:.1} GB/s", report.input_gbps(pipeline.spec()));
@@ -363,7 +367,7 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
 impl<'g> Pipeline<'g> {
     /// Splits the chunks over `gpus` (contiguous ranges, in order) and
     /// allocates everything. Nothing runs yet.
-    pub fn new(gpus: &[&'g Gpu], spec: PipelineSpec, input: Input) -> Result<Pipeline<'g>> {
+    pub fn new(gpus: &[&'g Gpu], spec: PipelineSpec, input: HostInput) -> Result<Pipeline<'g>> {
         spec.validate()?;
         if gpus.is_empty() {
             return Err(PipelineError::NoGpus);
@@ -699,11 +703,11 @@ pub fn generated_bytes(elem: ElemType, seed: u32, offset: u64, out: &mut [u8]) {
     }
 }
 
-fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: Input) -> Result<PinnedBuffer> {
+fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: HostInput) -> Result<PinnedBuffer> {
     let n = spec.total_elements as usize;
     let bytes = n.checked_mul(elem.size()).ok_or(PipelineError::Runtime(Error::HostMemory { elements: n as u64, needed: n as u128 * elem.size() as u128 }))?;
     // A file that is too short is refused before any allocation.
-    if let Input::File(path) = &input {
+    if let HostInput::File(path) = &input {
         let have = std::fs::metadata(path).map_err(|source| PipelineError::Input { path: path.clone(), source })?.len();
         if have < bytes as u64 {
             return Err(PipelineError::InputTooShort { path: path.clone(), have, want: bytes as u64, elements: n as u64, elem: elem.name() });
@@ -711,7 +715,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
     }
     let mut buf = PinnedBuffer::new(ctx, bytes)?;
     match input {
-        Input::Generated => {
+        HostInput::Generated => {
             let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
             let part = bytes.div_ceil(threads).max(1 << 18).next_multiple_of(4);
             std::thread::scope(|s| {
@@ -720,7 +724,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
                 }
             });
         }
-        Input::File(path) => {
+        HostInput::File(path) => {
             use std::io::Read;
             let io = |source| PipelineError::Input { path: path.clone(), source };
             let mut f = std::fs::File::open(&path).map_err(io)?;
@@ -736,7 +740,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
             }
             f.read_exact(buf.bytes_mut()).map_err(io)?;
         }
-        Input::Data(chunk) => {
+        HostInput::Data(chunk) => {
             if chunk.elem() != elem {
                 return Err(PipelineError::BadInput(format!("the data holds {} but the source writes {elem}", chunk.elem())));
             }

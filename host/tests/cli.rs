@@ -60,7 +60,7 @@ fn bad_numbers_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a count"));
 }
 
-/// Usage errors: clap's one line, exit 2 (the README says so), for the demo
+/// Usage errors: clap's one line, exit 2 (docs/guide.md says so), for the demo
 /// and each subcommand.
 #[test]
 fn usage_errors_are_one_line_and_exit_2() {

@@ -1,4 +1,4 @@
-//! The "Adding a stage" example (README): a moving-average stage written in
+//! The "Adding a stage" example (docs/guide.md): a moving-average stage written in
 //! Rust (`kernels-gpu`'s `moving_average_kernel`), put into a stream pipeline
 //! between the seed's consumer and the copy back, and checked chunk by chunk
 //! against its CPU reference. It is a halo stage: `y[i] = (x[i-2] + x[i-1] +

@@ -146,7 +146,7 @@ pub enum Launch {
     /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
     /// form (see [`crate::flags`]).
     Flags,
-    /// Programmatic dependent launch (sm_90; see [`pdl`](crate::exec::pdl)): a
+    /// Programmatic dependent launch (sm_90; see [`pdl`]): a
     /// chain of stages with PDL forms (the generate pipeline's built-ins
     /// have theirs) on one stream, each kernel starting while the one ahead
     /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
@@ -155,7 +155,7 @@ pub enum Launch {
     /// Stream launches as [`Launch::Streams`], with the stages that have a
     /// warps form ([`warps::WarpForm`]; the built-in consumer, reduce and
     /// fir do) on the warp-specialized mbarrier ring (sm_90; see
-    /// [`warps`](crate::exec::warps)).
+    /// [`warps`]).
     Warps,
     /// Any grain: one added to the table since the named ones, or one of
     /// yours (a `'static` value of a type implementing [`Grain`]).
@@ -222,7 +222,7 @@ pub trait Grain: Sync {
     }
 
     /// The type of the part's state whose stages this grain runs instead
-    /// of the part's own (see [`part::GrainState::select`]).
+    /// of the part's own (see [`GrainState::select`]).
     fn stages(&self) -> Option<std::any::TypeId> {
         None
     }
@@ -257,7 +257,7 @@ pub trait Grain: Sync {
         Ok(None)
     }
 
-    /// Whether its timeline comes from the spans [`RunCtx::spans`] collects.
+    /// Whether its timeline comes from the event spans [`RunCtx::enqueue_streams`] collects.
     fn event_spans(&self) -> bool {
         false
     }

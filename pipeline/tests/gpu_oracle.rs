@@ -156,6 +156,13 @@ fn the_hopper_grains_match_the_independent_oracle() {
             let (_, records) = run(&gpu, "producer,consumer,reduce", k, seed, HostInput::Generated, launch);
             check_records(&format!("producer,consumer,reduce K={k} {launch:?}"), &records, &consumed);
         }
+        // A longer chain than the generate pipeline: every stage by its
+        // form (PDL: any chain of PDL forms; warps: each stage with one).
+        let twice: Vec<f64> = consumed.iter().map(|&v| oracle::consume(v)).collect();
+        for launch in [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps] {
+            let (_, records) = run(&gpu, "producer,consumer,consumer,reduce", k, seed, HostInput::Generated, launch);
+            check_records(&format!("producer,consumer,consumer,reduce K={k} {launch:?}"), &records, &twice);
+        }
         let x = f32s(&mut rng, TOTAL);
         let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let (p, _) = run(&gpu, "h2d,consumer,d2h", k, seed, HostInput::from_slice(&x), Launch::Warps);

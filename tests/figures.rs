@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 /// The documents under the rule. `docs/ceilings-fir-h200.md` is not one of
 /// them: it is a raw log (`host bench`'s bench.md output under a two-line
 /// header), cited by BENCHMARKS.md.
-const DOCS: &[&str] = &["README.md", "BENCHMARKS.md", "docs/stream-readers-cpu.md"];
+const DOCS: &[&str] = &["README.md", "BENCHMARKS.md", "docs/guide.md", "docs/stream-readers-cpu.md"];
 
 /// Units after a number that make it a measurement rather than a setting.
 const MEASURED_UNITS: &[&str] = &[

@@ -132,7 +132,7 @@ pub fn install_panic_hook() {
 /// something the program cannot check are the person's to give: `--ptx`
 /// (the file is a build of kernels-gpu), `--no-sync` and `--check-sync`
 /// (races on purpose, to show them). `host pipeline` installs a SIGINT
-/// handler (Ctrl-C stops a run cleanly; see the README).
+/// handler (Ctrl-C stops a run cleanly; see docs/guide.md).
 pub fn main_with(registry: pc_pipeline::StageRegistry) -> ExitCode {
     run_cli(registry, std::env::args_os(), true)
 }

@@ -72,9 +72,9 @@ pub struct PipelineArgs {
     pub(crate) block_size: u32,
     /// How stages hand chunks over: streams (events between per-stage
     /// streams), graph (that, as a replayed CUDA graph), pdl / pdl-graph
-    /// (programmatic dependent launch on one stream, sm_90, the generate
-    /// pipeline only), warps (consumer, reduce and fir on the warp-specialized
-    /// mbarrier ring, sm_90), flags (every stage one kernel for the whole
+    /// (programmatic dependent launch on one stream, sm_90, stages with a
+    /// PDL form: producer, consumer, reduce), warps (consumer, reduce and
+    /// fir on the warp-specialized mbarrier ring, sm_90), flags (every stage one kernel for the whole
     /// run, all at once, slots handed over through counters in device
     /// memory; stages with a flags form, K <= 256; use a deep ring, e.g.
     /// -k 128, for small chunks) [default: streams].

@@ -6,7 +6,7 @@ use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, parse_pla
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use std::io::IsTerminal;
@@ -33,7 +33,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
     check_before_the_driver(a, &spec, launch, Some(indices.len()))?;
     let gpus: Vec<Gpu> = indices.iter().map(|&i| Gpu::open(i)).collect::<Result<_, _>>()?;
     let refs: Vec<&Gpu> = gpus.iter().collect();
-    let input = Input::Generated;
+    let input = HostInput::Generated;
     let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
     let names: Vec<String> = gpus.iter().map(|g| format!("{} ({})", g.info().index, g.info().name)).collect();
     let size = spec.input_type()?.size() as u128;
@@ -52,6 +52,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
             Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
             Launch::Warps => "stream launches, consumer, reduce and fir on the warp-specialized mbarrier ring",
             Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+            Launch::Grain(g) => g.name(),
         },
         names.join(", ")
     );
@@ -66,6 +67,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
             Launch::Warps => check_sync_warps(&gpus[0], &spec, input, a.batch.delay_us),
             Launch::Flags => check_sync_flags(&gpus[0], &spec, a.batch.delay_us),
             Launch::Graph => bail!("--check-sync removes one event at a time, which a captured graph cannot; use --grain streams, pdl or pdl-graph"),
+            Launch::Grain(g) => bail!("--check-sync has no faults to inject into the {} grain; use --grain streams, pdl, pdl-graph, warps or flags", g.name()),
         };
     }
     let want_timeline = a.trace.is_some() || a.svg.is_some();
@@ -249,7 +251,7 @@ fn check_sync_flags(gpu: &Gpu, spec: &PipelineSpec, delay_us: u64) -> Result<boo
     Ok(clean && detected == report.faults.len())
 }
 
-fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: HostInput, delay_us: u64) -> Result<bool> {
     println!("sync check (pdl): the producer slowed by {delay_us} us; the complete protocol, then the consumer without its griddepcontrol.wait");
     // SAFETY: `--check-sync` asks for exactly this: the consumer's wait
     // dropped, a race on purpose, whose results are only verified and reported.
@@ -269,7 +271,7 @@ fn check_sync_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -
 
 /// `--check-sync --grain warps`: the ring's producer lane slowed; the
 /// complete protocol, then consumers that skip the full barrier's wait.
-fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: HostInput, delay_us: u64) -> Result<bool> {
     println!(
         "sync check (warps): the ring's producer lane slowed by {delay_us} us before each copy; the complete protocol, then consumers without the full barrier's wait"
     );
@@ -289,7 +291,7 @@ fn check_sync_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_us: u64)
     Ok(ok)
 }
 
-fn check_sync(gpus: &[&Gpu], spec: &PipelineSpec, input: Input, delay_us: u64) -> Result<bool> {
+fn check_sync(gpus: &[&Gpu], spec: &PipelineSpec, input: HostInput, delay_us: u64) -> Result<bool> {
     use pc_pipeline::sync_check::check_edges_on;
     println!("sync check: each edge removed in turn, with the stage it comes from slowed by {delay_us} us before each operation");
     let bar = progress_bar(0);

@@ -5,7 +5,7 @@ use crate::common::{check_writable, fresh_interrupt_flag, parse_place, print_run
 use crate::pipeline_args::PipelineArgs;
 use crate::rank_env::RankEnv;
 use anyhow::{Result, bail};
-use pc_pipeline::{Input, Launch, PipelineSpec};
+use pc_pipeline::{HostInput, Launch, PipelineSpec};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 
@@ -32,7 +32,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: RankEnv) -
     let spec = spec.placement(index.iter().map(|&i| used[i]).collect());
     // Checked alike on every rank, before any joins NCCL.
     let layout = RankLayout::new(&spec, rank, n)?;
-    pc_pipeline::ranks::local_spec(&spec, &layout, None, &Input::Generated)?;
+    pc_pipeline::ranks::local_spec(&spec, &layout, None, &HostInput::Generated)?;
     let nccl = if layout.exchanges() { Some(pc_pipeline::nccl::version()?) } else { None };
     let trace = a.trace.as_deref().map(|p| rank_path(p, rank));
     let svg = a.svg.as_deref().map(|p| rank_path(p, rank));
@@ -58,7 +58,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, env: RankEnv) -
         nccl.map_or(String::new(), |(v, lib)| format!(", NCCL {}.{}.{} ({lib})", v / 10000, v % 10000 / 100, v % 100))
     );
     // Ranks given other arguments are refused here, on every rank.
-    let mut p = RankedPipeline::new(&gpu, spec.clone(), Input::Generated, rank, n, id.as_ref())?;
+    let mut p = RankedPipeline::new(&gpu, spec.clone(), HostInput::Generated, rank, n, id.as_ref())?;
     p.set_interrupt(fresh_interrupt_flag());
     let want_timeline = trace.is_some() || svg.is_some();
     // The host clock when the run starts, next to the origin event it

@@ -4,7 +4,7 @@ use crate::common::{check_writable, stdout_file, widen_pipe};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
-use pc_pipeline::stream::{self, Backpressure, Discard, FileSink, FileSource, ReadSource, StreamOptions, StreamReport, StreamSink, StreamSource, WriteSink};
+use pc_pipeline::stream::{self, Backpressure, Discard, FileSink, FileSource, ReadSource, StreamOptions, StreamReader, StreamReport, StreamSink, WriteSink};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
 use std::io::Write;
@@ -65,7 +65,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
             println!("{line}");
         }
     };
-    let source: Box<dyn StreamSource> = if is_dash(input) {
+    let source: Box<dyn StreamReader> = if is_dash(input) {
         widen_pipe(&std::io::stdin());
         Box::new(ReadSource(std::io::stdin()))
     } else {
@@ -170,7 +170,7 @@ fn host_only(
     a: &PipelineArgs,
     spec: &PipelineSpec,
     input: &Path,
-    source: Box<dyn StreamSource>,
+    source: Box<dyn StreamReader>,
     sink: Box<dyn StreamSink>,
     opts: StreamOptions,
     say: &dyn Fn(String),

@@ -60,7 +60,7 @@ fn bad_numbers_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a count"));
 }
 
-/// Usage errors: clap's one line, exit 2 (the README says so), for the demo
+/// Usage errors: clap's one line, exit 2 (docs/guide.md says so), for the demo
 /// and each subcommand.
 #[test]
 fn usage_errors_are_one_line_and_exit_2() {
@@ -852,7 +852,10 @@ fn a_paced_file_under_drop_oldest_counts_its_drops() {
 #[test]
 fn grains_a_pipeline_cannot_run_are_one_line_before_touching_a_gpu() {
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--grain", "pdl"]), "the pdl grain cannot run this pipeline");
-    assert_one_line_error(&host(&["pipeline", "--stages", "producer,consumer,consumer,reduce", "--grain", "pdl-graph"]), "producer,consumer,reduce only");
+    assert_one_line_error(
+        &host(&["pipeline", "--stages", "producer,moving-average,reduce", "--grain", "pdl-graph"]),
+        "moving-average of producer,moving-average,reduce has none",
+    );
     assert_one_line_error(&host(&["pipeline", "-w", "stream", "--stages", "h2d,d2h", "--grain", "warps"]), "the warps grain cannot run this pipeline");
     assert_one_line_error(&host(&["pipeline", "--grain", "pdl", "--graph"]), "--graph is --grain graph");
     let short = tmp_dir("grain").join("in.bin");

@@ -101,7 +101,7 @@ pub fn fused_kernel(mut output: Out<f32>, first: u64, seed: u32) {
 /// x[i-1], x[i])` over the whole stream, where `x` is `input` and the two
 /// elements before it come from `history` (the end of the previous chunk,
 /// zeros before the stream's start): a halo stage. The example stage of the
-/// README's "Adding a stage" guide.
+/// "Adding a stage" in docs/guide.md.
 #[kernel(same_len(input, output))]
 pub fn moving_average_kernel(history: &[f32], input: &[f32], mut output: Out<f32>) {
     for (i, o) in output.iter_mut() {

@@ -1,4 +1,4 @@
-//! The "Adding a stage" example (README): a moving-average stage written in
+//! The "Adding a stage" example (docs/guide.md): a moving-average stage written in
 //! Rust (`kernels-gpu`'s `moving_average_kernel`), put into a stream pipeline
 //! between the seed's consumer and the copy back, and checked chunk by chunk
 //! against its CPU reference. It is a halo stage: `y[i] = (x[i-2] + x[i-1] +
@@ -7,7 +7,7 @@
 //! chunk boundary gives what one pass over the whole input would.
 //!
 //! Run: `cargo run -p pc-pipeline --example moving_average [-- <device>]`.
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::Gpu;
 use std::process::ExitCode;
 
@@ -30,7 +30,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .slots(3)
         .chunk_elements(1 << 20)
         .total_elements((16 << 20) + 123);
-    let mut pipeline = Pipeline::new(&[&gpu], spec, Input::Generated)?;
+    let mut pipeline = Pipeline::new(&[&gpu], spec, HostInput::Generated)?;
     let report = pipeline.run(Launch::Streams, 1, false)?;
     let check = pipeline.verify(&report);
     let out = pipeline.output::<f32>().unwrap_or_default();

@@ -16,7 +16,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use hound::{SampleFormat, WavSpec};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, builtin, fir};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, builtin, fir};
 use pc_runtime::gpu::Gpu;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -146,7 +146,7 @@ fn fir_gpu(gpu: &Gpu, taps: &[f32], channels: &[Vec<f32>], runs: u32) -> Result<
             .slots(3)
             .chunk_elements(1 << 20)
             .total_elements(x.len() as u64);
-        let mut pipeline = Pipeline::new(&[gpu], spec, Input::from_slice(x))?;
+        let mut pipeline = Pipeline::new(&[gpu], spec, HostInput::from_slice(x))?;
         t.setup_s += setup.elapsed().as_secs_f64();
         // The first run loads the kernel and warms the caches: not timed.
         pipeline.run(Launch::Streams, 1, false)?;

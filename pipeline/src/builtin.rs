@@ -76,10 +76,13 @@ pub fn reduce() -> Stage {
 fn producer_in(ptx: Kernels) -> Stage {
     Stage::new("producer", "source: f32 produce(i, seed), the seed's producer kernel", Kind::Source(Arc::new(Producer { ptx })))
         .with_flag_form(Arc::new(ProducerFlags { ptx }))
+        .with_pdl_form(Arc::new(crate::exec::pdl::ProducerPdl))
 }
 fn consumer_in(ptx: Kernels) -> Stage {
     Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
         .with_flags_map::<ConsumerFlagsKernel>(ptx)
+        .with_pdl_form(Arc::new(crate::exec::pdl::ConsumerPdl))
+        .with_warp_form(Arc::new(crate::exec::warps::ConsumerRing))
 }
 fn moving_average_in(ptx: Kernels) -> Stage {
     Stage::halo_map::<MovingAverageKernel>("moving-average", ptx, 2, moving_average_reference)
@@ -102,6 +105,8 @@ fn typed_maps(ptx: Kernels) -> Vec<Stage> {
 fn reduce_in(ptx: Kernels) -> Stage {
     Stage::new("reduce", "sink: f32 per-chunk sum, min, max, 16-bin histogram (exact)", Kind::Sink(Arc::new(Reduce { ptx })))
         .with_flag_form(Arc::new(ReduceFlags { ptx }))
+        .with_pdl_form(Arc::new(crate::exec::pdl::ReducePdl))
+        .with_warp_form(Arc::new(crate::exec::warps::ReduceRing))
 }
 
 /// A workload's stages are built-in ones: the catalog, not the model, lists

@@ -8,13 +8,13 @@
 //! [`pc_runtime::launch::FlagMapKernel`]) with [`Stage::with_flags_map`]:
 //!
 //! ```no_run
-//! use pc_pipeline::{Stage, PipelineSpec, Workload, Launch, Pipeline, Input};
+//! use pc_pipeline::{Stage, PipelineSpec, Workload, Launch, Pipeline, HostInput};
 //! let consumer = pc_pipeline::builtin::consumer(); // has its flag form already
 //! let spec = PipelineSpec::new(Workload::Generate)
 //!     .stages(vec![pc_pipeline::builtin::producer(), consumer, pc_pipeline::builtin::reduce()])
 //!     .slots(16);
 //! let gpu = pc_runtime::gpu::Gpu::open(0)?;
-//! let mut p = Pipeline::new(&[&gpu], spec, Input::Generated)?;
+//! let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated)?;
 //! let report = p.run(Launch::Flags, 1, false)?;
 //! assert!(p.verify(&report).passed());
 //! # Ok::<(), pc_pipeline::PipelineError>(())

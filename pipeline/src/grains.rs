@@ -11,10 +11,41 @@ fn flag_stage_names() -> Vec<String> {
     StageRegistry::builtin().stages().iter().filter(|s| s.flag_form().is_some()).map(|s| s.name().to_string()).collect()
 }
 
-/// Every launch, in the order `--grain` lists them: a command line's
-/// values are their [`Launch::name`]s (host builds its `--grain` parser
-/// from this list, so a grain's name is spelled once).
-pub const LAUNCHES: [Launch; 6] = [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
+/// The table of grains: every built-in grain, in the order `--grain`
+/// lists them, with the [`Launch`] that names it. Adding a grain is its
+/// module and one line here, `entry(&ItsGrain)` (its [`Launch`] is then
+/// [`Launch::Grain`]); [`LAUNCHES`], [`Launch::name`], [`Launch`]'s
+/// `FromStr` and host's `--grain` all come from this table. No named
+/// grain's hooks are reachable from outside the crate (only a
+/// [`Launch::Grain`]'s are: give one a grain whose hooks are sound in any
+/// order, as a grain of another crate is by the trait's safe API).
+const GRAINS: [(Launch, &dyn Grain); 6] = [
+    (Launch::Streams, &StreamsGrain),
+    (Launch::Graph, &GraphGrain),
+    (Launch::Pdl { graph: false }, &PdlGrain { graph: false }),
+    (Launch::Pdl { graph: true }, &PdlGrain { graph: true }),
+    (Launch::Warps, &WarpsGrain),
+    (Launch::Flags, &FlagsGrain { with_form: flag_stage_names }),
+];
+
+/// A table line for a grain with no named [`Launch`] variant.
+#[allow(dead_code)]
+const fn entry(grain: &'static dyn Grain) -> (Launch, &'static dyn Grain) {
+    (Launch::Grain(grain), grain)
+}
+
+/// Every launch of the table, in the order `--grain` lists them: a command
+/// line's values are their [`Launch::name`]s (host builds its `--grain`
+/// parser from this list, so a grain's name is spelled once).
+pub const LAUNCHES: [Launch; GRAINS.len()] = {
+    let mut out = [Launch::Streams; GRAINS.len()];
+    let mut i = 0;
+    while i < GRAINS.len() {
+        out[i] = GRAINS[i].0;
+        i += 1;
+    }
+    out
+};
 
 impl Launch {
     /// The grain's name on the command line (`--grain`), its grain's.
@@ -26,36 +57,39 @@ impl Launch {
 impl std::str::FromStr for Launch {
     type Err = PipelineError;
 
-    /// The launch whose grain is named `s` (see [`Launch::name`]).
+    /// The launch of the table whose grain is named `s` (see [`Launch::name`]).
     fn from_str(s: &str) -> Result<Launch, PipelineError> {
-        LAUNCHES.into_iter().find(|l| l.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = LAUNCHES.iter().map(|l| l.name()).collect();
+        GRAINS.iter().find(|(_, g)| g.name() == s).map(|(l, _)| *l).ok_or_else(|| {
+            let names: Vec<&str> = GRAINS.iter().map(|(_, g)| g.name()).collect();
             PipelineError::BadStages(format!("no grain {s:?}; the grains are {}", names.join(", ")))
         })
     }
 }
 
-/// The grain that runs `launch`.
-pub(crate) fn grain(launch: Launch) -> &'static dyn Grain {
-    match launch {
-        Launch::Streams => &StreamsGrain,
-        Launch::Graph => &GraphGrain,
-        Launch::Flags => &FlagsGrain { with_form: flag_stage_names },
-        Launch::Pdl { graph: false } => &PdlGrain { graph: false },
-        Launch::Pdl { graph: true } => &PdlGrain { graph: true },
-        Launch::Warps => &WarpsGrain,
+/// The grain that runs `launch`: its own for [`Launch::Grain`], the
+/// table's for a named variant.
+fn grain(launch: Launch) -> &'static dyn Grain {
+    if let Launch::Grain(g) = launch {
+        return g;
     }
+    let same = |l: &Launch| match (l, &launch) {
+        (Launch::Pdl { graph: a }, Launch::Pdl { graph: b }) => a == b,
+        (l, launch) => std::mem::discriminant(l) == std::mem::discriminant(launch),
+    };
+    // Every named variant has its line (a test checks).
+    GRAINS.iter().find(|(l, _)| same(l)).map_or(&StreamsGrain, |(_, g)| *g)
 }
 
 impl PipelineSpec {
     /// Refuses, before anything is opened or allocated, what `launch`
-    /// cannot run of this spec: the PDL grains anything but the generate
-    /// pipeline, the warps grain a pipeline with no ring stage, the flags
+    /// cannot run of this spec: the PDL grains a stage with no PDL form,
+    /// the warps grain a pipeline with no stage of a warps form, the flags
     /// grain a stage with no flags form, a halo or K over its limit, and a
-    /// placed pipeline any launch but streams or graph replay. The same
-    /// checks run again when the pipeline runs.
+    /// placed pipeline any launch but streams or graph replay (any grain
+    /// that does not run placed pipelines). The same checks run again when
+    /// the pipeline runs.
     pub fn check_launch(&self, launch: Launch) -> Result<(), PipelineError> {
-        if !self.placement.is_empty() && !matches!(launch, Launch::Streams | Launch::Graph) {
+        if !self.placement.is_empty() && !grain(launch).runs_placed() {
             return Err(PipelineError::BadStages(format!(
                 "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
                 launch.name()
@@ -98,43 +132,16 @@ mod tests {
         assert!(e.contains("no grain \"pdl_graph\"") && e.contains("streams, graph, pdl, pdl-graph, warps, flags"), "{e}");
     }
 
-    /// What a grain's module holds, shown by the smallest useful grain:
-    /// stream launches with one slot per ring (the serial baseline as a
-    /// grain). A name, what it refuses, and how it enqueues a run; the
-    /// other hooks have defaults. To be named by `--grain` it would also
-    /// take a `Launch` variant, an entry in [`LAUNCHES`] and an arm in
-    /// [`grain`] (ARCHITECTURE.md, "Where a change goes").
-    struct SerialGrain;
-
-    impl Grain for SerialGrain {
-        fn name(&self) -> &'static str {
-            "serial"
-        }
-
-        fn check(&self, spec: &PipelineSpec) -> Result<(), PipelineError> {
-            if spec.slots != 1 {
-                return Err(PipelineError::BadStages(format!("the serial grain runs one slot per ring, not -k {}", spec.slots)));
-            }
-            Ok(())
-        }
-
-        fn enqueue_run(&self, part: &mut crate::exec::part::Part<'_>, run: &mut crate::exec::RunCtx<'_>) -> Result<(), PipelineError> {
-            part.enqueue(run.spec, run.part, run.host, run.spans.take())
-        }
-    }
-
-    /// The small grain's name and refusals reach the executor through the
-    /// trait alone; it runs nothing placed (the default) and is no grain of
-    /// the table, whose names stay the six built-ins'.
+    /// Every named variant has its own line of the table (what `grain`
+    /// relies on), and a `Launch::Grain` of a table grain is the same launch.
     #[test]
-    fn a_grain_is_a_name_a_check_and_an_enqueue() {
-        let g: &dyn Grain = &SerialGrain;
-        assert_eq!(g.name(), "serial");
-        let spec = |k: usize| PipelineSpec::new(crate::Workload::Generate).slots(k);
-        g.check(&spec(1)).unwrap();
-        let e = g.check(&spec(3)).unwrap_err().to_string();
-        assert!(e.contains("one slot per ring, not -k 3"), "{e}");
-        assert!(!g.runs_placed() && !g.event_spans() && g.stages().is_none());
-        assert!("serial".parse::<Launch>().is_err());
+    fn every_named_launch_has_its_line() {
+        for (l, g) in GRAINS {
+            assert_eq!(grain(l).name(), g.name(), "{l:?}");
+            assert_eq!(Launch::Grain(g), l);
+            assert_eq!(entry(g).0, l);
+        }
+        assert_eq!(format!("{:?}", Launch::Pdl { graph: true }), "Pdl { graph: true }");
+        assert_eq!(format!("{:?}", Launch::Grain(GRAINS[4].1)), "Grain(\"warps\")");
     }
 }

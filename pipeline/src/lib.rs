@@ -53,7 +53,9 @@ pub mod timeline;
 
 pub use builtin::{StageRegistry, parse_stages};
 pub use elem::{ElemType, HostChunk};
-pub use exec::{Input, Launch, Pipeline, RunReport};
+#[allow(deprecated)]
+pub use exec::Input;
+pub use exec::{HostInput, Launch, Pipeline, RunReport};
 pub use grains::LAUNCHES;
 pub use graph::{Edge, EdgeKind, EventGraph};
 pub use pc_runtime::launch::Ptx;

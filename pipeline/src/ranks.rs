@@ -33,7 +33,7 @@
 //! check (nothing comes back); [`RankedPipeline::verify`] says so with `None`.
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
-use crate::exec::{Input, Pipeline, RunReport, generated_bytes};
+use crate::exec::{HostInput, Pipeline, RunReport, generated_bytes};
 use crate::nccl::{Comm, DIGEST_BYTES, NcclId};
 use crate::reference::{Verification, expected_chunk_from};
 use crate::spec::PipelineSpec;
@@ -231,7 +231,7 @@ fn check_comm(spec: &PipelineSpec, layout: &RankLayout, comm: &Comm) -> Result<(
 /// refused. `input` is the pipeline's host input as every rank knows it: a
 /// `recv` whose upstream source reads host input computes its reference
 /// from it.
-pub fn local_spec(spec: &PipelineSpec, layout: &RankLayout, comm: Option<Arc<Comm>>, input: &Input) -> Result<PipelineSpec> {
+pub fn local_spec(spec: &PipelineSpec, layout: &RankLayout, comm: Option<Arc<Comm>>, input: &HostInput) -> Result<PipelineSpec> {
     // The layout's fields are public: the peers and stages must be the spec's own.
     if RankLayout::new(spec, layout.rank, layout.nranks)? != *layout {
         return Err(PipelineError::BadRanks(format!("the layout given is not rank {}'s of this spec over {} ranks", layout.rank, layout.nranks)));
@@ -286,7 +286,7 @@ struct RecvSource {
     /// reference is what arrives here.
     upstream: PipelineSpec,
     /// The pipeline's host input (h2d upstream).
-    input: Input,
+    input: HostInput,
 }
 
 impl RecvSource {
@@ -297,13 +297,15 @@ impl RecvSource {
         let (a, b) = (r.start * size, r.end * size);
         let len = usize::try_from(b - a).map_err(|_| "range too large".to_string())?;
         match &self.input {
-            Input::Generated => {
+            HostInput::Generated => {
                 let mut out = vec![0u8; len];
                 generated_bytes(elem, self.upstream.seed, a, &mut out);
                 Ok(out)
             }
-            Input::Data(chunk) => chunk.bytes().get(a as usize..b as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("the input data has no bytes {a}..{b}")),
-            Input::File(path) => {
+            HostInput::Data(chunk) => {
+                chunk.bytes().get(a as usize..b as usize).map(<[u8]>::to_vec).ok_or_else(|| format!("the input data has no bytes {a}..{b}"))
+            }
+            HostInput::File(path) => {
                 use std::os::unix::fs::FileExt;
                 let mut out = vec![0u8; len];
                 let f = std::fs::File::open(path).map_err(|e| format!("input file {}: {e}", path.display()))?;
@@ -438,7 +440,7 @@ unsafe impl OnGpu for SendOnGpu {
 /// stages use.
 ///
 /// ```no_run
-/// use pc_pipeline::{Input, PipelineSpec, Workload, nccl::NcclId, ranks::RankedPipeline};
+/// use pc_pipeline::{HostInput, PipelineSpec, Workload, nccl::NcclId, ranks::RankedPipeline};
 /// use pc_runtime::gpu::Gpu;
 /// // Rank `rank` of 2: the producer on rank 0, consumer and reduce on rank 1;
 /// // `id` is rank 0's NcclId::new(), handed to every rank.
@@ -446,7 +448,7 @@ unsafe impl OnGpu for SendOnGpu {
 /// let gpu = Gpu::open(rank)?;
 /// let spec = PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]);
 /// // Every rank runs this with the same spec (a rank given another is refused).
-/// let mut p = RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id))?;
+/// let mut p = RankedPipeline::new(&gpu, spec, HostInput::Generated, rank, 2, Some(&id))?;
 /// let report = p.run(1, false, |_| {})?;
 /// if let Some(v) = p.verify(&report) {
 ///     assert!(v.passed());
@@ -474,7 +476,7 @@ impl<'g> RankedPipeline<'g> {
     /// and, where one differs, every rank returns
     /// [`PipelineError::BadRanks`] (no transfer is made). `host launch`
     /// gives every rank the same arguments.
-    pub fn new(gpu: &'g Gpu, spec: PipelineSpec, input: Input, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
+    pub fn new(gpu: &'g Gpu, spec: PipelineSpec, input: HostInput, rank: usize, nranks: usize, id: Option<&NcclId>) -> Result<RankedPipeline<'g>> {
         let layout = RankLayout::new(&spec, rank, nranks)?;
         // The local spec is checked before joining: a bad one fails every
         // rank alike, none left waiting in NCCL.
@@ -571,7 +573,7 @@ mod tests {
         assert_eq!((l[1].stages.clone(), l[1].from, l[1].to), (1..3, Some(0), Some(2)));
         assert_eq!((l[2].stages.clone(), l[2].from, l[2].to), (3..4, Some(1), None));
         assert!(!l[0].verifies() && !l[1].verifies() && l[2].verifies());
-        let local = |r: usize| local_spec(&s, &l[r], None, &Input::Generated).unwrap();
+        let local = |r: usize| local_spec(&s, &l[r], None, &HostInput::Generated).unwrap();
         assert_eq!(names(&local(0)), ["producer", "send-to-rank1"]);
         assert_eq!(names(&local(1)), ["recv-from-rank0", "consumer", "consumer", "send-to-rank2"]);
         assert_eq!(names(&local(2)), ["recv-from-rank1", "reduce"]);
@@ -620,7 +622,7 @@ mod tests {
             let mut host = vec![0u8; s.total_elements as usize * elem.size()];
             generated_bytes(elem, s.seed, 0, &mut host);
             let last = RankLayout::new(&s, n - 1, n).unwrap();
-            let local = local_spec(&s, &last, None, &Input::Generated).unwrap();
+            let local = local_spec(&s, &last, None, &HostInput::Generated).unwrap();
             for c in 0..s.chunks() {
                 let want = expected_chunk(&s, c, Some(&host)).unwrap();
                 let got = expected_chunk(&local, c, None).unwrap_or_else(|e| panic!("{list} {placement:?} chunk {c}: {e}"));
@@ -631,7 +633,7 @@ mod tests {
             let types = s.ring_types().unwrap();
             for r in 0..n - 1 {
                 let l = RankLayout::new(&s, r, n).unwrap();
-                let local = local_spec(&s, &l, None, &Input::Generated).unwrap();
+                let local = local_spec(&s, &l, None, &HostInput::Generated).unwrap();
                 let end = l.stages.end;
                 let cut = s.clone().stages(s.stages[..end].iter().cloned().chain([send_stage(types[end - 1], r + 1, None, Plan::of(&s))]).collect());
                 for c in [0, s.chunks() - 1] {
@@ -639,10 +641,10 @@ mod tests {
                     assert!(got.bytes() == want.bytes(), "{list} {placement:?} rank {r} chunk {c}");
                 }
             }
-            // Input given as data or as a file gives the same.
+            // HostInput given as data or as a file gives the same.
             let dir = std::env::temp_dir().join(format!("pc-ranks-{}-{}", std::process::id(), list.len()));
             std::fs::write(&dir, &host).unwrap();
-            for input in [Input::Data(HostChunk::from_bytes(elem, &host)), Input::File(dir.clone())] {
+            for input in [HostInput::Data(HostChunk::from_bytes(elem, &host)), HostInput::File(dir.clone())] {
                 let local = local_spec(&s, &last, None, &input).unwrap();
                 let (got, want) = (expected_chunk(&local, 3, None).unwrap(), expected_chunk(&s, 3, Some(&host)).unwrap());
                 assert!(got.bytes() == want.bytes(), "{list} {input:?}");
@@ -657,7 +659,7 @@ mod tests {
     #[test]
     fn recv_references_run_the_upstream_maps() {
         let s = spec("producer,consumer,reduce", vec![0, 0, 1]);
-        let local = local_spec(&s, &RankLayout::new(&s, 1, 2).unwrap(), None, &Input::Generated).unwrap();
+        let local = local_spec(&s, &RankLayout::new(&s, 1, 2).unwrap(), None, &HostInput::Generated).unwrap();
         let got = expected_chunk(&local, 2, None).unwrap();
         let raw: Vec<f32> = s.chunk_range(2).map(|i| kernel_math::produce(i, s.seed)).collect();
         let doubled: Vec<f32> = raw.iter().map(|&x| kernel_math::consume(x)).collect();
@@ -673,7 +675,7 @@ mod tests {
         let s = spec("producer,consumer,reduce", vec![0, 1, 1]);
         let l0 = RankLayout::new(&s, 0, 2).unwrap();
         assert!(!l0.verifies());
-        let local = local_spec(&s, &l0, None, &Input::Generated).unwrap();
+        let local = local_spec(&s, &l0, None, &HostInput::Generated).unwrap();
         let Kind::Sink(sink) = local.stages[1].kind() else { panic!("not a sink") };
         assert!(sink.check(&HostChunk::zeroed(ElemType::of::<f32>(), 3), Sink::Record(None)).is_none());
         assert!(!sink.writes_host());
@@ -741,14 +743,14 @@ mod tests {
     fn forged_layouts_are_refused() {
         let s = spec("producer,consumer,consumer,reduce", vec![0, 1, 1, 2]);
         let good = RankLayout::new(&s, 1, 3).unwrap();
-        assert!(local_spec(&s, &good, None, &Input::Generated).is_ok());
+        assert!(local_spec(&s, &good, None, &HostInput::Generated).is_ok());
         for bad in [
             RankLayout { to: Some(0), ..good.clone() },
             RankLayout { from: Some(2), ..good.clone() },
             RankLayout { stages: 1..2, ..good.clone() },
             RankLayout { nranks: 4, ..good.clone() },
         ] {
-            let e = local_spec(&s, &bad, None, &Input::Generated).unwrap_err().to_string();
+            let e = local_spec(&s, &bad, None, &HostInput::Generated).unwrap_err().to_string();
             assert!(e.contains("rank") && !e.contains('\n'), "{bad:?}: {e}");
         }
     }
@@ -778,8 +780,8 @@ mod tests {
     fn delays_follow_their_stages() {
         let s = spec("producer,consumer,reduce", vec![0, 1, 1]).delays(vec![10, 20, 30]);
         let l1 = RankLayout::new(&s, 1, 2).unwrap();
-        assert_eq!(local_spec(&s, &l1, None, &Input::Generated).unwrap().spin_ns, [0, 20, 30]);
+        assert_eq!(local_spec(&s, &l1, None, &HostInput::Generated).unwrap().spin_ns, [0, 20, 30]);
         let l0 = RankLayout::new(&s, 0, 2).unwrap();
-        assert_eq!(local_spec(&s, &l0, None, &Input::Generated).unwrap().spin_ns, [10, 0]);
+        assert_eq!(local_spec(&s, &l0, None, &HostInput::Generated).unwrap().spin_ns, [10, 0]);
     }
 }

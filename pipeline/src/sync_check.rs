@@ -9,7 +9,7 @@
 //! every chunk is checked against the CPU reference. The unmodified graph
 //! runs with each of the same delays and must show no corruption.
 use crate::PipelineError;
-use crate::exec::{Input, Launch, Pipeline};
+use crate::exec::{HostInput, Launch, Pipeline};
 use crate::graph::{Edge, EdgeKind};
 use crate::reference::Verification;
 use crate::spec::PipelineSpec;
@@ -100,7 +100,7 @@ impl PdlCheck {
 /// # Safety
 /// As [`Pipeline::set_pdl_faults`]: the faulted runs race on purpose;
 /// their results are read only through verification.
-pub unsafe fn check_pdl(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64) -> Result<Vec<PdlCheck>, PipelineError> {
+pub unsafe fn check_pdl(gpu: &Gpu, spec: &PipelineSpec, input: HostInput, delay_ns: u64) -> Result<Vec<PdlCheck>, PipelineError> {
     let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
     let mut out = Vec::new();
     for launch in [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
@@ -146,7 +146,7 @@ pub unsafe fn run_without_edge(p: &mut Pipeline, edge: &Edge, delay_ns: u64) -> 
 pub unsafe fn check_edges(
     gpu: &Gpu,
     spec: &PipelineSpec,
-    input: Input,
+    input: HostInput,
     delay_ns: u64,
     progress: impl FnMut(usize, usize),
 ) -> Result<SyncReport, PipelineError> {
@@ -163,7 +163,7 @@ pub unsafe fn check_edges(
 pub unsafe fn check_edges_on(
     gpus: &[&Gpu],
     spec: &PipelineSpec,
-    input: Input,
+    input: HostInput,
     delay_ns: u64,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SyncReport, PipelineError> {
@@ -232,7 +232,7 @@ pub struct FlagsReport {
 pub unsafe fn check_flags(gpu: &Gpu, spec: &PipelineSpec, delay_ns: u64, mut progress: impl FnMut(usize, usize)) -> Result<FlagsReport, PipelineError> {
     use kernel_math::ring::fault;
     let stages = spec.stages.len();
-    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), Input::Generated)?;
+    let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), HostInput::Generated)?;
     let run = |p: &mut Pipeline, faults: Vec<u32>, slowed: usize| -> Result<Verification, PipelineError> {
         p.set_delays((0..stages).map(|s| if s == slowed { delay_ns } else { 0 }).collect());
         // SAFETY: the caller's contract.
@@ -297,7 +297,7 @@ impl RingCheck {
 /// # Safety
 /// As [`Pipeline::set_ring_knobs`]: the faulted run races on purpose; its
 /// results are read only through verification.
-pub unsafe fn check_warps(gpu: &Gpu, spec: &PipelineSpec, input: Input, delay_ns: u64) -> Result<Vec<RingCheck>, PipelineError> {
+pub unsafe fn check_warps(gpu: &Gpu, spec: &PipelineSpec, input: HostInput, delay_ns: u64) -> Result<Vec<RingCheck>, PipelineError> {
     let mut p = Pipeline::new(&[gpu], spec.clone().serial(false), input)?;
     let mut out = Vec::new();
     for faults in [0, nvptx_std::hopper::ring::fault::SKIP_FULL_WAIT] {

@@ -4,7 +4,7 @@
 //! an error naming the stage and slot; removing a wait of the protocol,
 //! with the stage it orders against slowed, corrupts the output.
 use kernel_math::ring::fault;
-use pc_pipeline::{Input, Launch, Pipeline, PipelineError, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineError, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::Gpu;
 
 mod common;
@@ -25,7 +25,7 @@ fn every_k_stage_count_and_odd_sizes_verify() {
             for (chunk, total) in [(1024, 1024 * 37 + 3), (1001, 1001 * 9 + 500), (1 << 16, 1 << 22)] {
                 for block in [128, 512] {
                     let label = format!("{list} K={k} chunk={chunk} total={total} block={block}");
-                    let mut p = Pipeline::new(&[&gpu], spec(list, k, chunk, total, seed).block_size(block), Input::Generated)
+                    let mut p = Pipeline::new(&[&gpu], spec(list, k, chunk, total, seed).block_size(block), HostInput::Generated)
                         .unwrap_or_else(|e| panic!("{label}: {e}"));
                     // Twice: the counters are reset between runs.
                     let r = p.run(Launch::Flags, 2, false).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -42,7 +42,7 @@ fn every_k_stage_count_and_odd_sizes_verify() {
 #[ignore = "needs a CUDA device"]
 fn flags_give_the_records_of_streams() {
     let gpu = Gpu::open(0).unwrap();
-    let mut p = Pipeline::new(&[&gpu], spec("producer,consumer,reduce", 8, 1 << 14, (1 << 20) + 7, seed()), Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec("producer,consumer,reduce", 8, 1 << 14, (1 << 20) + 7, seed()), HostInput::Generated).unwrap();
     let streams = p.run(Launch::Streams, 1, false).unwrap();
     let flags = p.run(Launch::Flags, 3, false).unwrap();
     assert!(p.verify(&flags).passed());
@@ -56,7 +56,7 @@ fn flags_give_the_records_of_streams() {
 fn a_stuck_ring_is_an_error_not_a_hang() {
     let gpu = Gpu::open(0).unwrap();
     let s = spec("producer,consumer,reduce", 2, 1 << 12, 1 << 16, seed()).watchdog_ms(20).delays(vec![0, 200_000_000, 0]);
-    let mut p = Pipeline::new(&[&gpu], s, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], s, HostInput::Generated).unwrap();
     let t = std::time::Instant::now();
     let e = p.run(Launch::Flags, 1, false).unwrap_err();
     let msg = e.to_string();
@@ -79,7 +79,7 @@ fn refusals_are_one_line() {
         (spec("producer,moving-average,reduce", 2, 1024, 1 << 14, 1), "no flags form"),
     ];
     for (s, want) in cases {
-        let mut p = Pipeline::new(&[&gpu], s, Input::Generated).unwrap();
+        let mut p = Pipeline::new(&[&gpu], s, HostInput::Generated).unwrap();
         let e = p.run(Launch::Flags, 1, false).unwrap_err().to_string();
         assert!(e.contains(want) && !e.contains('\n'), "{e}");
     }
@@ -104,7 +104,7 @@ fn removing_a_wait_corrupts_and_the_full_protocol_does_not() {
     for k in [1, 2, 3] {
         for (faults, delays, what) in &cases {
             let s = spec(list, k, 1 << 16, 12 << 16, seed).delays(delays.clone());
-            let mut p = Pipeline::new(&[&gpu], s, Input::Generated).unwrap();
+            let mut p = Pipeline::new(&[&gpu], s, HostInput::Generated).unwrap();
             p.poison_rings().unwrap();
             let r = p.run(Launch::Flags, 1, false).unwrap();
             let v = p.verify(&r);
@@ -126,7 +126,7 @@ fn removing_a_wait_corrupts_and_the_full_protocol_does_not() {
 #[ignore = "needs a CUDA device"]
 fn timestamps_give_a_timeline_and_hand_offs() {
     let gpu = Gpu::open(0).unwrap();
-    let mut p = Pipeline::new(&[&gpu], spec("producer,consumer,reduce", 2, 1 << 14, 1 << 20, seed()), Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec("producer,consumer,reduce", 2, 1 << 14, 1 << 20, seed()), HostInput::Generated).unwrap();
     let r = p.run(Launch::Flags, 1, true).unwrap();
     assert!(p.verify(&r).passed());
     let tl = r.timeline.expect("a timeline");

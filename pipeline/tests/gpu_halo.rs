@@ -7,7 +7,7 @@ mod common;
 use common::Rng;
 use kernel_math::{Reduction, produce};
 use pc_pipeline::builtin::{fir, moving_average, producer, reduce};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineError, PipelineSpec, StageRegistry, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineError, PipelineSpec, StageRegistry, Workload};
 use pc_runtime::gpu::Gpu;
 
 /// `y[i] = sum_j taps[j] * x[i-j]`, x before 0 is 0, added in tap order from 0.0.
@@ -45,7 +45,7 @@ fn check<I: kernel_math::Element>(gpu: &Gpu, stages: &dyn Fn() -> Vec<pc_pipelin
             for launch in [Launch::Streams, Launch::Graph] {
                 let label = format!("{name} K={k} chunk={chunk} total={total} {launch:?}");
                 let spec = PipelineSpec::new(Workload::Stream).stages(stages()).slots(k).chunk_elements(chunk).total_elements(total);
-                let mut p = Pipeline::new(&[gpu], spec, Input::from_slice(&input[..total as usize])).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let mut p = Pipeline::new(&[gpu], spec, HostInput::from_slice(&input[..total as usize])).unwrap_or_else(|e| panic!("{label}: {e}"));
                 let r = p.run(launch, runs_of(launch), false).unwrap_or_else(|e| panic!("{label}: {e}"));
                 let v = p.verify(&r);
                 assert!(v.passed(), "{label}: {}", v.summary());
@@ -120,7 +120,7 @@ fn producer_through_halo_stages_into_reduce() {
                     .chunk_elements(chunk)
                     .total_elements(total)
                     .seed(seed);
-                let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
                 let r = p.run(launch, runs_of(launch), false).unwrap_or_else(|e| panic!("{label}: {e}"));
                 assert!(p.verify(&r).passed(), "{label}: {}", p.verify(&r).summary());
                 assert_eq!(r.reductions, records, "{label}");
@@ -142,7 +142,7 @@ fn serial_halo_pipeline_verifies() {
         .chunk_elements(1000)
         .total_elements(10_007);
     let x = input_f32(10_007, 3);
-    let mut p = Pipeline::new(&[&gpu], spec, Input::from_slice(&x)).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::from_slice(&x)).unwrap();
     let r = p.run(Launch::Streams, 2, false).unwrap();
     assert!(p.verify(&r).passed());
     let want = moving_average_oracle(&fir_oracle(&pc_pipeline::fir::default_taps(), &x));
@@ -158,10 +158,10 @@ fn a_halo_pipeline_is_not_split_over_gpus() {
     let gpu = Gpu::open(0).unwrap();
     let reg = StageRegistry::builtin();
     let spec = PipelineSpec::new(Workload::Stream).stages(reg.parse("h2d,fir,d2h").unwrap()).chunk_elements(1000).total_elements(5000);
-    let e = Pipeline::new(&[&gpu, &gpu], spec.clone(), Input::Generated).err().expect("must refuse");
+    let e = Pipeline::new(&[&gpu, &gpu], spec.clone(), HostInput::Generated).err().expect("must refuse");
     assert!(matches!(e, PipelineError::HaloSplit { parts: 2, .. }), "{e}");
     assert!(!e.to_string().contains('\n'));
-    let mut p = Pipeline::new(&[&gpu, &gpu], spec.total_elements(1000), Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu, &gpu], spec.total_elements(1000), HostInput::Generated).unwrap();
     let r = p.run(Launch::Streams, 1, false).unwrap();
     assert!(p.verify(&r).passed());
 }

@@ -7,7 +7,7 @@
 //! the stream and graph grains, the flags grain, and on sm_90 the PDL and
 //! warps grains. Run with --include-ignored.
 use kernel_math::{Reduction, Stereo};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::Gpu;
 
 mod common;
@@ -24,7 +24,7 @@ fn spec(list: &str, k: usize, seed: u32) -> PipelineSpec {
 
 /// Runs `list` over `input` with `launch` and K = `k`; returns the pipeline
 /// (its output) and the records.
-fn run<'g>(gpu: &'g Gpu, list: &str, k: usize, seed: u32, input: Input, launch: Launch) -> (Pipeline<'g>, Vec<Reduction>) {
+fn run<'g>(gpu: &'g Gpu, list: &str, k: usize, seed: u32, input: HostInput, launch: Launch) -> (Pipeline<'g>, Vec<Reduction>) {
     let label = format!("{list} K={k} {launch:?}");
     let mut p = Pipeline::new(&[gpu], spec(list, k, seed), input).unwrap_or_else(|e| panic!("{label}: {e}"));
     let r = p.run(launch, 1, false).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -66,43 +66,43 @@ fn maps_match_the_independent_oracle() {
         for launch in [Launch::Streams, Launch::Graph] {
             let x = f32s(&mut rng, TOTAL);
             let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            let (p, _) = run(&gpu, "h2d,consumer,d2h", k, seed, Input::from_slice(&x), launch);
+            let (p, _) = run(&gpu, "h2d,consumer,d2h", k, seed, HostInput::from_slice(&x), launch);
             let want: Vec<f64> = xs.iter().map(|&v| oracle::consume(v)).collect();
             check_all(&format!("consumer K={k} {launch:?}"), p.output::<f32>().unwrap(), &want, |_, g, w| g as f64 == w);
 
-            let (p, _) = run(&gpu, "h2d,moving-average,d2h", k, seed, Input::from_slice(&x), launch);
+            let (p, _) = run(&gpu, "h2d,moving-average,d2h", k, seed, HostInput::from_slice(&x), launch);
             let want = oracle::moving_average(&xs);
             let scale = oracle::moving_average(&xs.iter().map(|v| v.abs()).collect::<Vec<_>>());
             check_all(&format!("moving-average K={k} {launch:?}"), p.output::<f32>().unwrap(), &want, |i, g, w| close(g, w, scale[i], 4.0));
 
             let taps: Vec<f64> = pc_pipeline::fir::default_taps().iter().map(|&t| t as f64).collect();
-            let (p, _) = run(&gpu, "h2d,fir,d2h", k, seed, Input::from_slice(&x), launch);
+            let (p, _) = run(&gpu, "h2d,fir,d2h", k, seed, HostInput::from_slice(&x), launch);
             let (want, scale) = (oracle::fir(&taps, &xs), oracle::fir_scale(&taps, &xs));
             check_all(&format!("fir K={k} {launch:?}"), p.output::<f32>().unwrap(), &want, |i, g, w| close(g, w, scale[i], 2.0 * taps.len() as f64));
 
             let bytes: Vec<u8> = (0..TOTAL).map(|_| rng.next() as u8).collect();
-            let (p, _) = run(&gpu, "h2d,u8-to-f32,d2h", k, seed, Input::from_slice(&bytes), launch);
+            let (p, _) = run(&gpu, "h2d,u8-to-f32,d2h", k, seed, HostInput::from_slice(&bytes), launch);
             let want: Vec<f64> = bytes.iter().map(|&b| oracle::unit_from_u8(b)).collect();
             check_all(&format!("u8-to-f32 K={k} {launch:?}"), p.output::<f32>().unwrap(), &want, |_, g, w| close(g, w, w, 1.0));
 
             let stereo: Vec<Stereo> = (0..TOTAL).map(|_| rng.next()).map(|r| Stereo { left: r as i16, right: (r >> 16) as i16 }).collect();
-            let (p, _) = run(&gpu, "h2d,stereo-to-mono,d2h", k, seed, Input::from_slice(&stereo), launch);
+            let (p, _) = run(&gpu, "h2d,stereo-to-mono,d2h", k, seed, HostInput::from_slice(&stereo), launch);
             let want: Vec<f64> = stereo.iter().map(|s| oracle::mono(s.left, s.right)).collect();
             check_all(&format!("stereo-to-mono K={k} {launch:?}"), p.output::<f32>().unwrap(), &want, |_, g, w| g as f64 == w);
 
             let words: Vec<u32> = (0..TOTAL).map(|_| rng.next() as u32).collect();
-            let (p, _) = run(&gpu, "h2d,mix-u32,d2h", k, seed, Input::from_slice(&words), launch);
+            let (p, _) = run(&gpu, "h2d,mix-u32,d2h", k, seed, HostInput::from_slice(&words), launch);
             let want: Vec<u32> = words.iter().map(|&w| oracle::hash(w)).collect();
             check_all(&format!("mix-u32 K={k} {launch:?}"), p.output::<u32>().unwrap(), &want, |_, g, w| g == w);
 
             let mut ints: Vec<i32> = words.iter().map(|&w| w as i32).collect();
             ints[3] = i32::MIN;
-            let (p, _) = run(&gpu, "h2d,abs-i32,d2h", k, seed, Input::from_slice(&ints), launch);
+            let (p, _) = run(&gpu, "h2d,abs-i32,d2h", k, seed, HostInput::from_slice(&ints), launch);
             let want: Vec<i32> = ints.iter().map(|&v| oracle::abs_i32(v)).collect();
             check_all(&format!("abs-i32 K={k} {launch:?}"), p.output::<i32>().unwrap(), &want, |_, g, w| g == w);
 
             let doubles: Vec<f64> = x.iter().map(|&v| v as f64 * 1e100).collect();
-            let (p, _) = run(&gpu, "h2d,double-f64,d2h", k, seed, Input::from_slice(&doubles), launch);
+            let (p, _) = run(&gpu, "h2d,double-f64,d2h", k, seed, HostInput::from_slice(&doubles), launch);
             let want: Vec<f64> = doubles.iter().map(|&v| v * 2.0).collect();
             check_all(&format!("double-f64 K={k} {launch:?}"), p.output::<f64>().unwrap(), &want, |_, g, w| g == w);
         }
@@ -120,13 +120,13 @@ fn the_producer_and_reduce_match_the_independent_oracle() {
     for k in [2, 3] {
         for launch in [Launch::Streams, Launch::Graph, Launch::Flags] {
             let label = format!("K={k} {launch:?}");
-            let (_, records) = run(&gpu, "producer,consumer,reduce", k, seed, Input::Generated, launch);
+            let (_, records) = run(&gpu, "producer,consumer,reduce", k, seed, HostInput::Generated, launch);
             check_records(&format!("producer,consumer,reduce {label}"), &records, &consumed);
             if launch != Launch::Flags {
-                let (_, records) = run(&gpu, "producer,reduce", k, seed, Input::Generated, launch);
+                let (_, records) = run(&gpu, "producer,reduce", k, seed, HostInput::Generated, launch);
                 check_records(&format!("producer,reduce {label}"), &records, &produced);
                 let x = f32s(&mut rng, TOTAL);
-                let (_, records) = run(&gpu, "h2d,reduce", k, seed, Input::from_slice(&x), launch);
+                let (_, records) = run(&gpu, "h2d,reduce", k, seed, HostInput::from_slice(&x), launch);
                 check_records(&format!("h2d,reduce {label}"), &records, &x.iter().map(|&v| v as f64).collect::<Vec<_>>());
             }
         }
@@ -153,16 +153,23 @@ fn the_hopper_grains_match_the_independent_oracle() {
     let consumed: Vec<f64> = (0..TOTAL).map(|i| oracle::consume(oracle::produce(i, seed))).collect();
     for k in [2, 3] {
         for launch in [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps] {
-            let (_, records) = run(&gpu, "producer,consumer,reduce", k, seed, Input::Generated, launch);
+            let (_, records) = run(&gpu, "producer,consumer,reduce", k, seed, HostInput::Generated, launch);
             check_records(&format!("producer,consumer,reduce K={k} {launch:?}"), &records, &consumed);
+        }
+        // A longer chain than the generate pipeline: every stage by its
+        // form (PDL: any chain of PDL forms; warps: each stage with one).
+        let twice: Vec<f64> = consumed.iter().map(|&v| oracle::consume(v)).collect();
+        for launch in [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps] {
+            let (_, records) = run(&gpu, "producer,consumer,consumer,reduce", k, seed, HostInput::Generated, launch);
+            check_records(&format!("producer,consumer,consumer,reduce K={k} {launch:?}"), &records, &twice);
         }
         let x = f32s(&mut rng, TOTAL);
         let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let (p, _) = run(&gpu, "h2d,consumer,d2h", k, seed, Input::from_slice(&x), Launch::Warps);
+        let (p, _) = run(&gpu, "h2d,consumer,d2h", k, seed, HostInput::from_slice(&x), Launch::Warps);
         let want: Vec<f64> = xs.iter().map(|&v| oracle::consume(v)).collect();
         check_all(&format!("warps consumer K={k}"), p.output::<f32>().unwrap(), &want, |_, g, w| g as f64 == w);
         let taps: Vec<f64> = pc_pipeline::fir::default_taps().iter().map(|&t| t as f64).collect();
-        let (p, _) = run(&gpu, "h2d,fir,d2h", k, seed, Input::from_slice(&x), Launch::Warps);
+        let (p, _) = run(&gpu, "h2d,fir,d2h", k, seed, HostInput::from_slice(&x), Launch::Warps);
         let (want, scale) = (oracle::fir(&taps, &xs), oracle::fir_scale(&taps, &xs));
         check_all(&format!("warps fir K={k}"), p.output::<f32>().unwrap(), &want, |i, g, w| close(g, w, scale[i], 2.0 * taps.len() as f64));
     }

@@ -5,7 +5,7 @@
 //! kernels. Run with --include-ignored.
 use cudarc::driver::CudaSlice;
 use pc_pipeline::sync_check::check_pdl;
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
 use pc_runtime::launch::LaunchConfig;
 use ptx_kernels::hopper::PdlChainKernel;
@@ -21,7 +21,7 @@ fn hopper(test: &str) -> Option<Gpu> {
         return Some(gpu);
     }
     let spec = PipelineSpec::new(Workload::Generate).chunk_elements(1024).total_elements(4096);
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     let e = p.run(Launch::Pdl { graph: false }, 1, false).unwrap_err().to_string();
     assert!(e.contains("needs a GPU of compute capability 9.0") && !e.contains('\n'), "{e}");
     skipped!(test, "{e}");
@@ -42,7 +42,7 @@ fn pdl_grains_verify_every_chunk_for_every_k_and_odd_sizes() {
             for launch in GRAINS {
                 let label = format!("chunk {chunk} total {total} K={k} {launch:?}");
                 let spec = PipelineSpec::new(Workload::Generate).slots(k).chunk_elements(chunk).total_elements(total).seed(seed);
-                let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
                 for runs in [1, 3] {
                     let r = p.run(launch, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
                     let v = p.verify(&r);
@@ -59,7 +59,7 @@ fn pdl_grains_verify_every_chunk_for_every_k_and_odd_sizes() {
 fn pdl_gives_the_records_of_streams_and_graphs() {
     let Some(gpu) = hopper("pdl_gives_the_records_of_streams_and_graphs") else { return };
     let spec = PipelineSpec::new(Workload::Generate).slots(3).chunk_elements(1 << 14).total_elements((1 << 20) + 11).seed(seed());
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     let want = p.run(Launch::Streams, 2, false).unwrap();
     assert!(p.verify(&want).passed());
     for launch in [Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Streams, Launch::Pdl { graph: true }] {
@@ -76,7 +76,7 @@ fn the_sync_checker_shows_the_pdl_wait_is_needed() {
     // 6 chunks of 1 MiB, K=2, the producer slowed by 1 ms per chunk.
     let spec = PipelineSpec::new(Workload::Generate).slots(2).chunk_elements(1 << 18).total_elements(6 << 18).seed(seed());
     // SAFETY: the faulted runs race on purpose; their results are only verified.
-    let runs = unsafe { check_pdl(&gpu, &spec, Input::Generated, 1_000_000) }.unwrap();
+    let runs = unsafe { check_pdl(&gpu, &spec, HostInput::Generated, 1_000_000) }.unwrap();
     assert_eq!(runs.len(), 4);
     for r in &runs {
         eprintln!("{:?} faults={} passed={} chunks_wrong={}", r.launch, r.faults, r.check.passed(), r.check.chunks_wrong);

@@ -1,7 +1,7 @@
 //! Pipelines on a GPU, every chunk verified against the CPU reference
 //! (every element for d2h sinks; reductions compared exactly, sums included,
 //! since they are added in 2^-22 fixed point). Run with --include-ignored.
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::{Gpu, device_count};
 
 mod common;
@@ -33,7 +33,7 @@ fn run_and_verify(gpus: &[&Gpu], spec: PipelineSpec, launch: Launch, runs: usize
         launch,
         gpus.len()
     );
-    let mut p = Pipeline::new(gpus, spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut p = Pipeline::new(gpus, spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
     let r = p.run(launch, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
     let v = p.verify(&r);
     assert!(v.passed(), "{label}: {v:?}");
@@ -86,7 +86,7 @@ fn repeated_runs_and_graph_replays_give_the_same_results() {
     for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
         let spec = PipelineSpec::new(workload(list)).slots(2).chunk_elements(1 << 16).total_elements((1 << 20) + 5).seed(seed);
         let chunks = spec.chunks();
-        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
         let streams = p.run(Launch::Streams, 5, false).unwrap();
         assert!(p.verify(&streams).passed());
         let streams_out = p.output::<f32>().map(<[f32]>::to_vec);
@@ -136,7 +136,7 @@ fn timeline_honours_filled_and_freed_edges() {
         let slowed = vec![200_000; stages.len()];
         let spec = PipelineSpec::new(workload(list)).stages(stages).delays(slowed).slots(k).chunk_elements(1 << 20).total_elements(12 << 20).seed(seed());
         let stages = spec.stages.len();
-        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
         let r = p.run(Launch::Streams, 1, true).unwrap();
         assert!(p.verify(&r).passed());
         let tl = r.timeline.expect("timeline");
@@ -185,7 +185,7 @@ fn spread_over_several_gpus() {
 fn too_much_device_memory_is_an_error() {
     let gpu = Gpu::open(0).unwrap();
     let spec = PipelineSpec::new(Workload::Generate).slots(64).chunk_elements(1 << 30).total_elements(1 << 36);
-    let e = Pipeline::new(&[&gpu], spec, Input::Generated).err().expect("must refuse");
+    let e = Pipeline::new(&[&gpu], spec, HostInput::Generated).err().expect("must refuse");
     assert!(e.to_string().contains("of device memory"), "{e}");
 }
 
@@ -240,7 +240,7 @@ fn an_event_graph_of_another_shape_is_refused() {
     use pc_pipeline::EventGraph;
     let gpu = Gpu::open(0).unwrap();
     let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(1 << 16).total_elements(1 << 19).seed(seed());
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     for (extra_slots, extra_chunks) in [(1, 0), (0, 1)] {
         // SAFETY: refused before anything runs (the shape check comes first).
         let e = unsafe { p.set_event_graph(|g| EventGraph::new(g.stages(), g.chunks() + extra_chunks, g.slots() + extra_slots)) };

@@ -4,7 +4,7 @@
 //! edges across GPUs. On a machine with one GPU, "GPU 1" is GPU 0 again (the
 //! copy path and the events, without the link).
 use pc_pipeline::sync_check::check_edges_on;
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::{Gpu, device_count};
 
 mod common;
@@ -20,7 +20,7 @@ fn check(gpus: &[&Gpu], list: &str, placement: Vec<usize>, k: usize, launch: Lau
         .total_elements((1 << 14) * 13 + 5)
         .seed(seed());
     let label = format!("{list} placed {placement:?} K={k} {launch:?}");
-    let mut p = Pipeline::new(gpus, spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut p = Pipeline::new(gpus, spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
     let copies = p.spec().stages.iter().filter(|s| s.name().starts_with("copy-gpu")).count();
     let changes = placement.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(copies, changes, "{label}: one peer copy per change of GPU");
@@ -51,11 +51,11 @@ fn bad_placements_are_one_line_errors() {
     let g = Gpu::open(0).unwrap();
     for (placement, want) in [(vec![0, 1], "names 2 GPU(s) for 3 stages"), (vec![0, 2, 0], "GPU #2 of the list")] {
         let spec = PipelineSpec::new(Workload::Generate).placement(placement);
-        let e = Pipeline::new(&[&g, &g], spec, Input::Generated).err().expect("refused").to_string();
+        let e = Pipeline::new(&[&g, &g], spec, HostInput::Generated).err().expect("refused").to_string();
         assert!(e.contains(want) && !e.contains('\n'), "{e}");
     }
     let spec = PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]).chunk_elements(1024).total_elements(1 << 14);
-    let mut p = Pipeline::new(&[&g, &g], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&g, &g], spec, HostInput::Generated).unwrap();
     let e = p.run(Launch::Flags, 1, false).unwrap_err().to_string();
     assert!(e.contains("placed on several GPUs"), "{e}");
 }
@@ -90,7 +90,7 @@ fn the_sync_checker_covers_the_edges_across_gpus() {
     let (a, b) = two_gpus("the_sync_checker_covers_the_edges_across_gpus");
     let spec = PipelineSpec::new(Workload::Generate).placement(vec![0, 1, 1]).slots(2).chunk_elements(1 << 18).total_elements(6 << 18);
     // SAFETY: races on purpose; results only verified.
-    let report = unsafe { check_edges_on(&[&a, &b], &spec, Input::Generated, 1_000_000, |_, _| {}) }.unwrap();
+    let report = unsafe { check_edges_on(&[&a, &b], &spec, HostInput::Generated, 1_000_000, |_, _| {}) }.unwrap();
     assert!(report.stage_names.iter().any(|n| n.starts_with("copy-gpu")), "{:?}", report.stage_names);
     for (stage, v) in &report.baseline {
         assert!(v.passed(), "stage {stage} slowed, full graph: {v:?}");

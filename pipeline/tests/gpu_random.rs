@@ -6,7 +6,7 @@
 mod common;
 use common::Rng;
 use pc_pipeline::builtin::{consumer, d2h, h2d, moving_average, producer, reduce};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
 
 fn random_spec(rng: &mut Rng) -> (PipelineSpec, Launch) {
@@ -49,7 +49,7 @@ fn random_configurations_all_verify() {
             spec.block_size,
             spec.seed
         );
-        let outcome = Pipeline::new(&[&gpu], spec, Input::Generated).and_then(|mut p| {
+        let outcome = Pipeline::new(&[&gpu], spec, HostInput::Generated).and_then(|mut p| {
             let r = p.run(launch, 1 + (i % 2), false)?;
             Ok(p.verify(&r))
         });

@@ -8,7 +8,7 @@
 mod common;
 use common::Rng;
 use pc_pipeline::sync_check::{run_slowed, run_without_edge};
-use pc_pipeline::{Input, Pipeline, PipelineSpec, Stage, StageRegistry, Workload};
+use pc_pipeline::{HostInput, Pipeline, PipelineSpec, Stage, StageRegistry, Workload};
 use pc_runtime::gpu::Gpu;
 
 /// A random valid stage list: maps chosen so that element types meet.
@@ -57,7 +57,7 @@ fn random_pipelines_random_delays_random_edges() {
             .total_elements(chunk * chunks - rng.below(chunk))
             .seed(rng.next() as u32);
         let label = format!("#{i}: {names} K={k} chunk={chunk} total={}", spec.total_elements);
-        let mut p = match Pipeline::new(&[&gpu], spec, Input::Generated) {
+        let mut p = match Pipeline::new(&[&gpu], spec, HostInput::Generated) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(format!("{label}: {e}"));

@@ -8,7 +8,7 @@
 //! independent oracle (`common/oracle.rs`), which shares no code with them.
 use pc_pipeline::nccl::{self, NcclId};
 use pc_pipeline::ranks::{RankLayout, RankedPipeline, local_spec, transfer_digest};
-use pc_pipeline::{Input, PipelineSpec, Workload, parse_stages};
+use pc_pipeline::{HostInput, PipelineSpec, Workload, parse_stages};
 use pc_runtime::gpu::{Gpu, device_count};
 
 mod common;
@@ -70,7 +70,7 @@ fn run(list: &str, placement: Vec<usize>, k: usize, chunk: u64, total: u64) {
             let (spec, id, label, list) = (spec.clone(), id.clone(), label.clone(), list.to_string());
             std::thread::spawn(move || {
                 let gpu = Gpu::open(rank).unwrap();
-                let mut p = RankedPipeline::new(&gpu, spec, Input::Generated, rank, n, Some(&id)).unwrap_or_else(|e| panic!("{label}: rank {rank}: {e}"));
+                let mut p = RankedPipeline::new(&gpu, spec, HostInput::Generated, rank, n, Some(&id)).unwrap_or_else(|e| panic!("{label}: rank {rank}: {e}"));
                 let report = p.run(2, false, |_| {}).unwrap_or_else(|e| panic!("{label}: rank {rank}: {e}"));
                 let v = p.verify(&report);
                 // Only the rank of the pipeline's sink checks; it checks every chunk.
@@ -157,7 +157,7 @@ fn ranks_with_different_pipelines_are_refused() {
                 let id = id.clone();
                 std::thread::spawn(move || {
                     let gpu = Gpu::open(rank).unwrap();
-                    RankedPipeline::new(&gpu, spec, Input::Generated, rank, 2, Some(&id)).err().map(|e| e.to_string())
+                    RankedPipeline::new(&gpu, spec, HostInput::Generated, rank, 2, Some(&id)).err().map(|e| e.to_string())
                 })
             })
             .collect();
@@ -176,9 +176,9 @@ fn ranks_with_different_pipelines_are_refused() {
                 let spec = base();
                 let comm = std::sync::Arc::new(nccl::Comm::init(&gpu, &id, rank, 2, transfer_digest(&spec, 2).unwrap()).unwrap());
                 let layout = RankLayout::new(&spec, rank, 2).unwrap();
-                assert!(local_spec(&spec, &layout, Some(comm.clone()), &Input::Generated).is_ok());
+                assert!(local_spec(&spec, &layout, Some(comm.clone()), &HostInput::Generated).is_ok());
                 let other = spec.clone().chunk_elements(1 << 15);
-                let e = local_spec(&other, &RankLayout::new(&other, rank, 2).unwrap(), Some(comm), &Input::Generated).unwrap_err().to_string();
+                let e = local_spec(&other, &RankLayout::new(&other, rank, 2).unwrap(), Some(comm), &HostInput::Generated).unwrap_err().to_string();
                 assert!(e.contains("not the one the ranks agreed on"), "rank {rank}: {e}");
             })
         })

@@ -259,7 +259,7 @@ fn chunks_read_out_of_order_reach_the_sink_in_order() {
         }
     }
     struct Positional(Arc<Jittery>);
-    impl stream::StreamSource for Positional {
+    impl stream::StreamReader for Positional {
         fn fill(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
             Err(std::io::Error::other("read through positional()"))
         }

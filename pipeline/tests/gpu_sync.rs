@@ -2,7 +2,7 @@
 //! pipelines is needed (removing it, with its source stage slowed, corrupts
 //! a chunk that the checks catch), and the full graph shows no corruption.
 use pc_pipeline::sync_check::check_edges;
-use pc_pipeline::{Input, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
 
 #[test]
@@ -13,7 +13,7 @@ fn every_edge_of_the_default_pipelines_is_needed_and_detected() {
         for k in 1..=3 {
             let spec = PipelineSpec::new(workload).slots(k).chunk_elements(1 << 18).total_elements(6 << 18);
             // SAFETY: the races on purpose that the checker shows, results only verified.
-            let report = unsafe { check_edges(&gpu, &spec, Input::Generated, 1_000_000, |_, _| {}) }.unwrap();
+            let report = unsafe { check_edges(&gpu, &spec, HostInput::Generated, 1_000_000, |_, _| {}) }.unwrap();
             for (stage, v) in &report.baseline {
                 assert!(v.passed(), "{workload:?} K={k}: corruption with every edge, stage {stage} slowed: {v:?}");
             }

@@ -3,7 +3,7 @@
 //! pipeline's verification (the stages' references) and here, element by
 //! element, against values computed in this file from the definitions.
 use kernel_math::{Element, Stereo, hash32};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, StageRegistry, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, StageRegistry, Workload};
 use pc_runtime::gpu::Gpu;
 
 mod common;
@@ -17,7 +17,7 @@ fn check<I: Element, O: Element + PartialEq + std::fmt::Debug>(gpu: &Gpu, list: 
         for launch in [Launch::Streams, Launch::Graph] {
             let label = format!("{list} K={k} {launch:?} n={}", input.len());
             let spec = PipelineSpec::new(Workload::Stream).stages(reg.parse(list).unwrap()).slots(k).chunk_elements(4099).total_elements(input.len() as u64);
-            let mut p = Pipeline::new(&[gpu], spec, Input::from_slice(input)).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let mut p = Pipeline::new(&[gpu], spec, HostInput::from_slice(input)).unwrap_or_else(|e| panic!("{label}: {e}"));
             let r = p.run(launch, 2, false).unwrap_or_else(|e| panic!("{label}: {e}"));
             let v = p.verify(&r);
             assert!(v.passed(), "{label}: {}", v.summary());
@@ -71,7 +71,7 @@ fn generated_input_of_other_types_verifies() {
     for list in ["h2d,u8-to-f32,moving-average,d2h", "h2d,mix-u32,d2h", "h2d,double-f64,d2h", "h2d,stereo-to-mono,consumer,d2h"] {
         let spec =
             PipelineSpec::new(Workload::Stream).stages(reg.parse(list).unwrap()).slots(2).chunk_elements(1 << 16).total_elements((1 << 20) + 7).seed(seed());
-        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
         let r = p.run(Launch::Streams, 1, false).unwrap();
         let v = p.verify(&r);
         assert!(v.passed(), "{list}: {}", v.summary());
@@ -83,7 +83,7 @@ fn generated_input_of_other_types_verifies() {
 fn run_stage<I: Element, O: Element>(gpu: &Gpu, stage: pc_pipeline::Stage, input: &[I]) -> (pc_pipeline::reference::Verification, Vec<O>) {
     use pc_pipeline::builtin::{d2h, h2d};
     let spec = PipelineSpec::new(Workload::Stream).stages(vec![h2d(), stage, d2h()]).slots(2).chunk_elements(4099).total_elements(input.len() as u64);
-    let mut p = Pipeline::new(&[gpu], spec, Input::from_slice(input)).unwrap();
+    let mut p = Pipeline::new(&[gpu], spec, HostInput::from_slice(input)).unwrap();
     let r = p.run(Launch::Streams, 1, false).unwrap();
     (p.verify(&r), p.output::<O>().unwrap().to_vec())
 }

@@ -8,7 +8,7 @@
 use cudarc::driver::CudaSlice;
 use pc_pipeline::exec::warps::RingShape;
 use pc_pipeline::sync_check::check_warps;
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload, builtin, parse_stages};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload, builtin, parse_stages};
 use pc_runtime::gpu::Gpu;
 use ptx_kernels::hopper::RingConsumerKernel;
 
@@ -23,7 +23,7 @@ fn hopper(test: &str) -> Option<Gpu> {
         return Some(gpu);
     }
     let spec = PipelineSpec::new(Workload::Generate).chunk_elements(1024).total_elements(4096);
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     let e = p.run(Launch::Warps, 1, false).unwrap_err().to_string();
     assert!(e.contains("needs a GPU of compute capability 9.0") && !e.contains('\n'), "{e}");
     skipped!(test, "{e}");
@@ -45,7 +45,7 @@ fn warps_grain_verifies_every_chunk_for_every_k_and_odd_sizes() {
             for k in 1..=4 {
                 let label = format!("{list} chunk {chunk} total {total} K={k}");
                 let spec = PipelineSpec::new(workload).stages(parse_stages(list).unwrap()).slots(k).chunk_elements(chunk).total_elements(total).seed(seed);
-                let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+                let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
                 for runs in [1, 2] {
                     let r = p.run(Launch::Warps, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
                     let v = p.verify(&r);
@@ -83,7 +83,7 @@ fn fir_on_the_ring_matches_the_whole_stream_filter() {
                 for k in 1..=4 {
                     let label = format!("{} taps, {workload:?}, chunk {chunk} total {total} K={k}", taps.len());
                     let spec = PipelineSpec::new(workload).stages(stages.clone()).slots(k).chunk_elements(chunk).total_elements(total).seed(seed);
-                    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap_or_else(|e| panic!("{label}: {e}"));
                     for runs in [1, 2] {
                         p.poison_rings().unwrap();
                         let r = p.run(Launch::Warps, runs, false).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -100,7 +100,7 @@ fn fir_on_the_ring_matches_the_whole_stream_filter() {
         .stages(vec![builtin::h2d(), builtin::fir(vec![0.001; 3000]).unwrap(), builtin::d2h()])
         .chunk_elements(1 << 16)
         .total_elements(1 << 18);
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     let e = p.run(Launch::Warps, 1, false).unwrap_err().to_string();
     assert!(e.contains("3000 taps") && !e.contains('\n'), "{e}");
 }
@@ -112,7 +112,7 @@ fn warps_gives_the_results_of_streams_and_the_stages_swap_back() {
     for list in ["producer,consumer,reduce", "h2d,consumer,d2h"] {
         let workload = if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate };
         let spec = PipelineSpec::new(workload).slots(3).chunk_elements(1 << 16).total_elements((1 << 21) + 3).seed(seed());
-        let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+        let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
         let want = p.run(Launch::Streams, 1, false).unwrap();
         assert!(p.verify(&want).passed());
         for launch in [Launch::Warps, Launch::Streams, Launch::Graph, Launch::Warps, Launch::Graph] {
@@ -137,7 +137,7 @@ fn the_sync_checker_shows_the_full_wait_is_needed() {
         let workload = if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate };
         let spec = PipelineSpec::new(workload).slots(2).chunk_elements(1 << 18).total_elements(6 << 18).seed(seed());
         // SAFETY: the faulted run races on purpose; its results are only verified.
-        let runs = unsafe { check_warps(&gpu, &spec, Input::Generated, 200_000) }.unwrap();
+        let runs = unsafe { check_warps(&gpu, &spec, HostInput::Generated, 200_000) }.unwrap();
         assert_eq!(runs.len(), 2);
         for r in &runs {
             eprintln!("{list} faults={} passed={} chunks_wrong={}", r.faults, r.check.passed(), r.check.chunks_wrong);

@@ -4,7 +4,7 @@
 //! stage, the slot and who waited, within the watchdog's time, not hang.
 //! Run with --include-ignored.
 use nvptx_std::hopper::ring::fault::STALL_PRODUCER;
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::gpu::Gpu;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ fn a_stuck_warp_ring_names_its_stage_and_slot() {
         return;
     }
     let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(1 << 16).total_elements(1 << 18).watchdog_ms(300);
-    let mut p = Pipeline::new(&[&gpu], spec, Input::Generated).unwrap();
+    let mut p = Pipeline::new(&[&gpu], spec, HostInput::Generated).unwrap();
     // SAFETY: the fault only stalls the ring (no race); the run's outcome is the error.
     unsafe { p.set_ring_knobs(STALL_PRODUCER, 0) }.unwrap();
     let t = Instant::now();

@@ -152,7 +152,7 @@ fn expected_chunk_from_asks_only_for_the_halo_before_the_chunk() {
         assert_eq!(got.view::<f32>().unwrap(), &want[chunk.start as usize..chunk.end as usize]);
         assert_eq!(*asked.borrow(), vec![chunk.start.saturating_sub(64)..chunk.end], "chunk {c}");
     }
-    // Input the caller no longer has is an error, not a guess.
+    // HostInput the caller no longer has is an error, not a guess.
     let gone = |_: std::ops::Range<u64>| -> Result<&[u8], String> { Err("dropped".into()) };
     assert_eq!(expected_chunk_from(&spec, 3, spec.chunk_range(3), &gone).unwrap_err(), "dropped");
 }

@@ -7,7 +7,7 @@
 //! many random pipelines (default [`DEFAULT_CONFIGS`]).
 use pc_pipeline::graph::{Edge, EdgeKind, EventGraph};
 use pc_pipeline::sim::{self, Hazard, Race, SimError, SimPipeline};
-use pc_pipeline::{Input, Launch, PipelineError, PipelineSpec, Stage, StageRegistry, Workload};
+use pc_pipeline::{HostInput, Launch, PipelineError, PipelineSpec, Stage, StageRegistry, Workload};
 
 /// Random pipelines by default: about 3 s in a debug build on a 2-core
 /// machine (each is run, verified, then run once per edge removed; about
@@ -48,7 +48,7 @@ fn every_workload_and_stage_verifies() {
                 for launch in sim::SIM_LAUNCHES {
                     for serial in [false, true] {
                         let spec = spec(list, k, 37, 300).serial(serial);
-                        let mut p = SimPipeline::new(spec, Input::Generated).unwrap().scheduler_seed(seed);
+                        let mut p = SimPipeline::new(spec, HostInput::Generated).unwrap().scheduler_seed(seed);
                         let what = format!("{list} K={k} seed={seed} {launch:?} serial={serial}");
                         let report = p.run(launch, 2).unwrap_or_else(|e| panic!("{what}: {e}"));
                         let v = p.verify(&report);
@@ -61,7 +61,7 @@ fn every_workload_and_stage_verifies() {
     // The workloads' own stage lists too.
     for w in [Workload::Generate, Workload::Stream] {
         let spec = PipelineSpec::new(w).chunk_elements(100).total_elements(1000).slots(3);
-        let mut p = SimPipeline::new(spec, Input::Generated).unwrap();
+        let mut p = SimPipeline::new(spec, HostInput::Generated).unwrap();
         let r = p.run(Launch::Streams, 1).unwrap();
         assert!(p.verify(&r).passed(), "{w:?}");
     }
@@ -70,11 +70,11 @@ fn every_workload_and_stage_verifies() {
 /// Verification of a simulated run is a real check: a wrong record fails it.
 #[test]
 fn a_corrupted_output_fails_verification() {
-    let mut p = SimPipeline::new(spec("h2d,consumer,d2h", 2, 10, 95), Input::Generated).unwrap();
+    let mut p = SimPipeline::new(spec("h2d,consumer,d2h", 2, 10, 95), HostInput::Generated).unwrap();
     let r = p.run(Launch::Streams, 1).unwrap();
     assert!(p.verify(&r).passed());
     // A reduce pipeline whose records are dropped fails.
-    let mut q = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), Input::Generated).unwrap();
+    let mut q = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), HostInput::Generated).unwrap();
     let mut rr = q.run(Launch::Graph, 1).unwrap();
     assert!(q.verify(&rr).passed());
     rr.reductions[3] = kernel_math::Reduction::EMPTY;
@@ -84,7 +84,7 @@ fn a_corrupted_output_fails_verification() {
 /// The flags, PDL and warps grains are refused with a line that says what runs.
 #[test]
 fn other_grains_are_refused() {
-    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), Input::Generated).unwrap();
+    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), HostInput::Generated).unwrap();
     for launch in [Launch::Flags, Launch::Warps, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
         let e = p.run(launch, 1).unwrap_err();
         assert!(matches!(e, SimError::Failed(PipelineError::GrainUnsupported { .. })), "{e}");
@@ -98,7 +98,7 @@ fn other_grains_are_refused() {
 #[test]
 fn seeds_give_different_orders_and_the_same_results() {
     let run = |seed: u64| {
-        let mut p = SimPipeline::new(spec("h2d,consumer,moving-average,d2h", 3, 8, 200), Input::Generated).unwrap().scheduler_seed(seed);
+        let mut p = SimPipeline::new(spec("h2d,consumer,moving-average,d2h", 3, 8, 200), HostInput::Generated).unwrap().scheduler_seed(seed);
         let r = p.run(Launch::Streams, 1).unwrap();
         assert!(p.verify(&r).passed());
         (p.device().order().to_vec(), p.output_bytes().unwrap().to_vec())
@@ -152,7 +152,7 @@ fn every_edge_removed_is_reported() {
         [("producer,consumer,reduce", 2, 7), ("h2d,consumer,fir,d2h", 3, 8), ("h2d,d2h", 1, 4), ("producer,consumer,consumer,reduce", 4, 9)]
     {
         for launch in sim::SIM_LAUNCHES {
-            let mut p = SimPipeline::new(spec(list, k, 5, 5 * chunks), Input::Generated).unwrap();
+            let mut p = SimPipeline::new(spec(list, k, 5, 5 * chunks), HostInput::Generated).unwrap();
             let full = p.event_graph().clone();
             assert!(!full.edges().is_empty());
             for e in full.edges() {
@@ -164,7 +164,7 @@ fn every_edge_removed_is_reported() {
         }
     }
     // No events at all, one stream per stage: unordered.
-    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 5, 20), Input::Generated).unwrap();
+    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 5, 20), HostInput::Generated).unwrap();
     p.set_event_graph(|g| EventGraph::unordered(g.stages(), g.chunks(), g.slots())).unwrap();
     assert!(matches!(p.run(Launch::Streams, 1), Err(SimError::Race { .. })));
 }
@@ -259,7 +259,7 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
             names.join(",")
         );
         let spec = PipelineSpec::new(Workload::Generate).stages(list).slots(k).chunk_elements(chunk).total_elements(total).serial(serial);
-        let mut p = SimPipeline::new(spec.clone(), Input::Generated).unwrap_or_else(|e| panic!("{what}: {e}")).scheduler_seed(sched);
+        let mut p = SimPipeline::new(spec.clone(), HostInput::Generated).unwrap_or_else(|e| panic!("{what}: {e}")).scheduler_seed(sched);
         let report = p.run(launch, runs).unwrap_or_else(|e| panic!("{what}: {e}"));
         let v = p.verify(&report);
         assert!(v.passed(), "{what}: {}", v.summary());

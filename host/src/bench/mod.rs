@@ -9,7 +9,7 @@ mod plots;
 use anyhow::{Context, Result};
 use clap::Args;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::copy;
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
@@ -292,7 +292,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     }
                     let graph = !matches!(launch, Launch::Streams | Launch::Warps);
                     let spec = PipelineSpec::new(workload).slots(k).serial(serial).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
-                    let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
+                    let mut p = Pipeline::new(&[&gpu], spec.clone(), HostInput::Generated)?;
                     p.run(launch, 1, false)?; // warm-up (and graph capture)
                     let runs = 3;
                     let r = p.run(launch, runs, false)?;
@@ -325,7 +325,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
                     for k in [16usize, 128] {
                         let mode = format!("flags grain (K={k})");
                         let spec = PipelineSpec::new(workload).slots(k).chunk_elements(chunk / 4).total_elements(a.pipeline_total / 4);
-                        let mut p = Pipeline::new(&[&gpu], spec.clone(), Input::Generated)?;
+                        let mut p = Pipeline::new(&[&gpu], spec.clone(), HostInput::Generated)?;
                         p.run(Launch::Flags, 1, false)?; // warm-up (kernels loaded, counters allocated)
                         let runs = 3;
                         let r = p.run(Launch::Flags, runs, false)?;

@@ -7,7 +7,7 @@
 //! that every stream finishes (events time one context's stream only).
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
-use pc_pipeline::{Input, Launch, Pipeline, PipelineSpec, Workload};
+use pc_pipeline::{HostInput, Launch, Pipeline, PipelineSpec, Workload};
 use pc_runtime::copy;
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::Gpu;
@@ -155,7 +155,7 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
     for workload in [Workload::Generate, Workload::Stream] {
         let spec = PipelineSpec::new(workload).slots(3).chunk_elements(4 << 20).total_elements(1 << 28);
         let mut rate = |on: &[&Gpu]| -> Result<f64> {
-            let mut p = Pipeline::new(on, spec.clone(), Input::Generated)?;
+            let mut p = Pipeline::new(on, spec.clone(), HostInput::Generated)?;
             p.run(Launch::Streams, 1, false)?;
             let r = p.run(Launch::Streams, 3, false)?;
             ok &= p.verify(&r).passed();
@@ -185,7 +185,7 @@ pub fn run(large: u64, reps: usize, list: &str, json_path: &std::path::Path) -> 
     let ceiling16 = peer.first().and_then(|p| p["a_to_b_16mib"].as_f64());
     for chunk in [16u64 << 20, 64 << 20] {
         let spec = PipelineSpec::new(Workload::Generate).slots(3).chunk_elements(chunk / 4).total_elements(1 << 30).placement(vec![0, 1, 1]);
-        let mut p = Pipeline::new(&refs[..2], spec, Input::Generated)?;
+        let mut p = Pipeline::new(&refs[..2], spec, HostInput::Generated)?;
         p.run(Launch::Streams, 1, false)?;
         let r = p.run(Launch::Streams, 3, false)?;
         ok &= p.verify(&r).passed();

@@ -7,7 +7,7 @@ use crate::spec::PipelineSpec;
 use pc_runtime::stream;
 
 impl Part<'_> {
-    pub fn capture(&mut self, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
+    pub(crate) fn capture(&mut self, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
         let s0 = self.streams[0].clone();
         stream::begin_capture(&s0).map_err(err("starting the graph capture"))?;
         let enqueued = self.enqueue(spec, 0, host, None);
@@ -39,9 +39,9 @@ impl super::Grain for GraphGrain {
     }
 
     /// Captures the run once (again after the graph was dropped).
-    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, host: &HostBuffers) -> Result<()> {
+    fn before_runs(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
         if part.cuda_graph.is_none() {
-            part.capture(spec, host)?;
+            part.capture(run.spec, run.host)?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ impl Part<'_> {
     /// Enqueues one run: exactly the actions of [`plan`] (the tested seam),
     /// walked by [`enqueue_actions`], plus timeline events around each
     /// operation when asked for.
-    pub fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
+    pub(crate) fn enqueue(&mut self, spec: &PipelineSpec, part: usize, host: &HostBuffers, timeline: Option<&mut Vec<PendingSpan>>) -> Result<()> {
         let local_origins: Vec<Option<Arc<CudaEvent>>> = vec![None; self.streams.len()];
         let actions = plan(&self.graph, self.streams.len());
         let mut on = OnPart { part: self, spec, index: part, host, timeline, local_origins };

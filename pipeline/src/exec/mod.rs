@@ -21,6 +21,7 @@ mod enqueue;
 mod error;
 pub(crate) mod flags;
 pub(crate) mod part;
+pub use part::{GrainState, Part};
 pub mod pdl;
 pub mod plan;
 pub mod split;
@@ -31,21 +32,24 @@ use crate::elem::{ElemType, HostChunk};
 use crate::graph::EventGraph;
 use crate::host_mem::PinnedBuffer;
 use crate::reference::{Verification, verify};
-pub use crate::spec::Launch;
 use crate::spec::PipelineSpec;
 use crate::timeline::{PendingSpan, Timeline};
 use cudarc::driver::CudaEvent;
 use error::{Result, err};
 use kernel_math::{Element, POISON_BITS, Reduction};
-use part::Part;
+
 use pc_runtime::Error;
 use pc_runtime::gpu::Gpu;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Where host input (an `h2d` source) comes from.
+/// The old name of [`HostInput`].
+#[deprecated(note = "renamed HostInput: a source is a stage kind (SourceStage)")]
+pub type Input = HostInput;
+
+/// Where a pipeline's host input (what its `h2d` stage copies) comes from.
 #[derive(Debug, Clone)]
-pub enum Input {
+pub enum HostInput {
     /// Generated on the host: `produce(i, seed)` for f32, hashed bytes for
     /// other element types.
     Generated,
@@ -56,10 +60,10 @@ pub enum Input {
     Data(HostChunk),
 }
 
-impl Input {
-    /// Input from a slice of elements.
-    pub fn from_slice<T: Element>(v: &[T]) -> Input {
-        Input::Data(HostChunk::from_slice(v))
+impl HostInput {
+    /// HostInput from a slice of elements.
+    pub fn from_slice<T: Element>(v: &[T]) -> HostInput {
+        HostInput::Data(HostChunk::from_slice(v))
     }
 }
 
@@ -87,7 +91,7 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Input bytes moved per second, over all runs, in decimal GB/s.
+    /// HostInput bytes moved per second, over all runs, in decimal GB/s.
     pub fn input_gbps(&self, spec: &PipelineSpec) -> f64 {
         let size = spec.input_type().map_or(4, |t| t.size());
         let bytes = spec.total_elements as f64 * size as f64 * self.runs as f64;
@@ -101,11 +105,11 @@ impl RunReport {
 /// error return of [`Pipeline::run`].
 ///
 /// ```no_run
-/// use pc_pipeline::{Pipeline, PipelineSpec, Workload, Launch, Input};
+/// use pc_pipeline::{Pipeline, PipelineSpec, Workload, Launch, HostInput};
 /// use pc_runtime::gpu::Gpu;
 /// let gpu = Gpu::open(0)?;
 /// let spec = PipelineSpec::new(Workload::Stream).slots(3).chunk_elements(1 << 20).total_elements(1 << 26);
-/// let mut pipeline = Pipeline::new(&[&gpu], spec, Input::Generated)?;
+/// let mut pipeline = Pipeline::new(&[&gpu], spec, HostInput::Generated)?;
 /// let report = pipeline.run(Launch::Streams, 1, false)?;
 /// assert!(pipeline.verify(&report).passed());
 /// println!("{:.1} GB/s", report.input_gbps(pipeline.spec()));
@@ -129,15 +133,78 @@ pub struct Pipeline<'g> {
     flag_faults: Vec<u32>,
 }
 
-/// One way of launching a pipeline's work (`--grain`), implemented by
-/// each grain's module; the table of grains (`grains::grain`) binds a
-/// [`Launch`] to its grain, and the executor runs a pipeline through this
-/// trait alone. The hooks run in this order: `prepare` (per part), the
-/// stages selected, then in flight `check_run`, `before_runs` (per part),
+/// How a run is launched: the grain of its hand-offs. The named variants
+/// are the built-in grains (`grains::GRAINS`, the table, binds each to its
+/// [`Grain`]); [`Launch::Grain`] runs any other grain, one of the table or
+/// one of yours. Two launches are equal when their grains have the same
+/// name.
+#[derive(Clone, Copy)]
+pub enum Launch {
+    /// Every operation enqueued on the streams, each run.
+    Streams,
+    /// The launch sequence captured once as a CUDA graph and replayed.
+    Graph,
+    /// The flags grain: each stage one kernel for the whole run, all
+    /// running at once, slots handed over through counters in device
+    /// memory (`nvptx_std::ring`) instead of events. Stages need a flag
+    /// form (see [`crate::flags`]).
+    Flags,
+    /// Programmatic dependent launch (sm_90; see [`pdl`]): a
+    /// chain of stages with PDL forms (the generate pipeline's built-ins
+    /// have theirs) on one stream, each kernel starting while the one ahead
+    /// of it finishes and waiting on the GPU (`griddepcontrol.wait`);
+    /// enqueued each run, or with `graph` captured once and replayed.
+    Pdl { graph: bool },
+    /// Stream launches as [`Launch::Streams`], with the stages that have a
+    /// warps form ([`warps::WarpForm`]; the built-in consumer, reduce and
+    /// fir do) on the warp-specialized mbarrier ring (sm_90; see
+    /// [`warps`]).
+    Warps,
+    /// Any grain: one added to the table since the named ones, or one of
+    /// yours (a `'static` value of a type implementing [`Grain`]).
+    Grain(&'static dyn Grain),
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launch::Streams => f.write_str("Streams"),
+            Launch::Graph => f.write_str("Graph"),
+            Launch::Flags => f.write_str("Flags"),
+            Launch::Pdl { graph } => f.debug_struct("Pdl").field("graph", graph).finish(),
+            Launch::Warps => f.write_str("Warps"),
+            Launch::Grain(g) => f.debug_tuple("Grain").field(&g.name()).finish(),
+        }
+    }
+}
+
+/// Launches are their grains: equal when the grains' names are.
+impl PartialEq for Launch {
+    fn eq(&self, other: &Launch) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Launch {}
+
+/// One way of launching a pipeline's work (`--grain`): a grain. Each
+/// built-in grain is a module implementing it and one line in the table of
+/// grains (`grains::GRAINS`, from which [`crate::LAUNCHES`],
+/// [`Launch::name`] and [`Launch`]'s `FromStr` come); a grain of yours runs
+/// with [`Launch::Grain`]. The executor runs a pipeline through this trait
+/// alone. The hooks run in this order: `prepare` (per part), the stages
+/// selected, then in flight `check_run`, `before_runs` (per part),
 /// `enqueue_run` (per run, per part), and after the final synchronize
 /// `status`, `records` and `stamps` (per part); `failure` after a failed
 /// run.
-pub(crate) trait Grain: Sync {
+///
+/// The hooks are safe to implement: a [`Part`] hands a grain of another
+/// crate its own state ([`Part::state`]) and the run's stream launches
+/// ([`RunCtx::enqueue_streams`]), nothing that enqueues raw GPU work.
+/// A grain whose GPU work is its stages' own takes it from their forms
+/// (as the flags, PDL and warps grains do), whose GPU side is an `unsafe`
+/// trait with its contract.
+pub trait Grain: Sync {
     /// Its name on the command line (`--grain`), which [`Launch::name`]
     /// gives and [`Launch`]'s `FromStr` reads.
     fn name(&self) -> &'static str;
@@ -158,7 +225,7 @@ pub(crate) trait Grain: Sync {
     }
 
     /// The type of the part's state whose stages this grain runs instead
-    /// of the part's own (see [`part::GrainState::select`]).
+    /// of the part's own (see [`GrainState::select`]).
     fn stages(&self) -> Option<std::any::TypeId> {
         None
     }
@@ -168,8 +235,9 @@ pub(crate) trait Grain: Sync {
         Ok(())
     }
 
-    /// In flight, once per run call, before the first run: captures.
-    fn before_runs(&self, _part: &mut Part<'_>, _spec: &PipelineSpec, _host: &enqueue::HostBuffers) -> Result<()> {
+    /// In flight, once per run call, before the first run: captures
+    /// (`run.spans()` is empty).
+    fn before_runs(&self, _part: &mut Part<'_>, _run: &mut RunCtx<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -192,7 +260,7 @@ pub(crate) trait Grain: Sync {
         Ok(None)
     }
 
-    /// Whether its timeline comes from the spans [`RunCtx::spans`] collects.
+    /// Whether its timeline comes from the event spans [`RunCtx::enqueue_streams`] collects.
     fn event_spans(&self) -> bool {
         false
     }
@@ -204,16 +272,37 @@ pub(crate) trait Grain: Sync {
     }
 }
 
-/// What [`Grain::enqueue_run`] is given for one run on one part.
-pub(crate) struct RunCtx<'a> {
-    pub spec: &'a PipelineSpec,
+/// What [`Grain::enqueue_run`] (and [`Grain::before_runs`]) is given for
+/// one run on one part, while the run is in flight.
+pub struct RunCtx<'a> {
+    pub(crate) spec: &'a PipelineSpec,
     /// The part's index.
-    pub part: usize,
-    pub host: &'a enqueue::HostBuffers,
+    pub(crate) part: usize,
+    pub(crate) host: &'a enqueue::HostBuffers,
     /// Where event spans go (the last run of a timeline run; `None` otherwise).
-    pub spans: Option<&'a mut Vec<PendingSpan>>,
+    pub(crate) spans: Option<&'a mut Vec<PendingSpan>>,
     /// The sync checker's fault bits per stage for the flags grain.
-    pub flag_faults: &'a [u32],
+    pub(crate) flag_faults: &'a [u32],
+}
+
+impl RunCtx<'_> {
+    /// The pipeline's spec.
+    pub fn spec(&self) -> &PipelineSpec {
+        self.spec
+    }
+
+    /// The index of the part (GPU) this run is enqueued on.
+    pub fn part(&self) -> usize {
+        self.part
+    }
+
+    /// Enqueues one run on `part` with stream launches: every (stage,
+    /// chunk) on its stage's stream with exactly the event graph's waits,
+    /// and the timeline's spans when this run collects them (what
+    /// [`Launch::Streams`] does each run).
+    pub fn enqueue_streams(&mut self, part: &mut Part<'_>) -> Result<()> {
+        part.enqueue(self.spec, self.part, self.host, self.spans.take())
+    }
 }
 
 /// Stream launches ([`Launch::Streams`]): every operation enqueued on the
@@ -234,7 +323,7 @@ impl Grain for StreamsGrain {
     }
 
     fn enqueue_run(&self, part: &mut Part<'_>, run: &mut RunCtx<'_>) -> Result<()> {
-        part.enqueue(run.spec, run.part, run.host, run.spans.take())
+        run.enqueue_streams(part)
     }
 
     fn event_spans(&self) -> bool {
@@ -281,7 +370,7 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
 impl<'g> Pipeline<'g> {
     /// Splits the chunks over `gpus` (contiguous ranges, in order) and
     /// allocates everything. Nothing runs yet.
-    pub fn new(gpus: &[&'g Gpu], spec: PipelineSpec, input: Input) -> Result<Pipeline<'g>> {
+    pub fn new(gpus: &[&'g Gpu], spec: PipelineSpec, input: HostInput) -> Result<Pipeline<'g>> {
         spec.validate()?;
         if gpus.is_empty() {
             return Err(PipelineError::NoGpus);
@@ -486,8 +575,8 @@ impl<'g> Pipeline<'g> {
         let host_in = self.input.as_ref().map(|b| b.as_ptr());
         let host_out = self.output.as_mut().map(|b| b.as_mut_ptr());
         let host = enqueue::HostBuffers { input: host_in, input_size: self.input_type.size(), output: host_out, output_size: self.output_type.size() };
-        for p in &mut self.parts {
-            grain.before_runs(p, &self.spec, &host)?;
+        for (pi, p) in self.parts.iter_mut().enumerate() {
+            grain.before_runs(p, &mut RunCtx { spec: &self.spec, part: pi, host: &host, spans: None, flag_faults: &self.flag_faults })?;
         }
         let timing = pc_runtime::stream::TIMING;
         let wall = Instant::now();
@@ -617,11 +706,11 @@ pub fn generated_bytes(elem: ElemType, seed: u32, offset: u64, out: &mut [u8]) {
     }
 }
 
-fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: Input) -> Result<PinnedBuffer> {
+fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &PipelineSpec, elem: ElemType, input: HostInput) -> Result<PinnedBuffer> {
     let n = spec.total_elements as usize;
     let bytes = n.checked_mul(elem.size()).ok_or(PipelineError::Runtime(Error::HostMemory { elements: n as u64, needed: n as u128 * elem.size() as u128 }))?;
     // A file that is too short is refused before any allocation.
-    if let Input::File(path) = &input {
+    if let HostInput::File(path) = &input {
         let have = std::fs::metadata(path).map_err(|source| PipelineError::Input { path: path.clone(), source })?.len();
         if have < bytes as u64 {
             return Err(PipelineError::InputTooShort { path: path.clone(), have, want: bytes as u64, elements: n as u64, elem: elem.name() });
@@ -629,7 +718,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
     }
     let mut buf = PinnedBuffer::new(ctx, bytes)?;
     match input {
-        Input::Generated => {
+        HostInput::Generated => {
             let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
             let part = bytes.div_ceil(threads).max(1 << 18).next_multiple_of(4);
             std::thread::scope(|s| {
@@ -638,7 +727,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
                 }
             });
         }
-        Input::File(path) => {
+        HostInput::File(path) => {
             use std::io::Read;
             let io = |source| PipelineError::Input { path: path.clone(), source };
             let mut f = std::fs::File::open(&path).map_err(io)?;
@@ -654,7 +743,7 @@ fn load_input(ctx: &std::sync::Arc<cudarc::driver::CudaContext>, spec: &Pipeline
             }
             f.read_exact(buf.bytes_mut()).map_err(io)?;
         }
-        Input::Data(chunk) => {
+        HostInput::Data(chunk) => {
             if chunk.elem() != elem {
                 return Err(PipelineError::BadInput(format!("the data holds {} but the source writes {elem}", chunk.elem())));
             }

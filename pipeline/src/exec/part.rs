@@ -28,38 +28,42 @@ pub(crate) struct Ring {
     pub slot_bytes: usize,
 }
 
-pub(crate) struct Part<'g> {
+/// One GPU's share of a pipeline, as a [`super::Grain`]'s hooks see it:
+/// its chunks and the grains' states ([`Part::state`]). Its streams, rings
+/// and stages stay the executor's: what runs on them is the event graph's
+/// (or a grain's of this crate, under its contract).
+pub struct Part<'g> {
     /// The GPU of stage 0 (of every stage, unless the pipeline is placed).
-    pub gpu: &'g Gpu,
+    pub(crate) gpu: &'g Gpu,
     /// Each stage's GPU (placement: see [`PipelineSpec::placement`]).
-    pub stage_gpus: Vec<&'g Gpu>,
+    pub(crate) stage_gpus: Vec<&'g Gpu>,
     /// Global chunk indices of this part.
-    pub chunks: Range<usize>,
-    pub streams: Vec<Arc<CudaStream>>,
-    pub rings: Vec<Ring>,
-    pub stages: Vec<Box<dyn OnGpu>>,
+    pub(crate) chunks: Range<usize>,
+    pub(crate) streams: Vec<Arc<CudaStream>>,
+    pub(crate) rings: Vec<Ring>,
+    pub(crate) stages: Vec<Box<dyn OnGpu>>,
     /// The stages' names (errors).
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// The delay kernel on each stage's GPU.
-    pub delay: Vec<Kernel<DelayKernel>>,
+    pub(crate) delay: Vec<Kernel<DelayKernel>>,
     /// `events[stage][c % pool]`: the "done" event of (stage, c).
-    pub events: Vec<Vec<CudaEvent>>,
-    pub fork: CudaEvent,
-    pub joins: Vec<CudaEvent>,
-    pub graph: EventGraph,
-    pub cuda_graph: Option<CudaGraph>,
+    pub(crate) events: Vec<Vec<CudaEvent>>,
+    pub(crate) fork: CudaEvent,
+    pub(crate) joins: Vec<CudaEvent>,
+    pub(crate) graph: EventGraph,
+    pub(crate) cuda_graph: Option<CudaGraph>,
     /// Each grain's own state on this part (kernels, counters, records,
     /// replacement stages), made by the grain at its first run and kept
     /// for the next, keyed by the state's type: the part names no grain.
-    grain_state: Vec<(TypeId, Box<dyn GrainState>)>,
+    grain_state: GrainStates,
 }
 
 /// A grain's state on one part, which only that grain reads (through
 /// [`Part::state`]); the part reaches it through these hooks alone.
-pub(crate) trait GrainState: Any {
-    /// Before every run: put this grain's replacement stages into
-    /// `stages` when `on` (the run is this grain's), the part's own back
-    /// otherwise. Host work only.
+pub trait GrainState: Any {
+    /// Before every run, nothing running: put this grain's replacement
+    /// stages into `stages` when `on` (the run is this grain's), the
+    /// part's own back otherwise. Host work only.
     fn select(&mut self, _stages: &mut [Box<dyn OnGpu>], _on: bool) {}
     /// The per-stage delays changed: drop what captured them (a graph).
     fn delays_changed(&mut self) {}
@@ -69,6 +73,45 @@ pub(crate) trait GrainState: Any {
 struct Taken;
 
 impl GrainState for Taken {}
+
+/// The grains' states of a part, at most one per type.
+#[derive(Default)]
+struct GrainStates(Vec<(TypeId, Box<dyn GrainState>)>);
+
+impl GrainStates {
+    fn get<T: GrainState>(&self) -> Option<&T> {
+        let (_, s) = self.0.iter().find(|(id, _)| *id == TypeId::of::<T>())?;
+        (&**s as &dyn Any).downcast_ref()
+    }
+
+    fn get_mut<T: GrainState>(&mut self) -> Option<&mut T> {
+        let (_, s) = self.0.iter_mut().find(|(id, _)| *id == TypeId::of::<T>())?;
+        (&mut **s as &mut dyn Any).downcast_mut()
+    }
+
+    fn set<T: GrainState>(&mut self, state: T) {
+        let id = TypeId::of::<T>();
+        self.0.retain(|(k, _)| *k != id);
+        self.0.push((id, Box::new(state)));
+    }
+
+    /// The state of type `T`, a placeholder left in its place.
+    fn take<T: GrainState>(&mut self) -> Option<Box<dyn GrainState>> {
+        let i = self.0.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
+        Some(std::mem::replace(&mut self.0[i].1, Box::new(Taken)))
+    }
+
+    /// `s` back in the placeholder [`GrainStates::take`] left; if a state
+    /// of type `T` was set meanwhile, that one stays.
+    fn put_back<T: GrainState>(&mut self, s: Box<dyn GrainState>) {
+        let id = TypeId::of::<T>();
+        match self.0.iter().position(|(k, _)| *k == id) {
+            Some(j) if (&*self.0[j].1 as &dyn Any).is::<Taken>() => self.0[j].1 = s,
+            Some(_) => {}
+            None => self.0.push((id, s)),
+        }
+    }
+}
 
 /// Device bytes a part needs for its rings: per ring, K slots of the chunk's
 /// elements, each slot rounded up to [`SLOT_ALIGN`].
@@ -81,14 +124,14 @@ fn slot_bytes(t: ElemType, elements: u64) -> usize {
 }
 
 impl<'g> Part<'g> {
-    pub fn new(gpu: &'g Gpu, spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
+    pub(crate) fn new(gpu: &'g Gpu, spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         Part::placed(&vec![gpu; spec.stages.len()], spec, ring_types, chunks)
     }
 
     /// A part whose stage `s` runs on `stage_gpus[s]`: its stream, its
     /// kernels and the ring it writes live there (a stage reading a ring on
     /// another GPU is a peer copy, see `copy::peer_copy`).
-    pub fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
+    pub(crate) fn placed(stage_gpus: &[&'g Gpu], spec: &PipelineSpec, ring_types: &[ElemType], chunks: Range<usize>) -> Result<Part<'g>> {
         let stages = spec.stages.len();
         let gpu = stage_gpus[0];
         let local = chunks.len();
@@ -166,12 +209,12 @@ impl<'g> Part<'g> {
             joins,
             graph,
             cuda_graph: None,
-            grain_state: Vec::new(),
+            grain_state: GrainStates::default(),
         })
     }
 
     /// Poison in every ring slot, then wait for it.
-    pub fn poison_rings(&mut self) -> Result<()> {
+    pub(crate) fn poison_rings(&mut self) -> Result<()> {
         let n = self.streams.len();
         for (r, ring) in self.rings.iter_mut().enumerate() {
             // The writer's stream: the ring lives on its GPU.
@@ -186,39 +229,40 @@ impl<'g> Part<'g> {
         Ok(())
     }
 
+    /// Global indices of the chunks this part runs.
+    pub fn chunks(&self) -> Range<usize> {
+        self.chunks.clone()
+    }
+
     /// The state of type `T` (one grain's), if that grain made it.
-    pub(crate) fn state<T: GrainState>(&self) -> Option<&T> {
-        let (_, s) = self.grain_state.iter().find(|(id, _)| *id == TypeId::of::<T>())?;
-        (&**s as &dyn Any).downcast_ref()
+    pub fn state<T: GrainState>(&self) -> Option<&T> {
+        self.grain_state.get()
     }
 
     /// [`Part::state`], mutable.
-    pub(crate) fn state_mut<T: GrainState>(&mut self) -> Option<&mut T> {
-        let (_, s) = self.grain_state.iter_mut().find(|(id, _)| *id == TypeId::of::<T>())?;
-        (&mut **s as &mut dyn Any).downcast_mut()
+    pub fn state_mut<T: GrainState>(&mut self) -> Option<&mut T> {
+        self.grain_state.get_mut()
     }
 
     /// Keeps `state`, replacing one of its type.
-    pub(crate) fn set_state<T: GrainState>(&mut self, state: T) {
-        let id = TypeId::of::<T>();
-        self.grain_state.retain(|(k, _)| *k != id);
-        self.grain_state.push((id, Box::new(state)));
+    pub fn set_state<T: GrainState>(&mut self, state: T) {
+        self.grain_state.set(state)
     }
 
     /// `f` with the part and its state of type `T` both borrowed (`None`:
-    /// no such state). The state is out of the part while `f` runs.
-    pub(crate) fn with_state<T: GrainState, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> Option<R> {
-        let i = self.grain_state.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
-        let mut s = std::mem::replace(&mut self.grain_state[i].1, Box::new(Taken));
+    /// no such state). The state is out of the part while `f` runs; a
+    /// state of that type `f` sets stays in its place.
+    pub fn with_state<T: GrainState, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> Option<R> {
+        let mut s = self.grain_state.take::<T>()?;
         let r = (&mut *s as &mut dyn Any).downcast_mut::<T>().map(|t| f(self, t));
-        self.grain_state[i].1 = s;
+        self.grain_state.put_back::<T>(s);
         r
     }
 
     /// Before a run: the stages of the state of type `active` in, every
     /// other state's out (see [`GrainState::select`]).
     pub(crate) fn select_stages(&mut self, active: Option<TypeId>) {
-        for (id, s) in &mut self.grain_state {
+        for (id, s) in &mut self.grain_state.0 {
             s.select(&mut self.stages, Some(*id) == active);
         }
     }
@@ -226,11 +270,11 @@ impl<'g> Part<'g> {
     /// The per-stage delays changed (see [`GrainState::delays_changed`]).
     pub(crate) fn delays_changed(&mut self) {
         self.cuda_graph = None;
-        self.grain_state.iter_mut().for_each(|(_, s)| s.delays_changed());
+        self.grain_state.0.iter_mut().for_each(|(_, s)| s.delays_changed());
     }
 
     /// The sink's per-chunk records (reduce), after the run synchronized.
-    pub fn records(&mut self) -> Result<Vec<Reduction>> {
+    pub(crate) fn records(&mut self) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
         match self.stages.last_mut() {
             Some(sink) => sink.records(&s0),
@@ -239,7 +283,7 @@ impl<'g> Part<'g> {
     }
 
     /// Waits for every stream, ignoring errors (which the caller already has).
-    pub fn synchronize_quietly(&self) {
+    pub(crate) fn synchronize_quietly(&self) {
         for s in &self.streams {
             let _ = s.synchronize();
         }
@@ -257,6 +301,32 @@ impl Drop for Part<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state taken out and put back is found again, by its type, even
+    /// when one of its type was set meanwhile (the newer stays) or another
+    /// type's state was set or replaced in between.
+    #[test]
+    fn states_are_found_by_type_after_take_and_put_back() {
+        struct A(u32);
+        impl GrainState for A {}
+        struct B(u32);
+        impl GrainState for B {}
+        let mut g = GrainStates::default();
+        g.set(A(1));
+        g.set(B(2));
+        let a = g.take::<A>().unwrap();
+        assert!(g.get::<A>().is_none() && g.get::<B>().unwrap().0 == 2);
+        g.set(B(3));
+        g.put_back::<A>(a);
+        assert_eq!((g.get::<A>().unwrap().0, g.get::<B>().unwrap().0), (1, 3));
+        let old = g.take::<A>().unwrap();
+        g.set(A(4));
+        g.put_back::<A>(old);
+        assert_eq!((g.get::<A>().unwrap().0, g.get::<B>().unwrap().0), (4, 3));
+        g.get_mut::<B>().unwrap().0 = 5;
+        assert_eq!(g.get::<B>().unwrap().0, 5);
+        assert_eq!(g.0.len(), 2);
+    }
 
     #[test]
     fn slots_are_aligned_and_budgeted_per_type() {

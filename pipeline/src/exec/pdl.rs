@@ -1,8 +1,11 @@
-//! The PDL grains (`Launch::Pdl`): the generate pipeline (producer ->
-//! consumer -> reduce) on one stream, chunk after chunk, every kernel a
-//! `#[kernel(pdl)]` of kernels-hopper launched with programmatic dependent
-//! launch, either enqueued each run or captured once as a CUDA graph (whose
-//! edges are then programmatic) and replayed.
+//! The PDL grains (`Launch::Pdl`): a chain of stages on one stream, chunk
+//! after chunk, every stage run by its PDL form ([`PdlForm`], a
+//! [`Stage`] carries it as data), whose kernels are `#[kernel(pdl)]`s
+//! launched with programmatic dependent launch, either enqueued each run or
+//! captured once as a CUDA graph (whose edges are then programmatic) and
+//! replayed. The built-in producer, consumer and reduce have PDL forms
+//! (kernels-hopper's `pdl_*_kernel`s, given them by the catalog), so the
+//! generate pipeline runs; so does any chain whose stages all have one.
 //!
 //! Why it is correct with no event at all: each kernel's entry waits
 //! (`griddepcontrol.wait`) for the kernel ahead of it on the stream to
@@ -18,31 +21,94 @@
 //! before they are written.
 use super::error::{Result, err};
 use super::part::Part;
-use crate::records::{RECORD_WORDS, reduction_from_words, reduction_words};
+use crate::Pipeline;
+use crate::PipelineError;
+use crate::records::Records;
 use crate::spec::PipelineSpec;
-use crate::{Pipeline, PipelineError};
-use cudarc::driver::{CudaGraph, CudaSlice, DevicePtr, DevicePtrMut};
-use kernel_math::{AtomicReduction, Reduction};
-use pc_runtime::launch::Kernel;
-use pc_runtime::{copy, stream};
-use ptx_kernels::hopper::{PdlConsumerKernel, PdlProducerKernel, PdlReduceKernel};
+use crate::stage::{ChunkInfo, OnGpu, Op, Setup, Stage};
+use cudarc::driver::{CudaGraph, CudaStream};
+use kernel_math::Reduction;
+use pc_runtime::launch::{Kernel, Module};
+use pc_runtime::stream;
+use ptx_kernels::hopper::{KernelCrate as HopperCrate, PdlConsumerKernel, PdlProducerKernel, PdlReduceKernel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// The stages the PDL grains run, in order: the generate pipeline.
-pub const PDL_STAGES: [&str; 3] = ["producer", "consumer", "reduce"];
+/// A stage's form in the PDL grains: its work on one chunk as kernels
+/// launched on the chain's one stream. What it prepares is an [`OnGpu`]
+/// (an `unsafe` trait: all work on [`Op::stream`], only the op's slots and
+/// its own buffers), whose kernels may be launched with PDL
+/// (`launch_pdl`, for `#[kernel(pdl)]` kernels only, which wait for the
+/// kernel ahead before touching memory). Launch with PDL what follows a
+/// kernel on the stream; the source's op on its first local chunk
+/// ([`Op::local_chunk`] 0) follows the run's resets (copies), and is
+/// launched plainly.
+pub trait PdlForm: Send + Sync {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>>;
+}
 
-/// One part's PDL kernels, records and captured graph.
+/// What a stage's PDL form is given to prepare itself: the Hopper module
+/// and the stage's knobs.
+pub struct PdlCtx<'a> {
+    module: &'a Module<HopperCrate>,
+    knobs: &'a Arc<PdlKnobs>,
+}
+
+impl PdlCtx<'_> {
+    /// kernels-hopper, loaded on the part's GPU.
+    pub fn module(&self) -> &Module<HopperCrate> {
+        self.module
+    }
+
+    /// The stage's knobs, which the grain sets before each run.
+    pub fn knobs(&self) -> &Arc<PdlKnobs> {
+        self.knobs
+    }
+}
+
+/// One stage's sync-checker knobs in the PDL grains: the fault bits
+/// ([`Pipeline::set_pdl_faults`]) and the stage's delay
+/// ([`PipelineSpec::spin_ns`]), for a form to pass to its kernels.
+#[derive(Debug, Default)]
+pub struct PdlKnobs {
+    faults: AtomicU32,
+    spin_ns: AtomicU64,
+}
+
+impl PdlKnobs {
+    /// The fault bits (`nvptx_std::hopper::pdl::fault`; 0: the protocol).
+    /// Only a launcher whose contract accepts the race takes them
+    /// (`launch_with_faults`, `unsafe`), and the caller of
+    /// [`Pipeline::set_pdl_faults`] accepted it.
+    pub fn faults(&self) -> u32 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// The stage's delay in nanoseconds.
+    pub fn spin_ns(&self) -> u64 {
+        self.spin_ns.load(Ordering::Relaxed)
+    }
+}
+
+impl Stage {
+    /// This stage with `form` as its PDL-grains form.
+    pub fn with_pdl_form(self, form: Arc<dyn PdlForm>) -> Stage {
+        self.with_form(form)
+    }
+
+    /// Its PDL-grains form, if it has one.
+    pub fn pdl_form(&self) -> Option<&Arc<dyn PdlForm>> {
+        self.form::<Arc<dyn PdlForm>>()
+    }
+}
+
+/// One part's PDL stages and captured graph.
 pub(crate) struct PdlChain {
-    producer: Kernel<PdlProducerKernel>,
-    consumer: Kernel<PdlConsumerKernel>,
-    reduce: Kernel<PdlReduceKernel>,
-    /// One reduction record per local chunk (8-byte words), reset each run
-    /// from `empty`.
-    records: CudaSlice<u64>,
-    empty: CudaSlice<u64>,
+    stages: Vec<Box<dyn OnGpu>>,
+    /// Each stage's knobs.
+    knobs: Vec<Arc<PdlKnobs>>,
     /// The run captured as a graph (`Launch::Pdl { graph: true }`).
     pub graph: Option<CudaGraph>,
-    /// The sync checker's fault bits for the consumer (0: the protocol).
-    pub faults: u32,
 }
 
 impl super::part::GrainState for PdlChain {
@@ -54,11 +120,15 @@ impl super::part::GrainState for PdlChain {
 
 /// Refuses, in one line, a pipeline the PDL grains cannot run.
 pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
-    let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
-    if names != PDL_STAGES {
+    if let Some(s) = spec.stages.iter().find(|s| s.pdl_form().is_none()) {
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
         return Err(PipelineError::GrainUnsupported {
             grain: "pdl",
-            why: format!("it runs the generate pipeline {} only, not {}", PDL_STAGES.join(","), names.join(",")),
+            why: format!(
+                "it runs stages with a PDL form (Stage::with_pdl_form; the built-in producer,consumer,reduce have one) and {} of {} has none",
+                s.name(),
+                names.join(",")
+            ),
         });
     }
     if spec.serial {
@@ -83,10 +153,10 @@ impl super::Grain for PdlGrain {
     }
 
     /// The chain prepared (once), and captured (once) for the graph grain.
-    fn before_runs(&self, part: &mut Part<'_>, spec: &PipelineSpec, _host: &super::enqueue::HostBuffers) -> Result<()> {
-        part.prepare_pdl(spec)?;
+    fn before_runs(&self, part: &mut Part<'_>, run: &mut super::RunCtx<'_>) -> Result<()> {
+        part.prepare_pdl(run.spec)?;
         if self.graph && part.pdl_uncaptured() {
-            part.capture_pdl(spec)?;
+            part.capture_pdl(run.spec)?;
         }
         Ok(())
     }
@@ -101,30 +171,32 @@ impl super::Grain for PdlGrain {
 }
 
 impl Part<'_> {
-    /// Loads the PDL kernels (refusing GPUs older than sm_90) and allocates
-    /// the records, once.
+    /// Prepares every stage's PDL form (refusing GPUs older than sm_90),
+    /// once.
     pub(crate) fn prepare_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
         check_pdl_spec(spec)?;
         if self.state::<PdlChain>().is_some() {
             return Ok(());
         }
         let module = ptx_kernels::hopper::load(self.gpu)?;
-        let (producer, consumer, reduce) = (module.kernel::<PdlProducerKernel>()?, module.kernel::<PdlConsumerKernel>()?, module.kernel::<PdlReduceKernel>()?);
-        for b in [producer.check_block(spec.block_size), consumer.check_block(spec.block_size), reduce.check_block(spec.block_size)] {
-            b?;
-        }
         let s0 = self.streams[0].clone();
-        let template: Vec<u64> = (0..self.chunks.len()).flat_map(|_| reduction_words(&Reduction::EMPTY)).collect();
-        let empty = s0.clone_htod(&template).map_err(err("allocating the PDL records"))?;
-        let records = s0.clone_htod(&template).map_err(err("allocating the PDL records"))?;
-        s0.synchronize().map_err(err("allocating the PDL records"))?;
-        self.set_state(PdlChain { producer, consumer, reduce, records, empty, graph: None, faults: 0 });
+        let mut modules = Vec::new();
+        let mut setup = Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
+        let (mut stages, mut knobs) = (Vec::new(), Vec::new());
+        for st in &spec.stages {
+            let form = st.pdl_form().ok_or_else(|| PipelineError::BadStages(format!("stage {} has no PDL form", st.name())))?;
+            let k = Arc::new(PdlKnobs::default());
+            stages.push(form.prepare(&mut setup, &PdlCtx { module: &module, knobs: &k })?);
+            knobs.push(k);
+        }
+        s0.synchronize().map_err(err("preparing the PDL stages"))?;
+        self.set_state(PdlChain { stages, knobs, graph: None });
         Ok(())
     }
 
-    /// Enqueues one run on stream 0: the records reset, then per chunk the
-    /// producer, consumer and reduce, each launched with PDL (the first
-    /// producer plainly: ahead of it is a copy, not a kernel).
+    /// Enqueues one run on stream 0: every stage's per-run setup (the
+    /// records' reset), then per chunk every stage in order, each by its
+    /// PDL form.
     pub(crate) fn enqueue_pdl(&mut self, spec: &PipelineSpec) -> Result<()> {
         self.with_state(|p, chain: &mut PdlChain| p.enqueue_pdl_with(chain, spec)).unwrap_or(Err(PipelineError::EmptyCapture))
     }
@@ -132,54 +204,29 @@ impl Part<'_> {
     /// [`Part::enqueue_pdl`] once the chain is there.
     fn enqueue_pdl_with(&mut self, chain: &mut PdlChain, spec: &PipelineSpec) -> Result<()> {
         let s0 = self.streams[0].clone();
-        let bytes = chain.records.len() * 8;
         // Raw driver calls act on the current context (another part's, on several GPUs).
         s0.context().bind_to_thread().map_err(err("binding the GPU"))?;
-        {
-            let (dst, _) = chain.records.device_ptr_mut(&s0);
-            let (src, _) = chain.empty.device_ptr(&s0);
-            // SAFETY: both buffers hold `bytes`; stream 0 is the only one
-            // that touches them.
-            unsafe { copy::dtod_async(dst, src, bytes, &s0) }.map_err(err("resetting the PDL records"))?;
+        for (s, k) in chain.knobs.iter().enumerate() {
+            k.spin_ns.store(spec.spin_of(s), Ordering::Relaxed);
+        }
+        for stage in &mut chain.stages {
+            stage.begin_run(&s0)?;
         }
         let slots = self.rings.first().map_or(1, |r| r.buf.len() / r.slot_bytes.max(1)).max(1);
-        let spin = spec.spin_of(0);
+        let last = chain.stages.len().saturating_sub(1);
         for lc in 0..self.chunks.len() {
-            let range = spec.chunk_range(self.chunks.start + lc);
-            let len = (range.end - range.start) as usize;
-            let cfg = self.gpu.launch_config(len as u64, spec.block_size, None)?;
+            let index = self.chunks.start + lc;
+            let range = spec.chunk_range(index);
+            let cfg = self.gpu.launch_config(range.end - range.start, spec.block_size, None)?;
             let slot = lc % slots;
-            let [a, b] = &mut self.rings[..] else {
-                return Err(PipelineError::BadStages("the PDL grain needs the generate pipeline's two rings".into()));
-            };
-            let (sa, sb) = (a.slot_bytes, b.slot_bytes);
-            let mut produced = a.buf.slice_mut(slot * sa..(slot + 1) * sa);
-            // SAFETY: the slot holds `len` f32 (ring 0 is the producer's f32
-            // ring, each slot sized for a chunk and 256-byte aligned).
-            let mut produced = unsafe { produced.transmute_mut::<f32>(len) }.ok_or(PipelineError::BadStages("ring 0 slot too small".into()))?;
-            let mut consumed = b.buf.slice_mut(slot * sb..(slot + 1) * sb);
-            // SAFETY: as above, ring 1.
-            let mut consumed = unsafe { consumed.transmute_mut::<f32>(len) }.ok_or(PipelineError::BadStages("ring 1 slot too small".into()))?;
-            let words = chain.records.slice(lc * RECORD_WORDS..(lc + 1) * RECORD_WORDS);
-            // SAFETY: 80 bytes of u64 words, 8-byte aligned, viewed as the
-            // AtomicReduction of the same layout (checked in kernel-math).
-            let record = unsafe { words.transmute::<AtomicReduction>(1) }.ok_or(PipelineError::BadStages("PDL record too small".into()))?;
-            // SAFETY (all three): one stream; every kernel is a PdlKernel,
-            // which waits for the kernel ahead of it before touching memory,
-            // so stream order holds for memory (see the module docs). The
-            // consumer's fault bits, when set, are the sync checker's race,
-            // accepted by `Pipeline::set_pdl_faults`'s caller.
-            unsafe {
-                if lc == 0 {
-                    PdlProducerKernel::launch(&chain.producer, &s0, cfg, &mut produced, range.start, spec.seed, spin)?;
-                } else {
-                    PdlProducerKernel::launch_pdl(&chain.producer, &s0, cfg, &mut produced, range.start, spec.seed, spin)?;
-                }
-                let produced = produced.slice(..);
-                PdlConsumerKernel::launch_with_faults(&chain.consumer, &s0, cfg, true, &produced, &mut consumed, chain.faults)?;
-                let consumed = consumed.slice(..);
-                let rcfg = cudarc::driver::LaunchConfig { shared_mem_bytes: nvptx_std::REDUCE_SHARED_BYTES, ..cfg };
-                PdlReduceKernel::launch_pdl(&chain.reduce, &s0, rcfg, &consumed, &record)?;
+            for (s, stage) in chain.stages.iter_mut().enumerate() {
+                // The rings either side of stage s: ring s-1 read, ring s written.
+                let (before, after) = self.rings.split_at_mut(s);
+                let input = before.last().map(|r| (r.elem, r.buf.slice(slot * r.slot_bytes..(slot + 1) * r.slot_bytes)));
+                let output = if s < last { after.first_mut().map(|r| (r.elem, r.buf.slice_mut(slot * r.slot_bytes..(slot + 1) * r.slot_bytes))) } else { None };
+                let chunk = ChunkInfo { index, range: range.clone(), seed: spec.seed };
+                let mut op = Op { stream: &s0, cfg, chunk, local_chunk: lc, input, output, host_in: None, host_out: None, stage: &self.names[s] };
+                stage.enqueue(&mut op)?;
             }
         }
         Ok(())
@@ -213,13 +260,14 @@ impl Part<'_> {
         Ok(())
     }
 
-    /// The PDL run's per-chunk records, after the run synchronized.
+    /// The PDL run's per-chunk records (its sink's), after the run synchronized.
     pub(crate) fn pdl_records(&mut self) -> Result<Vec<Reduction>> {
         let s0 = self.streams[0].clone();
-        let chain = self.state::<PdlChain>().ok_or(PipelineError::EmptyCapture)?;
-        let words = s0.clone_dtoh(&chain.records).map_err(err("copying the PDL reductions back"))?;
-        s0.synchronize().map_err(err("copying the PDL reductions back"))?;
-        Ok(words.chunks_exact(RECORD_WORDS).map(reduction_from_words).collect())
+        let chain = self.state_mut::<PdlChain>().ok_or(PipelineError::EmptyCapture)?;
+        match chain.stages.last_mut() {
+            Some(sink) => sink.records(&s0),
+            None => Err(PipelineError::BadStages("no stages".into())),
+        }
     }
 }
 
@@ -239,11 +287,118 @@ impl Pipeline<'_> {
         for p in &mut self.parts {
             p.prepare_pdl(&self.spec)?;
             if let Some(chain) = p.state_mut::<PdlChain>() {
-                chain.faults = spec_faults;
+                chain.knobs.iter().for_each(|k| k.faults.store(spec_faults, Ordering::Relaxed));
                 chain.graph = None;
             }
         }
         Ok(())
+    }
+}
+
+/// The built-in `producer`'s PDL form: `pdl_producer_kernel`.
+pub(crate) struct ProducerPdl;
+
+impl PdlForm for ProducerPdl {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = ctx.module().kernel::<PdlProducerKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        Ok(Box::new(ProducerPdlOnGpu { kernel, knobs: ctx.knobs().clone() }))
+    }
+}
+
+struct ProducerPdlOnGpu {
+    kernel: Kernel<PdlProducerKernel>,
+    knobs: Arc<PdlKnobs>,
+}
+
+// SAFETY: one launch on the op's stream, writing the op's output slot.
+unsafe impl OnGpu for ProducerPdlOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream, first, seed, lc) = (op.cfg, op.stream, op.chunk.range.start, op.chunk.seed, op.local_chunk);
+        let spin = self.knobs.spin_ns();
+        let mut out = op.output::<f32>()?;
+        // SAFETY: the chain's one stream; a PDL launch is of a PdlKernel,
+        // which waits for the kernel ahead before touching memory (the
+        // module docs). The first chunk's follows the resets: plain.
+        unsafe {
+            if lc == 0 {
+                PdlProducerKernel::launch(&self.kernel, stream, cfg, &mut out, first, seed, spin)
+            } else {
+                PdlProducerKernel::launch_pdl(&self.kernel, stream, cfg, &mut out, first, seed, spin)
+            }
+        }?;
+        Ok(())
+    }
+}
+
+/// The built-in `consumer`'s PDL form: `pdl_consumer_kernel`, which takes
+/// the sync checker's fault bits.
+pub(crate) struct ConsumerPdl;
+
+impl PdlForm for ConsumerPdl {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = ctx.module().kernel::<PdlConsumerKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        Ok(Box::new(ConsumerPdlOnGpu { kernel, knobs: ctx.knobs().clone() }))
+    }
+}
+
+struct ConsumerPdlOnGpu {
+    kernel: Kernel<PdlConsumerKernel>,
+    knobs: Arc<PdlKnobs>,
+}
+
+// SAFETY: one launch on the op's stream, reading its input slot and
+// writing its output slot.
+unsafe impl OnGpu for ConsumerPdlOnGpu {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream) = (op.cfg, op.stream);
+        let faults = self.knobs.faults();
+        let (input, mut output) = op.slots::<f32, f32>()?;
+        // SAFETY: as the producer's; fault bits only from
+        // `Pipeline::set_pdl_faults`, whose caller accepted the race.
+        unsafe { PdlConsumerKernel::launch_with_faults(&self.kernel, stream, cfg, true, &input, &mut output, faults) }?;
+        Ok(())
+    }
+}
+
+/// The built-in `reduce`'s PDL form: `pdl_reduce_kernel`, one record per chunk.
+pub(crate) struct ReducePdl;
+
+impl PdlForm for ReducePdl {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = ctx.module().kernel::<PdlReduceKernel>()?;
+        kernel.check_block(setup.block_size())?;
+        let records = Records::new(setup)?;
+        Ok(Box::new(ReducePdlOnGpu { kernel, records }))
+    }
+}
+
+struct ReducePdlOnGpu {
+    kernel: Kernel<PdlReduceKernel>,
+    records: Records,
+}
+
+// SAFETY: the reset, each launch and the read-back touch only this stage's
+// records and the op's input slot, on the op's stream (the read-back after
+// the run synchronized).
+unsafe impl OnGpu for ReducePdlOnGpu {
+    fn begin_run(&mut self, stream: &CudaStream) -> Result<()> {
+        self.records.reset(stream)
+    }
+
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (stream, lc) = (op.stream, op.local_chunk);
+        let cfg = cudarc::driver::LaunchConfig { shared_mem_bytes: nvptx_std::REDUCE_SHARED_BYTES, ..op.cfg };
+        let input = op.input::<f32>()?;
+        let record = self.records.atomic(lc, 1)?;
+        // SAFETY: as the producer's; the record is this chunk's alone.
+        unsafe { PdlReduceKernel::launch_pdl(&self.kernel, stream, cfg, &input, &record) }?;
+        Ok(())
+    }
+
+    fn records(&mut self, stream: &Arc<CudaStream>) -> Result<Vec<Reduction>> {
+        self.records.read(stream)
     }
 }
 
@@ -252,13 +407,20 @@ mod tests {
     use super::*;
     use crate::{PipelineSpec, Workload, builtin};
 
+    /// Any chain whose stages all have a PDL form runs; by its forms, not
+    /// by its stages' names.
     #[test]
-    fn only_the_generate_pipeline_runs_as_pdl() {
+    fn chains_of_pdl_forms_run_as_pdl() {
         assert!(check_pdl_spec(&PipelineSpec::new(Workload::Generate)).is_ok());
         let e = check_pdl_spec(&PipelineSpec::new(Workload::Stream)).unwrap_err().to_string();
-        assert!(e.contains("h2d,consumer,d2h") && e.contains("producer,consumer,reduce") && !e.contains('\n'), "{e}");
+        assert!(e.contains("h2d of h2d,consumer,d2h has none") && !e.contains('\n'), "{e}");
         let two = PipelineSpec::new(Workload::Generate).stages(vec![builtin::producer(), builtin::consumer(), builtin::consumer(), builtin::reduce()]);
-        assert!(check_pdl_spec(&two).is_err());
+        assert!(check_pdl_spec(&two).is_ok());
         assert!(check_pdl_spec(&PipelineSpec::new(Workload::Generate).serial(true)).is_err());
+        // A stage of yours named like a built-in has no form until given one.
+        let mine = || Stage::map::<ptx_kernels::ConsumerKernel>("consumer", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| o.copy_from_slice(i));
+        let spec = |c: Stage| PipelineSpec::new(Workload::Generate).stages(vec![builtin::producer(), c, builtin::reduce()]);
+        assert!(check_pdl_spec(&spec(mine())).unwrap_err().to_string().contains("consumer of producer,consumer,reduce has none"));
+        assert!(check_pdl_spec(&spec(mine().with_pdl_form(Arc::new(ConsumerPdl)))).is_ok());
     }
 }

@@ -1,11 +1,13 @@
 //! The warps grain (`Launch::Warps`, sm_90): the pipeline run with stream
-//! launches and its events as always, but with the built-in `consumer`,
-//! `reduce` and `fir` stages' kernels replaced by kernels-hopper's
-//! `ring_consumer_kernel`, `ring_reduce_kernel` and `ring_fir_kernel`, which
-//! hand each chunk over inside the block through the warp-specialized
-//! mbarrier ring (`nvptx_std::hopper::ring`): one producer lane
-//! bulk-copies tiles (the fir's with its halo) into shared-memory slots,
-//! the other warps compute on them.
+//! launches and its events as always, but with every stage that has a warps
+//! form ([`WarpForm`], a [`Stage`] carries it as data) run by it instead.
+//! The built-in `consumer`, `reduce` and `fir` have theirs (given them by
+//! the catalog): kernels-hopper's `ring_consumer_kernel`,
+//! `ring_reduce_kernel` and `ring_fir_kernel`, which hand each chunk over
+//! inside the block through the warp-specialized mbarrier ring
+//! (`nvptx_std::hopper::ring`): one producer lane bulk-copies tiles (the
+//! fir's with its halo) into shared-memory slots, the other warps compute
+//! on them.
 //!
 //! The replacement stages are prepared at the first warps run and swapped
 //! with the plain ones around each such run, so the same pipeline (rings,
@@ -107,9 +109,10 @@ impl RingShape {
 
 /// The sync checker's knobs of the ring kernels, shared by a part's ring
 /// stages: fault bits (`nvptx_std::hopper::ring::fault`) and the producer
-/// lane's spin before each copy.
+/// lane's spin before each copy ([`Pipeline::set_ring_knobs`]), and the
+/// ring waits' watchdog, for a form to pass to its kernels.
 #[derive(Debug, Default)]
-pub(crate) struct RingKnobs {
+pub struct RingKnobs {
     faults: AtomicU32,
     spin_ns: AtomicU64,
     /// The ring waits' watchdog (`--watchdog-ms`; 0: the kernels' 10 s).
@@ -117,8 +120,21 @@ pub(crate) struct RingKnobs {
 }
 
 impl RingKnobs {
-    fn timeout_ns(&self) -> u64 {
+    /// The ring waits' watchdog in nanoseconds (`--watchdog-ms`).
+    pub fn timeout_ns(&self) -> u64 {
         self.timeout_ns.load(Ordering::Relaxed)
+    }
+
+    /// The fault bits (0: the protocol). Only a launcher whose contract
+    /// accepts the race takes them (`launch_with_faults`, `unsafe`), and
+    /// the caller of [`Pipeline::set_ring_knobs`] accepted it.
+    pub fn faults(&self) -> u32 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// The producer lane's spin before each copy, in nanoseconds.
+    pub fn spin_ns(&self) -> u64 {
+        self.spin_ns.load(Ordering::Relaxed)
     }
 }
 
@@ -152,8 +168,9 @@ impl super::part::GrainState for WarpStages {
 
 /// A ring stage's watchdog record ([`WarpWatch`]): pinned host memory the
 /// GPU maps, so that the report of a wait that timed out can be read after
-/// the trap left the context unusable.
-pub(crate) struct Watch {
+/// the trap left the context unusable. A stage passes its device address
+/// to its ring kernels and keeps the `Arc` as long as it launches them.
+pub struct Watch {
     host: *mut WarpWatch,
     device: u64,
 }
@@ -166,6 +183,11 @@ unsafe impl Send for Watch {}
 unsafe impl Sync for Watch {}
 
 impl Watch {
+    /// The record's device address (a ring kernel's `watch` parameter).
+    pub fn device(&self) -> u64 {
+        self.device
+    }
+
     fn new(gpu: &pc_runtime::gpu::Gpu) -> Result<Watch> {
         use pc_runtime::pinned::{self, HostAlloc};
         // SAFETY: only made current.
@@ -203,33 +225,60 @@ impl Drop for Watch {
     }
 }
 
-/// The stages the warps grain replaces by name; a stage may also bring its
-/// own form (the `fir` stage does).
-pub const WARP_STAGES: [&str; 2] = ["consumer", "reduce"];
-
 /// What a stage's warps form is given to prepare itself: the Hopper module,
-/// the GPU and the sync checker's knobs.
-pub(crate) struct WarpCtx<'a> {
+/// the GPU, the ring shape the grain chose for the spec, the sync checker's
+/// knobs and the stage's watchdog record.
+pub struct WarpCtx<'a> {
     module: &'a Module<HopperCrate>,
     info: &'a DeviceInfo,
+    shape: RingShape,
     knobs: &'a Arc<RingKnobs>,
     /// The stage's watchdog record.
     watch: &'a Arc<Watch>,
 }
 
-/// A stage's form in the warps grain, for a stage not replaced by name.
-pub(crate) trait WarpForm: Send + Sync {
+impl WarpCtx<'_> {
+    /// kernels-hopper, loaded on the part's GPU.
+    pub fn module(&self) -> &Module<HopperCrate> {
+        self.module
+    }
+
+    /// The part's GPU.
+    pub fn info(&self) -> &DeviceInfo {
+        self.info
+    }
+
+    /// The ring shape for this spec's K and chunk ([`RingShape::for_chunk`]).
+    pub fn shape(&self) -> RingShape {
+        self.shape
+    }
+
+    /// The ring kernels' knobs, shared by the part's ring stages.
+    pub fn knobs(&self) -> &Arc<RingKnobs> {
+        self.knobs
+    }
+
+    /// The stage's watchdog record.
+    pub fn watch(&self) -> &Arc<Watch> {
+        self.watch
+    }
+}
+
+/// A stage's form in the warps grain: what runs the stage in place of its
+/// stream kernel. What it prepares is an [`OnGpu`] (an `unsafe` trait: all
+/// work on [`Op::stream`], only the op's slots and its own buffers).
+pub trait WarpForm: Send + Sync {
     fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>>;
 }
 
 impl Stage {
     /// This stage with `form` as its warps-grain form.
-    pub(crate) fn with_warp_form(self, form: Arc<dyn WarpForm>) -> Stage {
+    pub fn with_warp_form(self, form: Arc<dyn WarpForm>) -> Stage {
         self.with_form(form)
     }
 
     /// Its warps-grain form, if it has one.
-    pub(crate) fn warp_form(&self) -> Option<&Arc<dyn WarpForm>> {
+    pub fn warp_form(&self) -> Option<&Arc<dyn WarpForm>> {
         self.form::<Arc<dyn WarpForm>>()
     }
 }
@@ -239,11 +288,14 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
     if spec.serial {
         return Err(PipelineError::GrainUnsupported { grain: "warps", why: "drop the serial baseline".into() });
     }
-    if !spec.stages.iter().any(|s| WARP_STAGES.contains(&s.name()) || s.warp_form().is_some()) {
+    if !spec.stages.iter().any(|s| s.warp_form().is_some()) {
         let names: Vec<&str> = spec.stages.iter().map(|s| s.name()).collect();
         return Err(PipelineError::GrainUnsupported {
             grain: "warps",
-            why: format!("it runs the consumer, reduce and fir stages on the warp-specialized ring, and {} has none of them", names.join(",")),
+            why: format!(
+                "it runs the stages with a warps form (Stage::with_warp_form; the built-in consumer, reduce and fir have one) on the warp-specialized ring, and {} has none",
+                names.join(",")
+            ),
         });
     }
     Ok(())
@@ -298,35 +350,18 @@ impl Part<'_> {
         let s0 = self.streams[0].clone();
         let mut alt: Vec<Option<Box<dyn OnGpu>>> = Vec::new();
         let mut watches = Vec::new();
+        let mut modules = Vec::new();
         for st in &spec.stages {
-            let ring = WARP_STAGES.contains(&st.name()) || st.warp_form().is_some();
-            let watch = if ring { Some(Arc::new(Watch::new(self.gpu)?)) } else { None };
-            alt.push(match (st.name(), &watch) {
-                (_, None) => None,
-                ("consumer", Some(watch)) => {
-                    let kernel = module.kernel::<RingConsumerKernel>()?;
-                    kernel.check_block(shape.block())?;
-                    kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
-                    Some(Box::new(RingConsumerOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), watch: watch.clone() }))
-                }
-                ("reduce", Some(watch)) => {
-                    let kernel = module.kernel::<RingReduceKernel>()?;
-                    kernel.check_block(shape.block())?;
-                    kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
-                    let records = Records::on(&s0, self.chunks.len())?;
-                    Some(Box::new(RingReduceOnGpu { kernel, gpu: self.gpu.info().clone(), shape, knobs: knobs.clone(), records, watch: watch.clone() }))
-                }
-                (_, Some(watch)) => match st.warp_form() {
-                    Some(form) => {
-                        let mut modules = Vec::new();
-                        let mut setup =
-                            Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
-                        Some(form.prepare(&mut setup, &WarpCtx { module: &module, info: self.gpu.info(), knobs: &knobs, watch })?)
-                    }
-                    None => None,
-                },
-            });
-            watches.push(watch);
+            let Some(form) = st.warp_form() else {
+                alt.push(None);
+                watches.push(None);
+                continue;
+            };
+            let watch = Arc::new(Watch::new(self.gpu)?);
+            let mut setup = Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
+            let ctx = WarpCtx { module: &module, info: self.gpu.info(), shape, knobs: &knobs, watch: &watch };
+            alt.push(Some(form.prepare(&mut setup, &ctx)?));
+            watches.push(Some(watch));
         }
         s0.synchronize().map_err(err("preparing the warps grain"))?;
         self.set_state(WarpStages { alt, knobs, watches, swapped: false });
@@ -381,6 +416,33 @@ impl Pipeline<'_> {
     }
 }
 
+/// The built-in `consumer`'s warps form: `ring_consumer_kernel`.
+pub(crate) struct ConsumerRing;
+
+impl WarpForm for ConsumerRing {
+    fn prepare(&self, _setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let shape = ctx.shape;
+        let kernel = ctx.module.kernel::<RingConsumerKernel>()?;
+        kernel.check_block(shape.block())?;
+        kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+        Ok(Box::new(RingConsumerOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), watch: ctx.watch.clone() }))
+    }
+}
+
+/// The built-in `reduce`'s warps form: `ring_reduce_kernel`, one record a chunk.
+pub(crate) struct ReduceRing;
+
+impl WarpForm for ReduceRing {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let shape = ctx.shape;
+        let kernel = ctx.module.kernel::<RingReduceKernel>()?;
+        kernel.check_block(shape.block())?;
+        kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+        let records = Records::new(setup)?;
+        Ok(Box::new(RingReduceOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), records, watch: ctx.watch.clone() }))
+    }
+}
+
 struct RingConsumerOnGpu {
     kernel: Kernel<RingConsumerKernel>,
     gpu: DeviceInfo,
@@ -418,7 +480,7 @@ unsafe impl OnGpu for RingConsumerOnGpu {
                 slots,
                 slot_bytes,
                 self.knobs.timeout_ns(),
-                self.watch.device,
+                self.watch.device(),
                 spin,
                 faults,
             )
@@ -463,7 +525,7 @@ unsafe impl OnGpu for RingReduceOnGpu {
                 slots,
                 slot_bytes,
                 self.knobs.timeout_ns(),
-                self.watch.device,
+                self.watch.device(),
                 spin,
                 faults,
             )
@@ -547,7 +609,7 @@ unsafe impl OnGpu for RingFirOnGpu {
                     slots,
                     slot_bytes,
                     self.knobs.timeout_ns(),
-                    self.watch.device,
+                    self.watch.device(),
                     spin,
                     faults,
                 )
@@ -568,6 +630,12 @@ mod tests {
         assert!(check_warps_spec(&PipelineSpec::new(Workload::Stream)).is_ok());
         let e = check_warps_spec(&PipelineSpec::new(Workload::Stream).stages(vec![builtin::h2d(), builtin::d2h()])).unwrap_err().to_string();
         assert!(e.contains("the warps grain cannot run this pipeline") && e.contains("h2d,d2h") && !e.contains('\n'), "{e}");
+        // By its form, not its name: a stage of yours named consumer has
+        // none until given one.
+        let mine = || Stage::map::<ptx_kernels::ConsumerKernel>("consumer", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| o.copy_from_slice(i));
+        let spec = |c: Stage| PipelineSpec::new(Workload::Stream).stages(vec![builtin::h2d(), c, builtin::d2h()]);
+        assert!(check_warps_spec(&spec(mine())).is_err());
+        assert!(check_warps_spec(&spec(mine().with_warp_form(Arc::new(ConsumerRing)))).is_ok());
     }
 
     #[test]

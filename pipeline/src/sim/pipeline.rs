@@ -6,7 +6,7 @@ use super::device::{Race, SimDevice};
 use crate::PipelineError;
 use crate::exec::device::{EnqueueTo, enqueue_actions};
 use crate::exec::plan::{Action, EventId, plan, stream_chunk, stream_of};
-use crate::exec::{Input, RunReport, generated_bytes};
+use crate::exec::{HostInput, RunReport, generated_bytes};
 use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
@@ -69,9 +69,9 @@ impl EnqueueTo for Capture {
 ///
 /// ```
 /// use pc_pipeline::sim::SimPipeline;
-/// use pc_pipeline::{Input, Launch, PipelineSpec, Workload};
+/// use pc_pipeline::{HostInput, Launch, PipelineSpec, Workload};
 /// let spec = PipelineSpec::new(Workload::Stream).slots(2).chunk_elements(64).total_elements(1000);
-/// let mut sim = SimPipeline::new(spec, Input::Generated)?.scheduler_seed(7);
+/// let mut sim = SimPipeline::new(spec, HostInput::Generated)?.scheduler_seed(7);
 /// let report = sim.run(Launch::Graph, 2)?;
 /// assert!(sim.verify(&report).passed());
 /// # Ok::<(), pc_pipeline::sim::SimError>(())
@@ -90,7 +90,7 @@ pub struct SimPipeline {
 impl SimPipeline {
     /// Validates `spec` and loads its host input (h2d sources). Placement
     /// over several GPUs is refused (the simulated device is one GPU).
-    pub fn new(spec: PipelineSpec, input: Input) -> Result<SimPipeline, PipelineError> {
+    pub fn new(spec: PipelineSpec, input: HostInput) -> Result<SimPipeline, PipelineError> {
         spec.validate()?;
         if !spec.placement.is_empty() {
             return Err(PipelineError::BadStages("the simulated device is one GPU: a placed pipeline does not run on it".into()));
@@ -220,24 +220,24 @@ fn check_device(d: &SimDevice) -> Result<(), SimError> {
 }
 
 /// The host input's bytes for `spec`, as [`crate::Pipeline::new`] loads them.
-fn input_bytes(spec: &PipelineSpec, input: Input) -> Result<Vec<u8>, PipelineError> {
+fn input_bytes(spec: &PipelineSpec, input: HostInput) -> Result<Vec<u8>, PipelineError> {
     let elem = spec.input_type()?;
     let n = spec.total_elements as usize;
     let bytes = n * elem.size();
     match input {
-        Input::Generated => {
+        HostInput::Generated => {
             let mut b = vec![0u8; bytes];
             generated_bytes(elem, spec.seed, 0, &mut b);
             Ok(b)
         }
-        Input::File(path) => {
+        HostInput::File(path) => {
             let b = std::fs::read(&path).map_err(|source| PipelineError::Input { path: path.clone(), source })?;
             if b.len() < bytes {
                 return Err(PipelineError::InputTooShort { path, have: b.len() as u64, want: bytes as u64, elements: n as u64, elem: elem.name() });
             }
             Ok(b[..bytes].to_vec())
         }
-        Input::Data(chunk) => {
+        HostInput::Data(chunk) => {
             if chunk.elem() != elem {
                 return Err(PipelineError::BadInput(format!("the data holds {} but the source writes {elem}", chunk.elem())));
             }

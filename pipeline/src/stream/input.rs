@@ -17,7 +17,7 @@
 //!
 //! This part needs no GPU: the slots may be pinned memory (the GPU copies
 //! from them) or ordinary memory (tests, [`super::host_only`]).
-use super::io::{ReadAt, StreamSource};
+use super::io::{ReadAt, StreamReader};
 use crate::PipelineError;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -120,14 +120,14 @@ impl Drop for HeapMemory {
 /// How the source is read.
 pub(crate) enum Reading {
     /// In order, by one reader.
-    Sequential(Box<dyn StreamSource>),
+    Sequential(Box<dyn StreamReader>),
     /// At any offset, by this many readers at once.
     Positional(Arc<dyn ReadAt>, usize),
 }
 
 impl Reading {
     /// The source's own way: positional with `readers` readers where it can.
-    pub(crate) fn of(source: Box<dyn StreamSource>, readers: usize) -> Reading {
+    pub(crate) fn of(source: Box<dyn StreamReader>, readers: usize) -> Reading {
         match source.positional() {
             Some(r) => Reading::Positional(r, readers.max(1)),
             None => Reading::Sequential(source),

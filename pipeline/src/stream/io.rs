@@ -5,8 +5,9 @@ use kernel_math::Element;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-/// A stream's input, read on its own thread.
-pub trait StreamSource: Send + 'static {
+/// A stream's input, read on its own thread: what feeds a stream (a
+/// source *stage* is another thing, [`crate::stage::SourceStage`]).
+pub trait StreamReader: Send + 'static {
     /// Fills `buf` from the stream and returns the bytes written: fewer
     /// than `buf.len()` only at the stream's end (0 once it has ended).
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize>;
@@ -23,6 +24,10 @@ pub trait StreamSource: Send + 'static {
         None
     }
 }
+
+/// The old name of [`StreamReader`].
+#[deprecated(note = "renamed StreamReader: a source is a stage kind (SourceStage)")]
+pub use StreamReader as StreamSource;
 
 /// Reads at any offset, from several threads at once.
 pub trait ReadAt: Send + Sync + 'static {
@@ -51,7 +56,7 @@ pub trait StreamSink: Send + 'static {
     }
 }
 
-impl<S: StreamSource + ?Sized> StreamSource for Box<S> {
+impl<S: StreamReader + ?Sized> StreamReader for Box<S> {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (**self).fill(buf)
     }
@@ -78,7 +83,7 @@ impl<S: StreamSink + ?Sized> StreamSink for Box<S> {
 /// Little-endian elements from any reader (a file, standard input, a socket).
 pub struct ReadSource<R>(pub R);
 
-impl<R: Read + Send + 'static> StreamSource for ReadSource<R> {
+impl<R: Read + Send + 'static> StreamReader for ReadSource<R> {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {
@@ -116,7 +121,7 @@ pub fn from_channel<T: Element>(rx: Receiver<Vec<T>>) -> IterSource<T, std::sync
     from_iter(rx)
 }
 
-impl<T: Element, I: Iterator<Item = Vec<T>> + Send + 'static> StreamSource for IterSource<T, I> {
+impl<T: Element, I: Iterator<Item = Vec<T>> + Send + 'static> StreamReader for IterSource<T, I> {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {
@@ -147,7 +152,7 @@ impl<T: Element, I: Iterator<Item = Vec<T>> + Send + 'static> StreamSource for I
 
 /// A regular file read with several positional reads at once: each chunk
 /// in pieces of at least 256 KiB on rayon's pool, and (in a stream) several
-/// chunks at once ([`StreamSource::positional`]). One thread copies from
+/// chunks at once ([`StreamReader::positional`]). One thread copies from
 /// the page cache at a few GB/s, far below a GPU's host link.
 pub struct FileSource {
     file: std::sync::Arc<FilePieces>,
@@ -217,7 +222,7 @@ impl ReadAt for FilePieces {
     }
 }
 
-impl StreamSource for FileSource {
+impl StreamReader for FileSource {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;

@@ -37,7 +37,8 @@ mod io;
 
 pub use input::Backpressure;
 pub use io::{
-    Discard, FileSink, FileSource, FnSink, IterSource, ReadAt, ReadSource, StreamSink, StreamSource, WriteSink, from_channel, from_iter, to_channel, to_fn,
+    Discard, FileSink, FileSource, FnSink, IterSource, ReadAt, ReadSource, StreamReader, StreamSink, StreamSource, WriteSink, from_channel, from_iter,
+    to_channel, to_fn,
 };
 
 use crate::PipelineError;

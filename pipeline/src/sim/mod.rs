@@ -17,7 +17,11 @@
 //! whole), several GPUs, the flags, PDL and warps grains, ranks. See
 //! `docs/sim.md`.
 mod device;
+mod grains;
+mod machine;
 mod pipeline;
 
-pub use device::{Hazard, OpRef, Race, SimDevice};
+pub use device::{Hazard, OpRef, Place, Race, SimDevice};
+#[doc(hidden)]
+pub use grains::SimProtocol;
 pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};

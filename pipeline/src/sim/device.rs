@@ -1,6 +1,5 @@
 //! The simulated device: streams, events, rings and stage operations on the
 //! CPU, behind the executor's seam ([`EnqueueTo`]), with a race detector.
-use super::grains::WarpsSim;
 use crate::PipelineError;
 use crate::elem::{ElemType, HostChunk};
 use crate::exec::device::EnqueueTo;
@@ -10,6 +9,7 @@ use crate::stage::{ChunkInfo, Kind};
 use kernel_math::{POISON_BITS, Reduction};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 /// splitmix64: a small, seeded, reproducible generator for the scheduler.
 #[derive(Debug, Clone)]
@@ -163,6 +163,17 @@ enum Item {
     },
 }
 
+/// How a grain runs some stages' operations in place of their plain
+/// reference (the warps grain: through its block ring), so that the
+/// device names no grain.
+pub(crate) trait OpModel {
+    /// Whether it runs stage `stage`'s operations.
+    fn takes(&self, stage: usize) -> bool;
+    /// Operation `(stage, chunk)` (`len` elements) from slot `slot` of ring
+    /// `stage - 1` to slot `slot` of ring `stage`, run on `device`.
+    fn run_op(&self, device: &mut SimDevice, stage: usize, chunk: usize, slot: usize, len: usize) -> Result<(), String>;
+}
+
 /// Races kept at most (the first ones, in enqueue order).
 const MAX_RACES: usize = 64;
 
@@ -206,8 +217,9 @@ pub struct SimDevice {
     order: Vec<OpRef>,
     /// The first stage failure while running (a reference error).
     failure: Option<String>,
-    /// The warps grain's model, while a warps run is enqueued and run.
-    warps: Option<WarpsSim>,
+    /// How some stages' operations run instead (the warps grain's block
+    /// ring), while such a run is enqueued and run.
+    op_model: Option<Arc<dyn OpModel>>,
     /// The first block ring that could not go on (warps grain).
     stuck: Option<String>,
 }
@@ -250,7 +262,7 @@ impl SimDevice {
             rng: Rng::new(seed),
             order: Vec::new(),
             failure: None,
-            warps: None,
+            op_model: None,
             stuck: None,
         })
     }
@@ -280,10 +292,10 @@ impl SimDevice {
         self.stuck.as_deref()
     }
 
-    /// Runs the ring stages of the operations run from now on through the
-    /// warps grain's block ring (`None`: plainly).
-    pub(crate) fn set_warps(&mut self, warps: Option<WarpsSim>) {
-        self.warps = warps;
+    /// Runs the operations from now on of the stages `model` takes with it
+    /// (the warps grain's block ring; `None`: all plainly).
+    pub(crate) fn set_op_model(&mut self, model: Option<Arc<dyn OpModel>>) {
+        self.op_model = model;
     }
 
     /// The stage names, in order.
@@ -496,8 +508,8 @@ impl SimDevice {
         self.order.push(OpRef { run: self.run, stage, chunk });
         let range = self.spec.chunk_range(chunk);
         let len = (range.end - range.start) as usize;
-        match self.warps.clone().filter(|w| w.ring_stage(stage)) {
-            Some(w) => w.run_op(self, stage, chunk, slot, len),
+        match self.op_model.clone().filter(|m| m.takes(stage)) {
+            Some(m) => m.run_op(self, stage, chunk, slot, len),
             None => self.run_piece(stage, chunk, (slot, slot), 0..len, None),
         }
     }

@@ -3,7 +3,7 @@
 //! hand-offs are the device code's, decided by the same functions of
 //! `kernel_math::ring` (`slot_use`, `filled_target`, `freed_target`,
 //! `piece`, `group_chunks`; `RingState` and its parities).
-use super::device::{OpRef, Rng, SimDevice};
+use super::device::{OpModel, OpRef, Rng, SimDevice};
 use super::machine::{Actor, Cond, Machine, Mem, Step, Stuck, Touch};
 use crate::elem::HostChunk;
 use crate::exec::warps::{RingShape, WARP_STAGES};
@@ -229,8 +229,10 @@ impl WarpsSim {
             .collect();
         WarpsSim { ring, proto }
     }
+}
 
-    pub(crate) fn ring_stage(&self, stage: usize) -> bool {
+impl OpModel for WarpsSim {
+    fn takes(&self, stage: usize) -> bool {
         self.ring.get(stage).is_some_and(Option::is_some)
     }
 
@@ -239,7 +241,7 @@ impl WarpsSim {
     /// (a producer lane copying tiles into shared slots, consumer threads
     /// reading them), and the stage's reference runs on the chunk as the
     /// consumers read it.
-    pub(crate) fn run_op(&self, device: &mut SimDevice, stage: usize, chunk: usize, slot: usize, len: usize) -> Result<(), String> {
+    fn run_op(&self, device: &mut SimDevice, stage: usize, chunk: usize, slot: usize, len: usize) -> Result<(), String> {
         let input = device.slot_chunk(stage - 1, slot, len)?;
         let size = input.elem().size();
         let p = &self.proto;

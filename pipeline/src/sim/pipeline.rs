@@ -2,7 +2,7 @@
 //! ([`plan`], [`stream_chunk`]) walked by the executor's walker
 //! ([`enqueue_actions`]) into a [`SimDevice`], for runs (stream launches,
 //! graph replay) and for streams.
-use super::device::{Race, Rng, SimDevice};
+use super::device::{OpModel, Race, Rng, SimDevice};
 use super::grains::{SimProtocol, WarpsSim, flags_run, pdl_run};
 use crate::PipelineError;
 use crate::exec::device::{EnqueueTo, enqueue_actions};
@@ -11,6 +11,7 @@ use crate::exec::{Input, RunReport, generated_bytes};
 use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a run on the simulated device can hit.
@@ -237,10 +238,11 @@ impl SimPipeline {
             enqueue_actions(plan(&self.graph, self.streams), &mut c)?;
             self.capture = Some(c.0);
         }
-        self.device.set_warps((launch == Launch::Warps).then(|| WarpsSim::new(&self.spec, self.protocol.clone())));
+        let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
+        self.device.set_op_model(warps);
         let enqueued = self.enqueue_runs(launch, runs);
         let synced = enqueued.and_then(|()| self.device.synchronize());
-        self.device.set_warps(None);
+        self.device.set_op_model(None);
         synced?;
         Ok(())
     }

@@ -190,3 +190,73 @@ fn warps_weakened_protocols_are_found() {
         weakened_is_found(&s, Launch::Warps, SimProtocol { producer_parity_flipped: true, ..p() }, Found::Stuck);
     }
 }
+
+/// splitmix64, for the random configurations.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random configurations of the protocol grains (pipeline, K, chunk and
+/// total sizes, P, G, tiles, blocks, consumers, runs, scheduler seed)
+/// verify, and a weakening that must always be found (a reader without
+/// its wait, a wrong slot or parity) is, in each. `PC_SIM_SEED` replays
+/// one; `PC_SIM_CONFIGS` sets how many (default 300).
+#[test]
+fn random_protocol_configurations() {
+    let seed = std::env::var("PC_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+    let configs = std::env::var("PC_SIM_CONFIGS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    println!("PC_SIM_SEED={seed}");
+    let mut rng = Rng(seed);
+    let lists =
+        ["producer,consumer,reduce", "producer,consumer,consumer,reduce", "h2d,consumer,d2h", "h2d,fir,d2h", "producer,moving-average,fir,consumer,reduce"];
+    for i in 0..configs {
+        let launch = [Launch::Flags, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps][rng.below(4) as usize];
+        let list = lists[rng.below(lists.len() as u64) as usize];
+        let k = 1 + rng.below(5) as usize;
+        let chunk = 1 + rng.below(40);
+        let total = 1 + rng.below(300);
+        let s = spec(list, k, chunk, total);
+        if s.check_launch(launch).is_err() {
+            continue;
+        }
+        let proto = SimProtocol {
+            flags_pieces: 1 + rng.below(4),
+            flags_groups: rng.below(k as u64 + 1),
+            warps_tile: 1 + rng.below(16) as usize,
+            warps_blocks: 1 + rng.below(3) as usize,
+            warps_consumers: 1 + rng.below(3) as usize,
+            ..SimProtocol::default()
+        };
+        let (sched, runs) = (rng.next(), 1 + rng.below(2) as usize);
+        let what = format!("config {i} of PC_SIM_SEED={seed}: {list} K={k} chunk={chunk} total={total} {launch:?} sched={sched} runs={runs} {proto:?}");
+        let mut p = SimPipeline::new(s.clone(), Input::Generated).unwrap().scheduler_seed(sched).protocol(proto.clone());
+        let report = p.run(launch, runs).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(p.verify(&report).passed(), "{what}: {}", p.verify(&report).summary());
+        // One weakening that every configuration must reveal.
+        let n = s.stages.len();
+        let weak = match launch {
+            Launch::Flags => SimProtocol { skip_filled_wait: Some(1 + rng.below(n as u64 - 1) as usize), ..proto },
+            Launch::Warps if rng.below(2) == 0 => SimProtocol { skip_full_wait: true, ..proto },
+            Launch::Warps => SimProtocol { consumer_parity_flipped: true, ..proto },
+            _ => SimProtocol { pdl_skip_wait: Some(1 + rng.below(n as u64 - 1) as usize), ..proto },
+        };
+        let mut p = SimPipeline::new(s, Input::Generated).unwrap().scheduler_seed(sched).protocol(weak.clone());
+        match p.run(launch, runs) {
+            Err(SimError::Race { .. }) => {}
+            other => panic!("{what}: weakened to {weak:?}: {:?}", other.map(|_| "no race")),
+        }
+    }
+}

@@ -188,7 +188,8 @@ fn run_machine(device: &mut SimDevice, actors: Vec<Actor>, counters: Vec<String>
     let mut m = Machine::new(actors, counters, device.names().to_vec());
     let result = m.run(rng, |id| match effects[id] {
         Effect::Piece { stage, chunk, slots, piece } => {
-            if piece.0 == 0 {
+            // The one piece that starts the chunk (pieces before it are empty).
+            if piece.0 == 0 && piece.1 > 0 {
                 device.ran(stage, chunk);
             }
             if let Err(why) = device.run_piece(stage, chunk, slots, piece.0..piece.1, None) {

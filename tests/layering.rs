@@ -519,9 +519,8 @@ const PIPELINE_LAYERS: &[(&str, Layer)] = &[
     ("nccl", Layer::Exec),
     ("ranks", Layer::Exec),
     ("sync_check", Layer::Exec),
-    ("sim", Layer::Exec),
     ("sim::device", Layer::Exec),
-    ("sim::pipeline", Layer::Exec),
+    ("sim::machine", Layer::Exec),
     ("exec::capture", Layer::Grain("graph")),
     ("exec::flags", Layer::Grain("flags")),
     ("flags", Layer::Grain("flags")),
@@ -529,6 +528,11 @@ const PIPELINE_LAYERS: &[(&str, Layer)] = &[
     ("exec::warps", Layer::Grain("warps")),
     ("builtin", Layer::Catalog),
     ("grains", Layer::Catalog),
+    // The simulated device's pipeline runs every grain (the protocol
+    // grains as models that name their grain's shapes, `sim::grains`).
+    ("sim", Layer::Catalog),
+    ("sim::pipeline", Layer::Catalog),
+    ("sim::grains", Layer::Catalog),
     ("fir", Layer::Catalog),
 ];
 

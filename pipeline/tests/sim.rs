@@ -22,6 +22,10 @@ fn spec(list: &str, k: usize, chunk: u64, total: u64) -> PipelineSpec {
     PipelineSpec::new(Workload::Generate).stages(stages(list)).slots(k).chunk_elements(chunk).total_elements(total)
 }
 
+/// The grains that run the executor's own action lists (the others are
+/// models of their protocols: `tests/sim_grains.rs`).
+const EVENT_LAUNCHES: [Launch; 2] = [Launch::Streams, Launch::Graph];
+
 const PIPELINES: [&str; 12] = [
     "producer,consumer,reduce",
     "h2d,consumer,d2h",
@@ -45,7 +49,7 @@ fn every_workload_and_stage_verifies() {
     for list in PIPELINES {
         for k in [1, 2, 3, 5] {
             for seed in 0..3u64 {
-                for launch in sim::SIM_LAUNCHES {
+                for launch in EVENT_LAUNCHES {
                     for serial in [false, true] {
                         let spec = spec(list, k, 37, 300).serial(serial);
                         let mut p = SimPipeline::new(spec, HostInput::Generated).unwrap().scheduler_seed(seed);
@@ -81,14 +85,18 @@ fn a_corrupted_output_fails_verification() {
     assert!(!q.verify(&rr).passed());
 }
 
-/// The flags, PDL and warps grains are refused with a line that says what runs.
+/// A grain is refused where its own check refuses the spec, with its line.
 #[test]
-fn other_grains_are_refused() {
-    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95), HostInput::Generated).unwrap();
-    for launch in [Launch::Flags, Launch::Warps, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
+fn grains_refuse_what_they_cannot_run() {
+    let mut p = SimPipeline::new(spec("h2d,consumer,d2h", 2, 10, 95), HostInput::Generated).unwrap();
+    for launch in [Launch::Flags, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }] {
         let e = p.run(launch, 1).unwrap_err();
-        assert!(matches!(e, SimError::Failed(PipelineError::GrainUnsupported { .. })), "{e}");
-        assert!(e.to_string().contains("stream launches and graph replay"), "{e}");
+        let want = p.spec().check_launch(launch).unwrap_err().to_string();
+        assert_eq!(e.to_string(), want);
+    }
+    let mut serial = SimPipeline::new(spec("producer,consumer,reduce", 2, 10, 95).serial(true), HostInput::Generated).unwrap();
+    for launch in [Launch::Flags, Launch::Warps, Launch::Pdl { graph: false }] {
+        assert!(matches!(serial.run(launch, 1), Err(SimError::Failed(_))), "{launch:?}");
     }
 }
 
@@ -151,7 +159,7 @@ fn every_edge_removed_is_reported() {
     for (list, k, chunks) in
         [("producer,consumer,reduce", 2, 7), ("h2d,consumer,fir,d2h", 3, 8), ("h2d,d2h", 1, 4), ("producer,consumer,consumer,reduce", 4, 9)]
     {
-        for launch in sim::SIM_LAUNCHES {
+        for launch in EVENT_LAUNCHES {
             let mut p = SimPipeline::new(spec(list, k, 5, 5 * chunks), HostInput::Generated).unwrap();
             let full = p.event_graph().clone();
             assert!(!full.edges().is_empty());
@@ -250,7 +258,7 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
         let chunks = 1 + rng.below(10);
         let total = chunk * (chunks - 1) + 1 + rng.below(chunk);
         let serial = rng.below(8) == 0;
-        let launch = sim::SIM_LAUNCHES[rng.below(2) as usize];
+        let launch = EVENT_LAUNCHES[rng.below(2) as usize];
         let runs = 1 + rng.below(2) as usize;
         let sched = rng.next();
         let names: Vec<&str> = list.iter().map(|s| s.name()).collect();

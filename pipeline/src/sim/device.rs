@@ -9,6 +9,7 @@ use crate::stage::{ChunkInfo, Kind};
 use kernel_math::{POISON_BITS, Reduction};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 /// splitmix64: a small, seeded, reproducible generator for the scheduler.
 #[derive(Debug, Clone)]
@@ -68,11 +69,35 @@ pub struct Race {
     pub from: Option<(OpRef, String)>,
     /// The later access and its stage's name.
     pub to: (OpRef, String),
+    /// Where the slot is: a ring between stages, or a block's shared memory.
+    pub place: Place,
+}
+
+/// Where a raced slot is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Slot `slot` of ring `ring` (global memory, between two stages).
+    Ring,
+    /// Shared-memory slot `slot` of block `block` of the warps grain's ring
+    /// inside stage `to`'s operation (which reads ring `ring`): the two
+    /// accesses are the block's actors (producer lane, consumer threads).
+    Shared { block: usize, from: Option<String>, to: String },
 }
 
 impl fmt::Display for Race {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (w, r) = &self.ring_stages;
+        if let Place::Shared { block, from, to } = &self.place {
+            let (op, name) = &self.to;
+            write!(f, "{name} chunk {} (run {}), block {block}'s shared slot {}: ", op.chunk, op.run, self.slot)?;
+            let from = from.as_deref().unwrap_or("nothing (never written)");
+            return match self.hazard {
+                Hazard::Filled => write!(f, "{to} reads what {from} wrote, and nothing orders the write first (a missing full-barrier wait)"),
+                Hazard::Freed => write!(f, "{to} overwrites what {from} reads, and nothing orders the read first (a missing empty-barrier wait)"),
+                Hazard::Overwrite => write!(f, "{from} and {to} both write it, unordered"),
+                Hazard::WrongSlot => write!(f, "{to} reads a slot last written by {from} (another tile)"),
+            };
+        }
         write!(f, "ring {} ({w} -> {r}), slot {}: ", self.ring, self.slot)?;
         let (to, to_name) = &self.to;
         let op = |o: &OpRef, name: &str| format!("{name} chunk {} (run {})", o.chunk, o.run);
@@ -138,6 +163,17 @@ enum Item {
     },
 }
 
+/// How a grain runs some stages' operations in place of their plain
+/// reference (the warps grain: through its block ring), so that the
+/// device names no grain.
+pub(crate) trait OpModel {
+    /// Whether it runs stage `stage`'s operations.
+    fn takes(&self, stage: usize) -> bool;
+    /// Operation `(stage, chunk)` (`len` elements) from slot `slot` of ring
+    /// `stage - 1` to slot `slot` of ring `stage`, run on `device`.
+    fn run_op(&self, device: &mut SimDevice, stage: usize, chunk: usize, slot: usize, len: usize) -> Result<(), String>;
+}
+
 /// Races kept at most (the first ones, in enqueue order).
 const MAX_RACES: usize = 64;
 
@@ -181,6 +217,11 @@ pub struct SimDevice {
     order: Vec<OpRef>,
     /// The first stage failure while running (a reference error).
     failure: Option<String>,
+    /// How some stages' operations run instead (the warps grain's block
+    /// ring), while such a run is enqueued and run.
+    op_model: Option<Arc<dyn OpModel>>,
+    /// The first block ring that could not go on (warps grain).
+    stuck: Option<String>,
 }
 
 impl SimDevice {
@@ -221,6 +262,8 @@ impl SimDevice {
             rng: Rng::new(seed),
             order: Vec::new(),
             failure: None,
+            op_model: None,
+            stuck: None,
         })
     }
 
@@ -239,7 +282,64 @@ impl SimDevice {
         self.races.clear();
         self.races_seen = 0;
         self.failure = None;
+        self.stuck = None;
         self.order.clear();
+    }
+
+    /// The first warps-grain block ring that stopped with its actors
+    /// waiting for ever (the watchdog's report), if any.
+    pub fn stuck(&self) -> Option<&str> {
+        self.stuck.as_deref()
+    }
+
+    /// Runs the operations from now on of the stages `model` takes with it
+    /// (the warps grain's block ring; `None`: all plainly).
+    pub(crate) fn set_op_model(&mut self, model: Option<Arc<dyn OpModel>>) {
+        self.op_model = model;
+    }
+
+    /// The stage names, in order.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The scheduler's generator (the protocol grains draw their orders from it).
+    pub(crate) fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    /// Keeps the protocol grains' races with the device's.
+    pub(crate) fn add_races(&mut self, races: &[Race], count: usize) {
+        let room = MAX_RACES.saturating_sub(self.races.len());
+        self.races.extend(races.iter().take(room).cloned());
+        self.races_seen += count;
+    }
+
+    /// Records a failure (a reference error), unless one is recorded.
+    pub(crate) fn fail(&mut self, why: String) {
+        self.failure.get_or_insert(why);
+    }
+
+    /// Records that a protocol could not go on, unless one is recorded.
+    pub(crate) fn set_stuck(&mut self, why: String) {
+        self.stuck.get_or_insert(why);
+    }
+
+    /// The current run's number.
+    pub(crate) fn run_number(&self) -> usize {
+        self.run
+    }
+
+    /// Bytes of slot `slot` of ring `ring`, `len` elements of its type.
+    pub(crate) fn slot_chunk(&self, ring: usize, slot: usize, len: usize) -> Result<HostChunk, String> {
+        let elem = self.types[ring];
+        let r = self.slot_range(ring, slot, len * elem.size())?;
+        Ok(HostChunk::from_bytes(elem, &self.rings[ring][r]))
+    }
+
+    /// Records operation `(stage, chunk)` of the current run as run now.
+    pub(crate) fn ran(&mut self, stage: usize, chunk: usize) {
+        self.order.push(OpRef { run: self.run, stage, chunk });
     }
 
     /// How many races were found, kept or not.
@@ -336,7 +436,15 @@ impl SimDevice {
         self.races_seen += 1;
         if self.races.len() < MAX_RACES {
             let name = |o: OpRef| (o, self.names[o.stage].clone());
-            let race = Race { hazard, ring, slot, ring_stages: (self.names[ring].clone(), self.names[ring + 1].clone()), from: from.map(name), to: name(to) };
+            let race = Race {
+                hazard,
+                ring,
+                slot,
+                ring_stages: (self.names[ring].clone(), self.names[ring + 1].clone()),
+                from: from.map(name),
+                to: name(to),
+                place: Place::Ring,
+            };
             self.races.push(race);
         }
     }
@@ -374,7 +482,8 @@ impl SimDevice {
         }
     }
 
-    fn run_begin(&mut self, stage: usize) {
+    /// A stage's `begin_run`: a halo's history zeroed, a record sink's records dropped.
+    pub(crate) fn run_begin(&mut self, stage: usize) {
         match self.spec.stages[stage].kind() {
             Kind::Map(m) => self.history[stage] = HostChunk::zeroed(self.types[stage - 1], m.halo()),
             // A record sink resets its records each run.
@@ -391,17 +500,48 @@ impl SimDevice {
         Ok(at..at + bytes)
     }
 
-    /// What the GPU operation would do, with the stage's CPU reference:
-    /// reads slot `slot` of ring `stage - 1`, writes slot `slot` of ring
+    /// What the GPU operation would do, with the stage's CPU reference (on
+    /// the warps grain's block ring for its ring stages): reads slot `slot`
+    /// of ring `stage - 1`, writes slot `slot` of ring
     /// `stage` (or the host output, or the chunk's record).
     fn run_op(&mut self, stage: usize, chunk: usize, slot: usize) -> Result<(), String> {
         self.order.push(OpRef { run: self.run, stage, chunk });
         let range = self.spec.chunk_range(chunk);
         let len = (range.end - range.start) as usize;
-        let input = |d: &SimDevice| -> Result<HostChunk, String> {
+        match self.op_model.clone().filter(|m| m.takes(stage)) {
+            Some(m) => m.run_op(self, stage, chunk, slot, len),
+            None => self.run_piece(stage, chunk, (slot, slot), 0..len, None),
+        }
+    }
+
+    /// Operation `(stage, chunk)` on elements `piece` of the chunk only
+    /// (a flags block's piece; the whole chunk for a stage with a halo):
+    /// reads them from slot `in_slot` of ring `stage - 1` (or takes `input`,
+    /// the chunk as the warps grain's consumers saw it), writes them to slot
+    /// `slot` of ring `stage` (or the host output, or adds them to the
+    /// chunk's record).
+    pub(crate) fn run_piece(
+        &mut self,
+        stage: usize,
+        chunk: usize,
+        (in_slot, slot): (usize, usize),
+        piece: std::ops::Range<usize>,
+        input: Option<HostChunk>,
+    ) -> Result<(), String> {
+        let range = self.spec.chunk_range(chunk);
+        let len = (range.end - range.start) as usize;
+        if piece.start > piece.end || piece.end > len {
+            return Err(format!("piece {piece:?} of a chunk of {len}"));
+        }
+        let take = |d: &SimDevice| -> Result<HostChunk, String> {
+            if let Some(i) = &input {
+                let size = i.elem().size();
+                return Ok(HostChunk::from_bytes(i.elem(), &i.bytes()[piece.start * size..piece.end * size]));
+            }
             let elem = d.types[stage - 1];
-            let r = d.slot_range(stage - 1, slot, len * elem.size())?;
-            Ok(HostChunk::from_bytes(elem, &d.rings[stage - 1][r]))
+            let r = d.slot_range(stage - 1, in_slot, len * elem.size())?;
+            let bytes = &d.rings[stage - 1][r][piece.start * elem.size()..piece.end * elem.size()];
+            Ok(HostChunk::from_bytes(elem, bytes))
         };
         let out = match self.spec.stages[stage].kind().clone() {
             Kind::Source(src) => {
@@ -411,12 +551,20 @@ impl SimDevice {
                     (None, true) => return Err("no host input".into()),
                     _ => None,
                 };
-                src.reference(&ChunkInfo { index: chunk, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?
+                let whole = src.reference(&ChunkInfo { index: chunk, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?;
+                let size = whole.elem().size();
+                if whole.len() != len {
+                    return Err(format!("the source's reference gave {} elements, not {len}", whole.len()));
+                }
+                HostChunk::from_bytes(whole.elem(), &whole.bytes()[piece.start * size..piece.end * size])
             }
             Kind::Map(m) => {
-                let input = input(self)?;
-                let out = m.reference(&self.history[stage], &input)?;
+                let input = take(self)?;
                 let h = m.halo();
+                if h > 0 && piece != (0..len) {
+                    return Err(format!("a halo stage runs whole chunks, not piece {piece:?}"));
+                }
+                let out = m.reference(&self.history[stage], &input)?;
                 if h > 0 {
                     let joined = [self.history[stage].bytes(), input.bytes()].concat();
                     let size = input.elem().size();
@@ -425,28 +573,32 @@ impl SimDevice {
                 out
             }
             Kind::Sink(sink) => {
-                let input = input(self)?;
+                let input = take(self)?;
                 if sink.writes_host() {
                     let size = input.elem().size();
+                    let at = range.start as usize + piece.start;
                     let out = self.host_out.as_mut().ok_or("no host output")?;
-                    let dst = out.get_mut(range.start as usize * size..range.end as usize * size).ok_or("the host output is too short")?;
+                    let dst = out.get_mut(at * size..(at + piece.len()) * size).ok_or("the host output is too short")?;
                     dst.copy_from_slice(input.bytes());
                 } else {
                     // A record sink's record is a Reduction (`Sink::Record`):
-                    // the reduce kernel's, computed exactly on the CPU.
+                    // the reduce kernel's, computed exactly on the CPU (in
+                    // any order: a piece adds to what the others added).
                     let values = input.view::<f32>().ok_or_else(|| format!("a record sink reads f32 here, not {}", input.elem()))?;
-                    let mut r = Reduction::EMPTY;
+                    let record = self.records.get_mut(chunk).ok_or("a chunk past the records")?;
+                    let r = record.get_or_insert(Reduction::EMPTY);
                     values.iter().for_each(|&v| r.add(v));
-                    *self.records.get_mut(chunk).ok_or("a chunk past the records")? = Some(r);
                 }
                 return Ok(());
             }
         };
-        if out.elem() != self.types[stage] || out.len() != len {
-            return Err(format!("the reference gave {} elements of {}, not {len} of {}", out.len(), out.elem(), self.types[stage]));
+        if out.elem() != self.types[stage] || out.len() != piece.len() {
+            return Err(format!("the reference gave {} elements of {}, not {} of {}", out.len(), out.elem(), piece.len(), self.types[stage]));
         }
-        let r = self.slot_range(stage, slot, out.bytes().len())?;
-        self.rings[stage][r].copy_from_slice(out.bytes());
+        let size = self.types[stage].size();
+        let r = self.slot_range(stage, slot, len * size)?;
+        let at = r.start + piece.start * size;
+        self.rings[stage][at..at + out.bytes().len()].copy_from_slice(out.bytes());
         Ok(())
     }
 }

@@ -13,11 +13,21 @@
 //! stream heads in random order, and a vector-clock race detector that
 //! names the ring, slot, both operations and the missing edge.
 //!
+//! The flags, PDL and warps grains run as models of their protocols: actors
+//! (a flags block, a PDL kernel, a block ring's producer lane and consumer
+//! threads) whose waits and hand-offs are the device code's, decided by
+//! `kernel_math::ring`'s functions, each counter add a release and each
+//! satisfied wait an acquire of the same race detector; a protocol whose
+//! actors all wait for ever is [`SimError::Stuck`] (the watchdog).
+//!
 //! Not modeled: GPU timing and memory model (operations run one at a time,
-//! whole), several GPUs, the flags, PDL and warps grains, ranks. See
-//! `docs/sim.md`.
+//! whole), several GPUs, ranks. See `docs/sim.md`.
 mod device;
+mod grains;
+mod machine;
 mod pipeline;
 
-pub use device::{Hazard, OpRef, Race, SimDevice};
+pub use device::{Hazard, OpRef, Place, Race, SimDevice};
+#[doc(hidden)]
+pub use grains::SimProtocol;
 pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};

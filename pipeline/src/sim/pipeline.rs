@@ -2,7 +2,8 @@
 //! ([`plan`], [`stream_chunk`]) walked by the executor's walker
 //! ([`enqueue_actions`]) into a [`SimDevice`], for runs (stream launches,
 //! graph replay) and for streams.
-use super::device::{Race, SimDevice};
+use super::device::{OpModel, Race, Rng, SimDevice};
+use super::grains::{SimProtocol, WarpsSim, flags_run, pdl_run};
 use crate::PipelineError;
 use crate::exec::device::{EnqueueTo, enqueue_actions};
 use crate::exec::plan::{Action, EventId, plan, stream_chunk, stream_of};
@@ -10,6 +11,7 @@ use crate::exec::{HostInput, RunReport, generated_bytes};
 use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a run on the simulated device can hit.
@@ -23,6 +25,10 @@ pub enum SimError {
     /// A stage's CPU reference failed while the device ran it.
     #[error("the simulated device failed: {0}")]
     Reference(String),
+    /// A protocol grain's actors all wait for something that can no longer
+    /// happen (the simulator's watchdog): who waits for what.
+    #[error("the simulated device is stuck: {0}")]
+    Stuck(String),
 }
 
 impl SimError {
@@ -35,8 +41,11 @@ impl SimError {
     }
 }
 
-/// The launches the simulated device runs: stream launches and graph replay.
-pub const SIM_LAUNCHES: [Launch; 2] = [Launch::Streams, Launch::Graph];
+/// The launches the simulated device runs: every grain (stream launches
+/// and graph replay through the executor's own action lists; flags, PDL
+/// and the warps grain's block ring as models of their protocols, see
+/// `docs/sim.md`), in the order of [`crate::LAUNCHES`].
+pub const SIM_LAUNCHES: [Launch; 6] = [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
 
 /// Takes the actions as a list: a graph capture.
 #[derive(Default)]
@@ -85,6 +94,10 @@ pub struct SimPipeline {
     seed: u64,
     /// Runs enqueued so far (numbers each run's operations).
     runs_done: usize,
+    /// The protocol grains' geometry and weakenings (tests).
+    protocol: SimProtocol,
+    /// The protocol grains' scheduler.
+    rng: Rng,
 }
 
 impl SimPipeline {
@@ -103,7 +116,7 @@ impl SimPipeline {
         let graph = if spec.serial { EventGraph::unordered(stages, chunks, slots) } else { EventGraph::new(stages, chunks, slots) };
         let seed = 0;
         let device = SimDevice::new(&spec, streams, slots, host_in, seed)?;
-        Ok(SimPipeline { spec, graph, streams, device, capture: None, seed, runs_done: 0 })
+        Ok(SimPipeline { spec, graph, streams, device, capture: None, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed) })
     }
 
     /// The scheduler's seed (default 0): which of the orders CUDA allows
@@ -114,7 +127,16 @@ impl SimPipeline {
             self.device = d;
             self.seed = seed;
             self.runs_done = 0;
+            self.rng = Rng::new(seed);
         }
+        self
+    }
+
+    /// The protocol grains' geometry and weakenings (tests: a weakened
+    /// protocol must be found).
+    #[doc(hidden)]
+    pub fn protocol(mut self, protocol: SimProtocol) -> SimPipeline {
+        self.protocol = protocol;
         self
     }
 
@@ -151,38 +173,51 @@ impl SimPipeline {
         &self.device
     }
 
-    /// Runs the pipeline `runs` times back to back with `launch` (stream
-    /// launches or graph replay; the other grains are refused), then
-    /// synchronizes. Any race is an error ([`SimError::Race`]). The report's
-    /// times are the simulation's: `gpu_ms` is 0 and `part_ms` empty (no
-    /// GPU time is simulated); `wall_ms` is the host's time simulating.
+    /// Runs the pipeline `runs` times back to back with `launch`, then
+    /// synchronizes. Stream launches and graph replay run the executor's
+    /// action lists; the flags, PDL and warps grains run as models of their
+    /// protocols (refused where the grain's own check refuses the spec).
+    /// Any race is an error ([`SimError::Race`]), a protocol that cannot go
+    /// on too ([`SimError::Stuck`]). The report's times are the
+    /// simulation's: `gpu_ms` is 0 and `part_ms` empty (no GPU time is
+    /// simulated); `wall_ms` is the host's time simulating.
     pub fn run(&mut self, launch: Launch, runs: usize) -> Result<RunReport, SimError> {
-        if !SIM_LAUNCHES.contains(&launch) {
+        self.spec.check_launch(launch)?;
+        if matches!(launch, Launch::Flags | Launch::Pdl { .. } | Launch::Warps) && self.spec.serial {
             return Err(PipelineError::GrainUnsupported {
                 grain: launch.name(),
-                why: "the simulated device runs stream launches and graph replay (streams, graph) only; flags, pdl and warps need a GPU".into(),
+                why: "it runs each stage on its own stream or kernel; drop the serial baseline".into(),
             }
             .into());
+        }
+        if let Launch::Grain(g) = launch {
+            return Err(PipelineError::GrainUnsupported { grain: g.name(), why: "the simulated device models the built-in grains only".into() }.into());
         }
         let runs = runs.max(1);
         let wall = Instant::now();
         self.device.clear_reports();
         self.device.poison_output();
-        if launch == Launch::Graph && self.capture.is_none() {
-            // The capture: the run's actions as enqueued, kept and replayed.
-            let mut c = Capture::default();
-            enqueue_actions(plan(&self.graph, self.streams), &mut c)?;
-            self.capture = Some(c.0);
-        }
-        for run in 0..runs {
-            self.device.set_run(self.runs_done + run);
-            match (&self.capture, launch) {
-                (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut self.device)?,
-                _ => enqueue_actions(plan(&self.graph, self.streams), &mut self.device)?,
+        match launch {
+            Launch::Streams | Launch::Graph | Launch::Warps => self.run_streams(launch, runs)?,
+            Launch::Flags | Launch::Pdl { .. } | Launch::Grain(_) => {
+                let slots = self.graph.slots();
+                for run in 0..runs {
+                    self.device.set_run(self.runs_done + run);
+                    // The run's reset (counters, records) on stream 0 and
+                    // its join: runs are ordered one after the other.
+                    (0..self.spec.stages.len()).for_each(|s| self.device.run_begin(s));
+                    let ran = match launch {
+                        Launch::Flags => flags_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
+                        _ => pdl_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
+                    };
+                    if let Err(stuck) = ran {
+                        self.device.set_stuck(format!("run {}: {}", self.runs_done + run, stuck.0));
+                        break;
+                    }
+                }
+                self.runs_done += runs;
             }
         }
-        self.runs_done += runs;
-        self.device.synchronize()?;
         check_device(&self.device)?;
         let reductions = self.device.records().iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
         let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
@@ -195,6 +230,36 @@ impl SimPipeline {
             timeline: None,
             flag_stamps: Vec::new(),
         })
+    }
+
+    /// Stream launches, graph replay, or the warps grain (stream launches
+    /// with its ring stages on the block ring), enqueued and synchronized.
+    fn run_streams(&mut self, launch: Launch, runs: usize) -> Result<(), SimError> {
+        if launch == Launch::Graph && self.capture.is_none() {
+            // The capture: the run's actions as enqueued, kept and replayed.
+            let mut c = Capture::default();
+            enqueue_actions(plan(&self.graph, self.streams), &mut c)?;
+            self.capture = Some(c.0);
+        }
+        let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
+        self.device.set_op_model(warps);
+        let enqueued = self.enqueue_runs(launch, runs);
+        let synced = enqueued.and_then(|()| self.device.synchronize());
+        self.device.set_op_model(None);
+        synced?;
+        Ok(())
+    }
+
+    fn enqueue_runs(&mut self, launch: Launch, runs: usize) -> Result<(), PipelineError> {
+        for run in 0..runs {
+            self.device.set_run(self.runs_done + run);
+            match (&self.capture, launch) {
+                (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut self.device)?,
+                _ => enqueue_actions(plan(&self.graph, self.streams), &mut self.device)?,
+            }
+        }
+        self.runs_done += runs;
+        Ok(())
     }
 
     /// Checks the last run's results against the CPU reference, as
@@ -212,6 +277,9 @@ impl SimPipeline {
 fn check_device(d: &SimDevice) -> Result<(), SimError> {
     if let Some(first) = d.races().first() {
         return Err(SimError::Race { first: Box::new(first.clone()), count: d.race_count(), all: d.races().to_vec() });
+    }
+    if let Some(why) = d.stuck() {
+        return Err(SimError::Stuck(why.to_string()));
     }
     if let Some(why) = d.failure() {
         return Err(SimError::Reference(why.to_string()));

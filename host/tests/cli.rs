@@ -108,7 +108,7 @@ fn no_sync_shows_wrong_elements_and_exits_1() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn bad_device_index_is_one_line() {
-    assert_one_line_error(&host(&["--device", "99"]), "device index 99 does not exist");
+    assert_one_line_error(&host(&["--gpu", "99"]), "device index 99 does not exist");
 }
 
 #[test]

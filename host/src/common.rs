@@ -1,7 +1,7 @@
 //! Helpers the commands share; this module imports no command module, so
 //! the commands never import each other (see `tests/layering.rs`).
 use anyhow::{Context, Result, bail};
-use pc_pipeline::{PipelineSpec, RunReport};
+use pc_pipeline::{Launch, PipelineSpec, RunReport};
 use pc_runtime::error::bytes;
 use pc_runtime::gpu::device_count;
 use pc_runtime::launch::Ptx;
@@ -120,6 +120,30 @@ pub(crate) fn rank_path(path: &Path, rank: usize) -> PathBuf {
         None => format!("{stem}.rank{rank}"),
     };
     path.with_file_name(name)
+}
+
+/// An output file written under a temporary name in its directory and
+/// renamed over the final name only when complete: an error or an
+/// interrupt leaves no partial file under the final name.
+pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if path.is_dir() {
+        bail!("{}: is a directory", path.display());
+    }
+    tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// How a run with `launch` hands chunks over, in words (the banner).
+pub(crate) fn launch_words(launch: Launch) -> &'static str {
+    match launch {
+        Launch::Streams => "stream launches",
+        Launch::Graph => "CUDA graph replay",
+        Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
+        Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
+        Launch::Warps => "stream launches, consumer, reduce and fir on the warp-specialized mbarrier ring",
+        Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
+        Launch::Grain(g) => g.name(),
+    }
 }
 
 pub(crate) fn print_run(label: &str, spec: &PipelineSpec, r: &RunReport) {

@@ -222,6 +222,13 @@ pub fn run(a: &LaunchArgs) -> Result<bool> {
     if a.nprocs == 0 {
         bail!("--nprocs must be at least 1");
     }
+    // The ranks would refuse it each (rank mode); refused here, before any starts.
+    let arg = |i: usize| a.command.get(i).and_then(|s| s.to_str());
+    if (0..a.command.len()).any(|i| arg(i) == Some("--device=sim") || (arg(i) == Some("--device") && arg(i + 1) == Some("sim"))) {
+        bail!(
+            "--device sim: a job's ranks hand chunks to other GPUs through NCCL; the simulated device is one GPU in one process (run `host pipeline --device sim` without launch)"
+        );
+    }
     let ranks = parse_ranks(a.ranks.as_deref(), a.nprocs)?;
     // One rank needs no NCCL: it runs every stage itself.
     let id = if a.nprocs == 1 {

@@ -20,9 +20,11 @@ mod launch_cmd;
 mod new_project;
 mod pipeline_cmd;
 mod rank_cmd;
+mod sim_cmd;
 mod stream_cmd;
 // What the commands share; none of these imports a command.
 mod common;
+mod device_args;
 mod pipeline_args;
 mod rank_env;
 mod units;
@@ -39,6 +41,9 @@ use std::process::ExitCode;
 ///
 /// With no subcommand: the seed's demo. `host pipeline --help`: multi-stage
 /// pipelines over ring buffers.
+///
+/// `--device sim` runs it (and `host pipeline --device sim`) on the
+/// simulated device: no GPU or driver needed.
 ///
 /// Exit status: 0 when every element matches, 1 on a mismatch or an error.
 #[derive(Debug, Parser)]
@@ -83,9 +88,11 @@ struct DemoArgs {
     /// Blocks per grid (default: enough for the elements, at most half the GPU's resident capacity).
     #[arg(short, long)]
     grid_size: Option<u32>,
-    /// CUDA device index.
-    #[arg(short, long, default_value_t = 0)]
-    device: usize,
+    /// CUDA device index (the GPU the demo runs on).
+    #[arg(short = 'd', long, default_value_t = 0)]
+    gpu: usize,
+    #[command(flatten)]
+    on: device_args::DeviceArgs,
     /// Skip stream B's wait on the producer's event (the seed's pitfall): shows wrong elements.
     #[arg(long)]
     no_sync: bool,
@@ -205,12 +212,25 @@ where
 /// then one of three modes: a rank of a job (`PC_RANK` set), a stream
 /// (`--input`), or a batch on generated input.
 fn pipeline(a: &pipeline_args::PipelineArgs, registry: &pc_pipeline::StageRegistry) -> Result<bool> {
+    let sim_seed = a.on.sim_seed()?;
+    let launch = pipeline_args::launch_of(a.grain, a.batch.graph)?;
+    if sim_seed.is_some() {
+        sim_cmd::check_pipeline(a, launch)?;
+        if rank_env::RankEnv::from_env()?.is_some() {
+            return Err(sim_cmd::rank_refused());
+        }
+    }
     let registry = pipeline_args::registry_of(a, registry)?;
     let spec = pipeline_args::spec_of(a, &registry)?;
-    let launch = pipeline_args::launch_of(a.grain, a.batch.graph)?;
     // A stream refuses every grain but streams itself (stream_cmd).
     if a.stream.input.is_none() {
         spec.check_launch(launch)?;
+    }
+    if let Some(seed) = sim_seed {
+        return match &a.stream.input {
+            Some(input) => sim_cmd::stream(a, &spec, input, seed),
+            None => sim_cmd::batch(a, spec, launch, seed),
+        };
     }
     if let Some(env) = rank_env::RankEnv::from_env()? {
         return rank_cmd::run(a, spec, launch, env);
@@ -245,8 +265,18 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         producer_spin_us: cli.spin_us.unwrap_or(if cli.no_sync { 2000 } else { 0 }),
     };
     cfg.validate()?;
+    if let Some(seed) = cli.on.sim_seed()? {
+        sim_cmd::refuse_flags(&[
+            (cli.ptx.is_some(), "--ptx loads kernels for a GPU; the simulated device runs each kernel's CPU reference"),
+            (cli.spin_us.is_some_and(|us| us > 0), "--spin-us delays the producer in time, and the simulated device has none"),
+            (cli.gpu != 0, "--gpu picks a CUDA device; the simulated device is one device"),
+        ])?;
+        let report = sim_cmd::demo(&cfg, seed)?;
+        print_report(&report, true);
+        return Ok(report.check.passed());
+    }
     let (ptx, origin) = common::kernels_ptx(&cli.ptx)?;
-    let gpu = Gpu::open(cli.device)?;
+    let gpu = Gpu::open(cli.gpu)?;
     let info = gpu.info();
     println!(
         "device {}: {} (sm_{}{}, {} SMs, {}), PTX built for {}",
@@ -267,11 +297,13 @@ fn run(cli: &DemoArgs) -> Result<bool> {
         // after both streams synchronized and only checked and printed.
         unsafe { run_demo_unsynchronized(&gpu, &module, &cfg)? }
     };
-    print_report(&report);
+    print_report(&report, false);
     Ok(report.check.passed())
 }
 
-fn print_report(r: &DemoReport) {
+/// The demo's report; `simulated`: from the simulated device, which has
+/// no time.
+fn print_report(r: &DemoReport, simulated: bool) {
     let c = &r.config;
     println!(
         "elements {}, block {}, grid {}, producer spin {} us, stream B {} the producer's event",
@@ -283,8 +315,14 @@ fn print_report(r: &DemoReport) {
     );
     let samples: Vec<String> = r.samples.iter().map(|x| format!("{x:.6}")).collect();
     println!("output[0..{}]: {}", samples.len(), samples.join(" "));
-    println!("producer {:9.3} ms  {:8.1} GB/s  (writes {})", r.producer_ms, r.producer_gbps(), bytes(r.producer_bytes() as u128));
-    println!("consumer {:9.3} ms  {:8.1} GB/s  (reads and writes {})", r.consumer_ms, r.consumer_gbps(), bytes(r.consumer_bytes() as u128));
+    let (produced, consumed) = (bytes(r.producer_bytes() as u128), bytes(r.consumer_bytes() as u128));
+    if simulated {
+        println!("producer {}  (writes {produced})", sim_cmd::SIMULATED);
+        println!("consumer {}  (reads and writes {consumed})", sim_cmd::SIMULATED);
+    } else {
+        println!("producer {:9.3} ms  {:8.1} GB/s  (writes {produced})", r.producer_ms, r.producer_gbps());
+        println!("consumer {:9.3} ms  {:8.1} GB/s  (reads and writes {consumed})", r.consumer_ms, r.consumer_gbps());
+    }
     let n = r.check.checked;
     if r.check.first.is_none() && !r.check.passed() {
         println!("verification: FAIL: only {n} of {} elements were checked", r.check.expected);

@@ -103,6 +103,8 @@ pub struct PipelineArgs {
     /// Load the kernels from this PTX file instead of the embedded module.
     #[arg(long)]
     pub(crate) ptx: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) on: crate::device_args::DeviceArgs,
     #[command(flatten, next_help_heading = "Batch (generated input)")]
     pub(crate) batch: BatchArgs,
     #[command(flatten, next_help_heading = "Stream (--input)")]

@@ -2,7 +2,7 @@
 //! runs it, verifies every chunk, prints throughput, optionally against the
 //! serial baseline, and writes the timeline; or, with `--check-sync`, checks
 //! that every synchronization it has is needed.
-use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, parse_place, print_run};
+use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, launch_words, parse_place, print_run};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -45,15 +45,7 @@ pub fn run(a: &PipelineArgs, spec: PipelineSpec, launch: Launch) -> Result<bool>
         spec.chunk_elements,
         bytes(spec.total_elements as u128 * size),
         spec.chunks(),
-        match launch {
-            Launch::Streams => "stream launches",
-            Launch::Graph => "CUDA graph replay",
-            Launch::Pdl { graph: false } => "programmatic dependent launches (one stream)",
-            Launch::Pdl { graph: true } => "programmatic dependent launches, CUDA graph replay",
-            Launch::Warps => "stream launches, consumer, reduce and fir on the warp-specialized mbarrier ring",
-            Launch::Flags => "flags grain (one kernel per stage, counters in device memory)",
-            Launch::Grain(g) => g.name(),
-        },
+        launch_words(launch),
         names.join(", ")
     );
     // Checked before the driver was opened (check_before_the_driver).

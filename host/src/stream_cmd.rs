@@ -1,6 +1,6 @@
 //! `host pipeline --input FILE|- [--output FILE|-]`: a stream through the
 //! GPU stages, as long as its input, with latency and drops reported.
-use crate::common::{check_writable, stdout_file, widen_pipe};
+use crate::common::{check_writable, staged_output, stdout_file, widen_pipe};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
@@ -19,17 +19,6 @@ fn readers() -> usize {
 
 fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
-}
-
-/// An output file written under a temporary name in its directory and
-/// renamed over the final name only when complete: an error or an
-/// interrupt leaves no partial file under the final name.
-pub(crate) fn staged_output(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if path.is_dir() {
-        bail!("{}: is a directory", path.display());
-    }
-    tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {

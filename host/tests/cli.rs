@@ -108,7 +108,7 @@ fn no_sync_shows_wrong_elements_and_exits_1() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn bad_device_index_is_one_line() {
-    assert_one_line_error(&host(&["--device", "99"]), "device index 99 does not exist");
+    assert_one_line_error(&host(&["--gpu", "99"]), "device index 99 does not exist");
 }
 
 #[test]
@@ -911,4 +911,227 @@ fn pipeline_warps_grain_verifies_and_its_sync_checker_shows_the_full_wait_is_nee
         assert!(out.status.success(), "{text}");
         assert!(text.contains("sync check (warps): PASS"), "{text}");
     }
+}
+
+// ---- --device sim (no GPU, no driver: these run in CI) ----
+
+/// `host ARGS` with `input` on standard input.
+fn host_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let mut child = Command::new(bin).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running host");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("running host");
+    writer.join().unwrap().unwrap();
+    out
+}
+
+/// Exit 0, the verification line, every time simulated (no figure that
+/// would pass for a measured one).
+fn assert_sim_passed(out: &Output, pass: &str) -> String {
+    let text = stdout(out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{stderr}");
+    assert!(text.contains(pass), "want {pass:?} in:\n{text}");
+    assert!(text.contains("time: simulated (no GPU time)"), "{text}");
+    for measured in ["GB/s", " ms", "speed-up: pipelined"] {
+        assert!(!text.contains(measured), "{measured:?} in a simulated run:\n{text}");
+    }
+    text
+}
+
+#[test]
+fn sim_demo_passes_with_no_gpu() {
+    let text = assert_sim_passed(&host(&["--device", "sim"]), "verification: PASS: all 1048576 elements match the CPU reference");
+    assert!(text.starts_with("device sim: the simulated device"), "{text}");
+    assert!(text.contains("stream B waits on the producer's event"), "{text}");
+    // The demo's first values (README): the producer's and consumer's math.
+    assert!(text.contains("output[0..10]: 1.009537 -1.249995 1.851828"), "{text}");
+}
+
+/// Without the event wait the simulated device finds the seed's race
+/// every time (not only when the timing shows it) and names it.
+#[test]
+fn sim_demo_without_the_wait_is_a_race_named_in_one_line() {
+    for seed in ["1", "2"] {
+        let out = host(&["--device", "sim", "--no-sync", "-n", "1000", "--sim-seed", seed]);
+        assert_one_line_error(&out, "found a race: ring 0 (producer -> consumer), slot 0: consumer chunk 0 (run 0) reads what producer chunk 0 (run 0) wrote");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("missing filled edge from (0, 0) to (1, 0)"));
+    }
+}
+
+/// Every workload, stage list and grain the simulated device runs
+/// ([`pc_pipeline::sim::SIM_LAUNCHES`]) verifies, with several runs, a
+/// partial last chunk, K from 1 to 3, and the serial baseline.
+#[test]
+fn sim_pipelines_verify_for_every_workload_and_grain() {
+    let lists = [
+        ("generate", None, " (reductions exact)"),
+        ("stream", None, " (every element)"),
+        ("generate", Some("producer,consumer,moving-average,fir,reduce"), " (reductions exact)"),
+        ("stream", Some("h2d,u8-to-f32,consumer,fir,d2h"), " (every element)"),
+        ("stream", Some("h2d,stereo-to-mono,d2h"), " (every element)"),
+        ("stream", Some("h2d,mix-u32,d2h"), " (every element)"),
+        ("stream", Some("h2d,abs-i32,d2h"), " (every element)"),
+        ("stream", Some("h2d,double-f64,d2h"), " (every element)"),
+        ("stream", Some("h2d,moving-average,d2h"), " (every element)"),
+    ];
+    for launch in pc_pipeline::sim::SIM_LAUNCHES {
+        let mut ran = 0;
+        for (i, (workload, stages, how)) in lists.iter().enumerate() {
+            let k = (1 + i % 3).to_string();
+            let mut args = vec!["pipeline", "--device", "sim", "--sim-seed", "9", "-w", workload, "--grain", launch.name(), "-k", &k];
+            args.extend(["--total-elements", "50000", "--chunk-elements", "3000", "--runs", "2"]);
+            if let Some(s) = stages {
+                args.extend(["--stages", s]);
+            }
+            let out = host(&args);
+            // What the grain cannot run (its own check, the same as on a
+            // GPU) is its one-line refusal; everything else verifies.
+            let w = if *workload == "stream" { pc_pipeline::Workload::Stream } else { pc_pipeline::Workload::Generate };
+            let spec = match stages {
+                Some(s) => pc_pipeline::PipelineSpec::new(w).stages(pc_pipeline::parse_stages(s).unwrap()),
+                None => pc_pipeline::PipelineSpec::new(w),
+            };
+            if let Err(e) = spec.slots(k.parse().unwrap()).check_launch(launch) {
+                assert_one_line_error(&out, &e.to_string());
+                continue;
+            }
+            let text = assert_sim_passed(&out, &format!("verification: PASS: all 17 chunks match the CPU reference{how}"));
+            assert!(text.contains("pipelined: 2 run(s), time: simulated (no GPU time)"), "{args:?}:\n{text}");
+            assert!(text.contains("scheduler seed 9"), "{args:?}:\n{text}");
+            ran += 1;
+        }
+        // Each grain runs at least its default pipeline on the sim.
+        assert!(ran >= 1, "--grain {} ran none of the lists", launch.name());
+    }
+    let out = host(&["pipeline", "--device", "sim", "--total-elements", "20000", "--chunk-elements", "3000", "--compare-serial"]);
+    let text = assert_sim_passed(&out, "serial run verification: PASS");
+    assert!(text.contains("serial (K=1, one stream): 1 run(s), time: simulated (no GPU time)"), "{text}");
+}
+
+/// Finite pseudo-random f32, as little-endian bytes.
+fn random_f32_bytes(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let v = ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 200.0;
+            v.to_le_bytes()
+        })
+        .collect()
+}
+
+/// The stream mode on the simulated device, from a file to a file and
+/// from standard input to standard output, with a partial last chunk:
+/// every output byte is `consume` (the per-element math, not the
+/// simulator) of the input's, applied once per consumer stage.
+#[test]
+fn sim_stream_through_files_and_pipes_matches_the_reference() {
+    let dir = tmp_dir("sim-stream");
+    let (input, output) = (dir.join("in.bin"), dir.join("out.bin"));
+    let data = random_f32_bytes(10_007, 3);
+    std::fs::write(&input, &data).unwrap();
+    let want = |times: usize| -> Vec<u8> {
+        data.chunks_exact(4)
+            .flat_map(|b| {
+                let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                (0..times).fold(x, |v, _| kernel_math::consume(v)).to_le_bytes()
+            })
+            .collect()
+    };
+    for (stages, times) in [("h2d,consumer,d2h", 1), ("h2d,consumer,consumer,d2h", 2)] {
+        let _ = std::fs::remove_file(&output);
+        let args = ["pipeline", "--device", "sim", "-w", "stream", "-s", stages, "--chunk-elements", "1000", "-k", "2"];
+        let out = host(&[&args[..], &["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]].concat());
+        let text = assert_sim_passed(&out, "verification: PASS: all 11 chunks match the CPU reference (every element)");
+        assert!(text.contains("stream: 11 chunks, 39.1 KiB in, 39.1 KiB out, time: simulated (no GPU time)"), "{text}");
+        assert!(std::fs::read(&output).unwrap() == want(times), "{stages}: the output file differs from the reference");
+        let out = host_with_stdin(&[&args[..], &["--input", "-", "--output", "-"]].concat(), &data);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == want(times), "{stages}: standard output differs from the reference");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("verification: PASS"), "messages go to standard error");
+    }
+    // A mid-element end is the same one line as on a GPU.
+    std::fs::write(&input, &data[..401]).unwrap();
+    assert_one_line_error(&host(&["pipeline", "--device", "sim", "-w", "stream", "--input", input.to_str().unwrap()]), "mid-element");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the simulated device does not run is one line and exit 1, before
+/// anything runs (no banner); a device that is not a kind, exit 2.
+#[test]
+fn sim_refusals_are_one_line_before_anything_runs() {
+    let mut cases: Vec<(Vec<String>, String)> = Vec::new();
+    let own = |v: &[&str], want: &str| (v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), want.to_string());
+    for launch in pc_pipeline::LAUNCHES.into_iter().filter(|l| !pc_pipeline::sim::SIM_LAUNCHES.contains(l)) {
+        let want = format!("--grain {} does not run on the simulated device yet", launch.name());
+        cases.push(own(&["pipeline", "--device", "sim", "--grain", launch.name()], &want));
+    }
+    for (args, want) in [
+        (&["pipeline", "--device", "sim", "--place", "0,1,1"][..], "--place puts stages on several GPUs"),
+        (&["pipeline", "--device", "sim", "--gpus", "0,1"], "--gpus spreads chunks over several GPUs"),
+        (&["pipeline", "--device", "sim", "--check-sync"], "--check-sync slows stages on a GPU"),
+        (&["pipeline", "--device", "sim", "--svg", "/tmp/x.svg"], "--trace/--svg draw GPU time"),
+        (&["pipeline", "--device", "sim", "--ptx", "/nonexistent.ptx"], "--ptx loads kernels for a GPU"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--grain", "graph"], "--grain graph is not available for a stream"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--rate", "1"], "--rate paces a stream in time"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--drop-oldest"], "--drop-oldest drops chunks"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--host-only"], "--host-only runs no device"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--host-slots", "4"], "--host-slots sizes a stream's host staging"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--readers", "2"], "--readers sizes a stream's host readers"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--json", "/tmp/r.json"], "--json writes a stream's throughput"),
+        (&["--device", "sim", "--ptx", "/nonexistent.ptx"], "--ptx loads kernels for a GPU"),
+        (&["--device", "sim", "--spin-us", "100"], "--spin-us delays the producer in time"),
+        (&["--device", "sim", "--gpu", "1"], "--gpu picks a CUDA device"),
+        (&["bench", "--device", "sim"], "bench measures GPU time"),
+        (&["launch", "--nprocs", "2", "--", "pipeline", "--device", "sim"], "a job's ranks hand chunks to other GPUs"),
+        (&["launch", "--nprocs", "2", "--", "pipeline", "--device=sim"], "a job's ranks hand chunks to other GPUs"),
+        (&["--sim-seed", "1"], "--sim-seed is the simulated device's scheduler seed: give it with --device sim"),
+        (&["pipeline", "--sim-seed", "1"], "give it with --device sim"),
+    ] {
+        cases.push(own(args, want));
+    }
+    for (args, want) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = host(&args);
+        assert_one_line_error(&out, want);
+        assert!(stdout(&out).is_empty(), "{args:?} ran before refusing: {}", stdout(&out));
+    }
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let out = Command::new(bin).args(["pipeline", "--device", "sim"]).env("PC_RANK", "0").env("PC_NPROCS", "2").output().unwrap();
+    assert_one_line_error(&out, "a rank of a job (PC_RANK set)");
+    assert_usage_error(&host(&["--device", "1"]), &["--device takes cuda or sim", "--gpu 1"]);
+    assert_usage_error(&host(&["pipeline", "--device", "0"]), &["--device takes cuda or sim", "--gpus 0"]);
+    assert_usage_error(&host(&["--device", "gpu"]), &["invalid value 'gpu'", "[possible values: cuda, sim]"]);
+}
+
+/// `--sim-seed` replays a run: the same seed, the same output (the
+/// schedule's digest included); another seed, another schedule, the same
+/// results. A run without it prints the seed it drew, which replays it.
+#[test]
+fn sim_seed_replays_a_run() {
+    let run = |seed: Option<&str>| {
+        let mut args = vec!["pipeline", "--device", "sim", "--total-elements", "40000", "--chunk-elements", "1000", "-k", "2"];
+        if let Some(s) = seed {
+            args.extend(["--sim-seed", s]);
+        }
+        let text = assert_sim_passed(&host(&args), "verification: PASS");
+        let schedule = text.lines().find(|l| l.starts_with("schedule: ")).expect("a schedule line").to_string();
+        (text, schedule)
+    };
+    let (a, schedule_a) = run(Some("42"));
+    assert_eq!(a, run(Some("42")).0);
+    assert!(schedule_a.contains("scheduler seed 42 picks"), "{schedule_a}");
+    let (b, schedule_b) = run(Some("43"));
+    assert_ne!(schedule_a.replace("seed 42", ""), schedule_b.replace("seed 43", ""), "two seeds ran the same order");
+    let verdict = |t: &str| t.lines().find(|l| l.starts_with("verification: ")).map(str::to_string);
+    assert_eq!(verdict(&a), verdict(&b));
+    let (drawn, _) = run(None);
+    let seed = drawn.split("replay: --sim-seed ").nth(1).and_then(|s| s.split(')').next()).expect("the drawn seed is printed");
+    assert_eq!(drawn, run(Some(seed)).0);
+    let demo = |seed: &str| stdout(&host(&["--device", "sim", "-n", "5000", "--sim-seed", seed]));
+    assert_eq!(demo("7"), demo("7"));
 }

@@ -23,8 +23,11 @@ use std::sync::Arc;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// CUDA device index.
-    #[arg(short, long, default_value_t = 0)]
-    device: usize,
+    #[arg(short = 'd', long, default_value_t = 0)]
+    gpu: usize,
+    /// Benchmarks measure GPU time: --device cuda only (sim is refused).
+    #[command(flatten)]
+    on: crate::device_args::DeviceArgs,
     /// Large size for ceilings and kernels (bytes).
     #[arg(long, default_value = "256MiB", value_parser = crate::units::parse_bytes)]
     large: u64,
@@ -98,10 +101,13 @@ fn gbps(bytes: u64, ms: f64) -> f64 {
 }
 
 pub fn run(a: &BenchArgs) -> Result<bool> {
+    if a.on.sim_seed()?.is_some() {
+        anyhow::bail!("--device sim: bench measures GPU time (copies, kernels, pipelines), and the simulated device has none; run it on a GPU");
+    }
     if let Some(list) = &a.gpus {
         return multi::run(a.large, a.reps.min(5), list, &a.json);
     }
-    let gpu = Gpu::open(a.device)?;
+    let gpu = Gpu::open(a.gpu)?;
     let info = gpu.info().clone();
     println!("bench on device {}: {} ({} SMs), {} reps per figure, median", info.index, info.name, info.sm_count, a.reps);
     // SAFETY: the bench orders its two streams with events where they

@@ -89,6 +89,7 @@ impl PipelineSpec {
     /// that does not run placed pipelines). The same checks run again when
     /// the pipeline runs.
     pub fn check_launch(&self, launch: Launch) -> Result<(), PipelineError> {
+        not_a_builtin_name(launch)?;
         if !self.placement.is_empty() && !grain(launch).runs_placed() {
             return Err(PipelineError::BadStages(format!(
                 "a pipeline placed on several GPUs runs with stream launches or graph replay, not --grain {}",
@@ -96,6 +97,16 @@ impl PipelineSpec {
             )));
         }
         grain(launch).check(self)
+    }
+}
+
+/// Refuses a [`Launch::Grain`] named as a built-in grain is: launches are
+/// equal by name, so it would pass for the built-in one.
+fn not_a_builtin_name(launch: Launch) -> Result<(), PipelineError> {
+    let Launch::Grain(g) = launch else { return Ok(()) };
+    match GRAINS.iter().find(|(l, t)| t.name() == g.name() && !matches!(l, Launch::Grain(_))) {
+        Some(_) => Err(PipelineError::BadStages(format!("a grain of yours is named {:?}, as a built-in grain is; give it a name of its own", g.name()))),
+        None => Ok(()),
     }
 }
 
@@ -111,6 +122,7 @@ impl Pipeline<'_> {
 
     /// [`Pipeline::run`], calling `progress(done_runs)` as runs finish on the GPU.
     pub fn run_with_progress(&mut self, launch: Launch, runs: usize, timeline: bool, progress: impl FnMut(usize)) -> Result<RunReport, PipelineError> {
+        not_a_builtin_name(launch)?;
         self.run_grain(grain(launch), launch.name(), runs, timeline, progress)
     }
 }

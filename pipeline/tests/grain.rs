@@ -46,3 +46,23 @@ fn a_grain_is_a_name_a_check_and_an_enqueue() {
     assert!(!LAUNCHES.contains(&SERIAL));
     assert_eq!(format!("{SERIAL:?}"), "Grain(\"serial\")");
 }
+
+/// A grain of yours named as a built-in one is refused (launches are equal
+/// by name, so it would pass for the built-in), before anything runs.
+#[test]
+fn a_grain_with_a_builtin_name_is_refused() {
+    struct Impostor;
+    impl Grain for Impostor {
+        fn name(&self) -> &'static str {
+            "graph"
+        }
+        fn check(&self, _spec: &PipelineSpec) -> Result<(), PipelineError> {
+            Ok(())
+        }
+        fn enqueue_run(&self, part: &mut Part<'_>, run: &mut RunCtx<'_>) -> Result<(), PipelineError> {
+            run.enqueue_streams(part)
+        }
+    }
+    let e = PipelineSpec::new(Workload::Generate).check_launch(Launch::Grain(&Impostor)).unwrap_err().to_string();
+    assert!(e.contains("named \"graph\", as a built-in grain is"), "{e}");
+}

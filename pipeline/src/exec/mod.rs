@@ -21,7 +21,7 @@ mod enqueue;
 mod error;
 pub(crate) mod flags;
 pub(crate) mod part;
-pub use part::{GrainState, Part};
+pub use part::{GrainState, Part, PartStages};
 pub mod pdl;
 pub mod plan;
 pub mod split;

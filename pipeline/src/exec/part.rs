@@ -58,13 +58,20 @@ pub struct Part<'g> {
     grain_state: GrainStates,
 }
 
+/// A part's prepared stages, lent to [`GrainState::select`]. Opaque
+/// outside this crate: a swapped stage would leave a captured CUDA graph
+/// or another grain's swap pointing at freed device memory, so only the
+/// built-in grains, whose swaps keep those invariants, may touch them.
+pub struct PartStages<'a>(pub(crate) &'a mut [Box<dyn OnGpu>]);
+
 /// A grain's state on one part, which only that grain reads (through
 /// [`Part::state`]); the part reaches it through these hooks alone.
 pub trait GrainState: Any {
     /// Before every run, nothing running: put this grain's replacement
     /// stages into `stages` when `on` (the run is this grain's), the
-    /// part's own back otherwise. Host work only.
-    fn select(&mut self, _stages: &mut [Box<dyn OnGpu>], _on: bool) {}
+    /// part's own back otherwise. Host work only; a grain of another
+    /// crate cannot swap stages (see [`PartStages`]).
+    fn select(&mut self, _stages: PartStages<'_>, _on: bool) {}
     /// The per-stage delays changed: drop what captured them (a graph).
     fn delays_changed(&mut self) {}
 }
@@ -263,7 +270,7 @@ impl<'g> Part<'g> {
     /// other state's out (see [`GrainState::select`]).
     pub(crate) fn select_stages(&mut self, active: Option<TypeId>) {
         for (id, s) in &mut self.grain_state.0 {
-            s.select(&mut self.stages, Some(*id) == active);
+            s.select(PartStages(&mut self.stages), Some(*id) == active);
         }
     }
 

@@ -151,9 +151,9 @@ pub(crate) struct WarpStages {
 impl super::part::GrainState for WarpStages {
     /// Swaps the ring stages in (`on`) or back out; before a warps run
     /// (nothing runs), no watchdog has fired.
-    fn select(&mut self, stages: &mut [Box<dyn OnGpu>], on: bool) {
+    fn select(&mut self, stages: super::part::PartStages<'_>, on: bool) {
         if self.swapped != on {
-            for (stage, alt) in stages.iter_mut().zip(self.alt.iter_mut()) {
+            for (stage, alt) in stages.0.iter_mut().zip(self.alt.iter_mut()) {
                 if let Some(alt) = alt {
                     std::mem::swap(stage, alt);
                 }

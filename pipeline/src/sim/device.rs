@@ -222,6 +222,9 @@ pub struct SimDevice {
     op_model: Option<Arc<dyn OpModel>>,
     /// The first block ring that could not go on (warps grain).
     stuck: Option<String>,
+    /// The global index of this part's local chunk 0 (a pipeline split
+    /// over several simulated GPUs: each part its own device).
+    first_chunk: usize,
 }
 
 impl SimDevice {
@@ -264,7 +267,15 @@ impl SimDevice {
             failure: None,
             op_model: None,
             stuck: None,
+            first_chunk: 0,
         })
+    }
+
+    /// This device runs a part of a split pipeline whose local chunk `c`
+    /// is the pipeline's chunk `first + c` (its host range, its generated
+    /// data, its record), as `exec`'s parts do.
+    pub(crate) fn set_first_chunk(&mut self, first: usize) {
+        self.first_chunk = first;
     }
 
     /// Numbers the operations enqueued from now on as run `run`.
@@ -506,7 +517,7 @@ impl SimDevice {
     /// `stage` (or the host output, or the chunk's record).
     fn run_op(&mut self, stage: usize, chunk: usize, slot: usize) -> Result<(), String> {
         self.order.push(OpRef { run: self.run, stage, chunk });
-        let range = self.spec.chunk_range(chunk);
+        let range = self.spec.chunk_range(self.first_chunk + chunk);
         let len = (range.end - range.start) as usize;
         match self.op_model.clone().filter(|m| m.takes(stage)) {
             Some(m) => m.run_op(self, stage, chunk, slot, len),
@@ -528,7 +539,9 @@ impl SimDevice {
         piece: std::ops::Range<usize>,
         input: Option<HostChunk>,
     ) -> Result<(), String> {
-        let range = self.spec.chunk_range(chunk);
+        // The pipeline's chunk (a split part's local chunk is offset).
+        let global = self.first_chunk + chunk;
+        let range = self.spec.chunk_range(global);
         let len = (range.end - range.start) as usize;
         if piece.start > piece.end || piece.end > len {
             return Err(format!("piece {piece:?} of a chunk of {len}"));
@@ -551,7 +564,7 @@ impl SimDevice {
                     (None, true) => return Err("no host input".into()),
                     _ => None,
                 };
-                let whole = src.reference(&ChunkInfo { index: chunk, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?;
+                let whole = src.reference(&ChunkInfo { index: global, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?;
                 let size = whole.elem().size();
                 if whole.len() != len {
                     return Err(format!("the source's reference gave {} elements, not {len}", whole.len()));
@@ -585,7 +598,7 @@ impl SimDevice {
                     // the reduce kernel's, computed exactly on the CPU (in
                     // any order: a piece adds to what the others added).
                     let values = input.view::<f32>().ok_or_else(|| format!("a record sink reads f32 here, not {}", input.elem()))?;
-                    let record = self.records.get_mut(chunk).ok_or("a chunk past the records")?;
+                    let record = self.records.get_mut(global).ok_or("a chunk past the records")?;
                     let r = record.get_or_insert(Reduction::EMPTY);
                     values.iter().for_each(|&v| r.add(v));
                 }

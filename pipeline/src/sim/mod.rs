@@ -20,8 +20,13 @@
 //! satisfied wait an acquire of the same race detector; a protocol whose
 //! actors all wait for ever is [`SimError::Stuck`] (the watchdog).
 //!
+//! Several simulated GPUs: a split pipeline is one device a part (its
+//! chunks, streams, rings); a placed one is one device whose stages' streams
+//! sit on several GPUs, a peer copy stage between them, its events across
+//! GPUs (events all the same to the race detector).
+//!
 //! Not modeled: GPU timing and memory model (operations run one at a time,
-//! whole), several GPUs, ranks. See `docs/sim.md`.
+//! whole), ranks. See `docs/sim.md`.
 mod device;
 mod grains;
 mod machine;

@@ -348,6 +348,19 @@ impl SimDevice {
         Ok(HostChunk::from_bytes(elem, &self.rings[ring][r]))
     }
 
+    /// Writes `bytes` at the start of slot `slot` of ring `ring` (a
+    /// rank's receive landing in its ring).
+    pub(crate) fn write_slot(&mut self, ring: usize, slot: usize, bytes: &[u8]) -> Result<(), String> {
+        let r = self.slot_range(ring, slot, bytes.len())?;
+        self.rings[ring][r].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The type of ring `ring`'s elements.
+    pub(crate) fn ring_type(&self, ring: usize) -> ElemType {
+        self.types[ring]
+    }
+
     /// Records operation `(stage, chunk)` of the current run as run now.
     pub(crate) fn ran(&mut self, stage: usize, chunk: usize) {
         self.order.push(OpRef { run: self.run, stage, chunk });

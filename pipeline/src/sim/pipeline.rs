@@ -108,6 +108,8 @@ pub struct SimPipeline {
     /// The host output and the records, gathered from the parts.
     output: Option<Vec<u8>>,
     records: Vec<Option<kernel_math::Reduction>>,
+    /// How a rank's send and recv stages run (`sim::ranks`), if a rank.
+    link: Option<Arc<dyn OpModel>>,
 }
 
 /// One part: a simulated device running chunks `chunks` of the pipeline.
@@ -156,7 +158,7 @@ impl SimPipeline {
         let seed = 0;
         let parts = ranges.into_iter().map(|r| SimPart::new(&spec, streams, r, host_in.clone(), seed)).collect::<Result<Vec<_>, _>>()?;
         let records = vec![None; spec.chunks()];
-        Ok(SimPipeline { spec, parts, streams, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed), output: None, records })
+        Ok(SimPipeline { spec, parts, streams, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed), output: None, records, link: None })
     }
 
     /// The scheduler's seed (default 0): which of the orders CUDA allows
@@ -346,7 +348,7 @@ impl SimPipeline {
             part.capture = Some(c.0);
         }
         let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
-        part.device.set_op_model(warps);
+        part.device.set_op_model(warps.or_else(|| self.link.clone()));
         let enqueued = enqueue_runs(part, streams, self.runs_done, launch, runs);
         let synced = enqueued.and_then(|()| part.device.synchronize());
         part.device.set_op_model(None);
@@ -358,6 +360,11 @@ impl SimPipeline {
     /// [`crate::Pipeline::verify`] does.
     pub fn verify(&self, report: &RunReport) -> Verification {
         verify(&self.spec, self.parts[0].device.input_bytes(), self.output.as_deref(), &report.reductions)
+    }
+
+    /// Runs this pipeline's send and recv stages with `link` (a rank).
+    pub(crate) fn set_link(&mut self, link: Arc<dyn OpModel>) {
+        self.link = Some(link);
     }
 
     /// The host output's bytes (d2h sinks), as of the last run.

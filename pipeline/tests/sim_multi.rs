@@ -133,3 +133,54 @@ fn every_edge_removed_from_a_placed_pipeline_is_reported() {
         }
     }
 }
+
+/// The simulated timeline: every operation a span, one stage's spans one
+/// after the other, each (stage, chunk) after what it waits for (the
+/// filled and freed edges), the stages overlapping, the same whatever the
+/// scheduler's seed; split parts' spans on their own GPUs.
+#[test]
+fn the_simulated_timeline_follows_the_event_graph() {
+    let (k, chunks, runs) = (2, 8, 2);
+    let mut first = None;
+    for seed in 0..4 {
+        for launch in LAUNCHES {
+            let mut p =
+                SimPipeline::new(spec("h2d,consumer,d2h", k, 50, 50 * chunks as u64), HostInput::Generated).unwrap().scheduler_seed(seed).record_timeline(true);
+            let r = p.run(launch, runs).unwrap();
+            let tl = r.timeline.expect("a timeline was asked for");
+            assert!(tl.labels.iter().all(|l| l.ends_with("(simulated time)")), "{:?}", tl.labels);
+            assert_eq!(tl.spans.len(), 3 * chunks * runs);
+            let span = |s: usize, c: usize, run: usize| tl.spans.iter().filter(|x| (x.stage, x.chunk) == (s, c)).nth(run).unwrap().clone();
+            for run in 0..runs {
+                for c in 0..chunks {
+                    for s in 0..3 {
+                        let me = span(s, c, run);
+                        assert!(me.end_ms > me.start_ms);
+                        if s > 0 {
+                            assert!(me.start_ms >= span(s - 1, c, run).end_ms, "filled: ({s}, {c}) starts before ({}, {c}) ends", s - 1);
+                        }
+                        if s < 2 && c >= k {
+                            assert!(me.start_ms >= span(s + 1, c - k, run).end_ms, "freed: ({s}, {c}) starts before ({}, {}) ends", s + 1, c - k);
+                        }
+                        if c > 0 {
+                            assert!(me.start_ms >= span(s, c - 1, run).end_ms, "stream order: ({s}, {c})");
+                        }
+                    }
+                }
+            }
+            assert!(tl.overlap_factor() > 1.5, "the stages overlap: {}", tl.overlap_factor());
+            let mut spans: Vec<_> = tl.spans.iter().map(|s| (s.stage, s.chunk, s.start_ms.to_bits(), s.end_ms.to_bits())).collect();
+            spans.sort();
+            match &first {
+                None => first = Some(spans),
+                Some(f) => assert_eq!(f, &spans, "the times depend on the seed ({seed}, {launch:?})"),
+            }
+        }
+    }
+    let mut p = SimPipeline::on_gpus(2, spec("producer,consumer,reduce", 2, 5, 40), HostInput::Generated).unwrap().record_timeline(true);
+    let tl = p.run(Launch::Streams, 1).unwrap().timeline.unwrap();
+    assert_eq!(tl.gpus, 2);
+    assert!(tl.spans.iter().all(|s| s.gpu == usize::from(s.chunk >= 4)), "each part's spans on its GPU");
+    let mut p = SimPipeline::new(spec("producer,consumer,reduce", 2, 5, 40), HostInput::Generated).unwrap();
+    assert!(p.run(Launch::Streams, 1).unwrap().timeline.is_none());
+}

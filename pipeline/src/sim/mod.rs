@@ -36,7 +36,7 @@ mod machine;
 mod pipeline;
 mod ranks;
 
-pub use device::{Hazard, OpRef, Place, Race, SimDevice};
+pub use device::{Hazard, OpRef, Place, Race, SIM_GBPS, SIM_LAUNCH_MS, SimDevice};
 #[doc(hidden)]
 pub use grains::SimProtocol;
 pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};

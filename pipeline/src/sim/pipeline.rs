@@ -13,6 +13,7 @@ use crate::exec::{HostInput, RunReport, generated_bytes, placed_spec};
 use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
+use crate::timeline::Timeline;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -110,6 +111,8 @@ pub struct SimPipeline {
     records: Vec<Option<kernel_math::Reduction>>,
     /// How a rank's send and recv stages run (`sim::ranks`), if a rank.
     link: Option<Arc<dyn OpModel>>,
+    /// Whether runs return a simulated timeline.
+    timeline: bool,
 }
 
 /// One part: a simulated device running chunks `chunks` of the pipeline.
@@ -121,12 +124,14 @@ struct SimPart {
 }
 
 impl SimPart {
-    fn new(spec: &PipelineSpec, streams: usize, chunks: Range<usize>, host_in: Option<Vec<u8>>, seed: u64) -> Result<SimPart, PipelineError> {
+    /// Part `gpu` (a simulated GPU) of chunks `chunks`.
+    fn new(spec: &PipelineSpec, streams: usize, (gpu, chunks): (usize, Range<usize>), host_in: Option<Vec<u8>>, seed: u64) -> Result<SimPart, PipelineError> {
         let (stages, local) = (spec.stages.len(), chunks.len());
         let slots = spec.slots.min(local).max(1);
         let graph = if spec.serial { EventGraph::unordered(stages, local, slots) } else { EventGraph::new(stages, local, slots) };
         let mut device = SimDevice::new(spec, streams, slots, host_in, seed)?;
         device.set_first_chunk(chunks.start);
+        device.set_gpu(gpu);
         Ok(SimPart { device, graph, capture: None, chunks })
     }
 }
@@ -156,9 +161,21 @@ impl SimPipeline {
         let host_in = if spec.reads_host() { Some(input_bytes(&spec, input)?) } else { None };
         let streams = if spec.serial { 1 } else { spec.stages.len() };
         let seed = 0;
-        let parts = ranges.into_iter().map(|r| SimPart::new(&spec, streams, r, host_in.clone(), seed)).collect::<Result<Vec<_>, _>>()?;
+        let parts = ranges.into_iter().enumerate().map(|r| SimPart::new(&spec, streams, r, host_in.clone(), seed)).collect::<Result<Vec<_>, _>>()?;
         let records = vec![None; spec.chunks()];
-        Ok(SimPipeline { spec, parts, streams, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed), output: None, records, link: None })
+        Ok(SimPipeline {
+            spec,
+            parts,
+            streams,
+            seed,
+            runs_done: 0,
+            protocol: SimProtocol::default(),
+            rng: Rng::new(seed),
+            output: None,
+            records,
+            link: None,
+            timeline: false,
+        })
     }
 
     /// The scheduler's seed (default 0): which of the orders CUDA allows
@@ -170,17 +187,29 @@ impl SimPipeline {
             .parts
             .iter()
             .enumerate()
-            .map(|(p, part)| SimPart::new(&self.spec, self.streams, part.chunks.clone(), host_in.clone(), seed.wrapping_add(p as u64)))
+            .map(|(p, part)| SimPart::new(&self.spec, self.streams, (p, part.chunks.clone()), host_in.clone(), seed.wrapping_add(p as u64)))
             .collect();
         if let Ok(mut parts) = parts {
             for (new, old) in parts.iter_mut().zip(&self.parts) {
                 new.graph = old.graph.clone();
+                new.device.record_times(self.timeline);
             }
             self.parts = parts;
             self.seed = seed;
             self.runs_done = 0;
             self.rng = Rng::new(seed);
         }
+        self
+    }
+
+    /// Runs return a timeline of simulated times (`RunReport::timeline`):
+    /// each operation a duration from a nominal cost model
+    /// ([`super::SIM_GBPS`]), placed as its stream's order and its waits
+    /// allow; stream launches, graph replay and the warps grain only (the
+    /// flags and PDL models have no streams to time). Nothing is measured.
+    pub fn record_timeline(mut self, on: bool) -> SimPipeline {
+        self.timeline = on;
+        self.parts.iter_mut().for_each(|p| p.device.record_times(on));
         self
     }
 
@@ -308,17 +337,21 @@ impl SimPipeline {
             check_device(&p.device)?;
         }
         self.gather();
+        let timeline = (self.timeline && matches!(launch, Launch::Streams | Launch::Graph | Launch::Warps)).then(|| self.simulated_timeline());
         let reductions = self.records.iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
         let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
-        Ok(RunReport {
-            runs,
-            gpu_ms: 0.0,
-            wall_ms: wall.elapsed().as_secs_f64() * 1e3,
-            part_ms: Vec::new(),
-            reductions,
-            timeline: None,
-            flag_stamps: Vec::new(),
-        })
+        Ok(RunReport { runs, gpu_ms: 0.0, wall_ms: wall.elapsed().as_secs_f64() * 1e3, part_ms: Vec::new(), reductions, timeline, flag_stamps: Vec::new() })
+    }
+
+    /// Every part's simulated spans, one row per stage, each label saying
+    /// the times are simulated.
+    fn simulated_timeline(&self) -> Timeline {
+        let names: Vec<String> = self.spec.stages.iter().map(|s| s.name().to_string()).collect();
+        let gpus = self.spec.placement.iter().max().map_or(self.parts.len(), |&g| g + 1);
+        let spans = self.parts.iter().flat_map(|p| p.device.spans().iter().cloned()).collect();
+        let mut tl = Timeline::new(names, gpus, spans);
+        tl.labels.iter_mut().for_each(|l| l.push_str(" (simulated time)"));
+        tl
     }
 
     /// The host output's bytes and the records, each part's chunks from its device.

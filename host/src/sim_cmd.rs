@@ -30,7 +30,8 @@ pub fn refuse_flags(flags: &[(bool, &str)]) -> Result<()> {
 /// Everything `host pipeline --device sim` cannot run, refused before
 /// anything runs: grains the simulated device lacks (it runs
 /// [`SIM_LAUNCHES`]; a grain it gains runs here with no change), the sync
-/// checker, timelines, PTX, ranks, and a stream's host-side
+/// checker, timelines of a stream or of the flags and PDL models, PTX,
+/// ranks, and a stream's host-side
 /// knobs (it simulates the GPU side of each chunk).
 pub fn check_pipeline(a: &PipelineArgs, launch: Launch) -> Result<()> {
     let stream = a.stream.input.is_some();
@@ -50,7 +51,11 @@ pub fn check_pipeline(a: &PipelineArgs, launch: Launch) -> Result<()> {
             a.batch.check_sync,
             "--check-sync slows stages on a GPU to show corruption; the simulated device's race detector checks every hand-off of every run instead",
         ),
-        (a.trace.is_some() || a.svg.is_some(), "--trace/--svg draw GPU time, and the simulated device has none"),
+        (stream && (a.trace.is_some() || a.svg.is_some()), "--trace/--svg: a stream on the simulated device has no timeline (a batch has, in simulated time)"),
+        (
+            (a.trace.is_some() || a.svg.is_some()) && matches!(launch, Launch::Flags | Launch::Pdl { .. }),
+            "--trace/--svg: the simulated flags and PDL models have no streams to time; use --grain streams, graph or warps",
+        ),
         (a.stream.host_only, "--host-only runs no device at all; leave --device sim out"),
         (a.stream.rate.is_some(), "--rate paces a stream in time, and the simulated device has none"),
         (a.stream.drop_oldest, "--drop-oldest drops chunks the GPU is too slow for, and the simulated device has no time"),
@@ -161,7 +166,10 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
     if gpus > 1 && matches!(launch, Launch::Flags | Launch::Pdl { .. } | Launch::Warps) {
         bail!("--device sim: --grain {} runs on one simulated GPU (its protocol model); use --grain streams or graph over several", launch.name());
     }
-    let mut sim = SimPipeline::on_gpus(gpus, spec, HostInput::Generated)?.scheduler_seed(seed);
+    check_writable(&a.trace, "--trace")?;
+    check_writable(&a.svg, "--svg")?;
+    let want_timeline = a.trace.is_some() || a.svg.is_some();
+    let mut sim = SimPipeline::on_gpus(gpus, spec, HostInput::Generated)?.scheduler_seed(seed).record_timeline(want_timeline);
     let spec = sim.spec().clone();
     let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
     println!(
@@ -192,6 +200,23 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
     };
     println!("verification: {}{how}", check.summary());
     let mut passed = check.passed();
+    if let Some(tl) = &report.timeline {
+        // Times from the simulator's nominal cost model, not measured.
+        let title = format!("{stage_list}, K={}, {} chunks: simulated time (no GPU)", spec.slots, spec.chunks());
+        if let Some(p) = &a.trace {
+            tl.write_chrome_trace(p)?;
+            println!("timeline: wrote Chrome trace {} (simulated time)", p.display());
+        }
+        if let Some(p) = &a.svg {
+            tl.write_svg(p, &title)?;
+            println!("timeline: wrote SVG {} (simulated time)", p.display());
+        }
+        println!(
+            "timeline: overlap factor {:.2} in simulated time (each operation its bytes at a nominal rate, not measured; 1 = fully serial, {} = every stage busy all the time)",
+            tl.overlap_factor(),
+            spec.stages.len()
+        );
+    }
     if a.batch.compare_serial {
         let serial_spec = spec.slots(1).serial(true);
         drop(sim);

@@ -1090,6 +1090,29 @@ fn sim_several_gpus_split_and_placed_verify() {
     }
 }
 
+/// `--trace`/`--svg` on the simulated device: a Chrome trace and an SVG of
+/// simulated time, every row marked simulated, one span per operation.
+#[test]
+fn sim_trace_and_svg_write_simulated_time() {
+    let dir = tmp_dir("sim-trace");
+    let (trace, svg) = (dir.join("t.json"), dir.join("t.svg"));
+    for extra in [&["--grain", "graph"][..], &["--gpus", "0,1"], &["--place", "0,1,1"]] {
+        let _ = (std::fs::remove_file(&trace), std::fs::remove_file(&svg));
+        let args = ["pipeline", "--device", "sim", "--sim-seed", "3", "--total-elements", "20000", "--chunk-elements", "3000"];
+        let args = [&args[..], extra, &["--trace", trace.to_str().unwrap(), "--svg", svg.to_str().unwrap()]].concat();
+        let text = assert_sim_passed(&host(&args), "verification: PASS");
+        assert!(text.contains("timeline: wrote Chrome trace") && text.contains("(simulated time)"), "{args:?}:\n{text}");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+        let events = json["traceEvents"].as_array().unwrap();
+        let ops = events.iter().filter(|e| e["ph"] == "X").count();
+        let stages = if extra.contains(&"--place") { 4 } else { 3 };
+        assert_eq!(ops, stages * 7, "{args:?}: one span per operation");
+        assert!(events.iter().filter(|e| e["name"] == "thread_name").all(|e| e["args"]["name"].as_str().unwrap().ends_with("(simulated time)")), "{args:?}");
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What the simulated device does not run is one line and exit 1, before
 /// anything runs (no banner); a device that is not a kind, exit 2.
 #[test]
@@ -1108,7 +1131,8 @@ fn sim_refusals_are_one_line_before_anything_runs() {
         (&["pipeline", "--device", "sim", "-w", "stream", "-s", "h2d,moving-average,d2h", "--gpus", "0,1"], "cannot run split over 2 GPUs"),
         (&["pipeline", "--device", "sim", "--place", "0,1"], "--place names 2 stage(s) but the pipeline has 3"),
         (&["pipeline", "--device", "sim", "--check-sync"], "--check-sync slows stages on a GPU"),
-        (&["pipeline", "--device", "sim", "--svg", "/tmp/x.svg"], "--trace/--svg draw GPU time"),
+        (&["pipeline", "--device", "sim", "--grain", "flags", "--svg", "/tmp/x.svg"], "the simulated flags and PDL models have no streams to time"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--trace", "/tmp/x.json"], "a stream on the simulated device has no timeline"),
         (&["pipeline", "--device", "sim", "--ptx", "/nonexistent.ptx"], "--ptx loads kernels for a GPU"),
         (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--grain", "graph"], "--grain graph is not available for a stream"),
         (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--rate", "1"], "--rate paces a stream in time"),

@@ -533,6 +533,8 @@ const PIPELINE_LAYERS: &[(&str, Layer)] = &[
     ("sim", Layer::Catalog),
     ("sim::pipeline", Layer::Catalog),
     ("sim::grains", Layer::Catalog),
+    // Ranks on the simulated device: each rank a `sim::pipeline` of `ranks`' local spec.
+    ("sim::ranks", Layer::Catalog),
     ("fir", Layer::Catalog),
 ];
 

@@ -5,7 +5,7 @@
 //! scheduler's seed is printed so a run replays (`--sim-seed`). What the
 //! simulated device does not run is refused with one line before anything
 //! runs ([`check_pipeline`], [`refuse_flags`]).
-use crate::common::{check_writable, launch_words, staged_output, stdout_file};
+use crate::common::{check_writable, gpu_indices, launch_words, parse_place, staged_output, stdout_file};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use pc_pipeline::sim::{SIM_LAUNCHES, SimError, SimPipeline};
@@ -29,8 +29,9 @@ pub fn refuse_flags(flags: &[(bool, &str)]) -> Result<()> {
 
 /// Everything `host pipeline --device sim` cannot run, refused before
 /// anything runs: grains the simulated device lacks (it runs
-/// [`SIM_LAUNCHES`]; a grain it gains runs here with no change), several
-/// GPUs, the sync checker, timelines, PTX, ranks, and a stream's host-side
+/// [`SIM_LAUNCHES`]; a grain it gains runs here with no change), the sync
+/// checker, timelines of a stream or of the flags and PDL models, PTX,
+/// ranks, and a stream's host-side
 /// knobs (it simulates the GPU side of each chunk).
 pub fn check_pipeline(a: &PipelineArgs, launch: Launch) -> Result<()> {
     let stream = a.stream.input.is_some();
@@ -42,16 +43,19 @@ pub fn check_pipeline(a: &PipelineArgs, launch: Launch) -> Result<()> {
         let runs: Vec<&str> = SIM_LAUNCHES.iter().map(|l| l.name()).collect();
         bail!("--device sim: --grain {} does not run on the simulated device yet (it runs --grain {}); use a GPU", launch.name(), runs.join(", "));
     }
-    let several = a.batch.gpus.trim() != "0";
     refuse_flags(&[
         (a.ptx.is_some(), "--ptx loads kernels for a GPU; the simulated device runs each stage's CPU reference"),
-        (a.batch.place.is_some(), "--place puts stages on several GPUs; the simulated device is one GPU"),
-        (several, "--gpus spreads chunks over several GPUs; the simulated device is one GPU (leave --gpus out)"),
+        (a.batch.gpus.trim() == "all", "--gpus all counts a driver's GPUs; name the simulated GPUs instead (e.g. --gpus 0,1,2)"),
+        (a.batch.place.is_some() && a.batch.compare_serial, "--compare-serial runs the serial baseline on one stream, so not with --place"),
         (
             a.batch.check_sync,
             "--check-sync slows stages on a GPU to show corruption; the simulated device's race detector checks every hand-off of every run instead",
         ),
-        (a.trace.is_some() || a.svg.is_some(), "--trace/--svg draw GPU time, and the simulated device has none"),
+        (stream && (a.trace.is_some() || a.svg.is_some()), "--trace/--svg: a stream on the simulated device has no timeline (a batch has, in simulated time)"),
+        (
+            (a.trace.is_some() || a.svg.is_some()) && matches!(launch, Launch::Flags | Launch::Pdl { .. }),
+            "--trace/--svg: the simulated flags and PDL models have no streams to time; use --grain streams, graph or warps",
+        ),
         (a.stream.host_only, "--host-only runs no device at all; leave --device sim out"),
         (a.stream.rate.is_some(), "--rate paces a stream in time, and the simulated device has none"),
         (a.stream.drop_oldest, "--drop-oldest drops chunks the GPU is too slow for, and the simulated device has no time"),
@@ -124,9 +128,10 @@ pub fn demo(cfg: &DemoConfig, seed: u64) -> Result<DemoReport> {
 /// A digest of the order the operations ran in (FNV-1a), to show which
 /// of the orders CUDA allows a seed picked.
 fn order_digest(sim: &SimPipeline) -> (usize, u64) {
-    let order = sim.device().order();
+    // Every part's operations, part by part.
+    let order: Vec<_> = (0..sim.parts()).filter_map(|p| sim.device_of(p)).flat_map(|d| d.order().iter().copied()).collect();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for op in order {
+    for op in &order {
         for v in [op.run, op.stage, op.chunk] {
             for b in (v as u64).to_le_bytes() {
                 h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -139,13 +144,33 @@ fn order_digest(sim: &SimPipeline) -> (usize, u64) {
 /// `host pipeline --device sim` on generated input: `a.batch.runs` runs
 /// with `launch`, the schedule's digest, every chunk verified; with
 /// `--compare-serial` the serial baseline too (verified; no speed-up, no
-/// time). [`check_pipeline`] ran first.
+/// time), on the simulated GPUs of `--gpus` (chunks split over them) or
+/// `--place` (stages on them, peer copies between). [`check_pipeline`]
+/// ran first.
 pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) -> Result<bool> {
     let size = spec.input_type()?.size() as u128;
     let total = spec.total_elements as u128;
     let out_size = spec.output_type()?.size() as u128;
     let ring_bytes: u128 = spec.ring_types()?.iter().map(|t| (spec.slots as u128) * (spec.chunk_elements as u128) * t.size() as u128).sum();
     check_host_memory(ring_bytes + if spec.reads_host() { total * size } else { 0 } + if spec.writes_host() { total * out_size } else { 0 })?;
+    // The GPUs named are simulated: only how many, and which stage on which.
+    let (gpus, spec) = match &a.batch.place {
+        Some(text) => {
+            let (devices, placement) = parse_place(text, &spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>())?;
+            (devices.len(), spec.placement(placement))
+        }
+        None => (gpu_indices(&a.batch.gpus)?.len(), spec),
+    };
+    // Refused before the banner, as on a GPU.
+    spec.check_launch(launch)?;
+    if gpus > 1 && matches!(launch, Launch::Flags | Launch::Pdl { .. } | Launch::Warps) {
+        bail!("--device sim: --grain {} runs on one simulated GPU (its protocol model); use --grain streams or graph over several", launch.name());
+    }
+    check_writable(&a.trace, "--trace")?;
+    check_writable(&a.svg, "--svg")?;
+    let want_timeline = a.trace.is_some() || a.svg.is_some();
+    let mut sim = SimPipeline::on_gpus(gpus, spec, HostInput::Generated)?.scheduler_seed(seed).record_timeline(want_timeline);
+    let spec = sim.spec().clone();
     let stage_list = spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> ");
     println!(
         "pipeline: {stage_list} ({}), K={}, chunk {} ({} elements), total {} in {} chunks, {}, the simulated device, {}",
@@ -158,7 +183,11 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
         launch_words(launch),
         seed_line(seed)
     );
-    let mut sim = SimPipeline::new(spec.clone(), HostInput::Generated)?.scheduler_seed(seed);
+    match (gpus, spec.placement.is_empty()) {
+        (1, _) => {}
+        (n, true) => println!("simulated GPUs: {n}, the chunks split over {} of them (a part each)", sim.parts()),
+        (n, false) => println!("simulated GPUs: {n}, stages placed {:?} (peer copies between)", spec.placement),
+    }
     let report = sim.run(launch, a.batch.runs).map_err(sim_error)?;
     println!("pipelined: {} run(s), {SIMULATED}", report.runs);
     let (ops, digest) = order_digest(&sim);
@@ -171,10 +200,27 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
     };
     println!("verification: {}{how}", check.summary());
     let mut passed = check.passed();
+    if let Some(tl) = &report.timeline {
+        // Times from the simulator's nominal cost model, not measured.
+        let title = format!("{stage_list}, K={}, {} chunks: simulated time (no GPU)", spec.slots, spec.chunks());
+        if let Some(p) = &a.trace {
+            tl.write_chrome_trace(p)?;
+            println!("timeline: wrote Chrome trace {} (simulated time)", p.display());
+        }
+        if let Some(p) = &a.svg {
+            tl.write_svg(p, &title)?;
+            println!("timeline: wrote SVG {} (simulated time)", p.display());
+        }
+        println!(
+            "timeline: overlap factor {:.2} in simulated time (each operation its bytes at a nominal rate, not measured; 1 = fully serial, {} = every stage busy all the time)",
+            tl.overlap_factor(),
+            spec.stages.len()
+        );
+    }
     if a.batch.compare_serial {
         let serial_spec = spec.slots(1).serial(true);
         drop(sim);
-        let mut serial = SimPipeline::new(serial_spec, HostInput::Generated)?.scheduler_seed(seed);
+        let mut serial = SimPipeline::on_gpus(gpus, serial_spec, HostInput::Generated)?.scheduler_seed(seed);
         let s = serial.run(Launch::Streams, a.batch.runs).map_err(sim_error)?;
         let ok = serial.verify(&s).passed();
         passed &= ok;

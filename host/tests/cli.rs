@@ -1060,6 +1060,59 @@ fn sim_stream_through_files_and_pipes_matches_the_reference() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Several simulated GPUs: `--gpus` splits the chunks (a part each),
+/// `--place` puts the stages on them with a peer copy between; both verify
+/// at stream launches and graph replay, with the serial baseline where it
+/// runs, and the named GPUs are simulated (no driver is opened).
+#[test]
+fn sim_several_gpus_split_and_placed_verify() {
+    let base = ["pipeline", "--device", "sim", "--sim-seed", "4", "--total-elements", "50000", "--chunk-elements", "3000", "--runs", "2"];
+    for grain in ["streams", "graph"] {
+        for (extra, banner) in [
+            (&["--gpus", "0,1,2"][..], "simulated GPUs: 3, the chunks split over 3 of them (a part each)"),
+            (&["--gpus", "5,7", "--compare-serial"], "simulated GPUs: 2, the chunks split over 2 of them (a part each)"),
+            (&["-w", "stream", "--gpus", "0,1"], "simulated GPUs: 2, the chunks split over 2 of them (a part each)"),
+            (&["--place", "producer:0,consumer:1,reduce:1"], "simulated GPUs: 2, stages placed [0, 1, 1, 1] (peer copies between)"),
+            (&["-w", "stream", "--place", "0,1,0"], "simulated GPUs: 2, stages placed [0, 1, 1, 0, 0] (peer copies between)"),
+        ] {
+            let args = [&base[..], &["--grain", grain], extra].concat();
+            let out = host(&args);
+            let text = assert_sim_passed(&out, "verification: PASS: all 17 chunks match the CPU reference");
+            assert!(text.contains(banner), "{args:?}:\n{text}");
+            assert!(text.contains("pipelined: 2 run(s), time: simulated (no GPU time)"), "{args:?}:\n{text}");
+            if extra.contains(&"--place") {
+                assert!(text.contains("-> copy-gpu0-gpu1 ->"), "{args:?}: no peer copy in the banner:\n{text}");
+            }
+            if extra.contains(&"--compare-serial") {
+                assert!(text.contains("serial run verification: PASS"), "{args:?}:\n{text}");
+            }
+        }
+    }
+}
+
+/// `--trace`/`--svg` on the simulated device: a Chrome trace and an SVG of
+/// simulated time, every row marked simulated, one span per operation.
+#[test]
+fn sim_trace_and_svg_write_simulated_time() {
+    let dir = tmp_dir("sim-trace");
+    let (trace, svg) = (dir.join("t.json"), dir.join("t.svg"));
+    for extra in [&["--grain", "graph"][..], &["--gpus", "0,1"], &["--place", "0,1,1"]] {
+        let _ = (std::fs::remove_file(&trace), std::fs::remove_file(&svg));
+        let args = ["pipeline", "--device", "sim", "--sim-seed", "3", "--total-elements", "20000", "--chunk-elements", "3000"];
+        let args = [&args[..], extra, &["--trace", trace.to_str().unwrap(), "--svg", svg.to_str().unwrap()]].concat();
+        let text = assert_sim_passed(&host(&args), "verification: PASS");
+        assert!(text.contains("timeline: wrote Chrome trace") && text.contains("(simulated time)"), "{args:?}:\n{text}");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+        let events = json["traceEvents"].as_array().unwrap();
+        let ops = events.iter().filter(|e| e["ph"] == "X").count();
+        let stages = if extra.contains(&"--place") { 4 } else { 3 };
+        assert_eq!(ops, stages * 7, "{args:?}: one span per operation");
+        assert!(events.iter().filter(|e| e["name"] == "thread_name").all(|e| e["args"]["name"].as_str().unwrap().ends_with("(simulated time)")), "{args:?}");
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What the simulated device does not run is one line and exit 1, before
 /// anything runs (no banner); a device that is not a kind, exit 2.
 #[test]
@@ -1071,10 +1124,15 @@ fn sim_refusals_are_one_line_before_anything_runs() {
         cases.push(own(&["pipeline", "--device", "sim", "--grain", launch.name()], &want));
     }
     for (args, want) in [
-        (&["pipeline", "--device", "sim", "--place", "0,1,1"][..], "--place puts stages on several GPUs"),
-        (&["pipeline", "--device", "sim", "--gpus", "0,1"], "--gpus spreads chunks over several GPUs"),
+        (&["pipeline", "--device", "sim", "--gpus", "all"][..], "--gpus all counts a driver's GPUs"),
+        (&["pipeline", "--device", "sim", "--place", "0,1,1", "--compare-serial"], "--compare-serial runs the serial baseline on one stream"),
+        (&["pipeline", "--device", "sim", "--place", "0,1,1", "--grain", "flags"], "placed on several GPUs runs with stream launches or graph replay"),
+        (&["pipeline", "--device", "sim", "--gpus", "0,1", "--grain", "pdl"], "--grain pdl runs on one simulated GPU"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "-s", "h2d,moving-average,d2h", "--gpus", "0,1"], "cannot run split over 2 GPUs"),
+        (&["pipeline", "--device", "sim", "--place", "0,1"], "--place names 2 stage(s) but the pipeline has 3"),
         (&["pipeline", "--device", "sim", "--check-sync"], "--check-sync slows stages on a GPU"),
-        (&["pipeline", "--device", "sim", "--svg", "/tmp/x.svg"], "--trace/--svg draw GPU time"),
+        (&["pipeline", "--device", "sim", "--grain", "flags", "--svg", "/tmp/x.svg"], "the simulated flags and PDL models have no streams to time"),
+        (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--trace", "/tmp/x.json"], "a stream on the simulated device has no timeline"),
         (&["pipeline", "--device", "sim", "--ptx", "/nonexistent.ptx"], "--ptx loads kernels for a GPU"),
         (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--grain", "graph"], "--grain graph is not available for a stream"),
         (&["pipeline", "--device", "sim", "-w", "stream", "--input", "-", "--rate", "1"], "--rate paces a stream in time"),

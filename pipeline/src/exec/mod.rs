@@ -335,36 +335,47 @@ impl Grain for StreamsGrain {
 /// two neighbouring stages sit on different GPUs (peer access enabled both
 /// ways where the GPUs allow it), and each stage's GPU.
 fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<&'g Gpu>)> {
+    let placed = placed_spec(spec, gpus.len(), |elem, prev, here| {
+        let (a, b) = (gpus[prev], gpus[here]);
+        let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
+        Ok(crate::copy::peer_copy(elem, a.info().index, b.info().index, direct))
+    })?;
+    let stage_gpus = placed.placement.iter().map(|&i| gpus[i]).collect();
+    Ok((placed, stage_gpus))
+}
+
+/// `spec` placed over `gpus` GPUs (its placement checked: one GPU index
+/// per stage, each below `gpus`, no serial baseline), with the stage
+/// `peer(elem, from, to)` makes between two neighbouring stages on GPUs
+/// `from` and `to` (list indexes) reading `elem`: the placement of CUDA
+/// (`Pipeline::new`) and of the simulated device (`sim::SimPipeline`).
+pub(crate) fn placed_spec(spec: PipelineSpec, gpus: usize, mut peer: impl FnMut(ElemType, usize, usize) -> Result<crate::Stage>) -> Result<PipelineSpec> {
     let n = spec.stages.len();
     if spec.placement.len() != n {
         return Err(PipelineError::BadStages(format!("the placement names {} GPU(s) for {n} stages; give one per stage", spec.placement.len())));
     }
-    if let Some((s, &i)) = spec.placement.iter().enumerate().find(|&(_, &i)| i >= gpus.len()) {
-        return Err(PipelineError::BadStages(format!("stage {} is placed on GPU #{i} of the list, which has {} GPU(s)", spec.stages[s].name(), gpus.len())));
+    if let Some((s, &i)) = spec.placement.iter().enumerate().find(|&(_, &i)| i >= gpus) {
+        return Err(PipelineError::BadStages(format!("stage {} is placed on GPU #{i} of the list, which has {gpus} GPU(s)", spec.stages[s].name())));
     }
     if spec.serial {
         return Err(PipelineError::BadStages("the serial baseline runs on one stream, so its stages cannot be placed on several GPUs".into()));
     }
     let types = spec.ring_types()?;
-    let (mut stages, mut placement, mut stage_gpus) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut stages, mut placement) = (Vec::new(), Vec::new());
     for s in 0..n {
         let (prev, here) = (s.checked_sub(1).map(|p| spec.placement[p]), spec.placement[s]);
         // A peer copy between, unless this stage is one already (a placed
         // spec given again).
         if let Some(prev) = prev.filter(|&p| p != here && !crate::copy::is_peer_copy(&spec.stages[s])) {
-            let (a, b) = (gpus[prev], gpus[here]);
-            let direct = b.enable_peer_access(a)? & a.enable_peer_access(b)?;
-            stages.push(crate::copy::peer_copy(types[s - 1], a.info().index, b.info().index, direct));
+            stages.push(peer(types[s - 1], prev, here)?);
             placement.push(here);
-            stage_gpus.push(b);
         }
         stages.push(spec.stages[s].clone());
         placement.push(here);
-        stage_gpus.push(gpus[here]);
     }
     let mut placed = spec.stages(stages);
     placed.placement = placement;
-    Ok((placed, stage_gpus))
+    Ok(placed)
 }
 
 impl<'g> Pipeline<'g> {

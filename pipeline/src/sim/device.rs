@@ -6,6 +6,7 @@ use crate::exec::device::EnqueueTo;
 use crate::exec::plan::EventId;
 use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, Kind};
+use crate::timeline::Span;
 use kernel_math::{POISON_BITS, Reduction};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -222,7 +223,25 @@ pub struct SimDevice {
     op_model: Option<Arc<dyn OpModel>>,
     /// The first block ring that could not go on (warps grain).
     stuck: Option<String>,
+    /// The global index of this part's local chunk 0 (a pipeline split
+    /// over several simulated GPUs: each part its own device).
+    first_chunk: usize,
+    /// The simulated GPU of a split part (a placed spec names each stage's).
+    gpu: usize,
+    /// Simulated times (`record_times`): each stream's clock in ms, each
+    /// record's time by (stream, position), the operations' spans.
+    timing: bool,
+    now: Vec<f64>,
+    record_at: HashMap<(usize, u64), f64>,
+    spans: Vec<Span>,
 }
+
+/// The simulated cost model: an operation moves its chunk's bytes (read
+/// and written) at this nominal rate, plus a fixed launch cost. Nothing
+/// is measured; the times only place operations as their order allows.
+pub const SIM_GBPS: f64 = 100.0;
+/// The fixed cost of each simulated operation, in ms.
+pub const SIM_LAUNCH_MS: f64 = 0.005;
 
 impl SimDevice {
     /// A device for `spec` (validated) over `streams` streams with `slots`
@@ -264,7 +283,45 @@ impl SimDevice {
             failure: None,
             op_model: None,
             stuck: None,
+            first_chunk: 0,
+            gpu: 0,
+            timing: false,
+            now: vec![0.0; streams],
+            record_at: HashMap::new(),
+            spans: Vec::new(),
         })
+    }
+
+    /// This device runs a part of a split pipeline whose local chunk `c`
+    /// is the pipeline's chunk `first + c` (its host range, its generated
+    /// data, its record), as `exec`'s parts do.
+    pub(crate) fn set_first_chunk(&mut self, first: usize) {
+        self.first_chunk = first;
+    }
+
+    /// This device is simulated GPU `gpu` (a split pipeline's part).
+    pub(crate) fn set_gpu(&mut self, gpu: usize) {
+        self.gpu = gpu;
+    }
+
+    /// Gives each operation run from now on a simulated time (see
+    /// [`SIM_GBPS`]): a stream's operations one after the other, a wait
+    /// holding its stream until the record it waits for.
+    pub fn record_times(&mut self, on: bool) {
+        self.timing = on;
+    }
+
+    /// The operations' simulated spans since the last [`SimDevice::clear_reports`].
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    /// Operation `(stage, chunk)`'s simulated duration, in ms.
+    fn op_ms(&self, stage: usize, chunk: usize) -> f64 {
+        let r = self.spec.chunk_range(self.first_chunk + chunk);
+        let last = self.types.len() - 1;
+        let bytes = (r.end - r.start) as f64 * (self.types[stage.saturating_sub(1).min(last)].size() + self.types[stage.min(last)].size()) as f64;
+        SIM_LAUNCH_MS + bytes / (SIM_GBPS * 1e9) * 1e3
     }
 
     /// Numbers the operations enqueued from now on as run `run`.
@@ -284,6 +341,7 @@ impl SimDevice {
         self.failure = None;
         self.stuck = None;
         self.order.clear();
+        self.spans.clear();
     }
 
     /// The first warps-grain block ring that stopped with its actors
@@ -335,6 +393,19 @@ impl SimDevice {
         let elem = self.types[ring];
         let r = self.slot_range(ring, slot, len * elem.size())?;
         Ok(HostChunk::from_bytes(elem, &self.rings[ring][r]))
+    }
+
+    /// Writes `bytes` at the start of slot `slot` of ring `ring` (a
+    /// rank's receive landing in its ring).
+    pub(crate) fn write_slot(&mut self, ring: usize, slot: usize, bytes: &[u8]) -> Result<(), String> {
+        let r = self.slot_range(ring, slot, bytes.len())?;
+        self.rings[ring][r].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The type of ring `ring`'s elements.
+    pub(crate) fn ring_type(&self, ring: usize) -> ElemType {
+        self.types[ring]
     }
 
     /// Records operation `(stage, chunk)` of the current run as run now.
@@ -403,9 +474,25 @@ impl SimDevice {
         let s = ready[self.rng.below(ready.len())];
         let Some(item) = self.queues[s].pop_front() else { return false };
         match item {
-            Item::Wait { .. } | Item::Record => {}
+            Item::Wait { stream, seq } => {
+                if let Some(&t) = self.record_at.get(&(stream, seq)) {
+                    self.now[s] = self.now[s].max(t);
+                }
+            }
+            Item::Record => {
+                if self.timing {
+                    // This record is item `done[s]` of its stream (its seq).
+                    self.record_at.insert((s, self.done[s]), self.now[s]);
+                }
+            }
             Item::BeginRun(stage) => self.run_begin(stage),
             Item::Op { stage, chunk, slot } => {
+                if self.timing {
+                    let start = self.now[s];
+                    self.now[s] = start + self.op_ms(stage, chunk);
+                    let gpu = self.spec.placement.get(stage).copied().unwrap_or(self.gpu);
+                    self.spans.push(Span { gpu, stage, chunk: self.first_chunk + chunk, start_ms: start, end_ms: self.now[s] });
+                }
                 if let Err(why) = self.run_op(stage, chunk, slot) {
                     self.failure.get_or_insert(format!("stage {} on chunk {chunk}: {why}", self.names[stage]));
                 }
@@ -506,7 +593,7 @@ impl SimDevice {
     /// `stage` (or the host output, or the chunk's record).
     fn run_op(&mut self, stage: usize, chunk: usize, slot: usize) -> Result<(), String> {
         self.order.push(OpRef { run: self.run, stage, chunk });
-        let range = self.spec.chunk_range(chunk);
+        let range = self.spec.chunk_range(self.first_chunk + chunk);
         let len = (range.end - range.start) as usize;
         match self.op_model.clone().filter(|m| m.takes(stage)) {
             Some(m) => m.run_op(self, stage, chunk, slot, len),
@@ -528,7 +615,9 @@ impl SimDevice {
         piece: std::ops::Range<usize>,
         input: Option<HostChunk>,
     ) -> Result<(), String> {
-        let range = self.spec.chunk_range(chunk);
+        // The pipeline's chunk (a split part's local chunk is offset).
+        let global = self.first_chunk + chunk;
+        let range = self.spec.chunk_range(global);
         let len = (range.end - range.start) as usize;
         if piece.start > piece.end || piece.end > len {
             return Err(format!("piece {piece:?} of a chunk of {len}"));
@@ -551,7 +640,7 @@ impl SimDevice {
                     (None, true) => return Err("no host input".into()),
                     _ => None,
                 };
-                let whole = src.reference(&ChunkInfo { index: chunk, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?;
+                let whole = src.reference(&ChunkInfo { index: global, range: range.clone(), seed: self.spec.seed }, self.types[0], host)?;
                 let size = whole.elem().size();
                 if whole.len() != len {
                     return Err(format!("the source's reference gave {} elements, not {len}", whole.len()));
@@ -585,7 +674,7 @@ impl SimDevice {
                     // the reduce kernel's, computed exactly on the CPU (in
                     // any order: a piece adds to what the others added).
                     let values = input.view::<f32>().ok_or_else(|| format!("a record sink reads f32 here, not {}", input.elem()))?;
-                    let record = self.records.get_mut(chunk).ok_or("a chunk past the records")?;
+                    let record = self.records.get_mut(global).ok_or("a chunk past the records")?;
                     let r = record.get_or_insert(Reduction::EMPTY);
                     values.iter().for_each(|&v| r.add(v));
                 }

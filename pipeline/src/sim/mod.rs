@@ -20,14 +20,24 @@
 //! satisfied wait an acquire of the same race detector; a protocol whose
 //! actors all wait for ever is [`SimError::Stuck`] (the watchdog).
 //!
+//! Several simulated GPUs: a split pipeline is one device a part (its
+//! chunks, streams, rings); a placed one is one device whose stages' streams
+//! sit on several GPUs, a peer copy stage between them, its events across
+//! GPUs (events all the same to the race detector).
+//!
+//! Ranks ([`run_ranks`]): each rank its stages as a [`SimPipeline`], the
+//! NCCL transfers through an in-process wire with NCCL's matching.
+//!
 //! Not modeled: GPU timing and memory model (operations run one at a time,
-//! whole), several GPUs, ranks. See `docs/sim.md`.
+//! whole), ranks running at the same time. See `docs/sim.md`.
 mod device;
 mod grains;
 mod machine;
 mod pipeline;
+mod ranks;
 
-pub use device::{Hazard, OpRef, Place, Race, SimDevice};
+pub use device::{Hazard, OpRef, Place, Race, SIM_GBPS, SIM_LAUNCH_MS, SimDevice};
 #[doc(hidden)]
 pub use grains::SimProtocol;
 pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};
+pub use ranks::{SimRanks, run_ranks};

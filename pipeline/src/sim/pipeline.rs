@@ -5,12 +5,16 @@
 use super::device::{OpModel, Race, Rng, SimDevice};
 use super::grains::{SimProtocol, WarpsSim, flags_run, pdl_run};
 use crate::PipelineError;
+use crate::copy::peer_copy;
 use crate::exec::device::{EnqueueTo, enqueue_actions};
 use crate::exec::plan::{Action, EventId, plan, stream_chunk, stream_of};
-use crate::exec::{HostInput, RunReport, generated_bytes};
+use crate::exec::split::split_chunks;
+use crate::exec::{HostInput, RunReport, generated_bytes, placed_spec};
 use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
+use crate::timeline::Timeline;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,10 +75,13 @@ impl EnqueueTo for Capture {
 }
 
 /// A pipeline on the simulated device, built and run like
-/// [`crate::Pipeline`] on one GPU: one stream per stage (one when serial),
-/// rings of `min(K, chunks)` slots, exactly the waits of its
-/// [`EventGraph`]. Results are checked with [`SimPipeline::verify`], the
-/// same [`crate::reference::verify`] a GPU run is checked with.
+/// [`crate::Pipeline`]: one stream per stage (one when serial), rings of
+/// `min(K, chunks)` slots, exactly the waits of its [`EventGraph`]; on one
+/// simulated GPU ([`SimPipeline::new`]), split over several (each GPU a
+/// part with its own range of chunks, streams and rings, as `exec` splits
+/// them) or placed on several ([`SimPipeline::on_gpus`]). Results are
+/// checked with [`SimPipeline::verify`], the same
+/// [`crate::reference::verify`] a GPU run is checked with.
 ///
 /// ```
 /// use pc_pipeline::sim::SimPipeline;
@@ -87,10 +94,11 @@ impl EnqueueTo for Capture {
 /// ```
 pub struct SimPipeline {
     spec: PipelineSpec,
-    graph: EventGraph,
+    /// One per simulated GPU of a split pipeline; one for a placed one
+    /// (its stages' streams on several GPUs: events across GPUs are
+    /// events, so the race detector sees the hand-offs as any other).
+    parts: Vec<SimPart>,
     streams: usize,
-    device: SimDevice,
-    capture: Option<Vec<Action>>,
     seed: u64,
     /// Runs enqueued so far (numbers each run's operations).
     runs_done: usize,
@@ -98,37 +106,110 @@ pub struct SimPipeline {
     protocol: SimProtocol,
     /// The protocol grains' scheduler.
     rng: Rng,
+    /// The host output and the records, gathered from the parts.
+    output: Option<Vec<u8>>,
+    records: Vec<Option<kernel_math::Reduction>>,
+    /// How a rank's send and recv stages run (`sim::ranks`), if a rank.
+    link: Option<Arc<dyn OpModel>>,
+    /// Whether runs return a simulated timeline.
+    timeline: bool,
+}
+
+/// One part: a simulated device running chunks `chunks` of the pipeline.
+struct SimPart {
+    device: SimDevice,
+    graph: EventGraph,
+    capture: Option<Vec<Action>>,
+    chunks: Range<usize>,
+}
+
+impl SimPart {
+    /// Part `gpu` (a simulated GPU) of chunks `chunks`.
+    fn new(spec: &PipelineSpec, streams: usize, (gpu, chunks): (usize, Range<usize>), host_in: Option<Vec<u8>>, seed: u64) -> Result<SimPart, PipelineError> {
+        let (stages, local) = (spec.stages.len(), chunks.len());
+        let slots = spec.slots.min(local).max(1);
+        let graph = if spec.serial { EventGraph::unordered(stages, local, slots) } else { EventGraph::new(stages, local, slots) };
+        let mut device = SimDevice::new(spec, streams, slots, host_in, seed)?;
+        device.set_first_chunk(chunks.start);
+        device.set_gpu(gpu);
+        Ok(SimPart { device, graph, capture: None, chunks })
+    }
 }
 
 impl SimPipeline {
-    /// Validates `spec` and loads its host input (h2d sources). Placement
-    /// over several GPUs is refused (the simulated device is one GPU).
+    /// Validates `spec` and loads its host input (h2d sources): one
+    /// simulated GPU, or the GPUs its placement names.
     pub fn new(spec: PipelineSpec, input: HostInput) -> Result<SimPipeline, PipelineError> {
+        let gpus = spec.placement.iter().max().map_or(1, |&g| g + 1);
+        SimPipeline::on_gpus(gpus, spec, input)
+    }
+
+    /// `spec` on `gpus` simulated GPUs, as [`crate::Pipeline::new`] on
+    /// that many: with a placement, its stages on the GPUs it names (a
+    /// peer copy stage between neighbours on different GPUs, its events
+    /// across GPUs); without, the chunks split over them
+    /// ([`crate::exec::split::split_chunks`]), each part its own device.
+    pub fn on_gpus(gpus: usize, spec: PipelineSpec, input: HostInput) -> Result<SimPipeline, PipelineError> {
         spec.validate()?;
-        if !spec.placement.is_empty() {
-            return Err(PipelineError::BadStages("the simulated device is one GPU: a placed pipeline does not run on it".into()));
+        if gpus == 0 {
+            return Err(PipelineError::NoGpus);
         }
+        let spec = if spec.placement.is_empty() { spec } else { placed_spec(spec, gpus, |elem, from, to| Ok(peer_copy(elem, from, to, true)))? };
+        // A placed pipeline is one part (all its chunks).
+        let ranges = if spec.placement.is_empty() { split_chunks(spec.chunks(), gpus) } else { split_chunks(spec.chunks(), 1) };
+        spec.check_split(ranges.len())?;
         let host_in = if spec.reads_host() { Some(input_bytes(&spec, input)?) } else { None };
-        let chunks = spec.chunks();
-        let stages = spec.stages.len();
-        let slots = spec.slots.min(chunks).max(1);
-        let streams = if spec.serial { 1 } else { stages };
-        let graph = if spec.serial { EventGraph::unordered(stages, chunks, slots) } else { EventGraph::new(stages, chunks, slots) };
+        let streams = if spec.serial { 1 } else { spec.stages.len() };
         let seed = 0;
-        let device = SimDevice::new(&spec, streams, slots, host_in, seed)?;
-        Ok(SimPipeline { spec, graph, streams, device, capture: None, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed) })
+        let parts = ranges.into_iter().enumerate().map(|r| SimPart::new(&spec, streams, r, host_in.clone(), seed)).collect::<Result<Vec<_>, _>>()?;
+        let records = vec![None; spec.chunks()];
+        Ok(SimPipeline {
+            spec,
+            parts,
+            streams,
+            seed,
+            runs_done: 0,
+            protocol: SimProtocol::default(),
+            rng: Rng::new(seed),
+            output: None,
+            records,
+            link: None,
+            timeline: false,
+        })
     }
 
     /// The scheduler's seed (default 0): which of the orders CUDA allows
-    /// the device runs. Resets the device (rings, races).
+    /// the device runs. Resets the devices (rings, races); part `p` draws
+    /// from `seed + p`.
     pub fn scheduler_seed(mut self, seed: u64) -> SimPipeline {
-        let host_in = self.device.input_bytes().map(<[u8]>::to_vec);
-        if let Ok(d) = SimDevice::new(&self.spec, self.streams, self.graph.slots(), host_in, seed) {
-            self.device = d;
+        let host_in = self.parts[0].device.input_bytes().map(<[u8]>::to_vec);
+        let parts: Result<Vec<SimPart>, _> = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(p, part)| SimPart::new(&self.spec, self.streams, (p, part.chunks.clone()), host_in.clone(), seed.wrapping_add(p as u64)))
+            .collect();
+        if let Ok(mut parts) = parts {
+            for (new, old) in parts.iter_mut().zip(&self.parts) {
+                new.graph = old.graph.clone();
+                new.device.record_times(self.timeline);
+            }
+            self.parts = parts;
             self.seed = seed;
             self.runs_done = 0;
             self.rng = Rng::new(seed);
         }
+        self
+    }
+
+    /// Runs return a timeline of simulated times (`RunReport::timeline`):
+    /// each operation a duration from a nominal cost model
+    /// ([`super::SIM_GBPS`]), placed as its stream's order and its waits
+    /// allow; stream launches, graph replay and the warps grain only (the
+    /// flags and PDL models have no streams to time). Nothing is measured.
+    pub fn record_timeline(mut self, on: bool) -> SimPipeline {
+        self.timeline = on;
+        self.parts.iter_mut().for_each(|p| p.device.record_times(on));
         self
     }
 
@@ -140,26 +221,42 @@ impl SimPipeline {
         self
     }
 
+    /// The spec as run (a placed one with its peer copies in).
     pub fn spec(&self) -> &PipelineSpec {
         &self.spec
     }
 
-    /// The event graph the runs enqueue.
-    pub fn event_graph(&self) -> &EventGraph {
-        &self.graph
+    /// How many parts (simulated GPUs of a split; 1 when placed).
+    pub fn parts(&self) -> usize {
+        self.parts.len()
     }
 
-    /// Replaces the event graph (say, one edge removed, to see the race
-    /// detector report it); drops the captured graph. Safe here: the
-    /// simulated device has no undefined behaviour to fear.
+    /// The event graph the runs enqueue (part 0's).
+    pub fn event_graph(&self) -> &EventGraph {
+        &self.parts[0].graph
+    }
+
+    /// Part `part`'s event graph, if there is that part.
+    pub fn event_graph_of(&self, part: usize) -> Option<&EventGraph> {
+        self.parts.get(part).map(|p| &p.graph)
+    }
+
+    /// Replaces every part's event graph by `f` of it (say, one edge
+    /// removed, to see the race detector report it); drops the captured
+    /// graphs. Safe here: the simulated device has no undefined behaviour
+    /// to fear.
     pub fn set_event_graph(&mut self, f: impl Fn(&EventGraph) -> EventGraph) -> Result<(), PipelineError> {
-        let g = f(&self.graph);
-        let (have, want) = ((g.stages(), g.chunks(), g.slots()), (self.graph.stages(), self.graph.chunks(), self.graph.slots()));
-        if have != want {
-            return Err(PipelineError::BadStages(format!("event graph of (stages, chunks, K) = {have:?} for a pipeline of {want:?}")));
+        let graphs: Vec<EventGraph> = self.parts.iter().map(|p| f(&p.graph)).collect();
+        for (p, g) in self.parts.iter().zip(&graphs) {
+            let (have, want) = ((g.stages(), g.chunks(), g.slots()), (p.graph.stages(), p.graph.chunks(), p.graph.slots()));
+            if have != want {
+                return Err(PipelineError::BadStages(format!("event graph of (stages, chunks, K) = {have:?} for a pipeline of {want:?}")));
+            }
         }
-        self.graph = g;
-        self.capture = None;
+        for (p, g) in self.parts.iter_mut().zip(graphs) {
+            p.graph = g;
+            p.capture = None;
+        }
         Ok(())
     }
 
@@ -168,19 +265,25 @@ impl SimPipeline {
         self.seed
     }
 
-    /// The device (its races, the order it ran the operations in).
+    /// The device (its races, the order it ran the operations in): part 0's.
     pub fn device(&self) -> &SimDevice {
-        &self.device
+        &self.parts[0].device
+    }
+
+    /// Part `part`'s device, if there is that part.
+    pub fn device_of(&self, part: usize) -> Option<&SimDevice> {
+        self.parts.get(part).map(|p| &p.device)
     }
 
     /// Runs the pipeline `runs` times back to back with `launch`, then
     /// synchronizes. Stream launches and graph replay run the executor's
-    /// action lists; the flags, PDL and warps grains run as models of their
-    /// protocols (refused where the grain's own check refuses the spec).
-    /// Any race is an error ([`SimError::Race`]), a protocol that cannot go
-    /// on too ([`SimError::Stuck`]). The report's times are the
-    /// simulation's: `gpu_ms` is 0 and `part_ms` empty (no GPU time is
-    /// simulated); `wall_ms` is the host's time simulating.
+    /// action lists (each part's); the flags, PDL and warps grains run as
+    /// models of their protocols on one simulated GPU (refused where the
+    /// grain's own check refuses the spec). Any race is an error
+    /// ([`SimError::Race`]), a protocol that cannot go on too
+    /// ([`SimError::Stuck`]). The report's times are the simulation's:
+    /// `gpu_ms` is 0 and `part_ms` empty (no GPU time is simulated);
+    /// `wall_ms` is the host's time simulating.
     pub fn run(&mut self, launch: Launch, runs: usize) -> Result<RunReport, SimError> {
         self.spec.check_launch(launch)?;
         if matches!(launch, Launch::Flags | Launch::Pdl { .. } | Launch::Warps) && self.spec.serial {
@@ -193,85 +296,125 @@ impl SimPipeline {
         if let Launch::Grain(g) = launch {
             return Err(PipelineError::GrainUnsupported { grain: g.name(), why: "the simulated device models the built-in grains only".into() }.into());
         }
+        let several = self.parts.len() > 1 || !self.spec.placement.is_empty();
+        if several && matches!(launch, Launch::Flags | Launch::Pdl { .. } | Launch::Warps) {
+            return Err(PipelineError::GrainUnsupported { grain: launch.name(), why: "the simulated device models it on one GPU only".into() }.into());
+        }
         let runs = runs.max(1);
         let wall = Instant::now();
-        self.device.clear_reports();
-        self.device.poison_output();
+        for p in &mut self.parts {
+            p.device.clear_reports();
+            p.device.poison_output();
+        }
         match launch {
-            Launch::Streams | Launch::Graph | Launch::Warps => self.run_streams(launch, runs)?,
+            Launch::Streams | Launch::Graph | Launch::Warps => {
+                for p in 0..self.parts.len() {
+                    self.run_streams(p, launch, runs)?;
+                }
+                self.runs_done += runs;
+            }
             Launch::Flags | Launch::Pdl { .. } | Launch::Grain(_) => {
-                let slots = self.graph.slots();
+                let slots = self.parts[0].graph.slots();
+                let device = &mut self.parts[0].device;
                 for run in 0..runs {
-                    self.device.set_run(self.runs_done + run);
+                    device.set_run(self.runs_done + run);
                     // The run's reset (counters, records) on stream 0 and
                     // its join: runs are ordered one after the other.
-                    (0..self.spec.stages.len()).for_each(|s| self.device.run_begin(s));
+                    (0..self.spec.stages.len()).for_each(|s| device.run_begin(s));
                     let ran = match launch {
-                        Launch::Flags => flags_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
-                        _ => pdl_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
+                        Launch::Flags => flags_run(device, &self.spec, slots, &self.protocol, &mut self.rng),
+                        _ => pdl_run(device, &self.spec, slots, &self.protocol, &mut self.rng),
                     };
                     if let Err(stuck) = ran {
-                        self.device.set_stuck(format!("run {}: {}", self.runs_done + run, stuck.0));
+                        device.set_stuck(format!("run {}: {}", self.runs_done + run, stuck.0));
                         break;
                     }
                 }
                 self.runs_done += runs;
             }
         }
-        check_device(&self.device)?;
-        let reductions = self.device.records().iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
-        let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
-        Ok(RunReport {
-            runs,
-            gpu_ms: 0.0,
-            wall_ms: wall.elapsed().as_secs_f64() * 1e3,
-            part_ms: Vec::new(),
-            reductions,
-            timeline: None,
-            flag_stamps: Vec::new(),
-        })
-    }
-
-    /// Stream launches, graph replay, or the warps grain (stream launches
-    /// with its ring stages on the block ring), enqueued and synchronized.
-    fn run_streams(&mut self, launch: Launch, runs: usize) -> Result<(), SimError> {
-        if launch == Launch::Graph && self.capture.is_none() {
-            // The capture: the run's actions as enqueued, kept and replayed.
-            let mut c = Capture::default();
-            enqueue_actions(plan(&self.graph, self.streams), &mut c)?;
-            self.capture = Some(c.0);
+        for p in &self.parts {
+            check_device(&p.device)?;
         }
-        let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
-        self.device.set_op_model(warps);
-        let enqueued = self.enqueue_runs(launch, runs);
-        let synced = enqueued.and_then(|()| self.device.synchronize());
-        self.device.set_op_model(None);
-        synced?;
-        Ok(())
+        self.gather();
+        let timeline = (self.timeline && matches!(launch, Launch::Streams | Launch::Graph | Launch::Warps)).then(|| self.simulated_timeline());
+        let reductions = self.records.iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
+        let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
+        Ok(RunReport { runs, gpu_ms: 0.0, wall_ms: wall.elapsed().as_secs_f64() * 1e3, part_ms: Vec::new(), reductions, timeline, flag_stamps: Vec::new() })
     }
 
-    fn enqueue_runs(&mut self, launch: Launch, runs: usize) -> Result<(), PipelineError> {
-        for run in 0..runs {
-            self.device.set_run(self.runs_done + run);
-            match (&self.capture, launch) {
-                (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut self.device)?,
-                _ => enqueue_actions(plan(&self.graph, self.streams), &mut self.device)?,
+    /// Every part's simulated spans, one row per stage, each label saying
+    /// the times are simulated.
+    fn simulated_timeline(&self) -> Timeline {
+        let names: Vec<String> = self.spec.stages.iter().map(|s| s.name().to_string()).collect();
+        let gpus = self.spec.placement.iter().max().map_or(self.parts.len(), |&g| g + 1);
+        let spans = self.parts.iter().flat_map(|p| p.device.spans().iter().cloned()).collect();
+        let mut tl = Timeline::new(names, gpus, spans);
+        tl.labels.iter_mut().for_each(|l| l.push_str(" (simulated time)"));
+        tl
+    }
+
+    /// The host output's bytes and the records, each part's chunks from its device.
+    fn gather(&mut self) {
+        let size = self.spec.ring_types().ok().and_then(|t| t.last().map(|t| t.size())).unwrap_or(1);
+        self.output = self.parts[0].device.output_bytes().map(<[u8]>::to_vec);
+        for p in &self.parts {
+            let (lo, hi) = (self.spec.chunk_range(p.chunks.start).start as usize, self.spec.chunk_range(p.chunks.end - 1).end as usize);
+            if let (Some(out), Some(theirs)) = (&mut self.output, p.device.output_bytes()) {
+                out[lo * size..hi * size].copy_from_slice(&theirs[lo * size..hi * size]);
+            }
+            for c in p.chunks.clone() {
+                self.records[c] = p.device.records()[c];
             }
         }
-        self.runs_done += runs;
+    }
+
+    /// Part `p`'s stream launches, graph replay, or the warps grain (stream
+    /// launches with its ring stages on the block ring), enqueued and synchronized.
+    fn run_streams(&mut self, p: usize, launch: Launch, runs: usize) -> Result<(), SimError> {
+        let streams = self.streams;
+        let part = &mut self.parts[p];
+        if launch == Launch::Graph && part.capture.is_none() {
+            // The capture: the run's actions as enqueued, kept and replayed.
+            let mut c = Capture::default();
+            enqueue_actions(plan(&part.graph, streams), &mut c)?;
+            part.capture = Some(c.0);
+        }
+        let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
+        part.device.set_op_model(warps.or_else(|| self.link.clone()));
+        let enqueued = enqueue_runs(part, streams, self.runs_done, launch, runs);
+        let synced = enqueued.and_then(|()| part.device.synchronize());
+        part.device.set_op_model(None);
+        synced?;
         Ok(())
     }
 
     /// Checks the last run's results against the CPU reference, as
     /// [`crate::Pipeline::verify`] does.
     pub fn verify(&self, report: &RunReport) -> Verification {
-        verify(&self.spec, self.device.input_bytes(), self.device.output_bytes(), &report.reductions)
+        verify(&self.spec, self.parts[0].device.input_bytes(), self.output.as_deref(), &report.reductions)
+    }
+
+    /// Runs this pipeline's send and recv stages with `link` (a rank).
+    pub(crate) fn set_link(&mut self, link: Arc<dyn OpModel>) {
+        self.link = Some(link);
     }
 
     /// The host output's bytes (d2h sinks), as of the last run.
     pub fn output_bytes(&self) -> Option<&[u8]> {
-        self.device.output_bytes()
+        self.output.as_deref()
     }
+}
+
+fn enqueue_runs(part: &mut SimPart, streams: usize, runs_done: usize, launch: Launch, runs: usize) -> Result<(), PipelineError> {
+    for run in 0..runs {
+        part.device.set_run(runs_done + run);
+        match (&part.capture, launch) {
+            (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut part.device)?,
+            _ => enqueue_actions(plan(&part.graph, streams), &mut part.device)?,
+        }
+    }
+    Ok(())
 }
 
 fn check_device(d: &SimDevice) -> Result<(), SimError> {

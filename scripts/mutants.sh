@@ -31,7 +31,7 @@ mutant() {
 
 lib='cargo test -p pc-pipeline --locked --lib'
 # --- the six that survived the run ---
-mutant stream-executor-ignores-waits pipeline/src/stream/mod.rs \
+mutant stream-executor-ignores-waits pipeline/src/exec/device.rs \
   'Action::Wait { stream, event } => to.wait(stream, event)?,' \
   'Action::Wait { .. } => {}' \
   "$lib stream::tests"

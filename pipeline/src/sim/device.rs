@@ -222,6 +222,9 @@ pub struct SimDevice {
     op_model: Option<Arc<dyn OpModel>>,
     /// The first block ring that could not go on (warps grain).
     stuck: Option<String>,
+    /// An injected fault (tests): the operation of this (stage, chunk)
+    /// fails, once, as a kernel that traps would.
+    fault: Option<(usize, usize)>,
 }
 
 impl SimDevice {
@@ -264,6 +267,7 @@ impl SimDevice {
             failure: None,
             op_model: None,
             stuck: None,
+            fault: None,
         })
     }
 
@@ -313,6 +317,12 @@ impl SimDevice {
         let room = MAX_RACES.saturating_sub(self.races.len());
         self.races.extend(races.iter().take(room).cloned());
         self.races_seen += count;
+    }
+
+    /// Makes the next operation of (`stage`, `chunk`) fail, once (a trap),
+    /// or, with `None`, none.
+    pub(crate) fn set_fault(&mut self, fault: Option<(usize, usize)>) {
+        self.fault = fault;
     }
 
     /// Records a failure (a reference error), unless one is recorded.
@@ -528,6 +538,12 @@ impl SimDevice {
         piece: std::ops::Range<usize>,
         input: Option<HostChunk>,
     ) -> Result<(), String> {
+        if self.fault == Some((stage, chunk)) {
+            // Its output is left as it was (poison, or an earlier run's),
+            // as a trapped kernel leaves it.
+            self.fault = None;
+            return Err("the kernel trapped (an injected fault)".into());
+        }
         let range = self.spec.chunk_range(chunk);
         let len = (range.end - range.start) as usize;
         if piece.start > piece.end || piece.end > len {

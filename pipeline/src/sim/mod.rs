@@ -30,4 +30,4 @@ mod pipeline;
 pub use device::{Hazard, OpRef, Place, Race, SimDevice};
 #[doc(hidden)]
 pub use grains::SimProtocol;
-pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};
+pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream, stream_interruptible};

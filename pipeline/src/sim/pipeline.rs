@@ -12,6 +12,7 @@ use crate::graph::EventGraph;
 use crate::reference::{Verification, verify};
 use crate::spec::{Launch, PipelineSpec};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What a run on the simulated device can hit.
@@ -98,6 +99,10 @@ pub struct SimPipeline {
     protocol: SimProtocol,
     /// The protocol grains' scheduler.
     rng: Rng,
+    /// Set (say by a SIGINT handler): stop before the next run.
+    interrupt: Option<Arc<AtomicBool>>,
+    /// The next run call's injected fault (tests): (stage, chunk).
+    fault: Option<(usize, usize)>,
 }
 
 impl SimPipeline {
@@ -116,7 +121,19 @@ impl SimPipeline {
         let graph = if spec.serial { EventGraph::unordered(stages, chunks, slots) } else { EventGraph::new(stages, chunks, slots) };
         let seed = 0;
         let device = SimDevice::new(&spec, streams, slots, host_in, seed)?;
-        Ok(SimPipeline { spec, graph, streams, device, capture: None, seed, runs_done: 0, protocol: SimProtocol::default(), rng: Rng::new(seed) })
+        Ok(SimPipeline {
+            spec,
+            graph,
+            streams,
+            device,
+            capture: None,
+            seed,
+            runs_done: 0,
+            protocol: SimProtocol::default(),
+            rng: Rng::new(seed),
+            interrupt: None,
+            fault: None,
+        })
     }
 
     /// The scheduler's seed (default 0): which of the orders CUDA allows
@@ -138,6 +155,27 @@ impl SimPipeline {
     pub fn protocol(mut self, protocol: SimProtocol) -> SimPipeline {
         self.protocol = protocol;
         self
+    }
+
+    /// As [`crate::Pipeline::set_interrupt`]: once `flag` is set, a run
+    /// call enqueues no further run, lets the runs already enqueued finish
+    /// and returns [`PipelineError::Interrupted`]. A run is never cut in
+    /// the middle (the next run call starts from a whole one).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Makes the next run call's operation of stage `stage` on chunk
+    /// `chunk` fail once, as a kernel that traps would (tests: the failure
+    /// is reported naming both, and leaves nothing that makes a later run
+    /// wrong). A fault the run call never reaches is dropped with it.
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, stage: usize, chunk: usize) {
+        self.fault = Some((stage, chunk));
     }
 
     pub fn spec(&self) -> &PipelineSpec {
@@ -197,28 +235,13 @@ impl SimPipeline {
         let wall = Instant::now();
         self.device.clear_reports();
         self.device.poison_output();
-        match launch {
-            Launch::Streams | Launch::Graph | Launch::Warps => self.run_streams(launch, runs)?,
-            Launch::Flags | Launch::Pdl { .. } | Launch::Grain(_) => {
-                let slots = self.graph.slots();
-                for run in 0..runs {
-                    self.device.set_run(self.runs_done + run);
-                    // The run's reset (counters, records) on stream 0 and
-                    // its join: runs are ordered one after the other.
-                    (0..self.spec.stages.len()).for_each(|s| self.device.run_begin(s));
-                    let ran = match launch {
-                        Launch::Flags => flags_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
-                        _ => pdl_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
-                    };
-                    if let Err(stuck) = ran {
-                        self.device.set_stuck(format!("run {}: {}", self.runs_done + run, stuck.0));
-                        break;
-                    }
-                }
-                self.runs_done += runs;
-            }
-        }
+        // For this call only: the next call sets its own, or none.
+        self.device.set_fault(self.fault.take());
+        let runs_done = self.run_launch(launch, runs)?;
         check_device(&self.device)?;
+        if runs_done < runs {
+            return Err(PipelineError::Interrupted { runs_done, runs }.into());
+        }
         let reductions = self.device.records().iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
         let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
         Ok(RunReport {
@@ -232,9 +255,42 @@ impl SimPipeline {
         })
     }
 
+    /// Runs `launch` up to `runs` times; the runs done (fewer when
+    /// interrupted, each one whole).
+    fn run_launch(&mut self, launch: Launch, runs: usize) -> Result<usize, SimError> {
+        match launch {
+            Launch::Streams | Launch::Graph | Launch::Warps => self.run_streams(launch, runs),
+            Launch::Flags | Launch::Pdl { .. } | Launch::Grain(_) => {
+                let slots = self.graph.slots();
+                let mut done = 0;
+                for run in 0..runs {
+                    if self.interrupted() {
+                        break;
+                    }
+                    done += 1;
+                    self.device.set_run(self.runs_done + run);
+                    // The run's reset (counters, records) on stream 0 and
+                    // its join: runs are ordered one after the other.
+                    (0..self.spec.stages.len()).for_each(|s| self.device.run_begin(s));
+                    let ran = match launch {
+                        Launch::Flags => flags_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
+                        _ => pdl_run(&mut self.device, &self.spec, slots, &self.protocol, &mut self.rng),
+                    };
+                    if let Err(stuck) = ran {
+                        self.device.set_stuck(format!("run {}: {}", self.runs_done + run, stuck.0));
+                        break;
+                    }
+                }
+                self.runs_done += done;
+                Ok(done)
+            }
+        }
+    }
+
     /// Stream launches, graph replay, or the warps grain (stream launches
-    /// with its ring stages on the block ring), enqueued and synchronized.
-    fn run_streams(&mut self, launch: Launch, runs: usize) -> Result<(), SimError> {
+    /// with its ring stages on the block ring), enqueued and synchronized;
+    /// the runs enqueued.
+    fn run_streams(&mut self, launch: Launch, runs: usize) -> Result<usize, SimError> {
         if launch == Launch::Graph && self.capture.is_none() {
             // The capture: the run's actions as enqueued, kept and replayed.
             let mut c = Capture::default();
@@ -244,14 +300,18 @@ impl SimPipeline {
         let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
         self.device.set_op_model(warps);
         let enqueued = self.enqueue_runs(launch, runs);
-        let synced = enqueued.and_then(|()| self.device.synchronize());
+        // The runs enqueued finish, interrupted or not.
+        let synced = enqueued.and_then(|done| self.device.synchronize().map(|()| done));
         self.device.set_op_model(None);
-        synced?;
-        Ok(())
+        Ok(synced?)
     }
 
-    fn enqueue_runs(&mut self, launch: Launch, runs: usize) -> Result<(), PipelineError> {
+    fn enqueue_runs(&mut self, launch: Launch, runs: usize) -> Result<usize, PipelineError> {
         for run in 0..runs {
+            if self.interrupted() {
+                self.runs_done += run;
+                return Ok(run);
+            }
             self.device.set_run(self.runs_done + run);
             match (&self.capture, launch) {
                 (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut self.device)?,
@@ -259,7 +319,7 @@ impl SimPipeline {
             }
         }
         self.runs_done += runs;
-        Ok(())
+        Ok(runs)
     }
 
     /// Checks the last run's results against the CPU reference, as
@@ -323,6 +383,14 @@ fn input_bytes(spec: &PipelineSpec, input: HostInput) -> Result<Vec<u8>, Pipelin
 /// [`stream_chunk`] walked as [`crate::stream::run`] walks them. Returns
 /// the output bytes; any race is an error.
 pub fn stream(spec: &PipelineSpec, input: &[u8], seed: u64) -> Result<Vec<u8>, SimError> {
+    stream_interruptible(spec, input, seed, &AtomicBool::new(false))
+}
+
+/// [`stream`], stopping at a chunk boundary once `interrupt` is set (say
+/// by a SIGINT handler): the chunks enqueued finish, no output is
+/// returned, and the error is [`PipelineError::StreamInterrupted`] with
+/// the chunks done, as [`crate::stream::run`]'s.
+pub fn stream_interruptible(spec: &PipelineSpec, input: &[u8], seed: u64, interrupt: &AtomicBool) -> Result<Vec<u8>, SimError> {
     if !spec.reads_host() || !spec.writes_host() {
         return Err(PipelineError::BadStages("a stream needs a pipeline from a host source (h2d) to a host sink (d2h)".into()).into());
     }
@@ -340,10 +408,18 @@ pub fn stream(spec: &PipelineSpec, input: &[u8], seed: u64) -> Result<Vec<u8>, S
     let mut device = SimDevice::new(&spec, streams, k, Some(input.to_vec()), seed)?;
     let begins = (0..stages).map(|stage| Action::BeginRun { stream: stream_of(stage, streams), stage });
     enqueue_actions(begins, &mut device)?;
+    let mut chunks = 0;
     for c in 0..spec.chunks() {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
         enqueue_actions(stream_chunk(stages, streams, k, c), &mut device)?;
+        chunks += 1;
     }
     device.synchronize()?;
     check_device(&device)?;
+    if chunks < spec.chunks() {
+        return Err(PipelineError::StreamInterrupted { chunks: chunks as u64 }.into());
+    }
     Ok(device.output_bytes().unwrap_or_default().to_vec())
 }

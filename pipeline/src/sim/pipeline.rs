@@ -23,7 +23,9 @@ pub enum SimError {
     /// The race detector's first report, and how many there were.
     #[error("race: {first} ({count} race(s) in all)")]
     Race { first: Box<Race>, count: usize, all: Vec<Race> },
-    /// A stage's CPU reference failed while the device ran it.
+    /// A stage's operation failed while the device ran it (its CPU
+    /// reference's error, or a trap injected by a test): which stage, on
+    /// which chunk.
     #[error("the simulated device failed: {0}")]
     Reference(String),
     /// A protocol grain's actors all wait for something that can no longer

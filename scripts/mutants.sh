@@ -31,7 +31,7 @@ mutant() {
 
 lib='cargo test -p pc-pipeline --locked --lib'
 # --- the six that survived the issue's run ---
-mutant stream-executor-ignores-waits pipeline/src/stream/mod.rs \
+mutant stream-executor-ignores-waits pipeline/src/exec/device.rs \
   'Action::Wait { stream, event } => to.wait(stream, event)?,' \
   'Action::Wait { .. } => {}' \
   "$lib stream::tests"
@@ -123,7 +123,50 @@ mutant digest-ignores-the-ring-types pipeline/src/ranks.rs \
   'put(t.name().as_bytes());' \
   'let _ = t.name();' \
   "$lib ranks::tests"
-# --- past the seam: a CPU test cannot see the CUDA call itself ---
+# --- the executor's protocol on the simulated device (issue 20) ---
+sim='cargo test -p pc-pipeline --locked --test sim'
+mutant sim-walker-ignores-waits pipeline/src/exec/device.rs \
+  'Action::Wait { stream, event } => to.wait(stream, event)?,' \
+  'Action::Wait { .. } => {}' \
+  "$sim"
+mutant sim-run-plan-wrong-slot pipeline/src/exec/plan.rs \
+  'slot: chunk % graph.slots() });' \
+  'slot: (chunk + stage) % graph.slots() });' \
+  "$sim"
+mutant sim-stream-chunk-wrong-slot pipeline/src/exec/plan.rs \
+  'slot: chunk % slots });' \
+  'slot: (chunk + stage) % slots });' \
+  "$sim"
+mutant sim-graph-drops-the-last-filled-edge pipeline/src/graph.rs \
+  'edges.push(Edge { kind: EdgeKind::Filled, ring, slot: c % slots, from: (ring, c), to: (ring + 1, c) });' \
+  'if c + 1 < chunks { edges.push(Edge { kind: EdgeKind::Filled, ring, slot: c % slots, from: (ring, c), to: (ring + 1, c) }); }' \
+  "$sim"
+mutant sim-graph-drops-a-freed-edge pipeline/src/graph.rs \
+  'if c + slots < chunks {' \
+  'if c + slots + 1 < chunks {' \
+  "$sim"
+mutant sim-run-plan-drops-a-graph-wait pipeline/src/exec/plan.rs \
+  'for e in graph.waits_of(stage, chunk) {' \
+  'for e in graph.waits_of(stage, chunk).into_iter().skip(1) {' \
+  "$sim"
+mutant sim-stream-chunk-drops-the-filled-wait pipeline/src/exec/plan.rs \
+  '        if stage > 0 {
+            out.push(Action::Wait' \
+  '        if stage > 1 {
+            out.push(Action::Wait' \
+  "$sim"
+mutant sim-stream-chunk-drops-the-freed-wait pipeline/src/exec/plan.rs \
+  'if stage + 1 < stages && chunk >= slots {' \
+  'if stage + 1 < stages && chunk > slots {' \
+  "$sim"
+mutant sim-run-plan-waits-on-a-stale-capture pipeline/src/exec/plan.rs \
+  'index: e.from.1 % pool }' \
+  'index: e.to.1 % pool }' \
+  "$sim"
+# --- past the seam: a CPU test cannot see the CUDA call itself. The
+# simulated device runs the walker and the plans, not `OnStreams` (the CUDA
+# implementation of `EnqueueTo`): a no-op `cuStreamWaitEvent` there is
+# still for a GPU run to catch (docs/mutation.md). ---
 mutant stream-cuda-wait-is-a-no-op pipeline/src/stream/mod.rs \
   'self.part.streams[stream].wait(self.part.event(event)).map_err(cuda("waiting on an event"))' \
   'Ok(())' \

@@ -5,7 +5,7 @@
 //! scheduler's seed is printed so a run replays (`--sim-seed`). What the
 //! simulated device does not run is refused with one line before anything
 //! runs ([`check_pipeline`], [`refuse_flags`]).
-use crate::common::{check_writable, gpu_indices, launch_words, parse_place, staged_output, stdout_file};
+use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, launch_words, parse_place, staged_output, stdout_file};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use pc_pipeline::sim::{SIM_LAUNCHES, SimError, SimPipeline};
@@ -188,6 +188,9 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
         (n, true) => println!("simulated GPUs: {n}, the chunks split over {} of them (a part each)", sim.parts()),
         (n, false) => println!("simulated GPUs: {n}, stages placed {:?} (peer copies between)", spec.placement),
     }
+    // Ctrl-C stops between runs: the interrupted error, exit 130, as on a GPU.
+    let interrupt = fresh_interrupt_flag();
+    sim.set_interrupt(interrupt.clone());
     let report = sim.run(launch, a.batch.runs).map_err(sim_error)?;
     println!("pipelined: {} run(s), {SIMULATED}", report.runs);
     let (ops, digest) = order_digest(&sim);
@@ -221,6 +224,7 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
         let serial_spec = spec.slots(1).serial(true);
         drop(sim);
         let mut serial = SimPipeline::on_gpus(gpus, serial_spec, HostInput::Generated)?.scheduler_seed(seed);
+        serial.set_interrupt(interrupt);
         let s = serial.run(Launch::Streams, a.batch.runs).map_err(sim_error)?;
         let ok = serial.verify(&s).passed();
         passed &= ok;
@@ -241,6 +245,7 @@ fn is_dash(p: &Path) -> bool {
 /// when the stream verified. [`check_pipeline`] ran first.
 pub fn stream(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, seed: u64) -> Result<bool> {
     check_writable(&a.stream.output.clone().filter(|p| !is_dash(p)), "--output")?;
+    let interrupt = fresh_interrupt_flag();
     let to_stdout = a.stream.output.as_deref().is_some_and(is_dash);
     // With the data on standard output, every message goes to standard error.
     let say = |line: String| {
@@ -272,7 +277,9 @@ pub fn stream(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, seed: u64) ->
         },
         seed_line(seed)
     ));
-    let out = pc_pipeline::sim::stream(spec, &data, seed).map_err(sim_error)?;
+    // An error (a race, input ending mid-element, Ctrl-C between chunks)
+    // returns before anything is written.
+    let out = pc_pipeline::sim::stream_interruptible(spec, &data, seed, &interrupt).map_err(sim_error)?;
     let elements = (data.len() / size) as u64;
     let whole = spec.clone().total_elements(elements.max(1));
     let chunks = if elements == 0 { 0 } else { whole.chunks() };

@@ -1193,3 +1193,60 @@ fn sim_seed_replays_a_run() {
     let demo = |seed: &str| stdout(&host(&["--device", "sim", "-n", "5000", "--sim-seed", seed]));
     assert_eq!(demo("7"), demo("7"));
 }
+
+/// A stream on the simulated device whose input ends mid-element: one line
+/// naming the bytes (as on a GPU), exit 1, and no output file, neither
+/// under its final name nor as a temporary one; whole, the file appears.
+#[test]
+fn sim_a_truncated_stream_leaves_no_output_file() {
+    let d = tmp_dir("sim-truncated");
+    let (input, output) = (d.join("in.bin"), d.join("out.bin"));
+    let data = random_f32_bytes(10_000, 11);
+    std::fs::write(&input, &data[..40_003 - 4 * 10]).unwrap();
+    let args = |i: &std::path::Path| {
+        let v = ["pipeline", "--device", "sim", "--sim-seed", "2", "-w", "stream", "--chunk-elements", "1000", "--input", i.to_str().unwrap()];
+        host(&[&v[..], &["--output", output.to_str().unwrap()]].concat())
+    };
+    assert_one_line_error(&args(&input), "the stream ended mid-element: 39963 bytes, 3 byte(s) past the last whole element of 4 bytes");
+    assert!(!output.exists(), "an output was left under the final name");
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "in.bin").collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    std::fs::write(&input, &data).unwrap();
+    assert_sim_passed(&args(&input), "verification: PASS: all 10 chunks match the CPU reference (every element)");
+    assert_eq!(std::fs::read(&output).unwrap().len(), data.len());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Ctrl-C during a long run on the simulated device: as on a GPU, one line
+/// (`error: interrupted: ...`), exit 130, promptly, and no verification
+/// line (nothing reported as a result).
+#[test]
+fn sim_sigint_stops_a_long_run_cleanly() {
+    let bin = std::env::var("HOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").to_string());
+    let mut child = Command::new(bin)
+        .args(["pipeline", "--device", "sim", "--sim-seed", "1", "--chunk", "8KiB", "--total", "64KiB", "--runs", "100000000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running host");
+    // Past its start (the handler is set before the first run).
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = Instant::now();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    // Not stopped in 5 s: killed, and a failure (never a hang).
+    while child.try_wait().expect("waiting for host").is_none() {
+        if sent.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("still running 5 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("waiting for host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: interrupted:"), "{stderr}");
+    let text = stdout(&out);
+    assert!(text.contains("the simulated device") && !text.contains("verification:"), "{text}");
+}

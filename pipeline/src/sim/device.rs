@@ -234,6 +234,9 @@ pub struct SimDevice {
     now: Vec<f64>,
     record_at: HashMap<(usize, u64), f64>,
     spans: Vec<Span>,
+    /// An injected fault (tests): the operation of this (stage, chunk)
+    /// fails, once, as a kernel that traps would.
+    fault: Option<(usize, usize)>,
 }
 
 /// The simulated cost model: an operation moves its chunk's bytes (read
@@ -289,6 +292,7 @@ impl SimDevice {
             now: vec![0.0; streams],
             record_at: HashMap::new(),
             spans: Vec::new(),
+            fault: None,
         })
     }
 
@@ -371,6 +375,12 @@ impl SimDevice {
         let room = MAX_RACES.saturating_sub(self.races.len());
         self.races.extend(races.iter().take(room).cloned());
         self.races_seen += count;
+    }
+
+    /// Makes the next operation of (`stage`, `chunk`) fail, once (a trap),
+    /// or, with `None`, none.
+    pub(crate) fn set_fault(&mut self, fault: Option<(usize, usize)>) {
+        self.fault = fault;
     }
 
     /// Records a failure (a reference error), unless one is recorded.
@@ -617,6 +627,12 @@ impl SimDevice {
     ) -> Result<(), String> {
         // The pipeline's chunk (a split part's local chunk is offset).
         let global = self.first_chunk + chunk;
+        if self.fault == Some((stage, global)) {
+            // Its output is left as it was (poison, or an earlier run's),
+            // as a trapped kernel leaves it.
+            self.fault = None;
+            return Err("the kernel trapped (an injected fault)".into());
+        }
         let range = self.spec.chunk_range(global);
         let len = (range.end - range.start) as usize;
         if piece.start > piece.end || piece.end > len {

@@ -39,5 +39,5 @@ mod ranks;
 pub use device::{Hazard, OpRef, Place, Race, SIM_GBPS, SIM_LAUNCH_MS, SimDevice};
 #[doc(hidden)]
 pub use grains::SimProtocol;
-pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream};
+pub use pipeline::{SIM_LAUNCHES, SimError, SimPipeline, stream, stream_interruptible};
 pub use ranks::{SimRanks, run_ranks};

@@ -16,6 +16,7 @@ use crate::spec::{Launch, PipelineSpec};
 use crate::timeline::Timeline;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What a run on the simulated device can hit.
@@ -26,7 +27,9 @@ pub enum SimError {
     /// The race detector's first report, and how many there were.
     #[error("race: {first} ({count} race(s) in all)")]
     Race { first: Box<Race>, count: usize, all: Vec<Race> },
-    /// A stage's CPU reference failed while the device ran it.
+    /// A stage's operation failed while the device ran it (its CPU
+    /// reference's error, or a trap injected by a test): which stage, on
+    /// which chunk.
     #[error("the simulated device failed: {0}")]
     Reference(String),
     /// A protocol grain's actors all wait for something that can no longer
@@ -113,6 +116,10 @@ pub struct SimPipeline {
     link: Option<Arc<dyn OpModel>>,
     /// Whether runs return a simulated timeline.
     timeline: bool,
+    /// Set (say by a SIGINT handler): stop before the next run.
+    interrupt: Option<Arc<AtomicBool>>,
+    /// The next run call's injected fault (tests): (stage, chunk).
+    fault: Option<(usize, usize)>,
 }
 
 /// One part: a simulated device running chunks `chunks` of the pipeline.
@@ -175,6 +182,8 @@ impl SimPipeline {
             records,
             link: None,
             timeline: false,
+            interrupt: None,
+            fault: None,
         })
     }
 
@@ -219,6 +228,27 @@ impl SimPipeline {
     pub fn protocol(mut self, protocol: SimProtocol) -> SimPipeline {
         self.protocol = protocol;
         self
+    }
+
+    /// As [`crate::Pipeline::set_interrupt`]: once `flag` is set, a run
+    /// call enqueues no further run, lets the runs already enqueued finish
+    /// and returns [`PipelineError::Interrupted`]. A run is never cut in
+    /// the middle (the next run call starts from a whole one).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Makes the next run call's operation of stage `stage` on chunk
+    /// `chunk` fail once, as a kernel that traps would (tests: the failure
+    /// is reported naming both, and leaves nothing that makes a later run
+    /// wrong). A fault the run call never reaches is dropped with it.
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, stage: usize, chunk: usize) {
+        self.fault = Some((stage, chunk));
     }
 
     /// The spec as run (a placed one with its peer copies in).
@@ -306,17 +336,49 @@ impl SimPipeline {
             p.device.clear_reports();
             p.device.poison_output();
         }
+        // For this call only: the next call sets its own, or none. The
+        // fault's chunk is the pipeline's; each part checks its own chunks.
+        let fault = self.fault.take();
+        for p in &mut self.parts {
+            p.device.set_fault(fault);
+        }
+        let runs_done = self.run_launch(launch, runs)?;
+        for p in &self.parts {
+            check_device(&p.device)?;
+        }
+        if runs_done < runs {
+            return Err(PipelineError::Interrupted { runs_done, runs }.into());
+        }
+        self.gather();
+        let timeline = (self.timeline && matches!(launch, Launch::Streams | Launch::Graph | Launch::Warps)).then(|| self.simulated_timeline());
+        let reductions = self.records.iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
+        let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
+        Ok(RunReport { runs, gpu_ms: 0.0, wall_ms: wall.elapsed().as_secs_f64() * 1e3, part_ms: Vec::new(), reductions, timeline, flag_stamps: Vec::new() })
+    }
+
+    /// Runs `launch` up to `runs` times; the runs done (fewer when
+    /// interrupted, each one whole).
+    fn run_launch(&mut self, launch: Launch, runs: usize) -> Result<usize, SimError> {
         match launch {
             Launch::Streams | Launch::Graph | Launch::Warps => {
+                // Every run enqueued before one synchronize (runs overlap
+                // as on a GPU); an interrupt stops each part at a whole run.
+                let mut done = runs;
                 for p in 0..self.parts.len() {
-                    self.run_streams(p, launch, runs)?;
+                    done = done.min(self.run_streams(p, launch, runs)?);
                 }
-                self.runs_done += runs;
+                self.runs_done += done;
+                Ok(done)
             }
             Launch::Flags | Launch::Pdl { .. } | Launch::Grain(_) => {
                 let slots = self.parts[0].graph.slots();
-                let device = &mut self.parts[0].device;
+                let mut done = 0;
                 for run in 0..runs {
+                    if self.interrupted() {
+                        break;
+                    }
+                    done += 1;
+                    let device = &mut self.parts[0].device;
                     device.set_run(self.runs_done + run);
                     // The run's reset (counters, records) on stream 0 and
                     // its join: runs are ordered one after the other.
@@ -330,17 +392,10 @@ impl SimPipeline {
                         break;
                     }
                 }
-                self.runs_done += runs;
+                self.runs_done += done;
+                Ok(done)
             }
         }
-        for p in &self.parts {
-            check_device(&p.device)?;
-        }
-        self.gather();
-        let timeline = (self.timeline && matches!(launch, Launch::Streams | Launch::Graph | Launch::Warps)).then(|| self.simulated_timeline());
-        let reductions = self.records.iter().map(|r| r.unwrap_or(kernel_math::Reduction::EMPTY)).collect();
-        let reductions = if self.spec.reduces() { reductions } else { Vec::new() };
-        Ok(RunReport { runs, gpu_ms: 0.0, wall_ms: wall.elapsed().as_secs_f64() * 1e3, part_ms: Vec::new(), reductions, timeline, flag_stamps: Vec::new() })
     }
 
     /// Every part's simulated spans, one row per stage, each label saying
@@ -371,7 +426,7 @@ impl SimPipeline {
 
     /// Part `p`'s stream launches, graph replay, or the warps grain (stream
     /// launches with its ring stages on the block ring), enqueued and synchronized.
-    fn run_streams(&mut self, p: usize, launch: Launch, runs: usize) -> Result<(), SimError> {
+    fn run_streams(&mut self, p: usize, launch: Launch, runs: usize) -> Result<usize, SimError> {
         let streams = self.streams;
         let part = &mut self.parts[p];
         if launch == Launch::Graph && part.capture.is_none() {
@@ -382,11 +437,13 @@ impl SimPipeline {
         }
         let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
         part.device.set_op_model(warps.or_else(|| self.link.clone()));
-        let enqueued = enqueue_runs(part, streams, self.runs_done, launch, runs);
-        let synced = enqueued.and_then(|()| part.device.synchronize());
+        let interrupt = self.interrupt.clone();
+        let stop = || interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+        let enqueued = enqueue_runs(part, streams, self.runs_done, launch, runs, stop);
+        // The runs enqueued finish, interrupted or not.
+        let synced = enqueued.and_then(|done| part.device.synchronize().map(|()| done));
         part.device.set_op_model(None);
-        synced?;
-        Ok(())
+        Ok(synced?)
     }
 
     /// Checks the last run's results against the CPU reference, as
@@ -406,15 +463,19 @@ impl SimPipeline {
     }
 }
 
-fn enqueue_runs(part: &mut SimPart, streams: usize, runs_done: usize, launch: Launch, runs: usize) -> Result<(), PipelineError> {
+/// Enqueues up to `runs` runs on `part`, none once `stop()`; the runs enqueued.
+fn enqueue_runs(part: &mut SimPart, streams: usize, runs_done: usize, launch: Launch, runs: usize, stop: impl Fn() -> bool) -> Result<usize, PipelineError> {
     for run in 0..runs {
+        if stop() {
+            return Ok(run);
+        }
         part.device.set_run(runs_done + run);
         match (&part.capture, launch) {
             (Some(actions), Launch::Graph) => enqueue_actions(actions.iter().copied(), &mut part.device)?,
             _ => enqueue_actions(plan(&part.graph, streams), &mut part.device)?,
         }
     }
-    Ok(())
+    Ok(runs)
 }
 
 fn check_device(d: &SimDevice) -> Result<(), SimError> {
@@ -466,6 +527,14 @@ fn input_bytes(spec: &PipelineSpec, input: HostInput) -> Result<Vec<u8>, Pipelin
 /// [`stream_chunk`] walked as [`crate::stream::run`] walks them. Returns
 /// the output bytes; any race is an error.
 pub fn stream(spec: &PipelineSpec, input: &[u8], seed: u64) -> Result<Vec<u8>, SimError> {
+    stream_interruptible(spec, input, seed, &AtomicBool::new(false))
+}
+
+/// [`stream`], stopping at a chunk boundary once `interrupt` is set (say
+/// by a SIGINT handler): the chunks enqueued finish, no output is
+/// returned, and the error is [`PipelineError::StreamInterrupted`] with
+/// the chunks done, as [`crate::stream::run`]'s.
+pub fn stream_interruptible(spec: &PipelineSpec, input: &[u8], seed: u64, interrupt: &AtomicBool) -> Result<Vec<u8>, SimError> {
     if !spec.reads_host() || !spec.writes_host() {
         return Err(PipelineError::BadStages("a stream needs a pipeline from a host source (h2d) to a host sink (d2h)".into()).into());
     }
@@ -483,10 +552,18 @@ pub fn stream(spec: &PipelineSpec, input: &[u8], seed: u64) -> Result<Vec<u8>, S
     let mut device = SimDevice::new(&spec, streams, k, Some(input.to_vec()), seed)?;
     let begins = (0..stages).map(|stage| Action::BeginRun { stream: stream_of(stage, streams), stage });
     enqueue_actions(begins, &mut device)?;
+    let mut chunks = 0;
     for c in 0..spec.chunks() {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
         enqueue_actions(stream_chunk(stages, streams, k, c), &mut device)?;
+        chunks += 1;
     }
     device.synchronize()?;
     check_device(&device)?;
+    if chunks < spec.chunks() {
+        return Err(PipelineError::StreamInterrupted { chunks: chunks as u64 }.into());
+    }
     Ok(device.output_bytes().unwrap_or_default().to_vec())
 }

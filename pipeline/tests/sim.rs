@@ -223,7 +223,12 @@ impl Rng {
 fn random_stages(rng: &mut Rng, reg: &StageRegistry) -> Vec<Stage> {
     let all = reg.stages();
     let sources: Vec<&Stage> = all.iter().filter(|s| s.is_source()).collect();
-    let maps: Vec<&Stage> = all.iter().filter(|s| !s.is_source() && !s.is_sink()).collect();
+    // A user's stage too: a map of its own reference (the sim runs the
+    // reference; the kernel named is one of the map shape, f32 -> f32).
+    let user = Stage::map::<ptx_kernels::ConsumerKernel>("user-affine", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| {
+        o.iter_mut().zip(i).for_each(|(o, x)| *o = 0.5 - 3.0 * x)
+    });
+    let maps: Vec<&Stage> = all.iter().filter(|s| !s.is_source() && !s.is_sink()).chain([&user]).collect();
     let sinks: Vec<&Stage> = all.iter().filter(|s| s.is_sink()).collect();
     loop {
         let mut list = vec![sources[rng.below(sources.len() as u64) as usize].clone()];
@@ -238,9 +243,10 @@ fn random_stages(rng: &mut Rng, reg: &StageRegistry) -> Vec<Stage> {
     }
 }
 
-/// Random pipelines from a printed seed: each verifies (streams or graph,
-/// 1-2 runs, a random scheduler seed; the stream mode too where it runs
-/// from h2d to d2h), then loses each edge of its event graph in turn, and
+/// Random pipelines from a printed seed (built-in stages, typed ones among
+/// them, and a user's stage): each verifies (streams or graph, 1-2 runs, a
+/// random scheduler seed; split over 2-3 simulated GPUs where it splits;
+/// the stream mode too where it runs from h2d to d2h), then loses each edge of its event graph in turn, and
 /// the race detector names the missing edge every time.
 #[test]
 fn random_pipelines_verify_and_every_edge_is_needed() {
@@ -250,7 +256,7 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
     let reg = StageRegistry::builtin();
     let mut rng = Rng(seed);
     let start = std::time::Instant::now();
-    let mut edges_checked = 0;
+    let (mut edges_checked, mut split) = (0, 0);
     for i in 0..configs {
         let list = random_stages(&mut rng, &reg);
         let k = 1 + rng.below(5) as usize;
@@ -271,6 +277,17 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
         let report = p.run(launch, runs).unwrap_or_else(|e| panic!("{what}: {e}"));
         let v = p.verify(&report);
         assert!(v.passed(), "{what}: {}", v.summary());
+        // The same pipeline split over 2-3 simulated GPUs (a halo stage is
+        // not split, as on a GPU).
+        let gpus = 2 + rng.below(2) as usize;
+        if !serial && spec.check_split(gpus.min(spec.chunks())).is_ok() {
+            let mut q =
+                SimPipeline::on_gpus(gpus, spec.clone(), HostInput::Generated).unwrap_or_else(|e| panic!("{what} on {gpus} GPUs: {e}")).scheduler_seed(sched);
+            let r = q.run(launch, runs).unwrap_or_else(|e| panic!("{what} on {gpus} GPUs: {e}"));
+            let v = q.verify(&r);
+            assert!(v.passed(), "{what} on {gpus} GPUs: {}", v.summary());
+            split += 1;
+        }
         if spec.reads_host() && spec.writes_host() {
             let size = spec.input_type().unwrap().size();
             let mut input = vec![0u8; total as usize * size];
@@ -285,7 +302,11 @@ fn random_pipelines_verify_and_every_edge_is_needed() {
             edges_checked += 1;
         }
     }
-    println!("{configs} random pipelines verified, {edges_checked} edges removed and reported, in {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "{configs} random pipelines verified ({split} also split over 2-3 simulated GPUs), {edges_checked} edges removed and reported, in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(split > 0, "no random pipeline was split over several GPUs");
 }
 
 /// CUDA's event semantics on the simulated device, action by action: a

@@ -5,9 +5,11 @@
 //!
 //! `PC_SIM_SEED=<u64>` replays a random run; `PC_SIM_CONFIGS=<n>` sets how
 //! many random pipelines (default [`DEFAULT_CONFIGS`]).
+mod splitmix;
 use pc_pipeline::graph::{Edge, EdgeKind, EventGraph};
 use pc_pipeline::sim::{self, Hazard, Race, SimError, SimPipeline};
 use pc_pipeline::{HostInput, Launch, PipelineError, PipelineSpec, Stage, StageRegistry, Workload};
+use splitmix::Rng;
 
 /// Random pipelines by default: about 3 s in a debug build on a 2-core
 /// machine (each is run, verified, then run once per edge removed; about
@@ -201,21 +203,6 @@ fn streams_verify() {
     }
     let spec = spec("h2d,consumer,d2h", 2, 16, 1);
     assert!(matches!(sim::stream(&spec, &[0u8; 7], 0), Err(SimError::Failed(PipelineError::StreamEndsMidElement { .. }))));
-}
-
-/// splitmix64, for the random pipelines.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A random stage list from the registry whose types fit: a source, up to

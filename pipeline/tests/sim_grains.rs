@@ -3,8 +3,10 @@
 //! scheduler seeds and geometries, and each weakened protocol
 //! (`SimProtocol`) is found, by the race detector, the watchdog
 //! (`SimError::Stuck`) or verification, for every seed tried.
+mod splitmix;
 use pc_pipeline::sim::{self, Hazard, Place, SimError, SimPipeline, SimProtocol};
 use pc_pipeline::{HostInput, Launch, PipelineSpec, StageRegistry, Workload};
+use splitmix::Rng;
 
 /// Seeds every check runs with.
 const SEEDS: std::ops::Range<u64> = 0..16;
@@ -188,21 +190,6 @@ fn warps_weakened_protocols_are_found() {
             assert!(races[0].to_string().contains("shared slot"), "{}", races[0]);
         }
         weakened_is_found(&s, Launch::Warps, SimProtocol { producer_parity_flipped: true, ..p() }, Found::Stuck);
-    }
-}
-
-/// splitmix64, for the random configurations.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

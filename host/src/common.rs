@@ -182,6 +182,18 @@ pub(crate) fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
     }
 }
 
+/// Where a stream's messages go: standard output, or standard error when
+/// the data itself goes to standard output (`--output -`).
+pub(crate) fn say_to(to_stdout: bool) -> impl Fn(String) {
+    move |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::gpu_indices;

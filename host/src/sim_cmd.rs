@@ -247,14 +247,7 @@ pub fn stream(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, seed: u64) ->
     check_writable(&a.stream.output.clone().filter(|p| !is_dash(p)), "--output")?;
     let interrupt = fresh_interrupt_flag();
     let to_stdout = a.stream.output.as_deref().is_some_and(is_dash);
-    // With the data on standard output, every message goes to standard error.
-    let say = |line: String| {
-        if to_stdout {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+    let say = crate::common::say_to(to_stdout);
     let mut data = Vec::new();
     if is_dash(input) {
         std::io::stdin().lock().read_to_end(&mut data).context("standard input")?;

@@ -46,14 +46,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
     check_writable(&a.trace, "--trace")?;
     check_writable(&a.svg, "--svg")?;
     let to_stdout = a.stream.output.as_deref().is_some_and(is_dash);
-    // With the data on standard output, every message goes to standard error.
-    let say = |line: String| {
-        if to_stdout {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+    let say = crate::common::say_to(to_stdout);
     let source: Box<dyn StreamReader> = if is_dash(input) {
         widen_pipe(&std::io::stdin());
         Box::new(ReadSource(std::io::stdin()))

@@ -163,6 +163,19 @@ mutant sim-run-plan-waits-on-a-stale-capture pipeline/src/exec/plan.rs \
   'index: e.from.1 % pool }' \
   'index: e.to.1 % pool }' \
   "$sim"
+# --- every form for a map stage (issue 19): the warp-ring kernel must not
+# be a MapKernel (its watch address would be a safe stage parameter), and
+# the example stage must carry each form for every grain to accept it ---
+mutant warp-ring-kernel-becomes-a-map-kernel kernel-macros/src/lib.rs \
+  'if is_warp_map_shape(params) {
+        return quote! {};
+    }' \
+  '' \
+  'cargo test -p kernels-gpu --locked --test compile_fail'
+mutant warps-map-form-not-stored pipeline/src/exec/warps.rs \
+  'self.with_warp_form(Arc::new(WarpMap::<K> { ptx }))' \
+  'self' \
+  'cargo test -p pc-pipeline --locked --test every_form'
 # --- past the seam: a CPU test cannot see the CUDA call itself. The
 # simulated device runs the walker and the plans, not `OnStreams` (the CUDA
 # implementation of `EnqueueTo`): a no-op `cuStreamWaitEvent` there is

@@ -489,9 +489,10 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
          they must have been launched with the same plan, flags and K."
     );
     let struct_doc = format!("Host side of the `{name_str}` kernel (see `#[kernel]`): its PTX entry name and typed launcher.");
-    let map_impl = map_kernel_impl(&params, &launcher, vis, attr.faults.as_ref());
+    let map_impl = map_kernel_impl(&params, &launcher, vis, &attr);
     let halo_impl = halo_kernel_impl(&params, &launcher, vis, attr.faults.as_ref());
     let flag_map_impl = flag_map_kernel_impl(&params, &launcher);
+    let warp_map_impl = warp_map_kernel_impl(&params, &launcher, &attr);
     let body_fn = format_ident!("__{}_body", name);
     // `pdl`: the wait comes before the parameters are even rebuilt, so no
     // line of the body can touch memory the kernel ahead of it still
@@ -633,6 +634,8 @@ fn expand(attr: KernelAttr, func: ItemFn) -> syn::Result<Tokens> {
 
         #flag_map_impl
 
+        #warp_map_impl
+
         const _: () = {
             #[allow(dead_code)]
             fn __out_param<P: ::nvptx_std::param::OutParam>() {}
@@ -759,13 +762,63 @@ fn pdl_launchers(
 /// also implements `nvptx_std::host::MapKernel`, so a pipeline can run it as
 /// a stage; its parameters after `output` become the stage's run-time values
 /// (see [`stage_params`]).
-fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, faults: Option<&Ident>) -> Tokens {
+///
+/// A `#[kernel(pdl)]` of the map shape also implements
+/// `nvptx_std::host::PdlMapKernel` (the same launch, with the PDL attribute
+/// and the fault knob when asked), so a pipeline can run it as the stage's
+/// form in the PDL grains. A kernel of the warp-ring map shape (see
+/// [`warp_map_kernel_impl`]) is none of these: its launch needs the ring's
+/// shared memory and a watchdog record that only its form provides.
+fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, attr: &KernelAttr) -> Tokens {
     let [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, extras @ ..] = params else {
         return quote! {};
     };
+    if is_warp_map_shape(params) {
+        return quote! {};
+    }
+    let faults = attr.faults.as_ref();
     let Some(sp) = stage_params(extras, launcher, vis, faults) else { return quote! {} };
-    let StageParams { items, ty, bounds, bind, args } = sp;
+    let StageParams { items, ty, bounds, bind, args, args_all } = sp;
+    let pdl_impl = attr.pdl.map(|_| {
+        // With a fault knob the one launcher that takes it; else the plain
+        // or PDL launcher, the bits ignored.
+        let launch = if faults.is_some() {
+            quote! { unsafe { Self::launch_with_faults(kernel, stream, cfg, pdl, input, output #(, #args_all)*) } }
+        } else {
+            quote! {
+                let _ = __faults;
+                unsafe { if pdl { Self::launch_pdl(kernel, stream, cfg, input, output #(, #args)*) } else { Self::launch(kernel, stream, cfg, input, output #(, #args)*) } }
+            }
+        };
+        quote! {
+            #[cfg(not(target_arch = "nvptx64"))]
+            impl ::nvptx_std::host::PdlMapKernel for #launcher
+            where
+                for<'a> #i: ::nvptx_std::Element,
+                for<'a> #o: ::nvptx_std::Element,
+                #(#bounds,)*
+            {
+                unsafe fn launch_map_pdl(
+                    kernel: &::nvptx_std::host::Kernel<Self>,
+                    stream: &::nvptx_std::host::CudaStream,
+                    cfg: ::nvptx_std::host::LaunchConfig,
+                    pdl: bool,
+                    __faults: u32,
+                    input: &::nvptx_std::host::CudaView<'_, #i>,
+                    output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+                    params: &<#ty as ::nvptx_std::host::KernelParams>::OnDevice,
+                ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                    let #bind = params;
+                    // SAFETY: the caller's contract is this launcher's (and
+                    // `launch_with_faults`'s for the bits).
+                    #launch
+                }
+            }
+        }
+    });
     quote! {
+        #pdl_impl
+
         #items
 
         // The bounds are written `for<'a>` so that a kernel whose types are
@@ -813,7 +866,7 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, f
         return quote! {};
     }
     let Some(sp) = stage_params(extras, launcher, vis, faults) else { return quote! {} };
-    let StageParams { items, ty, bounds, bind, args } = sp;
+    let StageParams { items, ty, bounds, bind, args, .. } = sp;
     quote! {
         #items
 
@@ -857,6 +910,8 @@ struct StageParams {
     bind: Tokens,
     /// The launch's arguments after `output`, in order.
     args: Vec<Tokens>,
+    /// The same for `launch_with_faults`: the fault knob included, as `__faults`.
+    args_all: Vec<Tokens>,
 }
 
 /// The run-time parameters of a stage kernel: each parameter after
@@ -872,14 +927,17 @@ fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, fault
     let struct_name = format_ident!("{}Params", launcher);
     let (mut fields, mut field_tys, mut device_tys, mut uploads, mut binds, mut args, mut bounds) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut args_all = Vec::new();
     for Param { name, kind, .. } in extras {
         if Some(name) == faults {
+            args_all.push(quote! { __faults });
             continue;
         }
         let bound = format_ident!("__{}", name);
         match kind {
             Kind::Scalar(t) if name == "spin" && quote!(#t).to_string() == "u64" => {
                 args.push(quote! { 0u64 });
+                args_all.push(quote! { 0u64 });
                 continue;
             }
             Kind::Scalar(t) => {
@@ -904,11 +962,12 @@ fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, fault
             }
             Kind::Out(..) | Kind::Ring(..) => return None,
         }
+        args_all.push(args[args.len() - 1].clone());
         fields.push(name.clone());
         binds.push(bound);
     }
     if fields.is_empty() {
-        return Some(StageParams { items: quote! {}, ty: quote! { () }, bounds, bind: quote! { () }, args });
+        return Some(StageParams { items: quote! {}, ty: quote! { () }, bounds, bind: quote! { () }, args, args_all });
     }
     let names: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
     let doc = format!(
@@ -953,7 +1012,7 @@ fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, fault
             }
         }
     };
-    Some(StageParams { items, ty: quote! { #struct_name }, bounds, bind: quote! { (#(#binds,)*) }, args })
+    Some(StageParams { items, ty: quote! { #struct_name }, bounds, bind: quote! { (#(#binds,)*) }, args, args_all })
 }
 
 /// A kernel of the flag-map shape, `(plan: &RingPlan, ctl: &RingControl,
@@ -983,6 +1042,51 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
                 let ::nvptx_std::host::FlagMapArgs { plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults } = rings;
                 // SAFETY: the caller's contract is this launcher's.
                 unsafe { Self::launch(kernel, stream, cfg, plan, ctl, input, in_flags, output, out_flags, stamps, stage, spin, faults) }
+            }
+        }
+    }
+}
+
+/// The warp-ring map shape, by names: `(input: &[I], output: OutTiles<O>,
+/// slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64,
+/// faults: u32)`.
+fn is_warp_map_shape(params: &[Param]) -> bool {
+    let names: Vec<String> = params.iter().map(|p| p.name.to_string()).collect();
+    names == ["input", "output", "slots", "slot_bytes", "timeout_ns", "watch", "spin", "faults"]
+        && matches!(&params[0].kind, Kind::Slice(_))
+        && matches!(&params[1].kind, Kind::Out(Type::Path(t), _) if t.path.segments.last().is_some_and(|s| s.ident == "OutTiles"))
+}
+
+/// A `#[kernel(pdl, faults = faults)]` of the warp-ring map shape
+/// ([`is_warp_map_shape`]: a map stage on the warp-specialized ring, see
+/// `nvptx_std::hopper::ring::map_stage`) implements
+/// `nvptx_std::host::WarpMapKernel`, so a pipeline can run it as the
+/// stage's form in the warps grain.
+fn warp_map_kernel_impl(params: &[Param], launcher: &Ident, attr: &KernelAttr) -> Tokens {
+    if !is_warp_map_shape(params) || attr.pdl.is_none() || !attr.faults.as_ref().is_some_and(|f| f == "faults") {
+        return quote! {};
+    }
+    let (Kind::Slice(i), Kind::Out(_, o)) = (&params[0].kind, &params[1].kind) else { return quote! {} };
+    quote! {
+        #[cfg(not(target_arch = "nvptx64"))]
+        impl ::nvptx_std::host::WarpMapKernel for #launcher
+        where
+            for<'a> #i: ::nvptx_std::Element,
+            for<'a> #o: ::nvptx_std::Element,
+        {
+            type In = #i;
+            type Out = #o;
+            unsafe fn launch_warp_map(
+                kernel: &::nvptx_std::host::Kernel<Self>,
+                stream: &::nvptx_std::host::CudaStream,
+                cfg: ::nvptx_std::host::LaunchConfig,
+                input: &::nvptx_std::host::CudaView<'_, #i>,
+                output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
+                ring: ::nvptx_std::host::WarpRingArgs,
+            ) -> ::core::result::Result<(), ::nvptx_std::host::Error> {
+                let ::nvptx_std::host::WarpRingArgs { slots, slot_bytes, timeout_ns, watch, spin, faults } = ring;
+                // SAFETY: the caller's contract is this launcher's.
+                unsafe { Self::launch_with_faults(kernel, stream, cfg, false, input, output, slots, slot_bytes, timeout_ns, watch, spin, faults) }
             }
         }
     }

@@ -158,6 +158,13 @@ pub fn mono(s: Stereo) -> f32 {
     (s.left as i32 + s.right as i32) as f32 * 0.5
 }
 
+/// `x * x`: the example `square` stage's math (every form of it, and its
+/// CPU reference; see `pc_pipeline`'s `tests/every_form.rs`).
+#[inline(always)]
+pub fn square(x: f32) -> f32 {
+    x * x
+}
+
 /// i32 to its absolute value, wrapping at `i32::MIN`.
 #[inline(always)]
 pub fn abs_i32(x: i32) -> i32 {

@@ -313,6 +313,38 @@ pub fn consumer_flags_kernel(
     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, consume);
 }
 
+/// The example `square` stage, a map of yours with every form a built-in
+/// has (its other two, `pdl_square_kernel` and `ring_square_kernel`, are
+/// in kernels-hopper; `pc_pipeline`'s `tests/every_form.rs` registers
+/// them): `output[i] = square(input[i])`.
+#[kernel(same_len(input, output))]
+pub fn square_kernel(input: &[f32], mut output: Out<f32>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::square(input[i]);
+    }
+}
+
+/// `square_kernel` as a flag-ring map stage: ring `stage - 1` to ring `stage`.
+#[kernel]
+pub fn square_flags_kernel(
+    plan: &RingPlan,
+    ctl: &RingControl,
+    input: RingSlots<f32>,
+    in_flags: &RingFlags,
+    output: RingSlots<f32>,
+    out_flags: &RingFlags,
+    stamps: &[AtomicU64],
+    stage: u32,
+    spin: u64,
+    faults: u32,
+) {
+    // SAFETY: launched only as a stage of the flags grain, by its flag form
+    // (`Stage::with_flags_map`, the launcher's contract); `faults` is 0 but
+    // in the sync checker's demonstrations.
+    let ctx = unsafe { StageCtx::new(plan, ctl, stage).with_faults(faults) }.with_stamps(stamps);
+    nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, kernel_math::square);
+}
+
 /// `reduce_kernel` as a flag-ring sink: `records[c]` (local chunk `c`, one
 /// per chunk, starting as `Reduction::EMPTY`) gets chunk `c`'s record.
 #[kernel]

@@ -29,7 +29,7 @@
 use kernel_math::{AtomicReduction, Reduction, consume, produce};
 use nvptx_std::hopper::pdl::launch_dependents;
 use nvptx_std::hopper::ring::fault::{SKIP_FULL_WAIT, STALL_PRODUCER};
-use nvptx_std::hopper::ring::{GroupMap, Ring, Role};
+use nvptx_std::hopper::ring::{GroupMap, Ring, Role, StageRing, map_stage};
 use nvptx_std::{Out, OutQuads, OutTiles, Quads, kernel, quad_at, spin_ns};
 
 nvptx_std::kernel_crate!();
@@ -88,6 +88,28 @@ pub fn pdl_chain_kernel(input: &[u32], mut output: Out<u32>) {
     for (i, o) in output.iter_mut() {
         *o = input[i].wrapping_add(1);
     }
+}
+
+/// The example `square` stage's PDL form (see kernels-gpu's
+/// `square_kernel`): `output[i] = square(input[i])`, waiting for the kernel
+/// ahead (`#[kernel(pdl)]`), so `Stage::with_pdl_map` can run it.
+#[kernel(pdl, same_len(input, output))]
+pub fn pdl_square_kernel(input: &[f32], mut output: Out<f32>) {
+    launch_dependents();
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::square(input[i]);
+    }
+}
+
+/// The example `square` stage's warps form: `map_stage` on the
+/// warp-specialized ring, so `Stage::with_warps_map` can run it.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn ring_square_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
+    launch_dependents();
+    let ring = StageRing { slots, slot_bytes, timeout_ns, watch, spin, faults };
+    // SAFETY: first thing, in every thread; launched only through its
+    // `WarpMapKernel` launcher (the warps form), which passes these values.
+    unsafe { map_stage(input, &mut output, ring, kernel_math::square) }
 }
 
 /// Consumer's map on the warp-specialized ring: `output[i] =

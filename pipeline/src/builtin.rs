@@ -18,6 +18,7 @@ use ptx_kernels::{
 /// The built-in kernels' PTX: the embedded build of kernels-gpu, or another
 /// build of it (`--ptx`).
 type Kernels = Ptx<KernelCrate>;
+use ptx_kernels::hopper;
 use std::sync::Arc;
 
 // The copy stages are the model's (the executor inserts peer copies); the
@@ -81,8 +82,8 @@ fn producer_in(ptx: Kernels) -> Stage {
 fn consumer_in(ptx: Kernels) -> Stage {
     Stage::map::<ConsumerVecKernel>("consumer", ptx, |input, output| output.iter_mut().zip(input).for_each(|(o, &x)| *o = consume(x)))
         .with_flags_map::<ConsumerFlagsKernel>(ptx)
-        .with_pdl_form(Arc::new(crate::exec::pdl::ConsumerPdl))
-        .with_warp_form(Arc::new(crate::exec::warps::ConsumerRing))
+        .with_pdl_map::<hopper::PdlConsumerKernel>(hopper::PTX)
+        .with_warps_map::<hopper::RingConsumerKernel>(hopper::PTX)
 }
 fn moving_average_in(ptx: Kernels) -> Stage {
     Stage::halo_map::<MovingAverageKernel>("moving-average", ptx, 2, moving_average_reference)

@@ -310,6 +310,90 @@ pub trait FlagMapKernel: KernelEntry + Sized {
     unsafe fn launch_flag_map(kernel: &Kernel<Self>, stream: &CudaStream, cfg: LaunchConfig, rings: FlagMapArgs<'_, '_, Self::In, Self::Out>) -> Result<()>;
 }
 
+/// A map kernel that waits for the kernel ahead of it: `#[kernel(pdl)]`
+/// of the map shape (see [`MapKernel`]), optionally with a fault knob
+/// (`#[kernel(pdl, faults = f)]`). `#[kernel]` implements it for every such
+/// kernel, so a pipeline can run it as a map stage's form in the PDL grains
+/// (`pc_pipeline::Stage::with_pdl_map`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a PDL map kernel",
+    label = "not a `#[kernel(pdl)]` of the map shape",
+    note = "a PDL-grains map kernel is `#[kernel(pdl)] fn(input: &[I], output: Out<O>, ..)`: the map shape, with `pdl` so that it waits for the kernel ahead before touching memory"
+)]
+pub trait PdlMapKernel: MapKernel + PdlKernel {
+    /// Launches it like [`MapKernel::launch_map`], with the programmatic
+    /// stream serialization attribute when `pdl`, passing `faults` to the
+    /// kernel's fault knob (a kernel without one ignores them).
+    ///
+    /// # Safety
+    /// As [`MapKernel::launch_map`]; and `faults` is 0 unless the run only
+    /// demonstrates the race it causes (as the kernel's `launch_with_faults`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn launch_map_pdl(
+        kernel: &Kernel<Self>,
+        stream: &CudaStream,
+        cfg: LaunchConfig,
+        pdl: bool,
+        faults: u32,
+        input: &CudaView<'_, Self::In>,
+        output: &mut CudaViewMut<'_, Self::Out>,
+        params: &<Self::Params as KernelParams>::OnDevice,
+    ) -> Result<()>;
+}
+
+/// The ring's arguments of a warp-ring map kernel (see [`WarpMapKernel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarpRingArgs {
+    /// Shared-memory slots of the ring, and the bytes of each.
+    pub slots: u32,
+    pub slot_bytes: u32,
+    /// The ring waits' watchdog (0: the kernel's default).
+    pub timeout_ns: u64,
+    /// Where a fired watchdog writes its report: 0, or the device address
+    /// of a `kernel_math::ring::WarpWatch` that outlives the kernel.
+    pub watch: u64,
+    /// Nanoseconds the producer lane spins before each copy (the sync checker's slow producer).
+    pub spin: u64,
+    /// Fault bits (`nvptx_std::hopper::ring::fault`); 0 but in the sync checker's demonstrations.
+    pub faults: u32,
+}
+
+/// A map stage's kernel on the warp-specialized ring (the warps grain):
+/// `#[kernel(pdl, faults = faults, same_len(input, output))] fn(input:
+/// &[I], output: OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64,
+/// watch: u64, spin: u64, faults: u32)` (those names, in that order),
+/// whose body calls `nvptx_std::hopper::ring::map_stage`. `#[kernel]`
+/// implements this for every kernel of that shape (and never makes one a
+/// [`MapKernel`]: it needs the ring's launch), so a pipeline can run it as
+/// a map stage's form in the warps grain (`pc_pipeline::Stage::with_warps_map`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a warp-ring map kernel",
+    label = "not of the warp-ring map shape",
+    note = "a warps-grain map kernel is `#[kernel(pdl, faults = faults, same_len(input, output))] fn(input: &[I], output: OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32)` whose body calls `nvptx_std::hopper::ring::map_stage`"
+)]
+pub trait WarpMapKernel: KernelEntry + PdlKernel + Sized {
+    type In: Element;
+    type Out: Element;
+    /// Launches it over one chunk (not with the PDL attribute).
+    ///
+    /// # Safety
+    /// As the kernel's generated `launch`: no other stream or host code
+    /// writes `input` or touches `output` until it completes; `cfg` gives
+    /// each block `32 * (1 + consumer warps)` threads and at least
+    /// `nvptx_std::hopper::ring::shared_bytes(ring.slots, ring.slot_bytes)`
+    /// bytes of dynamic shared memory; `ring.watch` is 0 or a `WarpWatch`
+    /// that outlives the kernel and nothing else uses meanwhile;
+    /// `ring.faults` is 0 unless the run only demonstrates what it causes.
+    unsafe fn launch_warp_map(
+        kernel: &Kernel<Self>,
+        stream: &CudaStream,
+        cfg: LaunchConfig,
+        input: &CudaView<'_, Self::In>,
+        output: &mut CudaViewMut<'_, Self::Out>,
+        ring: WarpRingArgs,
+    ) -> Result<()>;
+}
+
 /// Most PTX parameters a launch takes (a slice is two).
 pub const MAX_PARAMS: usize = 32;
 

@@ -758,6 +758,67 @@ impl<T> Drop for ConsumerSlot<T> {
     }
 }
 
+/// The ring parameters of a warp-ring map kernel, as its launcher passes
+/// them (see [`map_stage`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StageRing {
+    pub slots: u32,
+    pub slot_bytes: u32,
+    pub timeout_ns: u64,
+    pub watch: u64,
+    pub spin: u64,
+    pub faults: u32,
+}
+
+/// The body of a map stage's kernel on this ring, the stage's form in the
+/// warps grain: the producer lane bulk-copies `input` tile by tile into
+/// the slots (spinning `ring.spin` ns before each copy), the consumer warps
+/// write `f(x)` of each element to `output` at its index. The fault bits
+/// are [`fault`]'s. A kernel of the warp-ring map shape is this call (and
+/// `launch_dependents`, as every `pdl` kernel of the project):
+///
+/// ```ignore
+/// #[kernel(pdl, faults = faults, same_len(input, output))]
+/// pub fn square_ring_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
+///     nvptx_std::hopper::pdl::launch_dependents();
+///     let ring = StageRing { slots, slot_bytes, timeout_ns, watch, spin, faults };
+///     // SAFETY: first thing, in every thread; launched only through its
+///     // `WarpMapKernel` launcher (the warps grain's form).
+///     unsafe { nvptx_std::hopper::ring::map_stage(input, &mut output, ring, |x| x * x) }
+/// }
+/// ```
+///
+/// # Safety
+/// Every thread of the block calls it exactly once, before any other use
+/// of the block's dynamic shared memory, and `ring` holds the launch's
+/// values as `nvptx_std::host::WarpMapKernel::launch_warp_map`'s contract
+/// has them (`watch` 0 or a live record, the shared memory given).
+pub unsafe fn map_stage<I: Element, O: Element>(input: &[I], output: &mut crate::OutTiles<'_, O>, ring: StageRing, f: impl Fn(I) -> O) {
+    // SAFETY: the caller's contract.
+    let r = unsafe { Ring::<I>::init(input.len(), ring.slots, ring.slot_bytes).watched(ring.timeout_ns, ring.watch) };
+    match r.role() {
+        Role::Producer(mut producer) => {
+            while let Some(slot) = producer.acquire() {
+                crate::spin_ns(ring.spin);
+                if ring.faults & fault::STALL_PRODUCER != 0 {
+                    // The fault: no copy, no arrival (forgotten, not dropped: a drop traps at once).
+                    core::mem::forget(slot);
+                    break;
+                }
+                producer = slot.commit_copy(input);
+            }
+        }
+        Role::Consumer(mut consumer) => loop {
+            // SAFETY (the fault): only `launch_with_faults` passes it, whose contract is this race.
+            let next = if ring.faults & fault::SKIP_FULL_WAIT != 0 { unsafe { consumer.wait_skipped() } } else { consumer.wait() };
+            let Some(slot) = next else { break };
+            slot.map_into(input, output, &f);
+            consumer = slot.release();
+        },
+        Role::Idle => {}
+    }
+}
+
 /// The PTX, or host stand-ins that panic (device only).
 #[cfg(target_arch = "nvptx64")]
 mod dev {

@@ -344,6 +344,16 @@ fn place<'g>(spec: PipelineSpec, gpus: &[&'g Gpu]) -> Result<(PipelineSpec, Vec<
     Ok((placed, stage_gpus))
 }
 
+/// kernels-hopper (`ptx_kernels::hopper`) through `setup`'s modules, so
+/// the PDL and warps grains and any form that loads it itself
+/// (`Stage::with_pdl_map`, `Stage::with_warps_map`) share one copy;
+/// refuses GPUs older than compute capability 9.0 in one line.
+pub(crate) fn load_hopper(setup: &mut crate::stage::Setup<'_>) -> Result<pc_runtime::launch::Module<ptx_kernels::hopper::KernelCrate>> {
+    use ptx_kernels::hopper::{ARCH, COMPUTE_CAPABILITY, PTX};
+    setup.gpu().require_compute_capability(COMPUTE_CAPABILITY, "the Hopper kernels (PDL, mbarrier rings)")?;
+    setup.module(PTX, &format!("the Hopper kernels' PTX (embedded, {ARCH})"))
+}
+
 /// `spec` placed over `gpus` GPUs (its placement checked: one GPU index
 /// per stage, each below `gpus`, no serial baseline), with the stage
 /// `peer(elem, from, to)` makes between two neighbouring stages on GPUs

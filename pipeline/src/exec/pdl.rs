@@ -28,9 +28,9 @@ use crate::spec::PipelineSpec;
 use crate::stage::{ChunkInfo, OnGpu, Op, Setup, Stage};
 use cudarc::driver::{CudaGraph, CudaStream};
 use kernel_math::Reduction;
-use pc_runtime::launch::{Kernel, Module};
+use pc_runtime::launch::{Kernel, KernelParams, Module, PdlMapKernel, Ptx};
 use pc_runtime::stream;
-use ptx_kernels::hopper::{KernelCrate as HopperCrate, PdlConsumerKernel, PdlProducerKernel, PdlReduceKernel};
+use ptx_kernels::hopper::{KernelCrate as HopperCrate, PdlProducerKernel, PdlReduceKernel};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -99,6 +99,71 @@ impl Stage {
     /// Its PDL-grains form, if it has one.
     pub fn pdl_form(&self) -> Option<&Arc<dyn PdlForm>> {
         self.form::<Arc<dyn PdlForm>>()
+    }
+
+    /// This stage with a PDL form from kernel `K` in `ptx`: a
+    /// `#[kernel(pdl)]` of the map shape ([`PdlMapKernel`]) with no
+    /// run-time parameters, launched with PDL after the kernel ahead of it.
+    /// Its per-element work must equal the stage's own kernel's (the CPU
+    /// reference checks both). A fault knob (`#[kernel(pdl, faults = f)]`)
+    /// gets [`Pipeline::set_pdl_faults`]' bits.
+    ///
+    /// ```no_run
+    /// use pc_pipeline::{Stage, builtin};
+    /// let square = Stage::map::<ptx_kernels::SquareKernel>("square", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| {
+    ///     o.iter_mut().zip(i).for_each(|(o, &x)| *o = kernel_math::square(x))
+    /// })
+    /// .with_pdl_map::<ptx_kernels::hopper::PdlSquareKernel>(ptx_kernels::hopper::PTX);
+    /// let spec = pc_pipeline::PipelineSpec::new(pc_pipeline::Workload::Generate).stages(vec![builtin::producer(), square, builtin::reduce()]);
+    /// ```
+    pub fn with_pdl_map<K: PdlMapKernel<Params = ()> + 'static>(self, ptx: Ptx<K::Crate>) -> Stage {
+        self.with_pdl_map_with::<K>(ptx, ())
+    }
+
+    /// [`Stage::with_pdl_map`] for a kernel with run-time parameters after
+    /// `output`, which take `params` (give it the values the stage's own
+    /// kernel has: the CPU reference sees only those).
+    pub fn with_pdl_map_with<K: PdlMapKernel + 'static>(self, ptx: Ptx<K::Crate>, params: K::Params) -> Stage {
+        self.with_pdl_form(Arc::new(PdlMap::<K> { ptx, params }))
+    }
+}
+
+/// A map stage's PDL form from a [`PdlMapKernel`].
+struct PdlMap<K: PdlMapKernel> {
+    ptx: Ptx<K::Crate>,
+    params: K::Params,
+}
+
+impl<K: PdlMapKernel + 'static> PdlForm for PdlMap<K> {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
+        kernel.check_block(setup.block_size())?;
+        // On the setup stream, which the chain synchronizes before running.
+        let params = self.params.upload(setup.stream)?;
+        Ok(Box::new(PdlMapOnGpu::<K> { kernel, params, knobs: ctx.knobs().clone() }))
+    }
+}
+
+struct PdlMapOnGpu<K: PdlMapKernel> {
+    kernel: Kernel<K>,
+    params: <K::Params as KernelParams>::OnDevice,
+    knobs: Arc<PdlKnobs>,
+}
+
+// SAFETY: one launch on the op's stream, reading its input slot and
+// writing its output slot (and this stage's own parameter copies, written
+// once on the setup stream before the run).
+unsafe impl<K: PdlMapKernel + 'static> OnGpu for PdlMapOnGpu<K> {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let (cfg, stream) = (op.cfg, op.stream);
+        let faults = self.knobs.faults();
+        let (input, mut output) = op.slots::<K::In, K::Out>()?;
+        // SAFETY: the chain's one stream, and a map always follows the
+        // kernel of the stage before it, which a PdlKernel waits for (the
+        // module docs); fault bits only from `Pipeline::set_pdl_faults`,
+        // whose caller accepted the race.
+        unsafe { K::launch_map_pdl(&self.kernel, stream, cfg, true, faults, &input, &mut output, &self.params) }?;
+        Ok(())
     }
 }
 
@@ -178,10 +243,12 @@ impl Part<'_> {
         if self.state::<PdlChain>().is_some() {
             return Ok(());
         }
-        let module = ptx_kernels::hopper::load(self.gpu)?;
         let s0 = self.streams[0].clone();
         let mut modules = Vec::new();
         let mut setup = Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules };
+        // Through the setup's modules, so forms that load kernels-hopper
+        // themselves (`Stage::with_pdl_map`) share this one.
+        let module = super::load_hopper(&mut setup)?;
         let (mut stages, mut knobs) = (Vec::new(), Vec::new());
         for st in &spec.stages {
             let form = st.pdl_form().ok_or_else(|| PipelineError::BadStages(format!("stage {} has no PDL form", st.name())))?;
@@ -331,37 +398,6 @@ unsafe impl OnGpu for ProducerPdlOnGpu {
     }
 }
 
-/// The built-in `consumer`'s PDL form: `pdl_consumer_kernel`, which takes
-/// the sync checker's fault bits.
-pub(crate) struct ConsumerPdl;
-
-impl PdlForm for ConsumerPdl {
-    fn prepare(&self, setup: &mut Setup<'_>, ctx: &PdlCtx<'_>) -> Result<Box<dyn OnGpu>> {
-        let kernel = ctx.module().kernel::<PdlConsumerKernel>()?;
-        kernel.check_block(setup.block_size())?;
-        Ok(Box::new(ConsumerPdlOnGpu { kernel, knobs: ctx.knobs().clone() }))
-    }
-}
-
-struct ConsumerPdlOnGpu {
-    kernel: Kernel<PdlConsumerKernel>,
-    knobs: Arc<PdlKnobs>,
-}
-
-// SAFETY: one launch on the op's stream, reading its input slot and
-// writing its output slot.
-unsafe impl OnGpu for ConsumerPdlOnGpu {
-    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let (cfg, stream) = (op.cfg, op.stream);
-        let faults = self.knobs.faults();
-        let (input, mut output) = op.slots::<f32, f32>()?;
-        // SAFETY: as the producer's; fault bits only from
-        // `Pipeline::set_pdl_faults`, whose caller accepted the race.
-        unsafe { PdlConsumerKernel::launch_with_faults(&self.kernel, stream, cfg, true, &input, &mut output, faults) }?;
-        Ok(())
-    }
-}
-
 /// The built-in `reduce`'s PDL form: `pdl_reduce_kernel`, one record per chunk.
 pub(crate) struct ReducePdl;
 
@@ -421,6 +457,6 @@ mod tests {
         let mine = || Stage::map::<ptx_kernels::ConsumerKernel>("consumer", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| o.copy_from_slice(i));
         let spec = |c: Stage| PipelineSpec::new(Workload::Generate).stages(vec![builtin::producer(), c, builtin::reduce()]);
         assert!(check_pdl_spec(&spec(mine())).unwrap_err().to_string().contains("consumer of producer,consumer,reduce has none"));
-        assert!(check_pdl_spec(&spec(mine().with_pdl_form(Arc::new(ConsumerPdl)))).is_ok());
+        assert!(check_pdl_spec(&spec(mine().with_pdl_map::<ptx_kernels::hopper::PdlConsumerKernel>(ptx_kernels::hopper::PTX))).is_ok());
     }
 }

@@ -26,9 +26,9 @@ use kernel_math::Reduction;
 use kernel_math::ring::{WarpWatch, warp_wait};
 use nvptx_std::hopper::ring::{MAX_SLOTS, shared_bytes};
 use pc_runtime::gpu::DeviceInfo;
-use pc_runtime::launch::Kernel;
 use pc_runtime::launch::Module;
-use ptx_kernels::hopper::{KernelCrate as HopperCrate, RingConsumerKernel, RingFirKernel, RingReduceKernel};
+use pc_runtime::launch::{Kernel, Ptx, WarpMapKernel, WarpRingArgs};
+use ptx_kernels::hopper::{KernelCrate as HopperCrate, RingFirKernel, RingReduceKernel};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -281,6 +281,74 @@ impl Stage {
     pub fn warp_form(&self) -> Option<&Arc<dyn WarpForm>> {
         self.form::<Arc<dyn WarpForm>>()
     }
+
+    /// This stage with a warps form from kernel `K` in `ptx`: a kernel of
+    /// the warp-ring map shape ([`WarpMapKernel`], whose body is
+    /// `nvptx_std::hopper::ring::map_stage`), launched on the ring's shape
+    /// for the spec's K and chunk ([`RingShape::for_chunk`]). Its
+    /// per-element work must equal the stage's own kernel's (the CPU
+    /// reference checks both). [`Pipeline::set_ring_knobs`] reaches it.
+    ///
+    /// ```no_run
+    /// use pc_pipeline::Stage;
+    /// let square = Stage::map::<ptx_kernels::SquareKernel>("square", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| {
+    ///     o.iter_mut().zip(i).for_each(|(o, &x)| *o = kernel_math::square(x))
+    /// })
+    /// .with_warps_map::<ptx_kernels::hopper::RingSquareKernel>(ptx_kernels::hopper::PTX);
+    /// ```
+    pub fn with_warps_map<K: WarpMapKernel + 'static>(self, ptx: Ptx<K::Crate>) -> Stage {
+        self.with_warp_form(Arc::new(WarpMap::<K> { ptx }))
+    }
+}
+
+/// A map stage's warps form from a [`WarpMapKernel`].
+struct WarpMap<K: WarpMapKernel> {
+    ptx: Ptx<K::Crate>,
+}
+
+impl<K: WarpMapKernel + 'static> WarpForm for WarpMap<K> {
+    fn prepare(&self, setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>> {
+        let shape = ctx.shape;
+        let kernel = setup.module(self.ptx, &format!("the module of {}", K::NAME))?.kernel::<K>()?;
+        kernel.check_block(shape.block())?;
+        kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
+        Ok(Box::new(WarpMapOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), watch: ctx.watch.clone() }))
+    }
+}
+
+struct WarpMapOnGpu<K> {
+    kernel: Kernel<K>,
+    gpu: DeviceInfo,
+    shape: RingShape,
+    knobs: Arc<RingKnobs>,
+    watch: Arc<Watch>,
+}
+
+// SAFETY: one launch on the op's stream, reading the op's input slot and
+// writing its output slot (the kernel's own shared memory and this stage's
+// watchdog record aside).
+unsafe impl<K: WarpMapKernel + 'static> OnGpu for WarpMapOnGpu<K> {
+    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
+        let stream = op.stream;
+        let len = op.len();
+        let (input, mut output) = op.slots::<K::In, K::Out>()?;
+        let cfg = self.shape.config(&self.gpu, (len * std::mem::size_of::<K::In>()) as u64, 0.5);
+        let RingShape { slots, slot_bytes, .. } = self.shape;
+        let ring = WarpRingArgs {
+            slots,
+            slot_bytes,
+            timeout_ns: self.knobs.timeout_ns(),
+            watch: self.watch.device(),
+            spin: self.knobs.spin_ns.load(Ordering::Relaxed),
+            faults: self.knobs.faults.load(Ordering::Relaxed),
+        };
+        // SAFETY: ordered by the pipeline's events; the block and dynamic
+        // shared memory are the shape's (prepared above), the watch record
+        // is this stage's and outlives the run; fault bits only from
+        // `Pipeline::set_ring_knobs`, whose caller accepted the race.
+        unsafe { K::launch_warp_map(&self.kernel, stream, cfg, &input, &mut output, ring) }?;
+        Ok(())
+    }
 }
 
 /// Refuses, in one line, a pipeline with nothing for the warps grain to replace.
@@ -342,7 +410,6 @@ impl Part<'_> {
         if self.state::<WarpStages>().is_some() {
             return Ok(());
         }
-        let module = ptx_kernels::hopper::load(self.gpu)?;
         let chunk_bytes = spec.chunk_elements.min(spec.total_elements) * 4;
         let shape = RingShape::for_chunk(spec.slots, chunk_bytes);
         let knobs = Arc::new(RingKnobs::default());
@@ -351,6 +418,10 @@ impl Part<'_> {
         let mut alt: Vec<Option<Box<dyn OnGpu>>> = Vec::new();
         let mut watches = Vec::new();
         let mut modules = Vec::new();
+        // Through the setup's modules, so forms that load kernels-hopper
+        // themselves (`Stage::with_warps_map`) share this one.
+        let module =
+            super::load_hopper(&mut Setup { gpu: self.gpu, block_size: spec.block_size, local_chunks: self.chunks.len(), stream: &s0, modules: &mut modules })?;
         for st in &spec.stages {
             let Some(form) = st.warp_form() else {
                 alt.push(None);
@@ -416,19 +487,6 @@ impl Pipeline<'_> {
     }
 }
 
-/// The built-in `consumer`'s warps form: `ring_consumer_kernel`.
-pub(crate) struct ConsumerRing;
-
-impl WarpForm for ConsumerRing {
-    fn prepare(&self, _setup: &mut Setup<'_>, ctx: &WarpCtx<'_>) -> Result<Box<dyn OnGpu>> {
-        let shape = ctx.shape;
-        let kernel = ctx.module.kernel::<RingConsumerKernel>()?;
-        kernel.check_block(shape.block())?;
-        kernel.allow_dynamic_shared_bytes(shape.shared_bytes())?;
-        Ok(Box::new(RingConsumerOnGpu { kernel, gpu: ctx.info.clone(), shape, knobs: ctx.knobs.clone(), watch: ctx.watch.clone() }))
-    }
-}
-
 /// The built-in `reduce`'s warps form: `ring_reduce_kernel`, one record a chunk.
 pub(crate) struct ReduceRing;
 
@@ -443,50 +501,10 @@ impl WarpForm for ReduceRing {
     }
 }
 
-struct RingConsumerOnGpu {
-    kernel: Kernel<RingConsumerKernel>,
-    gpu: DeviceInfo,
-    shape: RingShape,
-    knobs: Arc<RingKnobs>,
-    watch: Arc<Watch>,
-}
-
 /// The launch for a chunk of `len` f32: at most half of what the GPU
 /// holds, as `Gpu::launch_config` leaves the rest to the other stages.
 fn chunk_config(info: &DeviceInfo, shape: &RingShape, len: usize) -> LaunchConfig {
     shape.config(info, len as u64 * 4, 0.5)
-}
-
-// SAFETY: one launch on the op's stream, reading the op's input slot and
-// writing its output slot (the kernel's own shared memory aside).
-unsafe impl OnGpu for RingConsumerOnGpu {
-    fn enqueue(&mut self, op: &mut Op<'_>) -> Result<()> {
-        let stream = op.stream;
-        let len = op.len();
-        let (input, mut output) = op.slots::<f32, f32>()?;
-        let cfg = chunk_config(&self.gpu, &self.shape, len);
-        let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
-        let RingShape { slots, slot_bytes, .. } = self.shape;
-        // SAFETY: ordered by the pipeline's events; fault bits only from
-        // `Pipeline::set_ring_knobs`, whose caller accepted the race.
-        unsafe {
-            RingConsumerKernel::launch_with_faults(
-                &self.kernel,
-                stream,
-                cfg,
-                false,
-                &input,
-                &mut output,
-                slots,
-                slot_bytes,
-                self.knobs.timeout_ns(),
-                self.watch.device(),
-                spin,
-                faults,
-            )
-        }?;
-        Ok(())
-    }
 }
 
 struct RingReduceOnGpu {
@@ -635,7 +653,7 @@ mod tests {
         let mine = || Stage::map::<ptx_kernels::ConsumerKernel>("consumer", ptx_kernels::PTX, |i: &[f32], o: &mut [f32]| o.copy_from_slice(i));
         let spec = |c: Stage| PipelineSpec::new(Workload::Stream).stages(vec![builtin::h2d(), c, builtin::d2h()]);
         assert!(check_warps_spec(&spec(mine())).is_err());
-        assert!(check_warps_spec(&spec(mine().with_warp_form(Arc::new(ConsumerRing)))).is_ok());
+        assert!(check_warps_spec(&spec(mine().with_warps_map::<ptx_kernels::hopper::RingConsumerKernel>(ptx_kernels::hopper::PTX))).is_ok());
     }
 
     #[test]

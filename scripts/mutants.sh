@@ -176,6 +176,17 @@ mutant warps-map-form-not-stored pipeline/src/exec/warps.rs \
   'self.with_warp_form(Arc::new(WarpMap::<K> { ptx }))' \
   'self' \
   'cargo test -p pc-pipeline --locked --test every_form'
+# --- the run's fork and join: stream 1.. of a run waits for stream 0's
+# earlier work (the previous run's last readers of a slot), and stream 0
+# for every other stream at the end ---
+mutant sim-run-plan-drops-the-fork-waits pipeline/src/exec/plan.rs \
+  'out.extend((1..streams).map(|stream| Action::Wait { stream, event: EventId::Fork }));' \
+  '' \
+  "$sim"
+mutant sim-run-plan-drops-the-join-waits pipeline/src/exec/plan.rs \
+  'out.push(Action::Wait { stream: 0, event: EventId::Join(stream) });' \
+  '' \
+  "$sim"
 # --- past the seam: a CPU test cannot see the CUDA call itself. The
 # simulated device runs the walker and the plans, not `OnStreams` (the CUDA
 # implementation of `EnqueueTo`): a no-op `cuStreamWaitEvent` there is

@@ -196,14 +196,14 @@ fn warps_weakened_protocols_are_found() {
 /// Random configurations of the protocol grains (pipeline, K, chunk and
 /// total sizes, P, G, tiles, blocks, consumers, runs, scheduler seed)
 /// verify, and a weakening that must always be found (a reader without
-/// its wait, a wrong slot or parity) is, in each. `PC_SIM_SEED` replays
-/// one; `PC_SIM_CONFIGS` sets how many (default 300).
+/// its wait, a wrong slot or parity) is, in each. `PC_SIM_SEED` picks
+/// another set (the default is fixed); `PC_SIM_CONFIGS` sets how many
+/// (default 300).
 #[test]
 fn random_protocol_configurations() {
-    let seed = std::env::var("PC_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+    // A fixed default, as tests/sim.rs': CI runs the same configurations
+    // every time (a failure there is replayed by the seed it prints).
+    let seed: u64 = std::env::var("PC_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9a_u64 << 32 | 2026);
     let configs = std::env::var("PC_SIM_CONFIGS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     println!("PC_SIM_SEED={seed}");
     let mut rng = Rng(seed);

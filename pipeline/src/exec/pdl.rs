@@ -190,7 +190,7 @@ pub fn check_pdl_spec(spec: &PipelineSpec) -> Result<()> {
         return Err(PipelineError::GrainUnsupported {
             grain: "pdl",
             why: format!(
-                "it runs stages with a PDL form (Stage::with_pdl_form; the built-in producer,consumer,reduce have one) and {} of {} has none",
+                "it runs stages with a PDL form (Stage::with_pdl_map for a map, Stage::with_pdl_form for any stage; the built-in producer,consumer,reduce have one) and {} of {} has none",
                 s.name(),
                 names.join(",")
             ),

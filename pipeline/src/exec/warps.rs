@@ -361,7 +361,7 @@ pub fn check_warps_spec(spec: &PipelineSpec) -> Result<()> {
         return Err(PipelineError::GrainUnsupported {
             grain: "warps",
             why: format!(
-                "it runs the stages with a warps form (Stage::with_warp_form; the built-in consumer, reduce and fir have one) on the warp-specialized ring, and {} has none",
+                "it runs the stages with a warps form (Stage::with_warps_map for a map, Stage::with_warp_form for any stage; the built-in consumer, reduce and fir have one) on the warp-specialized ring, and {} has none",
                 names.join(",")
             ),
         });

@@ -36,6 +36,12 @@ pub enum SimError {
     /// happen (the simulator's watchdog): who waits for what.
     #[error("the simulated device is stuck: {0}")]
     Stuck(String),
+    /// A graph capture CUDA would refuse or get wrong: work on a stream
+    /// that never joined the capture (it would run at once, outside the
+    /// graph), or a stream never joined back to the origin stream
+    /// (`cudaErrorStreamCaptureUnjoined`).
+    #[error("invalid graph capture: {0}")]
+    Capture(String),
 }
 
 impl SimError {
@@ -54,25 +60,86 @@ impl SimError {
 /// `docs/sim.md`), in the order of [`crate::LAUNCHES`].
 pub const SIM_LAUNCHES: [Launch; 6] = [Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps, Launch::Flags];
 
-/// Takes the actions as a list: a graph capture.
+/// Takes the actions as a list: a graph capture, begun on stream 0 (the
+/// origin), with CUDA's rules for the other streams: a stream joins the
+/// capture by waiting on an event recorded in it, and before the capture
+/// ends each stream that joined must be joined back, stream 0 waiting on
+/// an event recorded on it after its last work. (CUDA also accepts a join
+/// through a third stream; the executor's plans join each stream
+/// directly, so this model takes direct joins only.) The first rule
+/// broken is kept.
 #[derive(Default)]
-struct Capture(Vec<Action>);
+struct Capture {
+    actions: Vec<Action>,
+    /// Per stream: joined the capture; items enqueued; items joined back.
+    joined: Vec<bool>,
+    items: Vec<usize>,
+    joined_back: Vec<usize>,
+    /// Events recorded in the capture: the stream and its item count then.
+    recorded: std::collections::HashMap<EventId, (usize, usize)>,
+    broken: Option<String>,
+}
+
+impl Capture {
+    fn grow(&mut self, stream: usize) {
+        if self.joined.len() <= stream {
+            self.joined.resize(stream + 1, false);
+            self.items.resize(stream + 1, 0);
+            self.joined_back.resize(stream + 1, 0);
+        }
+        self.joined[0] = true;
+    }
+
+    /// Work on `stream`: it must be in the capture.
+    fn work(&mut self, stream: usize, what: &str) {
+        self.grow(stream);
+        if !self.joined[stream] && self.broken.is_none() {
+            self.broken = Some(format!("{what} on stream {stream}, which never joined the capture (it would run at once, outside the graph)"));
+        }
+        self.items[stream] += 1;
+    }
+
+    /// The actions, or the first rule broken (a stream not joined back included).
+    fn finish(self) -> Result<Vec<Action>, SimError> {
+        if let Some(b) = self.broken {
+            return Err(SimError::Capture(b));
+        }
+        match (1..self.joined.len()).find(|&s| self.joined[s] && self.joined_back[s] < self.items[s]) {
+            Some(s) => {
+                Err(SimError::Capture(format!("stream {s} is not joined back to the origin stream after its last work (cudaErrorStreamCaptureUnjoined)")))
+            }
+            None => Ok(self.actions),
+        }
+    }
+}
 
 impl EnqueueTo for Capture {
     fn wait(&mut self, stream: usize, event: EventId) -> Result<(), PipelineError> {
-        self.0.push(Action::Wait { stream, event });
+        self.actions.push(Action::Wait { stream, event });
+        self.grow(stream);
+        if let Some(&(from, at)) = self.recorded.get(&event) {
+            self.joined[stream] = true;
+            if stream == 0 {
+                self.joined_back[from] = self.joined_back[from].max(at);
+            }
+        }
+        self.items[stream] += 1;
         Ok(())
     }
     fn record(&mut self, stream: usize, event: EventId) -> Result<(), PipelineError> {
-        self.0.push(Action::Record { stream, event });
+        self.actions.push(Action::Record { stream, event });
+        self.work(stream, "an event record");
+        self.recorded.insert(event, (stream, self.items[stream]));
         Ok(())
     }
     fn begin_run(&mut self, stream: usize, stage: usize) -> Result<(), PipelineError> {
-        self.0.push(Action::BeginRun { stream, stage });
+        self.actions.push(Action::BeginRun { stream, stage });
+        self.work(stream, &format!("stage {stage}'s per-run setup"));
         Ok(())
     }
     fn op(&mut self, stream: usize, stage: usize, chunk: usize, slot: usize) -> Result<(), PipelineError> {
-        self.0.push(Action::Op { stream, stage, chunk, slot });
+        self.actions.push(Action::Op { stream, stage, chunk, slot });
+        self.work(stream, &format!("stage {stage} on chunk {chunk}"));
         Ok(())
     }
 }
@@ -433,7 +500,7 @@ impl SimPipeline {
             // The capture: the run's actions as enqueued, kept and replayed.
             let mut c = Capture::default();
             enqueue_actions(plan(&part.graph, streams), &mut c)?;
-            part.capture = Some(c.0);
+            part.capture = Some(c.finish()?);
         }
         let warps = (launch == Launch::Warps).then(|| Arc::new(WarpsSim::new(&self.spec, self.protocol.clone())) as Arc<dyn OpModel>);
         part.device.set_op_model(warps.or_else(|| self.link.clone()));
@@ -566,4 +633,38 @@ pub fn stream_interruptible(spec: &PipelineSpec, input: &[u8], seed: u64, interr
         return Err(PipelineError::StreamInterrupted { chunks: chunks as u64 }.into());
     }
     Ok(device.output_bytes().unwrap_or_default().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(actions: Vec<Action>) -> Result<Vec<Action>, SimError> {
+        let mut c = Capture::default();
+        enqueue_actions(actions, &mut c)?;
+        c.finish()
+    }
+
+    /// The executor's plans are valid captures; without the fork a stream
+    /// works outside the capture, without a join it is left unjoined, and
+    /// the capture says which, in one line.
+    #[test]
+    fn a_capture_needs_the_fork_and_every_join() {
+        for (stages, slots, chunks) in [(3, 2, 7), (2, 1, 1), (5, 3, 10)] {
+            let graph = EventGraph::new(stages, chunks, slots);
+            let actions = plan(&graph, stages);
+            assert_eq!(capture(actions.clone()).unwrap(), actions);
+            let no_fork: Vec<Action> = actions.iter().copied().filter(|a| !matches!(a, Action::Wait { event: EventId::Fork, .. })).collect();
+            let e = capture(no_fork).unwrap_err().to_string();
+            assert!(e.contains("never joined the capture") && e.contains("stream 1") && !e.contains('\n'), "{e}");
+            let last_join = actions.iter().rposition(|a| matches!(a, Action::Wait { stream: 0, event: EventId::Join(_) })).unwrap();
+            let mut no_join = actions.clone();
+            no_join.remove(last_join);
+            let e = capture(no_join).unwrap_err().to_string();
+            assert!(e.contains(&format!("stream {} is not joined back", stages - 1)), "{e}");
+        }
+        // One stream (serial): nothing to fork or join.
+        let serial = plan(&EventGraph::new(3, 4, 2), 1);
+        assert!(capture(serial).is_ok());
+    }
 }

@@ -54,7 +54,7 @@ for tool in ${TOOLS-memcheck racecheck synccheck initcheck}; do
   check $tool stream-io "$H" pipeline -w stream -k 2 --chunk 256KiB --input "$log/in.bin" --output "$log/out.bin"
   PC_TEST_MAX_ELEMENTS=300000 check $tool gpu-tests "$here/test-ptx-kernels-gpu" --include-ignored --test-threads=1
   # A user's map stage at every grain through its generic forms (flags, PDL, warps).
-  PC_TEST_MAX_ELEMENTS=300000 check $tool every-form "$here/test-pc-pipeline-every_form" --include-ignored --test-threads=1 the_stage_runs_at_every_grain_on_a_gpu
+  PC_TEST_MAX_ELEMENTS=300000 check $tool every-form "$here/test-pc-pipeline-every_form" --include-ignored --test-threads=1
   check $tool pipeline-tests "$here/test-pc-pipeline-gpu_pipeline" --include-ignored --test-threads=1 every_k_stage serial_baseline timeline repeated spread
 done
 # ---- fault paths (memcheck) ----

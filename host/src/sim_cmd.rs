@@ -78,7 +78,7 @@ fn sim_error(e: SimError) -> anyhow::Error {
     match e {
         SimError::Failed(e) => e.into(),
         e @ SimError::Race { .. } => anyhow!("the simulated device found a {e}"),
-        e @ (SimError::Reference(_) | SimError::Stuck(_)) => anyhow!("{e}"),
+        e @ (SimError::Reference(_) | SimError::Stuck(_) | SimError::Capture(_)) => anyhow!("{e}"),
     }
 }
 

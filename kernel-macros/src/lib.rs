@@ -74,7 +74,12 @@
 //! by their element types being `Element`s, so a kernel over atomics
 //! (`&[AtomicU32]` in) compiles but is no stage. A kernel of the flag-map
 //! shape (`nvptx_std::host::FlagMapKernel` says which) implements that: a
-//! pipeline runs it as a map stage of the flags grain.
+//! pipeline runs it as a map stage of the flags grain. A `#[kernel(pdl)]`
+//! of the map shape also implements `PdlMapKernel` (the stage's form in the
+//! PDL grains); one of the warp-ring map shape (`WarpMapKernel` says which)
+//! implements that (its form in the warps grain). A kernel that writes
+//! `OutTiles` (a warp-ring kernel) is never a `MapKernel` or `HaloKernel`:
+//! its launch needs the ring's shared memory and watchdog record.
 //!
 //! `#[derive(Element)]` makes a `#[repr(C)]` struct an `Element`, checking
 //! its layout, fields and padding at compile time (see [`macro@Element`]).
@@ -766,14 +771,14 @@ fn pdl_launchers(
 /// A `#[kernel(pdl)]` of the map shape also implements
 /// `nvptx_std::host::PdlMapKernel` (the same launch, with the PDL attribute
 /// and the fault knob when asked), so a pipeline can run it as the stage's
-/// form in the PDL grains. A kernel of the warp-ring map shape (see
-/// [`warp_map_kernel_impl`]) is none of these: its launch needs the ring's
-/// shared memory and a watchdog record that only its form provides.
+/// form in the PDL grains. A kernel that writes `OutTiles` (a ring kernel,
+/// see [`warp_map_kernel_impl`]) is none of these: its launch needs the
+/// ring's shared memory and a watchdog record that only its form provides.
 fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, attr: &KernelAttr) -> Tokens {
     let [Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, extras @ ..] = params else {
         return quote! {};
     };
-    if is_warp_map_shape(params) {
+    if writes_tiles(params) {
         return quote! {};
     }
     let faults = attr.faults.as_ref();
@@ -786,7 +791,7 @@ fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, at
             quote! { unsafe { Self::launch_with_faults(kernel, stream, cfg, pdl, input, output #(, #args_all)*) } }
         } else {
             quote! {
-                let _ = __faults;
+                let _ = fault_bits;
                 unsafe { if pdl { Self::launch_pdl(kernel, stream, cfg, input, output #(, #args)*) } else { Self::launch(kernel, stream, cfg, input, output #(, #args)*) } }
             }
         };
@@ -803,7 +808,7 @@ fn map_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, at
                     stream: &::nvptx_std::host::CudaStream,
                     cfg: ::nvptx_std::host::LaunchConfig,
                     pdl: bool,
-                    __faults: u32,
+                    fault_bits: u32,
                     input: &::nvptx_std::host::CudaView<'_, #i>,
                     output: &mut ::nvptx_std::host::CudaViewMut<'_, #o>,
                     params: &<#ty as ::nvptx_std::host::KernelParams>::OnDevice,
@@ -862,7 +867,7 @@ fn halo_kernel_impl(params: &[Param], launcher: &Ident, vis: &syn::Visibility, f
     let [Param { kind: Kind::Slice(h), name, .. }, Param { kind: Kind::Slice(i), .. }, Param { kind: Kind::Out(_, o), .. }, extras @ ..] = params else {
         return quote! {};
     };
-    if name != "history" || quote!(#h).to_string() != quote!(#i).to_string() {
+    if name != "history" || quote!(#h).to_string() != quote!(#i).to_string() || writes_tiles(params) {
         return quote! {};
     }
     let Some(sp) = stage_params(extras, launcher, vis, faults) else { return quote! {} };
@@ -910,7 +915,9 @@ struct StageParams {
     bind: Tokens,
     /// The launch's arguments after `output`, in order.
     args: Vec<Tokens>,
-    /// The same for `launch_with_faults`: the fault knob included, as `__faults`.
+    /// The same for `launch_with_faults`: the fault knob included, as
+    /// `fault_bits` (the bindings of the parameters are all `__<name>`, so
+    /// none hides it).
     args_all: Vec<Tokens>,
 }
 
@@ -930,7 +937,7 @@ fn stage_params(extras: &[Param], launcher: &Ident, vis: &syn::Visibility, fault
     let mut args_all = Vec::new();
     for Param { name, kind, .. } in extras {
         if Some(name) == faults {
-            args_all.push(quote! { __faults });
+            args_all.push(quote! { fault_bits });
             continue;
         }
         let bound = format_ident!("__{}", name);
@@ -1047,14 +1054,24 @@ fn flag_map_kernel_impl(params: &[Param], launcher: &Ident) -> Tokens {
     }
 }
 
-/// The warp-ring map shape, by names: `(input: &[I], output: OutTiles<O>,
-/// slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64,
-/// faults: u32)`.
+/// Whether the kernel writes an `OutTiles`: the output of a warp-ring
+/// kernel (`nvptx_std::hopper::ring`), whose launch needs the ring's shared
+/// memory and whose parameters (`watch`, an address its watchdog writes)
+/// no stage may set: never a `MapKernel` or `HaloKernel`.
+fn writes_tiles(params: &[Param]) -> bool {
+    params.iter().any(|p| matches!(&p.kind, Kind::Out(Type::Path(t), _) if t.path.segments.last().is_some_and(|s| s.ident == "OutTiles")))
+}
+
+/// The warp-ring map shape, by names and types: `(input: &[I], output:
+/// OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64,
+/// spin: u64, faults: u32)`.
 fn is_warp_map_shape(params: &[Param]) -> bool {
     let names: Vec<String> = params.iter().map(|p| p.name.to_string()).collect();
+    let scalar = |p: &Param, ty: &str| matches!(&p.kind, Kind::Scalar(t) if quote!(#t).to_string() == ty);
     names == ["input", "output", "slots", "slot_bytes", "timeout_ns", "watch", "spin", "faults"]
         && matches!(&params[0].kind, Kind::Slice(_))
-        && matches!(&params[1].kind, Kind::Out(Type::Path(t), _) if t.path.segments.last().is_some_and(|s| s.ident == "OutTiles"))
+        && writes_tiles(&params[1..2])
+        && ["u32", "u32", "u64", "u64", "u64", "u32"].iter().zip(&params[2..]).all(|(ty, p)| scalar(p, ty))
 }
 
 /// A `#[kernel(pdl, faults = faults)]` of the warp-ring map shape

@@ -165,6 +165,22 @@ pub fn square(x: f32) -> f32 {
     x * x
 }
 
+/// `(x + offset) * scale` (an add, then a multiply: nothing a compiler may
+/// fuse into an fma, so GPU and CPU round alike): the math of the test
+/// stage with run-time parameters and a fault knob (`pdl_affine_kernel`).
+#[inline(always)]
+pub fn affine(x: f32, scale: f32, offset: f32) -> f32 {
+    (x + offset) * scale
+}
+
+/// The three channels in reverse order: the math of the test stage of a
+/// 12-byte element (`reverse3_kernel`, `ring_reverse3_kernel`), whose
+/// size does not divide 16.
+#[inline(always)]
+pub fn reverse3(x: [f32; 3]) -> [f32; 3] {
+    [x[2], x[1], x[0]]
+}
+
 /// i32 to its absolute value, wrapping at `i32::MIN`.
 #[inline(always)]
 pub fn abs_i32(x: i32) -> i32 {

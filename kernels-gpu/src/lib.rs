@@ -345,6 +345,15 @@ pub fn square_flags_kernel(
     nvptx_std::ring::map(&ctx, (input, in_flags), (output, out_flags), spin, kernel_math::square);
 }
 
+/// The test stage of a 12-byte element (see kernels-hopper's
+/// `ring_reverse3_kernel`): `output[i] = reverse3(input[i])`.
+#[kernel(same_len(input, output))]
+pub fn reverse3_kernel(input: &[[f32; 3]], mut output: Out<[f32; 3]>) {
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::reverse3(input[i]);
+    }
+}
+
 /// `reduce_kernel` as a flag-ring sink: `records[c]` (local chunk `c`, one
 /// per chunk, starting as `Reduction::EMPTY`) gets chunk `c`'s record.
 #[kernel]

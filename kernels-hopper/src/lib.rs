@@ -112,6 +112,39 @@ pub fn ring_square_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, 
     unsafe { map_stage(input, &mut output, ring, kernel_math::square) }
 }
 
+/// A test stage of the PDL grains with run-time parameters around a fault
+/// knob and a spin: `output[i] = affine(input[i], scale, offset)`. Its
+/// launchers must pass each value in its place (`Stage::with_pdl_map_with`,
+/// `PdlMapKernel`); a value in the wrong one changes the output.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn pdl_affine_kernel(input: &[f32], mut output: Out<f32>, scale: f32, faults: u32, spin: u64, offset: f32) {
+    let _ = faults;
+    launch_dependents();
+    spin_ns(spin);
+    for (i, o) in output.iter_mut() {
+        *o = kernel_math::affine(input[i], scale, offset);
+    }
+}
+
+/// The 12-byte test stage's warps form (see kernels-gpu's
+/// `reverse3_kernel`): bulk copies of whole 16-byte units only.
+#[kernel(pdl, faults = faults, same_len(input, output))]
+pub fn ring_reverse3_kernel(
+    input: &[[f32; 3]],
+    mut output: OutTiles<[f32; 3]>,
+    slots: u32,
+    slot_bytes: u32,
+    timeout_ns: u64,
+    watch: u64,
+    spin: u64,
+    faults: u32,
+) {
+    launch_dependents();
+    let ring = StageRing { slots, slot_bytes, timeout_ns, watch, spin, faults };
+    // SAFETY: as in ring_square_kernel.
+    unsafe { map_stage(input, &mut output, ring, kernel_math::reverse3) }
+}
+
 /// Consumer's map on the warp-specialized ring: `output[i] =
 /// consume(input[i])`. The producer lane spins `spin` nanoseconds before
 /// each copy (a slow producer on purpose, for the sync checker). `faults`:

@@ -33,10 +33,37 @@ fn square() -> Stage {
         .with_warps_map::<hopper::RingSquareKernel>(hopper::PTX)
 }
 
-/// `list` of built-in stages with `square` at each `square`.
+/// A stage of the PDL grains whose kernel has run-time parameters around
+/// a fault knob and a spin (`pdl_affine_kernel`): each value must reach its
+/// own place in the launch.
+fn affine(scale: f32, offset: f32) -> Stage {
+    use hopper::{PdlAffineKernel, PdlAffineKernelParams};
+    let reference = |p: &PdlAffineKernelParams, input: &[f32], output: &mut [f32]| {
+        output.iter_mut().zip(input).for_each(|(o, &x)| *o = kernel_math::affine(x, p.scale, p.offset))
+    };
+    Stage::map_with::<PdlAffineKernel>("affine", hopper::PTX, PdlAffineKernelParams { scale, offset }, reference)
+        .with_pdl_map_with::<PdlAffineKernel>(hopper::PTX, PdlAffineKernelParams { scale, offset })
+}
+
+/// A stage of a 12-byte element, whose size does not divide 16, with its
+/// warps form (`ring_reverse3_kernel`): the ring's bulk copies move whole
+/// 16-byte units only.
+fn reverse3() -> Stage {
+    let reference = |input: &[[f32; 3]], output: &mut [[f32; 3]]| output.iter_mut().zip(input).for_each(|(o, &x)| *o = kernel_math::reverse3(x));
+    Stage::map::<ptx_kernels::Reverse3Kernel>("reverse3", ptx_kernels::PTX, reference).with_warps_map::<hopper::RingReverse3Kernel>(hopper::PTX)
+}
+
+/// `list` of built-in stages with `square`, `affine` (scale 1.5, offset
+/// -0.25) and `reverse3` at their names.
 fn spec(list: &str, k: usize, chunk: u64, total: u64, seed: u32) -> PipelineSpec {
     let builtin = StageRegistry::builtin();
-    let stages = list.split(',').map(|name| if name == "square" { square() } else { builtin.parse_one(name).unwrap() }).collect();
+    let stage = |name: &str| match name {
+        "square" => square(),
+        "affine" => affine(1.5, -0.25),
+        "reverse3" => reverse3(),
+        _ => builtin.parse_one(name).unwrap(),
+    };
+    let stages = list.split(',').map(stage).collect();
     let workload = if list.starts_with("h2d") { Workload::Stream } else { Workload::Generate };
     PipelineSpec::new(workload).stages(stages).slots(k).chunk_elements(chunk).total_elements(total).seed(seed)
 }
@@ -87,6 +114,28 @@ fn every_grain_accepts_a_stage_with_every_form() {
     // the plain stage alone is refused.
     let alone = PipelineSpec::new(Workload::Stream).stages(vec![builtin.parse_one("h2d").unwrap(), plain(), builtin.parse_one("d2h").unwrap()]);
     assert!(alone.check_launch(Launch::Warps).unwrap_err().to_string().contains("h2d,square,d2h"));
+}
+
+/// The other two stages run where their forms say: `affine` at every grain
+/// but flags (warps runs it by its stream kernel beside the reduce's ring),
+/// `reverse3` at streams, graph and warps; both verify on the simulated
+/// device.
+#[test]
+fn stages_of_other_shapes_run_at_their_grains_on_the_simulated_device() {
+    for (list, grains) in [
+        ("producer,affine,reduce", &[Launch::Streams, Launch::Graph, Launch::Pdl { graph: false }, Launch::Pdl { graph: true }, Launch::Warps][..]),
+        ("h2d,reverse3,d2h", &[Launch::Streams, Launch::Graph, Launch::Warps][..]),
+    ] {
+        for launch in LAUNCHES {
+            let s = spec(list, 2, 37, 301, 3);
+            assert_eq!(s.check_launch(launch).is_ok(), grains.contains(&launch), "{list} {launch:?}");
+            if grains.contains(&launch) {
+                let mut p = SimPipeline::new(s, HostInput::Generated).unwrap();
+                let r = p.run(launch, 2).unwrap_or_else(|e| panic!("{list} {launch:?}: {e}"));
+                assert!(p.verify(&r).passed(), "{list} {launch:?}");
+            }
+        }
+    }
 }
 
 /// On the simulated device the stage runs and verifies at every grain,
@@ -171,6 +220,55 @@ fn a_wrong_form_fails_at_its_grain() {
         for launch in [Launch::Streams, Launch::Flags, Launch::Pdl { graph: false }, Launch::Warps] {
             let r = p.run(launch, 1, false).unwrap_or_else(|e| panic!("{bad_at:?} form, {launch:?}: {e}"));
             assert_eq!(p.verify(&r).passed(), launch != bad_at, "the {bad_at:?} form swapped, run at {launch:?}");
+        }
+    }
+}
+
+/// On a GPU: a PDL map kernel's run-time parameters, fault knob and spin
+/// each reach their place (`PdlMapKernel::launch_map_pdl`); and the proof
+/// it can fail: the PDL form given other values than the reference fails
+/// at the PDL grains only.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn parameters_reach_the_pdl_kernel_in_their_places() {
+    let Some(gpu) = hopper_gpu("parameters_reach_the_pdl_kernel_in_their_places") else { return };
+    let seed = seed();
+    let (scale, offset) = (1.0 + (seed % 7) as f32 / 8.0, -((seed % 5) as f32) / 4.0 - 0.5);
+    let pdl = [Launch::Pdl { graph: false }, Launch::Pdl { graph: true }];
+    for (k, chunk, total) in [(2, 1 << 14, (1 << 18) + 3), (3, 1001, 100_003)] {
+        let mut s = spec("producer,square,reduce", k, chunk, total, seed);
+        s.stages[1] = affine(scale, offset);
+        let mut p = Pipeline::new(&[&gpu], s.clone(), HostInput::Generated).unwrap();
+        for launch in [Launch::Streams, pdl[0], pdl[1]] {
+            let r = p.run(launch, 2, false).unwrap_or_else(|e| panic!("{launch:?}: {e}"));
+            assert!(p.verify(&r).passed(), "scale {scale} offset {offset} K={k} {launch:?}: {}", p.verify(&r).summary());
+        }
+        // The PDL form with the offset off by one: its grains fail, the stream kernel's do not.
+        s.stages[1] =
+            s.stages[1].clone().with_pdl_map_with::<hopper::PdlAffineKernel>(hopper::PTX, hopper::PdlAffineKernelParams { scale, offset: offset + 1.0 });
+        let mut p = Pipeline::new(&[&gpu], s, HostInput::Generated).unwrap();
+        for launch in [Launch::Streams, pdl[0], pdl[1]] {
+            let r = p.run(launch, 1, false).unwrap();
+            assert_eq!(p.verify(&r).passed(), launch == Launch::Streams, "the PDL form's values differ, {launch:?}");
+        }
+    }
+}
+
+/// On a GPU: a 12-byte element on the warp ring (bulk copies of whole
+/// 16-byte units, the rest read from global memory), every element checked,
+/// sizes and K that put tiles at every alignment.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_12_byte_element_runs_on_the_warp_ring() {
+    let Some(gpu) = hopper_gpu("a_12_byte_element_runs_on_the_warp_ring") else { return };
+    let seed = seed();
+    for (k, chunk, total) in [(1, 4093, 40_000), (2, 1 << 16, (1 << 18) + 7), (3, 333_333, 1_000_003), (2, 5, 17)].into_iter().filter(|s| fits(s.2)) {
+        let mut p = Pipeline::new(&[&gpu], spec("h2d,reverse3,d2h", k, chunk, total, seed), HostInput::Generated).unwrap();
+        for launch in [Launch::Streams, Launch::Warps] {
+            let r = p.run(launch, 2, false).unwrap_or_else(|e| panic!("K={k} chunk={chunk} {launch:?}: {e}"));
+            let v = p.verify(&r);
+            assert!(v.passed(), "K={k} chunk={chunk} total={total} {launch:?}: {}", v.summary());
+            assert_eq!(v.chunks_checked, p.spec().chunks());
         }
     }
 }

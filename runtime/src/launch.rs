@@ -145,7 +145,9 @@ pub unsafe trait PdlKernel: KernelEntry {}
 /// written, then any run-time parameters ([`MapKernel::Params`]). A trailing
 /// `spin: u64` is passed 0 and is no parameter of the stage. `#[kernel]`
 /// implements this for every kernel of that shape whose element types are
-/// [`Element`]s, so a pipeline can run it as a map stage.
+/// [`Element`]s, so a pipeline can run it as a map stage; not for one that
+/// writes `OutTiles` (a warp-ring kernel, [`WarpMapKernel`]), whose launch
+/// needs the ring's.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a map kernel, so it cannot be a map stage",
     label = "not of the map shape",
@@ -362,14 +364,14 @@ pub struct WarpRingArgs {
 /// `#[kernel(pdl, faults = faults, same_len(input, output))] fn(input:
 /// &[I], output: OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64,
 /// watch: u64, spin: u64, faults: u32)` (those names, in that order),
-/// whose body calls `nvptx_std::hopper::ring::map_stage`. `#[kernel]`
+/// whose body is, e.g., `nvptx_std::hopper::ring::map_stage`. `#[kernel]`
 /// implements this for every kernel of that shape (and never makes one a
 /// [`MapKernel`]: it needs the ring's launch), so a pipeline can run it as
 /// a map stage's form in the warps grain (`pc_pipeline::Stage::with_warps_map`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a warp-ring map kernel",
     label = "not of the warp-ring map shape",
-    note = "a warps-grain map kernel is `#[kernel(pdl, faults = faults, same_len(input, output))] fn(input: &[I], output: OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32)` whose body calls `nvptx_std::hopper::ring::map_stage`"
+    note = "a warps-grain map kernel is `#[kernel(pdl, faults = faults, same_len(input, output))] fn(input: &[I], output: OutTiles<O>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32)`, whose body may be `nvptx_std::hopper::ring::map_stage`"
 )]
 pub trait WarpMapKernel: KernelEntry + PdlKernel + Sized {
     type In: Element;

@@ -106,15 +106,23 @@ impl Iterator for Tiles {
 }
 
 /// Elements of a tile that the bulk copy moves: the whole tile when its
-/// first element is 16-byte aligned in global memory, less the bytes past
-/// the last multiple of 16 (bulk copies move multiples of 16 bytes); none
-/// when it is not aligned. The rest is read from global memory directly.
+/// first element is 16-byte aligned in global memory, less the elements
+/// past the last whole [`bulk_unit`] (bulk copies move multiples of 16
+/// bytes, so for a 12-byte element whole groups of 4); none when it is not
+/// aligned. The rest is read from global memory directly.
 pub fn bulk_elements<T>(tile_address: usize, len: usize) -> usize {
     let size = core::mem::size_of::<T>();
     if size == 0 || !tile_address.is_multiple_of(16) {
         return 0;
     }
-    (len * size / 16 * 16) / size
+    let unit = bulk_unit(size);
+    len / unit * unit
+}
+
+/// The fewest elements of `size` bytes (> 0) whose bytes are a multiple of
+/// 16: 16 over the largest power of two (at most 16) dividing `size`.
+pub const fn bulk_unit(size: usize) -> usize {
+    16 >> if size.trailing_zeros() > 4 { 4 } else { size.trailing_zeros() }
 }
 
 /// A ring in the block's dynamic shared memory, over an input of `len`
@@ -275,7 +283,8 @@ impl<T: Element> RingCore<T> {
             crate::trap();
         }
         // The halo in whole 16-byte units (bulk copies move multiples of 16).
-        let halo = (halo * elem as usize).div_ceil(16) * 16 / elem as usize;
+        let unit = bulk_unit(elem as usize);
+        let halo = halo.div_ceil(unit) * unit;
         if halo > 0 && 2 * halo > (slot_bytes / elem) as usize {
             crate::trap();
         }
@@ -779,7 +788,7 @@ pub struct StageRing {
 ///
 /// ```ignore
 /// #[kernel(pdl, faults = faults, same_len(input, output))]
-/// pub fn square_ring_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
+/// pub fn ring_square_kernel(input: &[f32], mut output: OutTiles<f32>, slots: u32, slot_bytes: u32, timeout_ns: u64, watch: u64, spin: u64, faults: u32) {
 ///     nvptx_std::hopper::pdl::launch_dependents();
 ///     let ring = StageRing { slots, slot_bytes, timeout_ns, watch, spin, faults };
 ///     // SAFETY: first thing, in every thread; launched only through its
@@ -1040,6 +1049,15 @@ mod tests {
         assert_eq!(bulk_elements::<f32>(260, 4096), 0);
         assert_eq!(bulk_elements::<u8>(16, 33), 32);
         assert_eq!(bulk_elements::<f64>(32, 3), 2);
+        // Sizes that do not divide 16: whole units of 16 bytes, never a part.
+        assert_eq!(bulk_elements::<[f32; 3]>(256, 3), 0);
+        assert_eq!(bulk_elements::<[f32; 3]>(256, 9), 8);
+        assert_eq!(bulk_elements::<[u16; 3]>(256, 9), 8);
+        assert_eq!(bulk_elements::<[u8; 32]>(256, 3), 3);
+        for size in 1..=64 {
+            let unit = bulk_unit(size);
+            assert!((unit * size).is_multiple_of(16) && (1..unit).all(|u| !(u * size).is_multiple_of(16)), "size {size}");
+        }
         assert_eq!(shared_bytes(4, 16 << 10), 128 + (64 << 10));
         const { assert!(16 * MAX_SLOTS <= HEADER_BYTES) };
     }

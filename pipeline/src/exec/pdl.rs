@@ -16,9 +16,10 @@
 //! is the gap between kernels: the next kernel is scheduled while this one
 //! runs (each calls `launch_dependents` first) and waits on the GPU.
 //!
-//! The sync checker's fault knob ([`Pipeline::set_pdl_faults`]) makes the
-//! consumer skip its wait; with the producer slowed, it then reads slots
-//! before they are written.
+//! The sync checker's fault knob ([`Pipeline::set_pdl_faults`]) makes
+//! every stage whose PDL kernel has one (`#[kernel(pdl, faults = f)]`: the
+//! built-in consumer's) skip its wait; with the producer slowed, it then
+//! reads slots before they are written.
 use super::error::{Result, err};
 use super::part::Part;
 use crate::Pipeline;
@@ -339,13 +340,15 @@ impl Part<'_> {
 }
 
 impl Pipeline<'_> {
-    /// Sets the consumer's fault bits for the PDL grains
-    /// (`nvptx_std::hopper::pdl::fault`; 0 restores the protocol). Drops
-    /// any captured PDL graph.
+    /// Sets the fault bits of every stage for the PDL grains
+    /// (`nvptx_std::hopper::pdl::fault`; 0 restores the protocol): those
+    /// whose PDL kernel has a fault knob (`#[kernel(pdl, faults = f)]`,
+    /// the built-in consumer's, or one of yours through
+    /// [`Stage::with_pdl_map`]) take them. Drops any captured PDL graph.
     ///
     /// # Safety
-    /// A fault bit breaks the protocol on purpose: with `SKIP_WAIT` the
-    /// consumer kernel reads ring slots while the producer may still write
+    /// A fault bit breaks the protocol on purpose: with `SKIP_WAIT` such a
+    /// kernel reads ring slots while the stage before it may still write
     /// them, a data race on device memory (on the GPU: wrong `f32` values,
     /// any bits valid, which verification reports). Set it only to show
     /// that race, and judge the results only through [`Pipeline::verify`].

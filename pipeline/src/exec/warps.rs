@@ -283,7 +283,7 @@ impl Stage {
     }
 
     /// This stage with a warps form from kernel `K` in `ptx`: a kernel of
-    /// the warp-ring map shape ([`WarpMapKernel`], whose body is
+    /// the warp-ring map shape ([`WarpMapKernel`], whose body is, e.g.,
     /// `nvptx_std::hopper::ring::map_stage`), launched on the ring's shape
     /// for the spec's K and chunk ([`RingShape::for_chunk`]). Its
     /// per-element work must equal the stage's own kernel's (the CPU
@@ -531,7 +531,7 @@ unsafe impl OnGpu for RingReduceOnGpu {
         let cfg = chunk_config(&self.gpu, &self.shape, len);
         let (faults, spin) = (self.knobs.faults.load(Ordering::Relaxed), self.knobs.spin_ns.load(Ordering::Relaxed));
         let RingShape { slots, slot_bytes, .. } = self.shape;
-        // SAFETY: as RingConsumerOnGpu's; the record is this chunk's alone.
+        // SAFETY: as WarpMapOnGpu's; the record is this chunk's alone.
         unsafe {
             RingReduceKernel::launch_with_faults(
                 &self.kernel,

@@ -437,18 +437,20 @@ mod tests {
     /// Writes the project `dir` with path dependencies on this repository
     /// and lets cargo write its lockfile, starting from this repository's
     /// own (so every version is the one CI builds; offline, nothing new is
-    /// resolved).
+    /// resolved). `cargo update --workspace` writes the lock from the index
+    /// alone: `cargo metadata` would also download every platform's crates
+    /// (a Windows-only one), which a fresh CI machine has not cached.
     fn cargo_lockfile(dir: &Path) -> String {
         let repo = built_from();
         assert!(run(&NewArgs { dir: dir.to_path_buf(), repo: Some(repo.clone()), git: None }).unwrap());
         std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = std::process::Command::new(cargo)
-            .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
+            .args(["update", "--offline", "--workspace", "--manifest-path"])
             .arg(dir.join("Cargo.toml"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "cargo update: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::read_to_string(dir.join("Cargo.lock")).unwrap()
     }
 

@@ -445,11 +445,8 @@ mod tests {
         assert!(run(&NewArgs { dir: dir.to_path_buf(), repo: Some(repo.clone()), git: None }).unwrap());
         std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args(["update", "--offline", "--workspace", "--manifest-path"])
-            .arg(dir.join("Cargo.toml"))
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(cargo).args(["update", "--offline", "--workspace", "--manifest-path"]).arg(dir.join("Cargo.toml")).output().unwrap();
         assert!(out.status.success(), "cargo update: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::read_to_string(dir.join("Cargo.lock")).unwrap()
     }

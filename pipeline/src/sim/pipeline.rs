@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// What a run on the simulated device can hit.
+/// What a run on the simulated device can hit. Each message is one line;
+/// more kinds may come (the simulator checks more of CUDA's rules).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     #[error(transparent)]
     Failed(#[from] PipelineError),

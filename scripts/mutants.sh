@@ -187,6 +187,18 @@ mutant sim-run-plan-drops-the-join-waits pipeline/src/exec/plan.rs \
   'out.push(Action::Wait { stream: 0, event: EventId::Join(stream) });' \
   '' \
   "$sim"
+# A bulk copy of an element whose size does not divide 16 (12 bytes) must
+# move whole 16-byte units: the rounding of before issue 19's review.
+mutant bulk-unit-rounds-by-whole-elements nvptx-std/src/hopper/ring.rs \
+  '16 >> if size.trailing_zeros() > 4 { 4 } else { size.trailing_zeros() }' \
+  'if size >= 16 { 1 } else { 16 / size }' \
+  'cargo test -p nvptx-std --locked --lib'
+# A new grain's module is placed by the table of grains' import: without
+# it the layering test would ask for a second line (docs/guide.md says one).
+mutant layering-places-no-grain-by-the-table tests/layering.rs \
+  'let in_table = g.get("grains").is_some_and(|t| t.contains(module));' \
+  'let in_table = false;' \
+  'cargo test --locked --test layering'
 # --- past the seam: a CPU test cannot see the CUDA call itself. The
 # simulated device runs the walker and the plans, not `OnStreams` (the CUDA
 # implementation of `EnqueueTo`): a no-op `cuStreamWaitEvent` there is

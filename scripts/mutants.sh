@@ -167,7 +167,7 @@ mutant sim-run-plan-waits-on-a-stale-capture pipeline/src/exec/plan.rs \
 # be a MapKernel (its watch address would be a safe stage parameter), and
 # the example stage must carry each form for every grain to accept it ---
 mutant warp-ring-kernel-becomes-a-map-kernel kernel-macros/src/lib.rs \
-  'if is_warp_map_shape(params) {
+  'if writes_tiles(params) {
         return quote! {};
     }' \
   '' \

@@ -9,6 +9,30 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+/// Whether a file argument is `-` (standard input or output).
+pub(crate) fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// A stream's first line (`host pipeline --input`): its stages and ring
+/// types, K, the chunk, from where to where, and `on` what it runs.
+pub(crate) fn stream_banner(spec: &PipelineSpec, input: &Path, output: Option<&Path>, on: &str) -> Result<String> {
+    Ok(format!(
+        "stream: {} ({}), K={}, chunk {} ({} elements), from {} to {}, {on}",
+        spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> "),
+        spec.ring_types()?.iter().map(|t| t.name()).collect::<Vec<_>>().join(" -> "),
+        spec.slots,
+        bytes(spec.chunk_elements as u128 * spec.input_type()?.size() as u128),
+        spec.chunk_elements,
+        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
+        match output {
+            None => "nowhere (checked, then dropped)".to_string(),
+            Some(p) if is_dash(p) => "standard output".to_string(),
+            Some(p) => p.display().to_string(),
+        },
+    ))
+}
+
 /// The kernels' PTX: the embedded module, or the file given with `--ptx`
 /// (kept for the rest of the process, as the embedded one is).
 pub(crate) fn kernels_ptx(ptx: &Option<PathBuf>) -> Result<(Ptx<ptx_kernels::KernelCrate>, String)> {

@@ -5,7 +5,7 @@
 //! scheduler's seed is printed so a run replays (`--sim-seed`). What the
 //! simulated device does not run is refused with one line before anything
 //! runs ([`check_pipeline`], [`refuse_flags`]).
-use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, launch_words, parse_place, staged_output, stdout_file};
+use crate::common::{check_writable, fresh_interrupt_flag, gpu_indices, is_dash, launch_words, parse_place, staged_output, stdout_file, stream_banner};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, anyhow, bail};
 use pc_pipeline::sim::{SIM_LAUNCHES, SimError, SimPipeline};
@@ -236,10 +236,6 @@ pub fn batch(a: &PipelineArgs, spec: PipelineSpec, launch: Launch, seed: u64) ->
     Ok(passed)
 }
 
-fn is_dash(p: &Path) -> bool {
-    p.as_os_str() == "-"
-}
-
 /// `host pipeline --device sim --input FILE|- [--output FILE|-]`: the
 /// whole input through the stages with `pc_pipeline::sim::stream` (the
 /// executor's per-chunk action lists), checked against the CPU
@@ -257,21 +253,7 @@ pub fn stream(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, seed: u64) ->
         std::fs::File::open(input).and_then(|mut f| f.read_to_end(&mut data)).with_context(|| format!("input file {}", input.display()))?;
     }
     let size = spec.input_type()?.size();
-    say(format!(
-        "stream: {} ({}), K={}, chunk {} ({} elements), from {} to {}, the simulated device, {}",
-        spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> "),
-        spec.ring_types()?.iter().map(|t| t.name()).collect::<Vec<_>>().join(" -> "),
-        spec.slots,
-        bytes(spec.chunk_elements as u128 * size as u128),
-        spec.chunk_elements,
-        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
-        match &a.stream.output {
-            None => "nowhere (checked, then dropped)".to_string(),
-            Some(p) if is_dash(p) => "standard output".to_string(),
-            Some(p) => p.display().to_string(),
-        },
-        seed_line(seed)
-    ));
+    say(stream_banner(spec, input, a.stream.output.as_deref(), &format!("the simulated device, {}", seed_line(seed)))?);
     // An error (a race, input ending mid-element, Ctrl-C between chunks)
     // returns before anything is written.
     let out = pc_pipeline::sim::stream_interruptible(spec, &data, seed, &interrupt).map_err(sim_error)?;

@@ -1,6 +1,6 @@
 //! `host pipeline --input FILE|- [--output FILE|-]`: a stream through the
 //! GPU stages, as long as its input, with latency and drops reported.
-use crate::common::{check_writable, staged_output, stdout_file, widen_pipe};
+use crate::common::{check_writable, is_dash, staged_output, stdout_file, stream_banner, widen_pipe};
 use crate::pipeline_args::PipelineArgs;
 use anyhow::{Context, Result, bail};
 use pc_pipeline::PipelineSpec;
@@ -15,10 +15,6 @@ use std::sync::atomic::AtomicBool;
 /// Positional reads or writes per chunk of a regular file: one per core.
 fn readers() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get())
-}
-
-fn is_dash(p: &Path) -> bool {
-    p.as_os_str() == "-"
 }
 
 pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<AtomicBool>) -> Result<bool> {
@@ -96,22 +92,7 @@ pub fn run(a: &PipelineArgs, spec: &PipelineSpec, input: &Path, interrupt: Arc<A
         return Ok(true);
     }
     let gpu = Gpu::open(0)?;
-    let size = spec.input_type()?.size() as u128;
-    say(format!(
-        "stream: {} ({}), K={}, chunk {} ({} elements), from {} to {}, GPU 0 ({})",
-        spec.stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" -> "),
-        spec.ring_types()?.iter().map(|t| t.name()).collect::<Vec<_>>().join(" -> "),
-        spec.slots,
-        bytes(spec.chunk_elements as u128 * size),
-        spec.chunk_elements,
-        if is_dash(input) { "standard input".to_string() } else { input.display().to_string() },
-        match &a.stream.output {
-            None => "nowhere (checked, then dropped)".to_string(),
-            Some(p) if is_dash(p) => "standard output".to_string(),
-            Some(p) => p.display().to_string(),
-        },
-        gpu.info().name
-    ));
+    say(stream_banner(spec, input, a.stream.output.as_deref(), &format!("GPU 0 ({})", gpu.info().name))?);
     let report = stream::run(&gpu, spec, source, sink, opts)?;
     let passed = report.verification.as_ref().is_none_or(|v| v.passed());
     // Only a complete, verified stream gets the final name.

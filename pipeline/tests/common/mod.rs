@@ -1,29 +1,12 @@
 //! Helpers shared by the GPU tests.
 #![allow(dead_code)]
 
-/// splitmix64: a small, seedable generator (no dependency needed).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Log-uniform in 1..=max: small and large sizes alike.
-    pub fn size(&mut self, max: u64) -> u64 {
-        let bits = 64 - max.leading_zeros() as u64;
-        let k = self.below(bits + 1).min(63);
-        (1 + self.below(1 << k)).min(max)
-    }
-}
+/// splitmix64: a small, seedable generator (no dependency needed), the
+/// one the simulator's tests use too.
+#[path = "../splitmix/mod.rs"]
+mod splitmix;
+#[allow(unused_imports)] // not every test binary draws random numbers
+pub use splitmix::Rng;
 
 /// The seed from `PC_TEST_SEED`, or a fresh one from the clock.
 pub fn seed_from_env() -> u64 {

@@ -1,5 +1,5 @@
-//! splitmix64, the random source of the simulator's random tests (one
-//! generator for both test files, replayable from a printed seed).
+//! splitmix64, the random source of the random tests (the simulator's,
+//! and the GPU tests' through `common`), replayable from a printed seed.
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -13,5 +13,13 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+
+    /// Log-uniform in 1..=max: small and large sizes alike.
+    #[allow(dead_code)] // the GPU tests' (through `common`)
+    pub fn size(&mut self, max: u64) -> u64 {
+        let bits = 64 - max.leading_zeros() as u64;
+        let k = self.below(bits + 1).min(63);
+        (1 + self.below(1 << k)).min(max)
     }
 }
